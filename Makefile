@@ -1,0 +1,78 @@
+# ublk-lua: one plain Makefile.
+#   make            build build/ublk-lua and build/ublk/core.so
+#   make run        serve examples/mydisk.lua (in a QEMU guest if this kernel has no ublk)
+#   make test       host specs + guest specs on both kernels; last line "N passed, N failed"
+#   make bench      side-by-side benchmarks in one guest boot
+#   make install    PREFIX=/usr/local DESTDIR=
+#   WERROR=1 adds -Werror; SANITIZE=1 builds with ASan+UBSan into build-san
+PREFIX ?= /usr/local
+DESTDIR ?=
+LUADIR ?= $(PREFIX)/share/lua/5.1
+LIBDIR ?= $(PREFIX)/lib/lua/5.1
+BINDIR ?= $(PREFIX)/bin
+
+CC ?= gcc
+LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
+LUAJIT_LIBS := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -fPIC -D_GNU_SOURCE -pthread
+LDLIBS := -luring -lpthread
+
+B ?= build
+ifeq ($(WERROR),1)
+CFLAGS += -Werror
+endif
+ifeq ($(SANITIZE),1)
+B := build-san
+CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+RUNTIME := log ctrl queue device backend_registry backend_memory backend_null backend_file
+OBJS := $(RUNTIME:%=$(B)/obj/%.o)
+LUA_MODULES := $(wildcard lua/ublk/*.lua)
+
+.PHONY: all deps run test test-host test-guest bench install clean
+all: $(B)/ublk-lua $(B)/ublk/core.so
+
+$(B)/obj/%.o: runtime/%.c runtime/*.h | $(B)/obj
+	$(CC) $(CFLAGS) $(LUAJIT_CFLAGS) -c -o $@ $<
+
+$(B)/obj $(B)/ublk:
+	mkdir -p $@
+
+# The executable exports its symbols (-E) so that FFI code can reach them.
+$(B)/ublk-lua: $(B)/obj/main.o $(B)/obj/lua_core.o $(OBJS)
+	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUAJIT_LIBS) $(LDLIBS)
+
+# The module for plain LuaJIT (busted, user programs): Lua symbols come
+# from the host interpreter, so it does not link libluajit.
+$(B)/ublk/core.so: $(B)/obj/lua_core.o $(OBJS) | $(B)/ublk
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
+
+deps:
+	@spec/deps
+
+run: deps all
+	@examples/run-main
+
+test: deps
+	@spec/run-all
+
+test-host: deps all
+	@spec/run-host
+
+test-guest: deps all
+	@spec/run-guest
+
+bench: deps all
+	@bench/run
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/ublk $(DESTDIR)$(LIBDIR)/ublk
+	install -m 755 $(B)/ublk-lua $(DESTDIR)$(BINDIR)/ublk-lua
+	install -m 755 $(B)/ublk/core.so $(DESTDIR)$(LIBDIR)/ublk/core.so
+	install -m 644 $(LUA_MODULES) $(DESTDIR)$(LUADIR)/ublk/
+
+clean:
+	rm -rf build build-san

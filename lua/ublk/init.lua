@@ -1,0 +1,165 @@
+-- ublk: describe and drive Linux ublk block devices from Lua.
+--
+--   local ublk = require "ublk"
+--   local dev = assert(ublk.device{ size = "256MiB", queues = 2 })
+--   assert(dev:start())          -- dev.path is now a usable block device
+--   ...                          -- I/O on dev.path; queue threads serve it
+--   dev:close()                  -- stops (if started) and deletes it
+--
+-- Mistakes (bad parameters, start twice, use after close) raise errors.
+-- Operational failures (the kernel refuses, no ublk driver) return
+-- nil, message, errno.
+local core = require "ublk.core"
+local params = require "ublk.params"
+
+local ublk = { version = core.version, params = params }
+
+-- Devices created and not yet closed, so that the CLI (or anyone) can
+-- remove everything on exit: ublk.close_all().
+local open_devices = {}
+
+local Device = {}
+Device.__index = Device
+
+-- Backend descriptions.  A device's `backend` is a name or one of these.
+function ublk.memory() return { name = "memory" } end
+function ublk.null() return { name = "null" } end
+function ublk.file(t)
+  if type(t) == "string" then t = { path = t } end
+  if type(t) ~= "table" or type(t.path) ~= "string" or t.path == "" then
+    error("ublk.file: expected { path = \"...\" [, direct = true] [, size = ...] }", 2)
+  end
+  return { name = "file", path = t.path, direct = t.direct, size = t.size }
+end
+
+local function limits()
+  return { max_queues = core.nr_cpus() }
+end
+
+-- ublk.device(t) -> device | nil, message, errno
+-- Validates everything before asking the kernel for anything, so a bad
+-- parameter never leaves a half-made device behind.
+function ublk.device(t)
+  local ok, p = pcall(params.validate, t, limits())
+  if not ok then error(p, 2) end
+  local b = p.backend
+  local spec = {
+    size = p.size, block_size = p.block_size, queues = p.queues,
+    depth = p.depth, max_io = p.max_io, read_only = p.read_only,
+    discard = p.discard, id = p.id, path = p.path, direct = p.direct,
+    backend = b,
+  }
+  if type(b) == "table" then
+    if type(b.name) ~= "string" then
+      error("ublk.device: backend object has no name", 2)
+    end
+    spec.backend = b.name
+    spec.path = b.path or p.path
+    if b.direct ~= nil then spec.direct = b.direct end
+  end
+  local d, err, errno = core.create(spec)
+  if not d then return nil, err, errno end
+  local info = d:info()
+  local dev = setmetatable({
+    _d = d, id = info.id, path = "/dev/ublkb" .. info.id,
+    name = p.name, params = p,
+  }, Device)
+  open_devices[dev] = true
+  return dev
+end
+
+local function check(dev, method)
+  if getmetatable(dev) ~= Device then
+    error("ublk: " .. method .. " must be called as dev:" .. method .. "()", 3)
+  end
+  return dev._d:state()
+end
+
+function Device:start()
+  local state = check(self, "start")
+  if state ~= "created" then
+    error(("ublk: cannot start device %d: it is %s%s"):format(self.id, state,
+      state == "stopped" and " (create a new device to serve again)" or ""), 2)
+  end
+  return self._d:start()
+end
+
+function Device:stop()
+  local state = check(self, "stop")
+  if state ~= "started" then
+    error(("ublk: cannot stop device %d: it is %s"):format(self.id, state), 2)
+  end
+  return self._d:stop()
+end
+
+-- Closing twice is harmless: cleanup paths may race to it.
+function Device:close()
+  local state = check(self, "close")
+  open_devices[self] = nil
+  if state == "closed" then return true end
+  return self._d:close()
+end
+
+function Device:state()
+  return check(self, "state")
+end
+
+function Device:info()
+  local state = check(self, "info")
+  if state == "closed" then
+    error(("ublk: device %d is closed"):format(self.id), 2)
+  end
+  local info = self._d:info()
+  info.path = self.path
+  info.state = state
+  info.name = self.name
+  return info
+end
+
+-- Per-queue counters plus their sum in `total`.
+function Device:stats()
+  check(self, "stats")
+  local queues = self._d:stats()
+  local total = {}
+  for _, q in ipairs(queues) do
+    for k, v in pairs(q) do
+      if type(v) == "number" and k ~= "tid" and k ~= "cpu" then
+        total[k] = (total[k] or 0) + v
+      end
+    end
+  end
+  queues.total = total
+  return queues
+end
+
+function Device:__tostring()
+  return ("ublk device %d (%s)"):format(self.id, self._d:state())
+end
+
+-- The devices created and not closed yet, oldest first.
+function ublk.devices()
+  local list = {}
+  for dev in pairs(open_devices) do list[#list + 1] = dev end
+  table.sort(list, function(a, b) return a.id < b.id end)
+  return list
+end
+
+-- Closes every device still open; returns how many it closed.
+function ublk.close_all()
+  local n = 0
+  for dev in pairs(open_devices) do
+    dev:close()
+    n = n + 1
+  end
+  return n
+end
+
+function ublk.features()
+  return core.features()
+end
+
+function ublk.set_log_level(level)
+  core.set_log_level(level)
+end
+
+return ublk

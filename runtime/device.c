@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * device.c - the staged lifecycle of one device (see device.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "device.h"
+#include "log.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int fail(struct ublk_dev *d, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct ublk_dev *d, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(d->err, sizeof(d->err), fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
+static unsigned shift_of(unsigned v)
+{
+	unsigned s = 0;
+
+	while ((1u << s) < v)
+		s++;
+	return s;
+}
+
+static int open_ctrl(struct ublk_dev *d)
+{
+	int ret = ublk_ctrl_open(&d->ctrl);
+
+	if (ret == -ENOENT)
+		return fail(d, ret, "%s not found: this kernel has no ublk driver "
+			    "(load it with 'modprobe ublk_drv')", UBLK_CTRL_DEV);
+	if (ret == -EACCES || ret == -EPERM)
+		return fail(d, ret, "cannot open %s: %s (run as root)",
+			    UBLK_CTRL_DEV, strerror(-ret));
+	if (ret < 0)
+		return fail(d, ret, "cannot open %s: %s", UBLK_CTRL_DEV, strerror(-ret));
+	ublk_ctrl_get_features(&d->ctrl, &d->features);
+	return 0;
+}
+
+static int add_dev(struct ublk_dev *d, const struct ublk_dev_conf *conf)
+{
+	uint64_t want = d->features & UBLK_F_CMD_IOCTL_ENCODE;
+	struct ublksrv_ctrl_dev_info *info = &d->info;
+	int ret;
+
+	memset(info, 0, sizeof(*info));
+	info->nr_hw_queues = (uint16_t)conf->queues;
+	info->queue_depth = (uint16_t)conf->depth;
+	info->max_io_buf_bytes = conf->max_io;
+	info->dev_id = conf->id < 0 ? UINT32_MAX : (uint32_t)conf->id;
+	info->ublksrv_pid = getpid();
+	info->flags = want;
+	ret = ublk_ctrl_add_dev(&d->ctrl, info);
+	if (ret == -EEXIST)
+		return fail(d, ret, "device id %d is already in use", conf->id);
+	if (ret < 0)
+		return fail(d, ret, "ADD_DEV refused: %s", strerror(-ret));
+	return 0;
+}
+
+/* The kernel clamps queues to its CPU count and drops flags it does not
+ * know: check that it gave us what we asked for. */
+static int check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
+{
+	uint64_t want = d->features & UBLK_F_CMD_IOCTL_ENCODE;
+	struct ublksrv_ctrl_dev_info *info = &d->info;
+
+	ublk_dbg("dev %u: asked flags %#llx, kernel granted %#llx", info->dev_id,
+		 (unsigned long long)want, (unsigned long long)info->flags);
+	if ((info->flags & want) != want)
+		return fail(d, -ENOTSUP, "the kernel refused device flags %#llx",
+			    (unsigned long long)(want & ~info->flags));
+	if (info->nr_hw_queues != conf->queues)
+		return fail(d, -EINVAL, "queues = %u, but this kernel allows at most %u",
+			    conf->queues, info->nr_hw_queues);
+	if (info->queue_depth != conf->depth)
+		return fail(d, -EINVAL, "depth = %u, but the kernel set %u", conf->depth,
+			    info->queue_depth);
+	if (info->max_io_buf_bytes < conf->max_io)
+		return fail(d, -EINVAL, "max_io = %u, but the kernel allows %u",
+			    conf->max_io, info->max_io_buf_bytes);
+	d->ctrl.ioctl_encode = (info->flags & UBLK_F_CMD_IOCTL_ENCODE) != 0;
+	return 0;
+}
+
+static int set_params(struct ublk_dev *d, const struct ublk_dev_conf *conf)
+{
+	struct ublk_params p = { 0 };
+	unsigned caps = d->backend.caps;
+	unsigned bs_shift = shift_of(conf->block_size);
+	int ret;
+
+	p.types = UBLK_PARAM_TYPE_BASIC;
+	p.basic.logical_bs_shift = (uint8_t)bs_shift;
+	p.basic.physical_bs_shift = (uint8_t)(bs_shift > 12 ? bs_shift : 12);
+	p.basic.io_min_shift = (uint8_t)bs_shift;
+	p.basic.io_opt_shift = 12;
+	p.basic.max_sectors = conf->max_io >> 9;
+	p.basic.dev_sectors = d->backend.size >> 9;
+	if (conf->read_only)
+		p.basic.attrs |= UBLK_ATTR_READ_ONLY;
+	/* A volatile cache is what makes the kernel send FLUSH (and FUA). */
+	if (caps & UBLK_CAN_FLUSH) {
+		p.basic.attrs |= UBLK_ATTR_VOLATILE_CACHE;
+		if (caps & UBLK_CAN_FUA)
+			p.basic.attrs |= UBLK_ATTR_FUA;
+	}
+	if (conf->discard && !conf->read_only &&
+	    (caps & (UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES))) {
+		p.types |= UBLK_PARAM_TYPE_DISCARD;
+		p.discard.discard_granularity = 4096;
+		p.discard.max_discard_segments = 1; /* the only count ublk takes */
+		if (caps & UBLK_CAN_DISCARD)
+			p.discard.max_discard_sectors = UINT32_MAX >> 9;
+		if (caps & UBLK_CAN_WRITE_ZEROES)
+			p.discard.max_write_zeroes_sectors = UINT32_MAX >> 9;
+	}
+	ret = ublk_ctrl_set_params(&d->ctrl, d->info.dev_id, &p);
+	if (ret < 0)
+		return fail(d, ret, "SET_PARAMS refused: %s", strerror(-ret));
+	ret = ublk_ctrl_get_params(&d->ctrl, d->info.dev_id, &d->params);
+	if (ret < 0)
+		return fail(d, ret, "GET_PARAMS failed: %s", strerror(-ret));
+	if (d->params.basic.dev_sectors != p.basic.dev_sectors ||
+	    d->params.basic.max_sectors != p.basic.max_sectors ||
+	    (d->params.types & p.types) != p.types)
+		return fail(d, -EIO, "the kernel did not keep the parameters we set");
+	return 0;
+}
+
+static int alloc_queues(struct ublk_dev *d)
+{
+	unsigned nr = d->info.nr_hw_queues;
+
+	d->queues = calloc(nr, sizeof(*d->queues));
+	if (!d->queues)
+		return fail(d, -ENOMEM, "out of memory");
+	for (unsigned i = 0; i < nr; i++) {
+		struct ublk_queue *q = &d->queues[i];
+		int ret;
+
+		q->q_id = (uint16_t)i;
+		q->depth = d->info.queue_depth;
+		q->dev_id = d->info.dev_id;
+		q->max_io = d->info.max_io_buf_bytes;
+		q->cdev_fd = d->cdev_fd;
+		q->ioctl_encode = d->ctrl.ioctl_encode;
+		q->backend = &d->backend;
+		q->latch = &d->latch;
+		q->stop_fd = -1;
+		ret = ublk_ctrl_get_queue_affinity(&d->ctrl, d->info.dev_id,
+						   q->q_id, &q->cpus);
+		if (ret < 0) /* unpinned threads still work; say so once */
+			ublk_warn("dev %u queue %u: no CPU affinity: %s",
+				  d->info.dev_id, i, strerror(-ret));
+	}
+	return 0;
+}
+
+static void release(struct ublk_dev *d, bool added)
+{
+	free(d->queues);
+	d->queues = NULL;
+	if (d->cdev_fd >= 0)
+		close(d->cdev_fd);
+	d->cdev_fd = -1;
+	/* DEL_DEV waits until the char device is released: close it first */
+	if (added) {
+		int ret = ublk_ctrl_del_dev(&d->ctrl, d->info.dev_id);
+
+		if (ret < 0)
+			ublk_err("dev %u: DEL_DEV failed: %s", d->info.dev_id,
+				 strerror(-ret));
+	}
+	ublk_ctrl_close(&d->ctrl);
+	if (d->backend.ops)
+		d->backend.ops->destroy(&d->backend);
+	d->backend.ops = NULL;
+	d->state = UBLK_DEV_CLOSED;
+}
+
+int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
+		    const struct ublk_backend_ops *ops,
+		    const struct ublk_backend_conf *bconf)
+{
+	char cdev[32];
+	uint64_t t0;
+	int ret;
+
+	memset(d, 0, sizeof(*d));
+	d->cdev_fd = -1;
+	d->ctrl.fd = -1;
+	d->state = UBLK_DEV_CLOSED;
+	d->backend.ops = ops;
+	ret = ops->create(&d->backend, bconf);
+	if (ret < 0) {
+		d->backend.ops = NULL;
+		return fail(d, ret, "backend '%s': %s", ops->name,
+			    d->backend.err[0] ? d->backend.err : strerror(-ret));
+	}
+	if (!d->backend.size || d->backend.size % conf->block_size) {
+		release(d, false);
+		return fail(d, -EINVAL, "size %llu is not a positive multiple of block_size %u",
+			    (unsigned long long)d->backend.size, conf->block_size);
+	}
+	ret = open_ctrl(d);
+	if (ret < 0) {
+		release(d, false);
+		return ret;
+	}
+	t0 = now_ns();
+	ret = add_dev(d, conf);
+	if (ret < 0) {
+		release(d, false); /* the kernel made no device */
+		return ret;
+	}
+	ret = check_granted(d, conf);
+	snprintf(cdev, sizeof(cdev), "/dev/ublkc%u", d->info.dev_id);
+	if (ret >= 0) {
+		d->cdev_fd = open(cdev, O_RDWR | O_CLOEXEC);
+		if (d->cdev_fd < 0)
+			ret = fail(d, -errno, "cannot open %s: %s", cdev, strerror(errno));
+	}
+	if (ret >= 0)
+		ret = set_params(d, conf);
+	if (ret >= 0)
+		ret = alloc_queues(d);
+	if (ret < 0) {
+		char why[sizeof(d->err)];
+
+		memcpy(why, d->err, sizeof(why));
+		release(d, true);
+		memcpy(d->err, why, sizeof(why));
+		return ret;
+	}
+	d->create_ns = now_ns() - t0;
+	d->state = UBLK_DEV_CREATED;
+	return 0;
+}
+
+static void stop_queues(struct ublk_dev *d, unsigned nr)
+{
+	for (unsigned i = 0; i < nr; i++)
+		ublk_queue_request_stop(&d->queues[i]);
+	for (unsigned i = 0; i < nr; i++)
+		ublk_queue_join(&d->queues[i]);
+}
+
+int ublk_dev_start(struct ublk_dev *d)
+{
+	unsigned nr = d->info.nr_hw_queues, started = 0;
+	uint64_t t0 = now_ns();
+	int ret = 0;
+
+	if (d->state != UBLK_DEV_CREATED)
+		return fail(d, -EINVAL, "device is not in the created state");
+	ublk_latch_init(&d->latch, nr);
+	for (; started < nr; started++) {
+		ret = ublk_queue_start(&d->queues[started]);
+		if (ret < 0)
+			break;
+	}
+	if (ret < 0) /* threads that never started will not count down */
+		for (unsigned i = started; i < nr; i++)
+			ublk_latch_count_down(&d->latch, ret);
+	ret = ublk_latch_wait(&d->latch);
+	ublk_latch_destroy(&d->latch);
+	if (ret < 0) {
+		stop_queues(d, started);
+		return fail(d, ret, "queue setup failed: %s", strerror(-ret));
+	}
+	/* Every tag is fetched: START_DEV adds the disk and returns when it
+	 * is ready for I/O (the partition scan is served by our threads). */
+	ret = ublk_ctrl_start_dev(&d->ctrl, d->info.dev_id, getpid());
+	if (ret < 0) {
+		stop_queues(d, nr);
+		return fail(d, ret, "START_DEV refused: %s", strerror(-ret));
+	}
+	d->start_ns = now_ns() - t0;
+	d->state = UBLK_DEV_STARTED;
+	return 0;
+}
+
+int ublk_dev_stop(struct ublk_dev *d)
+{
+	int ret;
+
+	if (d->state != UBLK_DEV_STARTED)
+		return fail(d, -EINVAL, "device is not started");
+	ret = ublk_ctrl_stop_dev(&d->ctrl, d->info.dev_id);
+	if (ret < 0)
+		fail(d, ret, "STOP_DEV failed: %s", strerror(-ret));
+	/* The kernel aborts every fetch on STOP_DEV and the threads leave by
+	 * themselves; the eventfd covers a failed STOP_DEV. */
+	stop_queues(d, d->info.nr_hw_queues);
+	d->state = UBLK_DEV_STOPPED;
+	return ret < 0 ? ret : 0;
+}
+
+int ublk_dev_close(struct ublk_dev *d)
+{
+	int ret = 0;
+
+	if (d->state == UBLK_DEV_CLOSED)
+		return 0;
+	if (d->state == UBLK_DEV_STARTED)
+		ret = ublk_dev_stop(d);
+	release(d, true);
+	return ret;
+}
+
+int ublk_probe_features(uint64_t *features)
+{
+	struct ublk_ctrl c;
+	int ret = ublk_ctrl_open(&c);
+
+	*features = 0;
+	if (ret < 0)
+		return ret;
+	ublk_ctrl_get_features(&c, features);
+	ublk_ctrl_close(&c);
+	return 0;
+}

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * device.h - one ublk device through its staged lifecycle:
+ *
+ *   ublk_dev_create  backend setup, ADD_DEV, SET_PARAMS (+ GET_PARAMS check)
+ *   ublk_dev_start   queue threads fetch every tag, then START_DEV
+ *   ublk_dev_stop    STOP_DEV; the kernel aborts the fetches; threads leave
+ *   ublk_dev_close   DEL_DEV and free everything (stops first if needed)
+ *
+ * Calls return >= 0 or -errno; on failure `err` holds a sentence for the
+ * user.  A failed create leaves no device behind.
+ */
+#ifndef UBLK_DEVICE_H
+#define UBLK_DEVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "ctrl.h"
+#include "queue.h"
+
+struct ublk_dev_conf {
+	int id;			/* -1: the kernel picks */
+	unsigned queues;
+	unsigned depth;
+	unsigned max_io;	/* bytes per request at most */
+	unsigned block_size;
+	bool read_only;
+	bool discard;		/* advertise discard/write-zeroes if the backend can */
+};
+
+enum ublk_dev_state { UBLK_DEV_CREATED, UBLK_DEV_STARTED, UBLK_DEV_STOPPED, UBLK_DEV_CLOSED };
+
+struct ublk_dev {
+	enum ublk_dev_state state;
+	struct ublk_ctrl ctrl;
+	uint64_t features;	/* GET_FEATURES, 0 on kernels without it */
+	struct ublksrv_ctrl_dev_info info;	/* as the kernel accepted it */
+	struct ublk_params params;		/* as read back */
+	struct ublk_backend backend;
+	int cdev_fd;
+	struct ublk_queue *queues;
+	struct ublk_latch latch;
+	uint64_t create_ns;	/* ADD_DEV .. params set */
+	uint64_t start_ns;	/* threads .. START_DEV returned */
+	char err[256];
+};
+
+int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
+		    const struct ublk_backend_ops *ops,
+		    const struct ublk_backend_conf *bconf);
+int ublk_dev_start(struct ublk_dev *d);
+int ublk_dev_stop(struct ublk_dev *d);
+int ublk_dev_close(struct ublk_dev *d);
+
+/* Kernel feature bits, or -errno (e.g. -ENOENT: no /dev/ublk-control). */
+int ublk_probe_features(uint64_t *features);
+
+#endif

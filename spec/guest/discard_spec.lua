@@ -1,0 +1,68 @@
+-- Discard, write-zeroes and flush reach the backend: they are advertised
+-- to the kernel only by backends that support them.
+local G = require "guest"
+
+describe("#guest discard and flush", function()
+  after_each(function()
+    G.close_all()
+    assert.are.same({}, G.leftovers())
+  end)
+
+  it("blkdiscard frees the memory backend's pages and reads back zeroes", function()
+    local dev = G.device{ size = "128MiB", queues = 1, depth = 4 }
+    assert.are_not.equal("0", G.read_file(("/sys/block/ublkb%d/queue/discard_max_bytes"):format(dev.id)):match("%d+"))
+    G.must("dd if=/dev/urandom of=%s bs=1M count=64 oflag=direct status=none", dev.path)
+    local full = G.rss_anon_kib()
+    G.must("blkdiscard %s", dev.path)
+    local after = G.rss_anon_kib()
+    assert.truthy(full - after >= 60 * 1024,
+      ("RssAnon went from %d KiB to %d KiB: discard freed too little"):format(full, after))
+    assert.truthy(dev:stats().total.discards > 0)
+    local zero = G.must("head -c 1048576 /dev/zero | md5sum"):match("%x+")
+    assert.are.equal(zero, G.md5_at(dev.path, 0, 2^20))
+  end)
+
+  it("write-zeroes zeroes a range and keeps its neighbours", function()
+    local dev = G.device{ size = "16MiB" }
+    local before = G.write_random_at(dev.path, 0, 2^20)
+    local tail = G.md5_at(dev.path, 512 * 1024 + 4096, 512 * 1024 - 4096)
+    G.must("blkdiscard -z -o %d -l %d %s", 512 * 1024, 4096, dev.path)
+    assert.truthy(dev:stats().total.write_zeroes > 0, "no write-zeroes reached the backend")
+    local zero = G.must("head -c 4096 /dev/zero | md5sum"):match("%x+")
+    assert.are.equal(zero, G.md5_at(dev.path, 512 * 1024, 4096))
+    assert.are.equal(tail, G.md5_at(dev.path, 512 * 1024 + 4096, 512 * 1024 - 4096))
+    assert.are_not.equal(before, G.md5_at(dev.path, 0, 2^20))
+  end)
+
+  it("punches holes in the file backend on discard", function()
+    local path = "/tmp/ublk-discard.img"
+    local dev = G.device{ backend = "file", path = path, size = "64MiB" }
+    G.must("dd if=/dev/urandom of=%s bs=1M count=32 oflag=direct status=none", dev.path)
+    local used = tonumber(G.must("du -k %s", path):match("%d+"))
+    G.must("blkdiscard %s", dev.path)
+    local after = tonumber(G.must("du -k %s", path):match("%d+"))
+    assert.truthy(used - after >= 30 * 1024, ("file used %d KiB, then %d KiB"):format(used, after))
+    dev:close()
+    os.remove(path)
+  end)
+
+  it("advertises a write cache for the file backend and flushes reach it", function()
+    local path = "/tmp/ublk-flush.img"
+    local dev = G.device{ backend = "file", path = path, size = "16MiB" }
+    assert.matches("write back", G.read_file(("/sys/block/ublkb%d/queue/write_cache"):format(dev.id)))
+    G.must("dd if=/dev/urandom of=%s bs=4096 count=16 oflag=direct conv=fsync status=none", dev.path)
+    assert.truthy(dev:stats().total.flushes > 0, "fsync did not reach the backend as a flush")
+    dev:close()
+    os.remove(path)
+  end)
+
+  it("advertises no write cache for the memory backend (nothing to flush)", function()
+    local dev = G.device{ size = "16MiB" }
+    assert.matches("write through", G.read_file(("/sys/block/ublkb%d/queue/write_cache"):format(dev.id)))
+  end)
+
+  it("advertises no discard when discard = false", function()
+    local dev = G.device{ size = "16MiB", discard = false }
+    assert.are.equal("0", G.read_file(("/sys/block/ublkb%d/queue/discard_max_bytes"):format(dev.id)):match("%d+"))
+  end)
+end)

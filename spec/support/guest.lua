@@ -1,0 +1,159 @@
+-- Helpers for guest specs: shell commands, byte checks on block devices,
+-- and running the ublk-lua CLI in the background.  Guest specs run as root
+-- on a kernel with ublk_drv (spec/vm/run boots one).
+local ublk = require "ublk"
+
+local G = {}
+
+G.bin = os.getenv("UBLK_LUA_BIN") or "build/ublk-lua"
+
+-- Runs a shell command; returns ok, combined output, exit code.
+function G.sh(cmd, ...)
+  if select("#", ...) > 0 then cmd = cmd:format(...) end
+  local p = io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
+  local out = p:read("*a")
+  p:close()
+  local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
+  rc = tonumber(rc)
+  return rc == 0, body, rc
+end
+
+-- Like sh, but raises with the output when the command fails.
+function G.must(cmd, ...)
+  if select("#", ...) > 0 then cmd = cmd:format(...) end
+  local ok, out, rc = G.sh(cmd)
+  if not ok then error(("command failed (%d): %s\n%s"):format(rc, cmd, out), 2) end
+  return out
+end
+
+function G.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function G.write_file(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+-- ublk devices the kernel still knows about (block and char side).
+function G.leftovers()
+  local _, out = G.sh("ls -d /sys/block/ublkb* /sys/class/ublk-char/ublkc* 2>/dev/null")
+  local list = {}
+  for line in out:gmatch("[^\n]+") do list[#list + 1] = line end
+  return list
+end
+
+-- md5 of `len` bytes at `off` of a block device, read with O_DIRECT so the
+-- page cache cannot answer for the device.
+function G.md5_at(path, off, len)
+  assert(off % 512 == 0 and len % 512 == 0)
+  local out = G.must("dd if=%s bs=512 skip=%d count=%d iflag=direct status=none | md5sum",
+    path, off / 512, len / 512)
+  return out:match("^(%x+)")
+end
+
+-- Writes `len` random bytes at `off` (O_DIRECT); returns their md5.
+function G.write_random_at(path, off, len, cpu)
+  assert(off % 512 == 0 and len % 512 == 0)
+  local tmp = os.tmpname()
+  G.must("head -c %d /dev/urandom > %s", len, tmp)
+  local md5 = G.must("md5sum < %s", tmp):match("^(%x+)")
+  G.must("%sdd if=%s of=%s bs=512 seek=%d oflag=direct conv=notrunc status=none",
+    cpu and ("taskset -c %d "):format(cpu) or "", tmp, path, off / 512)
+  os.remove(tmp)
+  return md5
+end
+
+function G.ncpus()
+  return tonumber(G.must("nproc"):match("%d+"))
+end
+
+-- RssAnon of this process in KiB.
+function G.rss_anon_kib()
+  return tonumber(G.read_file("/proc/self/status"):match("RssAnon:%s*(%d+)"))
+end
+
+-- Creates and starts a device; raises on failure.  Specs close it in
+-- after_each through G.close_all().
+function G.device(t)
+  local dev = assert(ublk.device(t))
+  assert(dev:start())
+  return dev
+end
+
+function G.close_all()
+  ublk.close_all()
+end
+
+-- ---- the CLI in the background ----
+
+local Proc = {}
+Proc.__index = Proc
+
+-- Starts `ublk-lua ARGS` with its stdout and stderr in files.
+function G.spawn(args)
+  local dir = G.must("mktemp -d"):gsub("%s+$", "")
+  G.must("sh -c '%s %s > %s/out 2> %s/err & echo $! > %s/pid; wait $!; echo $? > %s/rc' "
+    .. "> /dev/null 2>&1 &", G.bin, args, dir, dir, dir, dir)
+  local self = setmetatable({ dir = dir }, Proc)
+  self:wait_file("pid")
+  self.pid = tonumber(G.read_file(dir .. "/pid"))
+  return self
+end
+
+function Proc:wait_file(name, timeout)
+  local ok = G.sh("timeout %d sh -c 'until [ -s %s/%s ]; do sleep 0.05; done'",
+    timeout or 60, self.dir, name)
+  return ok
+end
+
+function Proc:out() return G.read_file(self.dir .. "/out") end
+function Proc:err() return G.read_file(self.dir .. "/err") end
+
+-- Waits until stdout has a line matching `pattern` or the process ended.
+function Proc:wait_output(pattern, timeout)
+  local deadline = os.time() + (timeout or 120)
+  while os.time() <= deadline do
+    local out = self:out()
+    local hit = out:match(pattern)
+    if hit then return hit end
+    if self:exited() then return nil, "exited: " .. self:err() end
+    G.sh("sleep 0.05")
+  end
+  return nil, "timeout; stderr: " .. self:err()
+end
+
+function Proc:exited()
+  local f = io.open(self.dir .. "/rc")
+  if not f then return false end
+  local s = f:read("*a")
+  f:close()
+  return s ~= ""
+end
+
+function Proc:kill(sig)
+  G.must("kill -%s %d", sig, self.pid)
+end
+
+-- Exit status once the process has ended (waits up to `timeout` s).
+function Proc:wait(timeout)
+  assert(self:wait_file("rc", timeout or 120), "process did not exit")
+  return tonumber(G.read_file(self.dir .. "/rc"))
+end
+
+function Proc:cleanup()
+  if not self:exited() then G.sh("kill -9 %d", self.pid) end
+  G.sh("rm -rf %s", self.dir)
+end
+
+-- Runs the CLI to completion (for scripts that must fail).
+function G.run_cli(args)
+  local ok, out, rc = G.sh("%s %s", G.bin, args)
+  return rc, out, ok
+end
+
+return G
