@@ -11,7 +11,7 @@ local function fio_verify(path, size_mib)
     "--iodepth=16 --numjobs=2 --cpus_allowed=0," .. (n > 1 and 1 or 0),
     "--cpus_allowed_policy=split",
     "--size=" .. math.floor(size_mib / 2) .. "M --offset_increment=" .. math.floor(size_mib / 2) .. "M",
-    "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_backlog=0",
+    "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0",
     "--output=/tmp/fio-verify.json",
   }, " ")
   local ok, out, rc = G.sh(cmd)
