@@ -122,6 +122,12 @@ describe("#guest cli", function()
     assert.matches("changed my mind", out)
   end)
 
+  it("runs the demo that `make run` shows (ext4, checksums, SIGINT)", function()
+    local out = G.must("UBLK_LUA_BIN=%s examples/demo.sh", G.bin)
+    assert.matches("all 32 files read back intact", out)
+    assert.matches("demo passed", out)
+  end)
+
   it("fails clearly when the file backend cannot open its file", function()
     local rc, out = G.run_cli("examples/file.lua /nonexistent/dir/disk.img")
     assert.are_not.equal(0, rc)
