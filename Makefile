@@ -29,6 +29,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 RUNTIME := log ctrl queue device backend_registry backend_memory backend_null backend_file
+BRIDGE := lua_core backend_lua
 OBJS := $(RUNTIME:%=$(B)/obj/%.o)
 LUA_MODULES := $(wildcard lua/ublk/*.lua)
 
@@ -42,12 +43,12 @@ $(B)/obj $(B)/ublk:
 	mkdir -p $@
 
 # The executable exports its symbols (-E) so that FFI code can reach them.
-$(B)/ublk-lua: $(B)/obj/main.o $(B)/obj/lua_core.o $(OBJS)
+$(B)/ublk-lua: $(B)/obj/main.o $(BRIDGE:%=$(B)/obj/%.o) $(OBJS)
 	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUAJIT_LIBS) $(LDLIBS)
 
 # The module for plain LuaJIT (busted, user programs): Lua symbols come
 # from the host interpreter, so it does not link libluajit.
-$(B)/ublk/core.so: $(B)/obj/lua_core.o $(OBJS) | $(B)/ublk
+$(B)/ublk/core.so: $(BRIDGE:%=$(B)/obj/%.o) $(OBJS) | $(B)/ublk
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
 
 deps:

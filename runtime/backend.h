@@ -14,6 +14,8 @@
 struct ublk_queue;
 struct io_uring_cqe;
 
+struct ublk_lua_conf;
+
 /* What the user configured; each backend reads the fields it knows. */
 struct ublk_backend_conf {
 	uint64_t size;		/* bytes; 0 = the backend decides (file) */
@@ -21,6 +23,21 @@ struct ublk_backend_conf {
 	bool read_only;
 	const char *path;	/* file backend */
 	bool direct;		/* file backend: O_DIRECT */
+	const struct ublk_lua_conf *lua;	/* lua backend */
+};
+
+/* A backend written in Lua (backend_lua.c), as lua/ublk/backend.lua
+ * packed it: handlers, where modules live, and the C backends it
+ * delegates to. */
+struct ublk_lua_conf {
+	const char *chunk;	/* lua/ublk/transfer.lua's output */
+	size_t chunk_len;
+	const char *path, *cpath;	/* package.path / cpath for queue states */
+	bool async;		/* handlers run as coroutines */
+	unsigned caps;		/* UBLK_CAN_* from the handlers it has */
+	unsigned nr_inner;
+	const char *const *inner_names;
+	const struct ublk_backend_conf *inner;
 };
 
 /* Capabilities: only what a backend can do is advertised to the kernel,
@@ -61,12 +78,15 @@ struct ublk_backend_ops {
 	int (*create)(struct ublk_backend *b, const struct ublk_backend_conf *conf);
 	void (*destroy)(struct ublk_backend *b);
 	/* Optional per-queue setup and teardown, run on the queue's thread. */
-	int (*queue_init)(struct ublk_queue *q);
-	void (*queue_exit)(struct ublk_queue *q);
-	/* Bytes done (>= 0), -errno, or UBLK_IO_QUEUED. */
-	int (*handle_io)(struct ublk_queue *q, const struct ublk_io_req *req);
-	/* Completion of an SQE submitted with ublk_queue_backend_sqe(). */
-	void (*io_done)(struct ublk_queue *q, uint16_t tag,
+	int (*queue_init)(struct ublk_backend *b, struct ublk_queue *q);
+	void (*queue_exit)(struct ublk_backend *b, struct ublk_queue *q);
+	/* Bytes done (>= 0), -errno, or UBLK_IO_QUEUED.  `b` is passed
+	 * explicitly because a backend may serve as another one's delegate. */
+	int (*handle_io)(struct ublk_backend *b, struct ublk_queue *q,
+			 const struct ublk_io_req *req);
+	/* Completion of an SQE this backend submitted with
+	 * ublk_queue_backend_sqe() for `tag`. */
+	void (*io_done)(struct ublk_backend *b, struct ublk_queue *q, uint16_t tag,
 			const struct io_uring_cqe *cqe);
 };
 

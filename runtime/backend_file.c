@@ -106,84 +106,86 @@ static void file_destroy(struct ublk_backend *b)
 	free(f);
 }
 
-/* (Re)submits the part of a read or write not done yet. */
-static void file_submit_rw(struct ublk_queue *q, uint16_t tag)
+/* (Re)submits the part of the tag's read or write not done yet. */
+static void file_submit_rw(struct ublk_backend *b, struct ublk_queue *q, uint16_t tag)
 {
-	const struct ublksrv_io_desc *iod = ublk_queue_desc(q, tag);
-	struct file *f = q->backend->priv;
+	struct file *f = b->priv;
 	struct ublk_tag *t = &q->tags[tag];
-	uint32_t len = (iod->nr_sectors << 9) - t->done;
-	uint64_t off = (iod->start_sector << 9) + t->done;
-	char *buf = (char *)t->buf + t->done;
-	struct io_uring_sqe *sqe = ublk_queue_backend_sqe(q, tag, 0);
+	const struct ublk_io_req *req = &t->req;
+	char *buf = (char *)req->buf + t->done;
+	struct io_uring_sqe *sqe = ublk_queue_backend_sqe(q, b, tag, 0);
 
-	if (ublksrv_get_op(iod) == UBLK_IO_OP_READ) {
-		io_uring_prep_read(sqe, f->fd, buf, len, off);
+	if (req->op == UBLK_IO_OP_READ) {
+		io_uring_prep_read(sqe, f->fd, buf, req->len - t->done, req->offset + t->done);
 	} else {
-		io_uring_prep_write(sqe, f->fd, buf, len, off);
-		if (iod->op_flags & UBLK_IO_F_FUA)
+		io_uring_prep_write(sqe, f->fd, buf, req->len - t->done, req->offset + t->done);
+		if (req->flags & UBLK_IO_F_FUA)
 			sqe->rw_flags = RWF_DSYNC;
 	}
 }
 
-static int file_handle_io(struct ublk_queue *q, const struct ublk_io_req *req)
+static int file_handle_io(struct ublk_backend *b, struct ublk_queue *q,
+			  const struct ublk_io_req *req)
 {
-	struct file *f = q->backend->priv;
+	struct file *f = b->priv;
+	struct ublk_tag *t = &q->tags[req->tag];
 	struct io_uring_sqe *sqe;
 	int mode;
 
+	/* keep the request: completions need it, and a delegating backend
+	 * may have passed its own offset, length and buffer */
+	t->req = *req;
+	t->done = 0;
 	switch (req->op) {
 	case UBLK_IO_OP_READ:
 	case UBLK_IO_OP_WRITE:
-		file_submit_rw(q, req->tag);
+		file_submit_rw(b, q, req->tag);
 		return UBLK_IO_QUEUED;
 	case UBLK_IO_OP_FLUSH:
-		sqe = ublk_queue_backend_sqe(q, req->tag, 0);
+		sqe = ublk_queue_backend_sqe(q, b, req->tag, 0);
 		io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
-		break;
+		return UBLK_IO_QUEUED;
 	case UBLK_IO_OP_DISCARD:
 	case UBLK_IO_OP_WRITE_ZEROES:
 		/* NOUNMAP asks us to keep the blocks allocated */
 		mode = req->op == UBLK_IO_OP_WRITE_ZEROES && (req->flags & UBLK_IO_F_NOUNMAP)
 			       ? FALLOC_FL_ZERO_RANGE
 			       : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-		sqe = ublk_queue_backend_sqe(q, req->tag, 0);
+		sqe = ublk_queue_backend_sqe(q, b, req->tag, 0);
 		io_uring_prep_fallocate(sqe, f->fd, mode, req->offset, req->len);
-		break;
+		return UBLK_IO_QUEUED;
 	default:
 		return -EOPNOTSUPP;
 	}
-	return UBLK_IO_QUEUED;
 }
 
-static void file_io_done(struct ublk_queue *q, uint16_t tag, const struct io_uring_cqe *cqe)
+static void file_io_done(struct ublk_backend *b, struct ublk_queue *q, uint16_t tag,
+			 const struct io_uring_cqe *cqe)
 {
-	const struct ublksrv_io_desc *iod = ublk_queue_desc(q, tag);
-	unsigned op = ublksrv_get_op(iod);
 	struct ublk_tag *t = &q->tags[tag];
-	uint32_t len = iod->nr_sectors << 9;
+	const struct ublk_io_req *req = &t->req;
 
 	if (cqe->res < 0) {
 		ublk_queue_complete(q, tag, cqe->res);
 		return;
 	}
-	if (op != UBLK_IO_OP_READ && op != UBLK_IO_OP_WRITE) {
-		ublk_queue_complete(q, tag, (int)len);
+	if (req->op != UBLK_IO_OP_READ && req->op != UBLK_IO_OP_WRITE) {
+		ublk_queue_complete(q, tag, (int)req->len);
 		return;
 	}
 	t->done += (uint32_t)cqe->res;
-	if (cqe->res == 0 && op == UBLK_IO_OP_READ) {
+	if (cqe->res == 0 && req->op == UBLK_IO_OP_READ) {
 		/* past the end of a file that shrank under us: read zeroes */
-		memset((char *)t->buf + t->done, 0, len - t->done);
-		t->done = len;
+		memset((char *)req->buf + t->done, 0, req->len - t->done);
+		t->done = req->len;
 	} else if (cqe->res == 0) {
 		ublk_queue_complete(q, tag, -EIO);
 		return;
 	}
-	if (t->done < len)
-		file_submit_rw(q, tag);
+	if (t->done < req->len)
+		file_submit_rw(b, q, tag);
 	else
-		ublk_queue_complete(q, tag, (int)len);
+		ublk_queue_complete(q, tag, (int)req->len);
 }
 
 const struct ublk_backend_ops ublk_backend_file = {

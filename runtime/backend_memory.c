@@ -73,10 +73,12 @@ static int memory_zero(struct memory *m, uint64_t off, uint64_t len)
 	return 0;
 }
 
-static int memory_handle_io(struct ublk_queue *q, const struct ublk_io_req *req)
+static int memory_handle_io(struct ublk_backend *b, struct ublk_queue *q,
+			    const struct ublk_io_req *req)
 {
-	struct memory *m = q->backend->priv;
+	struct memory *m = b->priv;
 
+	(void)q;
 	if (req->offset > m->size || req->len > m->size - req->offset)
 		return -EIO;
 	switch (req->op) {

@@ -22,8 +22,10 @@ static void null_destroy(struct ublk_backend *b)
 	(void)b;
 }
 
-static int null_handle_io(struct ublk_queue *q, const struct ublk_io_req *req)
+static int null_handle_io(struct ublk_backend *b, struct ublk_queue *q,
+			  const struct ublk_io_req *req)
 {
+	(void)b;
 	(void)q;
 	switch (req->op) {
 	case UBLK_IO_OP_READ:

@@ -8,11 +8,13 @@
 extern const struct ublk_backend_ops ublk_backend_memory;
 extern const struct ublk_backend_ops ublk_backend_null;
 extern const struct ublk_backend_ops ublk_backend_file;
+extern const struct ublk_backend_ops ublk_backend_lua;
 
 static const struct ublk_backend_ops *const builtin[] = {
 	&ublk_backend_memory,
 	&ublk_backend_null,
 	&ublk_backend_file,
+	&ublk_backend_lua,
 };
 
 const struct ublk_backend_ops *ublk_backend_find(const char *name)

@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -69,13 +71,77 @@ static const char *str_field(lua_State *L, int t, const char *k)
 	return v;
 }
 
+/* The Lua backend's description, from LuaBackend:core_spec(): a table at
+ * index t.  Arrays are malloc'ed into *keep; strings stay owned by Lua
+ * (valid while the table is on the stack). */
+struct lua_conf_store {
+	struct ublk_lua_conf conf;
+	const char **names;
+	struct ublk_backend_conf *inner;
+};
+
+static void read_lua_conf(lua_State *L, int t, const struct ublk_backend_conf *outer,
+			  struct lua_conf_store *st)
+{
+	struct ublk_lua_conf *c = &st->conf;
+	unsigned n;
+
+	memset(st, 0, sizeof(*st));
+	lua_getfield(L, t, "chunk");
+	c->chunk = lua_tolstring(L, -1, &c->chunk_len);
+	lua_pop(L, 1);
+	if (!c->chunk)
+		luaL_error(L, "ublk.core.create: lua.chunk must be a string");
+	c->path = str_field(L, t, "path");
+	c->cpath = str_field(L, t, "cpath");
+	c->async = bool_field(L, t, "async");
+	lua_getfield(L, t, "caps");
+	if (lua_istable(L, -1)) {
+		int caps = lua_gettop(L);
+
+		if (bool_field(L, caps, "flush"))
+			c->caps |= UBLK_CAN_FLUSH;
+		if (bool_field(L, caps, "fua"))
+			c->caps |= UBLK_CAN_FUA;
+		if (bool_field(L, caps, "discard"))
+			c->caps |= UBLK_CAN_DISCARD;
+		if (bool_field(L, caps, "write_zeroes"))
+			c->caps |= UBLK_CAN_WRITE_ZEROES;
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, t, "inner");
+	n = lua_istable(L, -1) ? (unsigned)lua_objlen(L, -1) : 0;
+	st->names = calloc(n + 1, sizeof(*st->names));
+	st->inner = calloc(n + 1, sizeof(*st->inner));
+	if (!st->names || !st->inner)
+		luaL_error(L, "out of memory");
+	for (unsigned i = 0; i < n; i++) {
+		int e;
+
+		lua_rawgeti(L, -1, (int)i + 1);
+		e = lua_gettop(L);
+		st->names[i] = str_field(L, e, "name");
+		st->inner[i].size = (uint64_t)num_field(L, e, "size");
+		st->inner[i].path = str_field(L, e, "path");
+		st->inner[i].direct = bool_field(L, e, "direct");
+		st->inner[i].block_size = outer->block_size;
+		st->inner[i].read_only = outer->read_only;
+		lua_pop(L, 1); /* strings stay referenced by the table */
+	}
+	lua_pop(L, 1);
+	c->nr_inner = n;
+	c->inner_names = st->names;
+	c->inner = st->inner;
+}
+
 /* core.create{ size=, block_size=, queues=, depth=, max_io=, read_only=,
- *              discard=, id=, backend="name", path=, direct= } */
+ *              discard=, id=, backend="name", path=, direct=, lua={...} } */
 static int l_create(lua_State *L)
 {
 	struct ublk_dev_conf conf;
 	struct ublk_backend_conf bconf;
 	const struct ublk_backend_ops *ops;
+	struct lua_conf_store lstore = { 0 };
 	const char *backend;
 	struct ublk_dev *d;
 	int ret;
@@ -101,6 +167,11 @@ static int l_create(lua_State *L)
 	bconf.read_only = conf.read_only;
 	bconf.path = str_field(L, 1, "path");
 	bconf.direct = bool_field(L, 1, "direct");
+	lua_getfield(L, 1, "lua");
+	if (lua_istable(L, -1)) {
+		read_lua_conf(L, lua_gettop(L), &bconf, &lstore);
+		bconf.lua = &lstore.conf;
+	}
 
 	d = lua_newuserdata(L, sizeof(*d));
 	memset(d, 0, sizeof(*d));
@@ -108,6 +179,8 @@ static int l_create(lua_State *L)
 	luaL_getmetatable(L, DEV_MT);
 	lua_setmetatable(L, -2);
 	ret = ublk_dev_create(d, &conf, ops, &bconf);
+	free(lstore.names);
+	free(lstore.inner);
 	if (ret < 0)
 		return push_fail(L, d->err, ret);
 	return 1;
@@ -266,6 +339,57 @@ static int l_features(lua_State *L)
 	return 1;
 }
 
+/* ---- shared memory for Lua backends: C-owned, one address for all ---- */
+
+#define SHARED_MT "ublk.core.shared"
+
+struct shared {
+	void *addr;
+	size_t size;
+};
+
+static int l_shared_alloc(lua_State *L)
+{
+	size_t size = (size_t)luaL_checknumber(L, 1);
+	struct shared *s = lua_newuserdata(L, sizeof(*s));
+
+	s->addr = NULL;
+	luaL_getmetatable(L, SHARED_MT);
+	lua_setmetatable(L, -2);
+	s->size = size;
+	s->addr = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (s->addr == MAP_FAILED) {
+		s->addr = NULL;
+		return push_fail(L, strerror(errno), errno);
+	}
+	return 1;
+}
+
+static int l_shared_address(lua_State *L)
+{
+	struct shared *s = luaL_checkudata(L, 1, SHARED_MT);
+
+	lua_pushlightuserdata(L, s->addr);
+	return 1;
+}
+
+static int l_shared_gc(lua_State *L)
+{
+	struct shared *s = luaL_checkudata(L, 1, SHARED_MT);
+
+	if (s->addr)
+		munmap(s->addr, s->size);
+	s->addr = NULL;
+	return 0;
+}
+
+static int l_gettid(lua_State *L)
+{
+	lua_pushinteger(L, (lua_Integer)syscall(SYS_gettid));
+	return 1;
+}
+
 static int l_nr_cpus(lua_State *L)
 {
 	lua_pushinteger(L, (lua_Integer)sysconf(_SC_NPROCESSORS_CONF));
@@ -324,6 +448,8 @@ int luaopen_ublk_core(lua_State *L)
 		{ "backends", l_backends },
 		{ "set_log_level", l_set_log_level },
 		{ "wait_signal", l_wait_signal },
+		{ "shared_alloc", l_shared_alloc },
+		{ "gettid", l_gettid },
 		{ NULL, NULL },
 	};
 
@@ -333,6 +459,15 @@ int luaopen_ublk_core(lua_State *L)
 		luaL_register(L, NULL, dev_methods);
 		lua_setfield(L, -2, "__index");
 		lua_pushcfunction(L, l_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_pop(L, 1);
+	if (luaL_newmetatable(L, SHARED_MT)) {
+		lua_newtable(L);
+		lua_pushcfunction(L, l_shared_address);
+		lua_setfield(L, -2, "address");
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, l_shared_gc);
 		lua_setfield(L, -2, "__gc");
 	}
 	lua_pop(L, 1);

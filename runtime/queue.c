@@ -119,7 +119,15 @@ void ublk_queue_complete(struct ublk_queue *q, uint16_t tag, int result)
 {
 	const struct ublksrv_io_desc *iod = &q->descs[tag];
 	unsigned op = ublksrv_get_op(iod);
+	struct ublk_tag *t = &q->tags[tag];
 
+	if (t->hook) {
+		ublk_complete_hook hook = t->hook;
+
+		t->hook = NULL;
+		hook(q, tag, result);
+		return;
+	}
 	if (result < 0) {
 		stat_add(&q->stats.errors, 1);
 	} else {
@@ -134,11 +142,12 @@ void ublk_queue_complete(struct ublk_queue *q, uint16_t tag, int result)
 		    UBLK_U_IO_COMMIT_AND_FETCH_REQ, result);
 }
 
-struct io_uring_sqe *ublk_queue_backend_sqe(struct ublk_queue *q, uint16_t tag,
-					     uint32_t data)
+struct io_uring_sqe *ublk_queue_backend_sqe(struct ublk_queue *q, struct ublk_backend *b,
+					     uint16_t tag, uint32_t data)
 {
 	struct io_uring_sqe *sqe = get_sqe(q);
 
+	q->tags[tag].io_owner = b;
 	/* liburing's prep helpers leave user_data alone, so set it here */
 	sqe->user_data = ublk_ud(tag, UBLK_UD_BACKEND, data);
 	q->backend_inflight++;
@@ -158,18 +167,19 @@ static void arm_stop(struct ublk_queue *q)
 static void handle_request(struct ublk_queue *q, uint16_t tag)
 {
 	const struct ublksrv_io_desc *iod = &q->descs[tag];
-	struct ublk_io_req req = {
+	struct ublk_tag *t = &q->tags[tag];
+	int ret;
+
+	t->req = (struct ublk_io_req){
 		.op = ublksrv_get_op(iod),
 		.flags = iod->op_flags & ~0xffu,
 		.tag = tag,
 		.len = iod->nr_sectors << 9,
 		.offset = iod->start_sector << 9,
-		.buf = q->tags[tag].buf,
+		.buf = t->buf,
 	};
-	int ret;
-
-	q->tags[tag].done = 0;
-	ret = q->backend->ops->handle_io(q, &req);
+	t->done = 0;
+	ret = q->backend->ops->handle_io(q->backend, q, &t->req);
 	if (ret != UBLK_IO_QUEUED)
 		ublk_queue_complete(q, tag, ret);
 }
@@ -192,10 +202,13 @@ static void handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe)
 			q->stopping = true;
 		}
 		break;
-	case UBLK_UD_BACKEND:
+	case UBLK_UD_BACKEND: {
+		struct ublk_backend *b = q->tags[tag].io_owner;
+
 		q->backend_inflight--;
-		q->backend->ops->io_done(q, tag, cqe);
+		b->ops->io_done(b, q, tag, cqe);
 		break;
+	}
 	case UBLK_UD_STOP:
 		q->stopping = true;
 		break;
@@ -285,7 +298,7 @@ static int queue_setup(struct ublk_queue *q)
 	if (ret < 0)
 		return ret;
 	if (q->backend->ops->queue_init) {
-		ret = q->backend->ops->queue_init(q);
+		ret = q->backend->ops->queue_init(q->backend, q);
 		if (ret < 0)
 			return ret;
 	}
@@ -299,7 +312,7 @@ static int queue_setup(struct ublk_queue *q)
 static void queue_teardown(struct ublk_queue *q, bool ring_up)
 {
 	if (q->backend->ops->queue_exit && ring_up)
-		q->backend->ops->queue_exit(q);
+		q->backend->ops->queue_exit(q->backend, q);
 	if (ring_up)
 		io_uring_queue_exit(&q->ring); /* cancels fetches still held */
 	if (q->bufs)

@@ -58,10 +58,16 @@ void ublk_latch_destroy(struct ublk_latch *l);
 void ublk_latch_count_down(struct ublk_latch *l, int err);
 int ublk_latch_wait(struct ublk_latch *l);
 
+/* Called instead of committing when a wrapping backend (a Lua backend)
+ * waits for the result of a delegate's asynchronous I/O. */
+typedef void (*ublk_complete_hook)(struct ublk_queue *q, uint16_t tag, int result);
+
 struct ublk_tag {
 	void *buf;		/* max_io bytes, page aligned */
+	struct ublk_io_req req;	/* the op in progress, as its backend got it */
+	struct ublk_backend *io_owner;	/* gets this tag's backend CQEs */
+	ublk_complete_hook hook;	/* one-shot; NULL commits */
 	uint32_t done;		/* backend scratch: bytes done so far */
-	int32_t aux;		/* backend scratch */
 };
 
 struct ublk_queue {
@@ -103,14 +109,15 @@ void ublk_queue_join(struct ublk_queue *q);
 
 /* ---- for backends, on the queue's own thread ---- */
 
-/* Finishes a request: result is bytes or -errno.  Queues the commit; the
- * loop submits it with the rest of the batch. */
+/* Finishes a request: result is bytes or -errno.  Queues the commit (the
+ * loop submits it with the rest of the batch), or hands the result to the
+ * tag's hook when a wrapping backend is waiting for it. */
 void ublk_queue_complete(struct ublk_queue *q, uint16_t tag, int result);
 
-/* An SQE whose completion goes to the backend's io_done() for `tag`.
- * Never NULL: when the SQ is full the pending batch is submitted first. */
-struct io_uring_sqe *ublk_queue_backend_sqe(struct ublk_queue *q, uint16_t tag,
-					     uint32_t data);
+/* An SQE whose completion goes to b->ops->io_done() for `tag`.  Never
+ * NULL: when the SQ is full the pending batch is submitted first. */
+struct io_uring_sqe *ublk_queue_backend_sqe(struct ublk_queue *q, struct ublk_backend *b,
+					     uint16_t tag, uint32_t data);
 
 static inline const struct ublksrv_io_desc *ublk_queue_desc(const struct ublk_queue *q,
 							    uint16_t tag)

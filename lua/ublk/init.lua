@@ -11,8 +11,9 @@
 -- nil, message, errno.
 local core = require "ublk.core"
 local params = require "ublk.params"
+local backend = require "ublk.backend"
 
-local ublk = { version = core.version, params = params }
+local ublk = { version = core.version, params = params, errno = require "ublk.errno" }
 
 -- Devices created and not yet closed, so that the CLI (or anyone) can
 -- remove everything on exit: ublk.close_all().
@@ -21,16 +22,15 @@ local open_devices = {}
 local Device = {}
 Device.__index = Device
 
--- Backend descriptions.  A device's `backend` is a name or one of these.
-function ublk.memory() return { name = "memory" } end
-function ublk.null() return { name = "null" } end
-function ublk.file(t)
-  if type(t) == "string" then t = { path = t } end
-  if type(t) ~= "table" or type(t.path) ~= "string" or t.path == "" then
-    error("ublk.file: expected { path = \"...\" [, direct = true] [, size = ...] }", 2)
-  end
-  return { name = "file", path = t.path, direct = t.direct, size = t.size }
-end
+-- Backends: a device's `backend` is a name or one of these (see
+-- ublk/backend.lua and docs/backends.md).
+ublk.memory, ublk.null, ublk.file = backend.memory, backend.null, backend.file
+ublk.backend, ublk.shared = backend.backend, backend.shared
+ublk._Shared = backend.Shared
+-- On queue threads ublk.queue replaces these with the working ones.
+ublk.sleep, ublk.io, ublk.queue_id = backend.queue_side.sleep,
+  backend.queue_side.io, backend.queue_side.queue_id
+ublk.thread_id = core.gettid
 
 local function limits()
   return { max_queues = core.nr_cpus() }
@@ -49,13 +49,19 @@ function ublk.device(t)
     discard = p.discard, id = p.id, path = p.path, direct = p.direct,
     backend = b,
   }
-  if type(b) == "table" then
-    if type(b.name) ~= "string" then
-      error("ublk.device: backend object has no name", 2)
-    end
+  local mt = type(b) == "table" and getmetatable(b)
+  if mt == backend.LuaBackend then
+    if not b.spec.write then spec.read_only = true end -- nothing to write with
+    spec.backend = "lua"
+    local okp, lua = pcall(b.core_spec, b, p.size, spec.read_only)
+    if not okp then error("ublk.device: " .. lua, 2) end
+    spec.lua = lua
+  elseif mt == backend.CBackend then
     spec.backend = b.name
     spec.path = b.path or p.path
     if b.direct ~= nil then spec.direct = b.direct end
+  elseif type(b) == "table" then
+    error("ublk.device: backend must be a name, ublk.backend{...}, or a C backend such as ublk.memory()", 2)
   end
   local d, err, errno = core.create(spec)
   if not d then return nil, err, errno end
@@ -63,6 +69,7 @@ function ublk.device(t)
   local dev = setmetatable({
     _d = d, id = info.id, path = "/dev/ublkb" .. info.id,
     name = p.name, params = p,
+    _hooks = mt == backend.LuaBackend and b.spec or nil, -- keeps ublk.shared alive too
   }, Device)
   open_devices[dev] = true
   return dev
@@ -81,13 +88,28 @@ function Device:start()
     error(("ublk: cannot start device %d: it is %s%s"):format(self.id, state,
       state == "stopped" and " (create a new device to serve again)" or ""), 2)
   end
-  return self._d:start()
+  local ok, err, errno = self._d:start()
+  if not ok then return nil, err, errno end
+  local hooks = self._hooks
+  if hooks and hooks.on_start then
+    local okh, herr = xpcall(function() return hooks:on_start(self) end, debug.traceback)
+    if not okh then
+      self._d:stop()
+      return nil, "on_start failed: " .. tostring(herr), 5
+    end
+  end
+  return true
 end
 
 function Device:stop()
   local state = check(self, "stop")
   if state ~= "started" then
     error(("ublk: cannot stop device %d: it is %s"):format(self.id, state), 2)
+  end
+  local hooks = self._hooks
+  if hooks and hooks.on_stop then
+    local okh, herr = xpcall(function() return hooks:on_stop(self) end, debug.traceback)
+    if not okh then io.stderr:write("ublk-lua: on_stop failed: ", tostring(herr), "\n") end
   end
   return self._d:stop()
 end
@@ -97,6 +119,12 @@ function Device:close()
   local state = check(self, "close")
   open_devices[self] = nil
   if state == "closed" then return true end
+  if state == "started" then
+    local ok, err, errno = self:stop()
+    local okc = self._d:close()
+    if not ok then return nil, err, errno end
+    return okc
+  end
   return self._d:close()
 end
 

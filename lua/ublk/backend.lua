@@ -1,0 +1,162 @@
+-- ublk.backend: the objects a device's `backend` can be, on the control
+-- side (the script's own Lua state).
+--
+--   ublk.memory{}, ublk.null{}, ublk.file{ path = ... }   C backends
+--   ublk.backend{ size = ..., read = function(self, req) ... end, ... }
+--   ublk.shared(bytes)   memory every queue's Lua state sees at one address
+--
+-- A Lua backend's handlers run on every queue thread, each in that queue's
+-- own lua_State with its own copy of the backend (see ublk.transfer): no
+-- locks, no hand-off.  C backends it captures become delegates there.
+local ffi = require "ffi"
+local core = require "ublk.core"
+local params = require "ublk.params"
+local transfer = require "ublk.transfer"
+
+local M = {}
+
+-- ---- C backends ----
+
+local CBackend = {}
+CBackend.__index = CBackend
+M.CBackend = CBackend
+
+local function c_backend(name, t, fields)
+  t = t or {}
+  if type(t) ~= "table" then error(("ublk.%s: expected a table of options"):format(name), 3) end
+  local b = setmetatable({ name = name }, CBackend)
+  for k, v in pairs(t) do
+    if not fields[k] then
+      error(("ublk.%s: unknown option '%s'"):format(name, tostring(k)), 3)
+    end
+    b[k] = v
+  end
+  if b.size ~= nil then
+    local n, err = params.parse_size(b.size)
+    if not n then error(("ublk.%s: bad size: %s"):format(name, err), 3) end
+    b.size = n
+  end
+  return b
+end
+
+function M.memory(t) return c_backend("memory", t, { size = true }) end
+function M.null(t) return c_backend("null", t, { size = true }) end
+function M.file(t)
+  if type(t) == "string" then t = { path = t } end
+  local b = c_backend("file", t, { path = true, direct = true, size = true })
+  if type(b.path) ~= "string" or b.path == "" then
+    error("ublk.file: expected { path = \"...\" [, direct = true] [, size = ...] }", 2)
+  end
+  return b
+end
+
+-- Delegate methods exist only on queue threads; calling them here is a
+-- mistake worth a clear word.
+for _, op in ipairs({ "read", "write", "flush", "discard", "write_zeroes" }) do
+  CBackend[op] = function()
+    error("ublk: " .. op .. "() on a C backend works only inside a Lua backend's handlers", 2)
+  end
+end
+
+-- ---- shared memory ----
+
+local Shared = {}
+Shared.__index = Shared
+M.Shared = Shared
+
+-- ublk.shared(bytes) -> { ptr = uint8_t*, size = n }: zeroed, C-owned,
+-- page aligned, the same address in every queue's Lua state.  Lives as
+-- long as this object (and any device whose backend captured it).
+function M.shared(size)
+  local n, err = params.parse_size(size)
+  if not n or n == 0 then error("ublk.shared: bad size: " .. tostring(err or size), 2) end
+  local mem = assert(core.shared_alloc(n))
+  return setmetatable({ ptr = ffi.cast("uint8_t *", mem:address()), size = n, _mem = mem }, Shared)
+end
+
+function Shared:address()
+  return tonumber(ffi.cast("uintptr_t", self.ptr))
+end
+
+-- ---- Lua backends ----
+
+local LuaBackend = {}
+LuaBackend.__index = LuaBackend
+M.LuaBackend = LuaBackend
+
+local HANDLERS = { read = 0, write = 1, flush = 2, discard = 3, write_zeroes = 5 }
+local HOOKS = { open = true, close = true, on_start = true, on_stop = true }
+M.HANDLERS = HANDLERS
+
+-- ublk.backend(spec) -> backend.  spec: size, handlers (read, write, flush,
+-- discard, write_zeroes), hooks (open, close per queue; on_start, on_stop
+-- per device), async = true to run handlers as coroutines, fua = true if
+-- write honours req.flags' FUA bit.  Any other field is the author's own
+-- state, copied to every queue as `self`.
+function M.backend(spec)
+  if type(spec) ~= "table" then error("ublk.backend: expected a table", 2) end
+  if type(spec.read) ~= "function" then
+    error("ublk.backend: 'read' must be a function(self, req)", 2)
+  end
+  for k, v in pairs(spec) do
+    if (HANDLERS[k] or HOOKS[k]) and type(v) ~= "function" then
+      error(("ublk.backend: '%s' must be a function, got a %s"):format(k, type(v)), 2)
+    end
+  end
+  local size
+  if spec.size ~= nil then
+    local err
+    size, err = params.parse_size(spec.size)
+    if not size then error("ublk.backend: bad size: " .. err, 2) end
+  end
+  return setmetatable({ name = "lua", spec = spec, size = size }, LuaBackend)
+end
+
+-- What the C runtime needs to build this backend for a device of `size`
+-- bytes: the packed handlers, the C delegates it captured, capabilities.
+function LuaBackend:core_spec(size, read_only)
+  local inner, index = {}, {}
+  local function special(v)
+    local mt = getmetatable(v)
+    if mt == CBackend then
+      if not index[v] then
+        inner[#inner + 1] = { name = v.name, path = v.path, direct = v.direct,
+          size = v.size or (v.name ~= "file" and size or 0) }
+        index[v] = #inner - 1
+      end
+      return { "inner", index[v] }
+    elseif mt == Shared then
+      return { "shared", v:address(), v.size }
+    end
+  end
+  -- copy the data-plane part: on_start/on_stop stay in this state
+  local copy = {}
+  for k, v in pairs(self.spec) do
+    if k ~= "on_start" and k ~= "on_stop" then copy[k] = v end
+  end
+  local chunk = transfer.pack(copy, special)
+  local s = self.spec
+  return {
+    chunk = chunk, path = package.path, cpath = package.cpath,
+    async = s.async == true, inner = inner,
+    caps = { flush = s.flush ~= nil, fua = s.fua == true and s.flush ~= nil,
+      discard = s.discard ~= nil and not read_only,
+      write_zeroes = s.write_zeroes ~= nil and not read_only },
+  }
+end
+
+-- Helpers that only make sense on a queue thread (ublk.queue replaces
+-- them there).
+local function queue_only(name)
+  return function()
+    error("ublk." .. name .. ": only inside a Lua backend's handlers (on a queue thread)", 2)
+  end
+end
+M.queue_side = {
+  sleep = queue_only("sleep"),
+  io = { pread = queue_only("io.pread"), pwrite = queue_only("io.pwrite"),
+    fsync = queue_only("io.fsync") },
+  queue_id = function() return nil end,
+}
+
+return M
