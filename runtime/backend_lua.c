@@ -98,6 +98,10 @@ static void handler_error(struct lua_queue *lq, uint16_t tag, const char *fmt, .
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* one line per error: the traceback's lines joined with " | " */
+	for (char *c = msg; *c; c++)
+		if (*c == '\n' || *c == '\t')
+			*c = *c == '\n' ? '|' : ' ';
 	ublk_err("dev %u queue %u tag %u: %s", lq->q->dev_id, lq->q->q_id, tag, msg);
 }
 
@@ -112,14 +116,16 @@ static int errno_of(struct lua_queue *lq, lua_State *L, int idx, uint16_t tag)
 		return e < 0 ? e : -e;
 	}
 	if (lua_type(L, idx) == LUA_TSTRING) {
+		/* read the name before pushing anything: idx is relative */
+		const char *name = lua_tostring(L, idx);
+
 		lua_rawgeti(L, LUA_REGISTRYINDEX, lq->errno_ref);
-		lua_getfield(L, -1, lua_tostring(L, idx));
+		lua_getfield(L, -1, name);
 		e = (int)lua_tointeger(L, -1);
 		lua_pop(L, 2);
 		if (e > 0)
 			return -e;
-		handler_error(lq, tag, "handler failed with unknown errno name '%s': EIO",
-			      lua_tostring(L, idx));
+		handler_error(lq, tag, "handler failed with unknown errno name '%s': EIO", name);
 	}
 	return -EIO;
 }

@@ -125,7 +125,7 @@ static void read_lua_conf(lua_State *L, int t, const struct ublk_backend_conf *o
 		st->inner[i].path = str_field(L, e, "path");
 		st->inner[i].direct = bool_field(L, e, "direct");
 		st->inner[i].block_size = outer->block_size;
-		st->inner[i].read_only = outer->read_only;
+		st->inner[i].read_only = outer->read_only || bool_field(L, e, "read_only");
 		lua_pop(L, 1); /* strings stay referenced by the table */
 	}
 	lua_pop(L, 1);

@@ -43,7 +43,7 @@ function M.memory(t) return c_backend("memory", t, { size = true }) end
 function M.null(t) return c_backend("null", t, { size = true }) end
 function M.file(t)
   if type(t) == "string" then t = { path = t } end
-  local b = c_backend("file", t, { path = true, direct = true, size = true })
+  local b = c_backend("file", t, { path = true, direct = true, size = true, read_only = true })
   if type(b.path) ~= "string" or b.path == "" then
     error("ublk.file: expected { path = \"...\" [, direct = true] [, size = ...] }", 2)
   end
@@ -121,6 +121,7 @@ function LuaBackend:core_spec(size, read_only)
     if mt == CBackend then
       if not index[v] then
         inner[#inner + 1] = { name = v.name, path = v.path, direct = v.direct,
+          read_only = v.read_only or read_only,
           size = v.size or (v.name ~= "file" and size or 0) }
         index[v] = #inner - 1
       end

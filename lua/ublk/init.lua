@@ -9,6 +9,7 @@
 -- Mistakes (bad parameters, start twice, use after close) raise errors.
 -- Operational failures (the kernel refuses, no ublk driver) return
 -- nil, message, errno.
+local ffi = require "ffi"
 local core = require "ublk.core"
 local params = require "ublk.params"
 local backend = require "ublk.backend"
@@ -31,6 +32,17 @@ ublk._Shared = backend.Shared
 ublk.sleep, ublk.io, ublk.queue_id = backend.queue_side.sleep,
   backend.queue_side.io, backend.queue_side.queue_id
 ublk.thread_id = core.gettid
+
+ffi.cdef [[
+struct ublk_timespec { long tv_sec; long tv_nsec; };
+int clock_gettime(int clk, struct ublk_timespec *ts);
+]]
+local now = ffi.new("struct ublk_timespec")
+-- ublk.clock() -> seconds on the monotonic clock, for measuring latency
+function ublk.clock()
+  ffi.C.clock_gettime(1, now)
+  return tonumber(now.tv_sec) + tonumber(now.tv_nsec) * 1e-9
+end
 
 local function limits()
   return { max_queues = core.nr_cpus() }

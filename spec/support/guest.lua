@@ -85,6 +85,14 @@ function G.device(t)
   return dev
 end
 
+-- Runs examples/NAME.lua with ARGS as the CLI would, returning what it
+-- returns (device parameters), so a spec can make the device in-process
+-- and look at the example's own state.
+function G.example(name, ...)
+  local chunk = assert(loadfile("examples/" .. name .. ".lua"))
+  return chunk(...)
+end
+
 function G.close_all()
   ublk.close_all()
 end
