@@ -67,7 +67,7 @@ test-guest: deps all
 	@spec/run-guest
 
 bench: deps all
-	@bench/run
+	@QUICK=$(QUICK) bench/run
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/ublk $(DESTDIR)$(LIBDIR)/ublk

@@ -1,0 +1,239 @@
+-- bench/guest.lua: every benchmark, inside one guest boot, so the numbers
+-- compare.  Runs as root on a ublk kernel (bench/run boots one).
+--   luajit bench/guest.lua OUT.json [quick]
+-- Devices are set up once; each round runs every workload on every device
+-- (A B C A B C ...), so drift in the emulated machine spreads evenly.
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+package.cpath = "./build/?.so;" .. package.cpath
+local json = require "dkjson"
+local ublk = require "ublk"
+
+local out_path, quick = arg[1], arg[2] == "quick"
+local ROUNDS = quick and 1 or 3
+local RUNTIME = quick and 2 or 4
+local SPAN = "128M" -- every device's working set, written once before reading
+
+local function sh(cmd, ...)
+  if select("#", ...) > 0 then cmd = cmd:format(...) end
+  local p = io.popen(cmd .. " 2>&1; echo __rc=$?")
+  local s = p:read("*a")
+  p:close()
+  local body, rc = s:match("^(.-)__rc=(%d+)%s*$")
+  return tonumber(rc) == 0, body
+end
+local function must(cmd, ...)
+  local ok, out = sh(cmd, ...)
+  if not ok then error(("failed: %s\n%s"):format(cmd:format(...), out), 2) end
+  return out
+end
+local function log(fmt, ...) io.stderr:write(fmt:format(...), "\n") end
+local function wait_for(cond, what)
+  for _ = 1, 600 do
+    if cond() then return end
+    sh("sleep 0.05")
+  end
+  error("timed out waiting for " .. what)
+end
+local function exists(path) return sh("test -b %s", path) end
+
+-- ---- devices ----
+
+local devices = {} -- { name, path, pid?, kind }
+
+local function add(name, path, pid, kind)
+  devices[#devices + 1] = { name = name, path = path, pid = pid, kind = kind }
+end
+
+local function spawn(cmd)
+  return tonumber(must("sh -c '%s > /tmp/bench-spawn.$$ 2>&1 & echo $!'", cmd):match("%d+"))
+end
+
+local function ublk_dev(name, script)
+  local before = must("ls /sys/block")
+  local pid = spawn("build/ublk-lua " .. script)
+  local path
+  wait_for(function()
+    for dev in must("ls /sys/block"):gmatch("ublkb%d+") do
+      if not before:find(dev .. "\n", 1, true) then path = "/dev/" .. dev end
+    end
+    return path and exists(path)
+  end, name)
+  add(name, path, pid, "ublk")
+end
+
+local function setup()
+  local mods = "/run/ublk-vm/modules"
+  must("insmod %s/brd.ko rd_nr=1 rd_size=262144", mods)
+  add("brd", "/dev/ram0", nil, "kernel")
+  must("insmod %s/null_blk.ko nr_devices=1 queue_mode=2 submit_queues=2 gb=1 irqmode=0", mods)
+  add("null_blk", "/dev/nullb0", nil, "kernel")
+  must("truncate -s 256M /tmp/loop.img")
+  add("loop", must("losetup -f --show /tmp/loop.img"):match("%S+"), nil, "kernel")
+
+  ublk_dev("ublk-memory", "bench/device.lua memory")
+  ublk_dev("ublk-null", "bench/device.lua null")
+  must("truncate -s 256M /tmp/ublk-file.img")
+  ublk_dev("ublk-file", "bench/device.lua file /tmp/ublk-file.img")
+  ublk_dev("ublk-lua-memory", "examples/luamem.lua 256MiB")
+  ublk_dev("ublk-lua-policy", "bench/policy.lua 256MiB")
+
+  if sh("command -v nbdkit && test -e %s/nbd.ko", mods) then
+    must("insmod %s/nbd.ko nbds_max=4", mods)
+    local function nbd(name, n, plugin)
+      local sock = "/tmp/nbd-" .. name .. ".sock"
+      local pid = spawn(("nbdkit --foreground --unix %s %s"):format(sock, plugin))
+      wait_for(function() return sh("test -S %s", sock) end, name .. " socket")
+      must("nbd-client -unix %s /dev/nbd%d -b 4096 -nonetlink", sock, n)
+      wait_for(function() return sh("test $(cat /sys/block/nbd%d/size) -gt 0", n) end, name)
+      add(name, "/dev/nbd" .. n, pid, "nbd")
+    end
+    nbd("nbdkit-memory", 0, "memory 256M")
+    nbd("nbdkit-lua", 1, "lua bench/nbdkit-ram.lua")
+  else
+    log("nbdkit or the nbd module is missing: no nbdkit rows")
+  end
+  for _, d in ipairs(devices) do
+    must("fio --name=fill --filename=%s --rw=write --bs=1M --iodepth=8 --ioengine=io_uring "
+      .. "--direct=1 --size=%s", d.path, SPAN)
+  end
+end
+
+local function teardown()
+  for _, d in ipairs(devices) do
+    if d.kind == "nbd" then sh("nbd-client -d %s", d.path) end
+    if d.pid then sh("kill -TERM %d; while kill -0 %d 2>/dev/null; do sleep 0.05; done", d.pid, d.pid) end
+  end
+  sh("losetup -D")
+end
+
+-- ---- measurement ----
+
+local WORKLOADS = {
+  { id = "randread-4k-qd64-1j", rw = "randread", bs = "4k", qd = 64, jobs = 1 },
+  { id = "randread-4k-qd64-2j", rw = "randread", bs = "4k", qd = 64, jobs = 2 },
+  { id = "randwrite-4k-qd64-1j", rw = "randwrite", bs = "4k", qd = 64, jobs = 1 },
+  { id = "randwrite-4k-qd64-2j", rw = "randwrite", bs = "4k", qd = 64, jobs = 2 },
+  { id = "read-128k-qd16", rw = "read", bs = "128k", qd = 16, jobs = 1 },
+  { id = "write-128k-qd16", rw = "write", bs = "128k", qd = 16, jobs = 1 },
+  { id = "randread-4k-qd1", rw = "randread", bs = "4k", qd = 1, jobs = 1 },
+}
+if quick then WORKLOADS = { WORKLOADS[2], WORKLOADS[4], WORKLOADS[7] } end
+
+-- CPU time of every thread of a process, in ns (schedstat: time on CPU).
+local function cpu_ns(pid)
+  if not pid then return nil end
+  local total = 0
+  for line in must("cat /proc/%d/task/*/schedstat", pid):gmatch("[^\n]+") do
+    total = total + tonumber(line:match("^(%d+)"))
+  end
+  return total
+end
+
+local function run_fio(d, w)
+  local file = "/tmp/fio-bench.json"
+  local c0 = cpu_ns(d.pid)
+  must("fio --output-format=json --output=%s --name=b --filename=%s --ioengine=io_uring "
+    .. "--direct=1 --rw=%s --bs=%s --iodepth=%d --numjobs=%d --cpus_allowed=0,1 "
+    .. "--cpus_allowed_policy=split --size=%s --time_based --runtime=%d --ramp_time=1 "
+    .. "--group_reporting --percentile_list=50:99:99.9",
+    file, d.path, w.rw, w.bs, w.qd, w.jobs, SPAN, RUNTIME)
+  local c1 = cpu_ns(d.pid)
+  local f = assert(io.open(file))
+  local report = assert(json.decode(f:read("*a"):match("{.*}")))
+  f:close()
+  local job = report.jobs[1]
+  local side = w.rw:find("read") and job.read or job.write
+  local pct = side.clat_ns.percentile or {}
+  local ios = side.total_ios
+  return {
+    iops = side.iops, mibs = side.bw / 1024,
+    p50_us = (pct["50.000000"] or 0) / 1000, p99_us = (pct["99.000000"] or 0) / 1000,
+    p999_us = (pct["99.900000"] or 0) / 1000,
+    cpu_ns_per_io = c0 and ios > 0 and (c1 - c0) / ios or nil,
+  }
+end
+
+-- Time from ADD_DEV to a completed 4 KiB read, per depth and queue count.
+local function creation()
+  local out = {}
+  for _ = 1, ROUNDS do
+    for _, depth in ipairs({ 64, 128, 1024 }) do
+      for _, queues in ipairs({ 1, 2 }) do
+        local t0 = ublk.clock()
+        local dev = assert(ublk.device { size = "64MiB", depth = depth, queues = queues })
+        assert(dev:start())
+        must("dd if=%s of=/dev/null bs=4096 count=1 iflag=direct status=none", dev.path)
+        local ms = (ublk.clock() - t0) * 1000
+        local info = dev:info()
+        dev:close()
+        local key = ("depth%d-q%d"):format(depth, queues)
+        out[key] = out[key] or { depth = depth, queues = queues, samples = {}, kernel_us = {} }
+        table.insert(out[key].samples, ms)
+        table.insert(out[key].kernel_us, info.create_us + info.start_us)
+      end
+    end
+  end
+  return out
+end
+
+local function median(t)
+  local s = {}
+  for i, v in ipairs(t) do s[i] = v end
+  table.sort(s)
+  local n = #s
+  if n == 0 then return nil end
+  return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
+end
+
+-- ---- main ----
+
+local results = {
+  date = os.date("!%Y-%m-%dT%H:%M:%SZ"), kernel = must("uname -r"):match("%S+"),
+  cpus = tonumber(must("nproc"):match("%d+")), quick = quick, rounds = ROUNDS,
+  runtime_s = RUNTIME, guest = "QEMU TCG (software emulation), " .. must("nproc"):match("%d+") .. " vCPUs",
+  workloads = WORKLOADS, devices = {}, runs = {},
+}
+local ok, err = pcall(function()
+  log("bench: setting up devices")
+  setup()
+  for _, d in ipairs(devices) do results.devices[#results.devices + 1] = d.name end
+  for round = 1, ROUNDS do
+    for _, w in ipairs(WORKLOADS) do
+      for _, d in ipairs(devices) do
+        log("bench: round %d/%d %s %s", round, ROUNDS, w.id, d.name)
+        local r = run_fio(d, w)
+        local key = w.id .. "|" .. d.name
+        results.runs[key] = results.runs[key] or {}
+        table.insert(results.runs[key], r)
+      end
+    end
+  end
+end)
+teardown()
+if not ok then error(err, 0) end
+results.creation = creation()
+
+-- medians and spread per cell
+results.summary = {}
+for key, runs in pairs(results.runs) do
+  local s = { n = #runs }
+  for _, field in ipairs({ "iops", "mibs", "p50_us", "p99_us", "p999_us", "cpu_ns_per_io" }) do
+    local vals = {}
+    for _, r in ipairs(runs) do vals[#vals + 1] = r[field] end
+    if #vals > 0 then
+      table.sort(vals)
+      s[field] = median(vals)
+      s[field .. "_min"], s[field .. "_max"] = vals[1], vals[#vals]
+    end
+  end
+  results.summary[key] = s
+end
+for _, c in pairs(results.creation) do
+  c.median_ms = median(c.samples)
+  c.kernel_median_us = median(c.kernel_us)
+end
+
+local f = assert(io.open(out_path, "w"))
+f:write(json.encode(results, { indent = true }))
+f:close()
+log("bench: wrote %s", out_path)
