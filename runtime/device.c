@@ -151,7 +151,7 @@ static int set_params(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	return 0;
 }
 
-static int alloc_queues(struct ublk_dev *d)
+static int alloc_queues(struct ublk_dev *d, bool pin)
 {
 	unsigned nr = d->info.nr_hw_queues;
 
@@ -171,6 +171,7 @@ static int alloc_queues(struct ublk_dev *d)
 		q->backend = &d->backend;
 		q->latch = &d->latch;
 		q->stop_fd = -1;
+		q->pin = pin;
 		ret = ublk_ctrl_get_queue_affinity(&d->ctrl, d->info.dev_id,
 						   q->q_id, &q->cpus);
 		if (ret < 0) /* unpinned threads still work; say so once */
@@ -247,7 +248,7 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 	if (ret >= 0)
 		ret = set_params(d, conf);
 	if (ret >= 0)
-		ret = alloc_queues(d);
+		ret = alloc_queues(d, conf->pin);
 	if (ret < 0) {
 		char why[sizeof(d->err)];
 

@@ -28,6 +28,7 @@ struct ublk_dev_conf {
 	unsigned block_size;
 	bool read_only;
 	bool discard;		/* advertise discard/write-zeroes if the backend can */
+	bool pin;		/* pin queue threads to the kernel's CPUs for them */
 };
 
 enum ublk_dev_state { UBLK_DEV_CREATED, UBLK_DEV_STARTED, UBLK_DEV_STOPPED, UBLK_DEV_CLOSED };

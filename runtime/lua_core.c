@@ -162,6 +162,7 @@ static int l_create(lua_State *L)
 	conf.block_size = (unsigned)num_field(L, 1, "block_size");
 	conf.read_only = bool_field(L, 1, "read_only");
 	conf.discard = bool_field(L, 1, "discard");
+	conf.pin = bool_field(L, 1, "pin");
 	bconf.size = (uint64_t)num_field(L, 1, "size");
 	bconf.block_size = conf.block_size;
 	bconf.read_only = conf.read_only;

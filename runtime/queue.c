@@ -334,11 +334,17 @@ static void *queue_thread(void *arg)
 	/* Signals are for the main thread (it tears devices down). */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	if (CPU_COUNT(&q->cpus) > 0 &&
+	if (q->pin && CPU_COUNT(&q->cpus) > 0 &&
 	    sched_setaffinity(0, sizeof(q->cpus), &q->cpus) < 0)
 		ublk_warn("dev %u queue %u: cannot pin to its CPUs: %s",
 			  q->dev_id, q->q_id, strerror(errno));
 	q->cpu = sched_getcpu();
+	/* SCHED_BATCH: a waking queue thread does not preempt the task that
+	 * submits I/O on this CPU.  The submitter keeps queueing until it
+	 * waits, and we then serve its whole batch in one pass; preempting it
+	 * per request cost 2.6x in throughput (bench/, 4k QD64, 2 jobs). */
+	if (sched_setscheduler(0, SCHED_BATCH, &(struct sched_param){ 0 }) < 0)
+		ublk_dbg("queue %u: SCHED_BATCH: %s", q->q_id, strerror(errno));
 
 	ret = queue_setup(q);
 	ublk_latch_count_down(q->latch, ret);

@@ -78,7 +78,8 @@ struct ublk_queue {
 	uint32_t max_io;
 	int cdev_fd;
 	bool ioctl_encode;
-	cpu_set_t cpus;
+	cpu_set_t cpus;		/* from GET_QUEUE_AFFINITY */
+	bool pin;		/* run only on `cpus` */
 	struct ublk_backend *backend;
 	struct ublk_latch *latch;
 	int stop_fd;		/* eventfd: the owner asks the thread to leave */

@@ -154,14 +154,14 @@ describe("ublk.params", function()
     it("lists the known fields sorted", function()
       assert.are.same({
         "backend", "block_size", "depth", "direct", "discard", "id",
-        "max_io", "name", "path", "queues", "read_only", "size",
+        "max_io", "name", "path", "pin", "queues", "read_only", "size",
       }, params.fields)
     end)
 
     it("exports the defaults in normalised form", function()
       assert.are.same({
         block_size = 512, queues = 1, depth = 128, max_io = 512 * KiB,
-        read_only = false, discard = true, id = -1, backend = "memory",
+        read_only = false, discard = true, pin = true, id = -1, backend = "memory",
         direct = false,
       }, params.defaults)
     end)
@@ -180,7 +180,7 @@ describe("ublk.params", function()
     it("fills in every default", function()
       assert.are.same({
         size = MiB, block_size = 512, queues = 1, depth = 128,
-        max_io = 512 * KiB, read_only = false, discard = true, id = -1,
+        max_io = 512 * KiB, read_only = false, discard = true, pin = true, id = -1,
         backend = "memory", direct = false,
       }, params.validate({ size = "1MiB" }))
     end)
@@ -189,12 +189,12 @@ describe("ublk.params", function()
       local be = { size = 4 * GiB }
       local p = params.validate({
         size = "2G", block_size = "4K", queues = 4, depth = 64,
-        max_io = "1MiB", read_only = true, discard = false, id = 3,
+        max_io = "1MiB", read_only = true, discard = false, pin = false, id = 3,
         backend = be, path = "/tmp/disk.img", direct = true, name = "test",
       })
       assert.are.same({
         size = 2 * GiB, block_size = 4096, queues = 4, depth = 64,
-        max_io = MiB, read_only = true, discard = false, id = 3,
+        max_io = MiB, read_only = true, discard = false, pin = false, id = 3,
         backend = be, path = "/tmp/disk.img", direct = true, name = "test",
       }, p)
     end)

@@ -58,7 +58,7 @@ function ublk.device(t)
   local spec = {
     size = p.size, block_size = p.block_size, queues = p.queues,
     depth = p.depth, max_io = p.max_io, read_only = p.read_only,
-    discard = p.discard, id = p.id, path = p.path, direct = p.direct,
+    discard = p.discard, pin = p.pin, id = p.id, path = p.path, direct = p.direct,
     backend = b,
   }
   local mt = type(b) == "table" and getmetatable(b)

@@ -164,6 +164,7 @@ local DEFAULTS = {
   max_io = 512 * KiB,
   read_only = false,
   discard = true,
+  pin = true,
   id = -1,            -- -1: the kernel picks the device number
   backend = "memory",
   direct = false,
@@ -179,7 +180,7 @@ local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 
 local FIELDS = {
   "backend", "block_size", "depth", "direct", "discard", "id", "max_io",
-  "name", "path", "queues", "read_only", "size",
+  "name", "path", "pin", "queues", "read_only", "size",
 }
 sort(FIELDS)
 
@@ -383,6 +384,7 @@ local function normalise(t, limits)
   out.max_io = check_max_io(get("max_io"), limits.max_io_max)
   out.read_only = check_bool("read_only", get("read_only"))
   out.discard = check_bool("discard", get("discard"))
+  out.pin = check_bool("pin", get("pin"))
   out.direct = check_bool("direct", get("direct"))
   out.id = check_int("id", get("id"), -1, MAX_ID)
   out.backend = check_backend(get("backend"))

@@ -67,4 +67,19 @@ describe("#guest data", function()
       assert.are.equal(0, stats[q].errors)
     end
   end)
+
+  it("pins each queue thread to its CPU by default, and not with pin = false", function()
+    local function allowed(tid)
+      return G.read_file(("/proc/self/task/%d/status"):format(tid)):match("Cpus_allowed_list:%s*(%S+)")
+    end
+    local pinned = G.device{ size = "4MiB", queues = 2 }
+    for q, s in ipairs(pinned:stats()) do
+      assert.are.equal(tostring(q - 1), allowed(s.tid))
+    end
+    local free = G.device{ size = "4MiB", queues = 2, pin = false }
+    local all = ("0-%d"):format(G.ncpus() - 1)
+    for _, s in ipairs(free:stats()) do assert.are.equal(all, allowed(s.tid)) end
+    local md5 = G.write_random_at(free.path, 512, 65536)
+    assert.are.equal(md5, G.md5_at(free.path, 512, 65536))
+  end)
 end)
