@@ -187,10 +187,11 @@ static int l_create(lua_State *L)
 	return 1;
 }
 
-static int l_start(lua_State *L)
+/* start, stop, close: true, or nil, message, errno */
+static int lifecycle(lua_State *L, int (*step)(struct ublk_dev *))
 {
 	struct ublk_dev *d = check_dev(L);
-	int ret = ublk_dev_start(d);
+	int ret = step(d);
 
 	if (ret < 0)
 		return push_fail(L, d->err, ret);
@@ -198,27 +199,9 @@ static int l_start(lua_State *L)
 	return 1;
 }
 
-static int l_stop(lua_State *L)
-{
-	struct ublk_dev *d = check_dev(L);
-	int ret = ublk_dev_stop(d);
-
-	if (ret < 0)
-		return push_fail(L, d->err, ret);
-	lua_pushboolean(L, 1);
-	return 1;
-}
-
-static int l_close(lua_State *L)
-{
-	struct ublk_dev *d = check_dev(L);
-	int ret = ublk_dev_close(d);
-
-	if (ret < 0)
-		return push_fail(L, d->err, ret);
-	lua_pushboolean(L, 1);
-	return 1;
-}
+static int l_start(lua_State *L) { return lifecycle(L, ublk_dev_start); }
+static int l_stop(lua_State *L) { return lifecycle(L, ublk_dev_stop); }
+static int l_close(lua_State *L) { return lifecycle(L, ublk_dev_close); }
 
 /* __gc: the safety net for a device nobody closed. */
 static int l_gc(lua_State *L)

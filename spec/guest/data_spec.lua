@@ -13,10 +13,7 @@ local function backends()
 end
 
 describe("#guest data", function()
-  after_each(function()
-    G.close_all()
-    assert.are.same({}, G.leftovers())
-  end)
+  after_each(G.no_leftovers)
 
   local list, cleanup = backends()
   teardown(cleanup)
@@ -73,8 +70,10 @@ describe("#guest data", function()
       return G.read_file(("/proc/self/task/%d/status"):format(tid)):match("Cpus_allowed_list:%s*(%S+)")
     end
     local pinned = G.device{ size = "4MiB", queues = 2 }
-    for q, s in ipairs(pinned:stats()) do
-      assert.are.equal(tostring(q - 1), allowed(s.tid))
+    for _, s in ipairs(pinned:stats()) do
+      -- the CPUs GET_QUEUE_AFFINITY gave (6.12 and 7.x map queues differently)
+      assert.are.equal(1, #s.cpus)
+      assert.are.equal(tostring(s.cpus[1]), allowed(s.tid))
     end
     local free = G.device{ size = "4MiB", queues = 2, pin = false }
     local all = ("0-%d"):format(G.ncpus() - 1)

@@ -3,10 +3,7 @@
 local G = require "guest"
 
 describe("#guest discard and flush", function()
-  after_each(function()
-    G.close_all()
-    assert.are.same({}, G.leftovers())
-  end)
+  after_each(G.no_leftovers)
 
   it("blkdiscard frees the memory backend's pages and reads back zeroes", function()
     local dev = G.device{ size = "128MiB", queues = 1, depth = 4 }

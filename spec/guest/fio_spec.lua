@@ -27,10 +27,7 @@ local function fio_verify(path, size_mib)
 end
 
 describe("#guest fio verify", function()
-  after_each(function()
-    G.close_all()
-    assert.are.same({}, G.leftovers())
-  end)
+  after_each(G.no_leftovers)
 
   it("passes crc32c verify on the memory backend with 2 queues", function()
     local dev = G.device{ size = "128MiB", queues = 2, depth = 64 }

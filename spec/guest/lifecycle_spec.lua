@@ -4,10 +4,7 @@ local ublk = require "ublk"
 local G = require "guest"
 
 describe("#guest lifecycle", function()
-  after_each(function()
-    G.close_all()
-    assert.are.same({}, G.leftovers())
-  end)
+  after_each(G.no_leftovers)
 
   it("creates, starts, serves, stops and closes a device", function()
     local dev = assert(ublk.device{ size = "16MiB", queues = 2, depth = 32 })

@@ -8,10 +8,7 @@ local function zeros_md5(n)
 end
 
 describe("#guest Lua backends", function()
-  after_each(function()
-    G.close_all()
-    assert.are.same({}, G.leftovers())
-  end)
+  after_each(G.no_leftovers)
 
   it("xor.lua: data reads back as written, and the store holds it scrambled", function()
     local store = "/tmp/ublk-xor-store.img"

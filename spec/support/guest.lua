@@ -2,6 +2,7 @@
 -- and running the ublk-lua CLI in the background.  Guest specs run as root
 -- on a kernel with ublk_drv (spec/vm/run boots one).
 local ublk = require "ublk"
+local assert = require "luassert" -- busted's assert lives only in spec files
 
 local G = {}
 
@@ -95,6 +96,13 @@ end
 
 function G.close_all()
   ublk.close_all()
+end
+
+-- For after_each: closes every device the spec made and checks that the
+-- kernel has none left.
+function G.no_leftovers()
+  ublk.close_all()
+  assert.are.same({}, G.leftovers())
 end
 
 -- ---- the CLI in the background ----
