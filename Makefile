@@ -34,7 +34,7 @@ OBJS := $(RUNTIME:%=$(B)/obj/%.o)
 LUA_MODULES := $(wildcard lua/ublk/*.lua)
 
 .PHONY: all deps run test test-host test-guest bench install clean
-all: $(B)/ublk-lua $(B)/ublk/core.so
+all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test
 
 $(B)/obj/%.o: runtime/%.c runtime/*.h | $(B)/obj
 	$(CC) $(CFLAGS) $(LUAJIT_CFLAGS) -c -o $@ $<
@@ -50,6 +50,10 @@ $(B)/ublk-lua: $(B)/obj/main.o $(BRIDGE:%=$(B)/obj/%.o) $(OBJS)
 # from the host interpreter, so it does not link libluajit.
 $(B)/ublk/core.so: $(BRIDGE:%=$(B)/obj/%.o) $(OBJS) | $(B)/ublk
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
+
+# C backends on the host's io_uring (spec/run-host runs it)
+$(B)/backend-test: spec/c/backend_test.c $(BRIDGE:%=$(B)/obj/%.o) $(OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(LUAJIT_CFLAGS) -o $@ $^ $(LUAJIT_LIBS) $(LDLIBS)
 
 deps:
 	@spec/deps
