@@ -135,7 +135,7 @@ if png then
   d:close()
   local gp = assert(io.popen("gnuplot", "w"))
   gp:write(([[
-set terminal pngcairo size 1400,700 font ",10"
+set terminal pngcairo size 1400,700 font ",10" noenhanced
 set output '%s'
 set title "ublk-lua benchmark: throughput relative to brd (kernel %s, %s)"
 set style data histogram
