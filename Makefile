@@ -14,17 +14,19 @@ BINDIR ?= $(PREFIX)/bin
 CC ?= gcc
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
+# CFLAGS is the caller's (luarocks passes its own); what the code needs to
+# build at all is in BASE_CFLAGS, which nobody overrides.
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -fPIC -D_GNU_SOURCE -pthread
+BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -fPIC -D_GNU_SOURCE -pthread
 LDLIBS := -luring -lpthread
 
 B ?= build
 ifeq ($(WERROR),1)
-CFLAGS += -Werror
+BASE_CFLAGS += -Werror
 endif
 ifeq ($(SANITIZE),1)
 B := build-san
-CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+BASE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
 
@@ -37,7 +39,7 @@ LUA_MODULES := $(wildcard lua/ublk/*.lua)
 all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test
 
 $(B)/obj/%.o: runtime/%.c runtime/*.h | $(B)/obj
-	$(CC) $(CFLAGS) $(LUAJIT_CFLAGS) -c -o $@ $<
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LUAJIT_CFLAGS) -c -o $@ $<
 
 $(B)/obj $(B)/ublk:
 	mkdir -p $@
@@ -53,7 +55,7 @@ $(B)/ublk/core.so: $(BRIDGE:%=$(B)/obj/%.o) $(OBJS) | $(B)/ublk
 
 # C backends on the host's io_uring (spec/run-host runs it)
 $(B)/backend-test: spec/c/backend_test.c $(BRIDGE:%=$(B)/obj/%.o) $(OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(LUAJIT_CFLAGS) -o $@ $^ $(LUAJIT_LIBS) $(LDLIBS)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) $(LUAJIT_CFLAGS) -o $@ $^ $(LUAJIT_LIBS) $(LDLIBS)
 
 deps:
 	@spec/deps
