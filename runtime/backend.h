@@ -47,6 +47,10 @@ enum {
 	UBLK_CAN_FUA = 1 << 1,		/* honours UBLK_IO_F_FUA on writes */
 	UBLK_CAN_DISCARD = 1 << 2,
 	UBLK_CAN_WRITE_ZEROES = 1 << 3,
+	/* Moves data itself with read/write on the char device, so the
+	 * kernel copies straight between request pages and the backend's
+	 * memory (UBLK_F_USER_COPY): one copy instead of two. */
+	UBLK_CAN_USER_COPY = 1 << 4,
 };
 
 struct ublk_backend {

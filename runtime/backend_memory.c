@@ -44,7 +44,7 @@ static int memory_create(struct ublk_backend *b, const struct ublk_backend_conf 
 	}
 	b->priv = m;
 	b->size = m->size;
-	b->caps = UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;
+	b->caps = UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES | UBLK_CAN_USER_COPY;
 	return 0;
 }
 
@@ -78,9 +78,26 @@ static int memory_handle_io(struct ublk_backend *b, struct ublk_queue *q,
 {
 	struct memory *m = b->priv;
 
-	(void)q;
+
 	if (req->offset > m->size || req->len > m->size - req->offset)
 		return -EIO;
+	/* The device's own requests with user copy: the kernel copies between
+	 * the request's pages and the store (a delegated request carries a
+	 * buffer of its wrapper's and takes the memcpy path). */
+	if (q->user_copy && req->buf == q->tags[req->tag].buf &&
+	    (req->op == UBLK_IO_OP_READ || req->op == UBLK_IO_OP_WRITE)) {
+		struct io_uring_sqe *sqe = ublk_queue_backend_sqe(q, b, req->tag, 0);
+		uint64_t pos = ublk_user_copy_pos(q->q_id, req->tag);
+
+		/* READ: write the store into the request; WRITE: read it out */
+		if (req->op == UBLK_IO_OP_READ)
+			io_uring_prep_write(sqe, 0, m->base + req->offset, req->len, pos);
+		else
+			io_uring_prep_read(sqe, 0, m->base + req->offset, req->len, pos);
+		sqe->flags |= IOSQE_FIXED_FILE; /* file 0: the char device */
+		q->tags[req->tag].req = *req;
+		return UBLK_IO_QUEUED;
+	}
 	switch (req->op) {
 	case UBLK_IO_OP_READ:
 		memcpy(req->buf, m->base + req->offset, req->len);
@@ -101,9 +118,19 @@ static int memory_handle_io(struct ublk_backend *b, struct ublk_queue *q,
 	}
 }
 
+static void memory_io_done(struct ublk_backend *b, struct ublk_queue *q, uint16_t tag,
+			   const struct io_uring_cqe *cqe)
+{
+	uint32_t len = q->tags[tag].req.len;
+
+	(void)b;
+	ublk_queue_complete(q, tag, cqe->res < 0 ? cqe->res : (uint32_t)cqe->res == len ? (int)len : -EIO);
+}
+
 const struct ublk_backend_ops ublk_backend_memory = {
 	.name = "memory",
 	.create = memory_create,
 	.destroy = memory_destroy,
 	.handle_io = memory_handle_io,
+	.io_done = memory_io_done,
 };

@@ -60,9 +60,19 @@ static int open_ctrl(struct ublk_dev *d)
 	return 0;
 }
 
+/* The flags we ask ADD_DEV for: what the kernel has and we can use. */
+static uint64_t wanted_flags(const struct ublk_dev *d)
+{
+	uint64_t want = UBLK_F_CMD_IOCTL_ENCODE;
+
+	if (d->backend.caps & UBLK_CAN_USER_COPY)
+		want |= UBLK_F_USER_COPY;
+	return d->features & want;
+}
+
 static int add_dev(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 {
-	uint64_t want = d->features & UBLK_F_CMD_IOCTL_ENCODE;
+	uint64_t want = wanted_flags(d);
 	struct ublksrv_ctrl_dev_info *info = &d->info;
 	int ret;
 
@@ -85,7 +95,7 @@ static int add_dev(struct ublk_dev *d, const struct ublk_dev_conf *conf)
  * know: check that it gave us what we asked for. */
 static int check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 {
-	uint64_t want = d->features & UBLK_F_CMD_IOCTL_ENCODE;
+	uint64_t want = wanted_flags(d);
 	struct ublksrv_ctrl_dev_info *info = &d->info;
 
 	ublk_dbg("dev %u: asked flags %#llx, kernel granted %#llx", info->dev_id,
@@ -168,6 +178,7 @@ static int alloc_queues(struct ublk_dev *d, bool pin)
 		q->max_io = d->info.max_io_buf_bytes;
 		q->cdev_fd = d->cdev_fd;
 		q->ioctl_encode = d->ctrl.ioctl_encode;
+		q->user_copy = (d->info.flags & UBLK_F_USER_COPY) != 0;
 		q->backend = &d->backend;
 		q->latch = &d->latch;
 		q->stop_fd = -1;

@@ -111,7 +111,8 @@ static void prep_io_cmd(struct ublk_queue *q, uint16_t tag, unsigned legacy_op,
 	cmd->q_id = q->q_id;
 	cmd->tag = tag;
 	cmd->result = result;
-	cmd->addr = (uint64_t)(uintptr_t)q->tags[tag].buf;
+	/* with user copy the kernel wants no buffer: data moves by cdev I/O */
+	cmd->addr = q->user_copy ? 0 : (uint64_t)(uintptr_t)q->tags[tag].buf;
 	q->cmd_inflight++;
 }
 

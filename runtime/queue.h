@@ -78,6 +78,7 @@ struct ublk_queue {
 	uint32_t max_io;
 	int cdev_fd;
 	bool ioctl_encode;
+	bool user_copy;		/* UBLK_F_USER_COPY: data moves by cdev read/write */
 	cpu_set_t cpus;		/* from GET_QUEUE_AFFINITY */
 	bool pin;		/* run only on `cpus` */
 	struct ublk_backend *backend;
@@ -124,6 +125,13 @@ static inline const struct ublksrv_io_desc *ublk_queue_desc(const struct ublk_qu
 							    uint16_t tag)
 {
 	return &q->descs[tag];
+}
+
+/* Offset on /dev/ublkcN of a request's data, for UBLK_F_USER_COPY. */
+static inline uint64_t ublk_user_copy_pos(uint16_t q_id, uint16_t tag)
+{
+	return UBLKSRV_IO_BUF_OFFSET + ((uint64_t)q_id << UBLK_QID_OFF) +
+	       ((uint64_t)tag << UBLK_TAG_OFF);
 }
 
 /* Relaxed load for readers on other threads. */

@@ -83,6 +83,9 @@ describe("#guest lifecycle", function()
     assert.is_true(f.cmd_ioctl_encode)
     local dev = G.device{ size = "4MiB" }
     assert.is_true(dev:info().flags.cmd_ioctl_encode)
+    -- the memory backend lets the kernel copy straight into its store
+    assert.are.equal(f.user_copy, dev:info().flags.user_copy)
+    assert.is_nil(G.device{ size = "4MiB", backend = "null" }:info().flags.user_copy)
   end)
 
   it("serves a read-only device and refuses writes", function()
