@@ -113,7 +113,7 @@ static void file_submit_rw(struct ublk_backend *b, struct ublk_queue *q, uint16_
 	struct ublk_tag *t = &q->tags[tag];
 	const struct ublk_io_req *req = &t->req;
 	char *buf = (char *)req->buf + t->done;
-	struct io_uring_sqe *sqe = ublk_queue_backend_sqe(q, b, tag, 0);
+	struct io_uring_sqe *sqe = ublk_queue_backend_sqe(q, b, tag);
 
 	if (req->op == UBLK_IO_OP_READ) {
 		io_uring_prep_read(sqe, f->fd, buf, req->len - t->done, req->offset + t->done);
@@ -142,7 +142,7 @@ static int file_handle_io(struct ublk_backend *b, struct ublk_queue *q,
 		file_submit_rw(b, q, req->tag);
 		return UBLK_IO_QUEUED;
 	case UBLK_IO_OP_FLUSH:
-		sqe = ublk_queue_backend_sqe(q, b, req->tag, 0);
+		sqe = ublk_queue_backend_sqe(q, b, req->tag);
 		io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
 		return UBLK_IO_QUEUED;
 	case UBLK_IO_OP_DISCARD:
@@ -151,7 +151,7 @@ static int file_handle_io(struct ublk_backend *b, struct ublk_queue *q,
 		mode = req->op == UBLK_IO_OP_WRITE_ZEROES && (req->flags & UBLK_IO_F_NOUNMAP)
 			       ? FALLOC_FL_ZERO_RANGE
 			       : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-		sqe = ublk_queue_backend_sqe(q, b, req->tag, 0);
+		sqe = ublk_queue_backend_sqe(q, b, req->tag);
 		io_uring_prep_fallocate(sqe, f->fd, mode, req->offset, req->len);
 		return UBLK_IO_QUEUED;
 	default:

@@ -329,7 +329,7 @@ static int ffi_sleep(void *ctx, double ms)
 		return -EINVAL;
 	lq->ts[tag].tv_sec = (long long)(ms / 1000);
 	lq->ts[tag].tv_nsec = (long long)((ms - (double)lq->ts[tag].tv_sec * 1000) * 1e6);
-	sqe = ublk_queue_backend_sqe(lq->q, lq->b, tag, 0);
+	sqe = ublk_queue_backend_sqe(lq->q, lq->b, tag);
 	io_uring_prep_timeout(sqe, &lq->ts[tag], 0, 0);
 	return 0;
 }
@@ -337,7 +337,7 @@ static int ffi_sleep(void *ctx, double ms)
 static int ffi_rw(void *ctx, int write, int fd, void *buf, uint32_t len, double off)
 {
 	struct lua_queue *lq = ctx;
-	struct io_uring_sqe *sqe = ublk_queue_backend_sqe(lq->q, lq->b, lq->cur_tag, 0);
+	struct io_uring_sqe *sqe = ublk_queue_backend_sqe(lq->q, lq->b, lq->cur_tag);
 
 	if (write)
 		io_uring_prep_write(sqe, fd, buf, len, (uint64_t)off);
@@ -349,7 +349,7 @@ static int ffi_rw(void *ctx, int write, int fd, void *buf, uint32_t len, double 
 static int ffi_fsync(void *ctx, int fd)
 {
 	struct lua_queue *lq = ctx;
-	struct io_uring_sqe *sqe = ublk_queue_backend_sqe(lq->q, lq->b, lq->cur_tag, 0);
+	struct io_uring_sqe *sqe = ublk_queue_backend_sqe(lq->q, lq->b, lq->cur_tag);
 
 	io_uring_prep_fsync(sqe, fd, 0);
 	return 0;

@@ -86,7 +86,7 @@ static int memory_handle_io(struct ublk_backend *b, struct ublk_queue *q,
 	 * buffer of its wrapper's and takes the memcpy path). */
 	if (q->user_copy && req->buf == q->tags[req->tag].buf &&
 	    (req->op == UBLK_IO_OP_READ || req->op == UBLK_IO_OP_WRITE)) {
-		struct io_uring_sqe *sqe = ublk_queue_backend_sqe(q, b, req->tag, 0);
+		struct io_uring_sqe *sqe = ublk_queue_backend_sqe(q, b, req->tag);
 		uint64_t pos = ublk_user_copy_pos(q->q_id, req->tag);
 
 		/* READ: write the store into the request; WRITE: read it out */
@@ -95,8 +95,7 @@ static int memory_handle_io(struct ublk_backend *b, struct ublk_queue *q,
 		else
 			io_uring_prep_read(sqe, 0, m->base + req->offset, req->len, pos);
 		sqe->flags |= IOSQE_FIXED_FILE; /* file 0: the char device */
-		q->tags[req->tag].req = *req;
-		return UBLK_IO_QUEUED;
+		return UBLK_IO_QUEUED; /* req is the tag's own: io_done reads it */
 	}
 	switch (req->op) {
 	case UBLK_IO_OP_READ:

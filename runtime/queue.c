@@ -144,13 +144,13 @@ void ublk_queue_complete(struct ublk_queue *q, uint16_t tag, int result)
 }
 
 struct io_uring_sqe *ublk_queue_backend_sqe(struct ublk_queue *q, struct ublk_backend *b,
-					     uint16_t tag, uint32_t data)
+					     uint16_t tag)
 {
 	struct io_uring_sqe *sqe = get_sqe(q);
 
 	q->tags[tag].io_owner = b;
 	/* liburing's prep helpers leave user_data alone, so set it here */
-	sqe->user_data = ublk_ud(tag, UBLK_UD_BACKEND, data);
+	sqe->user_data = ublk_ud(tag, UBLK_UD_BACKEND, 0);
 	q->backend_inflight++;
 	return sqe;
 }

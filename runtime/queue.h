@@ -119,7 +119,7 @@ void ublk_queue_complete(struct ublk_queue *q, uint16_t tag, int result);
 /* An SQE whose completion goes to b->ops->io_done() for `tag`.  Never
  * NULL: when the SQ is full the pending batch is submitted first. */
 struct io_uring_sqe *ublk_queue_backend_sqe(struct ublk_queue *q, struct ublk_backend *b,
-					     uint16_t tag, uint32_t data);
+					     uint16_t tag);
 
 static inline const struct ublksrv_io_desc *ublk_queue_desc(const struct ublk_queue *q,
 							    uint16_t tag)
