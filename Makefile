@@ -30,32 +30,47 @@ BASE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-RUNTIME := log ctrl queue device backend_registry backend_memory backend_null backend_file
-BRIDGE := lua_core backend_lua
+# The runtime and the C backends build without LuaJIT on the include path;
+# only the bridge (ublk.core and the Lua backend) and main.c include Lua.
+RUNTIME := log ctrl device queue queue_thread queue_host backend backend_memory \
+	backend_null backend_file
+BRIDGE := lua_core lua_device lua_host backend_lua lua_queue lua_call lua_ffi
 OBJS := $(RUNTIME:%=$(B)/obj/%.o)
+BRIDGE_OBJS := $(BRIDGE:%=$(B)/obj/%.o)
 LUA_MODULES := $(wildcard lua/ublk/*.lua)
 
 .PHONY: all deps run test test-host test-guest bench install clean
 all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test
 
-$(B)/obj/%.o: runtime/%.c runtime/*.h | $(B)/obj
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LUAJIT_CFLAGS) -c -o $@ $<
+$(OBJS): $(B)/obj/%.o: runtime/%.c runtime/*.h | $(B)/obj
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(B)/obj $(B)/ublk:
+$(BRIDGE_OBJS) $(B)/obj/main.o: $(B)/obj/%.o: runtime/%.c runtime/*.h $(B)/gen/lua_ffi_cdef.h | $(B)/obj
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LUAJIT_CFLAGS) -I$(B)/gen -c -o $@ $<
+
+# What C and Lua share is written once, in runtime/lua_ffi.h; its FFI part
+# becomes a C string that ublk.core hands to Lua as core.cdef.
+$(B)/gen/lua_ffi_cdef.h: runtime/lua_ffi.h | $(B)/gen
+	{ echo '/* generated from runtime/lua_ffi.h by the Makefile */'; \
+	  echo 'static const char ublk_lua_ffi_cdef[] ='; \
+	  sed -n '/BEGIN FFI/,/END FFI/{/ FFI \*\//d;s/\\/\\\\/g;s/"/\\"/g;s/^/"/;s/$$/\\n"/;p;}' $<; \
+	  echo ';'; } > $@
+
+$(B)/obj $(B)/ublk $(B)/gen:
 	mkdir -p $@
 
 # The executable exports its symbols (-E) so that FFI code can reach them.
-$(B)/ublk-lua: $(B)/obj/main.o $(BRIDGE:%=$(B)/obj/%.o) $(OBJS)
+$(B)/ublk-lua: $(B)/obj/main.o $(BRIDGE_OBJS) $(OBJS)
 	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUAJIT_LIBS) $(LDLIBS)
 
 # The module for plain LuaJIT (busted, user programs): Lua symbols come
 # from the host interpreter, so it does not link libluajit.
-$(B)/ublk/core.so: $(BRIDGE:%=$(B)/obj/%.o) $(OBJS) | $(B)/ublk
+$(B)/ublk/core.so: $(BRIDGE_OBJS) $(OBJS) | $(B)/ublk
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
 
-# C backends on the host's io_uring (spec/run-host runs it)
-$(B)/backend-test: spec/c/backend_test.c $(BRIDGE:%=$(B)/obj/%.o) $(OBJS)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) $(LUAJIT_CFLAGS) -o $@ $^ $(LUAJIT_LIBS) $(LDLIBS)
+# C backends on the host's io_uring (spec/run-host runs it): no Lua at all
+$(B)/backend-test: spec/c/backend_test.c $(OBJS)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 deps:
 	@spec/deps

@@ -1,44 +1,46 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * backend.h - what a backend implements.  Each backend is one file that
- * ends in a `const struct ublk_backend_ops`; the data plane knows backends
- * only through this table and finds them by name in the registry.
+ * backend.h - everything a backend sees: the ops table it ends with, the
+ * request it is asked to serve (struct ublk_io), and the few queue
+ * functions it may call.  The queue itself is opaque here.
+ *
+ * The completion protocol, in one paragraph.  handle_io() returns the
+ * request's bytes (>= 0), -errno, or UBLK_IO_QUEUED.  Every operation a
+ * backend starts for an io (an SQE from ublk_io_sqe(), or a delegate's
+ * queued request from ublk_io_delegate()) counts as one outstanding on that
+ * io.  Each one's completion is handed to the backend's io_done(), which
+ * again returns a result or UBLK_IO_QUEUED.  The last result returned is
+ * the io's; the queue commits it to the kernel exactly once, when nothing
+ * is outstanding any more (kublk's ublk_queued_tgt_io/ublk_completed_tgt_io).
+ * A delegated io's result goes to its parent's backend instead, as one of
+ * the parent's completions: a wrapping backend owns its request throughout.
  */
 #ifndef UBLK_BACKEND_H
 #define UBLK_BACKEND_H
 
 #include <stdbool.h>
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "ublk_uapi.h"	/* UBLK_IO_OP_*, UBLK_IO_F_* */
 
 struct ublk_queue;
-struct io_uring_cqe;
+struct io_uring_sqe;
 
-struct ublk_lua_conf;
-
-/* What the user configured; each backend reads the fields it knows. */
+/* What the user configured.  size, block_size and read_only concern every
+ * backend; anything else is a string option the backend parses itself
+ * (nbdkit's config keys): the file backend reads "path" and "direct". */
 struct ublk_backend_conf {
 	uint64_t size;		/* bytes; 0 = the backend decides (file) */
 	unsigned block_size;
 	bool read_only;
-	const char *path;	/* file backend */
-	bool direct;		/* file backend: O_DIRECT */
-	const struct ublk_lua_conf *lua;	/* lua backend */
+	const char *const *opts;	/* NULL, or key, value, key, value, ..., NULL */
 };
 
-/* A backend written in Lua (backend_lua.c), as lua/ublk/backend.lua
- * packed it: handlers, where modules live, and the C backends it
- * delegates to. */
-struct ublk_lua_conf {
-	const char *chunk;	/* lua/ublk/transfer.lua's output */
-	size_t chunk_len;
-	const char *path, *cpath;	/* package.path / cpath for queue states */
-	bool async;		/* handlers run as coroutines */
-	unsigned caps;		/* UBLK_CAN_* from the handlers it has */
-	unsigned nr_inner;
-	const char *const *inner_names;
-	const struct ublk_backend_conf *inner;
-};
+/* The value of option `key`, or NULL. */
+const char *ublk_conf_get(const struct ublk_backend_conf *c, const char *key);
+/* Option `key` as a flag: "1" or "true" is set, absent or anything else not. */
+bool ublk_conf_flag(const struct ublk_backend_conf *c, const char *key);
 
 /* Capabilities: only what a backend can do is advertised to the kernel,
  * so that flush, discard and write-zeroes really arrive when they can. */
@@ -47,9 +49,9 @@ enum {
 	UBLK_CAN_FUA = 1 << 1,		/* honours UBLK_IO_F_FUA on writes */
 	UBLK_CAN_DISCARD = 1 << 2,
 	UBLK_CAN_WRITE_ZEROES = 1 << 3,
-	/* Moves data itself with read/write on the char device, so the
-	 * kernel copies straight between request pages and the backend's
-	 * memory (UBLK_F_USER_COPY): one copy instead of two. */
+	/* Moves the data of the device's own requests with
+	 * ublk_io_prep_user_copy(), so the kernel copies straight between
+	 * request pages and the backend's memory (UBLK_F_USER_COPY). */
 	UBLK_CAN_USER_COPY = 1 << 4,
 };
 
@@ -61,24 +63,33 @@ struct ublk_backend {
 	char err[160];		/* why create() failed, for the user */
 };
 
-/* One I/O as a backend sees it. */
-struct ublk_io_req {
+/* One request as a backend is asked to serve it: the device's own request
+ * (made by the queue for a tag), or a delegate's share of one (made by the
+ * wrapping backend, with its own buffer, offset and length). */
+struct ublk_io {
 	uint8_t op;		/* UBLK_IO_OP_* */
 	uint32_t flags;		/* UBLK_IO_F_* (op bits masked off) */
-	uint16_t tag;
+	uint16_t tag;		/* the device request this io serves */
 	uint32_t len;		/* bytes */
 	uint64_t offset;	/* bytes */
-	void *buf;		/* this tag's buffer (READ: fill it; WRITE: read it) */
+	void *buf;		/* READ: fill it; WRITE: read it */
+	uint64_t scratch;	/* free for the backend serving this io */
+
+	/* queue.c's bookkeeping: set there, never by backends */
+	struct ublk_backend *backend;	/* whose io_done() gets completions */
+	struct ublk_io *parent;		/* NULL: commit to the kernel */
+	int result;
+	unsigned outstanding;
 };
 
-/* handle_io() returns this when it submitted work on the queue's ring and
- * will finish the request later with ublk_queue_complete(). */
+/* handle_io() and io_done() return this when operations are outstanding. */
 #define UBLK_IO_QUEUED 0x7fffffff
 
 struct ublk_backend_ops {
 	const char *name;
 	/* Device-wide setup, run before ADD_DEV so that a bad path or size is
-	 * refused before any device exists.  Sets b->size, b->caps, b->priv. */
+	 * refused before any device exists.  Sets b->size, b->caps, b->priv;
+	 * on failure may explain in b->err. */
 	int (*create)(struct ublk_backend *b, const struct ublk_backend_conf *conf);
 	void (*destroy)(struct ublk_backend *b);
 	/* Optional per-queue setup and teardown, run on the queue's thread. */
@@ -86,17 +97,57 @@ struct ublk_backend_ops {
 	void (*queue_exit)(struct ublk_backend *b, struct ublk_queue *q);
 	/* Bytes done (>= 0), -errno, or UBLK_IO_QUEUED.  `b` is passed
 	 * explicitly because a backend may serve as another one's delegate. */
-	int (*handle_io)(struct ublk_backend *b, struct ublk_queue *q,
-			 const struct ublk_io_req *req);
-	/* Completion of an SQE this backend submitted with
-	 * ublk_queue_backend_sqe() for `tag`. */
-	void (*io_done)(struct ublk_backend *b, struct ublk_queue *q, uint16_t tag,
-			const struct io_uring_cqe *cqe);
+	int (*handle_io)(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io);
+	/* One of io's operations finished with `res` (a CQE's res, or a
+	 * delegate's result).  Required if handle_io can return QUEUED. */
+	int (*io_done)(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
+		       int res);
 };
 
-/* Registry: the built-in backends by name; NULL if unknown. */
+/* ---- what a backend may call, on the queue's own thread ---- */
+
+/* An SQE whose completion goes to io's backend's io_done(); one more
+ * operation outstanding on io.  Never NULL: when the submission queue is
+ * full, what is pending is submitted first. */
+struct io_uring_sqe *ublk_io_sqe(struct ublk_queue *q, struct ublk_io *io);
+
+/* Has backend `b` serve `sub` (filled in by the caller: op, flags, tag,
+ * len, offset, buf) on behalf of `parent`.  Returns sub's result when it
+ * finished at once; UBLK_IO_QUEUED when it did not, in which case parent
+ * has one more operation outstanding and sub's result later reaches
+ * parent's io_done(); -EBUSY when sub is still serving an earlier call. */
+int ublk_io_delegate(struct ublk_queue *q, struct ublk_io *parent, struct ublk_io *sub,
+		     struct ublk_backend *b);
+
+/* True when io's data moves by user copy (the device's own request on a
+ * device with UBLK_F_USER_COPY): then io->buf is not the request's data,
+ * and ublk_io_prep_user_copy() moves it. */
+bool ublk_io_user_copy(const struct ublk_queue *q, const struct ublk_io *io);
+/* Prepares sqe to copy io's data between the request and `mem`: a READ
+ * copies mem into the request, a WRITE the request into mem. */
+void ublk_io_prep_user_copy(struct io_uring_sqe *sqe, const struct ublk_queue *q,
+			    const struct ublk_io *io, void *mem);
+
+unsigned ublk_queue_id(const struct ublk_queue *q);
+unsigned ublk_queue_depth(const struct ublk_queue *q);
+unsigned ublk_queue_dev_id(const struct ublk_queue *q);
+uint32_t ublk_queue_max_io(const struct ublk_queue *q);
+/* The backend's per-queue state, set in queue_init. */
+void *ublk_queue_priv(const struct ublk_queue *q);
+void ublk_queue_set_priv(struct ublk_queue *q, void *priv);
+
+/* ---- ops and the registry of C backends (backend.c) ---- */
+
+/* UBLK_IO_OP_* the data plane serves: names for handlers and logs ("read"),
+ * and for counters ("reads").  NULL for any other op. */
+enum { UBLK_NR_OPS = 6 };
+const char *ublk_op_name(unsigned op);
+const char *ublk_op_stat_name(unsigned op);
+
+/* The built-in C backends by name; NULL if unknown.  (The Lua backend is
+ * not here: it belongs to the Lua bridge.) */
 const struct ublk_backend_ops *ublk_backend_find(const char *name);
-/* Names, NULL-terminated, for messages such as "unknown backend". */
+/* Their names, NULL-terminated, for messages such as "unknown backend". */
 const char *const *ublk_backend_names(void);
 
 #endif

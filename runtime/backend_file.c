@@ -18,14 +18,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <liburing.h>
+
 #include "backend.h"
-#include "queue.h"
 
 struct file {
 	int fd;
 };
 
-static int file_size(struct ublk_backend *b, int fd, const struct ublk_backend_conf *conf)
+static int file_size(struct ublk_backend *b, int fd, const char *path,
+		     const struct ublk_backend_conf *conf)
 {
 	struct stat st;
 	uint64_t have;
@@ -39,14 +41,14 @@ static int file_size(struct ublk_backend *b, int fd, const struct ublk_backend_c
 		have = (uint64_t)st.st_size;
 	} else {
 		snprintf(b->err, sizeof(b->err), "'%s' is not a regular file or block device",
-			 conf->path);
+			 path);
 		return -EINVAL;
 	}
 	if (!conf->size) {
 		b->size = have - have % conf->block_size;
 		if (!b->size) {
 			snprintf(b->err, sizeof(b->err),
-				 "'%s' is empty: give a size to create it", conf->path);
+				 "'%s' is empty: give a size to create it", path);
 			return -EINVAL;
 		}
 		return 0;
@@ -58,36 +60,39 @@ static int file_size(struct ublk_backend *b, int fd, const struct ublk_backend_c
 	if (S_ISREG(st.st_mode) && !conf->read_only && ftruncate(fd, (off_t)conf->size) == 0)
 		return 0;
 	snprintf(b->err, sizeof(b->err), "'%s' holds %llu bytes, less than size %llu",
-		 conf->path, (unsigned long long)have, (unsigned long long)conf->size);
+		 path, (unsigned long long)have, (unsigned long long)conf->size);
 	return -EINVAL;
 }
 
+/* Options: path (required), direct ("1": O_DIRECT). */
 static int file_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
+	const char *path = ublk_conf_get(conf, "path");
+	bool direct = ublk_conf_flag(conf, "direct");
 	int flags = (conf->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	struct file *f;
 	int ret;
 
-	if (!conf->path || !*conf->path) {
+	if (!path || !*path) {
 		snprintf(b->err, sizeof(b->err), "the file backend needs a 'path'");
 		return -EINVAL;
 	}
-	if (conf->direct)
+	if (direct)
 		flags |= O_DIRECT;
 	if (!conf->read_only && conf->size)
 		flags |= O_CREAT;
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	f->fd = open(conf->path, flags, 0600);
+	f->fd = open(path, flags, 0600);
 	if (f->fd < 0) {
 		ret = -errno;
-		snprintf(b->err, sizeof(b->err), "cannot open '%s'%s: %s", conf->path,
-			 conf->direct ? " with O_DIRECT" : "", strerror(-ret));
+		snprintf(b->err, sizeof(b->err), "cannot open '%s'%s: %s", path,
+			 direct ? " with O_DIRECT" : "", strerror(-ret));
 		free(f);
 		return ret;
 	}
-	ret = file_size(b, f->fd, conf);
+	ret = file_size(b, f->fd, path, conf);
 	if (ret < 0) {
 		close(f->fd);
 		free(f);
@@ -106,86 +111,70 @@ static void file_destroy(struct ublk_backend *b)
 	free(f);
 }
 
-/* (Re)submits the part of the tag's read or write not done yet. */
-static void file_submit_rw(struct ublk_backend *b, struct ublk_queue *q, uint16_t tag)
+/* (Re)submits the part of a read or write not done yet; io->scratch
+ * counts the bytes done. */
+static void file_submit_rw(struct file *f, struct ublk_queue *q, struct ublk_io *io)
 {
-	struct file *f = b->priv;
-	struct ublk_tag *t = &q->tags[tag];
-	const struct ublk_io_req *req = &t->req;
-	char *buf = (char *)req->buf + t->done;
-	struct io_uring_sqe *sqe = ublk_queue_backend_sqe(q, b, tag);
+	uint32_t done = (uint32_t)io->scratch;
+	struct io_uring_sqe *sqe = ublk_io_sqe(q, io);
 
-	if (req->op == UBLK_IO_OP_READ) {
-		io_uring_prep_read(sqe, f->fd, buf, req->len - t->done, req->offset + t->done);
+	if (io->op == UBLK_IO_OP_READ) {
+		io_uring_prep_read(sqe, f->fd, (char *)io->buf + done, io->len - done,
+				   io->offset + done);
 	} else {
-		io_uring_prep_write(sqe, f->fd, buf, req->len - t->done, req->offset + t->done);
-		if (req->flags & UBLK_IO_F_FUA)
+		io_uring_prep_write(sqe, f->fd, (char *)io->buf + done, io->len - done,
+				    io->offset + done);
+		if (io->flags & UBLK_IO_F_FUA)
 			sqe->rw_flags = RWF_DSYNC;
 	}
 }
 
-static int file_handle_io(struct ublk_backend *b, struct ublk_queue *q,
-			  const struct ublk_io_req *req)
+static int file_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io)
 {
 	struct file *f = b->priv;
-	struct ublk_tag *t = &q->tags[req->tag];
-	struct io_uring_sqe *sqe;
 	int mode;
 
-	/* keep the request: completions need it, and a delegating backend
-	 * may have passed its own offset, length and buffer */
-	t->req = *req;
-	t->done = 0;
-	switch (req->op) {
+	switch (io->op) {
 	case UBLK_IO_OP_READ:
 	case UBLK_IO_OP_WRITE:
-		file_submit_rw(b, q, req->tag);
+		file_submit_rw(f, q, io);
 		return UBLK_IO_QUEUED;
 	case UBLK_IO_OP_FLUSH:
-		sqe = ublk_queue_backend_sqe(q, b, req->tag);
-		io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
+		io_uring_prep_fsync(ublk_io_sqe(q, io), f->fd, IORING_FSYNC_DATASYNC);
 		return UBLK_IO_QUEUED;
 	case UBLK_IO_OP_DISCARD:
 	case UBLK_IO_OP_WRITE_ZEROES:
 		/* NOUNMAP asks us to keep the blocks allocated */
-		mode = req->op == UBLK_IO_OP_WRITE_ZEROES && (req->flags & UBLK_IO_F_NOUNMAP)
+		mode = io->op == UBLK_IO_OP_WRITE_ZEROES && (io->flags & UBLK_IO_F_NOUNMAP)
 			       ? FALLOC_FL_ZERO_RANGE
 			       : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-		sqe = ublk_queue_backend_sqe(q, b, req->tag);
-		io_uring_prep_fallocate(sqe, f->fd, mode, req->offset, req->len);
+		io_uring_prep_fallocate(ublk_io_sqe(q, io), f->fd, mode, io->offset, io->len);
 		return UBLK_IO_QUEUED;
 	default:
 		return -EOPNOTSUPP;
 	}
 }
 
-static void file_io_done(struct ublk_backend *b, struct ublk_queue *q, uint16_t tag,
-			 const struct io_uring_cqe *cqe)
+static int file_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
+			int res)
 {
-	struct ublk_tag *t = &q->tags[tag];
-	const struct ublk_io_req *req = &t->req;
-
-	if (cqe->res < 0) {
-		ublk_queue_complete(q, tag, cqe->res);
-		return;
-	}
-	if (req->op != UBLK_IO_OP_READ && req->op != UBLK_IO_OP_WRITE) {
-		ublk_queue_complete(q, tag, (int)req->len);
-		return;
-	}
-	t->done += (uint32_t)cqe->res;
-	if (cqe->res == 0 && req->op == UBLK_IO_OP_READ) {
+	if (res < 0)
+		return res;
+	if (io->op != UBLK_IO_OP_READ && io->op != UBLK_IO_OP_WRITE)
+		return (int)io->len; /* flush: 0 */
+	io->scratch += (uint32_t)res;
+	if (res == 0 && io->op == UBLK_IO_OP_READ) {
 		/* past the end of a file that shrank under us: read zeroes */
-		memset((char *)req->buf + t->done, 0, req->len - t->done);
-		t->done = req->len;
-	} else if (cqe->res == 0) {
-		ublk_queue_complete(q, tag, -EIO);
-		return;
+		memset((char *)io->buf + io->scratch, 0, io->len - io->scratch);
+		io->scratch = io->len;
+	} else if (res == 0) {
+		return -EIO;
 	}
-	if (t->done < req->len)
-		file_submit_rw(b, q, tag);
-	else
-		ublk_queue_complete(q, tag, (int)req->len);
+	if (io->scratch < io->len) {
+		file_submit_rw(b->priv, q, io);
+		return UBLK_IO_QUEUED;
+	}
+	return (int)io->len;
 }
 
 const struct ublk_backend_ops ublk_backend_file = {

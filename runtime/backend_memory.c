@@ -4,8 +4,10 @@
  *
  * No locks: the block layer never has two overlapping writes in flight
  * that a correct user depends on, so queues copy in and out concurrently.
- * One memcpy per I/O.  Discard and write-zeroes give whole pages back to
- * the kernel (MADV_DONTNEED reads back as zeroes) and zero the edges.
+ * One copy per I/O: memcpy, or where the kernel has UBLK_F_USER_COPY the
+ * kernel's own copy between the request's pages and the store.  Discard
+ * and write-zeroes give whole pages back to the kernel (MADV_DONTNEED
+ * reads back as zeroes) and zero the edges.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -13,8 +15,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <liburing.h>
+
 #include "backend.h"
-#include "queue.h"
 
 struct memory {
 	char *base;
@@ -74,56 +77,48 @@ static int memory_zero(struct memory *m, uint64_t off, uint64_t len)
 }
 
 static int memory_handle_io(struct ublk_backend *b, struct ublk_queue *q,
-			    const struct ublk_io_req *req)
+			    struct ublk_io *io)
 {
 	struct memory *m = b->priv;
 
-
-	if (req->offset > m->size || req->len > m->size - req->offset)
+	if (io->offset > m->size || io->len > m->size - io->offset)
 		return -EIO;
-	/* The device's own requests with user copy: the kernel copies between
-	 * the request's pages and the store (a delegated request carries a
-	 * buffer of its wrapper's and takes the memcpy path). */
-	if (q->user_copy && req->buf == q->tags[req->tag].buf &&
-	    (req->op == UBLK_IO_OP_READ || req->op == UBLK_IO_OP_WRITE)) {
-		struct io_uring_sqe *sqe = ublk_queue_backend_sqe(q, b, req->tag);
-		uint64_t pos = ublk_user_copy_pos(q->q_id, req->tag);
-
-		/* READ: write the store into the request; WRITE: read it out */
-		if (req->op == UBLK_IO_OP_READ)
-			io_uring_prep_write(sqe, 0, m->base + req->offset, req->len, pos);
-		else
-			io_uring_prep_read(sqe, 0, m->base + req->offset, req->len, pos);
-		sqe->flags |= IOSQE_FIXED_FILE; /* file 0: the char device */
-		return UBLK_IO_QUEUED; /* req is the tag's own: io_done reads it */
+	/* With user copy the kernel copies between the request's pages and
+	 * the store: one copy, done by a cdev read or write on our ring. */
+	if (ublk_io_user_copy(q, io) &&
+	    (io->op == UBLK_IO_OP_READ || io->op == UBLK_IO_OP_WRITE)) {
+		ublk_io_prep_user_copy(ublk_io_sqe(q, io), q, io, m->base + io->offset);
+		return UBLK_IO_QUEUED;
 	}
-	switch (req->op) {
+	switch (io->op) {
 	case UBLK_IO_OP_READ:
-		memcpy(req->buf, m->base + req->offset, req->len);
-		return (int)req->len;
+		memcpy(io->buf, m->base + io->offset, io->len);
+		return (int)io->len;
 	case UBLK_IO_OP_WRITE:
-		memcpy(m->base + req->offset, req->buf, req->len);
-		return (int)req->len;
+		memcpy(m->base + io->offset, io->buf, io->len);
+		return (int)io->len;
 	case UBLK_IO_OP_FLUSH:
 		return 0;
 	case UBLK_IO_OP_DISCARD:
 	case UBLK_IO_OP_WRITE_ZEROES: {
-		int ret = memory_zero(m, req->offset, req->len);
+		int ret = memory_zero(m, io->offset, io->len);
 
-		return ret < 0 ? ret : (int)req->len;
+		return ret < 0 ? ret : (int)io->len;
 	}
 	default:
 		return -EOPNOTSUPP;
 	}
 }
 
-static void memory_io_done(struct ublk_backend *b, struct ublk_queue *q, uint16_t tag,
-			   const struct io_uring_cqe *cqe)
+/* The user copy finished: all of it, or the request fails. */
+static int memory_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
+			  int res)
 {
-	uint32_t len = q->tags[tag].req.len;
-
 	(void)b;
-	ublk_queue_complete(q, tag, cqe->res < 0 ? cqe->res : (uint32_t)cqe->res == len ? (int)len : -EIO);
+	(void)q;
+	if (res < 0)
+		return res;
+	return (uint32_t)res == io->len ? (int)io->len : -EIO;
 }
 
 const struct ublk_backend_ops ublk_backend_memory = {

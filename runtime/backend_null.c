@@ -6,7 +6,6 @@
 #include <errno.h>
 
 #include "backend.h"
-#include "queue.h"
 
 static int null_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
@@ -22,17 +21,16 @@ static void null_destroy(struct ublk_backend *b)
 	(void)b;
 }
 
-static int null_handle_io(struct ublk_backend *b, struct ublk_queue *q,
-			  const struct ublk_io_req *req)
+static int null_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io)
 {
 	(void)b;
 	(void)q;
-	switch (req->op) {
+	switch (io->op) {
 	case UBLK_IO_OP_READ:
 	case UBLK_IO_OP_WRITE:
 	case UBLK_IO_OP_DISCARD:
 	case UBLK_IO_OP_WRITE_ZEROES:
-		return (int)req->len;
+		return (int)io->len;
 	case UBLK_IO_OP_FLUSH:
 		return 0;
 	default:

@@ -161,6 +161,16 @@ static int set_params(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	return 0;
 }
 
+static void free_queues(struct ublk_dev *d)
+{
+	if (!d->queues)
+		return;
+	for (unsigned i = 0; i < d->info.nr_hw_queues; i++)
+		ublk_queue_free(d->queues[i]);
+	free(d->queues);
+	d->queues = NULL;
+}
+
 static int alloc_queues(struct ublk_dev *d, bool pin)
 {
 	unsigned nr = d->info.nr_hw_queues;
@@ -169,33 +179,35 @@ static int alloc_queues(struct ublk_dev *d, bool pin)
 	if (!d->queues)
 		return fail(d, -ENOMEM, "out of memory");
 	for (unsigned i = 0; i < nr; i++) {
-		struct ublk_queue *q = &d->queues[i];
-		int ret;
+		struct ublk_queue_conf c = {
+			.q_id = (uint16_t)i,
+			.depth = d->info.queue_depth,
+			.dev_id = d->info.dev_id,
+			.max_io = d->info.max_io_buf_bytes,
+			.cdev_fd = d->cdev_fd,
+			.ioctl_encode = d->ctrl.ioctl_encode,
+			.user_copy = (d->info.flags & UBLK_F_USER_COPY) != 0,
+			.pin = pin,
+			.backend = &d->backend,
+			.latch = &d->latch,
+		};
+		int ret = ublk_ctrl_get_queue_affinity(&d->ctrl, d->info.dev_id, c.q_id,
+						       &c.cpus);
 
-		q->q_id = (uint16_t)i;
-		q->depth = d->info.queue_depth;
-		q->dev_id = d->info.dev_id;
-		q->max_io = d->info.max_io_buf_bytes;
-		q->cdev_fd = d->cdev_fd;
-		q->ioctl_encode = d->ctrl.ioctl_encode;
-		q->user_copy = (d->info.flags & UBLK_F_USER_COPY) != 0;
-		q->backend = &d->backend;
-		q->latch = &d->latch;
-		q->stop_fd = -1;
-		q->pin = pin;
-		ret = ublk_ctrl_get_queue_affinity(&d->ctrl, d->info.dev_id,
-						   q->q_id, &q->cpus);
 		if (ret < 0) /* unpinned threads still work; say so once */
 			ublk_warn("dev %u queue %u: no CPU affinity: %s",
 				  d->info.dev_id, i, strerror(-ret));
+		d->queues[i] = ublk_queue_new(&c);
+		if (!d->queues[i])
+			return fail(d, -ENOMEM, "out of memory");
 	}
 	return 0;
 }
 
+/* Frees what exists; d->err is left as it is, for the caller's message. */
 static void release(struct ublk_dev *d, bool added)
 {
-	free(d->queues);
-	d->queues = NULL;
+	free_queues(d);
 	if (d->cdev_fd >= 0)
 		close(d->cdev_fd);
 	d->cdev_fd = -1;
@@ -261,11 +273,7 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 	if (ret >= 0)
 		ret = alloc_queues(d, conf->pin);
 	if (ret < 0) {
-		char why[sizeof(d->err)];
-
-		memcpy(why, d->err, sizeof(why));
 		release(d, true);
-		memcpy(d->err, why, sizeof(why));
 		return ret;
 	}
 	d->create_ns = now_ns() - t0;
@@ -276,9 +284,9 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 static void stop_queues(struct ublk_dev *d, unsigned nr)
 {
 	for (unsigned i = 0; i < nr; i++)
-		ublk_queue_request_stop(&d->queues[i]);
+		ublk_queue_request_stop(d->queues[i]);
 	for (unsigned i = 0; i < nr; i++)
-		ublk_queue_join(&d->queues[i]);
+		ublk_queue_join(d->queues[i]);
 }
 
 int ublk_dev_start(struct ublk_dev *d)
@@ -291,7 +299,7 @@ int ublk_dev_start(struct ublk_dev *d)
 		return fail(d, -EINVAL, "device is not in the created state");
 	ublk_latch_init(&d->latch, nr);
 	for (; started < nr; started++) {
-		ret = ublk_queue_start(&d->queues[started]);
+		ret = ublk_queue_start(d->queues[started]);
 		if (ret < 0)
 			break;
 	}

@@ -41,7 +41,7 @@ struct ublk_dev {
 	struct ublk_params params;		/* as read back */
 	struct ublk_backend backend;
 	int cdev_fd;
-	struct ublk_queue *queues;
+	struct ublk_queue **queues;	/* info.nr_hw_queues of them */
 	struct ublk_latch latch;
 	uint64_t create_ns;	/* ADD_DEV .. params set */
 	uint64_t start_ns;	/* threads .. START_DEV returned */

@@ -89,19 +89,33 @@ describe("ublk.backend", function()
 
   it("advertises only the operations a backend has", function()
     local b = ublk.backend { size = "1MiB", read = function() end, flush = function() end }
-    local spec = b:core_spec(2^20, false)
-    assert.are.same({ flush = true, fua = false, discard = false, write_zeroes = false }, spec.caps)
-    assert.are.equal(0, #spec.inner)
+    local opts = b:core_opts(2^20, false)
+    assert.are.equal("1", opts.flush)
+    assert.is_nil(opts.fua)
+    assert.is_nil(opts.discard)
+    assert.is_nil(opts.write_zeroes)
+    assert.are.equal("0", opts.delegates)
   end)
 
   it("turns captured C backends into delegates sized like the device", function()
     local base = ublk.memory()
     local file = ublk.file { path = "/tmp/x", read_only = true }
     local b = ublk.backend { read = function(self, req) return base:read(req), file end }
-    local spec = b:core_spec(8 * 2^20, false)
-    table.sort(spec.inner, function(x, y) return x.name < y.name end)
-    assert.are.same({ name = "file", path = "/tmp/x", read_only = true, size = 0 }, spec.inner[1])
-    assert.are.same({ name = "memory", read_only = false, size = 8 * 2^20 }, spec.inner[2])
+    local opts = b:core_opts(8 * 2^20, false)
+    assert.are.equal("2", opts.delegates)
+    local by_name = {}
+    for i = 0, 1 do by_name[opts["delegate." .. i .. ".backend"]] = "delegate." .. i .. "." end
+    local f, m = by_name.file, by_name.memory
+    assert.are.equal("/tmp/x", opts[f .. "path"])
+    assert.are.equal("1", opts[f .. "read_only"])
+    assert.are.equal("0", opts[f .. "size"])
+    assert.is_nil(opts[m .. "read_only"])
+    assert.are.equal(tostring(8 * 2^20), opts[m .. "size"])
+  end)
+
+  it("names the backends there are when one is misspelt", function()
+    assert.has_error(function() ublk.device{ size = "1MiB", backend = "memroy" } end,
+      "ublk: unknown backend 'memroy' (memory, null, file, or ublk.backend{...})")
   end)
 
   it("gives shared memory one address and a size", function()

@@ -84,7 +84,8 @@ local LuaBackend = {}
 LuaBackend.__index = LuaBackend
 M.LuaBackend = LuaBackend
 
-local HANDLERS = { read = 0, write = 1, flush = 2, discard = 3, write_zeroes = 5 }
+-- Handler names and their op numbers come from the C runtime's op table.
+local HANDLERS = core.ops
 local HOOKS = { open = true, close = true, on_start = true, on_stop = true }
 M.HANDLERS = HANDLERS
 
@@ -112,17 +113,23 @@ function M.backend(spec)
   return setmetatable({ name = "lua", spec = spec, size = size }, LuaBackend)
 end
 
+local function flag(v) return v and "1" or nil end
+
+-- A C backend's string options (runtime/backend_*.c parse them).
+local function c_opts(b, path, direct)
+  return { path = b.path or path, direct = flag(b.direct == nil and direct or b.direct) }
+end
+
 -- What the C runtime needs to build this backend for a device of `size`
--- bytes: the packed handlers, the C delegates it captured, capabilities.
-function LuaBackend:core_spec(size, read_only)
+-- bytes: its string options (runtime/backend_lua.c reads them): the
+-- packed handlers, the C delegates it captured, what to advertise.
+function LuaBackend:core_opts(size, read_only)
   local inner, index = {}, {}
   local function special(v)
     local mt = getmetatable(v)
     if mt == CBackend then
       if not index[v] then
-        inner[#inner + 1] = { name = v.name, path = v.path, direct = v.direct,
-          read_only = v.read_only or read_only,
-          size = v.size or (v.name ~= "file" and size or 0) }
+        inner[#inner + 1] = v
         index[v] = #inner - 1
       end
       return { "inner", index[v] }
@@ -135,15 +142,40 @@ function LuaBackend:core_spec(size, read_only)
   for k, v in pairs(self.spec) do
     if k ~= "on_start" and k ~= "on_stop" then copy[k] = v end
   end
-  local chunk = transfer.pack(copy, special)
   local s = self.spec
-  return {
-    chunk = chunk, path = package.path, cpath = package.cpath,
-    async = s.async == true, inner = inner,
-    caps = { flush = s.flush ~= nil, fua = s.fua == true and s.flush ~= nil,
-      discard = s.discard ~= nil and not read_only,
-      write_zeroes = s.write_zeroes ~= nil and not read_only },
+  local opts = {
+    chunk = transfer.pack(copy, special), path = package.path, cpath = package.cpath,
+    async = flag(s.async == true), flush = flag(s.flush ~= nil),
+    fua = flag(s.fua == true and s.flush ~= nil),
+    discard = flag(s.discard ~= nil and not read_only),
+    write_zeroes = flag(s.write_zeroes ~= nil and not read_only),
+    delegates = tostring(#inner),
   }
+  for i, v in ipairs(inner) do
+    local prefix = "delegate." .. (i - 1) .. "."
+    opts[prefix .. "backend"] = v.name
+    opts[prefix .. "size"] = ("%d"):format(v.size or (v.name ~= "file" and size or 0))
+    opts[prefix .. "read_only"] = flag(v.read_only or read_only)
+    for k, x in pairs(c_opts(v)) do opts[prefix .. k] = x end
+  end
+  return opts
+end
+
+-- core_spec(p) -> the backend part of core.create's table, for validated
+-- parameters p: { backend = name, opts = { ... }, read_only = ... }.
+-- Raises a message (no position) when a Lua backend cannot be copied.
+function M.core_spec(p)
+  local b, read_only = p.backend, p.read_only
+  local mt = type(b) == "table" and getmetatable(b)
+  if mt == LuaBackend then
+    if not b.spec.write then read_only = true end -- nothing to write with
+    return { backend = "lua", opts = b:core_opts(p.size, read_only), read_only = read_only }
+  elseif mt == CBackend then
+    return { backend = b.name, opts = c_opts(b, p.path, p.direct), read_only = read_only }
+  elseif type(b) == "table" then
+    error("backend must be a name, ublk.backend{...}, or a C backend such as ublk.memory()", 0)
+  end
+  return { backend = b, opts = c_opts({}, p.path, p.direct), read_only = read_only }
 end
 
 -- Helpers that only make sense on a queue thread (ublk.queue replaces

@@ -8,7 +8,7 @@
 --
 -- Mistakes (bad parameters, start twice, use after close) raise errors.
 -- Operational failures (the kernel refuses, no ublk driver) return
--- nil, message, errno.
+-- nil, "ENAME: message", errno.
 local ffi = require "ffi"
 local core = require "ublk.core"
 local params = require "ublk.params"
@@ -45,43 +45,28 @@ function ublk.clock()
 end
 
 local function limits()
-  return { max_queues = core.nr_cpus() }
+  return { max_queues = core.nr_cpus(), backends = core.backends() }
 end
 
--- ublk.device(t) -> device | nil, message, errno
+-- ublk.device(t) -> device | nil, "ENAME: message", errno
 -- Validates everything before asking the kernel for anything, so a bad
 -- parameter never leaves a half-made device behind.
 function ublk.device(t)
   local ok, p = pcall(params.validate, t, limits())
   if not ok then error(p, 2) end
-  local b = p.backend
-  local spec = {
-    size = p.size, block_size = p.block_size, queues = p.queues,
-    depth = p.depth, max_io = p.max_io, read_only = p.read_only,
-    discard = p.discard, pin = p.pin, id = p.id, path = p.path, direct = p.direct,
-    backend = b,
-  }
-  local mt = type(b) == "table" and getmetatable(b)
-  if mt == backend.LuaBackend then
-    if not b.spec.write then spec.read_only = true end -- nothing to write with
-    spec.backend = "lua"
-    local okp, lua = pcall(b.core_spec, b, p.size, spec.read_only)
-    if not okp then error("ublk.device: " .. lua, 2) end
-    spec.lua = lua
-  elseif mt == backend.CBackend then
-    spec.backend = b.name
-    spec.path = b.path or p.path
-    if b.direct ~= nil then spec.direct = b.direct end
-  elseif type(b) == "table" then
-    error("ublk.device: backend must be a name, ublk.backend{...}, or a C backend such as ublk.memory()", 2)
-  end
+  local okb, spec = pcall(backend.core_spec, p)
+  if not okb then error("ublk.device: " .. spec, 2) end
+  spec.size, spec.block_size, spec.queues, spec.depth = p.size, p.block_size, p.queues, p.depth
+  spec.max_io, spec.discard, spec.pin, spec.id = p.max_io, p.discard, p.pin, p.id
   local d, err, errno = core.create(spec)
   if not d then return nil, err, errno end
   local info = d:info()
+  local b = p.backend
   local dev = setmetatable({
     _d = d, id = info.id, path = "/dev/ublkb" .. info.id,
     name = p.name, params = p,
-    _hooks = mt == backend.LuaBackend and b.spec or nil, -- keeps ublk.shared alive too
+    -- keeps ublk.shared memory the handlers use alive too
+    _hooks = getmetatable(b) == backend.LuaBackend and b.spec or nil,
   }, Device)
   open_devices[dev] = true
   return dev
@@ -107,7 +92,7 @@ function Device:start()
     local okh, herr = xpcall(function() return hooks:on_start(self) end, debug.traceback)
     if not okh then
       self._d:stop()
-      return nil, "on_start failed: " .. tostring(herr), 5
+      return nil, "EIO: on_start failed: " .. tostring(herr), ublk.errno.EIO
     end
   end
   return true

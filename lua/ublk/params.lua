@@ -3,34 +3,18 @@
 -- runtime, the backends, the CLI) may then trust the normalised table and
 -- never re-check types or ranges.
 --
--- Pure Lua, Lua 5.1 / LuaJIT compatible.  LuaJIT numbers are doubles, so
--- byte counts are only exact up to 2^53; every size is checked against that.
+-- Pure Lua, Lua 5.1 / LuaJIT compatible.  Sizes are parsed by ublk.size,
+-- exact up to 2^53 bytes (LuaJIT numbers are doubles).
 
 local params = {}
 
 local floor, huge = math.floor, math.huge
 local format, concat, sort = string.format, table.concat, table.sort
 
-local KiB, MiB, GiB, TiB = 1024, 1024 ^ 2, 1024 ^ 3, 1024 ^ 4
-
--- Largest byte count a double holds exactly (2^53 = 8 PiB).
-local MAX_BYTES = 2 ^ 53
-local MAX_BYTES_DIGITS = "9007199254740992"
-
--- Unit suffixes, matched case-insensitively.  KB/MB/GB/TB are powers of
--- 1024 too: that is the block-device convention (util-linux, lsblk, dd),
--- and nobody sizes a block device in powers of 1000.  Values are the
--- power-of-two exponent, because exact fraction handling needs it.
-local UNIT_SHIFT = {
-  [""] = 0, b = 0,
-  k = 10, kb = 10, kib = 10,
-  m = 20, mb = 20, mib = 20,
-  g = 30, gb = 30, gib = 30,
-  t = 40, tb = 40, tib = 40,
-}
+local KiB, MiB = 1024, 1024 ^ 2
 
 ---------------------------------------------------------------------------
--- Sizes
+-- Values in messages
 ---------------------------------------------------------------------------
 
 local function is_int(v)
@@ -50,106 +34,9 @@ local function show(v)
   return tostring(v)
 end
 
--- Divides a decimal digit string by 5; nil if it does not divide evenly.
--- Done on strings because fraction digits can outgrow a double's precision.
-local function div5(digits)
-  local out, rem = {}, 0
-  for i = 1, #digits do
-    local x = rem * 10 + digits:byte(i) - 48
-    out[i] = floor(x / 5)
-    rem = x % 5
-  end
-  if rem ~= 0 then return nil end
-  return concat(out)
-end
-
--- Bytes contributed by the fraction "0.<digits>" of a unit 2^shift, or nil
--- if that is not a whole number.  0.d1..dn * 2^shift = f * 2^shift / 10^n:
--- with trailing zeros stripped f is not a multiple of 10, so if 5 divides
--- f then f is odd, and the result is whole iff 5^n | f and n <= shift.
--- Exact, unlike tonumber("1.1") * 1024.
-local function fraction_bytes(digits, shift)
-  digits = digits:gsub("0+$", "")
-  local n = #digits
-  if n == 0 then return 0 end
-  if n > shift then return nil end
-  for _ = 1, n do
-    digits = div5(digits)
-    if not digits then return nil end
-  end
-  -- Quotient is < 2^n <= 2^40, so tonumber is exact.
-  return tonumber(digits) * 2 ^ (shift - n)
-end
-
--- Whole part as a number, or nil if above 2^53.  Compared as a string
--- first because tonumber would round 9007199254740993 down to 2^53.
-local function whole_number(digits)
-  digits = digits:gsub("^0+", "")
-  if #digits > #MAX_BYTES_DIGITS
-    or (#digits == #MAX_BYTES_DIGITS and digits > MAX_BYTES_DIGITS) then
-    return nil
-  end
-  return tonumber(digits) or 0
-end
-
-local function parse_size_string(s)
-  if s:match("^%s*$") then return nil, "empty size" end
-  if s:match("^%s*%-") then return nil, "must not be negative" end
-  local int, frac, unit = s:match("^%s*(%d+)%.(%d+)%s*(%a*)%s*$")
-  if not int then
-    int, unit = s:match("^%s*(%d+)%s*(%a*)%s*$")
-    frac = ""
-  end
-  if not int then
-    return nil, "not a size (expected e.g. 4096, \"512K\", \"256MiB\", \"1.5G\")"
-  end
-  local shift = UNIT_SHIFT[unit:lower()]
-  if not shift then
-    return nil, "unknown unit '" .. unit .. "' (use B, K, M, G, T, or KiB/KB ...)"
-  end
-  local whole, part = whole_number(int), fraction_bytes(frac, shift)
-  if not part then return nil, "is not a whole number of bytes" end
-  -- whole * 2^shift is exact (power-of-two scaling); compare against
-  -- MAX_BYTES - part so the sum itself never has to be rounded.
-  if not whole or whole * 2 ^ shift > MAX_BYTES - part then
-    return nil, "is larger than 2^53 bytes (8 PiB)"
-  end
-  return whole * 2 ^ shift + part
-end
-
--- parse_size(v) -> bytes | nil, message.  Accepts a non-negative integer
--- number of bytes or a size string.  Bad input is an expected failure
--- (it comes from users, config files, the command line), hence nil, msg.
-function params.parse_size(v)
-  if type(v) == "string" then return parse_size_string(v) end
-  if type(v) ~= "number" then
-    return nil, "expected a number of bytes or a size string, got a " .. type(v)
-  end
-  if v ~= v then return nil, "is not a number (NaN)" end
-  if v < 0 then return nil, "must not be negative" end
-  if v == huge then return nil, "must be finite" end
-  if v ~= floor(v) then return nil, "is not a whole number of bytes" end
-  if v > MAX_BYTES then return nil, "is larger than 2^53 bytes (8 PiB)" end
-  return v
-end
-
-local FORMAT_UNITS = {
-  { TiB, "TiB" }, { GiB, "GiB" }, { MiB, "MiB" }, { KiB, "KiB" },
-}
-
--- format_size(bytes) -> "256 MiB": the largest binary unit that divides
--- evenly, else plain bytes, so the text is exact (never "1.5 GiB").
-function params.format_size(bytes)
-  if not is_int(bytes) or bytes < 0 then return show(bytes) end
-  if bytes > 0 then
-    for _, u in ipairs(FORMAT_UNITS) do
-      if bytes % u[1] == 0 then
-        return format("%.0f %s", bytes / u[1], u[2])
-      end
-    end
-  end
-  return format("%.0f B", bytes)
-end
+local size = require "ublk.size"
+-- parse_size(v) -> bytes | nil, message; format_size(bytes) -> "256 MiB"
+params.parse_size, params.format_size = size.parse, size.format
 
 ---------------------------------------------------------------------------
 -- Field table
@@ -326,11 +213,18 @@ local function check_dev_size(t, bs)
   return n
 end
 
-local function check_backend(v)
+local function check_backend(v, known)
   if type(v) == "table" then return v end  -- a backend object: pass through
   if type(v) ~= "string" or not v:match("^[%a_][%w_%-]*$") then
     bad("backend", v, "must be a backend name (letters, digits, '_' or '-',"
       .. " not starting with a digit or '-') or a backend object")
+  end
+  if known then
+    for _, name in ipairs(known) do
+      if name == v then return v end
+    end
+    fail(format("unknown backend '%s' (%s, or ublk.backend{...})", v,
+      concat(known, ", ")))
   end
   return v
 end
@@ -351,11 +245,12 @@ local function check_limits(limits)
   end
   local out = copy(DEFAULT_LIMITS)
   for k, v in pairs(limits) do
-    if DEFAULT_LIMITS[k] == nil then
-      fail(format("unknown limit %s (known: max_depth, max_io_max, max_queues)",
-        show(k)))
-    end
-    if not is_int(v) or v < 1 then
+    if k == "backends" and type(v) == "table" then
+      out.backends = v -- the backend names the runtime has
+    elseif DEFAULT_LIMITS[k] == nil then
+      fail(format("unknown limit %s (known: backends, max_depth, max_io_max,"
+        .. " max_queues)", show(k)))
+    elseif not is_int(v) or v < 1 then
       fail(format("bad limit '%s' = %s: must be a positive integer", k, show(v)))
     end
     out[k] = v
@@ -387,7 +282,7 @@ local function normalise(t, limits)
   out.pin = check_bool("pin", get("pin"))
   out.direct = check_bool("direct", get("direct"))
   out.id = check_int("id", get("id"), -1, MAX_ID)
-  out.backend = check_backend(get("backend"))
+  out.backend = check_backend(get("backend"), limits.backends)
   out.path = check_string("path", t.path, false)
   out.name = check_string("name", t.name, true)
   if backend_name(out.backend) == "file" and not out.path

@@ -1,26 +1,19 @@
 -- ublk.queue: the Lua side of one queue thread that serves a Lua backend.
--- runtime/backend_lua.c creates this queue's lua_State, calls init() once,
+-- runtime/lua_queue.c creates this queue's lua_State, calls init() once,
 -- then calls the handlers it returns straight from C for every request.
 --
 -- Nothing here runs per I/O except the small delegate and async helpers:
 -- requests arrive as `struct ublk_lua_req *` cdata (one per tag, made
--- once), and the C functions below are reached through FFI pointers that
--- never call back into Lua.
+-- once), and the C entry points in struct ublk_lua_ctx never call back
+-- into Lua.  Both types come from runtime/lua_ffi.h through core.cdef.
 local ffi = require "ffi"
+local core = require "ublk.core"
 local ublk = require "ublk"
 local errno = require "ublk.errno"
 local transfer = require "ublk.transfer"
 
+ffi.cdef(core.cdef)
 ffi.cdef [[
-struct ublk_lua_req {
-  uint8_t *buf;      /* this tag's buffer: read fills it, write reads it */
-  double offset;     /* bytes */
-  uint32_t length;   /* bytes */
-  uint32_t flags;    /* UBLK_IO_F_* */
-  uint16_t tag;
-  uint16_t queue;
-  uint8_t op;        /* 0 read, 1 write, 2 flush, 3 discard, 5 write_zeroes */
-};
 int open(const char *path, int flags, ...);
 int close(int fd);
 ]]
@@ -28,42 +21,44 @@ int close(int fd);
 local M = {}
 
 local yield, running = coroutine.yield, coroutine.running
+local errmsg = core.errmsg
 
+-- The failure shape of every helper: nil, "ENAME: message", errno.
 local function fail(r)
-  return nil, errno[-r] or ("errno " .. -r), -r
+  return nil, errmsg(-r), -r
 end
 
--- init(info) -> self, handlers (by op), reqs (by tag), errno
-function M.init(info)
-  assert(ffi.sizeof("struct ublk_lua_req") == info.req_size
-    and ffi.offsetof("struct ublk_lua_req", "op") == info.req_op_offset,
-    "struct ublk_lua_req in ublk/queue.lua differs from runtime/backend_lua.c")
-  local ctx, async, PENDING, MARK = info.ctx, info.async, info.pending, info.pending_mark
-  local f = info.fns
-  local delegate = ffi.cast("int (*)(void *, int, int, uint16_t, uint8_t *, uint32_t, double, uint32_t)", f.delegate)
-  local sleep = ffi.cast("int (*)(void *, double)", f.sleep)
-  local rw = ffi.cast("int (*)(void *, int, int, void *, uint32_t, double)", f.rw)
-  local fsync = ffi.cast("int (*)(void *, int)", f.fsync)
+-- init(ctx, chunk) -> self, handlers (by op), reqs (by tag), errno
+function M.init(ctx_ptr, chunk)
+  local ctx = ffi.cast("struct ublk_lua_ctx *", ctx_ptr)
+  local q, async, QUEUED = ctx.q, ctx.async, ffi.C.UBLK_LUA_QUEUED
+  local c_delegate, c_sleep, c_rw, c_fsync = ctx.delegate, ctx.sleep, ctx.rw, ctx.fsync
 
-  -- Waits for the completion of what was just submitted for this tag.
-  local function wait(r, name)
-    if r < 0 then return r end
+  -- Waiting needs a coroutine: say so before anything is submitted.
+  local function may_wait(name)
     if not async or running() == nil then
-      error("ublk." .. name .. ": the backend must set async = true to wait", 3)
+      error("ublk." .. name .. ": the backend must set async = true to wait"
+        .. " (and call it from a handler)", 3)
     end
-    return yield()
+  end
+  local function wait(r)
+    if r == QUEUED then return yield() end
+    return r
   end
 
   -- C backends captured by the handlers become delegates on this queue.
   local Delegate = {}
   Delegate.__index = Delegate
   local function call(d, op, req, buf, len, off)
-    local r = delegate(ctx, d.index, op, req.tag, buf or req.buf, len or req.length,
+    local r = c_delegate(q, d.index, op, req.tag, buf or req.buf, len or req.length,
       off or req.offset, req.flags)
-    if r == PENDING then
-      -- a synchronous handler hands the request over: return this marker
-      if not async or running() == nil then return MARK end
+    if r == QUEUED then
+      -- A synchronous handler hands the request over: `return base:read(req)`
+      -- passes this on, and the delegate's completion finishes the request.
+      if not async or running() == nil then return fail(-errno.EINPROGRESS) end
       r = yield()
+    elseif r == -errno.EBUSY then
+      error("ublk: this request's delegate is still busy with an earlier call", 3)
     end
     if r < 0 then return fail(r) end
     return r
@@ -84,27 +79,31 @@ function M.init(info)
 
   -- The queue-side helpers, replacing the control side's stubs.
   function ublk.sleep(ms)
-    local r = wait(sleep(ctx, ms), "sleep")
+    may_wait("sleep")
+    local r = wait(c_sleep(q, ms))
     if r < 0 and r ~= -errno.ETIME then return fail(r) end
     return true
   end
   ublk.io = {
     pread = function(fd, buf, len, off)
-      local r = wait(rw(ctx, 0, fd, buf, len, off), "io.pread")
+      may_wait("io.pread")
+      local r = wait(c_rw(q, 0, fd, buf, len, off))
       if r < 0 then return fail(r) end
       return r
     end,
     pwrite = function(fd, buf, len, off)
-      local r = wait(rw(ctx, 1, fd, buf, len, off), "io.pwrite")
+      may_wait("io.pwrite")
+      local r = wait(c_rw(q, 1, fd, buf, len, off))
       if r < 0 then return fail(r) end
       return r
     end,
     fsync = function(fd)
-      local r = wait(fsync(ctx, fd), "io.fsync")
+      may_wait("io.fsync")
+      local r = wait(c_fsync(q, fd))
       if r < 0 then return fail(r) end
       return true
     end,
-    -- open(path, "r" | "rw") -> fd | nil, name, errno: for open() hooks
+    -- open(path, "r" | "rw") -> fd | nil, "ENAME: message", errno: for open() hooks
     open = function(path, mode)
       local fd = ffi.C.open(path, mode == "rw" and 2 or 0)
       if fd < 0 then return fail(-ffi.errno()) end
@@ -112,13 +111,13 @@ function M.init(info)
     end,
     close = function(fd) ffi.C.close(fd) end,
   }
-  function ublk.queue_id() return info.queue end
+  local queue_id = ctx.queue
+  function ublk.queue_id() return queue_id end
 
-  local self = transfer.unpack(info.chunk, special)
-  local base = ffi.cast("struct ublk_lua_req *", info.reqs)
+  local self = transfer.unpack(chunk, special)
   local reqs = {}
-  for t = 0, info.depth - 1 do reqs[t] = base + t end
-  if self.open then self:open({ id = info.queue, depth = info.depth }) end
+  for t = 0, ctx.depth - 1 do reqs[t] = ctx.reqs + t end
+  if self.open then self:open({ id = ctx.queue, depth = ctx.depth }) end
   local handlers = {}
   for name, op in pairs(require("ublk.backend").HANDLERS) do handlers[op] = self[name] end
   return self, handlers, reqs, errno

@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * spec/c/backend_test.c - the C backends on the host's real io_uring, no
- * ublk driver needed.  A queue with a real ring stands in for a queue
- * thread: the file backend's reads, writes, flushes, hole punches and zero
- * ranges really go through io_uring to a file.  The commit each request
- * ends with is read back from its SQE; the ring's fixed file 0 is
- * /dev/null, so those commits complete with an error nobody waits for.
- * Prints TAP.  Build: make build/backend-test
+ * spec/c/backend_test.c - the C backends and the completion protocol on
+ * the host's real io_uring, no ublk driver needed: a host queue (queue.h)
+ * runs each request through the real path, so the file backend's reads,
+ * writes, flushes, hole punches and zero ranges really go through io_uring
+ * to a file, and what a request committed is what comes back.  Links no
+ * Lua.  Prints TAP.  Build: make build/backend-test
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <liburing.h>
+
 #include "../../runtime/backend.h"
+#include "../../runtime/log.h"
 #include "../../runtime/queue.h"
 
 #define DEPTH 4
@@ -32,73 +34,36 @@ static void check(int ok, const char *what)
 	printf("%sok %d - %s\n", ok ? "" : "not ", checks, what);
 }
 
-static struct ublk_queue q;
-static struct ublksrv_io_desc descs[DEPTH];
+static struct ublk_queue *q;
 
-static void queue_init(struct ublk_backend *b)
+static void queue_open(struct ublk_backend *b)
 {
-	int null_fd = open("/dev/null", O_RDWR);
-
-	memset(&q, 0, sizeof(q));
-	q.depth = DEPTH;
-	q.max_io = MAX_IO;
-	q.backend = b;
-	q.descs = descs;
-	q.tags = calloc(DEPTH, sizeof(*q.tags));
-	for (int t = 0; t < DEPTH; t++)
-		q.tags[t].buf = aligned_alloc(4096, MAX_IO);
-	if (io_uring_queue_init(64, &q.ring, 0) < 0 ||
-	    io_uring_register_files(&q.ring, &null_fd, 1) < 0) {
+	if (ublk_host_queue_open(&q, b, DEPTH, MAX_IO) < 0) {
 		printf("Bail out! no io_uring here\n");
 		exit(1);
 	}
 }
 
-/* The result the request committed: read from its COMMIT SQE. */
-static int committed_result(void)
+static void queue_close(struct ublk_backend *b)
 {
-	unsigned idx = (q.ring.sq.sqe_tail - 1) & *q.ring.sq.kring_mask;
-
-	return ((struct ublksrv_io_cmd *)q.ring.sq.sqes[idx].cmd)->result;
+	ublk_host_queue_close(q);
+	b->ops->destroy(b);
 }
 
-/* Runs one request to its commit, as the queue loop would. */
+static void *buf(void)
+{
+	return ublk_host_queue_buf(q, 1);
+}
+
+/* Runs one request on tag 1 to its commit, as the queue loop would. */
 static int run(uint8_t op, uint32_t flags, uint64_t off, uint32_t len)
 {
-	struct ublk_backend *b = q.backend;
-	unsigned before = q.cmd_inflight;
-	struct ublk_io_req req = { .op = op, .flags = flags, .tag = 1, .len = len,
-				   .offset = off, .buf = q.tags[1].buf };
-	int ret;
-
-	descs[1] = (struct ublksrv_io_desc){ .op_flags = op | flags,
-					     .nr_sectors = len >> 9,
-					     .start_sector = off >> 9 };
-	q.tags[1].req = req;
-	ret = b->ops->handle_io(b, &q, &q.tags[1].req);
-	if (ret != UBLK_IO_QUEUED)
-		return ret;
-	while (q.cmd_inflight == before) {
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
-
-		io_uring_submit_and_wait(&q.ring, 1);
-		io_uring_for_each_cqe(&q.ring, head, cqe) {
-			n++;
-			if (ublk_ud_kind(cqe->user_data) == UBLK_UD_BACKEND) {
-				q.backend_inflight--;
-				q.tags[1].io_owner->ops->io_done(q.tags[1].io_owner, &q,
-								 1, cqe);
-			}
-		}
-		io_uring_cq_advance(&q.ring, n);
-	}
-	return committed_result();
+	return ublk_host_queue_io(q, 1, op, flags, off, len);
 }
 
 static void fill(uint32_t len, unsigned seed)
 {
-	unsigned char *p = q.tags[1].buf;
+	unsigned char *p = buf();
 
 	for (uint32_t i = 0; i < len; i++)
 		p[i] = (unsigned char)(seed + i * 7);
@@ -129,7 +94,8 @@ static void test_file(void)
 	char path[] = "/tmp/ublk-backend-test-XXXXXX";
 	int fd = mkstemp(path);
 	struct ublk_backend b = { .ops = ublk_backend_find("file") };
-	struct ublk_backend_conf conf = { .size = 8 << 20, .block_size = 512, .path = path };
+	const char *opts[] = { "path", path, NULL };
+	struct ublk_backend_conf conf = { .size = 8 << 20, .block_size = 512, .opts = opts };
 	unsigned char back[65536];
 	struct stat st;
 	blkcnt_t full;
@@ -137,7 +103,7 @@ static void test_file(void)
 	check(b.ops && b.ops->create(&b, &conf) == 0, "file: create grows the file to size");
 	fstat(fd, &st);
 	check(st.st_size == 8 << 20, "file: the file has the device size");
-	queue_init(&b);
+	queue_open(&b);
 	check((b.caps & (UBLK_CAN_FLUSH | UBLK_CAN_FUA | UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES)) ==
 		      (UBLK_CAN_FLUSH | UBLK_CAN_FUA | UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES),
 	      "file: advertises flush, FUA, discard, write-zeroes");
@@ -146,9 +112,9 @@ static void test_file(void)
 	check(run(UBLK_IO_OP_WRITE, 0, 4096 + 512, 65536) == 65536, "file: write commits its length");
 	check(pread(fd, back, 65536, 4096 + 512) == 65536 && is_pattern(back, 65536, 3),
 	      "file: the bytes are in the file at the offset");
-	memset(q.tags[1].buf, 0, 65536);
+	memset(buf(), 0, 65536);
 	check(run(UBLK_IO_OP_READ, 0, 4096 + 512, 65536) == 65536 &&
-		      is_pattern(q.tags[1].buf, 65536, 3),
+		      is_pattern(buf(), 65536, 3),
 	      "file: read returns them");
 	fill(4096, 9);
 	check(run(UBLK_IO_OP_WRITE, UBLK_IO_F_FUA, 1 << 20, 4096) == 4096, "file: FUA write");
@@ -167,12 +133,13 @@ static void test_file(void)
 	check(pread(fd, back, 4096, 4096 + 512) == 4096 && is_zero(back, 4096),
 	      "file: the range reads back as zeroes");
 	check(run(200, 0, 0, 512) == -EOPNOTSUPP, "file: an unknown op fails with EOPNOTSUPP");
-	b.ops->destroy(&b);
+	queue_close(&b);
 	close(fd);
 	unlink(path);
 
 	struct ublk_backend bad = { .ops = ublk_backend_find("file") };
-	struct ublk_backend_conf none = { .block_size = 512, .path = "/nonexistent/x" };
+	const char *none_opts[] = { "path", "/nonexistent/x", NULL };
+	struct ublk_backend_conf none = { .block_size = 512, .opts = none_opts };
 
 	check(bad.ops->create(&bad, &none) == -ENOENT && strstr(bad.err, "cannot open '/nonexistent/x'"),
 	      "file: a missing file is refused with a message");
@@ -184,17 +151,17 @@ static void test_memory(void)
 	struct ublk_backend_conf conf = { .size = 16 << 20, .block_size = 512 };
 
 	check(b.ops && b.ops->create(&b, &conf) == 0, "memory: create");
-	queue_init(&b);
+	queue_open(&b);
 	fill(8192, 5);
 	check(run(UBLK_IO_OP_WRITE, 0, 512, 8192) == 8192, "memory: write");
-	memset(q.tags[1].buf, 0, 8192);
-	check(run(UBLK_IO_OP_READ, 0, 512, 8192) == 8192 && is_pattern(q.tags[1].buf, 8192, 5),
+	memset(buf(), 0, 8192);
+	check(run(UBLK_IO_OP_READ, 0, 512, 8192) == 8192 && is_pattern(buf(), 8192, 5),
 	      "memory: read returns the bytes");
 	check(run(UBLK_IO_OP_DISCARD, 0, 0, 16384) == 16384, "memory: discard");
 	run(UBLK_IO_OP_READ, 0, 512, 8192);
-	check(is_zero(q.tags[1].buf, 8192), "memory: discarded bytes read as zeroes");
+	check(is_zero(buf(), 8192), "memory: discarded bytes read as zeroes");
 	check(run(UBLK_IO_OP_READ, 0, 16 << 20, 512) == -EIO, "memory: past the end is EIO");
-	b.ops->destroy(&b);
+	queue_close(&b);
 }
 
 static void test_null(void)
@@ -203,10 +170,126 @@ static void test_null(void)
 	struct ublk_backend_conf conf = { .size = 1 << 30, .block_size = 512 };
 
 	check(b.ops && b.ops->create(&b, &conf) == 0, "null: create");
-	queue_init(&b);
+	queue_open(&b);
 	check(run(UBLK_IO_OP_WRITE, 0, 0, 65536) == 65536, "null: write completes");
 	check(run(UBLK_IO_OP_READ, 0, 0, 65536) == 65536, "null: read completes");
-	b.ops->destroy(&b);
+	queue_close(&b);
+}
+
+/* ---- the completion protocol, with backends made for the test ---- */
+
+static int done_calls, handle_calls;
+
+/* Queues io->offset / 512 NOPs; each completion adds 100 to scratch; the
+ * result is the sum, so the commit shows every completion was counted. */
+static int fanout_handle(struct ublk_backend *b, struct ublk_queue *qq, struct ublk_io *io)
+{
+	(void)b;
+	handle_calls++;
+	for (uint64_t i = 0; i < io->offset / 512; i++)
+		io_uring_prep_nop(ublk_io_sqe(qq, io));
+	return io->offset ? UBLK_IO_QUEUED : 7;
+}
+
+static int fanout_done(struct ublk_backend *b, struct ublk_queue *qq, struct ublk_io *io, int res)
+{
+	(void)b;
+	(void)qq;
+	done_calls++;
+	io->scratch += 100 + (uint64_t)res;
+	return (int)io->scratch;
+}
+
+static const struct ublk_backend_ops fanout = {
+	.name = "fanout", .handle_io = fanout_handle, .io_done = fanout_done,
+};
+
+/* A wrapper that hands each request to its delegate (a file backend) and
+ * adds 1 to the delegate's result when it reaches it. */
+static struct ublk_backend inner;
+static struct ublk_io sub;
+static int wrap_busy;
+
+static int wrap_handle(struct ublk_backend *b, struct ublk_queue *qq, struct ublk_io *io)
+{
+	(void)b;
+	sub.op = io->op;
+	sub.flags = io->flags;
+	sub.tag = io->tag;
+	sub.len = io->len;
+	sub.offset = io->offset;
+	sub.buf = io->buf;
+	int ret = ublk_io_delegate(qq, io, &sub, &inner);
+	/* the same delegate again while it is busy is refused */
+	wrap_busy = ublk_io_delegate(qq, io, &sub, &inner);
+	return ret;
+}
+
+static int wrap_done(struct ublk_backend *b, struct ublk_queue *qq, struct ublk_io *io, int res)
+{
+	(void)b;
+	(void)qq;
+	(void)io;
+	done_calls++;
+	return res < 0 ? res : res + 1;
+}
+
+static const struct ublk_backend_ops wrapper = {
+	.name = "wrapper", .handle_io = wrap_handle, .io_done = wrap_done,
+};
+
+/* Says queued with nothing outstanding: a bug the queue must not strand. */
+static int liar_handle(struct ublk_backend *b, struct ublk_queue *qq, struct ublk_io *io)
+{
+	(void)b;
+	(void)qq;
+	(void)io;
+	return UBLK_IO_QUEUED;
+}
+
+static const struct ublk_backend_ops liar = { .name = "liar", .handle_io = liar_handle };
+
+static void test_protocol(void)
+{
+	struct ublk_backend b = { .ops = &fanout };
+	char path[] = "/tmp/ublk-backend-test-XXXXXX";
+	int fd = mkstemp(path);
+	const char *opts[] = { "path", path, NULL };
+	struct ublk_backend_conf conf = { .size = 1 << 20, .block_size = 512, .opts = opts };
+
+	queue_open(&b);
+	check(run(UBLK_IO_OP_WRITE, 0, 0, 512) == 7 && done_calls == 0,
+	      "protocol: a result returned at once is committed at once");
+	done_calls = handle_calls = 0;
+	check(run(UBLK_IO_OP_WRITE, 0, 5 * 512, 512) == 500 && done_calls == 5 && handle_calls == 1,
+	      "protocol: five outstanding operations, one commit after the fifth");
+	check(run(UBLK_IO_OP_WRITE, 0, 512, 512) == 100,
+	      "protocol: the next request on the tag starts afresh");
+	ublk_host_queue_close(q);
+
+	inner.ops = ublk_backend_find("file");
+	check(inner.ops->create(&inner, &conf) == 0, "protocol: a file delegate");
+	b.ops = &wrapper;
+	queue_open(&b);
+	fill(4096, 11);
+	done_calls = 0;
+	check(run(UBLK_IO_OP_WRITE, 0, 8192, 4096) == 4097 && done_calls == 1,
+	      "protocol: the delegate's result reaches the wrapper, which commits once");
+	check(wrap_busy == -EBUSY, "protocol: a delegate still serving a request is busy");
+	check(pread(fd, buf(), 4096, 8192) == 4096 && is_pattern(buf(), 4096, 11),
+	      "protocol: the delegate wrote the wrapper's bytes");
+	ublk_host_queue_close(q);
+	inner.ops->destroy(&inner);
+	close(fd);
+	unlink(path);
+
+	b.ops = &liar;
+	queue_open(&b);
+	ublk_log_set_level(-1); /* the error line it logs is expected */
+	check(run(UBLK_IO_OP_READ, 0, 0, 512) == -EIO,
+	      "protocol: 'queued' with nothing outstanding commits EIO, never strands the tag");
+	ublk_log_set_level(UBLK_LOG_WARN);
+	ublk_host_queue_close(q);
 }
 
 int main(void)
@@ -214,7 +297,9 @@ int main(void)
 	test_file();
 	test_memory();
 	test_null();
+	test_protocol();
 	check(ublk_backend_find("nope") == NULL, "registry: unknown names are not found");
+	check(ublk_backend_find("lua") == NULL, "registry: holds only C backends");
 	printf("1..%d\n", checks);
 	return failed ? 1 : 0;
 }

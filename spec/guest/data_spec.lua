@@ -60,6 +60,7 @@ describe("#guest data", function()
       assert.truthy(stats[q].writes > 0, ("queue %d saw no writes"):format(q - 1))
       assert.truthy(stats[q].reads > 0, ("queue %d saw no reads"):format(q - 1))
       assert.are.equal(1, #stats[q].cpus, "queue pinned to one CPU")
+      -- cpu: where the thread last ran, read now (not at its start)
       assert.are.equal(stats[q].cpus[1], stats[q].cpu, "queue thread runs on its CPU")
       assert.are.equal(0, stats[q].errors)
     end

@@ -34,10 +34,20 @@ describe("#guest lifecycle", function()
     assert.falsy(G.sh("test -e /sys/class/ublk-char/ublkc%d", dev.id))
   end)
 
-  it("reports how long creation and start took", function()
-    local dev = G.device{ size = "8MiB", depth = 128 }
+  it("reports how long creation and start took, within what the caller saw", function()
+    local t0 = ublk.clock()
+    local dev = assert(ublk.device{ size = "8MiB", depth = 128 })
+    local t1 = ublk.clock()
+    assert(dev:start())
+    local t2 = ublk.clock()
     local info = dev:info()
-    assert.truthy(info.create_us > 0 and info.start_us > 0)
+    dev:close()
+    -- each is a measurement of its own step: positive, and no longer
+    -- than the call around it
+    assert.truthy(info.create_us > 0 and info.create_us <= (t1 - t0) * 1e6 + 1,
+      ("create_us %d, call took %d us"):format(info.create_us, (t1 - t0) * 1e6))
+    assert.truthy(info.start_us > 0 and info.start_us <= (t2 - t1) * 1e6 + 1,
+      ("start_us %d, call took %d us"):format(info.start_us, (t2 - t1) * 1e6))
     print(("\n  setup: ADD_DEV..params %d us, threads..START_DEV %d us (depth 128)"):format(
       info.create_us, info.start_us))
   end)

@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lua_call.c - running a Lua handler for one request, and turning what it
+ * returns into the request's result.
+ *
+ * Synchronous backends are called with lua_pcall.  With async = true each
+ * tag owns a coroutine (made once) that yields while the I/O it waits for
+ * is in flight; io_done resumes it with the result.  Per request, C fills
+ * the tag's struct ublk_lua_req (cdata Lua made once) and calls the
+ * handler with function, self and req fetched from registry refs: no
+ * allocation, no lookup by name.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "log.h"
+#include "lua_bridge.h"
+
+/* ---- errors: one line each, at most 5 a second per queue ---- */
+
+void lua_handler_error(struct ublk_lua_queue *lq, uint16_t tag, const char *fmt, ...)
+{
+	time_t now = time(NULL);
+	char msg[768];
+	va_list ap;
+
+	if (now != lq->log_second) {
+		if (lq->log_dropped)
+			ublk_err("dev %u queue %u: %u more handler errors not shown",
+				 ublk_queue_dev_id(lq->q), ublk_queue_id(lq->q), lq->log_dropped);
+		lq->log_second = now;
+		lq->log_count = lq->log_dropped = 0;
+	}
+	if (lq->log_count++ >= 5) {
+		lq->log_dropped++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* one line per error: the traceback's lines joined with " | " */
+	for (char *c = msg; *c; c++)
+		if (*c == '\n' || *c == '\t')
+			*c = *c == '\n' ? '|' : ' ';
+	ublk_err("dev %u queue %u tag %u: %s", ublk_queue_dev_id(lq->q), ublk_queue_id(lq->q),
+		 tag, msg);
+}
+
+/* ---- results: Lua's conventions to bytes or -errno ---- */
+
+/* The errno a handler gave at idx: a number, or a name ("ENOSPC", or
+ * "ENOSPC: message" as the helpers' failures say it). */
+static int errno_of(struct ublk_lua_queue *lq, lua_State *L, int idx, const char *handler,
+		    uint16_t tag)
+{
+	if (lua_type(L, idx) == LUA_TNUMBER) {
+		double v = fabs(lua_tonumber(L, idx));
+
+		if (v >= 1 && v <= 4095 && v == floor(v))
+			return -(int)v;
+		lua_handler_error(lq, tag, "%s handler failed with errno %g, not 1..4095: EIO",
+				  handler, lua_tonumber(L, idx));
+	} else if (lua_type(L, idx) == LUA_TSTRING) {
+		const char *s = lua_tostring(L, idx);
+		size_t n = strcspn(s, ":");
+		int e;
+
+		lua_rawgeti(L, LUA_REGISTRYINDEX, lq->errno_ref);
+		lua_pushlstring(L, s, n);
+		lua_rawget(L, -2);
+		e = (int)lua_tointeger(L, -1);
+		lua_pop(L, 2);
+		if (e > 0)
+			return -e;
+		lua_handler_error(lq, tag, "%s handler failed with '%s', not an errno name: EIO",
+				  handler, s);
+	}
+	return -EIO;
+}
+
+/* The two values at the top of L.  Success: nothing, true, or a byte
+ * count within the request.  Failure: nil or false and an errno (name or
+ * number), or a negative errno.  Anything else fails the request with EIO
+ * and a line that names the value. */
+static int to_result(struct ublk_lua_queue *lq, lua_State *L, const struct ublk_lua_req *req)
+{
+	const char *handler = ublk_op_name(req->op);
+	int full = req->op == UBLK_IO_OP_FLUSH ? 0 : (int)req->length;
+	double v;
+
+	switch (lua_type(L, -2)) {
+	case LUA_TNUMBER:
+		v = lua_tonumber(L, -2);
+		if (v >= 0 && v <= req->length && v == floor(v))
+			return (int)v;
+		if (v < 0 && v >= -4095 && v == floor(v))
+			return (int)v;
+		lua_handler_error(lq, req->tag, "%s handler returned %g: expected a byte count "
+				  "0..%u, a negative errno, true, or nil and an errno name: EIO",
+				  handler, v, req->length);
+		return -EIO;
+	case LUA_TNIL:
+		return lua_isnil(L, -1) ? full : errno_of(lq, L, -1, handler, req->tag);
+	case LUA_TBOOLEAN:
+		if (lua_toboolean(L, -2))
+			return full;
+		return lua_isnil(L, -1) ? -EIO : errno_of(lq, L, -1, handler, req->tag);
+	default:
+		lua_handler_error(lq, req->tag, "%s handler returned a %s: expected a byte count, "
+				  "true, or nil and an errno name: EIO", handler,
+				  lua_typename(L, lua_type(L, -2)));
+		return -EIO;
+	}
+}
+
+/* ---- synchronous handlers ---- */
+
+static int call_sync(struct ublk_lua_queue *lq, int ref, struct lua_tag *t, uint16_t tag)
+{
+	lua_State *L = lq->L;
+	int res;
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, lq->self_ref);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, t->req_ref);
+	if (lua_pcall(L, 2, 2, 1) != 0) {
+		lua_handler_error(lq, tag, "%s handler failed: %s",
+				  ublk_op_name(lq->reqs[tag].op), lua_tostring(L, -1));
+		res = -EIO;
+	} else {
+		res = to_result(lq, L, &lq->reqs[tag]);
+	}
+	lua_settop(L, 1);
+	if (!t->io->outstanding)
+		return res;
+	/* It handed the request to a delegate still in flight ('return
+	 * base:read(req)' passes on EINPROGRESS): that one finishes it. */
+	t->handler_result = res;
+	return UBLK_IO_QUEUED;
+}
+
+/* The delegate's result is the request's, unless the handler failed. */
+static int sync_done(const struct lua_tag *t, int res)
+{
+	int h = t->handler_result;
+
+	return h >= 0 || h == -EINPROGRESS ? res : h;
+}
+
+/* ---- async handlers: one coroutine per tag ---- */
+
+static int resume(struct ublk_lua_queue *lq, uint16_t tag, int nargs)
+{
+	struct lua_tag *t = &lq->tags[tag];
+	lua_State *co = t->co;
+	const struct ublk_lua_req *req = &lq->reqs[tag];
+	int status, res;
+
+	t->waiting = false;
+	status = lua_resume(co, nargs);
+	if (status == LUA_YIELD && t->io->outstanding) {
+		lua_settop(co, 0);
+		t->waiting = true;
+		return UBLK_IO_QUEUED;
+	}
+	if (status == 0) {
+		lua_settop(co, 2);
+		res = to_result(lq, co, req);
+		lua_settop(co, 0);
+		return res;
+	}
+	if (status == LUA_YIELD) {
+		lua_handler_error(lq, tag, "%s handler yielded with nothing to wait for "
+				  "(only ublk helpers and delegates may yield): EIO",
+				  ublk_op_name(req->op));
+	} else {
+		luaL_traceback(lq->L, co, lua_tostring(co, -1), 0);
+		lua_handler_error(lq, tag, "%s handler failed: %s", ublk_op_name(req->op),
+				  lua_tostring(lq->L, -1));
+		lua_settop(lq->L, 1);
+	}
+	/* a coroutine that raised is dead, one that yielded for nothing is
+	 * stuck: give the tag a fresh one */
+	lua_queue_new_coroutine(lq, tag);
+	return -EIO;
+}
+
+static int call_async(struct ublk_lua_queue *lq, int ref, struct lua_tag *t, uint16_t tag)
+{
+	lua_State *co = t->co;
+
+	lua_settop(co, 0);
+	lua_rawgeti(co, LUA_REGISTRYINDEX, ref);
+	lua_rawgeti(co, LUA_REGISTRYINDEX, lq->self_ref);
+	lua_rawgeti(co, LUA_REGISTRYINDEX, t->req_ref);
+	return resume(lq, tag, 2);
+}
+
+/* ---- from the backend's ops ---- */
+
+int lua_call_handler(struct ublk_lua_queue *lq, struct ublk_io *io)
+{
+	uint16_t tag = io->tag;
+	struct lua_tag *t = &lq->tags[tag];
+	struct ublk_lua_req *r = &lq->reqs[tag];
+	int ref = io->op < UBLK_NR_OPS ? lq->handler_ref[io->op] : LUA_NOREF;
+	int ret;
+
+	if (ref == LUA_NOREF)
+		return -EOPNOTSUPP;
+	r->buf = io->buf;
+	r->offset = (double)io->offset;
+	r->length = io->len;
+	r->flags = io->flags;
+	r->op = io->op;
+	t->io = io;
+	lq->cur_tag = tag;
+	lq->running = true;
+	ret = lq->lb->async ? call_async(lq, ref, t, tag) : call_sync(lq, ref, t, tag);
+	lq->running = false;
+	return ret;
+}
+
+int lua_call_done(struct ublk_lua_queue *lq, struct ublk_io *io, int res)
+{
+	struct lua_tag *t = &lq->tags[io->tag];
+	int ret;
+
+	if (!lq->lb->async)
+		return sync_done(t, res);
+	if (!t->waiting) /* nobody waits for it: the handler's result stands */
+		return UBLK_IO_QUEUED;
+	lq->cur_tag = io->tag;
+	lq->running = true;
+	lua_pushinteger(t->co, res);
+	ret = resume(lq, io->tag, 1);
+	lq->running = false;
+	return ret;
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * queue_private.h - struct ublk_queue, shared by the files of the data
+ * plane only (queue.c: requests and completions; queue_thread.c: the
+ * thread and its loop; queue_host.c: the host queue).  Backends never
+ * include it: they use the functions in backend.h.
+ */
+#ifndef UBLK_QUEUE_PRIVATE_H
+#define UBLK_QUEUE_PRIVATE_H
+
+#include <liburing.h>
+
+#include "queue.h"
+#include "ublk_uapi.h"
+
+struct ublk_queue {
+	struct ublk_queue_conf c;	/* as the device set it */
+	int stop_fd;		/* eventfd: the owner asks the thread to leave */
+	pthread_t thread;
+	bool thread_started;
+	bool host;		/* a host queue: no kernel, commits are counted */
+	unsigned long host_commits;
+
+	/* owned by the queue's thread from here on */
+	struct io_uring ring;
+	bool ring_up;		/* ring made: exit it once */
+	bool backend_up;	/* queue_init done: queue_exit once */
+	struct ublksrv_io_desc *descs;	/* the kernel's, mmapped (host: ours) */
+	size_t descs_len;
+	char *bufs;		/* depth * max_io, one slice per tag */
+	struct ublk_io *ios;	/* per tag: the device's own request */
+	unsigned cmd_inflight;	/* tags the kernel holds (fetch pending) */
+	unsigned backend_inflight;	/* SQEs from ublk_io_sqe() not completed */
+	bool stopping;
+	void *priv;		/* the backend's per-queue state */
+
+	pid_t tid;		/* written once by the thread, read by others */
+	struct ublk_queue_stats stats;	/* relaxed atomics: read by others */
+};
+
+/* user_data of every SQE on a queue ring, packed and unpacked only here:
+ * a backend operation carries its struct ublk_io's address (aligned, so
+ * the low two bits are 0); commands carry tag << 2 | kind. */
+enum ublk_ud_kind { UBLK_UD_IO = 0, UBLK_UD_CMD = 1, UBLK_UD_STOP = 2 };
+
+static inline uint64_t ublk_ud_io(struct ublk_io *io) { return (uint64_t)(uintptr_t)io; }
+static inline uint64_t ublk_ud_cmd(uint16_t tag) { return (uint64_t)tag << 2 | UBLK_UD_CMD; }
+static inline enum ublk_ud_kind ublk_ud_kind(uint64_t ud) { return (enum ublk_ud_kind)(ud & 3); }
+static inline uint16_t ublk_ud_tag(uint64_t ud) { return (uint16_t)(ud >> 2); }
+static inline struct ublk_io *ublk_ud_to_io(uint64_t ud) { return (struct ublk_io *)(uintptr_t)ud; }
+
+_Static_assert(_Alignof(struct ublk_io) >= 4, "user_data packs a kind in an io pointer's low bits");
+
+/* queue.c */
+struct io_uring_sqe *ublk_queue_get_sqe(struct ublk_queue *q);
+void ublk_queue_prep_cmd(struct ublk_queue *q, uint16_t tag, unsigned legacy_op,
+			 unsigned encoded_op, int result);
+void ublk_queue_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe);
+/* Maps the tags' buffers and the io array (descs are the caller's). */
+int ublk_queue_alloc_tags(struct ublk_queue *q);
+void ublk_queue_free_tags(struct ublk_queue *q);
+/* One batch: submit what is pending, wait for one completion at least,
+ * handle every completion there is.  Returns io_uring_enter's error. */
+int ublk_queue_run_once(struct ublk_queue *q);
+/* The queue's ring with `fd` as fixed file 0. */
+int ublk_queue_ring_init(struct ublk_queue *q, int fd);
+
+#endif

@@ -1,0 +1,237 @@
+-- The Lua bridge on the host, no kernel driver: Lua backends served by a
+-- host queue (ublk.host), so every request runs the real path: a queue
+-- lua_State of its own, handlers called from C, delegates to C backends,
+-- async waits on a real io_uring, results turned into the commit.
+local ffi = require "ffi"
+local ublk = require "ublk"
+local host = require "ublk.host"
+local stderr = require "stderr"
+
+local function pattern(n, seed)
+  local t = {}
+  for i = 1, n do t[i] = string.char((seed + i * 7) % 256) end
+  return table.concat(t)
+end
+
+local function tmpfile(size)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(("\0"):rep(size))
+  f:close()
+  return path
+end
+
+local function file_bytes(path, off, len)
+  local f = assert(io.open(path, "rb"))
+  f:seek("set", off)
+  local s = f:read(len)
+  f:close()
+  return s
+end
+
+describe("the Lua bridge on a host queue", function()
+  local q
+  after_each(function() if q then q:close() end; q = nil end)
+
+  it("serves a synchronous pure-Lua RAM disk, bytes and all", function()
+    local mem = ublk.shared("1MiB")
+    q = assert(host.queue(ublk.backend {
+      size = "1MiB",
+      read = function(self, req) ffi.copy(req.buf, mem.ptr + req.offset, req.length) end,
+      write = function(self, req) ffi.copy(mem.ptr + req.offset, req.buf, req.length) end,
+    }))
+    local data = pattern(8192, 3)
+    assert.are.equal(8192, q:write(4096 + 512, data))
+    assert.are.equal(data, q:read(4096 + 512, 8192))
+    assert.are.equal(data, ffi.string(mem.ptr + 4096 + 512, 8192))
+  end)
+
+  it("runs handlers in the queue's own Lua state, not the script's", function()
+    seen_by_handler = nil -- a global of this state
+    q = assert(host.queue(ublk.backend {
+      size = "64KiB",
+      read = function(self, req)
+        if seen_by_handler ~= nil then return nil, "EEXIST" end
+        return ublk.queue_id() == 0
+      end,
+    }))
+    assert.are.equal(512, q:io("read", 0, 512))
+  end)
+
+  it("maps results: byte counts, errno names and numbers, raises", function()
+    local out = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB",
+        read = function(self, req)
+          local s = req.offset / 512
+          if s == 1 then return nil, "ENOSPC" end
+          if s == 2 then return -61 end
+          if s == 3 then error("boom") end
+          if s == 4 then return nil, "ENOSPC: no room left" end
+          if s == 5 then return 256 end
+          return true
+        end,
+      }))
+      assert.are.equal(512, q:io("read", 0, 512))
+      assert.are.equal(-28, q:io("read", 512, 512))
+      assert.are.equal(-61, q:io("read", 1024, 512))
+      assert.are.equal(-5, q:io("read", 1536, 512))
+      assert.are.equal(-28, q:io("read", 2048, 512))
+      assert.are.equal(256, q:io("read", 2560, 512))
+    end)
+    local lines = select(2, out:gsub("\n", "\n"))
+    assert.are.equal(1, lines, out)
+    assert.matches("tag 0: read handler failed: .*boom.*stack traceback", out)
+  end)
+
+  it("fails garbage results with EIO and a line naming the value", function()
+    local values = { "abc", {}, 1e12, -1e12, 1.5 }
+    local out = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB",
+        read = function(self, req) return values[req.offset / 512 + 1] end,
+      }))
+      for i = 1, #values do
+        assert.are.equal(-5, q:io("read", (i - 1) * 512, 512), tostring(values[i]))
+      end
+    end)
+    assert.matches("read handler returned a string", out)
+    assert.matches("read handler returned a table", out)
+    assert.matches("read handler returned 1e%+12: expected a byte count 0..512", out)
+    assert.matches("read handler returned %-1e%+12", out)
+    assert.matches("read handler returned 1.5", out)
+  end)
+
+  it("delegates to a synchronous C backend and to the asynchronous file backend", function()
+    local path = tmpfile(2^20)
+    local base, file = ublk.memory(), ublk.file { path = path }
+    q = assert(host.queue(ublk.backend {
+      size = "1MiB",
+      read = function(self, req)
+        if req.offset < 65536 then return base:read(req) end
+        return file:read(req) -- in flight: the file's completion finishes it
+      end,
+      write = function(self, req)
+        if req.offset < 65536 then return base:write(req) end
+        return file:write(req)
+      end,
+    }))
+    local a, b = pattern(4096, 1), pattern(4096, 2)
+    assert.are.equal(4096, q:write(8192, a))
+    assert.are.equal(4096, q:write(131072, b))
+    assert.are.equal(a, q:read(8192, 4096))
+    assert.are.equal(b, q:read(131072, 4096))
+    assert.are.equal(b, file_bytes(path, 131072, 4096))
+    q:close(); q = nil
+    os.remove(path)
+  end)
+
+  it("refuses a second call of a delegate still busy with the request", function()
+    local path = tmpfile(65536)
+    local file = ublk.file { path = path }
+    local out = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB",
+        read = function(self, req)
+          file:read(req)
+          return file:read(req)
+        end,
+      }))
+      assert.are.equal(-5, q:io("read", 0, 4096))
+      assert.are.equal(-5, q:io("read", 4096, 4096)) -- and again: the tag is free
+    end)
+    assert.matches("delegate is still busy", out)
+    q:close(); q = nil
+    os.remove(path)
+  end)
+
+  it("lets async handlers wait on sleeps, reads and delegates, and look at the data", function()
+    local path = tmpfile(65536)
+    local fd_path = tmpfile(4096)
+    local f = assert(io.open(fd_path, "wb")); f:write(pattern(4096, 9)); f:close()
+    local file = ublk.file { path = path }
+    q = assert(host.queue(ublk.backend {
+      size = "64KiB", async = true,
+      open = function(self) self.fd = assert(ublk.io.open(fd_path, "r")) end,
+      close = function(self) ublk.io.close(self.fd) end,
+      read = function(self, req)
+        local t0 = ublk.clock()
+        assert(ublk.sleep(20))
+        self.slept = ublk.clock() - t0
+        if req.offset == 0 then
+          return ublk.io.pread(self.fd, req.buf, req.length, 0)
+        end
+        local n, err = file:read(req) -- waits, then flips every byte
+        if not n then return nil, err end
+        for i = 0, n - 1 do req.buf[i] = bit.bxor(req.buf[i], 0xff) end
+        return n
+      end,
+      write = function(self, req) return file:write(req) end,
+    }, { depth = 2 }))
+    assert.are.equal(pattern(4096, 9), q:read(0, 4096))
+    assert.are.equal(4096, q:write(8192, ("\1"):rep(4096)))
+    assert.are.equal(("\254"):rep(4096), q:read(8192, 4096))
+    q:close(); q = nil
+    os.remove(path); os.remove(fd_path)
+  end)
+
+  it("fails a synchronous handler that tries to wait, before anything is submitted", function()
+    local out = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB",
+        read = function(self, req)
+          if req.offset == 0 then ublk.sleep(1000) end
+          return true
+        end,
+      }))
+      assert.are.equal(-5, q:io("read", 0, 512))
+      assert.are.equal(512, q:io("read", 512, 512)) -- the queue serves on
+      assert.are.equal(-5, q:io("read", 0, 512))
+    end)
+    local lines = select(2, out:gsub("\n", "\n"))
+    assert.are.equal(2, lines, out)
+    assert.matches("ublk.sleep: the backend must set async = true to wait", out)
+  end)
+
+  it("fails an async handler that yields with nothing to wait for, and recovers the tag", function()
+    local out = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB", async = true,
+        read = function(self, req)
+          if req.offset == 0 then coroutine.yield() end
+          return true
+        end,
+      }, { depth = 1 }))
+      assert.are.equal(-5, q:io("read", 0, 512))
+      assert.are.equal(512, q:io("read", 512, 512))
+    end)
+    assert.matches("yielded with nothing to wait for", out)
+  end)
+
+  it("runs the C backends too, with their options", function()
+    local path = tmpfile(65536)
+    q = assert(host.queue("file", { path = path, direct = false }))
+    assert.are.equal(4096, q:write(4096, pattern(4096, 5)))
+    assert.are.equal(pattern(4096, 5), file_bytes(path, 4096, 4096))
+    assert.are.equal(0, q:flush())
+    q:close(); q = nil
+    os.remove(path)
+    local none, err, errno = host.queue("file", { path = "/nonexistent/x", size = "1MiB" })
+    assert.is_nil(none)
+    assert.matches("^ENOENT: cannot open '/nonexistent/x'", err)
+    assert.are.equal(2, errno)
+  end)
+end)
+
+describe("examples on a host queue", function()
+  it("examples/xor.lua stores what it is given and returns it unscrambled", function()
+    local disk = assert(loadfile("examples/xor.lua"))().backend
+    local q = assert(host.queue(disk, { size = "1MiB", depth = 4 }))
+    local data = pattern(4096, 4)
+    assert.are.equal(4096, q:write(8192, data))
+    assert.are.equal(data, q:read(8192, 4096))
+    -- the store is scrambled: its zeroes read back as the key, 0x5a
+    assert.are.equal(("Z"):rep(512), q:read(0, 512))
+    q:close()
+  end)
+end)
