@@ -3,6 +3,8 @@
 #   make run        serve examples/mydisk.lua (in a QEMU guest if this kernel has no ublk)
 #   make test       host specs + guest specs on both kernels; last line "N passed, N failed"
 #   make bench      side-by-side benchmarks in one guest boot
+#   make fuzz       libFuzzer on the request path + seeded property tests
+#                   (FUZZ_SECONDS=60 per target; the corpus is spec/fuzz/corpus)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   WERROR=1 adds -Werror; SANITIZE=1 builds with ASan+UBSan into build-san
 PREFIX ?= /usr/local
@@ -32,14 +34,14 @@ endif
 
 # The runtime and the C backends build without LuaJIT on the include path;
 # only the bridge (ublk.core and the Lua backend) and main.c include Lua.
-RUNTIME := log ctrl device queue queue_thread queue_host backend backend_memory \
+RUNTIME := log ctrl device device_delete signals reap watchdog queue queue_thread queue_host backend backend_memory \
 	backend_null backend_file
-BRIDGE := lua_core lua_device lua_host backend_lua lua_queue lua_call lua_ffi
+BRIDGE := lua_core lua_device lua_host lua_interrupt backend_lua lua_queue lua_call lua_ffi
 OBJS := $(RUNTIME:%=$(B)/obj/%.o)
 BRIDGE_OBJS := $(BRIDGE:%=$(B)/obj/%.o)
 LUA_MODULES := $(wildcard lua/ublk/*.lua)
 
-.PHONY: all deps run test test-host test-guest bench install clean
+.PHONY: all deps run test test-host test-guest bench fuzz install clean
 all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test
 
 $(OBJS): $(B)/obj/%.o: runtime/%.c runtime/*.h | $(B)/obj
@@ -71,6 +73,17 @@ $(B)/ublk/core.so: $(BRIDGE_OBJS) $(OBJS) | $(B)/ublk
 # C backends on the host's io_uring (spec/run-host runs it): no Lua at all
 $(B)/backend-test: spec/c/backend_test.c $(OBJS)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# libFuzzer needs clang; the runtime is compiled again with its
+# instrumentation (and ASan+UBSan) into the fuzz binary.
+$(B)/fuzz-requests: spec/fuzz/fuzz_requests.c $(RUNTIME:%=runtime/%.c) runtime/*.h
+	clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=undefined -o $@ spec/fuzz/fuzz_requests.c \
+		$(RUNTIME:%=runtime/%.c) $(LDLIBS)
+
+FUZZ_SECONDS ?= 60
+fuzz: deps $(B)/fuzz-requests
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) spec/run-fuzz
 
 deps:
 	@spec/deps

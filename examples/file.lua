@@ -4,4 +4,4 @@
 -- is created and a short one is grown.  Arguments reach the script as `...`.
 local path, size = ...
 if not path then error("usage: ublk-lua examples/file.lua FILE [SIZE]", 0) end
-return { backend = "file", path = path, size = size, queues = 2 }
+return { backend = "file", path = path, size = size, create = size ~= nil, queues = 2 }

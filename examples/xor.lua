@@ -10,7 +10,7 @@ local bit = require "bit"
 
 local store = ...
 local key = 0x5a
-local base = store and ublk.file{ path = store, size = "128MiB" } or ublk.memory()
+local base = store and ublk.file{ path = store, size = "128MiB", create = true } or ublk.memory()
 
 -- XOR 8 bytes at a time; requests are whole 512-byte sectors.
 local key64 = ffi.new("uint64_t", 0x0101010101010101ULL * key)

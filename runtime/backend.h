@@ -49,6 +49,9 @@ enum {
 	UBLK_CAN_FUA = 1 << 1,		/* honours UBLK_IO_F_FUA on writes */
 	UBLK_CAN_DISCARD = 1 << 2,
 	UBLK_CAN_WRITE_ZEROES = 1 << 3,
+	/* Installs a handler for UBLK_INTERRUPT_SIGNAL (watchdog.h) that stops
+	 * what runs too long in handle_io/io_done: the watchdog may poke. */
+	UBLK_CAN_INTERRUPT = 1 << 5,
 	/* Moves the data of the device's own requests with
 	 * ublk_io_prep_user_copy(), so the kernel copies straight between
 	 * request pages and the backend's memory (UBLK_F_USER_COPY). */
@@ -60,7 +63,11 @@ struct ublk_backend {
 	void *priv;		/* device-wide state, shared by all queues */
 	uint64_t size;		/* bytes served, set by create() */
 	unsigned caps;		/* UBLK_CAN_* */
+	/* Longest its queue thread may stay in handle_io/io_done at a time
+	 * before the watchdog acts; 0: not watched. */
+	unsigned budget_ms;
 	char err[160];		/* why create() failed, for the user */
+	char note[96];		/* what create() did the user should hear of ("created /x") */
 };
 
 /* One request as a backend is asked to serve it: the device's own request
@@ -102,7 +109,12 @@ struct ublk_backend_ops {
 	 * delegate's result).  Required if handle_io can return QUEUED. */
 	int (*io_done)(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
 		       int res);
+	/* Optional: called on the queue's thread about every
+	 * UBLK_TICK_MS, e.g. to give up on requests that wait too long. */
+	void (*tick)(struct ublk_backend *b, struct ublk_queue *q);
 };
+
+#define UBLK_TICK_MS 250
 
 /* ---- what a backend may call, on the queue's own thread ---- */
 
@@ -118,6 +130,10 @@ struct io_uring_sqe *ublk_io_sqe(struct ublk_queue *q, struct ublk_io *io);
  * parent's io_done(); -EBUSY when sub is still serving an earlier call. */
 int ublk_io_delegate(struct ublk_queue *q, struct ublk_io *parent, struct ublk_io *sub,
 		     struct ublk_backend *b);
+
+/* Cancels io's outstanding SQEs: each completes, with -ECANCELED if it
+ * had not finished, through io_done as usual. */
+void ublk_io_cancel(struct ublk_queue *q, struct ublk_io *io);
 
 /* True when io's data moves by user copy (the device's own request on a
  * device with UBLK_F_USER_COPY): then io->buf is not the request's data,

@@ -5,7 +5,11 @@
  * Every operation is submitted on the queue's own io_uring and completes
  * asynchronously, so one queue keeps `depth` file I/Os in flight with no
  * extra threads.  flush = fdatasync, FUA = RWF_DSYNC, discard = punch hole,
- * write-zeroes = zero range.
+ * write-zeroes = zero range (or punch + allocate).  Errors reach the
+ * request: a failed or short transfer is EIO, never zeroes; block devices
+ * are opened O_DIRECT unless told otherwise, so that a failed write is
+ * not lost in the page cache (a buffered write's error would surface only
+ * at the next flush, as that flush's EIO).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,10 +28,11 @@
 
 struct file {
 	int fd;
+	bool no_zero_range;	/* the filesystem said EOPNOTSUPP to ZERO_RANGE */
 };
 
 static int file_size(struct ublk_backend *b, int fd, const char *path,
-		     const struct ublk_backend_conf *conf)
+		     const struct ublk_backend_conf *conf, bool create)
 {
 	struct stat st;
 	uint64_t have;
@@ -48,7 +53,7 @@ static int file_size(struct ublk_backend *b, int fd, const char *path,
 		b->size = have - have % conf->block_size;
 		if (!b->size) {
 			snprintf(b->err, sizeof(b->err),
-				 "'%s' is empty: give a size to create it", path);
+				 "'%s' is empty: give a size (and create = true) to grow it", path);
 			return -EINVAL;
 		}
 		return 0;
@@ -56,20 +61,63 @@ static int file_size(struct ublk_backend *b, int fd, const char *path,
 	b->size = conf->size;
 	if (have >= conf->size)
 		return 0;
-	/* Grow a regular file to the size asked for; never a block device. */
-	if (S_ISREG(st.st_mode) && !conf->read_only && ftruncate(fd, (off_t)conf->size) == 0)
+	/* Grow a regular file only when asked to; never a block device. */
+	if (create && S_ISREG(st.st_mode) && !conf->read_only) {
+		if (ftruncate(fd, (off_t)conf->size) < 0)
+			return -errno;
+		if (!b->note[0])
+			snprintf(b->note, sizeof(b->note), "grew %.60s", path);
 		return 0;
-	snprintf(b->err, sizeof(b->err), "'%s' holds %llu bytes, less than size %llu",
-		 path, (unsigned long long)have, (unsigned long long)conf->size);
+	}
+	snprintf(b->err, sizeof(b->err), "'%s' holds %llu bytes, less than size %llu%s",
+		 path, (unsigned long long)have, (unsigned long long)conf->size,
+		 S_ISREG(st.st_mode) ? " (create = true grows it)" : "");
 	return -EINVAL;
 }
 
-/* Options: path (required), direct ("1": O_DIRECT). */
+/* Opens path, creating it only when asked to, and never under /dev, where
+ * a missing path is a mistyped device rather than a file to make. */
+static int file_open(struct ublk_backend *b, const char *path, int flags, bool create,
+		     const struct ublk_backend_conf *conf)
+{
+	int fd = open(path, flags, 0600);
+
+	if (fd >= 0 || errno != ENOENT)
+		goto out;
+	if (!strncmp(path, "/dev/", 5)) {
+		snprintf(b->err, sizeof(b->err), "'%s' does not exist (files under /dev "
+			 "are never created)", path);
+		return -ENOENT;
+	}
+	if (!create || !conf->size || conf->read_only) {
+		snprintf(b->err, sizeof(b->err), "'%s' does not exist (create = true and a "
+			 "size make it)", path);
+		return -ENOENT;
+	}
+	fd = open(path, flags | O_CREAT | O_EXCL, 0600);
+	if (fd >= 0)
+		snprintf(b->note, sizeof(b->note), "created %.60s", path);
+out:
+	if (fd < 0) {
+		int ret = -errno;
+
+		snprintf(b->err, sizeof(b->err), "cannot open '%s'%s: %s", path,
+			 flags & O_DIRECT ? " with O_DIRECT" : "", strerror(-ret));
+		return ret;
+	}
+	return fd;
+}
+
+/* Options: path (required); create ("1": make a missing file, grow a short
+ * one); direct ("1" or "0": O_DIRECT; default on for block devices, where a
+ * write error must reach the request, not vanish in the page cache). */
 static int file_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
 	const char *path = ublk_conf_get(conf, "path");
-	bool direct = ublk_conf_flag(conf, "direct");
+	const char *direct = ublk_conf_get(conf, "direct");
+	bool create = ublk_conf_flag(conf, "create");
 	int flags = (conf->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	struct stat st;
 	struct file *f;
 	int ret;
 
@@ -77,23 +125,22 @@ static int file_create(struct ublk_backend *b, const struct ublk_backend_conf *c
 		snprintf(b->err, sizeof(b->err), "the file backend needs a 'path'");
 		return -EINVAL;
 	}
-	if (direct)
+	if (direct ? ublk_conf_flag(conf, "direct")
+		   : stat(path, &st) == 0 && S_ISBLK(st.st_mode))
 		flags |= O_DIRECT;
-	if (!conf->read_only && conf->size)
-		flags |= O_CREAT;
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	f->fd = open(path, flags, 0600);
+	f->fd = file_open(b, path, flags, create, conf);
 	if (f->fd < 0) {
-		ret = -errno;
-		snprintf(b->err, sizeof(b->err), "cannot open '%s'%s: %s", path,
-			 direct ? " with O_DIRECT" : "", strerror(-ret));
+		ret = f->fd;
 		free(f);
 		return ret;
 	}
-	ret = file_size(b, f->fd, path, conf);
+	ret = file_size(b, f->fd, path, conf, create);
 	if (ret < 0) {
+		if (!strncmp(b->note, "created", 7))
+			unlink(path); /* refused: leave nothing behind */
 		close(f->fd);
 		free(f);
 		return ret;
@@ -129,10 +176,27 @@ static void file_submit_rw(struct file *f, struct ublk_queue *q, struct ublk_io 
 	}
 }
 
+/* Discard punches a hole.  Write-zeroes with NOUNMAP keeps the blocks:
+ * FALLOC_FL_ZERO_RANGE where the filesystem has it; where it answers
+ * EOPNOTSUPP (tmpfs), a hole punched and then allocated again. */
+enum { ZERO_RANGE = 1, ZERO_PUNCH, ZERO_ALLOCATE };
+
+static void file_submit_fallocate(struct file *f, struct ublk_queue *q, struct ublk_io *io)
+{
+	static const int modes[] = {
+		[0] = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		[ZERO_RANGE] = FALLOC_FL_ZERO_RANGE,
+		[ZERO_PUNCH] = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		[ZERO_ALLOCATE] = FALLOC_FL_KEEP_SIZE,
+	};
+
+	io_uring_prep_fallocate(ublk_io_sqe(q, io), f->fd, modes[io->scratch], io->offset,
+				io->len);
+}
+
 static int file_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io)
 {
 	struct file *f = b->priv;
-	int mode;
 
 	switch (io->op) {
 	case UBLK_IO_OP_READ:
@@ -142,13 +206,12 @@ static int file_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct u
 	case UBLK_IO_OP_FLUSH:
 		io_uring_prep_fsync(ublk_io_sqe(q, io), f->fd, IORING_FSYNC_DATASYNC);
 		return UBLK_IO_QUEUED;
-	case UBLK_IO_OP_DISCARD:
 	case UBLK_IO_OP_WRITE_ZEROES:
-		/* NOUNMAP asks us to keep the blocks allocated */
-		mode = io->op == UBLK_IO_OP_WRITE_ZEROES && (io->flags & UBLK_IO_F_NOUNMAP)
-			       ? FALLOC_FL_ZERO_RANGE
-			       : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-		io_uring_prep_fallocate(ublk_io_sqe(q, io), f->fd, mode, io->offset, io->len);
+		if (io->flags & UBLK_IO_F_NOUNMAP)
+			io->scratch = f->no_zero_range ? ZERO_PUNCH : ZERO_RANGE;
+		/* fall through */
+	case UBLK_IO_OP_DISCARD:
+		file_submit_fallocate(f, q, io);
 		return UBLK_IO_QUEUED;
 	default:
 		return -EOPNOTSUPP;
@@ -158,20 +221,31 @@ static int file_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct u
 static int file_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
 			int res)
 {
+	struct file *f = b->priv;
+
+	if (io->op == UBLK_IO_OP_WRITE_ZEROES && io->scratch) {
+		if (res == -EOPNOTSUPP && io->scratch == ZERO_RANGE) {
+			f->no_zero_range = true; /* queues may race to learn it: harmless */
+			io->scratch = ZERO_PUNCH;
+		} else if (res >= 0 && io->scratch == ZERO_PUNCH) {
+			io->scratch = ZERO_ALLOCATE;
+		} else {
+			return res < 0 ? res : (int)io->len;
+		}
+		file_submit_fallocate(f, q, io);
+		return UBLK_IO_QUEUED;
+	}
 	if (res < 0)
 		return res;
 	if (io->op != UBLK_IO_OP_READ && io->op != UBLK_IO_OP_WRITE)
 		return (int)io->len; /* flush: 0 */
-	io->scratch += (uint32_t)res;
-	if (res == 0 && io->op == UBLK_IO_OP_READ) {
-		/* past the end of a file that shrank under us: read zeroes */
-		memset((char *)io->buf + io->scratch, 0, io->len - io->scratch);
-		io->scratch = io->len;
-	} else if (res == 0) {
+	/* Nothing moved inside the device's size: the file shrank or the
+	 * block device went away.  Zeroes would hide it from a mirror. */
+	if (res == 0)
 		return -EIO;
-	}
+	io->scratch += (uint32_t)res;
 	if (io->scratch < io->len) {
-		file_submit_rw(b->priv, q, io);
+		file_submit_rw(f, q, io);
 		return UBLK_IO_QUEUED;
 	}
 	return (int)io->len;

@@ -10,6 +10,7 @@
  *   path, cpath    package.path and package.cpath for the queue states
  *   async          "1": handlers run as coroutines and may wait
  *   flush, fua, discard, write_zeroes   "1": advertise them
+ *   timeout_ms     a request's time budget (default 30000)
  *   delegates      how many C delegates; delegate N's own options are
  *                  "delegate.N.<key>", with .backend its name
  */
@@ -101,7 +102,7 @@ out:
 
 static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
-	const char *nr = ublk_conf_get(conf, "delegates");
+	const char *nr = ublk_conf_get(conf, "delegates"), *timeout;
 	unsigned nr_inner = nr ? (unsigned)strtoul(nr, NULL, 10) : 0;
 	struct lua_backend *lb;
 	int ret = -ENOMEM;
@@ -127,7 +128,12 @@ static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *co
 			goto fail;
 	}
 	b->size = conf->size;
-	b->caps = (ublk_conf_flag(conf, "flush") ? UBLK_CAN_FLUSH : 0) |
+	timeout = ublk_conf_get(conf, "timeout_ms");
+	lb->budget_ms = timeout ? (unsigned)strtoul(timeout, NULL, 10) : 30000;
+	b->budget_ms = lb->budget_ms;
+	lua_interrupt_install();
+	b->caps = UBLK_CAN_INTERRUPT |
+		  (ublk_conf_flag(conf, "flush") ? UBLK_CAN_FLUSH : 0) |
 		  (ublk_conf_flag(conf, "fua") ? UBLK_CAN_FUA : 0) |
 		  (ublk_conf_flag(conf, "discard") ? UBLK_CAN_DISCARD : 0) |
 		  (ublk_conf_flag(conf, "write_zeroes") ? UBLK_CAN_WRITE_ZEROES : 0);
@@ -150,6 +156,12 @@ static int lua_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk
 	return lua_call_done(ublk_queue_priv(q), io, res);
 }
 
+static void lua_tick(struct ublk_backend *b, struct ublk_queue *q)
+{
+	(void)b;
+	lua_call_expire(ublk_queue_priv(q));
+}
+
 const struct ublk_backend_ops ublk_backend_lua = {
 	.name = "lua",
 	.create = lua_create,
@@ -158,4 +170,5 @@ const struct ublk_backend_ops ublk_backend_lua = {
 	.queue_exit = lua_queue_exit,
 	.handle_io = lua_handle_io,
 	.io_done = lua_io_done,
+	.tick = lua_tick,
 };

@@ -211,14 +211,9 @@ static void release(struct ublk_dev *d, bool added)
 	if (d->cdev_fd >= 0)
 		close(d->cdev_fd);
 	d->cdev_fd = -1;
-	/* DEL_DEV waits until the char device is released: close it first */
-	if (added) {
-		int ret = ublk_ctrl_del_dev(&d->ctrl, d->info.dev_id);
-
-		if (ret < 0)
-			ublk_err("dev %u: DEL_DEV failed: %s", d->info.dev_id,
-				 strerror(-ret));
-	}
+	/* deletion completes when the char device is released: close it first */
+	if (added)
+		ublk_dev_delete(&d->ctrl, d->info.dev_id);
 	ublk_ctrl_close(&d->ctrl);
 	if (d->backend.ops)
 		d->backend.ops->destroy(&d->backend);
@@ -261,6 +256,7 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		release(d, false); /* the kernel made no device */
 		return ret;
 	}
+	ublk_dev_register(d->info.dev_id);
 	ret = check_granted(d, conf);
 	snprintf(cdev, sizeof(cdev), "/dev/ublkc%u", d->info.dev_id);
 	if (ret >= 0) {
@@ -324,13 +320,49 @@ int ublk_dev_start(struct ublk_dev *d)
 	return 0;
 }
 
+static int stops_in_progress;
+
+int ublk_dev_stop_in_progress(void)
+{
+	return __atomic_load_n(&stops_in_progress, __ATOMIC_ACQUIRE);
+}
+
+/* STOP_DEV waits, uninterruptibly, for every request in flight.  One held
+ * by a queue thread that will never run again (a handler stuck in machine
+ * code) would keep it waiting forever, and on 7.x keep even a killed
+ * process from exiting: so first wait, here where a signal still ends us,
+ * until no queue has been inside its backend for long, or the watchdog
+ * has called one wedged (within its budget and a second). */
+static int wait_unstuck(struct ublk_dev *d)
+{
+	for (;;) {
+		bool busy = false;
+
+		for (unsigned i = 0; i < d->info.nr_hw_queues; i++) {
+			if (ublk_queue_wedged(d->queues[i]))
+				return fail(d, -EDEADLK, "queue %u is stuck in its backend and cannot "
+					    "be interrupted: only ending the process removes the "
+					    "device", i);
+			busy = busy || ublk_queue_busy_ms(d->queues[i]) > 200;
+		}
+		if (!busy)
+			return 0;
+		nanosleep(&(struct timespec){ .tv_nsec = 50000000 }, NULL);
+	}
+}
+
 int ublk_dev_stop(struct ublk_dev *d)
 {
 	int ret;
 
 	if (d->state != UBLK_DEV_STARTED)
 		return fail(d, -EINVAL, "device is not started");
+	ret = wait_unstuck(d);
+	if (ret < 0)
+		return ret;
+	__atomic_add_fetch(&stops_in_progress, 1, __ATOMIC_ACQ_REL);
 	ret = ublk_ctrl_stop_dev(&d->ctrl, d->info.dev_id);
+	__atomic_sub_fetch(&stops_in_progress, 1, __ATOMIC_ACQ_REL);
 	if (ret < 0)
 		fail(d, ret, "STOP_DEV failed: %s", strerror(-ret));
 	/* The kernel aborts every fetch on STOP_DEV and the threads leave by
@@ -348,6 +380,8 @@ int ublk_dev_close(struct ublk_dev *d)
 		return 0;
 	if (d->state == UBLK_DEV_STARTED)
 		ret = ublk_dev_stop(d);
+	if (ret == -EDEADLK) /* its threads still use everything */
+		return ret;
 	release(d, true);
 	return ret;
 }

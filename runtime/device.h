@@ -55,6 +55,18 @@ int ublk_dev_start(struct ublk_dev *d);
 int ublk_dev_stop(struct ublk_dev *d);
 int ublk_dev_close(struct ublk_dev *d);
 
+/* How many STOP_DEVs are under way in this process (signals.c must not
+ * end the process then: see wait_unstuck in device.c). */
+int ublk_dev_stop_in_progress(void);
+
+/* device_delete.c.  Ids of the devices this process added and has not
+ * deleted (up to max); safe from any thread. */
+int ublk_dev_ids(uint32_t *ids, int max);
+void ublk_dev_register(uint32_t id);
+/* DEL_DEV without waiting on a disk still held open (then says by whom);
+ * unregisters the id. */
+void ublk_dev_delete(struct ublk_ctrl *c, uint32_t id);
+
 /* Kernel feature bits, or -errno (e.g. -ENOENT: no /dev/ublk-control). */
 int ublk_probe_features(uint64_t *features);
 

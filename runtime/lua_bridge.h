@@ -21,6 +21,7 @@
 struct lua_backend {
 	char *chunk, *path, *cpath;	/* lua/ublk/transfer.lua's output; package paths */
 	bool async;			/* handlers run as coroutines */
+	unsigned budget_ms;		/* a request's time budget */
 	struct ublk_backend *inner;	/* C delegates, by index */
 	unsigned nr_inner;
 };
@@ -32,6 +33,8 @@ struct lua_tag {
 	lua_State *co;			/* async: this tag's coroutine */
 	int co_ref, req_ref;
 	bool waiting;			/* async: yielded until a completion */
+	bool expired;			/* over its time budget: fails ETIMEDOUT */
+	uint64_t started_ms;		/* when the request reached Lua; 0: idle */
 	int handler_result;		/* sync: the handler's answer while its delegate ran */
 	struct __kernel_timespec ts;	/* ublk.sleep's timeout */
 };
@@ -62,11 +65,19 @@ void lua_queue_new_coroutine(struct ublk_lua_queue *lq, uint16_t tag);
 /* lua_call.c */
 int lua_call_handler(struct ublk_lua_queue *lq, struct ublk_io *io);
 int lua_call_done(struct ublk_lua_queue *lq, struct ublk_io *io, int res);
+/* Gives up on requests over their time budget (ops->tick). */
+void lua_call_expire(struct ublk_lua_queue *lq);
 void lua_handler_error(struct ublk_lua_queue *lq, uint16_t tag, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* lua_ffi.c */
 void lua_ffi_fill(struct ublk_lua_queue *lq);
+
+/* lua_interrupt.c: installs the UBLK_INTERRUPT_SIGNAL handler (once per
+ * process); a thread names the state it may interrupt (NULL: none), and
+ * may learn which one it named before, to restore it. */
+void lua_interrupt_install(void);
+void lua_interrupt_target(lua_State *L, lua_Hook hook, lua_State **was_L, lua_Hook *was_hook);
 
 /* lua_core.c */
 int luaopen_ublk_core(lua_State *L);

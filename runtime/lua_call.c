@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "lua_bridge.h"
+#include "watchdog.h"
 
 /* ---- errors: one line each, at most 5 a second per queue ---- */
 
@@ -201,6 +202,85 @@ static int call_async(struct ublk_lua_queue *lq, int ref, struct lua_tag *t, uin
 	return resume(lq, tag, 2);
 }
 
+/* ---- the time budget ---- */
+
+static __thread struct ublk_lua_queue *current;	/* whose Lua runs on this thread */
+
+static bool overdue(const struct ublk_lua_queue *lq, const struct lua_tag *t)
+{
+	return t->started_ms && ublk_watch_now_ms() - t->started_ms > lq->lb->budget_ms;
+}
+
+/* Set by the watchdog's poke (lua_interrupt.c) while a handler runs. */
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+	struct ublk_lua_queue *lq = current;
+	struct lua_tag *t;
+
+	(void)ar;
+	lua_sethook(L, NULL, 0, 0);
+	if (!lq || !lq->running)
+		return;
+	t = &lq->tags[lq->cur_tag];
+	if (!overdue(lq, t)) /* a late poke: that request has finished */
+		return;
+	t->expired = true;
+	luaL_error(L, "over its time budget of %u ms", lq->lb->budget_ms);
+}
+
+/* Runs Lua for tag: interruptible by the watchdog while it does. */
+static int run(struct ublk_lua_queue *lq, struct lua_tag *t, int ref, uint16_t tag, int res,
+	       bool resuming)
+{
+	lua_State *was_L;
+	lua_Hook was_hook;
+	int ret;
+
+	lq->cur_tag = tag;
+	lq->running = true;
+	current = lq;
+	lua_interrupt_target(lq->L, budget_hook, &was_L, &was_hook);
+	if (!resuming)
+		ret = lq->lb->async ? call_async(lq, ref, t, tag) : call_sync(lq, ref, t, tag);
+	else {
+		lua_pushinteger(t->co, res);
+		ret = resume(lq, tag, 1);
+	}
+	lua_interrupt_target(was_L, was_hook, NULL, NULL);
+	lq->running = false;
+	return ret;
+}
+
+/* A request's result is final: over its budget, it is ETIMEDOUT. */
+static int finish(struct lua_tag *t, int ret)
+{
+	if (ret == UBLK_IO_QUEUED)
+		return ret;
+	if (t->expired)
+		ret = -ETIMEDOUT;
+	t->expired = false;
+	t->started_ms = 0;
+	return ret;
+}
+
+void lua_call_expire(struct ublk_lua_queue *lq)
+{
+	unsigned depth = ublk_queue_depth(lq->q);
+
+	for (unsigned tag = 0; tag < depth; tag++) {
+		struct lua_tag *t = &lq->tags[tag];
+
+		if (t->expired || !overdue(lq, t))
+			continue;
+		t->expired = true;
+		lua_handler_error(lq, (uint16_t)tag, "%s request over its time budget of %u ms: "
+				  "cancelling what it waits for, ETIMEDOUT",
+				  ublk_op_name(lq->reqs[tag].op), lq->lb->budget_ms);
+		ublk_io_cancel(lq->q, t->io);
+		ublk_io_cancel(lq->q, &t->sub);
+	}
+}
+
 /* ---- from the backend's ops ---- */
 
 int lua_call_handler(struct ublk_lua_queue *lq, struct ublk_io *io)
@@ -209,7 +289,6 @@ int lua_call_handler(struct ublk_lua_queue *lq, struct ublk_io *io)
 	struct lua_tag *t = &lq->tags[tag];
 	struct ublk_lua_req *r = &lq->reqs[tag];
 	int ref = io->op < UBLK_NR_OPS ? lq->handler_ref[io->op] : LUA_NOREF;
-	int ret;
 
 	if (ref == LUA_NOREF)
 		return -EOPNOTSUPP;
@@ -219,26 +298,18 @@ int lua_call_handler(struct ublk_lua_queue *lq, struct ublk_io *io)
 	r->flags = io->flags;
 	r->op = io->op;
 	t->io = io;
-	lq->cur_tag = tag;
-	lq->running = true;
-	ret = lq->lb->async ? call_async(lq, ref, t, tag) : call_sync(lq, ref, t, tag);
-	lq->running = false;
-	return ret;
+	t->started_ms = ublk_watch_now_ms();
+	t->expired = false;
+	return finish(t, run(lq, t, ref, tag, 0, false));
 }
 
 int lua_call_done(struct ublk_lua_queue *lq, struct ublk_io *io, int res)
 {
 	struct lua_tag *t = &lq->tags[io->tag];
-	int ret;
 
 	if (!lq->lb->async)
-		return sync_done(t, res);
+		return finish(t, sync_done(t, res));
 	if (!t->waiting) /* nobody waits for it: the handler's result stands */
 		return UBLK_IO_QUEUED;
-	lq->cur_tag = io->tag;
-	lq->running = true;
-	lua_pushinteger(t->co, res);
-	ret = resume(lq, io->tag, 1);
-	lq->running = false;
-	return ret;
+	return finish(t, run(lq, t, LUA_NOREF, io->tag, res, true));
 }

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "lua_bridge.h"
 #include "lua_ffi_cdef.h"
+#include "signals.h"
 
 #define UBLK_LUA_VERSION "0.1.0"
 
@@ -151,22 +152,53 @@ static int l_set_log_level(lua_State *L)
 	return 0;
 }
 
-/* core.wait_signal(): blocks until SIGINT or SIGTERM, which the caller
- * (the CLI's main) blocked in every thread first; returns its name. */
+/* core.wait_signal([timeout_ms]) -> "SIGTERM" | nil on timeout: the first
+ * termination signal (signals.h), also if it came before the call. */
 static int l_wait_signal(lua_State *L)
 {
-	sigset_t set;
-	int sig;
+	int sig = ublk_signals_wait((int)luaL_optinteger(L, 1, -1));
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	while ((sig = sigwaitinfo(&set, NULL)) < 0 && errno == EINTR)
-		;
 	if (sig < 0)
-		return lua_core_fail(L, strerror(errno), errno);
-	lua_pushstring(L, sig == SIGINT ? "SIGINT" : "SIGTERM");
+		return lua_core_fail(L, strerror(-sig), sig);
+	if (sig == 0)
+		return 0;
+	lua_pushstring(L, ublk_signal_name(sig));
 	return 1;
+}
+
+/* core.abandon(status): leaves now; a reaper removes the devices once
+ * this process has gone (only the ublk-lua executable has one). */
+static int l_abandon(lua_State *L)
+{
+	ublk_signals_abandon((int)luaL_optinteger(L, 1, 1));
+}
+
+/* core.signal_received() -> "SIGTERM" | nil */
+static int l_signal_received(lua_State *L)
+{
+	int sig = ublk_signals_received();
+
+	if (!sig)
+		return 0;
+	lua_pushstring(L, ublk_signal_name(sig));
+	return 1;
+}
+
+/* The script's code stops at a termination signal: at the next call,
+ * return or few instructions (JIT-compiled loops excepted). */
+static void script_hook(lua_State *L, lua_Debug *ar)
+{
+	(void)ar;
+	lua_sethook(L, NULL, 0, 0);
+	luaL_error(L, "interrupted by %s", ublk_signal_name(ublk_signals_received()));
+}
+
+/* core.set_interruptible(bool): may a termination signal interrupt the
+ * Lua code of this thread from now on? */
+static int l_set_interruptible(lua_State *L)
+{
+	lua_interrupt_target(lua_toboolean(L, 1) ? L : NULL, script_hook, NULL, NULL);
+	return 0;
 }
 
 int luaopen_ublk_core(lua_State *L)
@@ -180,6 +212,9 @@ int luaopen_ublk_core(lua_State *L)
 		{ "host_queue", lua_host_queue },
 		{ "set_log_level", l_set_log_level },
 		{ "wait_signal", l_wait_signal },
+		{ "signal_received", l_signal_received },
+		{ "abandon", l_abandon },
+		{ "set_interruptible", l_set_interruptible },
 		{ "shared_alloc", l_shared_alloc },
 		{ "gettid", l_gettid },
 		{ NULL, NULL },

@@ -230,6 +230,10 @@ static int l_info(lua_State *L)
 	set_num(L, "char_minor", devt->char_minor);
 	lua_pushstring(L, d->backend.ops->name);
 	lua_setfield(L, -2, "backend");
+	if (d->backend.note[0]) { /* e.g. "created /tmp/x.img" */
+		lua_pushstring(L, d->backend.note);
+		lua_setfield(L, -2, "note");
+	}
 	lua_pushboolean(L, (d->params.basic.attrs & UBLK_ATTR_VOLATILE_CACHE) != 0);
 	lua_setfield(L, -2, "write_cache");
 	lua_pushboolean(L, (d->params.types & UBLK_PARAM_TYPE_DISCARD) &&

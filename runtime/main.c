@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * main.c - the `ublk-lua` executable: LuaJIT with ublk.core built in,
- * running lua/ublk/cli.lua.  All the logic lives in Lua; this file only
- * blocks the signals the CLI waits for and finds the Lua modules.
+ * running lua/ublk/cli.lua.  All the logic lives in Lua; this file finds
+ * the Lua modules, sets up how the server ends (signals.h), and lets a
+ * termination signal interrupt the script's own Lua code.  `--reap` is the
+ * reaper signals.c starts (reap.c), which needs no Lua.
  */
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,7 +19,28 @@
 #include <lua.h>
 #include <lualib.h>
 
-int luaopen_ublk_core(lua_State *L);
+#include "lua_bridge.h"
+#include "signals.h"
+#include "watchdog.h"
+
+static pthread_t main_thread;
+
+/* Called by the signal thread at the first termination signal: the
+ * script's own code raises, if it is running (core.set_interruptible). */
+static void interrupt_main(int sig)
+{
+	(void)sig;
+	pthread_kill(main_thread, UBLK_INTERRUPT_SIGNAL);
+}
+
+/* Seconds the script gets to remove its devices after a signal. */
+static unsigned stop_timeout_ms(void)
+{
+	const char *v = getenv("UBLK_STOP_TIMEOUT");
+	double s = v ? atof(v) : 5;
+
+	return s > 0 && s < 86400 ? (unsigned)(s * 1000) : 5000;
+}
 
 /* Look for modules next to the binary: ../lua (build tree) and
  * ../share/lua/5.1 (installed), before the default path. */
@@ -76,16 +101,20 @@ static int run(lua_State *L)
 
 int main(int argc, char **argv)
 {
-	sigset_t set;
 	lua_State *L;
-	int status = 1;
+	int status = 1, ret;
 
-	/* Block before any thread exists so that every queue thread inherits
-	 * the mask and SIGINT/SIGTERM reach only core.wait_signal(). */
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (argc >= 2 && !strcmp(argv[1], "--reap"))
+		return ublk_reap_main(argc, argv);
+	/* Before any thread exists, so that every queue thread inherits the
+	 * mask and the termination signals reach only the signal thread. */
+	main_thread = pthread_self();
+	lua_interrupt_install();
+	ret = ublk_signals_start(stop_timeout_ms(), interrupt_main);
+	if (ret < 0) {
+		fprintf(stderr, "ublk-lua: cannot set up signal handling: %s\n", strerror(-ret));
+		return 1;
+	}
 
 	L = luaL_newstate();
 	if (!L) {

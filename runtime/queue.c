@@ -80,6 +80,7 @@ static void commit(struct ublk_queue *q, const struct ublk_io *io)
 }
 
 static void op_done(struct ublk_queue *q, struct ublk_io *io, int res);
+static void arm_tick(struct ublk_queue *q);
 
 /* io's backend returned `ret`.  Once nothing is outstanding, the last
  * result it returned is io's: committed, or handed to the parent. */
@@ -157,6 +158,12 @@ void ublk_queue_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe)
 	case UBLK_UD_STOP:
 		q->stopping = true;
 		break;
+	case UBLK_UD_TICK: /* cancel completions carry this too: ignored */
+		if (cqe->user_data == UBLK_UD_TICK && q->c.backend->ops->tick) {
+			q->c.backend->ops->tick(q->c.backend, q);
+			arm_tick(q);
+		}
+		break;
 	}
 }
 
@@ -168,12 +175,59 @@ int ublk_queue_run_once(struct ublk_queue *q)
 
 	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 		return ret;
+	ublk_watch_enter(&q->watch);
 	io_uring_for_each_cqe(&q->ring, head, cqe) {
 		ublk_queue_handle_cqe(q, cqe);
 		n++;
 	}
+	ublk_watch_leave(&q->watch);
 	io_uring_cq_advance(&q->ring, n);
 	return 0;
+}
+
+/* The backend's tick: a one-shot timeout, armed again at each.  (Multishot
+ * timeouts need 6.4 and a liburing newer than Debian 12's.) */
+static void arm_tick(struct ublk_queue *q)
+{
+	struct io_uring_sqe *sqe = ublk_queue_get_sqe(q);
+
+	io_uring_prep_timeout(sqe, &q->tick, 0, 0);
+	sqe->user_data = UBLK_UD_TICK;
+}
+
+void ublk_queue_watch(struct ublk_queue *q)
+{
+	struct ublk_backend *b = q->c.backend;
+
+	q->watch = (struct ublk_watch){
+		.dev_id = q->c.dev_id, .q_id = q->c.q_id, .budget_ms = b->budget_ms,
+		.interruptible = (b->caps & UBLK_CAN_INTERRUPT) != 0, .thread = pthread_self(),
+	};
+	if (b->budget_ms)
+		ublk_watch_add(&q->watch);
+	if (b->ops->tick) {
+		q->tick.tv_sec = UBLK_TICK_MS / 1000;
+		q->tick.tv_nsec = (UBLK_TICK_MS % 1000) * 1000000LL;
+		arm_tick(q);
+	}
+}
+
+void ublk_queue_unwatch(struct ublk_queue *q)
+{
+	if (q->watch.budget_ms)
+		ublk_watch_del(&q->watch);
+}
+
+bool ublk_queue_wedged(const struct ublk_queue *q)
+{
+	return ublk_watch_wedged(&q->watch);
+}
+
+uint64_t ublk_queue_busy_ms(const struct ublk_queue *q)
+{
+	uint64_t since = __atomic_load_n(&q->watch.busy_since_ms, __ATOMIC_RELAXED);
+
+	return since ? ublk_watch_now_ms() - since : 0;
 }
 
 int ublk_queue_ring_init(struct ublk_queue *q, int fd)
@@ -262,6 +316,17 @@ int ublk_io_delegate(struct ublk_queue *q, struct ublk_io *parent, struct ublk_i
 	sub->parent = parent;
 	parent->outstanding++;
 	return UBLK_IO_QUEUED;
+}
+
+void ublk_io_cancel(struct ublk_queue *q, struct ublk_io *io)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!io->outstanding)
+		return;
+	sqe = ublk_queue_get_sqe(q);
+	io_uring_prep_cancel64(sqe, ublk_ud_io(io), IORING_ASYNC_CANCEL_ALL);
+	sqe->user_data = (uint64_t)1 << 2 | UBLK_UD_TICK; /* not the tick itself */
 }
 
 bool ublk_io_user_copy(const struct ublk_queue *q, const struct ublk_io *io)

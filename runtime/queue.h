@@ -68,6 +68,11 @@ struct ublk_queue_stats {
 };
 
 void ublk_queue_get_stats(const struct ublk_queue *q, struct ublk_queue_stats *out);
+/* The watchdog found the thread stuck in its backend for good. */
+bool ublk_queue_wedged(const struct ublk_queue *q);
+/* How long the thread has been inside its backend now (0: it is not, or
+ * it is not watched). */
+uint64_t ublk_queue_busy_ms(const struct ublk_queue *q);
 /* The thread's id once it has started, else 0. */
 pid_t ublk_queue_tid(const struct ublk_queue *q);
 const cpu_set_t *ublk_queue_cpus(const struct ublk_queue *q);

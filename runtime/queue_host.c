@@ -45,6 +45,7 @@ int ublk_host_queue_open(struct ublk_queue **qp, struct ublk_backend *b,
 		return ret;
 	}
 	q->backend_up = true;
+	ublk_queue_watch(q);
 	*qp = q;
 	return 0;
 }
@@ -65,8 +66,10 @@ int ublk_host_queue_io(struct ublk_queue *q, uint16_t tag, uint8_t op, uint32_t 
 	before = q->host_commits;
 	/* what the kernel's "request ready" completion of a fetch does */
 	q->cmd_inflight++;
+	ublk_watch_enter(&q->watch);
 	ublk_queue_handle_cqe(q, &(struct io_uring_cqe){ .user_data = ublk_ud_cmd(tag),
 							 .res = UBLK_IO_RES_OK });
+	ublk_watch_leave(&q->watch);
 	while (q->host_commits == before) {
 		if (!q->backend_inflight)
 			return -EDEADLK; /* not committed, and nothing will */
@@ -89,6 +92,8 @@ void ublk_host_queue_close(struct ublk_queue *q)
 	while (q->ring_up && q->backend_inflight)
 		if (ublk_queue_run_once(q) < 0)
 			break;
+	if (q->backend_up)
+		ublk_queue_unwatch(q);
 	if (q->backend_up && b->ops->queue_exit)
 		b->ops->queue_exit(b, q);
 	if (q->ring_up)

@@ -12,6 +12,7 @@
 
 #include "queue.h"
 #include "ublk_uapi.h"
+#include "watchdog.h"
 
 struct ublk_queue {
 	struct ublk_queue_conf c;	/* as the device set it */
@@ -34,6 +35,8 @@ struct ublk_queue {
 	bool stopping;
 	void *priv;		/* the backend's per-queue state */
 
+	struct ublk_watch watch;	/* the watchdog's view of this thread */
+	struct __kernel_timespec tick;	/* ops->tick's period */
 	pid_t tid;		/* written once by the thread, read by others */
 	struct ublk_queue_stats stats;	/* relaxed atomics: read by others */
 };
@@ -41,7 +44,7 @@ struct ublk_queue {
 /* user_data of every SQE on a queue ring, packed and unpacked only here:
  * a backend operation carries its struct ublk_io's address (aligned, so
  * the low two bits are 0); commands carry tag << 2 | kind. */
-enum ublk_ud_kind { UBLK_UD_IO = 0, UBLK_UD_CMD = 1, UBLK_UD_STOP = 2 };
+enum ublk_ud_kind { UBLK_UD_IO = 0, UBLK_UD_CMD = 1, UBLK_UD_STOP = 2, UBLK_UD_TICK = 3 };
 
 static inline uint64_t ublk_ud_io(struct ublk_io *io) { return (uint64_t)(uintptr_t)io; }
 static inline uint64_t ublk_ud_cmd(uint16_t tag) { return (uint64_t)tag << 2 | UBLK_UD_CMD; }
@@ -64,5 +67,9 @@ void ublk_queue_free_tags(struct ublk_queue *q);
 int ublk_queue_run_once(struct ublk_queue *q);
 /* The queue's ring with `fd` as fixed file 0. */
 int ublk_queue_ring_init(struct ublk_queue *q, int fd);
+/* After the backend's queue_init, on the queue's thread: the watchdog and
+ * the tick; ublk_queue_unwatch before queue_exit. */
+void ublk_queue_watch(struct ublk_queue *q);
+void ublk_queue_unwatch(struct ublk_queue *q);
 
 #endif

@@ -105,6 +105,7 @@ static int queue_setup(struct ublk_queue *q)
 			return ret;
 	}
 	q->backend_up = true;
+	ublk_queue_watch(q);
 	arm_stop(q);
 	for (unsigned t = 0; t < q->c.depth; t++)
 		ublk_queue_prep_cmd(q, (uint16_t)t, UBLK_IO_FETCH_REQ, UBLK_U_IO_FETCH_REQ, -1);
@@ -116,6 +117,8 @@ static void queue_teardown(struct ublk_queue *q)
 {
 	struct ublk_backend *b = q->c.backend;
 
+	if (q->backend_up)
+		ublk_queue_unwatch(q);
 	if (q->backend_up && b->ops->queue_exit)
 		b->ops->queue_exit(b, q);
 	q->backend_up = false;
@@ -149,9 +152,12 @@ static void *queue_thread(void *arg)
 	sigset_t all;
 	int ret;
 
-	/* Signals are for the main thread (it tears devices down). */
+	/* Signals are for the main thread (it tears devices down), but for
+	 * the watchdog's poke where the backend handles it. */
 	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	if (q->c.backend->caps & UBLK_CAN_INTERRUPT)
+		sigdelset(&all, UBLK_INTERRUPT_SIGNAL);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
 	if (q->c.pin && CPU_COUNT(&q->c.cpus) > 0 &&
 	    sched_setaffinity(0, sizeof(q->c.cpus), &q->c.cpus) < 0)
 		ublk_warn("dev %u queue %u: cannot pin to its CPUs: %s", q->c.dev_id,

@@ -218,7 +218,7 @@ describe("the Lua bridge on a host queue", function()
     os.remove(path)
     local none, err, errno = host.queue("file", { path = "/nonexistent/x", size = "1MiB" })
     assert.is_nil(none)
-    assert.matches("^ENOENT: cannot open '/nonexistent/x'", err)
+    assert.matches("^ENOENT: '/nonexistent/x' does not exist %(create = true", err)
     assert.are.equal(2, errno)
   end)
 end)
@@ -233,5 +233,58 @@ describe("examples on a host queue", function()
     -- the store is scrambled: its zeroes read back as the key, 0x5a
     assert.are.equal(("Z"):rep(512), q:read(0, 512))
     q:close()
+  end)
+end)
+
+describe("the time budget of a Lua request", function()
+  it("interrupts a handler looping past its budget: ETIMEDOUT, and the queue serves on", function()
+    local q
+    local t0 = ublk.clock()
+    local said = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB", timeout = 0.3,
+        read = function(self, req)
+          if req.offset == 0 then while true do os.clock() end end
+          return true
+        end,
+      }))
+      assert.are.equal(-110, q:io("read", 0, 512))
+    end)
+    local secs = ublk.clock() - t0
+    assert.truthy(secs < 5, secs)
+    assert.matches("read handler failed: .*over its time budget of 300 ms", said)
+    assert.are.equal(512, q:io("read", 512, 512))
+    q:close()
+  end)
+
+  it("cancels what an async handler waits for past its budget: ETIMEDOUT", function()
+    local fifo = os.tmpname()
+    os.remove(fifo)
+    assert(os.execute("mkfifo " .. fifo) == 0)
+    local q
+    local said = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB", timeout = 0.3, async = true,
+        open = function(self) self.fd = assert(ublk.io.open(fifo, "rw")) end,
+        close = function(self) ublk.io.close(self.fd) end,
+        read = function(self, req)
+          if req.offset == 0 then -- nobody ever writes to the fifo
+            local n, err = ublk.io.pread(self.fd, req.buf, req.length, 0)
+            if not n then return nil, err end
+          end
+          return true
+        end,
+      }, { depth = 2 }))
+      assert.are.equal(-110, q:io("read", 0, 512))
+    end)
+    assert.matches("read request over its time budget of 300 ms", said)
+    assert.are.equal(512, q:io("read", 512, 512))
+    q:close()
+    os.remove(fifo)
+  end)
+
+  it("refuses a budget that is not a number of seconds", function()
+    assert.has_error(function() ublk.backend { read = function() end, timeout = "1s" } end,
+      "ublk.backend: 'timeout' must be a number of seconds from 0 to 86400, got 1s")
   end)
 end)

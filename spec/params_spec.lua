@@ -153,7 +153,7 @@ describe("ublk.params", function()
   describe("fields and defaults", function()
     it("lists the known fields sorted", function()
       assert.are.same({
-        "backend", "block_size", "depth", "direct", "discard", "id",
+        "backend", "block_size", "create", "depth", "direct", "discard", "id",
         "max_io", "name", "path", "pin", "queues", "read_only", "size",
       }, params.fields)
     end)
@@ -162,7 +162,6 @@ describe("ublk.params", function()
       assert.are.same({
         block_size = 512, queues = 1, depth = 128, max_io = 512 * KiB,
         read_only = false, discard = true, pin = true, id = -1, backend = "memory",
-        direct = false,
       }, params.defaults)
     end)
 
@@ -181,7 +180,7 @@ describe("ublk.params", function()
       assert.are.same({
         size = MiB, block_size = 512, queues = 1, depth = 128,
         max_io = 512 * KiB, read_only = false, discard = true, pin = true, id = -1,
-        backend = "memory", direct = false,
+        backend = "memory",
       }, params.validate({ size = "1MiB" }))
     end)
 
@@ -190,12 +189,12 @@ describe("ublk.params", function()
       local p = params.validate({
         size = "2G", block_size = "4K", queues = 4, depth = 64,
         max_io = "1MiB", read_only = true, discard = false, pin = false, id = 3,
-        backend = be, path = "/tmp/disk.img", direct = true, name = "test",
+        backend = be, path = "/tmp/disk.img", direct = true, create = true, name = "test",
       })
       assert.are.same({
         size = 2 * GiB, block_size = 4096, queues = 4, depth = 64,
         max_io = MiB, read_only = true, discard = false, pin = false, id = 3,
-        backend = be, path = "/tmp/disk.img", direct = true, name = "test",
+        backend = be, path = "/tmp/disk.img", direct = true, create = true, name = "test",
       }, p)
     end)
 
@@ -369,11 +368,12 @@ describe("ublk.params", function()
     end)
 
     describe("booleans", function()
-      it("default read_only=false, discard=true, direct=false", function()
+      it("default read_only=false, discard=true; direct and create left to the backend", function()
         local p = params.validate({ size = "1M" })
         assert.are.equal(false, p.read_only)
         assert.are.equal(true, p.discard)
-        assert.are.equal(false, p.direct)
+        assert.is_nil(p.direct)
+        assert.is_nil(p.create)
       end)
 
       it("keep explicit values", function()
@@ -388,6 +388,7 @@ describe("ublk.params", function()
           "ublk: bad parameter 'read_only' = 1: must be true or false")
         has(verr({ size = "1M", discard = "yes" }), "'discard' = \"yes\": must be true or false")
         has(verr({ size = "1M", direct = 0 }), "'direct' = 0: must be true or false")
+        has(verr({ size = "1M", create = "yes" }), "'create' = \"yes\": must be true or false")
       end)
     end)
 
@@ -467,7 +468,7 @@ describe("ublk.params", function()
 
       it("lists the known names when nothing is close", function()
         local e = verr({ size = "1M", cpus = { 0, 1 } })
-        has(e, "ublk: unknown parameter 'cpus' (known: backend, block_size, depth,")
+        has(e, "ublk: unknown parameter 'cpus' (known: backend, block_size, create, depth,")
         assert.is_nil(e:find("did you mean", 1, true))
         -- Too short to be a typo of anything, though within 2 edits of 'id'.
         e = verr({ size = "1M", x = 1 })

@@ -43,9 +43,11 @@ function M.memory(t) return c_backend("memory", t, { size = true }) end
 function M.null(t) return c_backend("null", t, { size = true }) end
 function M.file(t)
   if type(t) == "string" then t = { path = t } end
-  local b = c_backend("file", t, { path = true, direct = true, size = true, read_only = true })
+  local b = c_backend("file", t, { path = true, direct = true, size = true, read_only = true,
+    create = true })
   if type(b.path) ~= "string" or b.path == "" then
-    error("ublk.file: expected { path = \"...\" [, direct = true] [, size = ...] }", 2)
+    error("ublk.file: expected { path = \"...\" [, size = ...] [, create = true]"
+      .. " [, direct = true] }", 2)
   end
   return b
 end
@@ -92,7 +94,8 @@ M.HANDLERS = HANDLERS
 -- ublk.backend(spec) -> backend.  spec: size, handlers (read, write, flush,
 -- discard, write_zeroes), hooks (open, close per queue; on_start, on_stop
 -- per device), async = true to run handlers as coroutines, fua = true if
--- write honours req.flags' FUA bit.  Any other field is the author's own
+-- write honours req.flags' FUA bit, timeout = seconds a request may take
+-- (30).  Any other field is the author's own
 -- state, copied to every queue as `self`.
 function M.backend(spec)
   if type(spec) ~= "table" then error("ublk.backend: expected a table", 2) end
@@ -104,6 +107,11 @@ function M.backend(spec)
       error(("ublk.backend: '%s' must be a function, got a %s"):format(k, type(v)), 2)
     end
   end
+  if spec.timeout ~= nil and (type(spec.timeout) ~= "number" or not (spec.timeout > 0)
+      or spec.timeout > 86400) then
+    error(("ublk.backend: 'timeout' must be a number of seconds from 0 to 86400, got %s")
+      :format(tostring(spec.timeout)), 2)
+  end
   local size
   if spec.size ~= nil then
     local err
@@ -114,10 +122,16 @@ function M.backend(spec)
 end
 
 local function flag(v) return v and "1" or nil end
+-- "1", "0", or nil: absent leaves the choice to the backend
+local function choice(v) if v == nil then return nil end return v and "1" or "0" end
+local function first(a, b) if a == nil then return b end return a end
 
--- A C backend's string options (runtime/backend_*.c parse them).
-local function c_opts(b, path, direct)
-  return { path = b.path or path, direct = flag(b.direct == nil and direct or b.direct) }
+-- A C backend's string options (runtime/backend_*.c parse them); p holds
+-- the device's own path, direct and create, which the object's override.
+local function c_opts(b, p)
+  p = p or {}
+  return { path = b.path or p.path, direct = choice(first(b.direct, p.direct)),
+    create = flag(first(b.create, p.create)) }
 end
 
 -- What the C runtime needs to build this backend for a device of `size`
@@ -150,6 +164,7 @@ function LuaBackend:core_opts(size, read_only)
     discard = flag(s.discard ~= nil and not read_only),
     write_zeroes = flag(s.write_zeroes ~= nil and not read_only),
     delegates = tostring(#inner),
+    timeout_ms = s.timeout and ("%d"):format(math.ceil(s.timeout * 1000)) or nil,
   }
   for i, v in ipairs(inner) do
     local prefix = "delegate." .. (i - 1) .. "."
@@ -171,11 +186,11 @@ function M.core_spec(p)
     if not b.spec.write then read_only = true end -- nothing to write with
     return { backend = "lua", opts = b:core_opts(p.size, read_only), read_only = read_only }
   elseif mt == CBackend then
-    return { backend = b.name, opts = c_opts(b, p.path, p.direct), read_only = read_only }
+    return { backend = b.name, opts = c_opts(b, p), read_only = read_only }
   elseif type(b) == "table" then
     error("backend must be a name, ublk.backend{...}, or a C backend such as ublk.memory()", 0)
   end
-  return { backend = b, opts = c_opts({}, p.path, p.direct), read_only = read_only }
+  return { backend = b, opts = c_opts({}, p), read_only = read_only }
 end
 
 -- Helpers that only make sense on a queue thread (ublk.queue replaces

@@ -112,17 +112,20 @@ function Device:stop()
 end
 
 -- Closing twice is harmless: cleanup paths may race to it.
+-- A device whose queue is stuck for good cannot be closed (EDEADLK): it
+-- stays in ublk.devices() and only ending the process removes it.
 function Device:close()
   local state = check(self, "close")
-  open_devices[self] = nil
-  if state == "closed" then return true end
+  local ok, err, errno = true, nil, nil
   if state == "started" then
-    local ok, err, errno = self:stop()
-    local okc = self._d:close()
-    if not ok then return nil, err, errno end
-    return okc
+    ok, err, errno = self:stop()
+    local okc, cerr, cerrno = self._d:close()
+    if ok then ok, err, errno = okc, cerr, cerrno end
+  elseif state ~= "closed" then
+    ok, err, errno = self._d:close()
   end
-  return self._d:close()
+  if self._d:state() == "closed" then open_devices[self] = nil end
+  return ok, err, errno
 end
 
 function Device:state()
@@ -181,6 +184,18 @@ end
 
 function ublk.features()
   return core.features()
+end
+
+-- ublk.wait_signal([seconds]) -> "SIGTERM" | nil: waits for a termination
+-- signal (SIGINT, SIGTERM, SIGHUP, ...), at most `seconds` (default:
+-- forever).  For scripts that run their own loop under `ublk-lua`:
+--   while not ublk.wait_signal(1) do print(dev:stats().total.reads) end
+-- Once one has come it answers at once; the CLI then removes the devices.
+function ublk.wait_signal(seconds)
+  if seconds ~= nil and (type(seconds) ~= "number" or seconds < 0) then
+    error("ublk.wait_signal: seconds must be a number >= 0", 2)
+  end
+  return core.wait_signal(seconds and math.floor(seconds * 1000 + 0.5) or -1)
 end
 
 function ublk.set_log_level(level)

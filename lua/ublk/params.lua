@@ -54,7 +54,6 @@ local DEFAULTS = {
   pin = true,
   id = -1,            -- -1: the kernel picks the device number
   backend = "memory",
-  direct = false,
 }
 
 local DEFAULT_LIMITS = {
@@ -66,7 +65,7 @@ local DEFAULT_LIMITS = {
 local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 
 local FIELDS = {
-  "backend", "block_size", "depth", "direct", "discard", "id", "max_io",
+  "backend", "block_size", "create", "depth", "direct", "discard", "id", "max_io",
   "name", "path", "pin", "queues", "read_only", "size",
 }
 sort(FIELDS)
@@ -280,7 +279,9 @@ local function normalise(t, limits)
   out.read_only = check_bool("read_only", get("read_only"))
   out.discard = check_bool("discard", get("discard"))
   out.pin = check_bool("pin", get("pin"))
-  out.direct = check_bool("direct", get("direct"))
+  -- file backend: absent means its own default (O_DIRECT for block devices)
+  if t.direct ~= nil then out.direct = check_bool("direct", t.direct) end
+  if t.create ~= nil then out.create = check_bool("create", t.create) end
   out.id = check_int("id", get("id"), -1, MAX_ID)
   out.backend = check_backend(get("backend"), limits.backends)
   out.path = check_string("path", t.path, false)

@@ -94,13 +94,21 @@ static void test_file(void)
 	char path[] = "/tmp/ublk-backend-test-XXXXXX";
 	int fd = mkstemp(path);
 	struct ublk_backend b = { .ops = ublk_backend_find("file") };
-	const char *opts[] = { "path", path, NULL };
+	const char *opts[] = { "path", path, "create", "1", NULL };
 	struct ublk_backend_conf conf = { .size = 8 << 20, .block_size = 512, .opts = opts };
 	unsigned char back[65536];
 	struct stat st;
 	blkcnt_t full;
 
-	check(b.ops && b.ops->create(&b, &conf) == 0, "file: create grows the file to size");
+	const char *no_create[] = { "path", path, NULL };
+	struct ublk_backend_conf short_conf = { .size = 8 << 20, .block_size = 512,
+						.opts = no_create };
+
+	check(b.ops->create(&b, &short_conf) == -EINVAL &&
+		      strstr(b.err, "less than size 8388608 (create = true grows it)"),
+	      "file: a short file is refused without create");
+	check(b.ops && b.ops->create(&b, &conf) == 0 && !strncmp(b.note, "grew ", 5),
+	      "file: create = 1 grows the file to size, and says so");
 	fstat(fd, &st);
 	check(st.st_size == 8 << 20, "file: the file has the device size");
 	queue_open(&b);
@@ -141,7 +149,8 @@ static void test_file(void)
 	const char *none_opts[] = { "path", "/nonexistent/x", NULL };
 	struct ublk_backend_conf none = { .block_size = 512, .opts = none_opts };
 
-	check(bad.ops->create(&bad, &none) == -ENOENT && strstr(bad.err, "cannot open '/nonexistent/x'"),
+	check(bad.ops->create(&bad, &none) == -ENOENT &&
+		      strstr(bad.err, "'/nonexistent/x' does not exist"),
 	      "file: a missing file is refused with a message");
 }
 
@@ -254,7 +263,7 @@ static void test_protocol(void)
 	struct ublk_backend b = { .ops = &fanout };
 	char path[] = "/tmp/ublk-backend-test-XXXXXX";
 	int fd = mkstemp(path);
-	const char *opts[] = { "path", path, NULL };
+	const char *opts[] = { "path", path, "create", "1", NULL };
 	struct ublk_backend_conf conf = { .size = 1 << 20, .block_size = 512, .opts = opts };
 
 	queue_open(&b);

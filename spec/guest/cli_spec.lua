@@ -2,29 +2,13 @@
 -- SIGINT and SIGTERM, and refuses bad scripts before any device exists.
 local G = require "guest"
 
-local READY = "(/dev/ublkb%d+) ready %(([^)]*)%)"
-
-local function serve(args)
-  local p = G.spawn(args)
-  local path, err = p:wait_output(READY)
-  if not path then
-    p:cleanup()
-    error("ublk-lua did not become ready: " .. tostring(err))
-  end
-  return p, path
-end
-
 describe("#guest cli", function()
   local procs = {}
-  after_each(function()
-    for _, p in ipairs(procs) do p:cleanup() end
-    procs = {}
-    assert.are.same({}, G.leftovers())
-  end)
+  after_each(function() G.end_all(procs) end)
 
   for _, sig in ipairs({ "TERM", "INT" }) do
     it("serves examples/mydisk.lua and removes the device on SIG" .. sig, function()
-      local p, path = serve("examples/mydisk.lua")
+      local p, path = G.serve("examples/mydisk.lua")
       procs[#procs + 1] = p
       assert.matches("ready %(256 MiB, 2 queues x 128, memory%)", p:out())
       local md5 = G.write_random_at(path, 512, 8192)
@@ -37,7 +21,7 @@ describe("#guest cli", function()
   end
 
   it("serves examples/null.lua", function()
-    local p, path = serve("examples/null.lua")
+    local p, path = G.serve("examples/null.lua")
     procs[#procs + 1] = p
     G.must("dd if=/dev/zero of=%s bs=64k count=16 oflag=direct status=none", path)
     G.must("dd if=%s of=/dev/null bs=64k count=16 iflag=direct status=none", path)
@@ -48,7 +32,7 @@ describe("#guest cli", function()
   it("serves examples/file.lua with the file from its arguments", function()
     local img = "/tmp/ublk-cli-file.img"
     G.must("rm -f %s && truncate -s 32M %s", img, img)
-    local p, path = serve("examples/file.lua " .. img)
+    local p, path = G.serve("examples/file.lua " .. img)
     procs[#procs + 1] = p
     local md5 = G.write_random_at(path, 4096 + 512, 65536)
     p:kill("TERM")
@@ -77,7 +61,7 @@ describe("#guest cli", function()
       local dev = assert(ublk.device{ size = size, queues = 1 })
       assert(dev:start())
     ]])
-    local p, _ = serve(script .. " 4MiB")
+    local p, _ = G.serve(script .. " 4MiB")
     procs[#procs + 1] = p
     assert.matches("ready %(4 MiB, 1 queue x 128, memory%)", p:out())
     p:kill("TERM")

@@ -7,8 +7,9 @@ local function backends()
   local file = os.tmpname()
   return {
     { backend = "memory" },
-    { backend = "file", path = file, size = "32MiB" },
-    { backend = "file", path = "/dev/shm/ublk-direct.img", size = "32MiB", direct = false },
+    { backend = "file", path = file, size = "32MiB", create = true },
+    { backend = "file", path = "/dev/shm/ublk-direct.img", size = "32MiB", direct = false,
+      create = true },
   }, function() os.remove(file); os.remove("/dev/shm/ublk-direct.img") end
 end
 

@@ -33,7 +33,7 @@ describe("#guest discard and flush", function()
 
   it("punches holes in the file backend on discard", function()
     local path = "/tmp/ublk-discard.img"
-    local dev = G.device{ backend = "file", path = path, size = "64MiB" }
+    local dev = G.device{ backend = "file", path = path, size = "64MiB", create = true }
     G.must("dd if=/dev/urandom of=%s bs=1M count=32 oflag=direct status=none", dev.path)
     local used = tonumber(G.must("du -k %s", path):match("%d+"))
     G.must("blkdiscard %s", dev.path)
@@ -45,7 +45,7 @@ describe("#guest discard and flush", function()
 
   it("advertises a write cache for the file backend and flushes reach it", function()
     local path = "/tmp/ublk-flush.img"
-    local dev = G.device{ backend = "file", path = path, size = "16MiB" }
+    local dev = G.device{ backend = "file", path = path, size = "16MiB", create = true }
     assert.matches("write back", G.read_file(("/sys/block/ublkb%d/queue/write_cache"):format(dev.id)))
     G.must("dd if=/dev/urandom of=%s bs=4096 count=16 oflag=direct conv=fsync status=none", dev.path)
     assert.truthy(dev:stats().total.flushes > 0, "fsync did not reach the backend as a flush")

@@ -39,7 +39,8 @@ describe("#guest fio verify", function()
 
   it("passes crc32c verify on the file backend with 2 queues", function()
     local path = "/tmp/ublk-fio.img"
-    local dev = G.device{ backend = "file", path = path, size = "128MiB", queues = 2, depth = 64 }
+    local dev = G.device{ backend = "file", path = path, size = "128MiB", queues = 2, depth = 64,
+      create = true }
     fio_verify(dev.path, 64)
     local s = dev:stats()
     assert.truthy(s[1].writes > 0 and s[2].writes > 0, "both queues served")

@@ -17,7 +17,7 @@ describe("#guest filesystem", function()
   for _, backend in ipairs({ "memory", "file" }) do
     it("keeps an ext4 tree intact across unmount, fsck and remount (" .. backend .. ")", function()
       local t = { size = "256MiB", queues = 2, backend = backend }
-      if backend == "file" then t.path = "/tmp/ublk-fs.img" end
+      if backend == "file" then t.path, t.create = "/tmp/ublk-fs.img", true end
       local dev = G.device(t)
       local src = "/usr/share/lua"  -- a few hundred files of varied sizes
       G.must("mkfs.ext4 -q -F %s", dev.path)

@@ -2,6 +2,7 @@
 local ffi = require "ffi"
 local ublk = require "ublk"
 local G = require "guest"
+local stderr = require "stderr"
 
 local function zeros_md5(n)
   return G.must("head -c %d /dev/zero | md5sum", n):match("%x+")
@@ -166,12 +167,22 @@ describe("#guest Lua backends", function()
       },
     }
     local failed = 0
-    for sector = 0, 99 do
-      if not G.sh("dd if=%s of=/dev/null bs=512 skip=%d count=1 iflag=direct status=none", dev.path, sector) then
-        failed = failed + 1
+    local said = stderr.capture(function()
+      for sector = 0, 99 do
+        if not G.sh("dd if=%s of=/dev/null bs=512 skip=%d count=1 iflag=direct status=none", dev.path, sector) then
+          failed = failed + 1
+        end
       end
-    end
+    end)
     assert.are.equal(10, failed)
+    -- one line per failure (at most 5 a second per queue), naming the handler
+    local lines = 0
+    for line in said:gmatch("[^\n]+") do
+      lines = lines + 1
+      if not line:match("more handler errors not shown") then assert.matches("^ublk%-lua: error: dev %d+ queue %d tag %d+: read handler failed: .*"
+        .. "every tenth sector is cursed|stack traceback:", line) end
+    end
+    assert.truthy(lines >= 1 and lines <= 12, said)
     local ok, out = G.sh("dd if=/dev/zero of=%s bs=4096 seek=100 count=1 oflag=direct status=none", dev.path)
     assert.falsy(ok)
     assert.matches("No space left on device", out)

@@ -69,6 +69,11 @@ function G.write_random_at(path, off, len, cpu)
   return md5
 end
 
+-- Seconds on the monotonic clock.
+function G.now()
+  return ublk.clock()
+end
+
 function G.ncpus()
   return tonumber(G.must("nproc"):match("%d+"))
 end
@@ -110,11 +115,13 @@ end
 local Proc = {}
 Proc.__index = Proc
 
--- Starts `ublk-lua ARGS` with its stdout and stderr in files.
-function G.spawn(args)
+-- Starts `ublk-lua ARGS` (or, with raw, the command ARGS) with its stdout
+-- and stderr in files.
+function G.spawn(args, raw)
   local dir = G.must("mktemp -d"):gsub("%s+$", "")
-  G.must("sh -c '%s %s > %s/out 2> %s/err & echo $! > %s/pid; wait $!; echo $? > %s/rc' "
-    .. "> /dev/null 2>&1 &", G.bin, args, dir, dir, dir, dir)
+  local cmd = raw and args or (G.bin .. " " .. args)
+  G.must("sh -c '%s > %s/out 2> %s/err & echo $! > %s/pid; wait $!; echo $? > %s/rc' "
+    .. "> /dev/null 2>&1 &", cmd, dir, dir, dir, dir)
   local self = setmetatable({ dir = dir }, Proc)
   self:wait_file("pid")
   self.pid = tonumber(G.read_file(dir .. "/pid"))
@@ -164,6 +171,28 @@ end
 function Proc:cleanup()
   if not self:exited() then G.sh("kill -9 %d", self.pid) end
   G.sh("rm -rf %s", self.dir)
+end
+
+-- Starts `[ENV] ublk-lua ARGS` and waits for its first ready line; returns
+-- the process and the device path.  Raises with its stderr if it never
+-- becomes ready.
+function G.serve(args, env)
+  local p = G.spawn((env and env .. " " or "") .. G.bin .. " " .. args, true)
+  local path, err = p:wait_output("(/dev/ublkb%d+) ready", 120)
+  if not path then
+    p:cleanup()
+    error("ublk-lua did not become ready: " .. tostring(err))
+  end
+  return p, path
+end
+
+-- For after_each: ends what a spec started and checks nothing is left (a
+-- reaper may still be finishing: it gets a moment, no more).
+function G.end_all(procs)
+  for _, p in ipairs(procs) do p:cleanup() end
+  for i = #procs, 1, -1 do procs[i] = nil end
+  G.sh("timeout 10 sh -c 'while ls /sys/class/ublk-char/ublkc* >/dev/null 2>&1; do sleep 0.1; done'")
+  assert.are.same({}, G.leftovers())
 end
 
 -- Runs the CLI to completion (for scripts that must fail).

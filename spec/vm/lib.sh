@@ -9,6 +9,13 @@ VM_BOOT_MODULES="virtio_pci 9pnet_virtio 9p ublk_drv loop ext4"
 # Only copied to /run/ublk-vm/modules: tests insmod them with their own
 # parameters. Their dependencies (e.g. configfs for null_blk) load at boot.
 VM_TEST_MODULES="brd null_blk nbd"
+# Loaded at boot too, for storage stacked on ublk devices: md RAID-1, LVM and
+# LUKS2 (dm-crypt with the algorithms of its default cipher, which the
+# kernel would otherwise ask modprobe for, and the guest has none), plus
+# whatever the user names in UBLK_VM_MODULES (e.g. "xfs raid456"),
+# dependencies resolved.
+VM_STACK_MODULES="md_mod raid1 dm_mod dm_crypt xts aes_generic aesni_intel sha256_generic"
+VM_BOOT_MODULES="$VM_BOOT_MODULES $VM_STACK_MODULES ${UBLK_VM_MODULES:-}"
 
 # vm_cache_dir KERNEL: where fetch-kernel keeps that kernel.
 vm_cache_dir() {
