@@ -75,8 +75,24 @@ static int file_size(struct ublk_backend *b, int fd, const char *path,
 	return -EINVAL;
 }
 
-/* Opens path, creating it only when asked to, and never under /dev, where
- * a missing path is a mistyped device rather than a file to make. */
+/* Is path's directory the filesystem /dev is (devtmpfs)?  There a missing
+ * path is a mistyped device, not a file to make; /dev/shm and other
+ * filesystems mounted below /dev are fine. */
+static bool in_devfs(const char *path)
+{
+	char dir[4096];
+	struct stat d, dev;
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return false;
+	*(slash == dir ? slash + 1 : slash) = 0;
+	return stat(dir, &d) == 0 && stat("/dev", &dev) == 0 && d.st_dev == dev.st_dev;
+}
+
+/* Opens path, creating it only when asked to, and never in /dev itself. */
 static int file_open(struct ublk_backend *b, const char *path, int flags, bool create,
 		     const struct ublk_backend_conf *conf)
 {
@@ -84,7 +100,7 @@ static int file_open(struct ublk_backend *b, const char *path, int flags, bool c
 
 	if (fd >= 0 || errno != ENOENT)
 		goto out;
-	if (!strncmp(path, "/dev/", 5)) {
+	if (in_devfs(path)) {
 		snprintf(b->err, sizeof(b->err), "'%s' does not exist (files under /dev "
 			 "are never created)", path);
 		return -ENOENT;

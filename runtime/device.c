@@ -250,6 +250,7 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		release(d, false);
 		return ret;
 	}
+	ublk_dev_remove_orphans(&d->ctrl);
 	t0 = now_ns();
 	ret = add_dev(d, conf);
 	if (ret < 0) {

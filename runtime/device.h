@@ -66,6 +66,12 @@ void ublk_dev_register(uint32_t id);
 /* DEL_DEV without waiting on a disk still held open (then says by whom);
  * unregisters the id. */
 void ublk_dev_delete(struct ublk_ctrl *c, uint32_t id);
+/* Where each device's owner (pid) is recorded while it exists. */
+#define UBLK_STATE_DIR "/run/ublk-lua"
+void ublk_dev_forget_owner(uint32_t id);
+/* Deletes the devices whose recorded owner has died without removing them
+ * (SIGKILL, the OOM killer): the next server cleans up. */
+void ublk_dev_remove_orphans(struct ublk_ctrl *c);
 
 /* Kernel feature bits, or -errno (e.g. -ENOENT: no /dev/ublk-control). */
 int ublk_probe_features(uint64_t *features);

@@ -1,14 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * device_delete.c - the end of a device: the ids this process has added
- * (what signals.c removes when the script cannot), and DEL_DEV that never
- * waits forever on a disk somebody still holds, saying who holds it.
+ * (what signals.c removes when the script cannot), their owners recorded
+ * in UBLK_STATE_DIR so that devices a killed server left (SIGKILL, the
+ * OOM killer) are removed by the next one, and DEL_DEV that never waits
+ * forever on a disk somebody still holds, saying who holds it.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "device.h"
@@ -18,8 +25,69 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t registry[1024];
 static unsigned registry_len;
 
+static void owner_path(char *buf, size_t len, uint32_t id)
+{
+	snprintf(buf, len, "%s/dev%u", UBLK_STATE_DIR, id);
+}
+
+/* STATE_DIR/devN holds the pid of the server that added device N. */
+static void record_owner(uint32_t id)
+{
+	char path[64], pid[24];
+	int fd, n;
+
+	mkdir(UBLK_STATE_DIR, 0755);
+	owner_path(path, sizeof(path), id);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (fd < 0 || write(fd, pid, (size_t)n) != n)
+		ublk_dbg("dev %u: cannot record its owner in %s: %s", id, path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+void ublk_dev_forget_owner(uint32_t id)
+{
+	char path[64];
+
+	owner_path(path, sizeof(path), id);
+	unlink(path);
+}
+
+void ublk_dev_remove_orphans(struct ublk_ctrl *c)
+{
+	DIR *dir = opendir(UBLK_STATE_DIR);
+	struct dirent *e;
+
+	while (dir && (e = readdir(dir))) {
+		char path[300], buf[24] = "";
+		unsigned id;
+		int pid, fd;
+
+		if (sscanf(e->d_name, "dev%u", &id) != 1)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", UBLK_STATE_DIR, e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || read(fd, buf, sizeof(buf) - 1) <= 0)
+			buf[0] = 0;
+		if (fd >= 0)
+			close(fd);
+		pid = atoi(buf);
+		if (pid <= 0 || pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH)
+			continue; /* its server lives (or we cannot tell) */
+		ublk_warn("removing device %u, left by a server that ended without removing "
+			  "it (pid %d)", id, pid);
+		if (ublk_ctrl_del_dev_async(c, id) == -EOPNOTSUPP)
+			ublk_ctrl_del_dev(c, id);
+		unlink(path);
+	}
+	if (dir)
+		closedir(dir);
+}
+
 void ublk_dev_register(uint32_t id)
 {
+	record_owner(id);
 	pthread_mutex_lock(&registry_lock);
 	if (registry_len < sizeof(registry) / sizeof(registry[0]))
 		registry[registry_len++] = id;
@@ -79,7 +147,9 @@ static void holders(uint32_t id, char *out, size_t len)
 
 			snprintf(path, sizeof(path), "/proc/%s/fd/%s", p->d_name, fd->d_name);
 			l = readlink(path, link, sizeof(link) - 1);
-			if (l <= 0 || (link[l] = 0, strcmp(link, dev)))
+			/* "/dev/ublkbN", or "/dev/ublkbN (deleted)" once removed */
+			if (l <= 0 || (link[l] = 0, strncmp(link, dev, strlen(dev))) ||
+			    (link[strlen(dev)] && link[strlen(dev)] != ' '))
 				continue;
 			snprintf(path, sizeof(path), "/proc/%s/comm", p->d_name);
 			f = fopen(path, "r");
@@ -99,6 +169,20 @@ static void holders(uint32_t id, char *out, size_t len)
 		closedir(proc);
 }
 
+/* The last reference to a deleted device drops some time after
+ * DEL_DEV_ASYNC returns even when nobody holds it (the block device's
+ * inode lets go of the disk): wait for that as DEL_DEV would, but for 5 s
+ * at most, then say who holds it. */
+static bool gone_soon(struct ublk_ctrl *c, uint32_t id, struct ublksrv_ctrl_dev_info *info)
+{
+	for (int i = 0; i < 500; i++) {
+		if (ublk_ctrl_get_dev_info(c, id, info) < 0)
+			return true;
+		nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
+	}
+	return false;
+}
+
 /* DEL_DEV, without waiting for a disk someone still holds: that would be
  * forever for a mounted one.  The device is deleted when they let go. */
 void ublk_dev_delete(struct ublk_ctrl *c, uint32_t id)
@@ -110,7 +194,7 @@ void ublk_dev_delete(struct ublk_ctrl *c, uint32_t id)
 		ret = ublk_ctrl_del_dev(c, id);
 	if (ret < 0) {
 		ublk_err("dev %u: DEL_DEV failed: %s", id, strerror(-ret));
-	} else if (ublk_ctrl_get_dev_info(c, id, &info) >= 0) {
+	} else if (!gone_soon(c, id, &info)) {
 		char who[256];
 
 		holders(id, who, sizeof(who));
@@ -118,5 +202,7 @@ void ublk_dev_delete(struct ublk_ctrl *c, uint32_t id)
 			  "number is freed when it is closed", id, id, who[0] ? " by " : "", who);
 	}
 	registry_del(id);
+	if (ret >= 0 || ret == -ENODEV) /* else the next server tries again */
+		ublk_dev_forget_owner(id);
 }
 

@@ -152,11 +152,27 @@ static int l_set_log_level(lua_State *L)
 	return 0;
 }
 
+/* The script's code stops at a termination signal: at the next call,
+ * return or few instructions (JIT-compiled loops excepted). */
+static void script_hook(lua_State *L, lua_Debug *ar)
+{
+	(void)ar;
+	lua_sethook(L, NULL, 0, 0);
+	luaL_error(L, "interrupted by %s", ublk_signal_name(ublk_signals_received()));
+}
+
 /* core.wait_signal([timeout_ms]) -> "SIGTERM" | nil on timeout: the first
- * termination signal (signals.h), also if it came before the call. */
+ * termination signal (signals.h), also if it came before the call.  Code
+ * that waits for signals handles them: from now on a signal does not
+ * interrupt it, and a poke that came during the wait is dropped. */
 static int l_wait_signal(lua_State *L)
 {
-	int sig = ublk_signals_wait((int)luaL_optinteger(L, 1, -1));
+	int sig;
+
+	lua_interrupt_target(NULL, NULL, NULL, NULL);
+	sig = ublk_signals_wait((int)luaL_optinteger(L, 1, -1));
+	if (lua_gethook(L) == script_hook)
+		lua_sethook(L, NULL, 0, 0);
 
 	if (sig < 0)
 		return lua_core_fail(L, strerror(-sig), sig);
@@ -182,15 +198,6 @@ static int l_signal_received(lua_State *L)
 		return 0;
 	lua_pushstring(L, ublk_signal_name(sig));
 	return 1;
-}
-
-/* The script's code stops at a termination signal: at the next call,
- * return or few instructions (JIT-compiled loops excepted). */
-static void script_hook(lua_State *L, lua_Debug *ar)
-{
-	(void)ar;
-	lua_sethook(L, NULL, 0, 0);
-	luaL_error(L, "interrupted by %s", ublk_signal_name(ublk_signals_received()));
 }
 
 /* core.set_interruptible(bool): may a termination signal interrupt the

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ctrl.h"
+#include "device.h"
 #include "log.h"
 #include "signals.h"
 
@@ -79,6 +80,7 @@ int ublk_reap_main(int argc, char **argv)
 		} else {
 			ublk_info("reaper: device %u removed", id);
 		}
+		ublk_dev_forget_owner(id);
 	}
 	ublk_ctrl_close(&c);
 	return status;

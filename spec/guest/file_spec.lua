@@ -76,10 +76,11 @@ describe("#guest file backend", function()
     local upper = G.device{ backend = "file", path = lower.path }
     -- O_DIRECT by default: the backing fd's flags say so (040000 octal)
     local flags
-    for fd in G.must("ls /proc/self/fd"):gmatch("%d+") do
-      local ok, target = G.sh("readlink /proc/self/fd/%s", fd)
+    local pid = ublk.thread_id() -- the main thread's id is the process's
+    for fd in G.must("ls /proc/%d/fd", pid):gmatch("%d+") do
+      local ok, target = G.sh("readlink /proc/%d/fd/%s", pid, fd)
       if ok and target:match("^" .. lower.path .. "%s*$") then
-        flags = G.read_file("/proc/self/fdinfo/" .. fd):match("flags:%s*(%d+)")
+        flags = G.read_file(("/proc/%d/fdinfo/%s"):format(pid, fd)):match("flags:%s*(%d+)")
       end
     end
     assert.truthy(flags, "no fd on " .. lower.path)

@@ -93,7 +93,7 @@ describe("#guest shutdown", function()
     local p, path = G.serve("spec/guest/scripts/stuck-handler.lua call 1")
     procs[#procs + 1] = p
     local t0 = G.now()
-    local ok = G.sh("dd if=%s of=/dev/null bs=512 count=1 iflag=direct status=none", path)
+    local ok = G.sh("dd if=%s of=/dev/null bs=512 skip=2048 count=1 iflag=direct status=none", path)
     local secs = G.now() - t0
     assert.is_false(ok, "the looping read succeeded")
     assert.truthy(secs < 20, secs)
@@ -110,7 +110,7 @@ describe("#guest shutdown", function()
     procs[#procs + 1] = p
     local dir = G.must("mktemp -d"):gsub("%s+$", "")
     -- a reader that will wait for the stuck request
-    G.must("(dd if=%s of=/dev/null bs=512 count=1 iflag=direct status=none; echo $? > %s/rc) "
+    G.must("(dd if=%s of=/dev/null bs=512 skip=2048 count=1 iflag=direct status=none; echo $? > %s/rc) "
       .. ">/dev/null 2>&1 &", path, dir)
     -- the watchdog calls the queue wedged a second after the budget
     assert.truthy(G.sh("timeout 20 sh -c 'until grep -q \"cannot be interrupted\" %s/err; do sleep 0.1; done'",
@@ -131,15 +131,31 @@ describe("#guest shutdown", function()
   it("removes a mounted device without hanging, and says who holds it", function()
     local dev = assert(ublk.device{ size = "64MiB" })
     assert(dev:start())
-    G.must("mkfs.ext4 -q %s && mkdir -p /mnt/held && mount %s /mnt/held", dev.path, dev.path)
+    G.must("mkfs.ext4 -q %s && mkdir -p /tmp/ublk-held && mount %s /tmp/ublk-held", dev.path, dev.path)
     local t0 = G.now()
     local said = stderr.capture(function() assert(dev:close()) end)
     local secs = G.now() - t0
     assert.truthy(secs < 30, secs)
-    assert.matches("is still held open by mounted on /mnt/held", said)
+    assert.matches("is still held open by mounted on /tmp/ublk%-held", said)
     assert.falsy(G.sh("test -e %s", dev.path))
-    G.sh("umount /mnt/held") -- its number is freed once the mount lets go
+    G.sh("umount /tmp/ublk-held") -- its number is freed once the mount lets go
     print(("\n  close of a mounted device: %.2f s"):format(secs))
+  end)
+
+  it("removes the devices a killed server left, when the next one starts", function()
+    local p, path = G.serve("examples/mydisk.lua")
+    procs[#procs + 1] = p
+    local id = path:match("%d+$")
+    p:kill("KILL")
+    p:wait(30)
+    -- the kernel took the disk away; the device itself is left (DEAD)
+    assert.truthy(G.sh("timeout 20 sh -c 'while [ -e %s ]; do sleep 0.05; done'", path))
+    assert.truthy(G.sh("test -e /sys/class/ublk-char/ublkc%s", id))
+    local q = G.serve("examples/null.lua")
+    procs[#procs + 1] = q
+    assert.matches("removing device " .. id .. ", left by a server that ended without removing it", q:err())
+    q:kill("TERM")
+    assert.are.equal(0, q:wait(30))
   end)
 
   it("removes the device when a script calls os.exit after starting it", function()

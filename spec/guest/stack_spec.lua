@@ -5,12 +5,15 @@
 -- No udev in the guest: device-mapper and LVM are told not to wait for it.
 local G = require "guest"
 
-local NOUDEV = "DM_DISABLE_UDEV=1 "
-local LVMCONF = "--config 'activation { udev_sync = 0 udev_rules = 0 } devices { obtain_device_list_from_udev = 0 }'"
+-- bounded: a tool waiting for a udev that never answers fails, not hangs
+local NOUDEV = "DM_DISABLE_UDEV=1 timeout 120 "
+-- nor write metadata backups: /etc is the host's, read-only
+local LVMCONF = "--config 'activation { udev_sync = 0 udev_rules = 0 } devices { "
+  .. "obtain_device_list_from_udev = 0 } backup { backup = 0 archive = 0 }'"
 
 describe("#guest stacked storage", function()
   after_each(function()
-    G.sh("umount /mnt/stack 2>/dev/null; mdadm --stop /dev/md9 2>/dev/null")
+    G.sh("umount /tmp/ublk-stack-mnt 2>/dev/null; mdadm --stop /dev/md9 2>/dev/null")
     G.sh(NOUDEV .. "cryptsetup close ublkcrypt 2>/dev/null")
     G.sh(NOUDEV .. "vgremove -f " .. LVMCONF .. " ublkvg 2>/dev/null")
     G.no_leftovers()
@@ -19,7 +22,7 @@ describe("#guest stacked storage", function()
   it("runs md RAID-1 across a memory and a file device: fail, re-add, resync clean", function()
     local a = G.device{ size = "64MiB" }
     local b = G.device{ backend = "file", path = "/tmp/ublk-raid.img", size = "64MiB", create = true }
-    G.must("mdadm --create /dev/md9 --run --level=1 --raid-devices=2 --metadata=1.2 "
+    G.must("timeout 120 mdadm --create /dev/md9 --run --level=1 --raid-devices=2 --metadata=1.2 "
       .. "--assume-clean %s %s", a.path, b.path)
     local md5 = G.write_random_at("/dev/md9", 1048576, 4 * 1048576)
     G.must("mdadm /dev/md9 --fail %s --remove %s", b.path, b.path)
@@ -40,7 +43,7 @@ describe("#guest stacked storage", function()
     local c = G.device{ size = "64MiB", queues = 2 }
     G.must("head -c 64 /dev/urandom > /tmp/ublk-key")
     -- pbkdf2 with few iterations: argon2's memory-hard default is slow under TCG
-    G.must(NOUDEV .. "cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 "
+    G.must(NOUDEV .. "cryptsetup luksFormat -q --type luks2 --sector-size 512 --pbkdf pbkdf2 "
       .. "--pbkdf-force-iterations 1000 --key-file /tmp/ublk-key %s", c.path)
     G.must(NOUDEV .. "cryptsetup open --key-file /tmp/ublk-key %s ublkcrypt", c.path)
     local md5 = G.write_random_at("/dev/mapper/ublkcrypt", 65536, 1048576)
@@ -54,13 +57,15 @@ describe("#guest stacked storage", function()
     os.remove("/tmp/ublk-key")
 
     local l = G.device{ size = "64MiB" }
-    G.must(NOUDEV .. "pvcreate -q %s %s && vgcreate -q %s ublkvg %s", LVMCONF, l.path, LVMCONF, l.path)
-    G.must(NOUDEV .. "lvcreate -q -y -L 16M -n lv %s ublkvg && vgmknodes %s ublkvg", LVMCONF, LVMCONF)
+    G.must(NOUDEV .. "pvcreate -q %s %s", LVMCONF, l.path)
+    G.must(NOUDEV .. "vgcreate -q %s ublkvg %s", LVMCONF, l.path)
+    G.must(NOUDEV .. "lvcreate -q -y -Zn -L 16M -n lv %s ublkvg", LVMCONF)
+    G.must(NOUDEV .. "vgmknodes %s ublkvg", LVMCONF)
     local lv = "/dev/ublkvg/lv"
     local md5l = G.write_random_at(lv, 4096, 1048576)
     assert.are.equal(md5l, G.md5_at(lv, 4096, 1048576))
-    G.must("mkfs.ext4 -q %s && mkdir -p /mnt/stack && mount %s /mnt/stack", lv, lv)
-    G.must("cp -a /usr/share/lua /mnt/stack/ && umount /mnt/stack")
+    G.must("mkfs.ext4 -q %s && mkdir -p /tmp/ublk-stack-mnt && mount %s /tmp/ublk-stack-mnt", lv, lv)
+    G.must("cp -a /usr/share/lua /tmp/ublk-stack-mnt/ && umount /tmp/ublk-stack-mnt")
     local ok, out = G.sh("e2fsck -fn %s", lv)
     assert(ok, out)
     G.must(NOUDEV .. "vgremove -f %s ublkvg", LVMCONF)

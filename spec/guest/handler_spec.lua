@@ -1,0 +1,78 @@
+-- Lua handlers that misbehave, on a real /dev/ublkbN: each fails only its
+-- own request, with one log line that names the handler and what it did,
+-- and the device serves on (the same paths run on the host, under ASan,
+-- in spec/lua_bridge_spec.lua).
+local ffi = require "ffi"
+local ublk = require "ublk"
+local G = require "guest"
+local stderr = require "stderr"
+
+local function read_ok(dev, sector)
+  return G.sh("dd if=%s of=/dev/null bs=512 skip=%d count=1 iflag=direct status=none",
+    dev.path, sector)
+end
+
+describe("#guest misbehaving handlers", function()
+  after_each(G.no_leftovers)
+
+  it("fail a synchronous handler that calls ublk.sleep, before anything is submitted", function()
+    local mem = ublk.shared("4MiB")
+    local dev = G.device { backend = ublk.backend {
+      size = "4MiB",
+      read = function(self, req)
+        if req.offset == 65536 then ublk.sleep(100) end
+        ffi.copy(req.buf, mem.ptr + req.offset, req.length)
+      end,
+    } }
+    local said = stderr.capture(function()
+      assert.is_false(read_ok(dev, 128))
+      assert.is_true(read_ok(dev, 136))
+      assert.is_false(read_ok(dev, 128))
+    end)
+    assert.matches("read handler failed: .*ublk.sleep: the backend must set async = true", said)
+    assert.are.equal("started", dev:state())
+  end)
+
+  it("fail garbage results with EIO and a line naming the value", function()
+    local answers = { "abc", {}, 1e12, -1e12, 0.5 }
+    local dev = G.device { backend = ublk.backend {
+      size = "4MiB", answers = answers,
+      read = function(self, req)
+        local a = req.offset >= 2^20 and self.answers[(req.offset - 2^20) / 4096 + 1]
+        if a then return a end
+        return true
+      end,
+    } }
+    local said = stderr.capture(function()
+      for i = 1, #answers do
+        assert.is_false(read_ok(dev, 2048 + (i - 1) * 8), tostring(answers[i]))
+      end
+      assert.is_true(read_ok(dev, 100 * 8))
+    end)
+    for _, what in ipairs({ "a string", "a table", "1e%+12", "%-1e%+12", "0.5" }) do
+      assert.matches("read handler returned " .. what, said)
+    end
+  end)
+
+  it("refuse a delegate called twice for one request, failing only that request", function()
+    local path = "/tmp/ublk-twice.img"
+    local file = ublk.file { path = path, size = "4MiB", create = true }
+    local dev = G.device { backend = ublk.backend {
+      size = "4MiB",
+      read = function(self, req)
+        if req.offset == 65536 then file:read(req) end -- in flight, and then again:
+        return file:read(req)
+      end,
+      write = function(self, req) return file:write(req) end,
+    } }
+    local said = stderr.capture(function()
+      assert.is_false(read_ok(dev, 128))
+      local md5 = G.write_random_at(dev.path, 4096, 32768)
+      assert.are.equal(md5, G.md5_at(dev.path, 4096, 32768))
+      assert.is_false(read_ok(dev, 128))
+    end)
+    assert.matches("delegate is still busy", said)
+    dev:close()
+    os.remove(path)
+  end)
+end)
