@@ -188,3 +188,17 @@ const char *ublk_feature_name(unsigned bit)
 
 	return bit < sizeof(names) / sizeof(names[0]) ? names[bit] : NULL;
 }
+
+/* Opens the control device only to ask for its features. */
+int ublk_probe_features(uint64_t *features)
+{
+	struct ublk_ctrl c;
+	int ret = ublk_ctrl_open(&c);
+
+	*features = 0;
+	if (ret < 0)
+		return ret;
+	ublk_ctrl_get_features(&c, features);
+	ublk_ctrl_close(&c);
+	return 0;
+}

@@ -48,6 +48,9 @@ int ublk_ctrl_get_dev_info(struct ublk_ctrl *c, uint32_t dev_id,
 int ublk_ctrl_get_queue_affinity(struct ublk_ctrl *c, uint32_t dev_id,
 				 uint16_t q_id, cpu_set_t *set);
 
+/* Kernel feature bits, or -errno (e.g. -ENOENT: no /dev/ublk-control). */
+int ublk_probe_features(uint64_t *features);
+
 /* Name of a UBLK_F_* bit, for logs and for Lua; NULL if unknown. */
 const char *ublk_feature_name(unsigned bit);
 

@@ -386,16 +386,3 @@ int ublk_dev_close(struct ublk_dev *d)
 	release(d, true);
 	return ret;
 }
-
-int ublk_probe_features(uint64_t *features)
-{
-	struct ublk_ctrl c;
-	int ret = ublk_ctrl_open(&c);
-
-	*features = 0;
-	if (ret < 0)
-		return ret;
-	ublk_ctrl_get_features(&c, features);
-	ublk_ctrl_close(&c);
-	return 0;
-}

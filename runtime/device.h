@@ -73,7 +73,5 @@ void ublk_dev_forget_owner(uint32_t id);
  * (SIGKILL, the OOM killer): the next server cleans up. */
 void ublk_dev_remove_orphans(struct ublk_ctrl *c);
 
-/* Kernel feature bits, or -errno (e.g. -ENOENT: no /dev/ublk-control). */
-int ublk_probe_features(uint64_t *features);
 
 #endif

@@ -54,6 +54,37 @@ describe("#guest misbehaving handlers", function()
     end
   end)
 
+  it("fail an async request that waits past its budget, or yields with nothing to wait for", function()
+    local fifo = "/tmp/ublk-never.fifo"
+    G.must("rm -f %s && mkfifo %s", fifo, fifo)
+    local mem = ublk.shared("4MiB")
+    local dev = G.device { backend = ublk.backend {
+      size = "4MiB", async = true, timeout = 1,
+      open = function(self) self.fd = assert(ublk.io.open(fifo, "rw")) end,
+      close = function(self) ublk.io.close(self.fd) end,
+      read = function(self, req)
+        if req.offset == 65536 then -- nobody ever writes to the fifo
+          local n, err = ublk.io.pread(self.fd, req.buf, req.length, 0)
+          if not n then return nil, err end
+        elseif req.offset == 69632 then
+          coroutine.yield() -- nothing will ever resume it
+        end
+        ffi.copy(req.buf, mem.ptr + req.offset, req.length)
+      end,
+    } }
+    local t0 = G.now()
+    local said = stderr.capture(function()
+      assert.is_false(read_ok(dev, 128))
+      assert.is_true(read_ok(dev, 256))
+      assert.is_false(read_ok(dev, 136))
+      assert.is_true(read_ok(dev, 256))
+    end)
+    assert.truthy(G.now() - t0 < 20)
+    assert.matches("read request over its time budget of 1000 ms", said)
+    assert.matches("read handler yielded with nothing to wait for", said)
+    os.remove(fifo)
+  end)
+
   it("refuse a delegate called twice for one request, failing only that request", function()
     local path = "/tmp/ublk-twice.img"
     local file = ublk.file { path = path, size = "4MiB", create = true }
