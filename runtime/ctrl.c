@@ -119,9 +119,13 @@ int ublk_ctrl_del_dev_async(struct ublk_ctrl *c, uint32_t dev_id)
 {
 	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
 
-	if (!c->ioctl_encode) /* it exists only ioctl-encoded (6.9+) */
-		return -EOPNOTSUPP;
-	return ctrl_cmd(c, UBLK_U_CMD_DEL_DEV_ASYNC, UBLK_U_CMD_DEL_DEV_ASYNC, &cmd);
+	int ret = -EOPNOTSUPP;
+
+	if (c->ioctl_encode) /* it exists only ioctl-encoded (6.9+) */
+		ret = ctrl_cmd(c, UBLK_U_CMD_DEL_DEV_ASYNC, UBLK_U_CMD_DEL_DEV_ASYNC, &cmd);
+	if (ret == -EOPNOTSUPP || ret == -EINVAL) /* before 6.9: wait, as we must */
+		ret = ublk_ctrl_del_dev(c, dev_id);
+	return ret;
 }
 
 int ublk_ctrl_set_params(struct ublk_ctrl *c, uint32_t dev_id, struct ublk_params *p)

@@ -34,9 +34,9 @@ int ublk_ctrl_get_features(struct ublk_ctrl *c, uint64_t *features);
  * what the kernel accepted (id, clamped queues, flags it granted). */
 int ublk_ctrl_add_dev(struct ublk_ctrl *c, struct ublksrv_ctrl_dev_info *info);
 /* DEL_DEV waits until the device is freed: until its disk is closed by
- * everyone (a mount can hold it forever).  DEL_DEV_ASYNC (6.9+) stops and
- * removes it the same way but does not wait for that; -EOPNOTSUPP where
- * the kernel cannot have it. */
+ * everyone (a mount can hold it forever).  ublk_ctrl_del_dev_async uses
+ * DEL_DEV_ASYNC (6.9+), which stops and removes it the same way but does
+ * not wait for that, and falls back to DEL_DEV on older kernels. */
 int ublk_ctrl_del_dev(struct ublk_ctrl *c, uint32_t dev_id);
 int ublk_ctrl_del_dev_async(struct ublk_ctrl *c, uint32_t dev_id);
 int ublk_ctrl_set_params(struct ublk_ctrl *c, uint32_t dev_id, struct ublk_params *p);

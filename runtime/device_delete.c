@@ -77,8 +77,7 @@ void ublk_dev_remove_orphans(struct ublk_ctrl *c)
 			continue; /* its server lives (or we cannot tell) */
 		ublk_warn("removing device %u, left by a server that ended without removing "
 			  "it (pid %d)", id, pid);
-		if (ublk_ctrl_del_dev_async(c, id) == -EOPNOTSUPP)
-			ublk_ctrl_del_dev(c, id);
+		ublk_ctrl_del_dev_async(c, id);
 		unlink(path);
 	}
 	if (dir)
@@ -190,8 +189,6 @@ void ublk_dev_delete(struct ublk_ctrl *c, uint32_t id)
 	struct ublksrv_ctrl_dev_info info;
 	int ret = ublk_ctrl_del_dev_async(c, id);
 
-	if (ret == -EOPNOTSUPP || ret == -EINVAL) /* before 6.9: wait, as we must */
-		ret = ublk_ctrl_del_dev(c, id);
 	if (ret < 0) {
 		ublk_err("dev %u: DEL_DEV failed: %s", id, strerror(-ret));
 	} else if (!gone_soon(c, id, &info)) {

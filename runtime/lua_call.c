@@ -206,9 +206,9 @@ static int call_async(struct ublk_lua_queue *lq, int ref, struct lua_tag *t, uin
 
 static __thread struct ublk_lua_queue *current;	/* whose Lua runs on this thread */
 
-static bool overdue(const struct ublk_lua_queue *lq, const struct lua_tag *t)
+static bool overdue(const struct ublk_lua_queue *lq, const struct lua_tag *t, uint64_t now)
 {
-	return t->started_ms && ublk_watch_now_ms() - t->started_ms > lq->lb->budget_ms;
+	return t->started_ms && now - t->started_ms > lq->lb->budget_ms;
 }
 
 /* Set by the watchdog's poke (lua_interrupt.c) while a handler runs. */
@@ -222,7 +222,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 	if (!lq || !lq->running)
 		return;
 	t = &lq->tags[lq->cur_tag];
-	if (!overdue(lq, t)) /* a late poke: that request has finished */
+	if (!overdue(lq, t, ublk_watch_now_ms())) /* a late poke: that request has finished */
 		return;
 	t->expired = true;
 	luaL_error(L, "over its time budget of %u ms", lq->lb->budget_ms);
@@ -266,11 +266,12 @@ static int finish(struct lua_tag *t, int ret)
 void lua_call_expire(struct ublk_lua_queue *lq)
 {
 	unsigned depth = ublk_queue_depth(lq->q);
+	uint64_t now = ublk_watch_now_ms();
 
 	for (unsigned tag = 0; tag < depth; tag++) {
 		struct lua_tag *t = &lq->tags[tag];
 
-		if (t->expired || !overdue(lq, t))
+		if (t->expired || !overdue(lq, t, now))
 			continue;
 		t->expired = true;
 		lua_handler_error(lq, (uint16_t)tag, "%s request over its time budget of %u ms: "

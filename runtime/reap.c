@@ -72,8 +72,6 @@ int ublk_reap_main(int argc, char **argv)
 		/* async: a disk still held open (mounted) is deleted when it is
 		 * closed, and we do not wait for that */
 		ret = ublk_ctrl_del_dev_async(&c, id);
-		if (ret == -EINVAL || ret == -EOPNOTSUPP)
-			ret = ublk_ctrl_del_dev(&c, id);
 		if (ret < 0 && ret != -ENODEV) {
 			ublk_err("reaper: device %u: DEL_DEV: %s", id, strerror(-ret));
 			status = 1;
