@@ -148,7 +148,7 @@ void ublk_queue_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe)
 		if (cqe->res == UBLK_IO_RES_OK) {
 			handle_request(q, ublk_ud_tag(ud));
 		} else if (cqe->res == UBLK_IO_RES_ABORT) {
-			q->stopping = true; /* STOP_DEV: this tag is done */
+			q->aborted++; /* STOP_DEV: this tag is done */
 		} else {
 			ublk_err("dev %u queue %u tag %u: io command failed: %s", q->c.dev_id,
 				 q->c.q_id, ublk_ud_tag(ud), strerror(-cqe->res));

@@ -32,7 +32,8 @@ struct ublk_queue {
 	struct ublk_io *ios;	/* per tag: the device's own request */
 	unsigned cmd_inflight;	/* tags the kernel holds (fetch pending) */
 	unsigned backend_inflight;	/* SQEs from ublk_io_sqe() not completed */
-	bool stopping;
+	unsigned aborted;	/* tags STOP_DEV has given back */
+	bool stopping;		/* the owner asked, or a command failed */
 	void *priv;		/* the backend's per-queue state */
 
 	struct ublk_watch watch;	/* the watchdog's view of this thread */

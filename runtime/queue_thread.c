@@ -131,11 +131,16 @@ static void queue_teardown(struct ublk_queue *q)
 	q->descs = NULL;
 }
 
-/* Leaves when the kernel aborted every tag (STOP_DEV), or when the owner
- * asked us to and no backend I/O is still using a buffer. */
+/* Leaves when the kernel has aborted every tag (STOP_DEV), or when the
+ * owner asked us to; either way only once no backend I/O still uses a
+ * buffer.  Not at the first abort: STOP_DEV cancels the tags
+ * one by one, and closing the ring while it does makes the ring's own
+ * cancel meet a command STOP_DEV is completing (7.3 warns in
+ * ublk_uring_cmd_cancel_fn, "io->cmd != cmd").  The owner asks only after
+ * STOP_DEV has returned, so its cancelling is over by then. */
 static void queue_loop(struct ublk_queue *q)
 {
-	while (!(q->stopping && q->backend_inflight == 0)) {
+	while (!((q->stopping || q->aborted == q->c.depth) && q->backend_inflight == 0)) {
 		int ret = ublk_queue_run_once(q);
 
 		if (ret < 0) {
