@@ -68,6 +68,10 @@ struct ublk_backend {
 	unsigned budget_ms;
 	char err[160];		/* why create() failed, for the user */
 	char note[96];		/* what create() did the user should hear of ("created /x") */
+	/* A file holding the data beyond this process (the memory backend's
+	 * "store"), so a recovering server finds it: recorded with the device
+	 * and deleted with it. */
+	char store[128];
 };
 
 /* One request as a backend is asked to serve it: the device's own request

@@ -153,6 +153,21 @@ int ublk_ctrl_start_dev(struct ublk_ctrl *c, uint32_t dev_id, int pid)
 	return ctrl_cmd(c, UBLK_CMD_START_DEV, UBLK_U_CMD_START_DEV, &cmd);
 }
 
+int ublk_ctrl_start_user_recovery(struct ublk_ctrl *c, uint32_t dev_id)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
+
+	return ctrl_cmd(c, UBLK_CMD_START_USER_RECOVERY, UBLK_U_CMD_START_USER_RECOVERY, &cmd);
+}
+
+int ublk_ctrl_end_user_recovery(struct ublk_ctrl *c, uint32_t dev_id, int pid)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
+
+	cmd.data[0] = (uint64_t)pid;
+	return ctrl_cmd(c, UBLK_CMD_END_USER_RECOVERY, UBLK_U_CMD_END_USER_RECOVERY, &cmd);
+}
+
 int ublk_ctrl_stop_dev(struct ublk_ctrl *c, uint32_t dev_id)
 {
 	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);

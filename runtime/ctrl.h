@@ -43,6 +43,12 @@ int ublk_ctrl_set_params(struct ublk_ctrl *c, uint32_t dev_id, struct ublk_param
 int ublk_ctrl_get_params(struct ublk_ctrl *c, uint32_t dev_id, struct ublk_params *p);
 int ublk_ctrl_start_dev(struct ublk_ctrl *c, uint32_t dev_id, int pid);
 int ublk_ctrl_stop_dev(struct ublk_ctrl *c, uint32_t dev_id);
+/* User recovery of a device whose server died (UBLK_F_USER_RECOVERY):
+ * START refuses with -EBUSY until the old server's /dev/ublkcN is closed
+ * and the device quiesced; END waits for every tag to be fetched again,
+ * then serves the waiting I/O. */
+int ublk_ctrl_start_user_recovery(struct ublk_ctrl *c, uint32_t dev_id);
+int ublk_ctrl_end_user_recovery(struct ublk_ctrl *c, uint32_t dev_id, int pid);
 int ublk_ctrl_get_dev_info(struct ublk_ctrl *c, uint32_t dev_id,
 			   struct ublksrv_ctrl_dev_info *info);
 int ublk_ctrl_get_queue_affinity(struct ublk_ctrl *c, uint32_t dev_id,

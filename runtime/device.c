@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "device.h"
+#include "device_private.h"
 #include "log.h"
 
 static uint64_t now_ns(void)
@@ -22,10 +22,7 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static int fail(struct ublk_dev *d, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(struct ublk_dev *d, int ret, const char *fmt, ...)
+int ublk_dev_fail(struct ublk_dev *d, int ret, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -44,35 +41,52 @@ static unsigned shift_of(unsigned v)
 	return s;
 }
 
-static int open_ctrl(struct ublk_dev *d)
+int ublk_dev_open_ctrl(struct ublk_dev *d)
 {
 	int ret = ublk_ctrl_open(&d->ctrl);
 
 	if (ret == -ENOENT)
-		return fail(d, ret, "%s not found: this kernel has no ublk driver "
+		return ublk_dev_fail(d, ret, "%s not found: this kernel has no ublk driver "
 			    "(load it with 'modprobe ublk_drv')", UBLK_CTRL_DEV);
 	if (ret == -EACCES || ret == -EPERM)
-		return fail(d, ret, "cannot open %s: %s (run as root)",
+		return ublk_dev_fail(d, ret, "cannot open %s: %s (run as root)",
 			    UBLK_CTRL_DEV, strerror(-ret));
 	if (ret < 0)
-		return fail(d, ret, "cannot open %s: %s", UBLK_CTRL_DEV, strerror(-ret));
+		return ublk_dev_fail(d, ret, "cannot open %s: %s", UBLK_CTRL_DEV, strerror(-ret));
 	ublk_ctrl_get_features(&d->ctrl, &d->features);
 	return 0;
 }
 
-/* The flags we ask ADD_DEV for: what the kernel has and we can use. */
-static uint64_t wanted_flags(const struct ublk_dev *d)
+/* The flags we ask ADD_DEV for: what the kernel has and we can use, and
+ * the recovery the user asked for (checked against the kernel first). */
+static uint64_t wanted_flags(const struct ublk_dev *d, const struct ublk_dev_conf *conf)
 {
 	uint64_t want = UBLK_F_CMD_IOCTL_ENCODE;
 
 	if (d->backend.caps & UBLK_CAN_USER_COPY)
 		want |= UBLK_F_USER_COPY;
-	return d->features & want;
+	return (d->features & want) | conf->recovery;
+}
+
+/* Refused before ADD_DEV, naming what is missing. */
+static int check_recovery(struct ublk_dev *d, const struct ublk_dev_conf *conf)
+{
+	uint64_t missing = conf->recovery & ~d->features;
+
+	if (!missing)
+		return 0;
+	if (missing & UBLK_F_USER_RECOVERY_FAIL_IO)
+		return ublk_dev_fail(d, -ENOTSUP, "recovery = \"fail\" needs USER_RECOVERY_FAIL_IO "
+			    "(Linux 6.13+), which this kernel lacks: use \"reissue\", "
+			    "\"queue\" or false");
+	return ublk_dev_fail(d, -ENOTSUP, "recovery needs USER_RECOVERY%s, which this kernel "
+		    "lacks: use recovery = false",
+		    missing & UBLK_F_USER_RECOVERY_REISSUE ? "_REISSUE" : "");
 }
 
 static int add_dev(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 {
-	uint64_t want = wanted_flags(d);
+	uint64_t want = wanted_flags(d, conf);
 	struct ublksrv_ctrl_dev_info *info = &d->info;
 	int ret;
 
@@ -85,9 +99,9 @@ static int add_dev(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	info->flags = want;
 	ret = ublk_ctrl_add_dev(&d->ctrl, info);
 	if (ret == -EEXIST)
-		return fail(d, ret, "device id %d is already in use", conf->id);
+		return ublk_dev_fail(d, ret, "device id %d is already in use", conf->id);
 	if (ret < 0)
-		return fail(d, ret, "ADD_DEV refused: %s", strerror(-ret));
+		return ublk_dev_fail(d, ret, "ADD_DEV refused: %s", strerror(-ret));
 	return 0;
 }
 
@@ -95,22 +109,22 @@ static int add_dev(struct ublk_dev *d, const struct ublk_dev_conf *conf)
  * know: check that it gave us what we asked for. */
 static int check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 {
-	uint64_t want = wanted_flags(d);
+	uint64_t want = wanted_flags(d, conf);
 	struct ublksrv_ctrl_dev_info *info = &d->info;
 
 	ublk_dbg("dev %u: asked flags %#llx, kernel granted %#llx", info->dev_id,
 		 (unsigned long long)want, (unsigned long long)info->flags);
 	if ((info->flags & want) != want)
-		return fail(d, -ENOTSUP, "the kernel refused device flags %#llx",
+		return ublk_dev_fail(d, -ENOTSUP, "the kernel refused device flags %#llx",
 			    (unsigned long long)(want & ~info->flags));
 	if (info->nr_hw_queues != conf->queues)
-		return fail(d, -EINVAL, "queues = %u, but this kernel allows at most %u",
+		return ublk_dev_fail(d, -EINVAL, "queues = %u, but this kernel allows at most %u",
 			    conf->queues, info->nr_hw_queues);
 	if (info->queue_depth != conf->depth)
-		return fail(d, -EINVAL, "depth = %u, but the kernel set %u", conf->depth,
+		return ublk_dev_fail(d, -EINVAL, "depth = %u, but the kernel set %u", conf->depth,
 			    info->queue_depth);
 	if (info->max_io_buf_bytes < conf->max_io)
-		return fail(d, -EINVAL, "max_io = %u, but the kernel allows %u",
+		return ublk_dev_fail(d, -EINVAL, "max_io = %u, but the kernel allows %u",
 			    conf->max_io, info->max_io_buf_bytes);
 	d->ctrl.ioctl_encode = (info->flags & UBLK_F_CMD_IOCTL_ENCODE) != 0;
 	return 0;
@@ -150,14 +164,14 @@ static int set_params(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	}
 	ret = ublk_ctrl_set_params(&d->ctrl, d->info.dev_id, &p);
 	if (ret < 0)
-		return fail(d, ret, "SET_PARAMS refused: %s", strerror(-ret));
+		return ublk_dev_fail(d, ret, "SET_PARAMS refused: %s", strerror(-ret));
 	ret = ublk_ctrl_get_params(&d->ctrl, d->info.dev_id, &d->params);
 	if (ret < 0)
-		return fail(d, ret, "GET_PARAMS failed: %s", strerror(-ret));
+		return ublk_dev_fail(d, ret, "GET_PARAMS failed: %s", strerror(-ret));
 	if (d->params.basic.dev_sectors != p.basic.dev_sectors ||
 	    d->params.basic.max_sectors != p.basic.max_sectors ||
 	    (d->params.types & p.types) != p.types)
-		return fail(d, -EIO, "the kernel did not keep the parameters we set");
+		return ublk_dev_fail(d, -EIO, "the kernel did not keep the parameters we set");
 	return 0;
 }
 
@@ -171,13 +185,13 @@ static void free_queues(struct ublk_dev *d)
 	d->queues = NULL;
 }
 
-static int alloc_queues(struct ublk_dev *d, bool pin)
+int ublk_dev_alloc_queues(struct ublk_dev *d, bool pin)
 {
 	unsigned nr = d->info.nr_hw_queues;
 
 	d->queues = calloc(nr, sizeof(*d->queues));
 	if (!d->queues)
-		return fail(d, -ENOMEM, "out of memory");
+		return ublk_dev_fail(d, -ENOMEM, "out of memory");
 	for (unsigned i = 0; i < nr; i++) {
 		struct ublk_queue_conf c = {
 			.q_id = (uint16_t)i,
@@ -199,13 +213,16 @@ static int alloc_queues(struct ublk_dev *d, bool pin)
 				  d->info.dev_id, i, strerror(-ret));
 		d->queues[i] = ublk_queue_new(&c);
 		if (!d->queues[i])
-			return fail(d, -ENOMEM, "out of memory");
+			return ublk_dev_fail(d, -ENOMEM, "out of memory");
 	}
 	return 0;
 }
 
-/* Frees what exists; d->err is left as it is, for the caller's message. */
-static void release(struct ublk_dev *d, bool added)
+/* Frees what exists; d->err is left as it is, for the caller's message.
+ * `added`: delete the device too.  A store made for a device that never
+ * came to be goes with it; a recovering server's never does: the data
+ * outlives a failed recovery. */
+void ublk_dev_release(struct ublk_dev *d, bool added)
 {
 	free_queues(d);
 	if (d->cdev_fd >= 0)
@@ -214,6 +231,8 @@ static void release(struct ublk_dev *d, bool added)
 	/* deletion completes when the char device is released: close it first */
 	if (added)
 		ublk_dev_delete(&d->ctrl, d->info.dev_id);
+	else if (!d->recovering && d->backend.ops && d->backend.store[0])
+		unlink(d->backend.store);
 	ublk_ctrl_close(&d->ctrl);
 	if (d->backend.ops)
 		d->backend.ops->destroy(&d->backend);
@@ -237,40 +256,45 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 	ret = ops->create(&d->backend, bconf);
 	if (ret < 0) {
 		d->backend.ops = NULL;
-		return fail(d, ret, "backend '%s': %s", ops->name,
+		return ublk_dev_fail(d, ret, "backend '%s': %s", ops->name,
 			    d->backend.err[0] ? d->backend.err : strerror(-ret));
 	}
 	if (!d->backend.size || d->backend.size % conf->block_size) {
-		release(d, false);
-		return fail(d, -EINVAL, "size %llu is not a positive multiple of block_size %u",
+		ublk_dev_release(d, false);
+		return ublk_dev_fail(d, -EINVAL, "size %llu is not a positive multiple of block_size %u",
 			    (unsigned long long)d->backend.size, conf->block_size);
 	}
-	ret = open_ctrl(d);
+	ret = ublk_dev_open_ctrl(d);
 	if (ret < 0) {
-		release(d, false);
+		ublk_dev_release(d, false);
+		return ret;
+	}
+	ret = check_recovery(d, conf);
+	if (ret < 0) {
+		ublk_dev_release(d, false);
 		return ret;
 	}
 	ublk_dev_remove_orphans(&d->ctrl);
 	t0 = now_ns();
 	ret = add_dev(d, conf);
 	if (ret < 0) {
-		release(d, false); /* the kernel made no device */
+		ublk_dev_release(d, false); /* the kernel made no device */
 		return ret;
 	}
-	ublk_dev_register(d->info.dev_id);
+	ublk_dev_register(d->info.dev_id, d->backend.store);
 	ret = check_granted(d, conf);
 	snprintf(cdev, sizeof(cdev), "/dev/ublkc%u", d->info.dev_id);
 	if (ret >= 0) {
 		d->cdev_fd = open(cdev, O_RDWR | O_CLOEXEC);
 		if (d->cdev_fd < 0)
-			ret = fail(d, -errno, "cannot open %s: %s", cdev, strerror(errno));
+			ret = ublk_dev_fail(d, -errno, "cannot open %s: %s", cdev, strerror(errno));
 	}
 	if (ret >= 0)
 		ret = set_params(d, conf);
 	if (ret >= 0)
-		ret = alloc_queues(d, conf->pin);
+		ret = ublk_dev_alloc_queues(d, conf->pin);
 	if (ret < 0) {
-		release(d, true);
+		ublk_dev_release(d, true);
 		return ret;
 	}
 	d->create_ns = now_ns() - t0;
@@ -293,7 +317,7 @@ int ublk_dev_start(struct ublk_dev *d)
 	int ret = 0;
 
 	if (d->state != UBLK_DEV_CREATED)
-		return fail(d, -EINVAL, "device is not in the created state");
+		return ublk_dev_fail(d, -EINVAL, "device is not in the created state");
 	ublk_latch_init(&d->latch, nr);
 	for (; started < nr; started++) {
 		ret = ublk_queue_start(d->queues[started]);
@@ -307,14 +331,19 @@ int ublk_dev_start(struct ublk_dev *d)
 	ublk_latch_destroy(&d->latch);
 	if (ret < 0) {
 		stop_queues(d, started);
-		return fail(d, ret, "queue setup failed: %s", strerror(-ret));
+		return ublk_dev_fail(d, ret, "queue setup failed: %s", strerror(-ret));
 	}
 	/* Every tag is fetched: START_DEV adds the disk and returns when it
-	 * is ready for I/O (the partition scan is served by our threads). */
-	ret = ublk_ctrl_start_dev(&d->ctrl, d->info.dev_id, getpid());
+	 * is ready for I/O (the partition scan is served by our threads);
+	 * END_USER_RECOVERY lets the I/O that waited for us through. */
+	if (d->recovering)
+		ret = ublk_ctrl_end_user_recovery(&d->ctrl, d->info.dev_id, getpid());
+	else
+		ret = ublk_ctrl_start_dev(&d->ctrl, d->info.dev_id, getpid());
 	if (ret < 0) {
 		stop_queues(d, nr);
-		return fail(d, ret, "START_DEV refused: %s", strerror(-ret));
+		return ublk_dev_fail(d, ret, "%s refused: %s",
+			    d->recovering ? "END_USER_RECOVERY" : "START_DEV", strerror(-ret));
 	}
 	d->start_ns = now_ns() - t0;
 	d->state = UBLK_DEV_STARTED;
@@ -341,7 +370,7 @@ static int wait_unstuck(struct ublk_dev *d)
 
 		for (unsigned i = 0; i < d->info.nr_hw_queues; i++) {
 			if (ublk_queue_wedged(d->queues[i]))
-				return fail(d, -EDEADLK, "queue %u is stuck in its backend and cannot "
+				return ublk_dev_fail(d, -EDEADLK, "queue %u is stuck in its backend and cannot "
 					    "be interrupted: only ending the process removes the "
 					    "device", i);
 			busy = busy || ublk_queue_busy_ms(d->queues[i]) > 200;
@@ -357,7 +386,7 @@ int ublk_dev_stop(struct ublk_dev *d)
 	int ret;
 
 	if (d->state != UBLK_DEV_STARTED)
-		return fail(d, -EINVAL, "device is not started");
+		return ublk_dev_fail(d, -EINVAL, "device is not started");
 	ret = wait_unstuck(d);
 	if (ret < 0)
 		return ret;
@@ -365,7 +394,7 @@ int ublk_dev_stop(struct ublk_dev *d)
 	ret = ublk_ctrl_stop_dev(&d->ctrl, d->info.dev_id);
 	__atomic_sub_fetch(&stops_in_progress, 1, __ATOMIC_ACQ_REL);
 	if (ret < 0)
-		fail(d, ret, "STOP_DEV failed: %s", strerror(-ret));
+		ublk_dev_fail(d, ret, "STOP_DEV failed: %s", strerror(-ret));
 	/* The kernel aborts every fetch on STOP_DEV and the threads leave by
 	 * themselves; the eventfd covers a failed STOP_DEV. */
 	stop_queues(d, d->info.nr_hw_queues);
@@ -383,6 +412,7 @@ int ublk_dev_close(struct ublk_dev *d)
 		ret = ublk_dev_stop(d);
 	if (ret == -EDEADLK) /* its threads still use everything */
 		return ret;
-	release(d, true);
+	/* a recovery that never started leaves the device recoverable */
+	ublk_dev_release(d, !(d->recovering && d->state == UBLK_DEV_CREATED));
 	return ret;
 }

@@ -29,6 +29,9 @@ struct ublk_dev_conf {
 	bool read_only;
 	bool discard;		/* advertise discard/write-zeroes if the backend can */
 	bool pin;		/* pin queue threads to the kernel's CPUs for them */
+	/* 0, or UBLK_F_USER_RECOVERY with _REISSUE or _FAIL_IO: what the
+	 * kernel does with the device when its server dies (see README) */
+	uint64_t recovery;
 };
 
 enum ublk_dev_state { UBLK_DEV_CREATED, UBLK_DEV_STARTED, UBLK_DEV_STOPPED, UBLK_DEV_CLOSED };
@@ -43,6 +46,7 @@ struct ublk_dev {
 	int cdev_fd;
 	struct ublk_queue **queues;	/* info.nr_hw_queues of them */
 	struct ublk_latch latch;
+	bool recovering;	/* made by ublk_dev_recover: start ends the recovery */
 	uint64_t create_ns;	/* ADD_DEV .. params set */
 	uint64_t start_ns;	/* threads .. START_DEV returned */
 	char err[256];
@@ -51,6 +55,15 @@ struct ublk_dev {
 int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		    const struct ublk_backend_ops *ops,
 		    const struct ublk_backend_conf *bconf);
+/* Takes over device `id`, whose server died with recovery on (state
+ * QUIESCED or FAIL_IO): START_USER_RECOVERY (waiting up to 10 s for the old
+ * server to be gone), then queues like create's.  ublk_dev_start then
+ * fetches every tag and ends the recovery: the waiting I/O is served.  The
+ * backend must have the device's size.  A failed recovery leaves the
+ * device as it was, recoverable. */
+int ublk_dev_recover(struct ublk_dev *d, uint32_t id, bool pin,
+		     const struct ublk_backend_ops *ops,
+		     const struct ublk_backend_conf *bconf);
 int ublk_dev_start(struct ublk_dev *d);
 int ublk_dev_stop(struct ublk_dev *d);
 int ublk_dev_close(struct ublk_dev *d);
@@ -62,16 +75,24 @@ int ublk_dev_stop_in_progress(void);
 /* device_delete.c.  Ids of the devices this process added and has not
  * deleted (up to max); safe from any thread. */
 int ublk_dev_ids(uint32_t *ids, int max);
-void ublk_dev_register(uint32_t id);
+void ublk_dev_register(uint32_t id, const char *store);
 /* DEL_DEV without waiting on a disk still held open (then says by whom);
  * unregisters the id. */
-void ublk_dev_delete(struct ublk_ctrl *c, uint32_t id);
-/* Where each device's owner (pid) is recorded while it exists. */
+int ublk_dev_delete(struct ublk_ctrl *c, uint32_t id);
+/* Where each device's owner is recorded while it exists: devN, a JSON
+ * object with at least "pid" (written at ADD_DEV) and "store" when the
+ * backend keeps the data in a file of its own (lua/ublk/state.lua adds
+ * the rest once the device is started). */
 #define UBLK_STATE_DIR "/run/ublk-lua"
+/* Forgets device id: its state file, and the store that file names. */
 void ublk_dev_forget_owner(uint32_t id);
 /* Deletes the devices whose recorded owner has died without removing them
- * (SIGKILL, the OOM killer): the next server cleans up. */
+ * (SIGKILL, the OOM killer): the next server cleans up.  Not those the
+ * kernel keeps for recovery (QUIESCED, FAIL_IO): `ublk-lua recover` or
+ * `ublk-lua del` decides for them. */
 void ublk_dev_remove_orphans(struct ublk_ctrl *c);
+/* The pid recorded for device id, 0 if none; its store into `store`. */
+int ublk_dev_read_owner(uint32_t id, char *store, size_t len);
 
 
 #endif

@@ -30,28 +30,98 @@ static void owner_path(char *buf, size_t len, uint32_t id)
 	snprintf(buf, len, "%s/dev%u", UBLK_STATE_DIR, id);
 }
 
-/* STATE_DIR/devN holds the pid of the server that added device N. */
-static void record_owner(uint32_t id)
+/* STATE_DIR/devN: {"pid": P, "store": "PATH"}; lua/ublk/state.lua
+ * rewrites it with more once the device is started, keeping these two. */
+static void record_owner(uint32_t id, const char *store)
 {
-	char path[64], pid[24];
+	char path[64], json[256];
 	int fd, n;
 
 	mkdir(UBLK_STATE_DIR, 0755);
 	owner_path(path, sizeof(path), id);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-	if (fd < 0 || write(fd, pid, (size_t)n) != n)
+	n = snprintf(json, sizeof(json), "{\"id\": %u, \"pid\": %d%s%s%s}\n", id, (int)getpid(),
+		     store[0] ? ", \"store\": \"" : "", store, store[0] ? "\"" : "");
+	if (fd < 0 || write(fd, json, (size_t)n) != n)
 		ublk_dbg("dev %u: cannot record its owner in %s: %s", id, path, strerror(errno));
 	if (fd >= 0)
 		close(fd);
 }
 
+/* Where "key": is, as a key: not inside a string (escaped quotes). */
+static const char *json_find(const char *json, const char *key)
+{
+	const char *p = json;
+
+	while ((p = strstr(p, key)) && p > json && p[-1] == '\\')
+		p++;
+	return p;
+}
+
+/* The number after "key": in our JSON object, or 0. */
+static long json_num(const char *json, const char *key)
+{
+	const char *p = json_find(json, key);
+
+	return p ? strtol(p + strlen(key), NULL, 10) : 0;
+}
+
+/* The string after "key": (our own paths: no escapes), or "". */
+static void json_str(const char *json, const char *key, char *out, size_t len)
+{
+	const char *p = json_find(json, key), *end;
+
+	out[0] = 0;
+	if (!p || !(p = strchr(p + strlen(key), '"')) || !(end = strchr(++p, '"')))
+		return;
+	if ((size_t)(end - p) < len) {
+		memcpy(out, p, (size_t)(end - p));
+		out[end - p] = 0;
+	}
+}
+
+int ublk_dev_read_owner(uint32_t id, char *store, size_t len)
+{
+	char path[64], json[4096];
+	int fd;
+	ssize_t n;
+
+	if (store && len)
+		store[0] = 0;
+	owner_path(path, sizeof(path), id);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, json, sizeof(json) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	json[n] = 0;
+	if (store && len)
+		json_str(json, "\"store\":", store, len);
+	return (int)json_num(json, "\"pid\":");
+}
+
 void ublk_dev_forget_owner(uint32_t id)
 {
-	char path[64];
+	char path[64], store[128];
 
+	ublk_dev_read_owner(id, store, sizeof(store));
+	if (store[0] && unlink(store) < 0 && errno != ENOENT)
+		ublk_warn("dev %u: cannot remove its store %s: %s", id, store, strerror(errno));
 	owner_path(path, sizeof(path), id);
 	unlink(path);
+}
+
+/* Kept by the kernel for a new server: user recovery, and quiesced. */
+static bool recoverable(struct ublk_ctrl *c, uint32_t id)
+{
+	struct ublksrv_ctrl_dev_info info;
+
+	if (ublk_ctrl_get_dev_info(c, id, &info) < 0)
+		return false;
+	return (info.flags & UBLK_F_USER_RECOVERY) &&
+	       (info.state == UBLK_S_DEV_QUIESCED || info.state == UBLK_S_DEV_FAIL_IO);
 }
 
 void ublk_dev_remove_orphans(struct ublk_ctrl *c)
@@ -60,33 +130,29 @@ void ublk_dev_remove_orphans(struct ublk_ctrl *c)
 	struct dirent *e;
 
 	while (dir && (e = readdir(dir))) {
-		char path[300], buf[24] = "";
 		unsigned id;
-		int pid, fd;
+		int pid;
+		char tail;
 
-		if (sscanf(e->d_name, "dev%u", &id) != 1)
+		if (sscanf(e->d_name, "dev%u%c", &id, &tail) != 1)
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", UBLK_STATE_DIR, e->d_name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0 || read(fd, buf, sizeof(buf) - 1) <= 0)
-			buf[0] = 0;
-		if (fd >= 0)
-			close(fd);
-		pid = atoi(buf);
+		pid = ublk_dev_read_owner(id, NULL, 0);
 		if (pid <= 0 || pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH)
 			continue; /* its server lives (or we cannot tell) */
+		if (recoverable(c, id))
+			continue; /* waits for `ublk-lua recover` or `del` */
 		ublk_warn("removing device %u, left by a server that ended without removing "
 			  "it (pid %d)", id, pid);
 		ublk_ctrl_del_dev_async(c, id);
-		unlink(path);
+		ublk_dev_forget_owner(id);
 	}
 	if (dir)
 		closedir(dir);
 }
 
-void ublk_dev_register(uint32_t id)
+void ublk_dev_register(uint32_t id, const char *store)
 {
-	record_owner(id);
+	record_owner(id, store);
 	pthread_mutex_lock(&registry_lock);
 	if (registry_len < sizeof(registry) / sizeof(registry[0]))
 		registry[registry_len++] = id;
@@ -184,7 +250,7 @@ static bool gone_soon(struct ublk_ctrl *c, uint32_t id, struct ublksrv_ctrl_dev_
 
 /* DEL_DEV, without waiting for a disk someone still holds: that would be
  * forever for a mounted one.  The device is deleted when they let go. */
-void ublk_dev_delete(struct ublk_ctrl *c, uint32_t id)
+int ublk_dev_delete(struct ublk_ctrl *c, uint32_t id)
 {
 	struct ublksrv_ctrl_dev_info info;
 	int ret = ublk_ctrl_del_dev_async(c, id);
@@ -201,5 +267,5 @@ void ublk_dev_delete(struct ublk_ctrl *c, uint32_t id)
 	registry_del(id);
 	if (ret >= 0 || ret == -ENODEV) /* else the next server tries again */
 		ublk_dev_forget_owner(id);
+	return ret;
 }
-

@@ -97,6 +97,9 @@ const struct ublk_backend_ops *lua_core_backend_conf(lua_State *L, int t,
 
 extern const struct ublk_backend_ops ublk_backend_lua;
 
+/* lua_admin.c: every ublk device on the machine, into core's table */
+void lua_admin_register(lua_State *L);
+
 /* lua_host.c: core.host_queue, a backend's queue on the host (tests) */
 int lua_host_queue(lua_State *L);
 void lua_host_register(lua_State *L);

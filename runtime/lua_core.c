@@ -241,6 +241,7 @@ int luaopen_ublk_core(lua_State *L)
 	lua_pop(L, 1);
 	lua_newtable(L);
 	luaL_register(L, NULL, funcs);
+	lua_admin_register(L);
 	lua_pushstring(L, UBLK_LUA_VERSION);
 	lua_setfield(L, -2, "version");
 	lua_pushstring(L, ublk_lua_ffi_cdef);

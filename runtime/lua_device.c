@@ -121,7 +121,10 @@ const struct ublk_backend_ops *lua_core_backend_conf(lua_State *L, int t,
 }
 
 /* core.create{ size=, block_size=, queues=, depth=, max_io=, read_only=,
- *              discard=, pin=, id=, backend="name", opts={...} } */
+ *              discard=, pin=, id=, recovery_flags=, backend="name",
+ *              opts={...} [, recover = ID] }: with `recover`, takes over
+ * device ID for its dead server instead of adding one (the queue and
+ * size parameters are then the device's own). */
 int lua_device_create(lua_State *L)
 {
 	struct ublk_dev_conf conf;
@@ -129,7 +132,7 @@ int lua_device_create(lua_State *L)
 	const struct ublk_backend_ops *ops;
 	const char **opts;
 	struct ublk_dev *d;
-	int ret;
+	int ret, recover;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	ops = lua_core_backend_conf(L, 1, &bconf, &opts);
@@ -142,13 +145,20 @@ int lua_device_create(lua_State *L)
 	conf.read_only = bconf.read_only;
 	conf.discard = bool_field(L, 1, "discard");
 	conf.pin = bool_field(L, 1, "pin");
+	conf.recovery = (uint64_t)num_field(L, 1, "recovery_flags");
+	lua_getfield(L, 1, "recover");
+	recover = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+	lua_pop(L, 1);
 
 	d = lua_newuserdata(L, sizeof(*d));
 	memset(d, 0, sizeof(*d));
 	d->state = UBLK_DEV_CLOSED; /* __gc is a no-op unless create succeeds */
 	luaL_getmetatable(L, DEV_MT);
 	lua_setmetatable(L, -2);
-	ret = ublk_dev_create(d, &conf, ops, &bconf);
+	if (recover >= 0)
+		ret = ublk_dev_recover(d, (uint32_t)recover, conf.pin, ops, &bconf);
+	else
+		ret = ublk_dev_create(d, &conf, ops, &bconf);
 	free(opts);
 	if (ret < 0)
 		return lua_core_fail(L, d->err, ret);
@@ -230,6 +240,12 @@ static int l_info(lua_State *L)
 	set_num(L, "char_minor", devt->char_minor);
 	lua_pushstring(L, d->backend.ops->name);
 	lua_setfield(L, -2, "backend");
+	if (d->backend.store[0]) {
+		lua_pushstring(L, d->backend.store);
+		lua_setfield(L, -2, "store");
+	}
+	lua_pushboolean(L, d->recovering);
+	lua_setfield(L, -2, "recovered");
 	if (d->backend.note[0]) { /* e.g. "created /tmp/x.img" */
 		lua_pushstring(L, d->backend.note);
 		lua_setfield(L, -2, "note");

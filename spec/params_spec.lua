@@ -154,8 +154,18 @@ describe("ublk.params", function()
     it("lists the known fields sorted", function()
       assert.are.same({
         "backend", "block_size", "create", "depth", "direct", "discard", "id",
-        "max_io", "name", "path", "pin", "queues", "read_only", "size",
+        "max_io", "name", "path", "pin", "queues", "read_only", "recovery", "size",
       }, params.fields)
+    end)
+
+    it("takes recovery as reissue, queue, fail or false (true is reissue)", function()
+      for _, v in ipairs({ "reissue", "queue", "fail", false }) do
+        assert.are.equal(v, params.validate({ size = "1MiB", recovery = v }).recovery)
+      end
+      assert.are.equal("reissue", params.validate({ size = "1MiB", recovery = true }).recovery)
+      assert.is_nil(params.validate({ size = "1MiB" }).recovery) -- the kernel decides
+      assert.has_error(function() params.validate({ size = "1MiB", recovery = "yes" }) end,
+        [[ublk: bad parameter 'recovery' = "yes": must be "reissue", "queue", "fail" or false]])
     end)
 
     it("exports the defaults in normalised form", function()

@@ -1,4 +1,5 @@
--- ublk.cli: what `ublk-lua SCRIPT [ARGS...]` does.
+-- ublk.cli: what `ublk-lua SCRIPT [ARGS...]` does, and where the verbs
+-- (add, list, del, recover, features: cli_admin.lua, cli_daemon.lua) start.
 --
 -- Runs the script; starts the devices it returned (a parameter table or a
 -- list of them) and any it created itself; prints each path once usable;
@@ -7,35 +8,61 @@
 -- the script's own code runs interrupts it, and the devices are removed
 -- the same way.  Any failure prints one line on stderr, removes what
 -- exists, exits non-zero.
+local ffi = require "ffi"
 local ublk = require "ublk"
 local core = require "ublk.core"
 local params = require "ublk.params"
+local json = require "ublk.json"
+local state = require "ublk.state"
 
 local cli = {}
 
-local USAGE = [[
+local USAGE = [=[
 usage: ublk-lua SCRIPT [ARGS...]
+       ublk-lua add [-t memory|null|file [-s SIZE] [-f FILE] [-q QUEUES] [-d DEPTH]
+                    [-n ID] [-r RECOVERY]] [SCRIPT [ARGS...]]
+       ublk-lua list [-n ID] [--json]
+       ublk-lua del -n ID | -a
+       ublk-lua recover -n ID [SCRIPT [ARGS...]]
+       ublk-lua features [--json]
 
-Serves the block devices that SCRIPT describes until a termination signal
-(SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, ...), then removes them.  SCRIPT returns a table of device parameters, e.g.
+SCRIPT alone: serves the block devices that SCRIPT describes in the
+foreground until a termination signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+SIGUSR1, ...), then removes them.  SCRIPT returns a table of device
+parameters, e.g.
   return { size = "256MiB", queues = 2, depth = 128, backend = "memory" }
 (or a list of such tables), or creates devices with require "ublk".
 ARGS reach the script as `...`.
+
+  add       serve in the background; returns once every device is usable,
+            one "dev id N: ..." line each (or the error, and no device)
+  list      every ublk device on the machine, with its state and server
+  del       remove a device (or every device ublk-lua made), whatever
+            state its server is in
+  recover   a new server for the devices whose server died with recovery
+            on (QUIESCED), from the recorded script or SCRIPT
+  features  what this kernel's ublk driver can do
 
   -h, --help     show this help
   -V, --version  show the version
 Environment: UBLK_LOG=error|warn|info|debug
   UBLK_STOP_TIMEOUT=SECONDS  after a signal, how long the script may take to
                  remove its devices before they are removed without it (5)
-]]
+Exit status: 0 ok, 1 failure, 2 usage.  State: /run/ublk-lua.
+]=]
+
+pcall(ffi.cdef, "int close(int fd);")
+
+-- A background server (cli_daemon.lua) writes to its log: say whose line.
+local tag = os.getenv("UBLK_SERVE") and ("[%d]"):format(ffi.C.getpid()) or ""
 
 local function say(fmt, ...)
-  io.stdout:write(fmt:format(...), "\n")
+  io.stdout:write(tag ~= "" and "ublk-lua" .. tag .. ": " or "", fmt:format(...), "\n")
   io.stdout:flush()
 end
 
 local function complain(msg)
-  io.stderr:write("ublk-lua: ", tostring(msg), "\n")
+  io.stderr:write("ublk-lua", tag, ": ", tostring(msg), "\n")
 end
 
 -- A returned table is one device's parameters, or a list of them.
@@ -67,18 +94,30 @@ local function message(e)
   return ("the script raised a %s: %s"):format(type(e), ok and s or "?")
 end
 
--- Runs the script and brings its devices up; raises a message on failure.
-local function bring_up(script, argv)
-  local chunk, err = loadfile(script)
-  if not chunk then error(err, 0) end
-  local ok, ret = xpcall(function() return chunk(unpack(argv, 2)) end,
-    function(e)
-      if os.getenv("UBLK_LOG") == "debug" then return debug.traceback(message(e), 2) end
-      return message(e)
-    end)
-  if not ok then error(ret, 0) end
-  -- it waited for the signal itself (ublk.wait_signal): just clean up
-  if core.signal_received() then return ublk.devices() end
+-- ublk.cli: what `ublk-lua SCRIPT [ARGS...]` does.
+--
+-- Brings up what `what` describes: { script =, args = } or { spec = } (a
+-- parameter table, `add -t`), recovering the devices in what.takeover;
+-- raises a message on failure.
+local function bring_up(what)
+  local script = what.script or ("ublk-lua add -t " .. tostring(what.spec and what.spec.backend))
+  local ret
+  for n, t in pairs(what.takeover or {}) do ublk._takeover[tonumber(n)] = t end
+  if what.spec then
+    ret = what.spec
+  else
+    local chunk, err = loadfile(script)
+    if not chunk then error(err, 0) end
+    local ok
+    ok, ret = xpcall(function() return chunk(unpack(what.args or {})) end,
+      function(e)
+        if os.getenv("UBLK_LOG") == "debug" then return debug.traceback(message(e), 2) end
+        return message(e)
+      end)
+    if not ok then error(ret, 0) end
+    -- it waited for the signal itself (ublk.wait_signal): just clean up
+    if core.signal_received() then return ublk.devices() end
+  end
   for i, spec in ipairs(specs_of(ret)) do
     local okd, dev, derr = pcall(ublk.device, spec)
     if not okd then
@@ -89,32 +128,41 @@ local function bring_up(script, argv)
   end
   local devices = ublk.devices()
   if #devices == 0 then error(script .. ": the script describes no device", 0) end
-  for _, dev in ipairs(devices) do
+  for i, dev in ipairs(devices) do
     if dev:state() == "created" then
       local okd, serr = dev:start()
       if not okd then error(("%s: %s"):format(dev.path, serr), 0) end
     end
+    state.record(dev, { script = what.script, args = what.args, spec = what.spec, index = i })
     say("%s", describe(dev))
   end
   return devices
 end
 
-function cli.main(argv)
-  local first = argv[1]
-  if first == nil then
-    io.stderr:write(USAGE)
-    return 2
-  elseif first == "-h" or first == "--help" then
-    io.stdout:write(USAGE)
-    return 0
-  elseif first == "-V" or first == "--version" then
-    say("ublk-lua %s", ublk.version)
-    return 0
-  elseif first:sub(1, 1) == "-" then
-    complain(("unknown option '%s' (try --help)"):format(first))
-    return 2
+-- A background server tells `add` / `recover` here how it went.
+local function report(devices, err)
+  local fd = tonumber(os.getenv("UBLK_READY_FD"))
+  if not fd then return end
+  local f = io.open("/proc/self/fd/" .. fd, "w")
+  if f then
+    if err then
+      f:write("error: ", tostring(err):gsub("\n", " "), "\n")
+    else
+      for _, dev in ipairs(devices) do
+        local info = dev:info()
+        f:write(("dev id %d: %s %s, %d queue%s x %d, %s, pid %d%s\n"):format(dev.id, dev.path,
+          params.format_size(info.size), info.queues, info.queues == 1 and "" or "s",
+          info.depth, info.backend, ffi.C.getpid(), info.recovered and ", recovered" or ""))
+      end
+      f:write("ready\n")
+    end
+    f:close()
   end
+  ffi.C.close(fd)
+end
 
+-- Serves `what` until a termination signal; 0 or 1.
+local function serve(what)
   -- os.exit in a script removes the devices first, as any other way out
   local exit = os.exit
   os.exit = function(...) -- luacheck: ignore
@@ -125,7 +173,7 @@ function cli.main(argv)
   -- the next instruction, so interruptible ends inside the protected call.
   local ok, devices = xpcall(function()
     core.set_interruptible(true)
-    local list = bring_up(first, argv)
+    local list = bring_up(what)
     core.set_interruptible(false)
     return list
   end, function(e)
@@ -134,10 +182,12 @@ function cli.main(argv)
   end)
   local sig = core.signal_received()
   if not ok and not sig then
-    complain(devices)
+    complain(message(devices))
     ublk.close_all()
+    report(nil, message(devices))
     return 1
   end
+  report(ok and devices or {}, not ok and ("interrupted by " .. sig) or nil)
   -- a script may wait for the signal itself (ublk.wait_signal)
   sig = sig or core.wait_signal()
   local status, stuck = 0, false
@@ -157,6 +207,87 @@ function cli.main(argv)
   if stuck then core.abandon(1) end
   ublk.close_all()
   return status
+end
+
+-- Options of a verb: o.id, o.json, ... and o.script, o.args after them.
+local OPTS = {
+  ["-n"] = { "id", tonumber }, ["-q"] = { "queues", tonumber }, ["-d"] = { "depth", tonumber },
+  ["-s"] = { "size" }, ["-f"] = { "file" }, ["-t"] = { "type" }, ["-r"] = { "recovery" },
+  ["--json"] = { "json", true }, ["-a"] = { "all", true },
+}
+local ALLOWED = {
+  add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-f"] = 1, ["-t"] = 1, ["-r"] = 1 },
+  list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1 },
+  recover = { ["-n"] = 1 }, features = { ["--json"] = 1 },
+}
+
+local function parse(verb, argv)
+  local o, i = {}, 2
+  while argv[i] and argv[i]:sub(1, 1) == "-" do
+    local a = argv[i]
+    if a == "-h" or a == "--help" then return nil, "help" end
+    local spec = OPTS[a]
+    if not spec or not ALLOWED[verb][a] then
+      return nil, ("%s: unknown option '%s'"):format(verb, a)
+    end
+    if spec[2] == true then
+      o[spec[1]] = true
+      i = i + 1
+    else
+      local v = argv[i + 1]
+      if v == nil then return nil, ("%s: %s needs a value"):format(verb, a) end
+      o[spec[1]] = spec[2] and spec[2](v) or v
+      if o[spec[1]] == nil then return nil, ("%s: %s needs a number, got '%s'"):format(verb, a, v) end
+      i = i + 2
+    end
+  end
+  if o.recovery == "false" then o.recovery = false end
+  o.script = argv[i]
+  o.args = { select(i + 1, unpack(argv)) }
+  if verb == "del" and not o.id == not o.all then return nil, "del: give -n ID or -a" end
+  if verb == "recover" and not o.id then return nil, "recover: give -n ID" end
+  if verb == "add" and not o.script == not o.type then
+    return nil, "add: give a SCRIPT or -t memory|null|file"
+  end
+  if (verb == "list" or verb == "features" or verb == "del") and o.script then
+    return nil, ("%s: unexpected argument '%s'"):format(verb, o.script)
+  end
+  return o
+end
+
+local VERBS = {
+  add = function(o) return require("ublk.cli_daemon").add(o) end,
+  recover = function(o) return require("ublk.cli_daemon").recover(o) end,
+  list = function(o) return require("ublk.cli_admin").list(o) end,
+  del = function(o) return require("ublk.cli_admin").del(o) end,
+  features = function(o) return require("ublk.cli_admin").features(o) end,
+}
+
+function cli.main(argv)
+  local first = argv[1]
+  if first == "--serve" then -- a background server (cli_daemon.lua)
+    local what = json.decode(os.getenv("UBLK_SERVE") or "")
+    if type(what) ~= "table" then complain("--serve: no UBLK_SERVE") return 2 end
+    return serve(what)
+  elseif first == nil then
+    io.stderr:write(USAGE)
+    return 2
+  elseif first == "-h" or first == "--help" then
+    io.stdout:write(USAGE)
+    return 0
+  elseif first == "-V" or first == "--version" then
+    say("ublk-lua %s", ublk.version)
+    return 0
+  elseif VERBS[first] then
+    local o, err = parse(first, argv)
+    if err == "help" then io.stdout:write(USAGE) return 0 end
+    if not o then complain(err .. " (try --help)") return 2 end
+    return VERBS[first](o)
+  elseif first:sub(1, 1) == "-" then
+    complain(("unknown option '%s' (try --help)"):format(first))
+    return 2
+  end
+  return serve({ script = first, args = { select(2, unpack(argv)) } })
 end
 
 return cli

@@ -48,6 +48,34 @@ local function limits()
   return { max_queues = core.nr_cpus(), backends = core.backends() }
 end
 
+-- UBLK_F_USER_RECOVERY (8) with _REISSUE (16) or _FAIL_IO (512)
+local RECOVERY_FLAGS = { reissue = 8 + 16, queue = 8, fail = 8 + 512 }
+
+pcall(ffi.cdef, "int getpid(void);")
+local stores = 0
+
+-- What a recovering server takes over (ublk-lua recover sets it): the
+-- n-th device the script makes recovers device takeover[n].id, with its
+-- memory store takeover[n].store, instead of adding a new one.
+ublk._takeover, ublk._made = {}, 0
+
+-- The recovery the user asked for, or by default "reissue" where the
+-- kernel has it; a memory device keeps its data in /dev/shm for it.
+local function recovery_of(p, spec)
+  local r = p.recovery
+  if r == nil then
+    local f = core.features()
+    r = f and f.user_recovery_reissue and "reissue" or false
+  end
+  p.recovery = r
+  if not r then return 0 end
+  if spec.backend == "memory" and not spec.opts.store then
+    stores = stores + 1
+    spec.opts.store = ("/dev/shm/ublk-lua.%d.%d"):format(ffi.C.getpid(), stores)
+  end
+  return RECOVERY_FLAGS[r]
+end
+
 -- ublk.device(t) -> device | nil, "ENAME: message", errno
 -- Validates everything before asking the kernel for anything, so a bad
 -- parameter never leaves a half-made device behind.
@@ -58,6 +86,13 @@ function ublk.device(t)
   if not okb then error("ublk.device: " .. spec, 2) end
   spec.size, spec.block_size, spec.queues, spec.depth = p.size, p.block_size, p.queues, p.depth
   spec.max_io, spec.discard, spec.pin, spec.id = p.max_io, p.discard, p.pin, p.id
+  ublk._made = ublk._made + 1
+  local takeover = ublk._takeover[ublk._made]
+  if takeover then
+    spec.recover = takeover.id
+    if spec.backend == "memory" and takeover.store then spec.opts.store = takeover.store end
+  end
+  spec.recovery_flags = recovery_of(p, spec)
   local d, err, errno = core.create(spec)
   if not d then return nil, err, errno end
   local info = d:info()

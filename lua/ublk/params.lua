@@ -66,7 +66,7 @@ local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 
 local FIELDS = {
   "backend", "block_size", "create", "depth", "direct", "discard", "id", "max_io",
-  "name", "path", "pin", "queues", "read_only", "size",
+  "name", "path", "pin", "queues", "read_only", "recovery", "size",
 }
 sort(FIELDS)
 
@@ -237,6 +237,20 @@ local function check_string(field, v, allow_empty)
   return v
 end
 
+-- What the kernel does with the device when its server dies: keep it for
+-- a new server (`ublk-lua recover`) and re-issue the I/O the old one held,
+-- or keep it and fail that I/O ("queue" re-queues only what had not
+-- reached the server), or fail all I/O until recovered ("fail", 6.13+);
+-- false: remove it.  Absent: "reissue" where the kernel has it.
+local RECOVERY = { reissue = true, queue = true, fail = true }
+
+local function check_recovery(v)
+  if v == nil then return nil end
+  if v == true then return "reissue" end
+  if v == false or RECOVERY[v] then return v end
+  bad("recovery", v, 'must be "reissue", "queue", "fail" or false')
+end
+
 local function check_limits(limits)
   if limits == nil then return DEFAULT_LIMITS end
   if type(limits) ~= "table" then
@@ -279,6 +293,7 @@ local function normalise(t, limits)
   out.read_only = check_bool("read_only", get("read_only"))
   out.discard = check_bool("discard", get("discard"))
   out.pin = check_bool("pin", get("pin"))
+  out.recovery = check_recovery(t.recovery)
   -- file backend: absent means its own default (O_DIRECT for block devices)
   if t.direct ~= nil then out.direct = check_bool("direct", t.direct) end
   if t.create ~= nil then out.create = check_bool("create", t.create) end

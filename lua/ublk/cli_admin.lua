@@ -1,0 +1,164 @@
+-- ublk.cli_admin: `ublk-lua list`, `del` and `features`: every ublk device
+-- on the machine as the kernel reports it, with what ublk-lua recorded of
+-- the ones it serves (lua/ublk/state.lua).
+local ffi = require "ffi"
+local core = require "ublk.core"
+local json = require "ublk.json"
+local params = require "ublk.params"
+local state = require "ublk.state"
+
+local admin = {}
+
+local USED = { cmd_ioctl_encode = true, user_copy = true, user_recovery = true,
+  user_recovery_reissue = true, user_recovery_fail_io = true }
+
+local function out(fmt, ...) io.stdout:write(fmt:format(...), "\n") end
+local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
+
+local function sorted_names(set)
+  local names = setmetatable({}, json.array)
+  for k in pairs(set or {}) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end
+
+-- A device as `list` shows it; nil, message if the kernel has no such id.
+local function describe(id)
+  local info, err = core.dev_info(id)
+  if not info then return nil, err end
+  local d = { id = id, state = info.state, pid = info.pid, queues = info.queues,
+    depth = info.depth, size = info.size, block_size = info.block_size,
+    max_io = info.max_io, flags = sorted_names(info.flags), path = "/dev/ublkb" .. id }
+  d.recoverable = (info.flags.user_recovery and (info.state == "QUIESCED"
+    or info.state == "FAIL_IO")) or false
+  local st = state.read(id)
+  if st then
+    d.ublk_lua = { pid = st.pid, server = state.alive(st.pid) and "running" or "dead",
+      script = st.script, args = st.args, spec = st.spec, backend = st.backend,
+      recovery = st.recovery, store = st.store }
+  end
+  return d
+end
+
+local function line(d)
+  local s = ("dev id %d: %s, %s, %d queue%s x %d, block size %d"):format(d.id, d.state,
+    params.format_size(d.size), d.queues, d.queues == 1 and "" or "s", d.depth, d.block_size)
+  local u = d.ublk_lua
+  if u then
+    s = s .. (", %s, pid %s (%s)"):format(u.backend or "?", tostring(u.pid), u.server)
+    if u.script then s = s .. ", " .. u.script end
+    if u.recovery then s = s .. ", recovery " .. u.recovery end
+  elseif d.pid > 0 then
+    s = s .. ", pid " .. d.pid .. " (not ublk-lua's)"
+  end
+  if d.recoverable then s = s .. ", recoverable: ublk-lua recover -n " .. d.id end
+  return s
+end
+
+function admin.list(o)
+  local ids = o.id and { o.id } or core.dev_ids()
+  local rows = setmetatable({}, json.array)
+  for _, id in ipairs(ids) do
+    local d, err = describe(id)
+    if d then
+      rows[#rows + 1] = d
+    elseif o.id then
+      complain(("device %d: %s"):format(id, err))
+      return 1
+    end
+  end
+  if o.json then
+    out("%s", json.encode(rows))
+  else
+    for _, d in ipairs(rows) do
+      out("%s", line(d))
+      out("    flags: %s", table.concat(d.flags, " "))
+    end
+  end
+  return 0
+end
+
+function admin.features(o)
+  local f, err = core.features()
+  if not f then complain(err) return 1 end
+  local names = sorted_names(f)
+  if o.json then
+    local used = setmetatable({}, json.array)
+    for _, n in ipairs(names) do if USED[n] then used[#used + 1] = n end end
+    out("%s", json.encode({ features = names, used = used }))
+  else
+    for _, n in ipairs(names) do out("%s%s", n, USED[n] and "  (used by ublk-lua)" or "") end
+  end
+  return 0
+end
+
+ffi.cdef [[ struct ublk_admin_ts { long s, ns; }; int nanosleep(const struct ublk_admin_ts *, void *); ]]
+local function sleep(s)
+  ffi.C.nanosleep(ffi.new("struct ublk_admin_ts", math.floor(s), (s % 1) * 1e9), nil)
+end
+
+-- How many devices the record says pid serves.
+local function devices_of(pid)
+  local n = 0
+  for _, id in ipairs(state.ids()) do
+    local st = state.read(id)
+    if st and st.pid == pid then n = n + 1 end
+  end
+  return n
+end
+
+-- Removes device id, whatever its server's state: a live ublk-lua server
+-- serving only it is asked to end (SIGTERM, as its own signal handling
+-- removes it cleanly); anything else is deleted directly.  Never waits
+-- for long: DEL_DEV without waiting on a held disk.
+local function del_one(id)
+  local info = core.dev_info(id)
+  local st = state.read(id)
+  if not info then
+    if st then
+      os.remove(state.path(id))
+      if st.store then os.remove(st.store) end
+      out("dev id %d: already gone; its stale record removed", id)
+      return true
+    end
+    complain(("device %d: no such ublk device"):format(id))
+    return false
+  end
+  if st and state.alive(st.pid) and st.pid ~= ffi.C.getpid() and info.state == "LIVE"
+      and devices_of(st.pid) == 1 then
+    ffi.C.kill(st.pid, 15)
+    local limit = (tonumber(os.getenv("UBLK_STOP_TIMEOUT")) or 5) + 5
+    for _ = 1, limit * 20 do
+      if not core.dev_info(id) then
+        out("dev id %d: removed (its server, pid %d, ended)", id, st.pid)
+        return true
+      end
+      sleep(0.05)
+    end
+    complain(("device %d: its server (pid %d) did not remove it in %d s: deleting it"):format(
+      id, st.pid, limit))
+  end
+  local ok, err = core.delete(id)
+  if not ok then
+    complain(("device %d: %s"):format(id, err))
+    return false
+  end
+  out("dev id %d: removed", id)
+  return true
+end
+
+function admin.del(o)
+  local ids = {}
+  if o.all then
+    ids = state.ids() -- every device ublk-lua made, and stale records
+  else
+    ids[1] = o.id
+  end
+  local status = 0
+  for _, id in ipairs(ids) do
+    if not del_one(id) then status = 1 end
+  end
+  return status
+end
+
+return admin

@@ -1,0 +1,100 @@
+-- ublk.cli_daemon: `ublk-lua add` and `ublk-lua recover`: a server started
+-- in the background (its own session, output appended to the log in the
+-- state directory).  They return once every device is usable, printing one
+-- "dev id N: ..." line each, or with the server's own one-line error and
+-- nothing left behind.  The server is this executable with UBLK_SERVE (what
+-- to serve, JSON) and UBLK_READY_FD (where to say it is ready): cli.lua.
+local ffi = require "ffi"
+local core = require "ublk.core"
+local json = require "ublk.json"
+local state = require "ublk.state"
+
+local daemon = {}
+
+daemon.LOG = state.dir .. "/server.log"
+
+pcall(ffi.cdef, "int close(int fd);")
+pcall(ffi.cdef, "int mkdir(const char *path, unsigned mode);")
+
+local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
+
+local function absolute(path)
+  if path:sub(1, 1) == "/" then return path end
+  local pwd = os.getenv("PWD") or io.popen("pwd"):read("*l")
+  return pwd .. "/" .. path
+end
+
+-- Starts the server for `what` and relays its readiness: 0 or 1.
+local function spawn(what)
+  ffi.C.mkdir(state.dir, tonumber("755", 8))
+  local pid, fd, errno = core.spawn_server({ "--serve" }, daemon.LOG, json.encode(what))
+  if not pid then complain("cannot start the server: " .. fd) return 1, errno end
+  local pipe = io.open("/proc/self/fd/" .. fd, "r")
+  ffi.C.close(fd)
+  local ready, said = false, false
+  for l in pipe:lines() do
+    if l == "ready" then ready = true break end
+    local err = l:match("^error: (.*)")
+    if err then complain(err) said = true break end
+    io.stdout:write(l, "\n")
+  end
+  pipe:close()
+  io.stdout:flush()
+  if ready then return 0 end
+  -- it said why once it had removed what it made; or it died first
+  if not said then
+    complain(("the server (pid %d) ended before its devices were ready: see %s"):format(
+      pid, daemon.LOG))
+  end
+  return 1
+end
+
+-- The -t form: a device without a script, as kublk and ublksrv make one.
+local function spec_of(o)
+  return { backend = o.type, id = o.id, queues = o.queues, depth = o.depth,
+    size = o.size, path = o.file, recovery = o.recovery }
+end
+
+function daemon.add(o)
+  if o.type then return spawn({ spec = spec_of(o) }) end
+  return spawn({ script = absolute(o.script), args = o.args })
+end
+
+-- A new server for device o.id and for every other device its dead server
+-- served, from the recorded script (or o.script): the n-th device the
+-- script makes takes over the one that was n-th before.
+function daemon.recover(o)
+  local info, err = core.dev_info(o.id)
+  if not info then complain(("device %d: %s"):format(o.id, err)) return 1 end
+  local st = state.read(o.id)
+  if st and state.alive(st.pid) and info.state == "LIVE" then
+    complain(("device %d is LIVE, served by pid %d: only a device whose server has "
+      .. "died can be recovered"):format(o.id, st.pid))
+    return 1
+  end
+  local what = { takeover = {} }
+  if o.script then
+    what.script, what.args = absolute(o.script), o.args
+  elseif st and (st.script or st.spec) then
+    what.script, what.args, what.spec = st.script, st.args, st.spec
+  else
+    complain(("device %d: ublk-lua has no record of what served it: name the script "
+      .. "(ublk-lua recover -n %d SCRIPT [ARGS...])"):format(o.id, o.id))
+    return 1
+  end
+  -- every device of the same dead server, by its place in the script
+  local index = st and st.index or 1
+  what.takeover[tostring(index)] = { id = o.id, store = st and st.store }
+  if st and st.pid then
+    for _, id in ipairs(state.ids()) do
+      local other = id ~= o.id and state.read(id)
+      local oi = other and other.pid == st.pid and core.dev_info(id)
+      if oi and (oi.state == "QUIESCED" or oi.state == "FAIL_IO") and other.index then
+        what.takeover[tostring(other.index)] = { id = id, store = other.store }
+      end
+    end
+  end
+  return spawn(what)
+end
+
+return daemon

@@ -1,0 +1,75 @@
+-- ublk.state: what ublk-lua records of each device it serves, in
+-- /run/ublk-lua/devN (JSON), so that `ublk-lua list`, `del` and `recover`
+-- know a device's server, script and store after the server is gone.
+-- The runtime writes {id, pid, store} at ADD_DEV and removes the file
+-- (and the store) with the device (runtime/device_delete.c); the server
+-- adds the rest here once the device is started.  Entries whose pid is
+-- dead are reported as such, never trusted.
+local ffi = require "ffi"
+local json = require "ublk.json"
+
+local state = { dir = "/run/ublk-lua" }
+
+ffi.cdef [[
+int kill(int pid, int sig);
+int rename(const char *old, const char *new);
+]]
+pcall(ffi.cdef, "int getpid(void);")
+
+function state.path(id)
+  return ("%s/dev%d"):format(state.dir, id)
+end
+
+-- state.read(id) -> table | nil
+function state.read(id)
+  local f = io.open(state.path(id))
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  local t = json.decode(s)
+  return type(t) == "table" and t or nil
+end
+
+-- Replaces the file in one rename: a reader sees the old or the new one.
+function state.write(id, t)
+  local path = state.path(id)
+  local tmp = path .. ".tmp"
+  local f = io.open(tmp, "w")
+  if not f then return nil end
+  f:write(json.encode(t), "\n")
+  f:close()
+  if ffi.C.rename(tmp, path) ~= 0 then os.remove(tmp); return nil end
+  return true
+end
+
+-- state.ids() -> the ids that have a record, sorted
+function state.ids()
+  local ids = {}
+  for _, name in ipairs(require("ublk.core").list_dir(state.dir)) do
+    local id = name:match("^dev(%d+)$")
+    if id then ids[#ids + 1] = tonumber(id) end
+  end
+  table.sort(ids)
+  return ids
+end
+
+-- Is process pid alive?  (kill 0: EPERM still means it exists.)
+function state.alive(pid)
+  if type(pid) ~= "number" or pid <= 0 then return false end
+  return ffi.C.kill(pid, 0) == 0 or ffi.errno() ~= 3 -- ESRCH
+end
+
+-- Records what a started device's server is: the CLI's `how` says how it
+-- was made ({ script =, args = } or { spec = }) and which device of it.
+function state.record(dev, how)
+  local info = dev:info()
+  local t = state.read(dev.id) or {}
+  t.id, t.pid = dev.id, ffi.C.getpid()
+  t.store = info.store
+  t.backend, t.size, t.queues, t.depth = info.backend, info.size, info.queues, info.depth
+  t.recovery = dev.params.recovery
+  for k, v in pairs(how or {}) do t[k] = v end
+  return state.write(dev.id, t)
+end
+
+return state

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * device_private.h - what device.c shares with device_recover.c: the
+ * steps a new device and a recovered one have in common.
+ */
+#ifndef UBLK_DEVICE_PRIVATE_H
+#define UBLK_DEVICE_PRIVATE_H
+
+#include "device.h"
+
+/* Writes the user's sentence into d->err; returns ret. */
+int ublk_dev_fail(struct ublk_dev *d, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Opens /dev/ublk-control, explaining a missing driver; reads features. */
+int ublk_dev_open_ctrl(struct ublk_dev *d);
+/* One queue per d->info.nr_hw_queues, over d->cdev_fd. */
+int ublk_dev_alloc_queues(struct ublk_dev *d, bool pin);
+/* Frees what exists; `added`: deletes the device too. */
+void ublk_dev_release(struct ublk_dev *d, bool added);
+
+#endif
