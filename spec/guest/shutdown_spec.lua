@@ -142,8 +142,8 @@ describe("#guest shutdown", function()
     print(("\n  close of a mounted device: %.2f s"):format(secs))
   end)
 
-  it("removes the devices a killed server left, when the next one starts", function()
-    local p, path = G.serve("examples/mydisk.lua")
+  it("removes the devices a killed server left without recovery, when the next one starts", function()
+    local p, path = G.serve("spec/guest/scripts/no-recovery.lua")
     procs[#procs + 1] = p
     local id = path:match("%d+$")
     p:kill("KILL")

@@ -1,0 +1,162 @@
+-- Devices that outlive their terminal and their server: `ublk-lua add`
+-- serves in the background, `list` and `del` see and remove any device
+-- whatever its server's state, and a server killed with recovery on leaves
+-- a device that `recover` brings back with every byte (fio verify).
+local G = require "guest"
+local json = require "ublk.json"
+
+local function cli(fmt, ...)
+  local ok, out, rc = G.sh(G.bin .. " " .. fmt, ...)
+  return rc, out, ok
+end
+
+-- `add ...` -> id, pid, the "dev id" line; raises unless it succeeded.
+local function add(args)
+  local rc, out = cli("add %s", args)
+  assert.are.equal(0, rc, out)
+  local id, pid = out:match("dev id (%d+): /dev/ublkb%d+ .-, pid (%d+)")
+  assert.truthy(id, out)
+  return tonumber(id), tonumber(pid), out
+end
+
+local function listed(id)
+  local rc, out = cli("list -n %d --json", id)
+  assert.are.equal(0, rc, out)
+  local rows = assert(json.decode(out), out)
+  return rows[1]
+end
+
+local function alive(pid) return G.sh("kill -0 %d", pid) end
+
+local function wait_until(cond, secs)
+  for _ = 1, (secs or 20) * 20 do
+    if cond() then return true end
+    G.sh("sleep 0.05")
+  end
+  return false
+end
+
+-- Nothing of ublk-lua's left: no device, no record, no store.
+local function clean()
+  assert.are.same({}, G.leftovers())
+  assert.are.equal("", select(2, G.sh("ls /run/ublk-lua 2>/dev/null | grep -v server.log")))
+  assert.are.equal("", select(2, G.sh("ls /dev/shm | grep ublk-lua")))
+end
+
+describe("#guest device management", function()
+  after_each(function()
+    G.sh("%s del -a", G.bin)
+    G.sh("pkill -9 -f 'ublk-lua --serve'")
+    wait_until(function() return #G.leftovers() == 0 end, 10)
+  end)
+
+  it("add returns once the device is usable; list shows it; del removes it and its server", function()
+    local id, pid, line = add("-t memory -s 64MiB -q 2")
+    assert.matches("dev id " .. id .. ": /dev/ublkb" .. id .. " 64 MiB, 2 queues x 128, memory, pid", line)
+    local path = "/dev/ublkb" .. id
+    local md5 = G.write_random_at(path, 1048576, 65536)
+    assert.are.equal(md5, G.md5_at(path, 1048576, 65536))
+    local d = listed(id)
+    assert.are.equal("LIVE", d.state)
+    assert.are.equal(2, d.queues)
+    assert.are.equal(64 * 1048576, d.size)
+    assert.are.equal("running", d.ublk_lua.server)
+    assert.are.equal(pid, d.ublk_lua.pid)
+    assert.are.equal("reissue", d.ublk_lua.recovery)
+    assert.truthy(G.sh("test -f %s", d.ublk_lua.store))
+    local _, text = cli("list")
+    assert.matches("dev id " .. id .. ": LIVE, 64 MiB, 2 queues x 128", text)
+    local rc, out = cli("del -n %d", id)
+    assert.are.equal(0, rc, out)
+    assert.matches("dev id " .. id .. ": removed", out)
+    assert.truthy(wait_until(function() return not alive(pid) end), "server still running")
+    clean()
+  end)
+
+  it("add of a script that fails exits 1 with its error and leaves nothing", function()
+    G.write_file("/tmp/bad-size.lua", 'return { size = "12 parsecs" }\n')
+    local rc, out = cli("add /tmp/bad-size.lua")
+    assert.are.equal(1, rc, out)
+    assert.matches("bad%-size%.lua: device 1: .*size", out)
+    clean()
+    rc, out = cli("add -t memory")
+    assert.are.equal(1, rc, out)
+    assert.matches("size", out)
+    clean()
+  end)
+
+  it("a server killed with recovery on leaves the device QUIESCED; recover serves the waiting I/O, fio verify clean", function()
+    local id, pid = add("-t memory -s 128MiB -q 2")
+    local path = "/dev/ublkb" .. id
+    -- two writers on their own halves, paced so the kill lands mid-run;
+    -- each verifies everything it wrote at the end
+    local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
+      .. "--bs=4k --iodepth=16 --numjobs=2 --size=16M --offset_increment=64M --rate_iops=1500 "
+      .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --group_reporting"):format(path), true)
+    G.sh("sleep 2")
+    G.must("kill -9 %d", pid)
+    assert.truthy(wait_until(function() return listed(id).state == "QUIESCED" end), "not QUIESCED")
+    local d = listed(id)
+    assert.is_true(d.recoverable)
+    assert.are.equal("dead", d.ublk_lua.server)
+    -- the next server does not take it away
+    local id2 = add("-t null -s 16MiB")
+    assert.are.equal("QUIESCED", listed(id).state)
+    assert.are.equal(0, (cli("del -n %d", id2)))
+    local t0 = G.now()
+    local rc, out = cli("recover -n %d", id)
+    assert.are.equal(0, rc, out)
+    assert.matches("dev id " .. id .. ": " .. path .. " 128 MiB, 2 queues x 128, memory, pid %d+, recovered", out)
+    print(("\n  recover: %.2f s to LIVE"):format(G.now() - t0))
+    assert.are.equal("LIVE", listed(id).state)
+    assert.are.equal(0, fio:wait(300), fio:out() .. fio:err())
+    assert.matches("err= 0", fio:out())
+    assert.not_matches("verify", fio:err())
+    fio:cleanup()
+    rc, out = cli("del -n %d", id)
+    assert.are.equal(0, rc, out)
+    clean()
+  end)
+
+  it("del removes a DEAD device (no recovery), a QUIESCED one, and -a all of them", function()
+    local dead_id, dead_pid = add("spec/guest/scripts/no-recovery.lua")
+    local q_id, q_pid = add("-t memory -s 32MiB")
+    local live_id = add("-t null -s 32MiB")
+    G.must("kill -9 %d %d", dead_pid, q_pid)
+    assert.truthy(wait_until(function() return listed(dead_id).state == "DEAD" end), "not DEAD")
+    assert.truthy(wait_until(function() return listed(q_id).state == "QUIESCED" end), "not QUIESCED")
+    local store = listed(q_id).ublk_lua.store
+    assert.truthy(G.sh("test -f %s", store))
+    local rc, out = cli("del -n %d", dead_id)
+    assert.are.equal(0, rc, out)
+    local t0 = G.now()
+    rc, out = cli("del -a")
+    assert.are.equal(0, rc, out)
+    assert.truthy(G.now() - t0 < 30)
+    assert.matches("dev id " .. q_id .. ": removed", out)
+    assert.matches("dev id " .. live_id .. ": removed", out)
+    assert.falsy(G.sh("test -e %s", store))
+    clean()
+  end)
+
+  it("features names what the kernel has and what ublk-lua uses", function()
+    local rc, out = cli("features --json")
+    assert.are.equal(0, rc, out)
+    local f = assert(json.decode(out))
+    local has = {}
+    for _, n in ipairs(f.features) do has[n] = true end
+    assert.is_true(has.user_recovery and has.user_recovery_reissue and has.user_copy)
+    assert.truthy(#f.used >= 4)
+  end)
+
+  it("20 add/del cycles leave no device, record or store", function()
+    local t0 = G.now()
+    for _ = 1, 20 do
+      local id = add("-t memory -s 16MiB")
+      local rc, out = cli("del -n %d", id)
+      assert.are.equal(0, rc, out)
+    end
+    print(("\n  add + del: %.0f ms a cycle"):format((G.now() - t0) * 50))
+    clean()
+  end)
+end)
