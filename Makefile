@@ -34,7 +34,7 @@ endif
 
 # The runtime and the C backends build without LuaJIT on the include path;
 # only the bridge (ublk.core and the Lua backend) and main.c include Lua.
-RUNTIME := log ctrl device device_recover device_delete signals reap watchdog queue queue_thread queue_host backend backend_memory \
+RUNTIME := log ctrl device device_recover device_delete stats signals reap watchdog queue queue_thread queue_host backend backend_memory \
 	backend_null backend_file
 BRIDGE := lua_core lua_device lua_admin lua_host lua_interrupt backend_lua lua_queue lua_call lua_ffi
 OBJS := $(RUNTIME:%=$(B)/obj/%.o)
@@ -47,14 +47,17 @@ all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test
 $(OBJS): $(B)/obj/%.o: runtime/%.c runtime/*.h | $(B)/obj
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BRIDGE_OBJS) $(B)/obj/main.o: $(B)/obj/%.o: runtime/%.c runtime/*.h $(B)/gen/lua_ffi_cdef.h | $(B)/obj
+$(BRIDGE_OBJS) $(B)/obj/main.o: $(B)/obj/%.o: runtime/%.c runtime/*.h $(B)/gen/lua_ffi_cdef.h \
+		$(B)/gen/stats_cdef.h | $(B)/obj
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LUAJIT_CFLAGS) -I$(B)/gen -c -o $@ $<
 
-# What C and Lua share is written once, in runtime/lua_ffi.h; its FFI part
-# becomes a C string that ublk.core hands to Lua as core.cdef.
-$(B)/gen/lua_ffi_cdef.h: runtime/lua_ffi.h | $(B)/gen
-	{ echo '/* generated from runtime/lua_ffi.h by the Makefile */'; \
-	  echo 'static const char ublk_lua_ffi_cdef[] ='; \
+# What C and Lua share is written once, in a header (runtime/lua_ffi.h, the
+# bridge's entry points; runtime/stats.h, the statistics mapping); its FFI
+# part becomes a C string that ublk.core hands to Lua (core.cdef,
+# core.stats_cdef).
+$(B)/gen/%_cdef.h: runtime/%.h | $(B)/gen
+	{ echo '/* generated from $< by the Makefile */'; \
+	  echo 'static const char ublk_$*_cdef[] ='; \
 	  sed -n '/BEGIN FFI/,/END FFI/{/ FFI \*\//d;s/\\/\\\\/g;s/"/\\"/g;s/^/"/;s/$$/\\n"/;p;}' $<; \
 	  echo ';'; } > $@
 

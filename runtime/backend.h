@@ -91,6 +91,7 @@ struct ublk_io {
 	struct ublk_io *parent;		/* NULL: commit to the kernel */
 	int result;
 	unsigned outstanding;
+	uint64_t start_ns;		/* when the queue took the request (stats.h) */
 };
 
 /* handle_io() and io_done() return this when operations are outstanding. */

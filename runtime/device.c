@@ -190,7 +190,8 @@ int ublk_dev_alloc_queues(struct ublk_dev *d, bool pin)
 	unsigned nr = d->info.nr_hw_queues;
 
 	d->queues = calloc(nr, sizeof(*d->queues));
-	if (!d->queues)
+	d->stats = ublk_stats_map(d->info.dev_id, nr);
+	if (!d->queues || !d->stats)
 		return ublk_dev_fail(d, -ENOMEM, "out of memory");
 	for (unsigned i = 0; i < nr; i++) {
 		struct ublk_queue_conf c = {
@@ -204,6 +205,7 @@ int ublk_dev_alloc_queues(struct ublk_dev *d, bool pin)
 			.pin = pin,
 			.backend = &d->backend,
 			.latch = &d->latch,
+			.stats = ublk_stats_queue(d->stats, i),
 		};
 		int ret = ublk_ctrl_get_queue_affinity(&d->ctrl, d->info.dev_id, c.q_id,
 						       &c.cpus);
@@ -225,6 +227,8 @@ int ublk_dev_alloc_queues(struct ublk_dev *d, bool pin)
 void ublk_dev_release(struct ublk_dev *d, bool added)
 {
 	free_queues(d);
+	ublk_stats_unmap(d->stats);
+	d->stats = NULL;
 	if (d->cdev_fd >= 0)
 		close(d->cdev_fd);
 	d->cdev_fd = -1;

@@ -45,6 +45,7 @@ struct ublk_dev {
 	struct ublk_backend backend;
 	int cdev_fd;
 	struct ublk_queue **queues;	/* info.nr_hw_queues of them */
+	struct ublk_stats_header *stats;	/* their counters, shared (stats.h) */
 	struct ublk_latch latch;
 	bool recovering;	/* made by ublk_dev_recover: start ends the recovery */
 	uint64_t create_ns;	/* ADD_DEV .. params set */

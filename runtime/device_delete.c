@@ -20,6 +20,7 @@
 
 #include "device.h"
 #include "log.h"
+#include "stats.h"
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t registry[1024];
@@ -111,6 +112,7 @@ void ublk_dev_forget_owner(uint32_t id)
 		ublk_warn("dev %u: cannot remove its store %s: %s", id, store, strerror(errno));
 	owner_path(path, sizeof(path), id);
 	unlink(path);
+	ublk_stats_forget(id);
 }
 
 /* Kept by the kernel for a new server: user recovery, and quiesced. */

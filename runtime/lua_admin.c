@@ -10,8 +10,12 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -216,6 +220,44 @@ static int l_spawn_server(lua_State *L)
 	return 2;
 }
 
+/* core.sd_notify("READY=1") -> true | false: tells systemd (a unit of
+ * Type=notify) how the service is, one datagram to $NOTIFY_SOCKET (a path,
+ * or "@name" in the abstract namespace).  false where there is none. */
+static int l_sd_notify(lua_State *L)
+{
+	const char *msg = luaL_checkstring(L, 1), *where = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t len = where ? strlen(where) : 0;
+	socklen_t salen;
+	int fd;
+	ssize_t n;
+
+	if (!len || len >= sizeof(sa.sun_path) || (where[0] != '/' && where[0] != '@')) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	memcpy(sa.sun_path, where, len);
+	if (where[0] == '@')
+		sa.sun_path[0] = 0;
+	salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	n = fd < 0 ? -1 : sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
+	if (fd >= 0)
+		close(fd);
+	lua_pushboolean(L, n == (ssize_t)strlen(msg));
+	return 1;
+}
+
+/* core.clock() -> seconds on the monotonic clock (for rates) */
+static int l_clock(lua_State *L)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+	return 1;
+}
+
 void lua_admin_register(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
@@ -224,6 +266,8 @@ void lua_admin_register(lua_State *L)
 		{ "dev_info", l_dev_info },
 		{ "delete", l_delete },
 		{ "spawn_server", l_spawn_server },
+		{ "sd_notify", l_sd_notify },
+		{ "clock", l_clock },
 		{ NULL, NULL },
 	};
 

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "lua_bridge.h"
 #include "lua_ffi_cdef.h"
+#include "stats_cdef.h"
 #include "signals.h"
 
 #define UBLK_LUA_VERSION "0.1.0"
@@ -246,6 +247,8 @@ int luaopen_ublk_core(lua_State *L)
 	lua_setfield(L, -2, "version");
 	lua_pushstring(L, ublk_lua_ffi_cdef);
 	lua_setfield(L, -2, "cdef");
+	lua_pushstring(L, ublk_stats_cdef);
+	lua_setfield(L, -2, "stats_cdef");
 	push_ops(L);
 	lua_setfield(L, -2, "ops");
 	return 1;

@@ -326,11 +326,24 @@ static int l_stats(lua_State *L)
 	return 1;
 }
 
+/* d:stats_address() -> the device's statistics mapping (stats.h), for
+ * lua/ublk/stats.lua; nil before its queues exist. */
+static int l_stats_address(lua_State *L)
+{
+	struct ublk_dev *d = check_dev(L);
+
+	if (!d->stats || d->state == UBLK_DEV_CLOSED)
+		return 0;
+	lua_pushlightuserdata(L, d->stats);
+	return 1;
+}
+
 void lua_device_register(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
 		{ "start", l_start },	{ "stop", l_stop },   { "close", l_close },
 		{ "info", l_info },	{ "stats", l_stats }, { "state", l_state },
+		{ "stats_address", l_stats_address },
 		{ NULL, NULL },
 	};
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "log.h"
 #include "queue_private.h"
@@ -16,6 +17,15 @@ static inline void stat_add(uint64_t *p, uint64_t v)
 {
 	/* single writer: a relaxed load/store pair is a plain add, no lock */
 	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+
+/* CLOCK_MONOTONIC in ns: a vDSO read, no syscall. */
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 struct io_uring_sqe *ublk_queue_get_sqe(struct ublk_queue *q)
@@ -59,17 +69,19 @@ void ublk_queue_prep_cmd(struct ublk_queue *q, uint16_t tag, unsigned legacy_op,
  * (the loop submits it with the rest of the batch). */
 static void commit(struct ublk_queue *q, const struct ublk_io *io)
 {
+	struct ublk_queue_stats *st = q->stats;
 	int result = io->result;
 
+	stat_add(&st->lat[ublk_lat_kind(io->op)][ublk_lat_bucket(now_ns() - io->start_ns)], 1);
 	if (result < 0) {
-		stat_add(&q->stats.errors, 1);
+		stat_add(&st->errors, 1);
 	} else {
-		if (io->op < UBLK_NR_OPS)
-			stat_add(&q->stats.ops[io->op], 1);
+		if (io->op < UBLK_STATS_OPS)
+			stat_add(&st->ops[io->op], 1);
 		if (io->op == UBLK_IO_OP_READ)
-			stat_add(&q->stats.read_bytes, (uint64_t)result);
+			stat_add(&st->read_bytes, (uint64_t)result);
 		else if (io->op == UBLK_IO_OP_WRITE)
-			stat_add(&q->stats.write_bytes, (uint64_t)result);
+			stat_add(&st->write_bytes, (uint64_t)result);
 	}
 	if (__builtin_expect(q->host, 0)) {
 		q->host_commits++; /* a host queue has no kernel to commit to */
@@ -127,6 +139,7 @@ static void handle_request(struct ublk_queue *q, uint16_t tag)
 	struct ublk_backend *b = q->c.backend;
 
 	begin(io, b);
+	io->start_ns = now_ns();
 	io->op = (uint8_t)ublksrv_get_op(iod);
 	io->flags = iod->op_flags & ~0xffu;
 	io->len = iod->nr_sectors << 9;

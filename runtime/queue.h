@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "backend.h"
+#include "stats.h"
 
 /* A countdown the creator waits on until every queue has fetched. */
 struct ublk_latch {
@@ -46,6 +47,9 @@ struct ublk_queue_conf {
 	cpu_set_t cpus;		/* from GET_QUEUE_AFFINITY */
 	struct ublk_backend *backend;
 	struct ublk_latch *latch;	/* counted down once every tag is fetched */
+	/* where its counters go (stats.h): the device's shared mapping;
+	 * NULL: a block of the queue's own */
+	struct ublk_queue_stats *stats;
 };
 
 /* NULL when out of memory. */
@@ -59,14 +63,7 @@ int ublk_queue_start(struct ublk_queue *q);
 void ublk_queue_request_stop(struct ublk_queue *q);
 void ublk_queue_join(struct ublk_queue *q);
 
-/* Counters of one queue: written by its thread only, read by anyone. */
-struct ublk_queue_stats {
-	uint64_t ops[UBLK_NR_OPS];	/* by UBLK_IO_OP_*, successful ones */
-	uint64_t errors;
-	uint64_t read_bytes;
-	uint64_t write_bytes;
-};
-
+/* A copy of its counters (histograms included), read while it runs. */
 void ublk_queue_get_stats(const struct ublk_queue *q, struct ublk_queue_stats *out);
 /* The watchdog found the thread stuck in its backend for good. */
 bool ublk_queue_wedged(const struct ublk_queue *q);

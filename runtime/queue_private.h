@@ -39,7 +39,8 @@ struct ublk_queue {
 	struct ublk_watch watch;	/* the watchdog's view of this thread */
 	struct __kernel_timespec tick;	/* ops->tick's period */
 	pid_t tid;		/* written once by the thread, read by others */
-	struct ublk_queue_stats stats;	/* relaxed atomics: read by others */
+	struct ublk_queue_stats *stats;	/* c.stats or own_stats; read by others */
+	struct ublk_queue_stats own_stats;
 };
 
 /* user_data of every SQE on a queue ring, packed and unpacked only here:

@@ -202,6 +202,7 @@ struct ublk_queue *ublk_queue_new(const struct ublk_queue_conf *conf)
 	if (!q)
 		return NULL;
 	q->c = *conf;
+	q->stats = conf->stats ? conf->stats : &q->own_stats;
 	q->stop_fd = -1;
 	return q;
 }
@@ -250,11 +251,12 @@ void ublk_queue_join(struct ublk_queue *q)
 
 void ublk_queue_get_stats(const struct ublk_queue *q, struct ublk_queue_stats *out)
 {
-	for (unsigned op = 0; op < UBLK_NR_OPS; op++)
-		out->ops[op] = __atomic_load_n(&q->stats.ops[op], __ATOMIC_RELAXED);
-	out->errors = __atomic_load_n(&q->stats.errors, __ATOMIC_RELAXED);
-	out->read_bytes = __atomic_load_n(&q->stats.read_bytes, __ATOMIC_RELAXED);
-	out->write_bytes = __atomic_load_n(&q->stats.write_bytes, __ATOMIC_RELAXED);
+	const uint64_t *from = (const uint64_t *)q->stats;
+	uint64_t *to = (uint64_t *)out;
+
+	/* word by word: each counter is whole, the set only nearly coherent */
+	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+		to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
 }
 
 pid_t ublk_queue_tid(const struct ublk_queue *q)

@@ -24,6 +24,7 @@ usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua list [-n ID] [--json]
        ublk-lua del -n ID | -a
        ublk-lua recover -n ID [SCRIPT [ARGS...]]
+       ublk-lua stats -n ID [--json] [--watch SECONDS]
        ublk-lua features [--json]
 
 SCRIPT alone: serves the block devices that SCRIPT describes in the
@@ -41,6 +42,8 @@ ARGS reach the script as `...`.
             state its server is in
   recover   a new server for the devices whose server died with recovery
             on (QUIESCED), from the recorded script or SCRIPT
+  stats     a device's IOPS, bandwidth, errors and latency percentiles
+            (p50/p99/p99.9) per op, over 1 s or every SECONDS
   features  what this kernel's ublk driver can do
 
   -h, --help     show this help
@@ -188,6 +191,8 @@ local function serve(what)
     return 1
   end
   report(ok and devices or {}, not ok and ("interrupted by " .. sig) or nil)
+  -- under systemd (Type=notify): ready only once every device is usable
+  if ok then core.sd_notify(("READY=1\nMAINPID=%d"):format(ffi.C.getpid())) end
   -- a script may wait for the signal itself (ublk.wait_signal)
   sig = sig or core.wait_signal()
   local status, stuck = 0, false
@@ -202,6 +207,7 @@ local function serve(what)
       stuck = stuck or errno == ublk.errno.EDEADLK
     end
   end
+  core.sd_notify("STOPPING=1")
   -- a queue stuck for good: only leaving removes its device (a reaper
   -- deletes it once this process has gone)
   if stuck then core.abandon(1) end
@@ -213,12 +219,13 @@ end
 local OPTS = {
   ["-n"] = { "id", tonumber }, ["-q"] = { "queues", tonumber }, ["-d"] = { "depth", tonumber },
   ["-s"] = { "size" }, ["-f"] = { "file" }, ["-t"] = { "type" }, ["-r"] = { "recovery" },
-  ["--json"] = { "json", true }, ["-a"] = { "all", true },
+  ["--json"] = { "json", true }, ["-a"] = { "all", true }, ["--watch"] = { "watch", tonumber },
 }
 local ALLOWED = {
   add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-f"] = 1, ["-t"] = 1, ["-r"] = 1 },
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1 },
   recover = { ["-n"] = 1 }, features = { ["--json"] = 1 },
+  stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
 }
 
 local function parse(verb, argv)
@@ -245,11 +252,14 @@ local function parse(verb, argv)
   o.script = argv[i]
   o.args = { select(i + 1, unpack(argv)) }
   if verb == "del" and not o.id == not o.all then return nil, "del: give -n ID or -a" end
-  if verb == "recover" and not o.id then return nil, "recover: give -n ID" end
+  if (verb == "recover" or verb == "stats") and not o.id then
+    return nil, verb .. ": give -n ID"
+  end
+  if o.watch and o.watch <= 0 then return nil, "stats: --watch needs seconds > 0" end
   if verb == "add" and not o.script == not o.type then
     return nil, "add: give a SCRIPT or -t memory|null|file"
   end
-  if (verb == "list" or verb == "features" or verb == "del") and o.script then
+  if (verb == "list" or verb == "features" or verb == "del" or verb == "stats") and o.script then
     return nil, ("%s: unexpected argument '%s'"):format(verb, o.script)
   end
   return o
@@ -261,6 +271,7 @@ local VERBS = {
   list = function(o) return require("ublk.cli_admin").list(o) end,
   del = function(o) return require("ublk.cli_admin").del(o) end,
   features = function(o) return require("ublk.cli_admin").features(o) end,
+  stats = function(o) return require("ublk.cli_admin").stats(o) end,
 }
 
 function cli.main(argv)

@@ -179,10 +179,17 @@ function Device:info()
   return info
 end
 
--- Per-queue counters plus their sum in `total`.
+-- Per-queue counters plus their sum in `total`, and `latency`: for read,
+-- write and other requests since the start { count, p50_us, p99_us,
+-- p999_us } (the server's part of each request, runtime/stats.h).
 function Device:stats()
   check(self, "stats")
   local queues = self._d:stats()
+  local address = self._d:stats_address()
+  if address then
+    local s = require("ublk.stats").summary(require("ublk.stats").at(address):snapshot())
+    queues.latency = { read = s.read, write = s.write, other = s.other }
+  end
   local total = {}
   for _, q in ipairs(queues) do
     for k, v in pairs(q) do

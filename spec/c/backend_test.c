@@ -301,8 +301,28 @@ static void test_protocol(void)
 	ublk_host_queue_close(q);
 }
 
+/* The latency buckets (stats.h) that lua/ublk/stats.lua reads back. */
+static void test_lat_buckets(void)
+{
+	unsigned prev = 0;
+	int monotonic = 1, bounded = 1;
+
+	for (uint64_t ns = 1; ns < (1ull << 45); ns += ns / 7 + 1) {
+		unsigned b = ublk_lat_bucket(ns);
+
+		monotonic = monotonic && b >= prev;
+		bounded = bounded && b < UBLK_LAT_BUCKETS;
+		prev = b;
+	}
+	check(ublk_lat_bucket(7) == 7 && ublk_lat_bucket(8) == 8 && ublk_lat_bucket(15) == 15 &&
+		      ublk_lat_bucket(16) == 16 && ublk_lat_bucket(10000) == 89,
+	      "stats: latency buckets are exact below 16 ns, 8 per power of two above");
+	check(monotonic && bounded, "stats: buckets grow with latency and stay in the table");
+}
+
 int main(void)
 {
+	test_lat_buckets();
 	test_file();
 	test_memory();
 	test_null();

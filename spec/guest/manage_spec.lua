@@ -139,6 +139,59 @@ describe("#guest device management", function()
     clean()
   end)
 
+  it("tells systemd it is ready (sd_notify READY=1) once its device is usable", function()
+    G.sh("rm -f /tmp/ublk-notify.sock /tmp/ublk-notify.sock.bound")
+    local recv = G.spawn("/usr/bin/python3 spec/guest/scripts/notify-recv.py /tmp/ublk-notify.sock", true)
+    assert.truthy(G.sh("timeout 30 sh -c 'until [ -e /tmp/ublk-notify.sock.bound ]; do sleep 0.05; done'"),
+      recv:err())
+    local p = G.serve("examples/mydisk.lua", "NOTIFY_SOCKET=/tmp/ublk-notify.sock")
+    assert.truthy(recv:wait_output("disks=%d", 30), recv:err())
+    assert.matches("READY=1 MAINPID=%d+ disks=1", recv:out())
+    p:kill("TERM")
+    assert.are.equal(0, p:wait(30))
+    p:cleanup()
+    recv:cleanup()
+    G.sh("rm -f /tmp/ublk-notify.sock /tmp/ublk-notify.sock.bound")
+  end)
+
+  it("stats gives rates and latency percentiles from the running server; a slow backend shows", function()
+    local fast = add("-t memory -s 64MiB")
+    local slow = add("examples/slow.lua 20")
+    local jobs = {}
+    for _, id in ipairs({ fast, slow }) do
+      jobs[#jobs + 1] = G.spawn(("fio --name=r --filename=/dev/ublkb%d --ioengine=libaio --direct=1 "
+        .. "--rw=randread --bs=4k --iodepth=4 --time_based --runtime=4"):format(id), true)
+    end
+    G.sh("sleep 1.5")
+    local function sample(id)
+      local rc, out = cli("stats -n %d --json", id)
+      assert.are.equal(0, rc, out)
+      return assert(json.decode(out), out)
+    end
+    local f, sl = sample(fast), sample(slow)
+    for _, j in ipairs(jobs) do j:wait(60); j:cleanup() end
+    print(("\n  stats: memory %.0f IOPS p50 %.0f us p99 %.0f us; slow.lua 20 ms: %.0f IOPS p50 %.0f us"):format(
+      f.read.iops, f.read.p50_us, f.read.p99_us, sl.read.iops, sl.read.p50_us))
+    assert.truthy(f.read.iops > 0 and sl.read.iops > 0)
+    assert.truthy(sl.read.p50_us > 15000 and sl.read.p50_us < 40000, sl.read.p50_us)
+    assert.truthy(f.read.p50_us < sl.read.p50_us / 4, f.read.p50_us)
+    assert.are.equal(0, f.errors)
+    local _, text = cli("stats -n %d", fast)
+    assert.matches("read .* IOPS .* p50 %d+ us", text)
+  end)
+
+  it("dev:stats() in Lua has the same latency percentiles", function()
+    local ublk = require "ublk"
+    local dev = assert(ublk.device{ size = "16MiB", recovery = false })
+    assert(dev:start())
+    G.must("dd if=%s of=/dev/null bs=4k count=256 iflag=direct 2>/dev/null", dev.path)
+    local st = dev:stats()
+    assert.truthy(st.latency.read.count >= 256, st.latency.read.count)
+    assert.truthy(st.latency.read.p50_us > 0 and st.latency.read.p99_us >= st.latency.read.p50_us)
+    assert.are.equal(st.total.reads, st.latency.read.count)
+    assert(dev:close())
+  end)
+
   it("features names what the kernel has and what ublk-lua uses", function()
     local rc, out = cli("features --json")
     assert.are.equal(0, rc, out)

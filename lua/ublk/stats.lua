@@ -1,0 +1,145 @@
+-- ublk.stats: a device's counters and latency histograms (runtime/stats.h),
+-- read without disturbing its server: from the shared mapping
+-- /run/ublk-lua/devN.stats in any process (`ublk-lua stats`), or from the
+-- device's own memory (dev:stats()).  Rates and percentiles come from two
+-- snapshots; percentiles are the middle of their histogram bucket (within
+-- 6.25%).
+local ffi = require "ffi"
+local core = require "ublk.core"
+
+ffi.cdef(core.stats_cdef)
+pcall(ffi.cdef, "int open(const char *path, int flags, ...);")
+pcall(ffi.cdef, "int close(int fd);")
+pcall(ffi.cdef, "void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off);")
+pcall(ffi.cdef, "int munmap(void *addr, size_t len);")
+
+local C = ffi.C
+local stats = {}
+
+local KINDS = { "read", "write", "other" }
+local OPS = {} -- op number -> name, from the runtime's one table
+for name, n in pairs(core.ops) do OPS[n] = name end
+
+local Reader = {}
+Reader.__index = Reader
+
+local HEADER = ffi.sizeof("struct ublk_stats_header")
+local QSIZE = ffi.sizeof("struct ublk_queue_stats")
+
+local function reader(base, size, owned)
+  local h = ffi.cast("struct ublk_stats_header *", base)
+  if h.magic ~= C.UBLK_STATS_MAGIC or h.version ~= C.UBLK_STATS_VERSION
+      or h.queue_stats_size ~= QSIZE then
+    return nil, "not a statistics file of this version"
+  end
+  local r = setmetatable({ h = h, size = size, owned = owned, nr = h.nr_queues,
+    q = ffi.cast("struct ublk_queue_stats *", ffi.cast("char *", base) + HEADER) }, Reader)
+  if owned then ffi.gc(r.h, function(p) C.munmap(p, size) end) end
+  return r
+end
+
+-- stats.open(id) -> reader | nil, "why": device id's mapping, read-only.
+function stats.open(id, dir)
+  local path = ("%s/dev%d.stats"):format(dir or "/run/ublk-lua", id)
+  local fd = C.open(path, 0) -- O_RDONLY
+  if fd < 0 then return nil, path .. ": " .. core.errmsg(ffi.errno()) end
+  local f = io.open(path)
+  local size = f:seek("end")
+  f:close()
+  if size < HEADER then C.close(fd) return nil, path .. ": too short" end
+  local base = C.mmap(nil, size, 1, 1, fd, 0) -- PROT_READ, MAP_SHARED
+  C.close(fd)
+  if base == ffi.cast("void *", -1) then return nil, path .. ": cannot map it" end
+  return reader(base, size, true)
+end
+
+-- stats.at(address) -> reader of a mapping in this process (dev:stats()).
+function stats.at(address)
+  return reader(address, 0, false)
+end
+
+-- Copies the counters now: { t = seconds, queues = { { ops = {read = n,
+-- ...}, errors, read_bytes, write_bytes, lat = { read = {...}, ... } } } }.
+function Reader:snapshot()
+  local snap = { t = core.clock(), queues = {} }
+  for i = 0, self.nr - 1 do
+    local q = self.q[i]
+    local s = { ops = {}, errors = tonumber(q.errors), read_bytes = tonumber(q.read_bytes),
+      write_bytes = tonumber(q.write_bytes), lat = {} }
+    for n, name in pairs(OPS) do s.ops[name] = tonumber(q.ops[n]) end
+    for k, kind in ipairs(KINDS) do
+      local h = {}
+      for b = 0, C.UBLK_LAT_BUCKETS - 1 do
+        local c = q.lat[k - 1][b]
+        if c ~= 0 then h[b] = tonumber(c) end
+      end
+      s.lat[kind] = h
+    end
+    snap.queues[i + 1] = s
+  end
+  return snap
+end
+
+-- The middle of bucket b, in ns (runtime/stats.h's layout).
+local function bucket_ns(b)
+  if b < 8 then return b end
+  local msb, sub = math.floor(b / 8) + 2, b % 8
+  local lo = (8 + sub) * 2 ^ (msb - 3)
+  return lo + 2 ^ (msb - 3) / 2
+end
+
+-- { [bucket] = count } -> count, p50, p99, p99.9 in microseconds
+function stats.percentiles(h)
+  local n, buckets = 0, {}
+  for b, c in pairs(h) do n = n + c; buckets[#buckets + 1] = b end
+  if n == 0 then return 0 end
+  table.sort(buckets)
+  local out, want, seen, i = {}, { 0.5, 0.99, 0.999 }, 0, 1
+  for _, b in ipairs(buckets) do
+    seen = seen + h[b]
+    while want[i] and seen >= want[i] * n do
+      out[i] = bucket_ns(b) / 1000
+      i = i + 1
+    end
+  end
+  return n, out[1], out[2], out[3]
+end
+
+local function minus(b, a)
+  if not a then return b end
+  local d = {}
+  for k, v in pairs(b) do d[k] = v - (a[k] or 0) end
+  return d
+end
+
+-- stats.summary(now [, before]) -> per op kind { count, iops, bytes,
+-- bytes_per_s, p50_us, p99_us, p999_us } and errors, over what happened
+-- between the snapshots (since the start without `before`).
+function stats.summary(now, before)
+  local secs = before and (now.t - before.t) or nil
+  local out = { errors = 0, seconds = secs, queues = #now.queues }
+  for _, kind in ipairs(KINDS) do out[kind] = { hist = {}, bytes = 0 } end
+  for i, q in ipairs(now.queues) do
+    local p = before and before.queues[i]
+    out.errors = out.errors + q.errors - (p and p.errors or 0)
+    out.read.bytes = out.read.bytes + q.read_bytes - (p and p.read_bytes or 0)
+    out.write.bytes = out.write.bytes + q.write_bytes - (p and p.write_bytes or 0)
+    for _, kind in ipairs(KINDS) do
+      local d = minus(q.lat[kind], p and p.lat[kind])
+      local h = out[kind].hist
+      for b, c in pairs(d) do h[b] = (h[b] or 0) + c end
+    end
+  end
+  for _, kind in ipairs(KINDS) do
+    local o = out[kind]
+    o.count, o.p50_us, o.p99_us, o.p999_us = stats.percentiles(o.hist)
+    o.hist = nil
+    if secs and secs > 0 then
+      o.iops = o.count / secs
+      o.bytes_per_s = o.bytes / secs
+    end
+  end
+  return out
+end
+
+return stats
