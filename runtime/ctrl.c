@@ -168,6 +168,14 @@ int ublk_ctrl_end_user_recovery(struct ublk_ctrl *c, uint32_t dev_id, int pid)
 	return ctrl_cmd(c, UBLK_CMD_END_USER_RECOVERY, UBLK_U_CMD_END_USER_RECOVERY, &cmd);
 }
 
+int ublk_ctrl_quiesce_dev(struct ublk_ctrl *c, uint32_t dev_id, uint64_t timeout_ms)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
+
+	cmd.data[0] = timeout_ms;
+	return ctrl_cmd(c, UBLK_CMD_QUIESCE_DEV, UBLK_U_CMD_QUIESCE_DEV, &cmd);
+}
+
 int ublk_ctrl_stop_dev(struct ublk_ctrl *c, uint32_t dev_id)
 {
 	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);

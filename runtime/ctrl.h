@@ -49,6 +49,10 @@ int ublk_ctrl_stop_dev(struct ublk_ctrl *c, uint32_t dev_id);
  * then serves the waiting I/O. */
 int ublk_ctrl_start_user_recovery(struct ublk_ctrl *c, uint32_t dev_id);
 int ublk_ctrl_end_user_recovery(struct ublk_ctrl *c, uint32_t dev_id, int pid);
+/* QUIESCE_DEV (UBLK_F_QUIESCE, 6.15+): waits up to timeout_ms for the I/O
+ * in flight, then aborts every fetch; new I/O waits for a recovering
+ * server. */
+int ublk_ctrl_quiesce_dev(struct ublk_ctrl *c, uint32_t dev_id, uint64_t timeout_ms);
 int ublk_ctrl_get_dev_info(struct ublk_ctrl *c, uint32_t dev_id,
 			   struct ublksrv_ctrl_dev_info *info);
 int ublk_ctrl_get_queue_affinity(struct ublk_ctrl *c, uint32_t dev_id,

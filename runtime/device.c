@@ -65,6 +65,8 @@ static uint64_t wanted_flags(const struct ublk_dev *d, const struct ublk_dev_con
 
 	if (d->backend.caps & UBLK_CAN_USER_COPY)
 		want |= UBLK_F_USER_COPY;
+	if (conf->recovery) /* a clean hand-over to a new server (reload) */
+		want |= UBLK_F_QUIESCE;
 	return (d->features & want) | conf->recovery;
 }
 
@@ -404,6 +406,32 @@ int ublk_dev_stop(struct ublk_dev *d)
 	stop_queues(d, d->info.nr_hw_queues);
 	d->state = UBLK_DEV_STOPPED;
 	return ret < 0 ? ret : 0;
+}
+
+int ublk_dev_handover(struct ublk_dev *d)
+{
+	int ret;
+
+	if (d->state != UBLK_DEV_STARTED)
+		return ublk_dev_fail(d, -EINVAL, "device is not started");
+	if (!(d->info.flags & UBLK_F_USER_RECOVERY))
+		return ublk_dev_fail(d, -EINVAL, "device %u was added with recovery = false: no "
+				     "server can take it over", d->info.dev_id);
+	ret = wait_unstuck(d);
+	if (ret < 0)
+		return ret;
+	ublk_dev_unregister(d->info.dev_id); /* no reaper deletes it either */
+	d->recovering = true; /* and no release its store */
+	if (!(d->info.flags & UBLK_F_QUIESCE))
+		return 0;
+	__atomic_add_fetch(&stops_in_progress, 1, __ATOMIC_ACQ_REL);
+	ret = ublk_ctrl_quiesce_dev(&d->ctrl, d->info.dev_id, 10000);
+	__atomic_sub_fetch(&stops_in_progress, 1, __ATOMIC_ACQ_REL);
+	if (ret < 0)
+		return ublk_dev_fail(d, ret, "QUIESCE_DEV failed: %s", strerror(-ret));
+	stop_queues(d, d->info.nr_hw_queues);
+	d->state = UBLK_DEV_STOPPED;
+	return 0;
 }
 
 int ublk_dev_close(struct ublk_dev *d)

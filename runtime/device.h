@@ -67,6 +67,13 @@ int ublk_dev_recover(struct ublk_dev *d, uint32_t id, bool pin,
 		     const struct ublk_backend_conf *bconf);
 int ublk_dev_start(struct ublk_dev *d);
 int ublk_dev_stop(struct ublk_dev *d);
+/* Leaves device d to the server that will recover it (`ublk-lua reload`):
+ * nothing here deletes it any more.  Where the device has UBLK_F_QUIESCE
+ * (7.x) QUIESCE_DEV first lets the I/O in flight finish and the queue
+ * threads leave; elsewhere the caller's exit hands it over, as a crash
+ * would, and recovery "reissue" serves again what was in flight.  The
+ * caller must end the process without closing d. */
+int ublk_dev_handover(struct ublk_dev *d);
 int ublk_dev_close(struct ublk_dev *d);
 
 /* How many STOP_DEVs are under way in this process (signals.c must not
@@ -77,6 +84,7 @@ int ublk_dev_stop_in_progress(void);
  * deleted (up to max); safe from any thread. */
 int ublk_dev_ids(uint32_t *ids, int max);
 void ublk_dev_register(uint32_t id, const char *store);
+void ublk_dev_unregister(uint32_t id);
 /* DEL_DEV without waiting on a disk still held open (then says by whom);
  * unregisters the id. */
 int ublk_dev_delete(struct ublk_ctrl *c, uint32_t id);

@@ -161,7 +161,7 @@ void ublk_dev_register(uint32_t id, const char *store)
 	pthread_mutex_unlock(&registry_lock);
 }
 
-static void registry_del(uint32_t id)
+void ublk_dev_unregister(uint32_t id)
 {
 	pthread_mutex_lock(&registry_lock);
 	for (unsigned i = 0; i < registry_len; i++)
@@ -266,7 +266,7 @@ int ublk_dev_delete(struct ublk_ctrl *c, uint32_t id)
 		ublk_warn("dev %u: removed, but /dev/ublkb%u is still held open%s%s: its "
 			  "number is freed when it is closed", id, id, who[0] ? " by " : "", who);
 	}
-	registry_del(id);
+	ublk_dev_unregister(id);
 	if (ret >= 0 || ret == -ENODEV) /* else the next server tries again */
 		ublk_dev_forget_owner(id);
 	return ret;

@@ -180,6 +180,7 @@ static int lifecycle(lua_State *L, int (*step)(struct ublk_dev *))
 static int l_start(lua_State *L) { return lifecycle(L, ublk_dev_start); }
 static int l_stop(lua_State *L) { return lifecycle(L, ublk_dev_stop); }
 static int l_close(lua_State *L) { return lifecycle(L, ublk_dev_close); }
+static int l_handover(lua_State *L) { return lifecycle(L, ublk_dev_handover); }
 
 /* __gc: the safety net for a device nobody closed. */
 static int l_gc(lua_State *L)
@@ -343,7 +344,7 @@ void lua_device_register(lua_State *L)
 	static const luaL_Reg methods[] = {
 		{ "start", l_start },	{ "stop", l_stop },   { "close", l_close },
 		{ "info", l_info },	{ "stats", l_stats }, { "state", l_state },
-		{ "stats_address", l_stats_address },
+		{ "stats_address", l_stats_address }, { "handover", l_handover },
 		{ NULL, NULL },
 	};
 

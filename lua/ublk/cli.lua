@@ -24,6 +24,7 @@ usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua list [-n ID] [--json]
        ublk-lua del -n ID | -a
        ublk-lua recover -n ID [SCRIPT [ARGS...]]
+       ublk-lua reload -n ID [SCRIPT [ARGS...]]
        ublk-lua stats -n ID [--json] [--watch SECONDS]
        ublk-lua features [--json]
 
@@ -44,6 +45,8 @@ ARGS reach the script as `...`.
             on (QUIESCED), from the recorded script or SCRIPT
   stats     a device's IOPS, bandwidth, errors and latency percentiles
             (p50/p99/p99.9) per op, over 1 s or every SECONDS
+  reload    replace a running server by a new one (SCRIPT, or the same
+            script read again) without the devices going away
   features  what this kernel's ublk driver can do
 
   -h, --help     show this help
@@ -55,6 +58,7 @@ Exit status: 0 ok, 1 failure, 2 usage.  State: /run/ublk-lua.
 ]=]
 
 pcall(ffi.cdef, "int close(int fd);")
+pcall(ffi.cdef, "void _exit(int status);")
 
 -- A background server (cli_daemon.lua) writes to its log: say whose line.
 local tag = os.getenv("UBLK_SERVE") and ("[%d]"):format(ffi.C.getpid()) or ""
@@ -164,6 +168,21 @@ local function report(devices, err)
   ffi.C.close(fd)
 end
 
+-- `ublk-lua reload` asked this server to leave its devices to a new one
+-- (cli_daemon.lua): none is removed; the process ends at once, so nothing
+-- (no __gc, no reaper) deletes them after.
+local function handover()
+  for _, dev in ipairs(ublk.devices()) do
+    local ok, err = dev._d:handover()
+    if not ok then complain(("%s: %s"):format(dev.path, err)) end
+    say("%s handed over", dev.path)
+  end
+  core.sd_notify("STOPPING=1")
+  io.stdout:flush()
+  io.stderr:flush()
+  ffi.C._exit(0)
+end
+
 -- Serves `what` until a termination signal; 0 or 1.
 local function serve(what)
   -- os.exit in a script removes the devices first, as any other way out
@@ -195,6 +214,7 @@ local function serve(what)
   if ok then core.sd_notify(("READY=1\nMAINPID=%d"):format(ffi.C.getpid())) end
   -- a script may wait for the signal itself (ublk.wait_signal)
   sig = sig or core.wait_signal()
+  if state.handover_asked(ublk.devices()) then return handover() end
   local status, stuck = 0, false
   for _, dev in ipairs(ublk.devices()) do
     local path = dev.path
@@ -224,7 +244,7 @@ local OPTS = {
 local ALLOWED = {
   add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-f"] = 1, ["-t"] = 1, ["-r"] = 1 },
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1 },
-  recover = { ["-n"] = 1 }, features = { ["--json"] = 1 },
+  recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
   stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
 }
 
@@ -252,7 +272,7 @@ local function parse(verb, argv)
   o.script = argv[i]
   o.args = { select(i + 1, unpack(argv)) }
   if verb == "del" and not o.id == not o.all then return nil, "del: give -n ID or -a" end
-  if (verb == "recover" or verb == "stats") and not o.id then
+  if (verb == "recover" or verb == "reload" or verb == "stats") and not o.id then
     return nil, verb .. ": give -n ID"
   end
   if o.watch and o.watch <= 0 then return nil, "stats: --watch needs seconds > 0" end
@@ -268,6 +288,7 @@ end
 local VERBS = {
   add = function(o) return require("ublk.cli_daemon").add(o) end,
   recover = function(o) return require("ublk.cli_daemon").recover(o) end,
+  reload = function(o) return require("ublk.cli_daemon").reload(o) end,
   list = function(o) return require("ublk.cli_admin").list(o) end,
   del = function(o) return require("ublk.cli_admin").del(o) end,
   features = function(o) return require("ublk.cli_admin").features(o) end,

@@ -14,6 +14,7 @@ local daemon = {}
 daemon.LOG = state.dir .. "/server.log"
 
 pcall(ffi.cdef, "int close(int fd);")
+pcall(ffi.cdef, "int kill(int pid, int sig);")
 pcall(ffi.cdef, "int mkdir(const char *path, unsigned mode);")
 
 local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
@@ -95,6 +96,53 @@ function daemon.recover(o)
     end
   end
   return spawn(what)
+end
+
+local function sleep(s) core.wait_signal(math.floor(s * 1000)) end
+
+-- `reload -n ID [SCRIPT ARGS...]`: the server of device ID hands its
+-- devices over (QUIESCE_DEV where the kernel has it, else by leaving, as
+-- a crash would) and a new one, from SCRIPT or the recorded script, takes
+-- them over as `recover` does.  The block devices never go away: their
+-- I/O waits meanwhile, and with recovery "reissue" none fails.
+function daemon.reload(o)
+  local info, err = core.dev_info(o.id)
+  if not info then complain(("device %d: %s"):format(o.id, err)) return 1 end
+  local st = state.read(o.id)
+  if not (st and state.alive(st.pid)) then
+    complain(("device %d has no running ublk-lua server to reload (ublk-lua recover "
+      .. "-n %d takes over one whose server died)"):format(o.id, o.id))
+    return 1
+  end
+  if not info.flags.user_recovery then
+    complain(("device %d was added with recovery = false: it cannot be reloaded"):format(o.id))
+    return 1
+  end
+  local t0 = core.clock()
+  local marked = {}
+  for _, id in ipairs(state.ids()) do
+    local other = state.read(id)
+    if other and other.pid == st.pid then
+      local f = io.open(state.handover_path(id), "w")
+      if f then f:close() marked[#marked + 1] = id end
+    end
+  end
+  ffi.C.kill(st.pid, 15)
+  local gone = false
+  for _ = 1, 400 do
+    if not state.alive(st.pid) then gone = true break end
+    sleep(0.025)
+  end
+  for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end
+  if not gone then
+    complain(("device %d: its server (pid %d) did not hand it over in 10 s"):format(o.id, st.pid))
+    return 1
+  end
+  local status = daemon.recover(o)
+  if status == 0 then
+    io.stdout:write(("reloaded in %.0f ms\n"):format((core.clock() - t0) * 1000))
+  end
+  return status
 end
 
 return daemon

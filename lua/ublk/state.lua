@@ -53,6 +53,20 @@ function state.ids()
   return ids
 end
 
+-- `ublk-lua reload` marks each device of a server it takes over, then
+-- signals it: the server leaves them instead of removing them.
+function state.handover_path(id)
+  return ("%s/dev%d.handover"):format(state.dir, id)
+end
+
+function state.handover_asked(devices)
+  for _, dev in ipairs(devices) do
+    local f = io.open(state.handover_path(dev.id))
+    if f then f:close() return true end
+  end
+  return false
+end
+
 -- Is process pid alive?  (kill 0: EPERM still means it exists.)
 function state.alive(pid)
   if type(pid) ~= "number" or pid <= 0 then return false end

@@ -45,6 +45,7 @@ end
 
 describe("#guest device management", function()
   after_each(function()
+    G.sh("umount /tmp/ublk-reload 2>/dev/null")
     G.sh("%s del -a", G.bin)
     G.sh("pkill -9 -f 'ublk-lua --serve'")
     wait_until(function() return #G.leftovers() == 0 end, 10)
@@ -190,6 +191,34 @@ describe("#guest device management", function()
     assert.truthy(st.latency.read.p50_us > 0 and st.latency.read.p99_us >= st.latency.read.p50_us)
     assert.are.equal(st.total.reads, st.latency.read.count)
     assert(dev:close())
+  end)
+
+  it("reload swaps a Lua backend under a mounted, busy ext4: no I/O error, fsck clean, bytes intact", function()
+    G.must("rm -f /tmp/reload.img /tmp/ublk-reload-version && truncate -s 64M /tmp/reload.img")
+    local id = add("spec/guest/scripts/reloadable.lua v1 /tmp/reload.img")
+    local path = "/dev/ublkb" .. id
+    assert.are.equal("v1", G.read_file("/tmp/ublk-reload-version"))
+    G.must("mkfs.ext4 -q %s && mkdir -p /tmp/ublk-reload && mount %s /tmp/ublk-reload", path, path)
+    G.must("mkdir -p /tmp/reload-src && for i in $(seq 1 30); do "
+      .. "head -c 200000 /dev/urandom > /tmp/reload-src/f$i; done")
+    -- a writer that stops at the first I/O error
+    local writer = G.spawn("set -e; for i in $(seq 1 30); do cp /tmp/reload-src/f$i /tmp/ublk-reload/; "
+      .. "sync /tmp/ublk-reload/f$i; sleep 0.1; done", true)
+    G.sh("sleep 1")
+    local rc, out = cli("reload -n %d spec/guest/scripts/reloadable.lua v2 /tmp/reload.img", id)
+    assert.are.equal(0, rc, out)
+    print("\n  " .. out:match("reloaded in %d+ ms"))
+    assert.matches("dev id " .. id .. ": " .. path .. " .*recovered", out)
+    assert.are.equal(0, writer:wait(120), writer:out() .. writer:err())
+    writer:cleanup()
+    assert.are.equal("v2", G.read_file("/tmp/ublk-reload-version"))
+    G.must("cd /tmp/reload-src && md5sum f* > /tmp/reload.md5 && cd /tmp/ublk-reload && md5sum -c --quiet /tmp/reload.md5")
+    G.must("umount /tmp/ublk-reload")
+    G.must("e2fsck -fn %s", path)
+    G.must("mount %s /tmp/ublk-reload && cd /tmp/ublk-reload && md5sum -c --quiet /tmp/reload.md5 && cd / && umount /tmp/ublk-reload", path)
+    assert.are.equal(0, (cli("del -n %d", id)))
+    G.sh("rm -rf /tmp/reload-src /tmp/reload.img /tmp/reload.md5")
+    clean()
   end)
 
   it("features names what the kernel has and what ublk-lua uses", function()
