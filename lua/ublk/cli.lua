@@ -20,7 +20,7 @@ local cli = {}
 local USAGE = [=[
 usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua add [-t memory|null|file [-s SIZE] [-f FILE] [-q QUEUES] [-d DEPTH]
-                    [-n ID] [-r RECOVERY]] [SCRIPT [ARGS...]]
+                    [-n ID] [-r RECOVERY]] [--restart N] [SCRIPT [ARGS...]]
        ublk-lua list [-n ID] [--json]
        ublk-lua del -n ID | -a
        ublk-lua recover -n ID [SCRIPT [ARGS...]]
@@ -37,7 +37,9 @@ parameters, e.g.
 ARGS reach the script as `...`.
 
   add       serve in the background; returns once every device is usable,
-            one "dev id N: ..." line each (or the error, and no device)
+            one "dev id N: ..." line each (or the error, and no device);
+            --restart N: a supervisor recovers the devices when the server
+            dies from a signal, N times at most
   list      every ublk device on the machine, with its state and server
   del       remove a device (or every device ublk-lua made), whatever
             state its server is in
@@ -240,9 +242,11 @@ local OPTS = {
   ["-n"] = { "id", tonumber }, ["-q"] = { "queues", tonumber }, ["-d"] = { "depth", tonumber },
   ["-s"] = { "size" }, ["-f"] = { "file" }, ["-t"] = { "type" }, ["-r"] = { "recovery" },
   ["--json"] = { "json", true }, ["-a"] = { "all", true }, ["--watch"] = { "watch", tonumber },
+  ["--restart"] = { "restart", tonumber },
 }
 local ALLOWED = {
-  add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-f"] = 1, ["-t"] = 1, ["-r"] = 1 },
+  add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-f"] = 1, ["-t"] = 1, ["-r"] = 1,
+    ["--restart"] = 1 },
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
   stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
@@ -297,7 +301,11 @@ local VERBS = {
 
 function cli.main(argv)
   local first = argv[1]
-  if first == "--serve" then -- a background server (cli_daemon.lua)
+  if first == "--supervise" then -- add --restart (cli_supervise.lua)
+    local what = json.decode(os.getenv("UBLK_SERVE") or "")
+    if type(what) ~= "table" then complain("--supervise: no UBLK_SERVE") return 2 end
+    return require("ublk.cli_supervise").run(what)
+  elseif first == "--serve" then -- a background server (cli_daemon.lua)
     local what = json.decode(os.getenv("UBLK_SERVE") or "")
     if type(what) ~= "table" then complain("--serve: no UBLK_SERVE") return 2 end
     return serve(what)

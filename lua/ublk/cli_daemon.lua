@@ -28,7 +28,8 @@ end
 -- Starts the server for `what` and relays its readiness: 0 or 1.
 local function spawn(what)
   ffi.C.mkdir(state.dir, tonumber("755", 8))
-  local pid, fd, errno = core.spawn_server({ "--serve" }, daemon.LOG, json.encode(what))
+  local pid, fd, errno = core.spawn_server({ what.restart and "--supervise" or "--serve" },
+    daemon.LOG, json.encode(what))
   if not pid then complain("cannot start the server: " .. fd) return 1, errno end
   local pipe = io.open("/proc/self/fd/" .. fd, "r")
   ffi.C.close(fd)
@@ -57,44 +58,47 @@ local function spec_of(o)
 end
 
 function daemon.add(o)
-  if o.type then return spawn({ spec = spec_of(o) }) end
-  return spawn({ script = absolute(o.script), args = o.args })
+  local what = o.type and { spec = spec_of(o) } or { script = absolute(o.script), args = o.args }
+  what.restart = o.restart -- then a supervisor serves it (cli_supervise.lua)
+  return spawn(what)
 end
 
--- A new server for device o.id and for every other device its dead server
--- served, from the recorded script (or o.script): the n-th device the
--- script makes takes over the one that was n-th before.
-function daemon.recover(o)
-  local info, err = core.dev_info(o.id)
-  if not info then complain(("device %d: %s"):format(o.id, err)) return 1 end
-  local st = state.read(o.id)
+-- What a new server for device id must do to take over every device its
+-- dead server served, from `script` (or the recorded one): the n-th device
+-- the script makes takes over the one that was n-th before.
+function daemon.takeover(id, script, args)
+  local info, err = core.dev_info(id)
+  if not info then return nil, ("device %d: %s"):format(id, err) end
+  local st = state.read(id)
   if st and state.alive(st.pid) and info.state == "LIVE" then
-    complain(("device %d is LIVE, served by pid %d: only a device whose server has "
-      .. "died can be recovered"):format(o.id, st.pid))
-    return 1
+    return nil, ("device %d is LIVE, served by pid %d: only a device whose server has "
+      .. "died can be recovered"):format(id, st.pid)
   end
   local what = { takeover = {} }
-  if o.script then
-    what.script, what.args = absolute(o.script), o.args
+  if script then
+    what.script, what.args = absolute(script), args
   elseif st and (st.script or st.spec) then
     what.script, what.args, what.spec = st.script, st.args, st.spec
   else
-    complain(("device %d: ublk-lua has no record of what served it: name the script "
-      .. "(ublk-lua recover -n %d SCRIPT [ARGS...])"):format(o.id, o.id))
-    return 1
+    return nil, ("device %d: ublk-lua has no record of what served it: name the script "
+      .. "(ublk-lua recover -n %d SCRIPT [ARGS...])"):format(id, id)
   end
-  -- every device of the same dead server, by its place in the script
-  local index = st and st.index or 1
-  what.takeover[tostring(index)] = { id = o.id, store = st and st.store }
+  what.takeover[tostring(st and st.index or 1)] = { id = id, store = st and st.store }
   if st and st.pid then
-    for _, id in ipairs(state.ids()) do
-      local other = id ~= o.id and state.read(id)
-      local oi = other and other.pid == st.pid and core.dev_info(id)
+    for _, other_id in ipairs(state.ids()) do
+      local other = other_id ~= id and state.read(other_id)
+      local oi = other and other.pid == st.pid and core.dev_info(other_id)
       if oi and (oi.state == "QUIESCED" or oi.state == "FAIL_IO") and other.index then
-        what.takeover[tostring(other.index)] = { id = id, store = other.store }
+        what.takeover[tostring(other.index)] = { id = other_id, store = other.store }
       end
     end
   end
+  return what
+end
+
+function daemon.recover(o)
+  local what, err = daemon.takeover(o.id, o.script, o.args)
+  if not what then complain(err) return 1 end
   return spawn(what)
 end
 

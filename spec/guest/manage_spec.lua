@@ -47,7 +47,7 @@ describe("#guest device management", function()
   after_each(function()
     G.sh("umount /tmp/ublk-reload 2>/dev/null")
     G.sh("%s del -a", G.bin)
-    G.sh("pkill -9 -f 'ublk-lua --serve'")
+    G.sh("pkill -9 -f 'ublk-lua --supervise'; pkill -9 -f 'ublk-lua --serve'")
     wait_until(function() return #G.leftovers() == 0 end, 10)
   end)
 
@@ -116,6 +116,31 @@ describe("#guest device management", function()
     fio:cleanup()
     rc, out = cli("del -n %d", id)
     assert.are.equal(0, rc, out)
+    clean()
+  end)
+
+  it("add --restart recovers by itself when the server is killed under fio verify", function()
+    local id, pid, line = add("--restart 2 -t memory -s 128MiB -q 2")
+    assert.matches("supervised", line)
+    local path = "/dev/ublkb" .. id
+    local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
+      .. "--bs=4k --iodepth=16 --numjobs=2 --size=16M --offset_increment=64M --rate_iops=1500 "
+      .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --group_reporting"):format(path), true)
+    G.sh("sleep 2")
+    local t0 = G.now()
+    G.must("kill -9 %d", pid)
+    assert.truthy(wait_until(function()
+      local d = listed(id)
+      return d.state == "LIVE" and d.ublk_lua and d.ublk_lua.pid ~= pid and d.ublk_lua.server == "running"
+    end, 30), "not recovered")
+    print(("\n  --restart: kill -9 to LIVE again %.2f s"):format(G.now() - t0))
+    assert.are.equal(0, fio:wait(300), fio:out() .. fio:err())
+    assert.matches("err= 0", fio:out())
+    fio:cleanup()
+    local rc, out = cli("del -n %d", id)
+    assert.are.equal(0, rc, out)
+    assert.truthy(wait_until(function() return not G.sh("pgrep -f 'ublk-lua --supervise'") end, 20),
+      "supervisor still running")
     clean()
   end)
 
