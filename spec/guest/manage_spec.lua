@@ -256,6 +256,25 @@ describe("#guest device management", function()
     assert.truthy(#f.used >= 4)
   end)
 
+  it("200 create/start/close cycles in one process leave no device, record, store or fd", function()
+    local ublk = require "ublk"
+    local ffi = require "ffi"
+    local function fds()
+      return tonumber(G.must("ls /proc/%d/fd | wc -l", ffi.C.getpid()):match("%d+"))
+    end
+    local function cycle()
+      local dev = assert(ublk.device{ size = "4MiB", queues = 2 })
+      assert(dev:start())
+      assert(dev:close())
+    end
+    cycle() -- the first one opens what stays open (Lua modules, libraries)
+    local before, t0 = fds(), G.now()
+    for _ = 1, 200 do cycle() end
+    print(("\n  create + start + close: %.1f ms a cycle"):format((G.now() - t0) * 5))
+    assert.are.equal(before, fds())
+    clean()
+  end)
+
   it("20 add/del cycles leave no device, record or store", function()
     local t0 = G.now()
     for _ = 1, 20 do
