@@ -1,7 +1,14 @@
 -- bench/device.lua: a C-backend device for the benchmark, one per process
 -- so that each one's CPU time can be read from /proc.
--- Run: ublk-lua bench/device.lua BACKEND [PATH|-] [unpinned]
-local backend, path, pin = ...
+-- Run: ublk-lua bench/device.lua BACKEND [PATH|-] [unpinned|nolatency|norecovery ...]
+--   unpinned    queue threads not pinned to the kernel's CPUs for them
+--   nolatency   no latency histograms (what they cost: ublk-lua stats)
+--   norecovery  recovery = false: the memory backend in anonymous memory
+--               rather than its /dev/shm store (what recovery costs)
+local backend, path = ...
 if path == "-" then path = nil end
+local flags = {}
+for i = 3, select("#", ...) do flags[select(i, ...)] = true end
 return { size = "256MiB", queues = 2, depth = 128, backend = backend, path = path,
-  pin = pin ~= "unpinned" }
+  pin = not flags.unpinned, latency = not flags.nolatency,
+  recovery = not flags.norecovery and nil or false }

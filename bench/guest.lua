@@ -72,6 +72,9 @@ local function setup()
 
   ublk_dev("ublk-memory", "bench/device.lua memory")
   ublk_dev("ublk-memory-unpinned", "bench/device.lua memory - unpinned")
+  -- what latency histograms and recovery's /dev/shm store cost
+  ublk_dev("ublk-memory-nolatency", "bench/device.lua memory - nolatency")
+  ublk_dev("ublk-memory-norecovery", "bench/device.lua memory - norecovery")
   ublk_dev("ublk-null", "bench/device.lua null")
   must("truncate -s 256M /tmp/ublk-file.img")
   ublk_dev("ublk-file", "bench/device.lua file /tmp/ublk-file.img")

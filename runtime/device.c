@@ -187,7 +187,7 @@ static void free_queues(struct ublk_dev *d)
 	d->queues = NULL;
 }
 
-int ublk_dev_alloc_queues(struct ublk_dev *d, bool pin)
+int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 {
 	unsigned nr = d->info.nr_hw_queues;
 
@@ -204,7 +204,8 @@ int ublk_dev_alloc_queues(struct ublk_dev *d, bool pin)
 			.cdev_fd = d->cdev_fd,
 			.ioctl_encode = d->ctrl.ioctl_encode,
 			.user_copy = (d->info.flags & UBLK_F_USER_COPY) != 0,
-			.pin = pin,
+			.pin = conf->pin,
+			.latency = conf->latency,
 			.backend = &d->backend,
 			.latch = &d->latch,
 			.stats = ublk_stats_queue(d->stats, i),
@@ -298,7 +299,7 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 	if (ret >= 0)
 		ret = set_params(d, conf);
 	if (ret >= 0)
-		ret = ublk_dev_alloc_queues(d, conf->pin);
+		ret = ublk_dev_alloc_queues(d, conf);
 	if (ret < 0) {
 		ublk_dev_release(d, true);
 		return ret;

@@ -29,6 +29,7 @@ struct ublk_dev_conf {
 	bool read_only;
 	bool discard;		/* advertise discard/write-zeroes if the backend can */
 	bool pin;		/* pin queue threads to the kernel's CPUs for them */
+	bool latency;		/* keep latency histograms (stats.h) */
 	/* 0, or UBLK_F_USER_RECOVERY with _REISSUE or _FAIL_IO: what the
 	 * kernel does with the device when its server dies (see README) */
 	uint64_t recovery;
@@ -60,9 +61,10 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
  * QUIESCED or FAIL_IO): START_USER_RECOVERY (waiting up to 10 s for the old
  * server to be gone), then queues like create's.  ublk_dev_start then
  * fetches every tag and ends the recovery: the waiting I/O is served.  The
- * backend must have the device's size.  A failed recovery leaves the
+ * backend must have the device's size; of conf only pin and latency
+ * count (the rest is the device's own).  A failed recovery leaves the
  * device as it was, recoverable. */
-int ublk_dev_recover(struct ublk_dev *d, uint32_t id, bool pin,
+int ublk_dev_recover(struct ublk_dev *d, uint32_t id, const struct ublk_dev_conf *conf,
 		     const struct ublk_backend_ops *ops,
 		     const struct ublk_backend_conf *bconf);
 int ublk_dev_start(struct ublk_dev *d);

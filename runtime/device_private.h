@@ -14,7 +14,7 @@ int ublk_dev_fail(struct ublk_dev *d, int ret, const char *fmt, ...)
 /* Opens /dev/ublk-control, explaining a missing driver; reads features. */
 int ublk_dev_open_ctrl(struct ublk_dev *d);
 /* One queue per d->info.nr_hw_queues, over d->cdev_fd. */
-int ublk_dev_alloc_queues(struct ublk_dev *d, bool pin);
+int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf);
 /* Frees what exists; `added`: deletes the device too. */
 void ublk_dev_release(struct ublk_dev *d, bool added);
 

@@ -82,7 +82,7 @@ static int check_device(struct ublk_dev *d, uint32_t id)
 	return 0;
 }
 
-int ublk_dev_recover(struct ublk_dev *d, uint32_t id, bool pin,
+int ublk_dev_recover(struct ublk_dev *d, uint32_t id, const struct ublk_dev_conf *conf,
 		     const struct ublk_backend_ops *ops,
 		     const struct ublk_backend_conf *bconf)
 {
@@ -113,7 +113,7 @@ int ublk_dev_recover(struct ublk_dev *d, uint32_t id, bool pin,
 			ret = ublk_dev_fail(d, -errno, "cannot open %s: %s", cdev, strerror(errno));
 	}
 	if (ret >= 0)
-		ret = ublk_dev_alloc_queues(d, pin);
+		ret = ublk_dev_alloc_queues(d, conf);
 	if (ret < 0) {
 		ublk_dev_release(d, false);
 		return ret;

@@ -145,6 +145,7 @@ int lua_device_create(lua_State *L)
 	conf.read_only = bconf.read_only;
 	conf.discard = bool_field(L, 1, "discard");
 	conf.pin = bool_field(L, 1, "pin");
+	conf.latency = bool_field(L, 1, "latency");
 	conf.recovery = (uint64_t)num_field(L, 1, "recovery_flags");
 	lua_getfield(L, 1, "recover");
 	recover = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
@@ -156,7 +157,7 @@ int lua_device_create(lua_State *L)
 	luaL_getmetatable(L, DEV_MT);
 	lua_setmetatable(L, -2);
 	if (recover >= 0)
-		ret = ublk_dev_recover(d, (uint32_t)recover, conf.pin, ops, &bconf);
+		ret = ublk_dev_recover(d, (uint32_t)recover, &conf, ops, &bconf);
 	else
 		ret = ublk_dev_create(d, &conf, ops, &bconf);
 	free(opts);

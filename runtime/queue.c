@@ -72,7 +72,8 @@ static void commit(struct ublk_queue *q, const struct ublk_io *io)
 	struct ublk_queue_stats *st = q->stats;
 	int result = io->result;
 
-	stat_add(&st->lat[ublk_lat_kind(io->op)][ublk_lat_bucket(now_ns() - io->start_ns)], 1);
+	if (q->c.latency)
+		stat_add(&st->lat[ublk_lat_kind(io->op)][ublk_lat_bucket(now_ns() - io->start_ns)], 1);
 	if (result < 0) {
 		stat_add(&st->errors, 1);
 	} else {
@@ -139,7 +140,8 @@ static void handle_request(struct ublk_queue *q, uint16_t tag)
 	struct ublk_backend *b = q->c.backend;
 
 	begin(io, b);
-	io->start_ns = now_ns();
+	if (q->c.latency)
+		io->start_ns = now_ns();
 	io->op = (uint8_t)ublksrv_get_op(iod);
 	io->flags = iod->op_flags & ~0xffu;
 	io->len = iod->nr_sectors << 9;

@@ -44,6 +44,7 @@ struct ublk_queue_conf {
 	bool ioctl_encode;	/* UBLK_U_IO_* command numbers */
 	bool user_copy;		/* UBLK_F_USER_COPY granted */
 	bool pin;		/* run only on `cpus` */
+	bool latency;		/* time each request into the histograms */
 	cpu_set_t cpus;		/* from GET_QUEUE_AFFINITY */
 	struct ublk_backend *backend;
 	struct ublk_latch *latch;	/* counted down once every tag is fetched */

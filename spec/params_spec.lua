@@ -154,7 +154,7 @@ describe("ublk.params", function()
     it("lists the known fields sorted", function()
       assert.are.same({
         "backend", "block_size", "create", "depth", "direct", "discard", "id",
-        "max_io", "name", "path", "pin", "queues", "read_only", "recovery", "size",
+        "latency", "max_io", "name", "path", "pin", "queues", "read_only", "recovery", "size",
       }, params.fields)
     end)
 
@@ -172,6 +172,7 @@ describe("ublk.params", function()
       assert.are.same({
         block_size = 512, queues = 1, depth = 128, max_io = 512 * KiB,
         read_only = false, discard = true, pin = true, id = -1, backend = "memory",
+        latency = true,
       }, params.defaults)
     end)
 
@@ -190,7 +191,7 @@ describe("ublk.params", function()
       assert.are.same({
         size = MiB, block_size = 512, queues = 1, depth = 128,
         max_io = 512 * KiB, read_only = false, discard = true, pin = true, id = -1,
-        backend = "memory",
+        backend = "memory", latency = true,
       }, params.validate({ size = "1MiB" }))
     end)
 
@@ -200,11 +201,13 @@ describe("ublk.params", function()
         size = "2G", block_size = "4K", queues = 4, depth = 64,
         max_io = "1MiB", read_only = true, discard = false, pin = false, id = 3,
         backend = be, path = "/tmp/disk.img", direct = true, create = true, name = "test",
+        latency = false, recovery = "queue",
       })
       assert.are.same({
         size = 2 * GiB, block_size = 4096, queues = 4, depth = 64,
         max_io = MiB, read_only = true, discard = false, pin = false, id = 3,
         backend = be, path = "/tmp/disk.img", direct = true, create = true, name = "test",
+        latency = false, recovery = "queue",
       }, p)
     end)
 

@@ -52,6 +52,7 @@ local DEFAULTS = {
   read_only = false,
   discard = true,
   pin = true,
+  latency = true,     -- latency histograms (ublk-lua stats)
   id = -1,            -- -1: the kernel picks the device number
   backend = "memory",
 }
@@ -65,8 +66,8 @@ local DEFAULT_LIMITS = {
 local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 
 local FIELDS = {
-  "backend", "block_size", "create", "depth", "direct", "discard", "id", "max_io",
-  "name", "path", "pin", "queues", "read_only", "recovery", "size",
+  "backend", "block_size", "create", "depth", "direct", "discard", "id", "latency",
+  "max_io", "name", "path", "pin", "queues", "read_only", "recovery", "size",
 }
 sort(FIELDS)
 
@@ -293,6 +294,7 @@ local function normalise(t, limits)
   out.read_only = check_bool("read_only", get("read_only"))
   out.discard = check_bool("discard", get("discard"))
   out.pin = check_bool("pin", get("pin"))
+  out.latency = check_bool("latency", get("latency"))
   out.recovery = check_recovery(t.recovery)
   -- file backend: absent means its own default (O_DIRECT for block devices)
   if t.direct ~= nil then out.direct = check_bool("direct", t.direct) end
