@@ -81,35 +81,88 @@ static void json_str(const char *json, const char *key, char *out, size_t len)
 	}
 }
 
-int ublk_dev_read_owner(uint32_t id, char *store, size_t len)
+/* Device id's record into json (NUL-terminated); its length, 0 if none. */
+static size_t read_record(uint32_t id, char *json, size_t len)
 {
-	char path[64], json[4096];
-	int fd;
+	char path[64];
 	ssize_t n;
+	int fd;
 
-	if (store && len)
-		store[0] = 0;
+	json[0] = 0;
 	owner_path(path, sizeof(path), id);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
-	n = read(fd, json, sizeof(json) - 1);
+	n = read(fd, json, len - 1);
 	close(fd);
-	if (n <= 0)
+	json[n > 0 ? n : 0] = 0;
+	return n > 0 ? (size_t)n : 0;
+}
+
+int ublk_dev_read_owner(uint32_t id, char *store, size_t len)
+{
+	char json[4096];
+
+	if (store && len)
+		store[0] = 0;
+	if (!read_record(id, json, sizeof(json)))
 		return 0;
-	json[n] = 0;
 	if (store && len)
 		json_str(json, "\"store\":", store, len);
 	return (int)json_num(json, "\"pid\":");
 }
 
+/* Does another record name server pid? */
+static bool pid_has_other(int pid, uint32_t id)
+{
+	DIR *dir = opendir(UBLK_STATE_DIR);
+	struct dirent *e;
+	bool found = false;
+
+	while (dir && !found && (e = readdir(dir))) {
+		unsigned other;
+		char tail;
+
+		if (sscanf(e->d_name, "dev%u%c", &other, &tail) == 1 && other != id)
+			found = ublk_dev_read_owner(other, NULL, 0) == pid;
+	}
+	if (dir)
+		closedir(dir);
+	return found;
+}
+
+/* Unlinks each string of the "shared": [...] list (our own paths). */
+static void unlink_shared(const char *json)
+{
+	const char *p = json_find(json, "\"shared\":"), *end;
+	char path[256];
+
+	if (!p || !(p = strchr(p, '[')))
+		return;
+	while ((p = strpbrk(p, "\"]")) && *p == '"' && (end = strchr(p + 1, '"'))) {
+		if ((size_t)(end - p - 1) < sizeof(path)) {
+			memcpy(path, p + 1, (size_t)(end - p - 1));
+			path[end - p - 1] = 0;
+			unlink(path);
+		}
+		p = end + 1;
+	}
+}
+
+/* The record goes, and the files it names: the store, and the server's
+ * ublk.shared regions once no other device of that server is left. */
 void ublk_dev_forget_owner(uint32_t id)
 {
-	char path[64], store[128];
+	char path[64], store[128], json[4096];
+	int pid;
 
-	ublk_dev_read_owner(id, store, sizeof(store));
+	read_record(id, json, sizeof(json));
+	pid = (int)json_num(json, "\"pid\":");
+	json_str(json, "\"store\":", store, sizeof(store));
 	if (store[0] && unlink(store) < 0 && errno != ENOENT)
 		ublk_warn("dev %u: cannot remove its store %s: %s", id, store, strerror(errno));
+	if (pid > 0 && !pid_has_other(pid, id))
+		unlink_shared(json);
 	owner_path(path, sizeof(path), id);
 	unlink(path);
 	ublk_stats_forget(id);

@@ -153,6 +153,14 @@ static int l_delete(lua_State *L)
 	return 1;
 }
 
+/* core.forget(id): removes device id's record and the files it names (a
+ * device already gone). */
+static int l_forget(lua_State *L)
+{
+	ublk_dev_forget_owner((uint32_t)luaL_checkinteger(L, 1));
+	return 0;
+}
+
 /* core.spawn_server({ argv... }, log_path, env_value) -> pid, read_fd
  * Starts this executable detached (its own session, stdin /dev/null,
  * output appended to log_path) with UBLK_SERVE=env_value and
@@ -265,6 +273,7 @@ void lua_admin_register(lua_State *L)
 		{ "list_dir", l_list_dir },
 		{ "dev_info", l_dev_info },
 		{ "delete", l_delete },
+		{ "forget", l_forget },
 		{ "spawn_server", l_spawn_server },
 		{ "sd_notify", l_sd_notify },
 		{ "clock", l_clock },

@@ -9,8 +9,10 @@
  * main.c are the only code that includes Lua headers.)
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,22 +64,63 @@ static int l_features(lua_State *L)
 struct shared {
 	void *addr;
 	size_t size;
+	char *path;	/* a file on /dev/shm that outlives a crash; removed at gc */
 };
 
+/* Maps `path` for a region of `size`: an existing file must have that
+ * size (a recovering server takes its data over), a new one is made. */
+static void *map_file(lua_State *L, const char *path, size_t size, const char **err)
+{
+	struct stat st;
+	void *addr = MAP_FAILED;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	*err = NULL;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		*err = lua_pushfstring(L, "%s: %s", path, strerror(errno));
+	} else if (st.st_size == 0 && ftruncate(fd, (off_t)size) < 0) {
+		*err = lua_pushfstring(L, "%s: %s", path, strerror(errno));
+	} else if (st.st_size != 0 && (size_t)st.st_size != size) {
+		*err = lua_pushfstring(L, "%s holds %d bytes, not the %d asked for", path,
+				       (int)st.st_size, (int)size);
+	} else {
+		addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+		if (addr == MAP_FAILED)
+			*err = lua_pushfstring(L, "%s: mmap: %s", path, strerror(errno));
+	}
+	if (fd >= 0)
+		close(fd);
+	return addr;
+}
+
+/* core.shared_alloc(size [, path]) -> region | nil, msg, errno: anonymous
+ * memory, or with path a shared file (kept for recovery, see backend.lua). */
 static int l_shared_alloc(lua_State *L)
 {
 	size_t size = (size_t)luaL_checknumber(L, 1);
+	const char *path = luaL_optstring(L, 2, NULL), *err = NULL;
 	struct shared *s = lua_newuserdata(L, sizeof(*s));
 
 	s->addr = NULL;
+	s->path = NULL;
 	luaL_getmetatable(L, SHARED_MT);
 	lua_setmetatable(L, -2);
 	s->size = size;
-	s->addr = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (s->addr == MAP_FAILED) {
+	if (path) {
+		s->addr = map_file(L, path, size, &err);
+		if (s->addr != MAP_FAILED && !(s->path = strdup(path)))
+			err = "out of memory";
+	} else {
+		s->addr = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	}
+	if (s->addr == MAP_FAILED || err) {
+		int e = errno ? errno : EINVAL;
+
+		if (s->addr != MAP_FAILED && s->addr)
+			munmap(s->addr, size);
 		s->addr = NULL;
-		return lua_core_fail(L, strerror(errno), errno);
+		return lua_core_fail(L, err ? err : strerror(e), e);
 	}
 	return 1;
 }
@@ -97,6 +140,10 @@ static int l_shared_gc(lua_State *L)
 	if (s->addr)
 		munmap(s->addr, s->size);
 	s->addr = NULL;
+	if (s->path) /* the server ends normally: its regions go too */
+		unlink(s->path);
+	free(s->path);
+	s->path = NULL;
 	return 0;
 }
 

@@ -13,6 +13,8 @@ local core = require "ublk.core"
 local params = require "ublk.params"
 local transfer = require "ublk.transfer"
 
+pcall(ffi.cdef, "int getpid(void);")
+
 local M = {}
 
 -- ---- C backends ----
@@ -66,13 +68,35 @@ local Shared = {}
 Shared.__index = Shared
 M.Shared = Shared
 
+-- Where the kernel has user recovery, regions live in files on /dev/shm
+-- that outlive a crash: the n-th region a script makes is recorded with its
+-- devices (lua/ublk/state.lua), and the server recovering them maps the
+-- same file as its n-th region (M.takeover_shared, set by the CLI), so a
+-- Lua RAM disk keeps its data.  A server that ends normally removes them.
+M.kept = {}
+local recovery_possible
+
+local function kept_path()
+  if recovery_possible == nil then
+    local f = core.features()
+    recovery_possible = f and f.user_recovery or false
+  end
+  if not recovery_possible then return nil end
+  local n = #M.kept + 1
+  local path = M.takeover_shared and M.takeover_shared[n]
+    or ("/dev/shm/ublk-lua.%d.s%d"):format(ffi.C.getpid(), n)
+  M.kept[n] = path
+  return path
+end
+
 -- ublk.shared(bytes) -> { ptr = uint8_t*, size = n }: zeroed, C-owned,
 -- page aligned, the same address in every queue's Lua state.  Lives as
 -- long as this object (and any device whose backend captured it).
 function M.shared(size)
   local n, err = params.parse_size(size)
   if not n or n == 0 then error("ublk.shared: bad size: " .. tostring(err or size), 2) end
-  local mem = assert(core.shared_alloc(n))
+  local mem, merr = core.shared_alloc(n, kept_path())
+  if not mem then error("ublk.shared: " .. merr, 2) end
   return setmetatable({ ptr = ffi.cast("uint8_t *", mem:address()), size = n, _mem = mem }, Shared)
 end
 

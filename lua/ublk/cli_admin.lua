@@ -157,8 +157,7 @@ local function del_one(id)
   local st = state.read(id)
   if not info then
     if st then
-      os.remove(state.path(id))
-      if st.store then os.remove(st.store) end
+      core.forget(id)
       out("dev id %d: already gone; its stale record removed", id)
       return true
     end

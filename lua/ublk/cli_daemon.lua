@@ -84,6 +84,7 @@ function daemon.takeover(id, script, args)
       .. "(ublk-lua recover -n %d SCRIPT [ARGS...])"):format(id, id)
   end
   what.takeover[tostring(st and st.index or 1)] = { id = id, store = st and st.store }
+  what.shared = st and st.shared -- its ublk.shared regions, in order
   if st and st.pid then
     for _, other_id in ipairs(state.ids()) do
       local other = other_id ~= id and state.read(other_id)

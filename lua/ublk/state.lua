@@ -82,6 +82,8 @@ function state.record(dev, how)
   t.store = info.store
   t.backend, t.size, t.queues, t.depth = info.backend, info.size, info.queues, info.depth
   t.recovery = dev.params.recovery
+  local kept = require("ublk.backend").kept
+  t.shared = #kept > 0 and { unpack(kept) } or nil
   for k, v in pairs(how or {}) do t[k] = v end
   return state.write(dev.id, t)
 end

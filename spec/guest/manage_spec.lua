@@ -86,38 +86,44 @@ describe("#guest device management", function()
     clean()
   end)
 
-  it("a server killed with recovery on leaves the device QUIESCED; recover serves the waiting I/O, fio verify clean", function()
-    local id, pid = add("-t memory -s 128MiB -q 2")
-    local path = "/dev/ublkb" .. id
-    -- two writers on their own halves, paced so the kill lands mid-run;
-    -- each verifies everything it wrote at the end
-    local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
-      .. "--bs=4k --iodepth=16 --numjobs=2 --size=16M --offset_increment=64M --rate_iops=1500 "
-      .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --group_reporting"):format(path), true)
-    G.sh("sleep 2")
-    G.must("kill -9 %d", pid)
-    assert.truthy(wait_until(function() return listed(id).state == "QUIESCED" end), "not QUIESCED")
-    local d = listed(id)
-    assert.is_true(d.recoverable)
-    assert.are.equal("dead", d.ublk_lua.server)
-    -- the next server does not take it away
-    local id2 = add("-t null -s 16MiB")
-    assert.are.equal("QUIESCED", listed(id).state)
-    assert.are.equal(0, (cli("del -n %d", id2)))
-    local t0 = G.now()
-    local rc, out = cli("recover -n %d", id)
-    assert.are.equal(0, rc, out)
-    assert.matches("dev id " .. id .. ": " .. path .. " 128 MiB, 2 queues x 128, memory, pid %d+, recovered", out)
-    print(("\n  recover: %.2f s to LIVE"):format(G.now() - t0))
-    assert.are.equal("LIVE", listed(id).state)
-    assert.are.equal(0, fio:wait(300), fio:out() .. fio:err())
-    assert.matches("err= 0", fio:out())
-    assert.not_matches("verify", fio:err())
-    fio:cleanup()
-    rc, out = cli("del -n %d", id)
-    assert.are.equal(0, rc, out)
-    clean()
-  end)
+  -- the C memory backend (its /dev/shm store) and a RAM disk in Lua (its
+  -- ublk.shared region, kept the same way)
+  for _, case in ipairs({ { "memory", "-t memory -s 128MiB -q 2" },
+                          { "Lua RAM disk", "examples/luamem.lua 128MiB" } }) do
+    it("a server killed with recovery on leaves the device QUIESCED; recover serves the waiting I/O, fio verify clean ("
+        .. case[1] .. ")", function()
+      local id, pid = add(case[2])
+      local path = "/dev/ublkb" .. id
+      -- two writers on their own halves, paced so the kill lands mid-run;
+      -- each verifies everything it wrote at the end
+      local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
+        .. "--bs=4k --iodepth=16 --numjobs=2 --size=16M --offset_increment=64M --rate_iops=1500 "
+        .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --group_reporting"):format(path), true)
+      G.sh("sleep 2")
+      G.must("kill -9 %d", pid)
+      assert.truthy(wait_until(function() return listed(id).state == "QUIESCED" end), "not QUIESCED")
+      local d = listed(id)
+      assert.is_true(d.recoverable)
+      assert.are.equal("dead", d.ublk_lua.server)
+      -- the next server does not take it away
+      local id2 = add("-t null -s 16MiB")
+      assert.are.equal("QUIESCED", listed(id).state)
+      assert.are.equal(0, (cli("del -n %d", id2)))
+      local t0 = G.now()
+      local rc, out = cli("recover -n %d", id)
+      assert.are.equal(0, rc, out)
+      assert.matches("dev id " .. id .. ": " .. path .. " 128 MiB, 2 queues x 128, %a+, pid %d+, recovered", out)
+      print(("\n  recover (%s): %.2f s to LIVE"):format(case[1], G.now() - t0))
+      assert.are.equal("LIVE", listed(id).state)
+      assert.are.equal(0, fio:wait(300), fio:out() .. fio:err())
+      assert.matches("err= 0", fio:out())
+      assert.not_matches("verify", fio:err())
+      fio:cleanup()
+      rc, out = cli("del -n %d", id)
+      assert.are.equal(0, rc, out)
+      clean()
+    end)
+  end
 
   it("add --restart recovers by itself when the server is killed under fio verify", function()
     local id, pid, line = add("--restart 2 -t memory -s 128MiB -q 2")
