@@ -6,6 +6,8 @@
 #   make fuzz       libFuzzer on the request path + seeded property tests
 #                   (FUZZ_SECONDS=60 per target; the corpus is spec/fuzz/corpus)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make rock       build/rock/ublk-lua-VERSION-1.src.rock: the committed tree as a
+#                   LuaRocks source rock (`luarocks --lua-version=5.1 build` it anywhere)
 #   WERROR=1 adds -Werror; SANITIZE=1 builds with ASan+UBSan into build-san
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -41,7 +43,9 @@ OBJS := $(RUNTIME:%=$(B)/obj/%.o)
 BRIDGE_OBJS := $(BRIDGE:%=$(B)/obj/%.o)
 LUA_MODULES := $(wildcard lua/ublk/*.lua)
 
-.PHONY: all deps run test test-host test-guest bench fuzz install clean
+VERSION := $(shell sed -n 's/^\#define UBLK_LUA_VERSION "\(.*\)"/\1/p' runtime/lua_core.c)
+
+.PHONY: all deps run test test-host test-guest bench fuzz install clean rock
 all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test
 
 $(OBJS): $(B)/obj/%.o: runtime/%.c runtime/*.h | $(B)/obj
@@ -111,6 +115,16 @@ install: all
 	install -m 755 $(B)/ublk-lua $(DESTDIR)$(BINDIR)/ublk-lua
 	install -m 755 $(B)/ublk/core.so $(DESTDIR)$(LIBDIR)/ublk/core.so
 	install -m 644 $(LUA_MODULES) $(DESTDIR)$(LUADIR)/ublk/
+
+# A release rockspec made from the scm one, its source the committed tree
+# (git archive), packed with it into one .src.rock that needs no network.
+rock:
+	rm -rf build/rock && mkdir -p build/rock
+	git archive --prefix=ublk-lua-$(VERSION)/ -o build/rock/ublk-lua-$(VERSION).tar.gz HEAD
+	sed -e 's/^version = .*/version = "$(VERSION)-1"/' \
+	    -e 's|^source = .*|source = { url = "file://$(CURDIR)/build/rock/ublk-lua-$(VERSION).tar.gz", dir = "ublk-lua-$(VERSION)" }|' \
+	    ublk-lua-scm-1.rockspec > build/rock/ublk-lua-$(VERSION)-1.rockspec
+	cd build/rock && luarocks --lua-version=5.1 pack ublk-lua-$(VERSION)-1.rockspec
 
 clean:
 	rm -rf build build-san

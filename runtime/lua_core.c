@@ -28,7 +28,7 @@
 #include "stats_cdef.h"
 #include "signals.h"
 
-#define UBLK_LUA_VERSION "0.1.0"
+#define UBLK_LUA_VERSION "0.2.0"
 
 /* nil, "ENAME: message", errno */
 int lua_core_fail(lua_State *L, const char *msg, int err)
