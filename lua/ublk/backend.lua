@@ -160,8 +160,10 @@ end
 
 -- What the C runtime needs to build this backend for a device of `size`
 -- bytes: its string options (runtime/backend_lua.c reads them): the
--- packed handlers, the C delegates it captured, what to advertise.
-function LuaBackend:core_opts(size, read_only)
+-- packed handlers, the C delegates it captured, what to advertise.  With
+-- `keep` (recovery on) memory delegates keep their data in /dev/shm as
+-- ublk.shared regions do, and are taken over the same way.
+function LuaBackend:core_opts(size, read_only, keep)
   local inner, index = {}, {}
   local function special(v)
     local mt = getmetatable(v)
@@ -196,6 +198,7 @@ function LuaBackend:core_opts(size, read_only)
     opts[prefix .. "size"] = ("%d"):format(v.size or (v.name ~= "file" and size or 0))
     opts[prefix .. "read_only"] = flag(v.read_only or read_only)
     for k, x in pairs(c_opts(v)) do opts[prefix .. k] = x end
+    if v.name == "memory" and keep then opts[prefix .. "store"] = kept_path() end
   end
   return opts
 end
@@ -208,7 +211,8 @@ function M.core_spec(p)
   local mt = type(b) == "table" and getmetatable(b)
   if mt == LuaBackend then
     if not b.spec.write then read_only = true end -- nothing to write with
-    return { backend = "lua", opts = b:core_opts(p.size, read_only), read_only = read_only }
+    return { backend = "lua", opts = b:core_opts(p.size, read_only, p.recovery ~= false),
+      read_only = read_only }
   elseif mt == CBackend then
     return { backend = b.name, opts = c_opts(b, p), read_only = read_only }
   elseif type(b) == "table" then

@@ -89,7 +89,8 @@ describe("#guest device management", function()
   -- the C memory backend (its /dev/shm store) and a RAM disk in Lua (its
   -- ublk.shared region, kept the same way)
   for _, case in ipairs({ { "memory", "-t memory -s 128MiB -q 2" },
-                          { "Lua RAM disk", "examples/luamem.lua 128MiB" } }) do
+                          { "Lua RAM disk", "examples/luamem.lua 128MiB" },
+                          { "Lua over a memory delegate", "examples/xor.lua" } }) do
     it("a server killed with recovery on leaves the device QUIESCED; recover serves the waiting I/O, fio verify clean ("
         .. case[1] .. ")", function()
       local id, pid = add(case[2])
