@@ -68,15 +68,18 @@ local Shared = {}
 Shared.__index = Shared
 M.Shared = Shared
 
--- Where the kernel has user recovery, regions live in files on /dev/shm
--- that outlive a crash: the n-th region a script makes is recorded with its
--- devices (lua/ublk/state.lua), and the server recovering them maps the
--- same file as its n-th region (M.takeover_shared, set by the CLI), so a
--- Lua RAM disk keeps its data.  A server that ends normally removes them.
-M.kept = {}
+-- In a server the CLI runs (M.keep, set by lua/ublk/cli.lua) and where the
+-- kernel has user recovery, regions live in files on /dev/shm that outlive
+-- a crash: the n-th region a script makes is recorded with its devices
+-- (lua/ublk/state.lua), and the server recovering them maps the same file
+-- as its n-th region (M.takeover_shared), so a Lua RAM disk keeps its
+-- data.  A server that ends normally removes them.  Elsewhere (a program
+-- of one's own, the specs) there is no `recover` to find them: anonymous.
+M.kept, M.keep = {}, false
 local recovery_possible
 
 local function kept_path()
+  if not M.keep then return nil end
   if recovery_possible == nil then
     local f = core.features()
     recovery_possible = f and f.user_recovery or false

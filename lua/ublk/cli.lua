@@ -112,7 +112,8 @@ local function bring_up(what)
   local script = what.script or ("ublk-lua add -t " .. tostring(what.spec and what.spec.backend))
   local ret
   for n, t in pairs(what.takeover or {}) do ublk._takeover[tonumber(n)] = t end
-  require("ublk.backend").takeover_shared = what.shared
+  local backend = require "ublk.backend"
+  backend.keep, backend.takeover_shared = true, what.shared
   if what.spec then
     ret = what.spec
   else
