@@ -167,6 +167,7 @@ local function del_one(id)
   if st and state.alive(st.pid) and st.pid ~= ffi.C.getpid() and info.state == "LIVE"
       and devices_of(st.pid) == 1 then
     ffi.C.kill(st.pid, 15)
+    ffi.C.kill(st.pid, 18) -- SIGCONT: a stopped server takes its SIGTERM too
     local limit = (tonumber(os.getenv("UBLK_STOP_TIMEOUT")) or 5) + 5
     for _ = 1, limit * 20 do
       if not core.dev_info(id) then
@@ -175,8 +176,15 @@ local function del_one(id)
       end
       sleep(0.05)
     end
-    complain(("device %d: its server (pid %d) did not remove it in %d s: deleting it"):format(
-      id, st.pid, limit))
+    -- it holds requests DEL_DEV would wait for: end it first (SIGKILL), so
+    -- that the kernel fails or requeues them, then delete
+    complain(("device %d: its server (pid %d) did not remove it in %d s: killing it "
+      .. "and deleting the device"):format(id, st.pid, limit))
+    ffi.C.kill(st.pid, 9)
+    for _ = 1, 100 do
+      if not state.alive(st.pid) then break end
+      sleep(0.05)
+    end
   end
   local ok, err = core.delete(id)
   if not ok then
