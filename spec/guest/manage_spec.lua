@@ -47,7 +47,7 @@ describe("#guest device management", function()
   after_each(function()
     G.sh("umount /tmp/ublk-reload 2>/dev/null")
     G.sh("%s del -a", G.bin)
-    G.sh("pkill -9 -f 'ublk-lua --supervise'; pkill -9 -f 'ublk-lua --serve'")
+    G.sh("pkill -9 -f '[u]blk-lua --supervise'; pkill -9 -f '[u]blk-lua --serve'")
     wait_until(function() return #G.leftovers() == 0 end, 10)
   end)
 
@@ -146,7 +146,7 @@ describe("#guest device management", function()
     fio:cleanup()
     local rc, out = cli("del -n %d", id)
     assert.are.equal(0, rc, out)
-    assert.truthy(wait_until(function() return not G.sh("pgrep -f 'ublk-lua --supervise'") end, 20),
+    assert.truthy(wait_until(function() return not G.sh("pgrep -f '[u]blk-lua --supervise'") end, 20),
       "supervisor still running")
     clean()
   end)
@@ -193,7 +193,7 @@ describe("#guest device management", function()
     local jobs = {}
     for _, id in ipairs({ fast, slow }) do
       jobs[#jobs + 1] = G.spawn(("fio --name=r --filename=/dev/ublkb%d --ioengine=libaio --direct=1 "
-        .. "--rw=randread --bs=4k --iodepth=4 --time_based --runtime=4"):format(id), true)
+        .. "--rw=randread --bs=4k --iodepth=4 --time_based --runtime=10"):format(id), true)
     end
     G.sh("sleep 1.5")
     local function sample(id)
@@ -201,8 +201,9 @@ describe("#guest device management", function()
       assert.are.equal(0, rc, out)
       return assert(json.decode(out), out)
     end
-    local f, sl = sample(fast), sample(slow)
+    local f = sample(fast)
     local _, text = cli("stats -n %d", fast)
+    local sl = sample(slow)
     for _, j in ipairs(jobs) do j:wait(60); j:cleanup() end
     print(("\n  stats: memory %.0f IOPS p50 %.0f us p99 %.0f us; slow.lua 20 ms: %.0f IOPS p50 %.0f us"):format(
       f.read.iops, f.read.p50_us, f.read.p99_us, sl.read.iops, sl.read.p50_us))
