@@ -247,25 +247,48 @@ void ublk_dev_release(struct ublk_dev *d, bool added)
 	d->state = UBLK_DEV_CLOSED;
 }
 
-int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
-		    const struct ublk_backend_ops *ops,
-		    const struct ublk_backend_conf *bconf)
+int ublk_dev_init_backend(struct ublk_dev *d, bool recovering,
+			  const struct ublk_backend_ops *ops,
+			  const struct ublk_backend_conf *bconf)
 {
-	char cdev[32];
-	uint64_t t0;
 	int ret;
 
 	memset(d, 0, sizeof(*d));
 	d->cdev_fd = -1;
 	d->ctrl.fd = -1;
 	d->state = UBLK_DEV_CLOSED;
+	d->recovering = recovering;
 	d->backend.ops = ops;
 	ret = ops->create(&d->backend, bconf);
 	if (ret < 0) {
 		d->backend.ops = NULL;
 		return ublk_dev_fail(d, ret, "backend '%s': %s", ops->name,
-			    d->backend.err[0] ? d->backend.err : strerror(-ret));
+				     d->backend.err[0] ? d->backend.err : strerror(-ret));
 	}
+	return 0;
+}
+
+int ublk_dev_open_cdev(struct ublk_dev *d)
+{
+	char cdev[32];
+
+	snprintf(cdev, sizeof(cdev), "/dev/ublkc%u", d->info.dev_id);
+	d->cdev_fd = open(cdev, O_RDWR | O_CLOEXEC);
+	if (d->cdev_fd < 0)
+		return ublk_dev_fail(d, -errno, "cannot open %s: %s", cdev, strerror(errno));
+	return 0;
+}
+
+int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
+		    const struct ublk_backend_ops *ops,
+		    const struct ublk_backend_conf *bconf)
+{
+	uint64_t t0;
+	int ret;
+
+	ret = ublk_dev_init_backend(d, false, ops, bconf);
+	if (ret < 0)
+		return ret;
 	if (!d->backend.size || d->backend.size % conf->block_size) {
 		ublk_dev_release(d, false);
 		return ublk_dev_fail(d, -EINVAL, "size %llu is not a positive multiple of block_size %u",
@@ -290,12 +313,8 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 	}
 	ublk_dev_register(d->info.dev_id, d->backend.store);
 	ret = check_granted(d, conf);
-	snprintf(cdev, sizeof(cdev), "/dev/ublkc%u", d->info.dev_id);
-	if (ret >= 0) {
-		d->cdev_fd = open(cdev, O_RDWR | O_CLOEXEC);
-		if (d->cdev_fd < 0)
-			ret = ublk_dev_fail(d, -errno, "cannot open %s: %s", cdev, strerror(errno));
-	}
+	if (ret >= 0)
+		ret = ublk_dev_open_cdev(d);
 	if (ret >= 0)
 		ret = set_params(d, conf);
 	if (ret >= 0)

@@ -11,6 +11,13 @@
 /* Writes the user's sentence into d->err; returns ret. */
 int ublk_dev_fail(struct ublk_dev *d, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Zeroes d and creates its backend (recovering: nothing will delete the
+ * device or its store). */
+int ublk_dev_init_backend(struct ublk_dev *d, bool recovering,
+			  const struct ublk_backend_ops *ops,
+			  const struct ublk_backend_conf *bconf);
+/* Opens /dev/ublkcN for d->info.dev_id into d->cdev_fd. */
+int ublk_dev_open_cdev(struct ublk_dev *d);
 /* Opens /dev/ublk-control, explaining a missing driver; reads features. */
 int ublk_dev_open_ctrl(struct ublk_dev *d);
 /* One queue per d->info.nr_hw_queues, over d->cdev_fd. */

@@ -86,32 +86,19 @@ int ublk_dev_recover(struct ublk_dev *d, uint32_t id, const struct ublk_dev_conf
 		     const struct ublk_backend_ops *ops,
 		     const struct ublk_backend_conf *bconf)
 {
-	char cdev[32];
 	int ret;
 
-	memset(d, 0, sizeof(*d));
-	d->cdev_fd = -1;
-	d->ctrl.fd = -1;
-	d->state = UBLK_DEV_CLOSED;
-	d->recovering = true; /* from here on nothing deletes the device or its store */
-	d->backend.ops = ops;
-	ret = ops->create(&d->backend, bconf);
-	if (ret < 0) {
-		d->backend.ops = NULL;
-		return ublk_dev_fail(d, ret, "backend '%s': %s", ops->name,
-				     d->backend.err[0] ? d->backend.err : strerror(-ret));
-	}
+	/* recovering: from here on nothing deletes the device or its store */
+	ret = ublk_dev_init_backend(d, true, ops, bconf);
+	if (ret < 0)
+		return ret;
 	ret = ublk_dev_open_ctrl(d);
 	if (ret >= 0)
 		ret = check_device(d, id);
 	if (ret >= 0)
 		ret = start_recovery(d, id);
-	snprintf(cdev, sizeof(cdev), "/dev/ublkc%u", id);
-	if (ret >= 0) {
-		d->cdev_fd = open(cdev, O_RDWR | O_CLOEXEC);
-		if (d->cdev_fd < 0)
-			ret = ublk_dev_fail(d, -errno, "cannot open %s: %s", cdev, strerror(errno));
-	}
+	if (ret >= 0)
+		ret = ublk_dev_open_cdev(d);
 	if (ret >= 0)
 		ret = ublk_dev_alloc_queues(d, conf);
 	if (ret < 0) {
