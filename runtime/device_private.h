@@ -22,6 +22,8 @@ int ublk_dev_open_cdev(struct ublk_dev *d);
 int ublk_dev_open_ctrl(struct ublk_dev *d);
 /* One queue per d->info.nr_hw_queues, over d->cdev_fd. */
 int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf);
+/* Asks the first nr queue threads to leave and joins them. */
+void ublk_dev_stop_queues(struct ublk_dev *d, unsigned nr);
 /* Frees what exists; `added`: deletes the device too. */
 void ublk_dev_release(struct ublk_dev *d, bool added);
 
