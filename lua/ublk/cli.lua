@@ -14,50 +14,10 @@ local core = require "ublk.core"
 local params = require "ublk.params"
 local json = require "ublk.json"
 local state = require "ublk.state"
+local args = require "ublk.cli_args"
 
 local cli = {}
 
-local USAGE = [=[
-usage: ublk-lua SCRIPT [ARGS...]
-       ublk-lua add [-t memory|null|file [-s SIZE] [-f FILE] [-q QUEUES] [-d DEPTH]
-                    [-n ID] [-r RECOVERY]] [--restart N] [SCRIPT [ARGS...]]
-       ublk-lua list [-n ID] [--json]
-       ublk-lua del -n ID | -a
-       ublk-lua recover -n ID [SCRIPT [ARGS...]]
-       ublk-lua reload -n ID [SCRIPT [ARGS...]]
-       ublk-lua stats -n ID [--json] [--watch SECONDS]
-       ublk-lua features [--json]
-
-SCRIPT alone: serves the block devices that SCRIPT describes in the
-foreground until a termination signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
-SIGUSR1, ...), then removes them.  SCRIPT returns a table of device
-parameters, e.g.
-  return { size = "256MiB", queues = 2, depth = 128, backend = "memory" }
-(or a list of such tables), or creates devices with require "ublk".
-ARGS reach the script as `...`.
-
-  add       serve in the background; returns once every device is usable,
-            one "dev id N: ..." line each (or the error, and no device);
-            --restart N: a supervisor recovers the devices when the server
-            dies from a signal, N times at most
-  list      every ublk device on the machine, with its state and server
-  del       remove a device (or every device ublk-lua made), whatever
-            state its server is in
-  recover   a new server for the devices whose server died with recovery
-            on (QUIESCED), from the recorded script or SCRIPT
-  stats     a device's IOPS, bandwidth, errors and latency percentiles
-            (p50/p99/p99.9) per op, over 1 s or every SECONDS
-  reload    replace a running server by a new one (SCRIPT, or the same
-            script read again) without the devices going away
-  features  what this kernel's ublk driver can do
-
-  -h, --help     show this help
-  -V, --version  show the version
-Environment: UBLK_LOG=error|warn|info|debug
-  UBLK_STOP_TIMEOUT=SECONDS  after a signal, how long the script may take to
-                 remove its devices before they are removed without it (5)
-Exit status: 0 ok, 1 failure, 2 usage.  State: /run/ublk-lua.
-]=]
 
 pcall(ffi.cdef, "int close(int fd);")
 pcall(ffi.cdef, "void _exit(int status);")
@@ -239,58 +199,6 @@ local function serve(what)
   return status
 end
 
--- Options of a verb: o.id, o.json, ... and o.script, o.args after them.
-local OPTS = {
-  ["-n"] = { "id", tonumber }, ["-q"] = { "queues", tonumber }, ["-d"] = { "depth", tonumber },
-  ["-s"] = { "size" }, ["-f"] = { "file" }, ["-t"] = { "type" }, ["-r"] = { "recovery" },
-  ["--json"] = { "json", true }, ["-a"] = { "all", true }, ["--watch"] = { "watch", tonumber },
-  ["--restart"] = { "restart", tonumber },
-}
-local ALLOWED = {
-  add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-f"] = 1, ["-t"] = 1, ["-r"] = 1,
-    ["--restart"] = 1 },
-  list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1 },
-  recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
-  stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
-}
-
-local function parse(verb, argv)
-  local o, i = {}, 2
-  while argv[i] and argv[i]:sub(1, 1) == "-" do
-    local a = argv[i]
-    if a == "-h" or a == "--help" then return nil, "help" end
-    local spec = OPTS[a]
-    if not spec or not ALLOWED[verb][a] then
-      return nil, ("%s: unknown option '%s'"):format(verb, a)
-    end
-    if spec[2] == true then
-      o[spec[1]] = true
-      i = i + 1
-    else
-      local v = argv[i + 1]
-      if v == nil then return nil, ("%s: %s needs a value"):format(verb, a) end
-      o[spec[1]] = spec[2] and spec[2](v) or v
-      if o[spec[1]] == nil then return nil, ("%s: %s needs a number, got '%s'"):format(verb, a, v) end
-      i = i + 2
-    end
-  end
-  if o.recovery == "false" then o.recovery = false end
-  o.script = argv[i]
-  o.args = { select(i + 1, unpack(argv)) }
-  if verb == "del" and not o.id == not o.all then return nil, "del: give -n ID or -a" end
-  if (verb == "recover" or verb == "reload" or verb == "stats") and not o.id then
-    return nil, verb .. ": give -n ID"
-  end
-  if o.watch and o.watch <= 0 then return nil, "stats: --watch needs seconds > 0" end
-  if verb == "add" and not o.script == not o.type then
-    return nil, "add: give a SCRIPT or -t memory|null|file"
-  end
-  if (verb == "list" or verb == "features" or verb == "del" or verb == "stats") and o.script then
-    return nil, ("%s: unexpected argument '%s'"):format(verb, o.script)
-  end
-  return o
-end
-
 local VERBS = {
   add = function(o) return require("ublk.cli_daemon").add(o) end,
   recover = function(o) return require("ublk.cli_daemon").recover(o) end,
@@ -312,17 +220,17 @@ function cli.main(argv)
     if type(what) ~= "table" then complain("--serve: no UBLK_SERVE") return 2 end
     return serve(what)
   elseif first == nil then
-    io.stderr:write(USAGE)
+    io.stderr:write(args.usage)
     return 2
   elseif first == "-h" or first == "--help" then
-    io.stdout:write(USAGE)
+    io.stdout:write(args.usage)
     return 0
   elseif first == "-V" or first == "--version" then
     say("ublk-lua %s", ublk.version)
     return 0
   elseif VERBS[first] then
-    local o, err = parse(first, argv)
-    if err == "help" then io.stdout:write(USAGE) return 0 end
+    local o, err = args.parse(first, argv)
+    if err == "help" then io.stdout:write(args.help[first]) return 0 end
     if not o then complain(err .. " (try --help)") return 2 end
     return VERBS[first](o)
   elseif first:sub(1, 1) == "-" then

@@ -1,0 +1,152 @@
+-- ublk.cli_args: the command line's words: the usage, each verb's help,
+-- and the options of a verb parsed into a table (lua/ublk/cli.lua runs
+-- them).  Exit status 2 for what this refuses.
+local args = {}
+
+args.usage = [=[
+usage: ublk-lua SCRIPT [ARGS...]
+       ublk-lua add [-t memory|null|file [-s SIZE] [-f FILE] [-q QUEUES] [-d DEPTH]
+                    [-n ID] [-r RECOVERY]] [--restart N] [SCRIPT [ARGS...]]
+       ublk-lua list [-n ID] [--json]
+       ublk-lua del -n ID | -a
+       ublk-lua recover -n ID [SCRIPT [ARGS...]]
+       ublk-lua reload -n ID [SCRIPT [ARGS...]]
+       ublk-lua stats -n ID [--json] [--watch SECONDS]
+       ublk-lua features [--json]
+
+SCRIPT alone: serves the block devices that SCRIPT describes in the
+foreground until a termination signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+SIGUSR1, ...), then removes them.  SCRIPT returns a table of device
+parameters, e.g.
+  return { size = "256MiB", queues = 2, depth = 128, backend = "memory" }
+(or a list of such tables), or creates devices with require "ublk".
+ARGS reach the script as `...`.
+
+  add       serve in the background; returns once every device is usable,
+            one "dev id N: ..." line each (or the error, and no device);
+            --restart N: a supervisor recovers the devices when the server
+            dies from a signal, N times at most
+  list      every ublk device on the machine, with its state and server
+  del       remove a device (or every device ublk-lua made), whatever
+            state its server is in
+  recover   a new server for the devices whose server died with recovery
+            on (QUIESCED), from the recorded script or SCRIPT
+  stats     a device's IOPS, bandwidth, errors and latency percentiles
+            (p50/p99/p99.9) per op, over 1 s or every SECONDS
+  reload    replace a running server by a new one (SCRIPT, or the same
+            script read again) without the devices going away
+  features  what this kernel's ublk driver can do
+
+  -h, --help     show this help
+  -V, --version  show the version
+Environment: UBLK_LOG=error|warn|info|debug
+  UBLK_STOP_TIMEOUT=SECONDS  after a signal, how long the script may take to
+                 remove its devices before they are removed without it (5)
+Exit status: 0 ok, 1 failure, 2 usage.  State: /run/ublk-lua.
+]=]
+
+-- Options of a verb: o.id, o.json, ... and o.script, o.args after them.
+local OPTS = {
+  ["-n"] = { "id", tonumber }, ["-q"] = { "queues", tonumber }, ["-d"] = { "depth", tonumber },
+  ["-s"] = { "size" }, ["-f"] = { "file" }, ["-t"] = { "type" }, ["-r"] = { "recovery" },
+  ["--json"] = { "json", true }, ["-a"] = { "all", true }, ["--watch"] = { "watch", tonumber },
+  ["--restart"] = { "restart", tonumber },
+}
+local ALLOWED = {
+  add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-f"] = 1, ["-t"] = 1, ["-r"] = 1,
+    ["--restart"] = 1 },
+  list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1 },
+  recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
+  stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
+}
+
+function args.parse(verb, argv)
+  local o, i = {}, 2
+  while argv[i] and argv[i]:sub(1, 1) == "-" do
+    local a = argv[i]
+    if a == "-h" or a == "--help" then return nil, "help" end
+    local spec = OPTS[a]
+    if not spec or not ALLOWED[verb][a] then
+      return nil, ("%s: unknown option '%s'"):format(verb, a)
+    end
+    if spec[2] == true then
+      o[spec[1]] = true
+      i = i + 1
+    else
+      local v = argv[i + 1]
+      if v == nil then return nil, ("%s: %s needs a value"):format(verb, a) end
+      o[spec[1]] = spec[2] and spec[2](v) or v
+      if o[spec[1]] == nil then return nil, ("%s: %s needs a number, got '%s'"):format(verb, a, v) end
+      i = i + 2
+    end
+  end
+  if o.recovery == "false" then o.recovery = false end
+  o.script = argv[i]
+  o.args = { select(i + 1, unpack(argv)) }
+  if verb == "del" and not o.id == not o.all then return nil, "del: give -n ID or -a" end
+  if (verb == "recover" or verb == "reload" or verb == "stats") and not o.id then
+    return nil, verb .. ": give -n ID"
+  end
+  if o.watch and o.watch <= 0 then return nil, "stats: --watch needs seconds > 0" end
+  if verb == "add" and not o.script == not o.type then
+    return nil, "add: give a SCRIPT or -t memory|null|file"
+  end
+  if (verb == "list" or verb == "features" or verb == "del" or verb == "stats") and o.script then
+    return nil, ("%s: unexpected argument '%s'"):format(verb, o.script)
+  end
+  return o
+end
+
+-- `ublk-lua VERB --help`
+args.help = {
+  add = [=[
+usage: ublk-lua add [--restart N] SCRIPT [ARGS...]
+       ublk-lua add [--restart N] -t memory|null|file [-s SIZE] [-f FILE] [-q QUEUES]
+                    [-d DEPTH] [-n ID] [-r reissue|queue|fail|false]
+Serves in the background and returns once every device is usable, printing
+"dev id N: /dev/ublkbN SIZE, Q queues x D, BACKEND, pid P" for each; or the
+script's error, exit 1, and no device.  Output goes to /run/ublk-lua/server.log.
+  -t TYPE   a device without a script      -s SIZE   its size (e.g. 1GiB)
+  -f FILE   the file backend's file        -q, -d    queues, depth per queue
+  -n ID     the device id to ask for       -r        recovery (default reissue)
+  --restart N  a supervisor recovers the devices when the server dies from a
+               signal, N times at most
+]=],
+  list = [=[
+usage: ublk-lua list [-n ID] [--json]
+Every ublk device on the machine as the kernel reports it (state, server pid,
+queues, depth, size, block size, flags), and for ublk-lua's own its server,
+script, backend, recovery and store.
+]=],
+  del = [=[
+usage: ublk-lua del -n ID | -a
+Removes device ID (-a: every device ublk-lua made), whatever its server's
+state: a running server is asked to end (SIGTERM, SIGKILL if it does not),
+a dead one's device is deleted directly.  Never waits on a disk still held.
+]=],
+  recover = [=[
+usage: ublk-lua recover -n ID [SCRIPT [ARGS...]]
+A new server, in the background, for device ID and every other device its
+dead server served (they are QUIESCED or FAIL_IO: recovery was on), from the
+recorded script or SCRIPT.  The I/O that waited is served; data kept in
+/dev/shm (memory backend, ublk.shared) is found again.
+]=],
+  reload = [=[
+usage: ublk-lua reload -n ID [SCRIPT [ARGS...]]
+Replaces the running server of device ID by a new one (SCRIPT, or the same
+script read again) without the devices going away: edit a Lua backend,
+reload, keep testing with the filesystem still mounted.  Needs recovery on.
+]=],
+  stats = [=[
+usage: ublk-lua stats -n ID [--json] [--watch SECONDS]
+IOPS, bandwidth, errors and latency percentiles (p50/p99/p99.9, the server's
+part of each request) per op over one second, or every SECONDS until a
+signal; read from the server's shared counters, without asking it anything.
+]=],
+  features = [=[
+usage: ublk-lua features [--json]
+The kernel's ublk features by name, and which of them ublk-lua uses.
+]=],
+}
+
+return args
