@@ -32,6 +32,31 @@ describe("ublk-lua command", function()
     assert.matches("usage:", out)
   end)
 
+  it("gives each verb its own --help, and exit 2 for a verb used wrongly", function()
+    for _, verb in ipairs({ "add", "list", "del", "recover", "reload", "stats", "features" }) do
+      local rc, out = run(verb .. " --help")
+      assert.are.equal(0, rc, verb)
+      assert.matches("^usage: ublk%-lua " .. verb, out)
+    end
+    for args, says in pairs({
+      ["del"] = "del: give %-n ID or %-a", ["del -n 1 -a"] = "del: give %-n ID or %-a",
+      ["recover"] = "recover: give %-n ID", ["stats -n 1 --watch 0"] = "%-%-watch needs seconds",
+      ["list -x"] = "list: unknown option '%-x'", ["add"] = "add: give a SCRIPT or %-t",
+      ["add -t memory x.lua"] = "add: give a SCRIPT or %-t", ["list -n"] = "%-n needs a value",
+      ["del -n one"] = "%-n needs a number, got 'one'", ["features extra"] = "unexpected argument",
+    }) do
+      local rc, out = run(args)
+      assert.are.equal(2, rc, args)
+      assert.matches(says, out)
+    end
+  end)
+
+  it("says a device has no statistics when nothing serves it", function()
+    local rc, out = run("stats -n 4711")
+    assert.are.equal(1, rc)
+    assert.matches("device 4711: no statistics", out)
+  end)
+
   it("refuses an unknown option", function()
     local rc, out = run("--frobnicate")
     assert.are.equal(2, rc)

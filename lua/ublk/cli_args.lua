@@ -75,7 +75,7 @@ function args.parse(verb, argv)
     else
       local v = argv[i + 1]
       if v == nil then return nil, ("%s: %s needs a value"):format(verb, a) end
-      o[spec[1]] = spec[2] and spec[2](v) or v
+      if spec[2] then o[spec[1]] = spec[2](v) else o[spec[1]] = v end
       if o[spec[1]] == nil then return nil, ("%s: %s needs a number, got '%s'"):format(verb, a, v) end
       i = i + 2
     end
