@@ -225,6 +225,7 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		    const struct ublk_backend_ops *ops,
 		    const struct ublk_backend_conf *bconf)
 {
+	struct ublk_dev_conf lowered;
 	char cdev[32];
 	uint64_t t0;
 	int ret;
@@ -239,6 +240,12 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		d->backend.ops = NULL;
 		return fail(d, ret, "backend '%s': %s", ops->name,
 			    d->backend.err[0] ? d->backend.err : strerror(-ret));
+	}
+	/* a backend whose queues cannot be independent asks for fewer */
+	if (d->backend.max_queues && conf->queues > d->backend.max_queues) {
+		lowered = *conf;
+		lowered.queues = d->backend.max_queues;
+		conf = &lowered;
 	}
 	if (!d->backend.size || d->backend.size % conf->block_size) {
 		release(d, false);
