@@ -161,7 +161,7 @@ static void conn_lost(struct nbd_conn *c)
 	c->lost = true;
 	ublk_err("dev %u queue %u: lost the NBD connection to '%s': %s; requests fail "
 		 "with EIO", ublk_queue_dev_id(c->q), ublk_queue_id(c->q), c->uri,
-		 nbd_get_error() ? nbd_get_error() : "closed");
+		 nbd_get_error() ? nbd_get_error() : "the server closed it");
 }
 
 /* Polls the socket the way libnbd wants to move next.  libnbd reads or
