@@ -154,7 +154,8 @@ describe("ublk.params", function()
     it("lists the known fields sorted", function()
       assert.are.same({
         "backend", "block_size", "connections", "create", "depth", "direct", "discard",
-        "id", "max_io", "name", "path", "pin", "queues", "read_only", "size", "uri",
+        "id", "max_io", "name", "path", "pin", "queues", "read_only", "reconnect", "size",
+        "uri",
       }, params.fields)
     end)
 
@@ -503,6 +504,8 @@ describe("ublk.params", function()
           "connections = 0: must be an integer from 1 to 4096")
         assert.are.equal(2, params.validate({ backend = "nbd", uri = "nbd://h/",
           connections = 2 }).connections)
+        has(verr({ backend = "nbd", uri = "nbd://h/", reconnect = -1 }),
+          "reconnect = -1: must be a number of tries from 0 to 1000")
       end)
     end)
 

@@ -54,12 +54,13 @@ function M.file(t)
 end
 
 -- ublk.nbd{ uri = "nbd://host:port/export" | "nbd+unix:///export?socket=PATH"
--- [, connections = N] [, size = ...] [, read_only = true] }, or the URI alone
+-- [, connections = N] [, reconnect = TRIES] [, size = ...] [, read_only = true] },
+-- or the URI alone
 function M.nbd(t)
   if type(t) == "string" then t = { uri = t } end
-  local b = c_backend("nbd", t, { uri = true, connections = true, size = true,
-    read_only = true })
-  local ok, err = params.check_nbd(b.uri, b.connections)
+  local b = c_backend("nbd", t, { uri = true, connections = true, reconnect = true,
+    size = true, read_only = true })
+  local ok, err = params.check_nbd(b.uri, b.connections, b.reconnect)
   if not ok then error("ublk.nbd: " .. err, 2) end
   return b
 end
@@ -142,10 +143,11 @@ local function first(a, b) if a == nil then return b end return a end
 -- the device's own path, direct and create, which the object's override.
 local function c_opts(b, p)
   p = p or {}
-  local conns = b.connections or p.connections
+  local conns, tries = b.connections or p.connections, b.reconnect or p.reconnect
   return { path = b.path or p.path, direct = choice(first(b.direct, p.direct)),
     create = flag(first(b.create, p.create)), uri = b.uri or p.uri,
-    connections = conns and ("%d"):format(conns) or nil }
+    connections = conns and ("%d"):format(conns) or nil,
+    reconnect = tries and ("%d"):format(tries) or nil }
 end
 
 -- What the C runtime needs to build this backend for a device of `size`

@@ -66,7 +66,7 @@ local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 
 local FIELDS = {
   "backend", "block_size", "connections", "create", "depth", "direct", "discard", "id",
-  "max_io", "name", "path", "pin", "queues", "read_only", "size", "uri",
+  "max_io", "name", "path", "pin", "queues", "read_only", "reconnect", "size", "uri",
 }
 sort(FIELDS)
 
@@ -258,11 +258,11 @@ local function check_limits(limits)
   return out
 end
 
--- params.check_nbd(uri, connections) -> true | nil, message: what the nbd
--- backend (ublk.nbd{} or backend = "nbd") accepts.
+-- params.check_nbd(uri, connections, reconnect) -> true | nil, message: what
+-- the nbd backend (ublk.nbd{} or backend = "nbd") accepts.
 local NBD_SCHEMES = { "nbd://", "nbds://", "nbd+unix://", "nbds+unix://", "nbd+vsock://" }
 
-function params.check_nbd(uri, connections)
+function params.check_nbd(uri, connections, reconnect)
   if type(uri) ~= "string" then
     return nil, format("uri = %s: must be a string such as \"nbd://host:port/export\""
       .. " or \"nbd+unix:///export?socket=PATH\"", show(uri))
@@ -278,6 +278,10 @@ function params.check_nbd(uri, connections)
       or connections > 4096) then
     return nil, format("connections = %s: must be an integer from 1 to 4096",
       show(connections))
+  end
+  if reconnect ~= nil and (not is_int(reconnect) or reconnect < 0 or reconnect > 1000) then
+    return nil, format("reconnect = %s: must be a number of tries from 0 to 1000",
+      show(reconnect))
   end
   return true
 end
@@ -311,16 +315,17 @@ local function normalise(t, limits)
   out.backend = check_backend(get("backend"), limits.backends)
   out.path = check_string("path", t.path, false)
   out.name = check_string("name", t.name, true)
-  if t.uri ~= nil or t.connections ~= nil or backend_name(out.backend) == "nbd" then
+  if t.uri ~= nil or t.connections ~= nil or t.reconnect ~= nil
+      or backend_name(out.backend) == "nbd" then
     local b = type(out.backend) == "table" and out.backend or {}
     local uri = t.uri or b.uri
     if uri == nil and backend_name(out.backend) == "nbd" then
       fail("missing parameter 'uri': the nbd backend needs \"nbd://host:port/export\""
         .. " or \"nbd+unix:///export?socket=PATH\"")
     end
-    local ok, err = params.check_nbd(uri, t.connections)
+    local ok, err = params.check_nbd(uri, t.connections, t.reconnect)
     if not ok then fail(err) end
-    out.uri, out.connections = t.uri, t.connections
+    out.uri, out.connections, out.reconnect = t.uri, t.connections, t.reconnect
   end
   if backend_name(out.backend) == "file" and not out.path
       and not (type(out.backend) == "table" and out.backend.path) then

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -306,7 +307,7 @@ static void test_protocol(void)
 /* nbdkit's memory plugin on a unix socket, as the nbd backend's server:
  * its pid, or -1 (no nbdkit here). */
 static int nbdkit_start(const char *sock, const char *pidfile, const char *filter,
-			const char *params)
+			const char *plugin)
 {
 	char cmd[512];
 	FILE *f = NULL;
@@ -314,8 +315,8 @@ static int nbdkit_start(const char *sock, const char *pidfile, const char *filte
 
 	unlink(pidfile);
 	unlink(sock); /* a killed server leaves it */
-	snprintf(cmd, sizeof(cmd), "nbdkit -U %s -P %s %s memory 16M %s", sock,
-		 pidfile, filter, params);
+	snprintf(cmd, sizeof(cmd), "nbdkit -U %s -P %s %s %s", sock, pidfile,
+		 filter, plugin);
 	if (system(cmd) != 0)
 		return -1;
 	/* nbdkit's parent may exit before its daemon has written the file */
@@ -342,7 +343,7 @@ static void test_nbd(void)
 		      strstr(b.err, "cannot connect to 'nbd+unix:///?socket=/tmp/ublk-nbd-nothing.sock'"),
 	      "nbd: nothing listening is refused at create, naming the URI");
 	pid = nbdkit_start("/tmp/ublk-backend-test-nbd.sock", "/tmp/ublk-backend-test-nbd.pid", "",
-			   "");
+			   "memory 16M");
 	if (pid < 0) {
 		printf("not ok %d - nbd: nbdkit did not start (spec/deps installs it)\n", ++checks);
 		failed++;
@@ -379,7 +380,7 @@ static void test_nbd(void)
 	memset(&b, 0, sizeof(b));
 	b.ops = ublk_backend_find("nbd");
 	pid = nbdkit_start("/tmp/ublk-backend-test-nbd.sock", "/tmp/ublk-backend-test-nbd.pid",
-			   "--filter=delay", "delay-read=10");
+			   "--filter=delay", "memory 16M delay-read=10");
 	if (pid > 0 && b.ops->create(&b, &conf) == 0) {
 		time_t t0 = time(NULL);
 
@@ -398,6 +399,52 @@ static void test_nbd(void)
 	free(back);
 }
 
+/* reconnect: a server that comes back gets the requests that waited; one
+ * that does not fails them with EIO once the tries are spent */
+static void test_nbd_reconnect(void)
+{
+	struct ublk_backend b = { .ops = ublk_backend_find("nbd") };
+	const char *sock = "/tmp/ublk-backend-test-nbd.sock", *pidfile = "/tmp/ublk-backend-test-nbd.pid";
+	const char *plugin = "file /tmp/ublk-backend-test-nbd.img";
+	const char *opts[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-nbd.sock",
+			       "reconnect", "4", NULL };
+	struct ublk_backend_conf conf = { .block_size = 512, .opts = opts };
+	time_t t0;
+	FILE *f;
+	int pid;
+
+	if (system("truncate -s 16M /tmp/ublk-backend-test-nbd.img") != 0 ||
+	    (pid = nbdkit_start(sock, pidfile, "", plugin)) < 0 || b.ops->create(&b, &conf) < 0) {
+		check(0, "nbd reconnect: nbdkit's file plugin serves");
+		return;
+	}
+	queue_open(&b);
+	fill(65536, 5);
+	check(run(UBLK_IO_OP_WRITE, 0, 0, 65536) == 65536, "nbd reconnect: write");
+	kill(pid, SIGKILL);
+	usleep(100000);
+	if (fork() == 0) {
+		usleep(500000);
+		_exit(nbdkit_start(sock, pidfile, "", plugin) < 0);
+	}
+	memset(buf(), 0, 65536);
+	check(run(UBLK_IO_OP_READ, 0, 0, 65536) == 65536 && is_pattern(buf(), 65536, 5),
+	      "nbd reconnect: a read across a server restart waits and returns the data");
+	wait(NULL);
+	f = fopen(pidfile, "r"); /* the restarted server's */
+	if (f && fscanf(f, "%d", &pid) == 1)
+		kill(pid, SIGKILL);
+	if (f)
+		fclose(f);
+	usleep(100000);
+	t0 = time(NULL);
+	check(run(UBLK_IO_OP_READ, 0, 0, 4096) == -EIO && time(NULL) - t0 < 10,
+	      "nbd reconnect: a server that stays away fails requests with EIO, in bounded time");
+	check(run(UBLK_IO_OP_READ, 0, 0, 4096) == -EIO, "nbd reconnect: and later ones at once");
+	queue_close(&b);
+	unlink("/tmp/ublk-backend-test-nbd.img");
+}
+
 int main(void)
 {
 	test_file();
@@ -405,6 +452,7 @@ int main(void)
 	test_null();
 	test_protocol();
 	test_nbd();
+	test_nbd_reconnect();
 	check(ublk_backend_find("nope") == NULL, "registry: unknown names are not found");
 	check(ublk_backend_find("lua") == NULL, "registry: holds only C backends");
 	printf("1..%d\n", checks);

@@ -111,6 +111,16 @@ describe("#guest nbd backend", function()
     end
   end)
 
+  it("gives a server without multi-conn one connection and one queue, and says so", function()
+    local uri = unix_server("single", "--filter=multi-conn memory 64M multi-conn-mode=disable")
+    local dev = G.device{ backend = "nbd", uri = uri, queues = 2 }
+    local info = dev:info()
+    assert.are.equal(1, info.queues)
+    assert.matches("no multi%-conn", info.note)
+    local md5 = G.write_random_at(dev.path, 4096, 256 * 1024)
+    assert.are.equal(md5, G.md5_at(dev.path, 4096, 256 * 1024))
+  end)
+
   it("keeps ext4 intact; flush and discard reach the server", function()
     local log = "/tmp/ublk-nbd-log.txt"
     os.remove(log)
@@ -178,6 +188,28 @@ describe("#guest nbd backend", function()
     local t1 = G.now()
     assert(dev:close())
     assert.truthy(G.now() - t1 < 10)
+  end)
+
+  it("with reconnect, rides out a server restart: waiting requests are sent again", function()
+    local img = "/tmp/ublk-nbd-reconnect.img"
+    G.must("truncate -s 64M %s", img)
+    local uri, pid = unix_server("re", "file " .. img)
+    local dev = G.device{ backend = "nbd", uri = uri, reconnect = 20, queues = 2 }
+    local len = 1024 * 1024
+    local md5 = G.write_random_at(dev.path, 0, len)
+    G.must("kill -9 %d", pid)
+    G.must("echo 3 > /proc/sys/vm/drop_caches")
+    local p = G.spawn(("dd if=%s bs=64k count=16 iflag=direct status=none | md5sum"):format(dev.path),
+      true)
+    G.sh("sleep 1")
+    assert.is_false(p:exited(), "the read should wait for the server")
+    unix_server("re", "file " .. img)
+    assert.are.equal(0, p:wait(30))
+    assert.are.equal(md5, p:out():match("%x+"))
+    p:cleanup()
+    assert.are.equal(0, dev:stats().total.errors)
+    dev:close()
+    os.remove(img)
   end)
 
   it("mirrors to two servers (examples/mirror-nbd.lua) and reads on when one dies", function()
