@@ -302,6 +302,8 @@ static void link_ready(struct nbd_link *l, int revents, unsigned want)
 		r = nbd_aio_notify_read(l->h);
 	if (r == -1)
 		lose(l->c);
+	else if (l->c->nr_waiting) /* ESHUTDOWN from a server still up */
+		resend(l->c);
 	else
 		link_arm(l);
 }
