@@ -22,7 +22,11 @@ LUAJIT_LIBS := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1
 # build at all is in BASE_CFLAGS, which nobody overrides.
 CFLAGS ?= -O2 -g
 BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -fPIC -D_GNU_SOURCE -pthread
-LDLIBS := -luring -lpthread
+# libnbd: the nbd backend's client (Debian libnbd-dev)
+NBD_CFLAGS := $(shell pkg-config --cflags libnbd 2>/dev/null)
+NBD_LIBS := $(shell pkg-config --libs libnbd 2>/dev/null || echo -lnbd)
+BASE_CFLAGS += $(NBD_CFLAGS)
+LDLIBS := -luring -lpthread $(NBD_LIBS)
 
 B ?= build
 ifeq ($(WERROR),1)
@@ -37,7 +41,7 @@ endif
 # The runtime and the C backends build without LuaJIT on the include path;
 # only the bridge (ublk.core and the Lua backend) and main.c include Lua.
 RUNTIME := log ctrl device device_stop device_recover device_delete stats signals reap watchdog queue queue_thread queue_host backend backend_memory \
-	backend_null backend_file
+	backend_null backend_file backend_nbd nbd_conn
 BRIDGE := lua_core lua_device lua_admin lua_host lua_interrupt backend_lua lua_queue lua_call lua_ffi
 OBJS := $(RUNTIME:%=$(B)/obj/%.o)
 BRIDGE_OBJS := $(BRIDGE:%=$(B)/obj/%.o)

@@ -1,6 +1,6 @@
 -- bench/device.lua: a C-backend device for the benchmark, one per process
 -- so that each one's CPU time can be read from /proc.
--- Run: ublk-lua bench/device.lua BACKEND [PATH|-] [unpinned|nolatency|norecovery ...]
+-- Run: ublk-lua bench/device.lua BACKEND [PATH|URI|-] [unpinned|nolatency|norecovery ...]
 --   unpinned    queue threads not pinned to the kernel's CPUs for them
 --   nolatency   no latency histograms (what they cost: ublk-lua stats)
 --   norecovery  recovery = false: the memory backend in anonymous memory
@@ -9,6 +9,12 @@ local backend, path = ...
 if path == "-" then path = nil end
 local flags = {}
 for i = 3, select("#", ...) do flags[select(i, ...)] = true end
+local recovery
+if flags.norecovery then recovery = false end
+if backend == "nbd" then
+  return { queues = 2, depth = 128, backend = "nbd", uri = path, pin = not flags.unpinned }
+end
+-- recovery: nil is the default ("reissue" where the kernel has it)
 return { size = "256MiB", queues = 2, depth = 128, backend = backend, path = path,
   pin = not flags.unpinned, latency = not flags.nolatency,
-  recovery = not flags.norecovery and nil or false }
+  recovery = recovery }

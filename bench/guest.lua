@@ -93,6 +93,16 @@ local function setup()
     end
     nbd("nbdkit-memory", 0, "memory 256M")
     nbd("nbdkit-lua", 1, "lua bench/nbdkit-ram.lua")
+    -- the same kind of server over loopback TCP, for the kernel client
+    -- and for ublk-lua's nbd backend; each pair shares one server
+    sh("ip link set lo up")
+    local pid = spawn("nbdkit --foreground -i 127.0.0.1 -p 10809 memory 256M")
+    wait_for(function() return sh("nbdinfo --size nbd://127.0.0.1:10809/") end, "nbdkit tcp")
+    must("nbd-client 127.0.0.1 10809 /dev/nbd2 -b 4096 -nonetlink")
+    wait_for(function() return sh("test $(cat /sys/block/nbd2/size) -gt 0") end, "nbd2")
+    add("nbdkit-memory-tcp", "/dev/nbd2", pid, "nbd")
+    ublk_dev("ublk-nbd", "bench/device.lua nbd nbd+unix:///?socket=/tmp/nbd-nbdkit-memory.sock")
+    ublk_dev("ublk-nbd-tcp", "bench/device.lua nbd nbd://127.0.0.1:10809/")
   else
     log("nbdkit or the nbd module is missing: no nbdkit rows")
   end
@@ -102,8 +112,11 @@ local function setup()
   end
 end
 
+-- Last made, first gone: a ublk nbd device must let go of its nbdkit
+-- before that nbdkit is stopped (it waits for its clients to leave).
 local function teardown()
-  for _, d in ipairs(devices) do
+  for i = #devices, 1, -1 do
+    local d = devices[i]
     if d.kind == "nbd" then sh("nbd-client -d %s", d.path) end
     if d.pid then sh("kill -TERM %d; while kill -0 %d 2>/dev/null; do sleep 0.05; done", d.pid, d.pid) end
   end
@@ -233,11 +246,12 @@ local results = {
 local ok, err = pcall(function()
   log("bench: setting up devices")
   setup()
-  devices = only(devices, "UBLK_BENCH_ONLY", "name")
-  for _, d in ipairs(devices) do results.devices[#results.devices + 1] = d.name end
+  -- all of them are torn down, measured or not
+  local measured = only(devices, "UBLK_BENCH_ONLY", "name")
+  for _, d in ipairs(measured) do results.devices[#results.devices + 1] = d.name end
   for round = 1, ROUNDS do
     for _, w in ipairs(WORKLOADS) do
-      for _, d in ipairs(devices) do
+      for _, d in ipairs(measured) do
         log("bench: round %d/%d %s %s", round, ROUNDS, w.id, d.name)
         local r = run_fio(d, w)
         local key = w.id .. "|" .. d.name

@@ -113,6 +113,11 @@ target("ublk memory vs brd", "ublk-memory", "brd", rr, ">= 0.9x")
 target("pure-Lua memory vs C memory", "ublk-lua-memory", "ublk-memory", rr, ">= 0.8x")
 target("Lua policy over C memory vs C memory", "ublk-lua-policy", "ublk-memory", rr, ">= 0.9x")
 target("ublk-lua Lua backend vs nbdkit Lua plugin", "ublk-lua-memory", "nbdkit-lua", rr, ">= 2x")
+for _, t in ipairs({ { "ublk-nbd", "nbdkit-memory", "unix" }, { "ublk-nbd-tcp", "nbdkit-memory-tcp", "TCP" } }) do
+  target("ublk-lua nbd backend vs kernel nbd client, " .. t[3] .. ", 4k", t[1], t[2], rr, ">= 1.2x")
+  target("ublk-lua nbd backend vs kernel nbd client, " .. t[3] .. ", 128k read", t[1], t[2],
+    "read-128k-qd16", ">= 1.2x")
+end
 local c128 = R.creation and R.creation["depth128-q2"]
 if c128 then
   p("| device usable after ADD_DEV, depth 128, 2 queues | %.1f ms | <= 100 ms | %s |",

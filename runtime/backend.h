@@ -66,6 +66,10 @@ struct ublk_backend {
 	/* Longest its queue thread may stay in handle_io/io_done at a time
 	 * before the watchdog acts; 0: not watched. */
 	unsigned budget_ms;
+	/* Most queues the device may have (0: any): create() lowers it when
+	 * queues cannot be independent (an NBD server without multi-conn
+	 * gets one connection, so one queue); the device is made with fewer. */
+	unsigned max_queues;
 	char err[160];		/* why create() failed, for the user */
 	char note[96];		/* what create() did the user should hear of ("created /x") */
 	/* A file holding the data beyond this process (the memory backend's
@@ -92,6 +96,8 @@ struct ublk_io {
 	int result;
 	unsigned outstanding;
 	uint64_t start_ns;		/* when the queue took the request (stats.h) */
+	struct ublk_io *done_next;	/* ublk_io_external_done()'s queue */
+	int done_res;
 };
 
 /* handle_io() and io_done() return this when operations are outstanding. */
@@ -104,7 +110,11 @@ struct ublk_backend_ops {
 	 * on failure may explain in b->err. */
 	int (*create)(struct ublk_backend *b, const struct ublk_backend_conf *conf);
 	void (*destroy)(struct ublk_backend *b);
-	/* Optional per-queue setup and teardown, run on the queue's thread. */
+	/* Optional per-queue setup and teardown, run on the queue's thread.
+	 * A backend that may be a Lua backend's delegate gets them called by
+	 * the wrapper on each of its queues: its per-queue state then lives
+	 * in its own b->priv (by ublk_queue_id), since ublk_queue_priv() is
+	 * the wrapper's. */
 	int (*queue_init)(struct ublk_backend *b, struct ublk_queue *q);
 	void (*queue_exit)(struct ublk_backend *b, struct ublk_queue *q);
 	/* Bytes done (>= 0), -errno, or UBLK_IO_QUEUED.  `b` is passed
@@ -135,6 +145,32 @@ struct io_uring_sqe *ublk_io_sqe(struct ublk_queue *q, struct ublk_io *io);
  * parent's io_done(); -EBUSY when sub is still serving an earlier call. */
 int ublk_io_delegate(struct ublk_queue *q, struct ublk_io *parent, struct ublk_io *sub,
 		     struct ublk_backend *b);
+
+/* An operation on io that is neither an SQE nor a delegate's: a request
+ * a library (libnbd) sends on its own socket and reports in a callback.
+ * It counts as outstanding like an SQE until ublk_io_external_done(); at
+ * most one such operation per io at a time. */
+void ublk_io_external(struct ublk_queue *q, struct ublk_io *io);
+/* That operation finished with `res` (bytes or -errno).  Safe anywhere on
+ * the queue's thread, even inside handle_io or a library call made from
+ * it: the completion is queued and reaches io's backend's io_done() after
+ * what runs now has returned, as a CQE's would, so no backend (nor a Lua
+ * parent) is ever re-entered. */
+void ublk_io_external_done(struct ublk_queue *q, struct ublk_io *io, int res);
+
+/* A backend's poll on a file descriptor of its own (a library's socket),
+ * on the queue's ring: ublk_poll_arm() polls p->fd once for `events`
+ * (POLLIN, POLLOUT); when they come, p->armed is cleared and p->ready()
+ * runs on the queue's thread with the revents (or -errno).  A poll belongs
+ * to no io and keeps no request or queue waiting: one still armed when the
+ * queue ends goes with the ring, ready() never called, so `p` must live
+ * until queue_exit.  A backend that must hear of both directions arms two. */
+struct ublk_poll {
+	int fd;
+	void (*ready)(struct ublk_queue *q, struct ublk_poll *p, int revents);
+	bool armed;		/* queue.c's: between arm and ready() */
+};
+void ublk_poll_arm(struct ublk_queue *q, struct ublk_poll *p, unsigned events);
 
 /* Cancels io's outstanding SQEs: each completes, with -ECANCELED if it
  * had not finished, through io_done as usual. */

@@ -12,7 +12,8 @@
  *   flush, fua, discard, write_zeroes   "1": advertise them
  *   timeout_ms     a request's time budget (default 30000)
  *   delegates      how many C delegates; delegate N's own options are
- *                  "delegate.N.<key>", with .backend its name
+ *                  "delegate.N.<key>", with .backend its name; their
+ *                  queue_init and queue_exit run with ours (lua_queue.c)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -77,9 +78,9 @@ static int create_delegate(struct ublk_backend *b, const struct ublk_backend_con
 		return -ENOMEM;
 	name = ublk_conf_get(&c, "backend");
 	ops = name ? ublk_backend_find(name) : NULL;
-	/* delegates run inside this backend's queue state: they may not
-	 * need per-queue state of their own */
-	if (!ops || ops->queue_init) {
+	/* a delegate with per-queue state (nbd's connections) gets its
+	 * queue_init/queue_exit from ours: lua_queue.c */
+	if (!ops || ops == &ublk_backend_lua) {
 		snprintf(b->err, sizeof(b->err), "cannot delegate to backend '%s'",
 			 name ? name : "?");
 		ret = -EINVAL;
@@ -95,6 +96,11 @@ static int create_delegate(struct ublk_backend *b, const struct ublk_backend_con
 			 in->err[0] ? in->err : strerror(-ret));
 	else
 		lb->nr_inner++;
+	/* the device has no more queues than its most limited delegate */
+	if (ret >= 0 && in->max_queues && (!b->max_queues || in->max_queues < b->max_queues))
+		b->max_queues = in->max_queues;
+	if (ret >= 0 && in->note[0] && !b->note[0])
+		snprintf(b->note, sizeof(b->note), "%.8s: %.80s", ops->name, in->note);
 out:
 	free((void *)c.opts);
 	return ret;

@@ -283,12 +283,19 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		    const struct ublk_backend_ops *ops,
 		    const struct ublk_backend_conf *bconf)
 {
+	struct ublk_dev_conf lowered;
 	uint64_t t0;
 	int ret;
 
 	ret = ublk_dev_init_backend(d, false, ops, bconf);
 	if (ret < 0)
 		return ret;
+	/* a backend whose queues cannot be independent asks for fewer */
+	if (d->backend.max_queues && conf->queues > d->backend.max_queues) {
+		lowered = *conf;
+		lowered.queues = d->backend.max_queues;
+		conf = &lowered;
+	}
 	if (!d->backend.size || d->backend.size % conf->block_size) {
 		ublk_dev_release(d, false);
 		return ublk_dev_fail(d, -EINVAL, "size %llu is not a positive multiple of block_size %u",

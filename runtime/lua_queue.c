@@ -106,6 +106,32 @@ static int run_init(struct ublk_lua_queue *lq)
 	return 0;
 }
 
+/* The C delegates' own per-queue setup (an nbd delegate connects). */
+static void delegates_exit(struct ublk_backend *b, struct ublk_queue *q, unsigned n)
+{
+	struct lua_backend *lb = b->priv;
+
+	for (unsigned i = 0; i < n; i++)
+		if (lb->inner[i].ops->queue_exit)
+			lb->inner[i].ops->queue_exit(&lb->inner[i], q);
+}
+
+static int delegates_init(struct ublk_backend *b, struct ublk_queue *q)
+{
+	struct lua_backend *lb = b->priv;
+
+	for (unsigned i = 0; i < lb->nr_inner; i++) {
+		struct ublk_backend *in = &lb->inner[i];
+		int ret = in->ops->queue_init ? in->ops->queue_init(in, q) : 0;
+
+		if (ret < 0) {
+			delegates_exit(b, q, i);
+			return ret;
+		}
+	}
+	return 0;
+}
+
 int lua_queue_init(struct ublk_backend *b, struct ublk_queue *q)
 {
 	struct ublk_lua_queue *lq = calloc(1, sizeof(*lq));
@@ -140,7 +166,12 @@ int lua_queue_init(struct ublk_backend *b, struct ublk_queue *q)
 		return -EINVAL;
 	}
 	ublk_queue_set_priv(q, lq);
-	return 0;
+	ret = delegates_init(b, q);
+	if (ret < 0) {
+		lua_queue_free(lq);
+		ublk_queue_set_priv(q, NULL);
+	}
+	return ret;
 }
 
 /* Runs the backend's close hook, then frees the state. */
@@ -149,7 +180,6 @@ void lua_queue_exit(struct ublk_backend *b, struct ublk_queue *q)
 	struct ublk_lua_queue *lq = ublk_queue_priv(q);
 	lua_State *L = lq->L;
 
-	(void)b;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, lq->self_ref);
 	lua_getfield(L, -1, "close");
 	if (lua_isfunction(L, -1)) {
@@ -160,4 +190,5 @@ void lua_queue_exit(struct ublk_backend *b, struct ublk_queue *q)
 	}
 	lua_queue_free(lq);
 	ublk_queue_set_priv(q, NULL);
+	delegates_exit(b, q, ((struct lua_backend *)b->priv)->nr_inner);
 }

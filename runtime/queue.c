@@ -174,11 +174,32 @@ void ublk_queue_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe)
 		q->stopping = true;
 		break;
 	case UBLK_UD_TICK: /* cancel completions carry this too: ignored */
-		if (cqe->user_data == UBLK_UD_TICK && q->c.backend->ops->tick) {
+		if (ud == UBLK_UD_TICK && q->c.backend->ops->tick) {
 			q->c.backend->ops->tick(q->c.backend, q);
 			arm_tick(q);
+		} else if (ublk_ud_to_poll(ud)) {
+			struct ublk_poll *p = ublk_ud_to_poll(ud);
+
+			p->armed = false;
+			p->ready(q, p, cqe->res);
 		}
 		break;
+	}
+}
+
+/* Hands external completions to their backends, in the order they came;
+ * io_done may start (and finish) more, which join the end. */
+static void deliver_external(struct ublk_queue *q)
+{
+	struct ublk_io *io;
+
+	while ((io = q->done_head)) {
+		q->done_head = io->done_next;
+		if (!q->done_head)
+			q->done_tail = NULL;
+		io->done_next = NULL;
+		q->backend_inflight--;
+		op_done(q, io, io->done_res);
 	}
 }
 
@@ -186,7 +207,9 @@ int ublk_queue_run_once(struct ublk_queue *q)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
-	int ret = io_uring_submit_and_wait(&q->ring, 1);
+	/* completions already waiting must not wait for the ring */
+	int ret = q->done_head ? io_uring_submit(&q->ring)
+			       : io_uring_submit_and_wait(&q->ring, 1);
 
 	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 		return ret;
@@ -195,8 +218,9 @@ int ublk_queue_run_once(struct ublk_queue *q)
 		ublk_queue_handle_cqe(q, cqe);
 		n++;
 	}
-	ublk_watch_leave(&q->watch);
 	io_uring_cq_advance(&q->ring, n);
+	deliver_external(q);
+	ublk_watch_leave(&q->watch);
 	return 0;
 }
 
@@ -333,6 +357,32 @@ int ublk_io_delegate(struct ublk_queue *q, struct ublk_io *parent, struct ublk_i
 	return UBLK_IO_QUEUED;
 }
 
+void ublk_io_external(struct ublk_queue *q, struct ublk_io *io)
+{
+	io->outstanding++;
+	q->backend_inflight++;
+}
+
+void ublk_io_external_done(struct ublk_queue *q, struct ublk_io *io, int res)
+{
+	io->done_res = res;
+	io->done_next = NULL;
+	if (q->done_tail)
+		q->done_tail->done_next = io;
+	else
+		q->done_head = io;
+	q->done_tail = io;
+}
+
+void ublk_poll_arm(struct ublk_queue *q, struct ublk_poll *p, unsigned events)
+{
+	struct io_uring_sqe *sqe = ublk_queue_get_sqe(q);
+
+	io_uring_prep_poll_add(sqe, p->fd, events);
+	sqe->user_data = ublk_ud_poll(p);
+	p->armed = true;
+}
+
 void ublk_io_cancel(struct ublk_queue *q, struct ublk_io *io)
 {
 	struct io_uring_sqe *sqe;
@@ -341,7 +391,7 @@ void ublk_io_cancel(struct ublk_queue *q, struct ublk_io *io)
 		return;
 	sqe = ublk_queue_get_sqe(q);
 	io_uring_prep_cancel64(sqe, ublk_ud_io(io), IORING_ASYNC_CANCEL_ALL);
-	sqe->user_data = (uint64_t)1 << 2 | UBLK_UD_TICK; /* not the tick itself */
+	sqe->user_data = UBLK_UD_CANCEL; /* not the tick itself */
 }
 
 bool ublk_io_user_copy(const struct ublk_queue *q, const struct ublk_io *io)

@@ -31,7 +31,9 @@ struct ublk_queue {
 	char *bufs;		/* depth * max_io, one slice per tag */
 	struct ublk_io *ios;	/* per tag: the device's own request */
 	unsigned cmd_inflight;	/* tags the kernel holds (fetch pending) */
-	unsigned backend_inflight;	/* SQEs from ublk_io_sqe() not completed */
+	unsigned backend_inflight;	/* SQEs from ublk_io_sqe() and external
+					 * operations not completed */
+	struct ublk_io *done_head, *done_tail;	/* external completions to deliver */
 	unsigned aborted;	/* tags STOP_DEV has given back */
 	bool stopping;		/* the owner asked, or a command failed */
 	void *priv;		/* the backend's per-queue state */
@@ -45,7 +47,10 @@ struct ublk_queue {
 
 /* user_data of every SQE on a queue ring, packed and unpacked only here:
  * a backend operation carries its struct ublk_io's address (aligned, so
- * the low two bits are 0); commands carry tag << 2 | kind. */
+ * the low two bits are 0); commands carry tag << 2 | kind.  The queue's
+ * own events are kind TICK: the tick is exactly UBLK_UD_TICK, a cancel's
+ * completion 1 << 2 | TICK, and a backend's poll its struct ublk_poll's
+ * address | TICK (an address, so never below 8). */
 enum ublk_ud_kind { UBLK_UD_IO = 0, UBLK_UD_CMD = 1, UBLK_UD_STOP = 2, UBLK_UD_TICK = 3 };
 
 static inline uint64_t ublk_ud_io(struct ublk_io *io) { return (uint64_t)(uintptr_t)io; }
@@ -53,8 +58,15 @@ static inline uint64_t ublk_ud_cmd(uint16_t tag) { return (uint64_t)tag << 2 | U
 static inline enum ublk_ud_kind ublk_ud_kind(uint64_t ud) { return (enum ublk_ud_kind)(ud & 3); }
 static inline uint16_t ublk_ud_tag(uint64_t ud) { return (uint16_t)(ud >> 2); }
 static inline struct ublk_io *ublk_ud_to_io(uint64_t ud) { return (struct ublk_io *)(uintptr_t)ud; }
+#define UBLK_UD_CANCEL ((uint64_t)1 << 2 | UBLK_UD_TICK)
+static inline uint64_t ublk_ud_poll(struct ublk_poll *p) { return (uint64_t)(uintptr_t)p | UBLK_UD_TICK; }
+static inline struct ublk_poll *ublk_ud_to_poll(uint64_t ud)
+{
+	return ud > UBLK_UD_CANCEL ? (struct ublk_poll *)(uintptr_t)(ud & ~(uint64_t)3) : NULL;
+}
 
 _Static_assert(_Alignof(struct ublk_io) >= 4, "user_data packs a kind in an io pointer's low bits");
+_Static_assert(_Alignof(struct ublk_poll) >= 4, "user_data packs a kind in a poll pointer's low bits");
 
 /* queue.c */
 struct io_uring_sqe *ublk_queue_get_sqe(struct ublk_queue *q);

@@ -153,8 +153,9 @@ describe("ublk.params", function()
   describe("fields and defaults", function()
     it("lists the known fields sorted", function()
       assert.are.same({
-        "backend", "block_size", "create", "depth", "direct", "discard", "id",
-        "latency", "max_io", "name", "path", "pin", "queues", "read_only", "recovery", "size",
+        "backend", "block_size", "connections", "create", "depth", "direct", "discard",
+        "id", "latency", "max_io", "name", "path", "pin", "queues", "read_only", "reconnect",
+        "recovery", "size", "uri",
       }, params.fields)
     end)
 
@@ -481,7 +482,7 @@ describe("ublk.params", function()
 
       it("lists the known names when nothing is close", function()
         local e = verr({ size = "1M", cpus = { 0, 1 } })
-        has(e, "ublk: unknown parameter 'cpus' (known: backend, block_size, create, depth,")
+        has(e, "ublk: unknown parameter 'cpus' (known: backend, block_size, connections, create,")
         assert.is_nil(e:find("did you mean", 1, true))
         -- Too short to be a typo of anything, though within 2 edits of 'id'.
         e = verr({ size = "1M", x = 1 })
@@ -497,6 +498,27 @@ describe("ublk.params", function()
         for _ = 1, 5 do
           has(verr(t), "unknown parameter 'aaa_unknown'")
         end
+      end)
+    end)
+
+    describe("nbd", function()
+      it("takes the size from the server and needs a uri", function()
+        local p = params.validate({ backend = "nbd", uri = "nbd://127.0.0.1:10809/x" })
+        assert.are.equal(0, p.size)
+        assert.are.equal("nbd://127.0.0.1:10809/x", p.uri)
+        has(verr({ backend = "nbd" }), "missing parameter 'uri': the nbd backend needs")
+      end)
+
+      it("names a bad uri or connection count and what is allowed", function()
+        has(verr({ backend = "nbd", uri = "http://x/" }),
+          'uri = "http://x/": must start with nbd://, nbds://, nbd+unix://')
+        has(verr({ backend = "nbd", uri = 7 }), "uri = 7: must be a string such as")
+        has(verr({ backend = "nbd", uri = "nbd+unix:///?socket=/tmp/s", connections = 0 }),
+          "connections = 0: must be an integer from 1 to 4096")
+        assert.are.equal(2, params.validate({ backend = "nbd", uri = "nbd://h/",
+          connections = 2 }).connections)
+        has(verr({ backend = "nbd", uri = "nbd://h/", reconnect = -1 }),
+          "reconnect = -1: must be a number of tries from 0 to 1000")
       end)
     end)
 

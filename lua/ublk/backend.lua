@@ -1,7 +1,8 @@
 -- ublk.backend: the objects a device's `backend` can be, on the control
 -- side (the script's own Lua state).
 --
---   ublk.memory{}, ublk.null{}, ublk.file{ path = ... }   C backends
+--   ublk.memory{}, ublk.null{}, ublk.file{ path = ... },
+--   ublk.nbd{ uri = ... }                                C backends
 --   ublk.backend{ size = ..., read = function(self, req) ... end, ... }
 --   ublk.shared(bytes)   memory every queue's Lua state sees at one address
 --
@@ -51,6 +52,18 @@ function M.file(t)
     error("ublk.file: expected { path = \"...\" [, size = ...] [, create = true]"
       .. " [, direct = true] }", 2)
   end
+  return b
+end
+
+-- ublk.nbd{ uri = "nbd://host:port/export" | "nbd+unix:///export?socket=PATH"
+-- [, connections = N] [, reconnect = TRIES] [, size = ...] [, read_only = true] },
+-- or the URI alone
+function M.nbd(t)
+  if type(t) == "string" then t = { uri = t } end
+  local b = c_backend("nbd", t, { uri = true, connections = true, reconnect = true,
+    size = true, read_only = true })
+  local ok, err = params.check_nbd(b.uri, b.connections, b.reconnect)
+  if not ok then error("ublk.nbd: " .. err, 2) end
   return b
 end
 
@@ -157,8 +170,11 @@ local function first(a, b) if a == nil then return b end return a end
 -- the device's own path, direct and create, which the object's override.
 local function c_opts(b, p)
   p = p or {}
+  local conns, tries = b.connections or p.connections, b.reconnect or p.reconnect
   return { path = b.path or p.path, direct = choice(first(b.direct, p.direct)),
-    create = flag(first(b.create, p.create)) }
+    create = flag(first(b.create, p.create)), uri = b.uri or p.uri,
+    connections = conns and ("%d"):format(conns) or nil,
+    reconnect = tries and ("%d"):format(tries) or nil }
 end
 
 -- What the C runtime needs to build this backend for a device of `size`

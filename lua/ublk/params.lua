@@ -66,8 +66,9 @@ local DEFAULT_LIMITS = {
 local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 
 local FIELDS = {
-  "backend", "block_size", "create", "depth", "direct", "discard", "id", "latency",
-  "max_io", "name", "path", "pin", "queues", "read_only", "recovery", "size",
+  "backend", "block_size", "connections", "create", "depth", "direct", "discard", "id",
+  "latency", "max_io", "name", "path", "pin", "queues", "read_only", "reconnect", "recovery",
+  "size", "uri",
 }
 sort(FIELDS)
 
@@ -199,8 +200,9 @@ local function check_dev_size(t, bs)
   if v == nil and type(t.backend) == "table" and t.backend.size ~= nil then
     v, field = t.backend.size, "backend.size"
   end
-  -- 0 asks the file backend to use the file's own length
-  if v == nil and backend_name(t.backend) == "file" then return 0 end
+  -- 0 asks the file backend for the file's own length, nbd for the export's
+  local name = backend_name(t.backend)
+  if v == nil and (name == "file" or name == "nbd") then return 0 end
   if v == nil then
     fail("missing parameter 'size': required unless the backend provides"
       .. " one (bytes or a string like \"256MiB\")")
@@ -272,6 +274,34 @@ local function check_limits(limits)
   return out
 end
 
+-- params.check_nbd(uri, connections, reconnect) -> true | nil, message: what
+-- the nbd backend (ublk.nbd{} or backend = "nbd") accepts.
+local NBD_SCHEMES = { "nbd://", "nbds://", "nbd+unix://", "nbds+unix://", "nbd+vsock://" }
+
+function params.check_nbd(uri, connections, reconnect)
+  if type(uri) ~= "string" then
+    return nil, format("uri = %s: must be a string such as \"nbd://host:port/export\""
+      .. " or \"nbd+unix:///export?socket=PATH\"", show(uri))
+  end
+  local known = false
+  for _, s in ipairs(NBD_SCHEMES) do
+    if uri:sub(1, #s) == s then known = true end
+  end
+  if not known then
+    return nil, format("uri = %s: must start with %s", show(uri), concat(NBD_SCHEMES, ", "))
+  end
+  if connections ~= nil and (not is_int(connections) or connections < 1
+      or connections > 4096) then
+    return nil, format("connections = %s: must be an integer from 1 to 4096",
+      show(connections))
+  end
+  if reconnect ~= nil and (not is_int(reconnect) or reconnect < 0 or reconnect > 1000) then
+    return nil, format("reconnect = %s: must be a number of tries from 0 to 1000",
+      show(reconnect))
+  end
+  return true
+end
+
 -- Does the work; raises Failure.  Field order matters only where one check
 -- uses another's result (size is a multiple of block_size).
 local function normalise(t, limits)
@@ -303,6 +333,18 @@ local function normalise(t, limits)
   out.backend = check_backend(get("backend"), limits.backends)
   out.path = check_string("path", t.path, false)
   out.name = check_string("name", t.name, true)
+  if t.uri ~= nil or t.connections ~= nil or t.reconnect ~= nil
+      or backend_name(out.backend) == "nbd" then
+    local b = type(out.backend) == "table" and out.backend or {}
+    local uri = t.uri or b.uri
+    if uri == nil and backend_name(out.backend) == "nbd" then
+      fail("missing parameter 'uri': the nbd backend needs \"nbd://host:port/export\""
+        .. " or \"nbd+unix:///export?socket=PATH\"")
+    end
+    local ok, err = params.check_nbd(uri, t.connections, t.reconnect)
+    if not ok then fail(err) end
+    out.uri, out.connections, out.reconnect = t.uri, t.connections, t.reconnect
+  end
   if backend_name(out.backend) == "file" and not out.path
       and not (type(out.backend) == "table" and out.backend.path) then
     fail("missing parameter 'path': the file backend needs the file to serve")

@@ -8,11 +8,14 @@
  * Lua.  Prints TAP.  Build: make build/backend-test
  */
 #include <errno.h>
+#include <signal.h>
+#include <time.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -320,6 +323,147 @@ static void test_lat_buckets(void)
 	check(monotonic && bounded, "stats: buckets grow with latency and stay in the table");
 }
 
+/* nbdkit's memory plugin on a unix socket, as the nbd backend's server:
+ * its pid, or -1 (no nbdkit here). */
+static int nbdkit_start(const char *sock, const char *pidfile, const char *filter,
+			const char *plugin)
+{
+	char cmd[512];
+	FILE *f = NULL;
+	int pid = -1;
+
+	unlink(pidfile);
+	unlink(sock); /* a killed server leaves it */
+	snprintf(cmd, sizeof(cmd), "nbdkit -U %s -P %s %s %s", sock, pidfile,
+		 filter, plugin);
+	if (system(cmd) != 0)
+		return -1;
+	/* nbdkit's parent may exit before its daemon has written the file */
+	for (int i = 0; i < 100 && !(f = fopen(pidfile, "r")); i++)
+		usleep(20000);
+	if (!f)
+		return -1;
+	if (fscanf(f, "%d", &pid) != 1)
+		pid = -1;
+	fclose(f);
+	return pid;
+}
+
+static void test_nbd(void)
+{
+	struct ublk_backend b = { .ops = ublk_backend_find("nbd") };
+	const char *none[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-nbd-nothing.sock", NULL };
+	const char *opts[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-nbd.sock", NULL };
+	struct ublk_backend_conf conf = { .block_size = 512, .opts = none };
+	unsigned char *back = malloc(65536);
+	int pid;
+
+	check(b.ops && b.ops->create(&b, &conf) < 0 &&
+		      strstr(b.err, "cannot connect to 'nbd+unix:///?socket=/tmp/ublk-nbd-nothing.sock'"),
+	      "nbd: nothing listening is refused at create, naming the URI");
+	pid = nbdkit_start("/tmp/ublk-backend-test-nbd.sock", "/tmp/ublk-backend-test-nbd.pid", "",
+			   "memory 16M");
+	if (pid < 0) {
+		printf("not ok %d - nbd: nbdkit did not start (spec/deps installs it)\n", ++checks);
+		failed++;
+		free(back);
+		return;
+	}
+	conf.opts = opts;
+	check(b.ops->create(&b, &conf) == 0 && b.size == 16 << 20,
+	      "nbd: connects and takes the export's size");
+	check((b.caps & (UBLK_CAN_FLUSH | UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES)) ==
+		      (UBLK_CAN_FLUSH | UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES),
+	      "nbd: advertises what nbdkit memory can do");
+	queue_open(&b);
+	fill(65536, 9);
+	check(run(UBLK_IO_OP_WRITE, 0, 1 << 20, 65536) == 65536, "nbd: write commits its length");
+	memset(buf(), 0, 65536);
+	check(run(UBLK_IO_OP_READ, 0, 1 << 20, 65536) == 65536 && is_pattern(buf(), 65536, 9),
+	      "nbd: read returns what was written");
+	check(run(UBLK_IO_OP_FLUSH, 0, 0, 0) == 0, "nbd: flush");
+	check(run(UBLK_IO_OP_WRITE_ZEROES, UBLK_IO_F_NOUNMAP, 1 << 20, 4096) == 4096 &&
+		      run(UBLK_IO_OP_DISCARD, 0, (1 << 20) + 4096, 4096) == 4096,
+	      "nbd: write-zeroes and discard");
+	check(run(UBLK_IO_OP_READ, 0, 1 << 20, 65536) == 65536 && is_zero(buf(), 8192) &&
+		      (memcpy(back, buf(), 65536), fill(65536, 9), 1) &&
+		      !memcmp(back + 8192, (unsigned char *)buf() + 8192, 65536 - 8192),
+	      "nbd: zeroed and discarded blocks read as zeroes, the rest is kept");
+	kill(pid, SIGKILL);
+	usleep(100000);
+	check(run(UBLK_IO_OP_READ, 0, 0, 4096) == -EIO && run(UBLK_IO_OP_WRITE, 0, 0, 4096) == -EIO,
+	      "nbd: a dropped connection fails requests with EIO");
+	queue_close(&b);
+
+	/* killed with a read in flight: the read fails, nothing hangs */
+	memset(&b, 0, sizeof(b));
+	b.ops = ublk_backend_find("nbd");
+	pid = nbdkit_start("/tmp/ublk-backend-test-nbd.sock", "/tmp/ublk-backend-test-nbd.pid",
+			   "--filter=delay", "memory 16M delay-read=10");
+	if (pid > 0 && b.ops->create(&b, &conf) == 0) {
+		time_t t0 = time(NULL);
+
+		queue_open(&b);
+		if (fork() == 0) {
+			usleep(300000);
+			kill(pid, SIGKILL);
+			_exit(0);
+		}
+		check(run(UBLK_IO_OP_READ, 0, 0, 4096) == -EIO && time(NULL) - t0 < 5,
+		      "nbd: a server killed under a read fails it with EIO at once");
+		queue_close(&b);
+	} else {
+		check(0, "nbd: nbdkit with the delay filter starts");
+	}
+	free(back);
+}
+
+/* reconnect: a server that comes back gets the requests that waited; one
+ * that does not fails them with EIO once the tries are spent */
+static void test_nbd_reconnect(void)
+{
+	struct ublk_backend b = { .ops = ublk_backend_find("nbd") };
+	const char *sock = "/tmp/ublk-backend-test-nbd.sock", *pidfile = "/tmp/ublk-backend-test-nbd.pid";
+	const char *plugin = "file /tmp/ublk-backend-test-nbd.img";
+	const char *opts[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-nbd.sock",
+			       "reconnect", "4", NULL };
+	struct ublk_backend_conf conf = { .block_size = 512, .opts = opts };
+	time_t t0;
+	FILE *f;
+	int pid;
+
+	if (system("truncate -s 16M /tmp/ublk-backend-test-nbd.img") != 0 ||
+	    (pid = nbdkit_start(sock, pidfile, "", plugin)) < 0 || b.ops->create(&b, &conf) < 0) {
+		check(0, "nbd reconnect: nbdkit's file plugin serves");
+		return;
+	}
+	queue_open(&b);
+	fill(65536, 5);
+	check(run(UBLK_IO_OP_WRITE, 0, 0, 65536) == 65536, "nbd reconnect: write");
+	kill(pid, SIGKILL);
+	usleep(100000);
+	if (fork() == 0) {
+		usleep(500000);
+		_exit(nbdkit_start(sock, pidfile, "", plugin) < 0);
+	}
+	memset(buf(), 0, 65536);
+	check(run(UBLK_IO_OP_READ, 0, 0, 65536) == 65536 && is_pattern(buf(), 65536, 5),
+	      "nbd reconnect: a read across a server restart waits and returns the data");
+	wait(NULL);
+	f = fopen(pidfile, "r"); /* the restarted server's */
+	if (f && fscanf(f, "%d", &pid) == 1)
+		kill(pid, SIGKILL);
+	if (f)
+		fclose(f);
+	usleep(100000);
+	t0 = time(NULL);
+	check(run(UBLK_IO_OP_READ, 0, 0, 4096) == -EIO && time(NULL) - t0 < 10,
+	      "nbd reconnect: a server that stays away fails requests with EIO, in bounded time");
+	check(run(UBLK_IO_OP_READ, 0, 0, 4096) == -EIO, "nbd reconnect: and later ones at once");
+	queue_close(&b);
+	unlink("/tmp/ublk-backend-test-nbd.img");
+}
+
 int main(void)
 {
 	test_lat_buckets();
@@ -327,6 +471,8 @@ int main(void)
 	test_memory();
 	test_null();
 	test_protocol();
+	test_nbd();
+	test_nbd_reconnect();
 	check(ublk_backend_find("nope") == NULL, "registry: unknown names are not found");
 	check(ublk_backend_find("lua") == NULL, "registry: holds only C backends");
 	printf("1..%d\n", checks);
