@@ -5,8 +5,8 @@ local args = {}
 
 args.usage = [=[
 usage: ublk-lua SCRIPT [ARGS...]
-       ublk-lua add [-t memory|null|file [-s SIZE] [-f FILE] [-q QUEUES] [-d DEPTH]
-                    [-n ID] [-r RECOVERY]] [--restart N] [SCRIPT [ARGS...]]
+       ublk-lua add [-t memory|null|file|nbd [-s SIZE] [-f FILE] [--uri URI] [-q QUEUES]
+                    [-d DEPTH] [-n ID] [-r RECOVERY]] [--restart N] [SCRIPT [ARGS...]]
        ublk-lua list [-n ID] [--json]
        ublk-lua del -n ID | -a
        ublk-lua recover -n ID [SCRIPT [ARGS...]]
@@ -50,11 +50,11 @@ local OPTS = {
   ["-n"] = { "id", tonumber }, ["-q"] = { "queues", tonumber }, ["-d"] = { "depth", tonumber },
   ["-s"] = { "size" }, ["-f"] = { "file" }, ["-t"] = { "type" }, ["-r"] = { "recovery" },
   ["--json"] = { "json", true }, ["-a"] = { "all", true }, ["--watch"] = { "watch", tonumber },
-  ["--restart"] = { "restart", tonumber },
+  ["--restart"] = { "restart", tonumber }, ["--uri"] = { "uri" },
 }
 local ALLOWED = {
   add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-f"] = 1, ["-t"] = 1, ["-r"] = 1,
-    ["--restart"] = 1 },
+    ["--restart"] = 1, ["--uri"] = 1 },
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
   stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
@@ -89,7 +89,7 @@ function args.parse(verb, argv)
   end
   if o.watch and o.watch <= 0 then return nil, "stats: --watch needs seconds > 0" end
   if verb == "add" and not o.script == not o.type then
-    return nil, "add: give a SCRIPT or -t memory|null|file"
+    return nil, "add: give a SCRIPT or -t memory|null|file|nbd"
   end
   if (verb == "list" or verb == "features" or verb == "del" or verb == "stats") and o.script then
     return nil, ("%s: unexpected argument '%s'"):format(verb, o.script)
@@ -101,13 +101,14 @@ end
 args.help = {
   add = [=[
 usage: ublk-lua add [--restart N] SCRIPT [ARGS...]
-       ublk-lua add [--restart N] -t memory|null|file [-s SIZE] [-f FILE] [-q QUEUES]
-                    [-d DEPTH] [-n ID] [-r reissue|queue|fail|false]
+       ublk-lua add [--restart N] -t memory|null|file|nbd [-s SIZE] [-f FILE] [--uri URI]
+                    [-q QUEUES] [-d DEPTH] [-n ID] [-r reissue|queue|fail|false]
 Serves in the background and returns once every device is usable, printing
 "dev id N: /dev/ublkbN SIZE, Q queues x D, BACKEND, pid P" for each; or the
 script's error, exit 1, and no device.  Output goes to /run/ublk-lua/server.log.
   -t TYPE   a device without a script      -s SIZE   its size (e.g. 1GiB)
   -f FILE   the file backend's file        -q, -d    queues, depth per queue
+  --uri URI the nbd backend's server (nbd://host:port/export, nbd+unix:///export?socket=PATH)
   -n ID     the device id to ask for       -r        recovery (default reissue)
   --restart N  a supervisor recovers the devices when the server dies from a
                signal, N times at most

@@ -97,6 +97,20 @@ describe("#guest nbd backend", function()
     assert.are.same({}, G.leftovers())
   end)
 
+  it("serves in the background with ublk-lua add -t nbd --uri, bytes intact", function()
+    local uri = unix_server("add", "memory 32M")
+    local ok, out = G.sh("%s add -t nbd --uri '%s' -q 2", G.bin, uri)
+    assert(ok, out)
+    local id = assert(tonumber(out:match("dev id (%d+): /dev/ublkb%d+ 32 MiB, 2 queues x 128, nbd")), out)
+    local path = "/dev/ublkb" .. id
+    local md5 = G.write_random_at(path, 65536, 1048576)
+    assert.are.equal(md5, G.md5_at(path, 65536, 1048576))
+    -- and it is on the server: the export read directly matches the disk
+    assert.are.equal(G.md5_at(path, 0, 65536 + 1048576), export_md5(uri, 65536 + 1048576))
+    ok, out = G.sh("%s del -n %d", G.bin, id)
+    assert(ok, out)
+  end)
+
   it("passes fio crc32c verify over TCP and over a unix socket, 2 queues", function()
     nbdkit("-i 127.0.0.1 -p 10810 memory 256M")
     local uri = unix_server("fio", "memory 256M")
