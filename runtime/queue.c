@@ -65,6 +65,8 @@ void ublk_queue_prep_cmd(struct ublk_queue *q, uint16_t tag, unsigned legacy_op,
 	q->cmd_inflight++;
 }
 
+static void time_pass(struct ublk_queue *q);
+
 /* The end of a device request: count it and queue its COMMIT_AND_FETCH
  * (the loop submits it with the rest of the batch). */
 static void commit(struct ublk_queue *q, const struct ublk_io *io)
@@ -72,8 +74,11 @@ static void commit(struct ublk_queue *q, const struct ublk_io *io)
 	struct ublk_queue_stats *st = q->stats;
 	int result = io->result;
 
-	if (q->c.latency)
-		stat_add(&st->lat[ublk_lat_kind(io->op)][ublk_lat_bucket(now_ns() - io->start_ns)], 1);
+	if (q->c.latency) { /* timed at the end of the pass (time_pass) */
+		if (q->nr_timed == q->c.depth)
+			time_pass(q);
+		q->timed[q->nr_timed++] = io;
+	}
 	if (result < 0) {
 		stat_add(&st->errors, 1);
 	} else {
@@ -140,8 +145,7 @@ static void handle_request(struct ublk_queue *q, uint16_t tag)
 	struct ublk_backend *b = q->c.backend;
 
 	begin(io, b);
-	if (q->c.latency)
-		io->start_ns = now_ns();
+	io->start_ns = q->pass_ns;
 	io->op = (uint8_t)ublksrv_get_op(iod);
 	io->flags = iod->op_flags & ~0xffu;
 	io->len = iod->nr_sectors << 9;
@@ -203,6 +207,24 @@ static void deliver_external(struct ublk_queue *q)
 	}
 }
 
+/* The latency of the requests committed in this pass: from the pass that
+ * took each (its start) to the end of this one.  Two clock reads per pass,
+ * not two per request: per request they cost 13% of 4k IOPS in the TCG
+ * guest, where the clock is a syscall (bench, 6.12, QD64 2 jobs: 40.8k
+ * against 47.0k without histograms). */
+static void time_pass(struct ublk_queue *q)
+{
+	uint64_t now = now_ns();
+	struct ublk_queue_stats *st = q->stats;
+
+	for (unsigned i = 0; i < q->nr_timed; i++) {
+		const struct ublk_io *io = q->timed[i];
+
+		stat_add(&st->lat[ublk_lat_kind(io->op)][ublk_lat_bucket(now - io->start_ns)], 1);
+	}
+	q->nr_timed = 0;
+}
+
 int ublk_queue_run_once(struct ublk_queue *q)
 {
 	struct io_uring_cqe *cqe;
@@ -214,12 +236,16 @@ int ublk_queue_run_once(struct ublk_queue *q)
 	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 		return ret;
 	ublk_watch_enter(&q->watch);
+	if (q->c.latency)
+		q->pass_ns = now_ns();
 	io_uring_for_each_cqe(&q->ring, head, cqe) {
 		ublk_queue_handle_cqe(q, cqe);
 		n++;
 	}
 	io_uring_cq_advance(&q->ring, n);
 	deliver_external(q);
+	if (q->nr_timed)
+		time_pass(q);
 	ublk_watch_leave(&q->watch);
 	return 0;
 }
@@ -308,7 +334,8 @@ int ublk_queue_alloc_tags(struct ublk_queue *q)
 		return -errno;
 	}
 	q->ios = calloc(q->c.depth, sizeof(*q->ios));
-	if (!q->ios)
+	q->timed = calloc(q->c.depth, sizeof(*q->timed));
+	if (!q->ios || !q->timed)
 		return -ENOMEM;
 	for (unsigned t = 0; t < q->c.depth; t++) {
 		q->ios[t].tag = (uint16_t)t;
@@ -322,8 +349,10 @@ void ublk_queue_free_tags(struct ublk_queue *q)
 	if (q->bufs)
 		munmap(q->bufs, (size_t)q->c.depth * q->c.max_io);
 	free(q->ios);
+	free(q->timed);
 	q->bufs = NULL;
 	q->ios = NULL;
+	q->timed = NULL;
 }
 
 /* ---- backend.h: what backends call ---- */

@@ -30,6 +30,9 @@ struct ublk_queue {
 	size_t descs_len;
 	char *bufs;		/* depth * max_io, one slice per tag */
 	struct ublk_io *ios;	/* per tag: the device's own request */
+	const struct ublk_io **timed;	/* committed this pass, latency not yet counted */
+	unsigned nr_timed;
+	uint64_t pass_ns;	/* when this pass of the loop began (with c.latency) */
 	unsigned cmd_inflight;	/* tags the kernel holds (fetch pending) */
 	unsigned backend_inflight;	/* SQEs from ublk_io_sqe() and external
 					 * operations not completed */

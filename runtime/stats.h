@@ -4,12 +4,13 @@
  * queue, in a shared mapping (UBLK_STATE_DIR/devN.stats) that `ublk-lua
  * stats` reads from another process while the server runs.  Each queue's
  * thread is the only writer of its block: plain relaxed stores, no locks,
- * no syscalls per I/O (two vDSO clock reads).  The part between the FFI
- * markers is also lua/ublk/stats.lua's cdef (the Makefile generates it).
+ * no syscalls per I/O (two clock reads per pass of the queue's loop, see
+ * queue.c time_pass).  The part between the FFI markers is also
+ * lua/ublk/stats.lua's cdef (the Makefile generates it).
  *
- * Latency is the server's part of a request: from the moment its queue
- * thread took the request from the kernel to the moment it queued the
- * commit.  Buckets are logarithmic with 8 steps per power of two (each
+ * Latency is the server's part of a request: from the start of the loop's
+ * pass that took the request from the kernel to the end of the pass that
+ * queued its commit.  Buckets are logarithmic with 8 steps per power of two (each
  * within 12.5%): bucket b < 8 holds b ns; above, b = (msb - 2) * 8 +
  * the three bits below the most significant one.
  */
