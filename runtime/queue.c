@@ -210,8 +210,10 @@ static void deliver_external(struct ublk_queue *q)
 /* The latency of the requests committed in this pass: from the pass that
  * took each (its start) to the end of this one.  Two clock reads per pass,
  * not two per request: per request they cost 13% of 4k IOPS in the TCG
- * guest, where the clock is a syscall (bench, 6.12, QD64 2 jobs: 40.8k
- * against 47.0k without histograms). */
+ * guest, where the clock is a syscall (bench, 6.12, randread QD64 2 jobs:
+ * 40.8k against 47.0k without histograms, 25.7 against 20.5 us of CPU per
+ * I/O); per pass, 46.9k against 46.8k and 20.5 against 20.0 us
+ * (bench/results/2026-11-25-*-stats-cost*.md). */
 static void time_pass(struct ublk_queue *q)
 {
 	uint64_t now = now_ns();
