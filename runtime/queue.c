@@ -357,18 +357,8 @@ void ublk_queue_free_tags(struct ublk_queue *q)
 	q->timed = NULL;
 }
 
-/* ---- backend.h: what backends call ---- */
-
-struct io_uring_sqe *ublk_io_sqe(struct ublk_queue *q, struct ublk_io *io)
-{
-	struct io_uring_sqe *sqe = ublk_queue_get_sqe(q);
-
-	/* liburing's prep helpers leave user_data alone, so set it here */
-	sqe->user_data = ublk_ud_io(io);
-	io->outstanding++;
-	q->backend_inflight++;
-	return sqe;
-}
+/* ---- backend.h: delegating (the rest of what backends call is in
+ * queue_api.c) ---- */
 
 int ublk_io_delegate(struct ublk_queue *q, struct ublk_io *parent, struct ublk_io *sub,
 		     struct ublk_backend *b)
@@ -387,67 +377,3 @@ int ublk_io_delegate(struct ublk_queue *q, struct ublk_io *parent, struct ublk_i
 	parent->outstanding++;
 	return UBLK_IO_QUEUED;
 }
-
-void ublk_io_external(struct ublk_queue *q, struct ublk_io *io)
-{
-	io->outstanding++;
-	q->backend_inflight++;
-}
-
-void ublk_io_external_done(struct ublk_queue *q, struct ublk_io *io, int res)
-{
-	io->done_res = res;
-	io->done_next = NULL;
-	if (q->done_tail)
-		q->done_tail->done_next = io;
-	else
-		q->done_head = io;
-	q->done_tail = io;
-}
-
-void ublk_poll_arm(struct ublk_queue *q, struct ublk_poll *p, unsigned events)
-{
-	struct io_uring_sqe *sqe = ublk_queue_get_sqe(q);
-
-	io_uring_prep_poll_add(sqe, p->fd, events);
-	sqe->user_data = ublk_ud_poll(p);
-	p->armed = true;
-}
-
-void ublk_io_cancel(struct ublk_queue *q, struct ublk_io *io)
-{
-	struct io_uring_sqe *sqe;
-
-	if (!io->outstanding)
-		return;
-	sqe = ublk_queue_get_sqe(q);
-	io_uring_prep_cancel64(sqe, ublk_ud_io(io), IORING_ASYNC_CANCEL_ALL);
-	sqe->user_data = UBLK_UD_CANCEL; /* not the tick itself */
-}
-
-bool ublk_io_user_copy(const struct ublk_queue *q, const struct ublk_io *io)
-{
-	/* a delegate's io has the wrapper's buffer, not the request's pages */
-	return q->c.user_copy && io == &q->ios[io->tag];
-}
-
-void ublk_io_prep_user_copy(struct io_uring_sqe *sqe, const struct ublk_queue *q,
-			    const struct ublk_io *io, void *mem)
-{
-	uint64_t pos = UBLKSRV_IO_BUF_OFFSET + ((uint64_t)q->c.q_id << UBLK_QID_OFF) +
-		       ((uint64_t)io->tag << UBLK_TAG_OFF);
-
-	/* a READ writes the store into the request; a WRITE reads it out */
-	if (io->op == UBLK_IO_OP_READ)
-		io_uring_prep_write(sqe, 0, mem, io->len, pos);
-	else
-		io_uring_prep_read(sqe, 0, mem, io->len, pos);
-	sqe->flags |= IOSQE_FIXED_FILE; /* file 0: the char device */
-}
-
-unsigned ublk_queue_id(const struct ublk_queue *q) { return q->c.q_id; }
-unsigned ublk_queue_depth(const struct ublk_queue *q) { return q->c.depth; }
-unsigned ublk_queue_dev_id(const struct ublk_queue *q) { return q->c.dev_id; }
-uint32_t ublk_queue_max_io(const struct ublk_queue *q) { return q->c.max_io; }
-void *ublk_queue_priv(const struct ublk_queue *q) { return q->priv; }
-void ublk_queue_set_priv(struct ublk_queue *q, void *priv) { q->priv = priv; }
