@@ -1,14 +1,21 @@
 -- bench/device.lua: a C-backend device for the benchmark, one per process
 -- so that each one's CPU time can be read from /proc.
--- Run: ublk-lua bench/device.lua BACKEND [PATH|URI|-] [unpinned|nolatency|norecovery ...]
+-- Run: ublk-lua bench/device.lua BACKEND [PATH|URI|-] [unpinned|nolatency|norecovery|copy=MODE ...]
 --   unpinned    queue threads not pinned to the kernel's CPUs for them
 --   nolatency   no latency histograms (what they cost: ublk-lua stats)
 --   norecovery  recovery = false: the memory backend in anonymous memory
 --               rather than its /dev/shm store (what recovery costs)
+--   copy=MODE   how data moves (docs/tuning.md): memory inline|ring|buffer,
+--               file buffer|auto_reg|register
 local backend, path = ...
 if path == "-" then path = nil end
 local flags = {}
-for i = 3, select("#", ...) do flags[select(i, ...)] = true end
+local copy
+for i = 3, select("#", ...) do
+  local f = select(i, ...)
+  copy = f:match("^copy=(.+)") or copy
+  flags[f] = true
+end
 local recovery
 if flags.norecovery then recovery = false end
 if backend == "nbd" then
@@ -17,4 +24,4 @@ end
 -- recovery: nil is the default ("reissue" where the kernel has it)
 return { size = "256MiB", queues = 2, depth = 128, backend = backend, path = path,
   pin = not flags.unpinned, latency = not flags.nolatency,
-  recovery = recovery }
+  recovery = recovery, copy = copy }

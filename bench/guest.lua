@@ -9,8 +9,10 @@ local json = require "dkjson"
 local ublk = require "ublk"
 
 local out_path, quick = arg[1], arg[2] == "quick"
-local ROUNDS = quick and 1 or 3
-local RUNTIME = quick and 2 or 3
+local ROUNDS = tonumber(os.getenv("UBLK_BENCH_ROUNDS")) or quick and 1 or 3
+-- 2 s after a 1 s ramp: the spread between rounds (min..max in the JSON)
+-- stays within a few percent, and both kernels' runs fit in 40 minutes
+local RUNTIME = 2
 local SPAN = "128M" -- every device's working set, written once before reading
 
 local function sh(cmd, ...)
@@ -40,6 +42,12 @@ local function exists(path) return sh("test -b %s", path) end
 
 local devices = {} -- { name, path, pid?, kind }
 
+-- UBLK_BENCH_ONLY (below): devices outside it are not even set up
+local WANT = os.getenv("UBLK_BENCH_ONLY")
+local function wanted(name)
+  return not WANT or ("," .. WANT .. ","):find("," .. name .. ",", 1, true) ~= nil
+end
+
 local function add(name, path, pid, kind)
   devices[#devices + 1] = { name = name, path = path, pid = pid, kind = kind }
 end
@@ -49,6 +57,7 @@ local function spawn(cmd)
 end
 
 local function ublk_dev(name, script)
+  if not wanted(name) then return end
   local before = must("ls /sys/block")
   local pid = spawn("build/ublk-lua " .. script)
   local path
@@ -70,18 +79,52 @@ local function setup()
   must("truncate -s 256M /tmp/loop.img")
   add("loop", must("losetup -f --show /tmp/loop.img"):match("%S+"), nil, "kernel")
 
+  -- UBLK_BENCH_ALL=1 adds rows whose question is answered (README,
+  -- docs/tuning.md): unpinned, and the nbd pair over TCP
+  local all = os.getenv("UBLK_BENCH_ALL")
   ublk_dev("ublk-memory", "bench/device.lua memory")
-  ublk_dev("ublk-memory-unpinned", "bench/device.lua memory - unpinned")
-  -- what latency histograms and recovery's /dev/shm store cost
-  ublk_dev("ublk-memory-nolatency", "bench/device.lua memory - nolatency")
-  ublk_dev("ublk-memory-norecovery", "bench/device.lua memory - norecovery")
+  if all then ublk_dev("ublk-memory-unpinned", "bench/device.lua memory - unpinned") end
+  -- what latency histograms and recovery's /dev/shm store cost: measured
+  -- (bench/results/2026-11-25-*-stats-cost*), rows kept out of the full run
+  if os.getenv("UBLK_BENCH_COSTS") then
+    ublk_dev("ublk-memory-nolatency", "bench/device.lua memory - nolatency")
+    ublk_dev("ublk-memory-norecovery", "bench/device.lua memory - norecovery")
+  end
+  -- the memory backend's copy modes (docs/tuning.md): user copy on the
+  -- queue thread or by an SQE (through an io_uring worker), no user copy
+  -- (memcpy to the tag's buffer), and zero copy for every size (7.x)
+  local features = ublk.features() or {}
+  -- (inline is the default's mode where the kernel lacks auto_reg)
+  for _, m in ipairs{ "ring", "buffer", features.auto_buf_reg and "inline",
+      features.auto_buf_reg and "auto_reg" } do
+    ublk_dev("ublk-memory-" .. m, "bench/device.lua memory - copy=" .. m)
+  end
   ublk_dev("ublk-null", "bench/device.lua null")
+  -- the file backend on tmpfs in its default mode (zero copy by auto
+  -- buffer registration where the kernel has it), and in each other mode
   must("truncate -s 256M /tmp/ublk-file.img")
   ublk_dev("ublk-file", "bench/device.lua file /tmp/ublk-file.img")
+  local modes = { buffer = features.auto_buf_reg or features.zero_copy,
+    register = features.auto_buf_reg and features.zero_copy }
+  for _, m in ipairs{ "buffer", "register" } do
+    if modes[m] then
+      must("truncate -s 256M /tmp/ublk-file-%s.img", m)
+      ublk_dev("ublk-file-" .. m, ("bench/device.lua file /tmp/ublk-file-%s.img copy=%s")
+        :format(m, m))
+    end
+  end
   ublk_dev("ublk-lua-memory", "examples/luamem.lua 256MiB")
   ublk_dev("ublk-lua-policy", "bench/policy.lua 256MiB")
 
-  if sh("command -v nbdkit && test -e %s/nbd.ko", mods) then
+  local nbd_rows = false
+  for _, n in ipairs{ "nbdkit-memory", "nbdkit-lua", "nbdkit-memory-tcp", "ublk-nbd", "ublk-nbd-tcp" } do
+    nbd_rows = nbd_rows or wanted(n)
+  end
+  local have_nbd = nbd_rows and sh("command -v nbdkit && test -e %s/nbd.ko", mods)
+  if nbd_rows and not have_nbd then
+    log("nbdkit or the nbd module is missing: no nbdkit rows")
+  end
+  if have_nbd then
     must("insmod %s/nbd.ko nbds_max=4", mods)
     local function nbd(name, n, plugin)
       local sock = "/tmp/nbd-" .. name .. ".sock"
@@ -93,6 +136,9 @@ local function setup()
     end
     nbd("nbdkit-memory", 0, "memory 256M")
     nbd("nbdkit-lua", 1, "lua bench/nbdkit-ram.lua")
+    ublk_dev("ublk-nbd", "bench/device.lua nbd nbd+unix:///?socket=/tmp/nbd-nbdkit-memory.sock")
+  end
+  if have_nbd and all then
     -- the same kind of server over loopback TCP, for the kernel client
     -- and for ublk-lua's nbd backend; each pair shares one server
     sh("ip link set lo up")
@@ -101,10 +147,7 @@ local function setup()
     must("nbd-client 127.0.0.1 10809 /dev/nbd2 -b 4096 -nonetlink")
     wait_for(function() return sh("test $(cat /sys/block/nbd2/size) -gt 0") end, "nbd2")
     add("nbdkit-memory-tcp", "/dev/nbd2", pid, "nbd")
-    ublk_dev("ublk-nbd", "bench/device.lua nbd nbd+unix:///?socket=/tmp/nbd-nbdkit-memory.sock")
     ublk_dev("ublk-nbd-tcp", "bench/device.lua nbd nbd://127.0.0.1:10809/")
-  else
-    log("nbdkit or the nbd module is missing: no nbdkit rows")
   end
   for _, d in ipairs(devices) do
     must("fio --name=fill --filename=%s --rw=write --bs=1M --iodepth=8 --ioengine=io_uring "
@@ -136,8 +179,9 @@ local WORKLOADS = {
 }
 if quick then WORKLOADS = { WORKLOADS[2], WORKLOADS[4], WORKLOADS[7] } end
 
--- UBLK_BENCH_ONLY=brd,ublk-memory and UBLK_BENCH_WORKLOADS=randread-4k-qd64-1j
--- narrow a run while investigating; the published results use neither.
+-- UBLK_BENCH_ONLY=brd,ublk-memory, UBLK_BENCH_WORKLOADS=randread-4k-qd64-1j
+-- and UBLK_BENCH_ROUNDS=1 narrow a run while investigating; the published
+-- results use none of them.
 local function only(list, env, key)
   local want = os.getenv(env)
   if not want then return list end

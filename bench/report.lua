@@ -103,7 +103,7 @@ local function target(name, a, b, id, goal)
   p("| %s | %s | %s | %s |", name, fmt_ratio(r), goal, r and (r >= tonumber(goal:match("[%d.]+")) and "met" or "missed") or "-")
 end
 p("")
-p("**Targets** (4k randread QD64; 2 jobs where the workload ran)")
+p("**Targets** (4k randread QD64 with 2 jobs unless the target names its workload)")
 p("")
 p("| target | measured | goal | |")
 p("|---|---|---|---|")
@@ -118,6 +118,18 @@ for _, t in ipairs({ { "ublk-nbd", "nbdkit-memory", "unix" }, { "ublk-nbd-tcp", 
   target("ublk-lua nbd backend vs kernel nbd client, " .. t[3] .. ", 128k read", t[1], t[2],
     "read-128k-qd16", ">= 1.2x")
 end
+-- fast paths (issue 9): QD1, 128 KiB, zero copy
+target("ublk memory vs loop, 4k QD1", "ublk-memory", "loop", "randread-4k-qd1", ">= 1.0x")
+target("ublk memory vs brd, 128k read", "ublk-memory", "brd", "read-128k-qd16", ">= 0.9x")
+target("ublk file (default copy mode) vs loop, 128k read", "ublk-file", "loop",
+  "read-128k-qd16", ">= 1.0x")
+target("ublk file (default copy mode) vs loop, 128k write", "ublk-file", "loop",
+  "write-128k-qd16", ">= 1.0x")
+target("ublk file (default) vs copy = buffer, 4k", "ublk-file", "ublk-file-buffer", rr, ">= 1.0x")
+target("pure-Lua memory vs C memory, 128k read", "ublk-lua-memory", "ublk-memory",
+  "read-128k-qd16", ">= 0.8x")
+target("pure-Lua memory vs C memory, 128k write", "ublk-lua-memory", "ublk-memory",
+  "write-128k-qd16", ">= 0.8x")
 local c128 = R.creation and R.creation["depth128-q2"]
 if c128 then
   p("| device usable after ADD_DEV, depth 128, 2 queues | %.1f ms | <= 100 ms | %s |",

@@ -56,6 +56,21 @@ enum {
 	 * ublk_io_prep_user_copy(), so the kernel copies straight between
 	 * request pages and the backend's memory (UBLK_F_USER_COPY). */
 	UBLK_CAN_USER_COPY = 1 << 4,
+	/* Serves the device's own reads and writes from the request's pages
+	 * registered in the queue ring's buffer table (ublk_io_buf_index()):
+	 * zero copy, where the kernel has it. */
+	UBLK_CAN_ZERO_COPY = 1 << 6,
+};
+
+/* How a zero-copy request's pages reach the ring's buffer table. */
+enum ublk_zc {
+	UBLK_ZC_NONE,
+	UBLK_ZC_AUTO_REG,	/* UBLK_F_AUTO_BUF_REG (6.16+): the kernel
+				 * registers them before the request arrives
+				 * and unregisters them at its commit */
+	UBLK_ZC_REGISTER,	/* UBLK_F_SUPPORT_ZERO_COPY (6.15+): the queue
+				 * registers them per request (REGISTER_IO_BUF,
+				 * linked to the backend's first operation) */
 };
 
 struct ublk_backend {
@@ -70,12 +85,22 @@ struct ublk_backend {
 	 * queues cannot be independent (an NBD server without multi-conn
 	 * gets one connection, so one queue); the device is made with fewer. */
 	unsigned max_queues;
+	/* With UBLK_CAN_ZERO_COPY: UBLK_ZC_NONE takes the best mode the
+	 * kernel has (else copies); another mode is that one or a refusal. */
+	enum ublk_zc zc_only;
+	/* Memory alignment the backend needs of request pages under zero
+	 * copy (O_DIRECT: the file's), as UBLK_PARAM_TYPE_DMA_ALIGN; 0: the
+	 * kernel's default. */
+	unsigned dma_align;
 	char err[160];		/* why create() failed, for the user */
 	char note[96];		/* what create() did the user should hear of ("created /x") */
 	/* A file holding the data beyond this process (the memory backend's
 	 * "store"), so a recovering server finds it: recorded with the device
 	 * and deleted with it. */
 	char store[128];
+	/* A file create() made (the file backend's create = true): removed
+	 * with the device when that never comes to be, kept otherwise. */
+	char made[128];
 };
 
 /* One request as a backend is asked to serve it: the device's own request
@@ -184,6 +209,22 @@ bool ublk_io_user_copy(const struct ublk_queue *q, const struct ublk_io *io);
  * copies mem into the request, a WRITE the request into mem. */
 void ublk_io_prep_user_copy(struct io_uring_sqe *sqe, const struct ublk_queue *q,
 			    const struct ublk_io *io, void *mem);
+
+/* The same copy done at once, on the calling (queue) thread: `len` bytes
+ * at `off` in io's data.  Returns len, or -errno (a short copy is -EIO),
+ * and the backend returns that as the io's result, so the commit goes to
+ * the kernel in the same submission and no request waits on a copy.
+ * /dev/ublkcN has no FMODE_NOWAIT: a copy SQE always goes through an
+ * io_uring worker thread, which is why this synchronous form is the fast
+ * one (numbers in backend_memory.c).  kublk copies the same way. */
+int ublk_io_copy_user(const struct ublk_queue *q, const struct ublk_io *io, void *mem,
+		      uint32_t len, uint32_t off);
+
+/* io's data as a fixed buffer of the queue's ring: its index for
+ * io_uring_prep_read_fixed/write_fixed (addresses run from 0 at the start
+ * of the request's data), or -1 when io's data is io->buf (no zero copy,
+ * a delegate's io, or an op without data). */
+int ublk_io_buf_index(const struct ublk_queue *q, const struct ublk_io *io);
 
 unsigned ublk_queue_id(const struct ublk_queue *q);
 unsigned ublk_queue_depth(const struct ublk_queue *q);

@@ -31,6 +31,27 @@ struct file {
 	bool no_zero_range;	/* the filesystem said EOPNOTSUPP to ZERO_RANGE */
 };
 
+/* Option "copy": absent, the best zero copy the kernel has (else the tag's
+ * buffer); "buffer" never zero copy; "auto_reg" or "register" only that
+ * mode (backend.h, enum ublk_zc). */
+static int parse_copy(struct ublk_backend *b, const char *v)
+{
+	if (!v)
+		b->caps |= UBLK_CAN_ZERO_COPY;
+	else if (!strcmp(v, "auto_reg"))
+		b->zc_only = UBLK_ZC_AUTO_REG;
+	else if (!strcmp(v, "register"))
+		b->zc_only = UBLK_ZC_REGISTER;
+	else if (strcmp(v, "buffer")) {
+		snprintf(b->err, sizeof(b->err), "copy = '%.40s': the file backend takes "
+			 "buffer, auto_reg or register", v);
+		return -EINVAL;
+	}
+	if (b->zc_only != UBLK_ZC_NONE)
+		b->caps |= UBLK_CAN_ZERO_COPY;
+	return 0;
+}
+
 static int file_size(struct ublk_backend *b, int fd, const char *path,
 		     const struct ublk_backend_conf *conf, bool create)
 {
@@ -111,8 +132,11 @@ static int file_open(struct ublk_backend *b, const char *path, int flags, bool c
 		return -ENOENT;
 	}
 	fd = open(path, flags | O_CREAT | O_EXCL, 0600);
-	if (fd >= 0)
+	if (fd >= 0) {
 		snprintf(b->note, sizeof(b->note), "created %.60s", path);
+		if (strlen(path) < sizeof(b->made))
+			snprintf(b->made, sizeof(b->made), "%s", path);
+	}
 out:
 	if (fd < 0) {
 		int ret = -errno;
@@ -122,6 +146,15 @@ out:
 		return ret;
 	}
 	return fd;
+}
+
+static unsigned dio_align(int fd)
+{
+	unsigned lbs = 0;
+
+	if (ioctl(fd, BLKSSZGET, &lbs) < 0 || lbs < 512)
+		lbs = 512; /* a regular file: what O_DIRECT usually asks */
+	return lbs;
 }
 
 /* Options: path (required); create ("1": make a missing file, grow a short
@@ -141,6 +174,9 @@ static int file_create(struct ublk_backend *b, const struct ublk_backend_conf *c
 		snprintf(b->err, sizeof(b->err), "the file backend needs a 'path'");
 		return -EINVAL;
 	}
+	ret = parse_copy(b, ublk_conf_get(conf, "copy"));
+	if (ret < 0)
+		return ret;
 	if (direct ? ublk_conf_flag(conf, "direct")
 		   : stat(path, &st) == 0 && S_ISBLK(st.st_mode))
 		flags |= O_DIRECT;
@@ -162,7 +198,11 @@ static int file_create(struct ublk_backend *b, const struct ublk_backend_conf *c
 		return ret;
 	}
 	b->priv = f;
-	b->caps = UBLK_CAN_FLUSH | UBLK_CAN_FUA | UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;
+	b->caps |= UBLK_CAN_FLUSH | UBLK_CAN_FUA | UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;
+	/* O_DIRECT I/O on the request's own pages needs them aligned as the
+	 * file wants its buffers: its logical block size, 512 at least */
+	if ((flags & O_DIRECT) && (b->caps & UBLK_CAN_ZERO_COPY))
+		b->dma_align = dio_align(f->fd);
 	return 0;
 }
 
@@ -175,18 +215,27 @@ static void file_destroy(struct ublk_backend *b)
 }
 
 /* (Re)submits the part of a read or write not done yet; io->scratch
- * counts the bytes done. */
+ * counts the bytes done.  Under zero copy the data is the request's own
+ * pages, a fixed buffer whose addresses start at 0. */
 static void file_submit_rw(struct file *f, struct ublk_queue *q, struct ublk_io *io)
 {
 	uint32_t done = (uint32_t)io->scratch;
+	int idx = ublk_io_buf_index(q, io);
 	struct io_uring_sqe *sqe = ublk_io_sqe(q, io);
+	char *at = idx >= 0 ? (char *)(uintptr_t)done : (char *)io->buf + done;
 
 	if (io->op == UBLK_IO_OP_READ) {
-		io_uring_prep_read(sqe, f->fd, (char *)io->buf + done, io->len - done,
-				   io->offset + done);
+		if (idx >= 0)
+			io_uring_prep_read_fixed(sqe, f->fd, at, io->len - done,
+						 io->offset + done, idx);
+		else
+			io_uring_prep_read(sqe, f->fd, at, io->len - done, io->offset + done);
 	} else {
-		io_uring_prep_write(sqe, f->fd, (char *)io->buf + done, io->len - done,
-				    io->offset + done);
+		if (idx >= 0)
+			io_uring_prep_write_fixed(sqe, f->fd, at, io->len - done,
+						  io->offset + done, idx);
+		else
+			io_uring_prep_write(sqe, f->fd, at, io->len - done, io->offset + done);
 		if (io->flags & UBLK_IO_F_FUA)
 			sqe->rw_flags = RWF_DSYNC;
 	}

@@ -138,7 +138,9 @@ static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *co
 	lb->budget_ms = timeout ? (unsigned)strtoul(timeout, NULL, 10) : 30000;
 	b->budget_ms = lb->budget_ms;
 	lua_interrupt_install();
-	b->caps = UBLK_CAN_INTERRUPT |
+	/* user copy: req:copy moves data straight between the request and
+	 * the backend's memory; req.buf still works, copied at need */
+	b->caps = UBLK_CAN_INTERRUPT | UBLK_CAN_USER_COPY |
 		  (ublk_conf_flag(conf, "flush") ? UBLK_CAN_FLUSH : 0) |
 		  (ublk_conf_flag(conf, "fua") ? UBLK_CAN_FUA : 0) |
 		  (ublk_conf_flag(conf, "discard") ? UBLK_CAN_DISCARD : 0) |

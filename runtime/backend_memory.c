@@ -1,15 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * backend_memory.c - a RAM disk in one lazily-populated mapping: anonymous,
- * or with option "store" a shared file (on /dev/shm) that outlives the
- * process, so that a server recovering the device finds the data.
+ * backend_memory.c - a RAM disk in one lazily-populated shared mapping: of
+ * a memfd, or with option "store" of a file (on /dev/shm) that outlives
+ * the process, so that a server recovering the device finds the data.
  *
  * No locks: the block layer never has two overlapping writes in flight
  * that a correct user depends on, so queues copy in and out concurrently.
- * One copy per I/O: memcpy, or where the kernel has UBLK_F_USER_COPY the
- * kernel's own copy between the request's pages and the store.  Discard
- * and write-zeroes give whole pages back to the kernel (MADV_DONTNEED
- * reads back as zeroes) and zero the edges.
+ * One copy per I/O, done by the kernel (option "copy", docs/tuning.md):
+ *   default   zero copy by auto buffer registration where the kernel has
+ *             it (7.x) for requests of ZC_MIN bytes or more: the request's
+ *             pages are read from / written to the store's file with
+ *             *_FIXED ops on the queue's ring; smaller ones, and all on
+ *             kernels without it, by inline user copy;
+ *   inline    user copy on the queue thread (pread/pwrite of /dev/ublkcN);
+ *   ring      user copy by an SQE (served by an io_uring worker);
+ *   auto_reg  zero copy for every request;
+ *   buffer    no user copy: memcpy to the tag's buffer, which the kernel
+ *             copies again at the commit.
+ * Discard and write-zeroes give whole pages back (MADV_REMOVE) and zero
+ * the edges.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,12 +34,33 @@
 
 #include "backend.h"
 
+enum memory_copy { COPY_DEFAULT, COPY_INLINE, COPY_RING, COPY_BUFFER, COPY_AUTO_REG };
+
+/* Below this, the default mode copies inline even where zero copy is
+ * granted: FILLED FROM THE BENCH. */
+#define ZC_MIN (64u << 10)
+
 struct memory {
 	char *base;
 	uint64_t size;
 	uint64_t page;
-	bool shared;	/* a store file: discard punches holes in it */
+	int fd;		/* the store's or the memfd's: zero copy reads and writes it */
+	enum memory_copy copy;
 };
+
+static int parse_copy(struct ublk_backend *b, const char *v, enum memory_copy *out)
+{
+	static const char *const names[] = { "", "inline", "ring", "buffer", "auto_reg" };
+
+	for (unsigned i = 1; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(v, names[i])) {
+			*out = (enum memory_copy)i;
+			return 0;
+		}
+	snprintf(b->err, sizeof(b->err), "copy: '%.40s' is not inline, ring, buffer or auto_reg",
+		 v);
+	return -EINVAL;
+}
 
 /* Maps the store file at `path`: an existing one must have the device's
  * size (its data is kept: a recovery); a new one is made sparse, if its
@@ -75,7 +105,8 @@ static int map_store(struct ublk_backend *b, struct memory *m, const char *path)
 		snprintf(b->err, sizeof(b->err), "store %s: mmap: %s", path, strerror(errno));
 		goto out;
 	}
-	m->shared = true;
+	m->fd = fd;
+	fd = -1;
 	snprintf(b->store, sizeof(b->store), "%s", path);
 	if (!made)
 		snprintf(b->note, sizeof(b->note), "data kept in %s", path);
@@ -85,6 +116,18 @@ out:
 	if (ret < 0 && made)
 		unlink(path);
 	return ret;
+}
+
+/* Anonymous memory as a memfd, so that zero copy can read and write it as
+ * a file; NORESERVE: a 64 GiB disk costs nothing until written. */
+static int map_memfd(struct memory *m)
+{
+	m->fd = memfd_create("ublk-memory", MFD_CLOEXEC);
+	if (m->fd < 0 || ftruncate(m->fd, (off_t)m->size) < 0)
+		return -errno;
+	m->base = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+		       m->fd, 0);
+	return m->base == MAP_FAILED ? -errno : 0;
 }
 
 static int memory_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
@@ -103,24 +146,32 @@ static int memory_create(struct ublk_backend *b, const struct ublk_backend_conf 
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	if (ublk_conf_get(conf, "copy") && parse_copy(b, ublk_conf_get(conf, "copy"), &m->copy)) {
+		free(m);
+		return -EINVAL;
+	}
 	m->size = conf->size;
 	m->page = (uint64_t)sysconf(_SC_PAGESIZE);
-	if (store) {
+	m->fd = -1;
+	if (store)
 		ret = map_store(b, m, store);
-	} else {
-		/* NORESERVE: a 64 GiB disk costs nothing until written. */
-		m->base = mmap(NULL, m->size, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (m->base == MAP_FAILED)
-			ret = -errno;
-	}
+	else
+		ret = map_memfd(m);
 	if (ret < 0) {
+		if (m->fd >= 0)
+			close(m->fd);
 		free(m);
 		return ret;
 	}
 	b->priv = m;
 	b->size = m->size;
-	b->caps = UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES | UBLK_CAN_USER_COPY;
+	b->caps = UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;
+	if (m->copy != COPY_BUFFER && m->copy != COPY_AUTO_REG)
+		b->caps |= UBLK_CAN_USER_COPY;
+	if (m->copy == COPY_DEFAULT || m->copy == COPY_AUTO_REG)
+		b->caps |= UBLK_CAN_ZERO_COPY;
+	if (m->copy == COPY_AUTO_REG)
+		b->zc_only = UBLK_ZC_AUTO_REG;
 	return 0;
 }
 
@@ -129,6 +180,7 @@ static void memory_destroy(struct ublk_backend *b)
 	struct memory *m = b->priv;
 
 	munmap(m->base, m->size);
+	close(m->fd);
 	free(m);
 }
 
@@ -144,9 +196,8 @@ static int memory_zero(struct memory *m, uint64_t off, uint64_t len)
 	}
 	memset(m->base + off, 0, start - off);
 	memset(m->base + end, 0, off + len - end);
-	/* DONTNEED reads back zeroes only in a private mapping; a shared one
-	 * needs its file's pages freed */
-	if (madvise(m->base + start, end - start, m->shared ? MADV_REMOVE : MADV_DONTNEED) < 0)
+	/* a shared mapping's zeroes come from freeing its file's pages */
+	if (madvise(m->base + start, end - start, MADV_REMOVE) < 0)
 		return -errno;
 	return 0;
 }
@@ -158,10 +209,26 @@ static int memory_handle_io(struct ublk_backend *b, struct ublk_queue *q,
 
 	if (io->offset > m->size || io->len > m->size - io->offset)
 		return -EIO;
-	/* With user copy the kernel copies between the request's pages and
-	 * the store: one copy, done by a cdev read or write on our ring. */
+	/* Zero copy: the kernel copies between the request's pages and the
+	 * store's file, as a *_FIXED read or write on our ring. */
+	if (ublk_io_buf_index(q, io) >= 0 &&
+	    (m->copy == COPY_AUTO_REG || io->len >= ZC_MIN || !ublk_io_user_copy(q, io))) {
+		struct io_uring_sqe *sqe = ublk_io_sqe(q, io);
+
+		if (io->op == UBLK_IO_OP_READ)
+			io_uring_prep_read_fixed(sqe, m->fd, NULL, io->len, io->offset,
+						 ublk_io_buf_index(q, io));
+		else
+			io_uring_prep_write_fixed(sqe, m->fd, NULL, io->len, io->offset,
+						  ublk_io_buf_index(q, io));
+		return UBLK_IO_QUEUED;
+	}
+	/* User copy: the kernel copies between the request's pages and the
+	 * store's mapping, by a cdev read or write. */
 	if (ublk_io_user_copy(q, io) &&
 	    (io->op == UBLK_IO_OP_READ || io->op == UBLK_IO_OP_WRITE)) {
+		if (m->copy != COPY_RING)
+			return ublk_io_copy_user(q, io, m->base + io->offset, io->len, 0);
 		ublk_io_prep_user_copy(ublk_io_sqe(q, io), q, io, m->base + io->offset);
 		return UBLK_IO_QUEUED;
 	}
@@ -185,7 +252,7 @@ static int memory_handle_io(struct ublk_backend *b, struct ublk_queue *q,
 	}
 }
 
-/* The user copy finished: all of it, or the request fails. */
+/* The copy (SQE) finished: all of it, or the request fails. */
 static int memory_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
 			  int res)
 {

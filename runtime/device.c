@@ -57,38 +57,9 @@ int ublk_dev_open_ctrl(struct ublk_dev *d)
 	return 0;
 }
 
-/* The flags we ask ADD_DEV for: what the kernel has and we can use, and
- * the recovery the user asked for (checked against the kernel first). */
-static uint64_t wanted_flags(const struct ublk_dev *d, const struct ublk_dev_conf *conf)
-{
-	uint64_t want = UBLK_F_CMD_IOCTL_ENCODE;
-
-	if (d->backend.caps & UBLK_CAN_USER_COPY)
-		want |= UBLK_F_USER_COPY;
-	if (conf->recovery) /* a clean hand-over to a new server (reload) */
-		want |= UBLK_F_QUIESCE;
-	return (d->features & want) | conf->recovery;
-}
-
-/* Refused before ADD_DEV, naming what is missing. */
-static int check_recovery(struct ublk_dev *d, const struct ublk_dev_conf *conf)
-{
-	uint64_t missing = conf->recovery & ~d->features;
-
-	if (!missing)
-		return 0;
-	if (missing & UBLK_F_USER_RECOVERY_FAIL_IO)
-		return ublk_dev_fail(d, -ENOTSUP, "recovery = \"fail\" needs USER_RECOVERY_FAIL_IO "
-			    "(Linux 6.13+), which this kernel lacks: use \"reissue\", "
-			    "\"queue\" or false");
-	return ublk_dev_fail(d, -ENOTSUP, "recovery needs USER_RECOVERY%s, which this kernel "
-		    "lacks: use recovery = false",
-		    missing & UBLK_F_USER_RECOVERY_REISSUE ? "_REISSUE" : "");
-}
-
 static int add_dev(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 {
-	uint64_t want = wanted_flags(d, conf);
+	uint64_t want = ublk_dev_wanted_flags(d, conf);
 	struct ublksrv_ctrl_dev_info *info = &d->info;
 	int ret;
 
@@ -104,31 +75,6 @@ static int add_dev(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 		return ublk_dev_fail(d, ret, "device id %d is already in use", conf->id);
 	if (ret < 0)
 		return ublk_dev_fail(d, ret, "ADD_DEV refused: %s", strerror(-ret));
-	return 0;
-}
-
-/* The kernel clamps queues to its CPU count and drops flags it does not
- * know: check that it gave us what we asked for. */
-static int check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
-{
-	uint64_t want = wanted_flags(d, conf);
-	struct ublksrv_ctrl_dev_info *info = &d->info;
-
-	ublk_dbg("dev %u: asked flags %#llx, kernel granted %#llx", info->dev_id,
-		 (unsigned long long)want, (unsigned long long)info->flags);
-	if ((info->flags & want) != want)
-		return ublk_dev_fail(d, -ENOTSUP, "the kernel refused device flags %#llx",
-			    (unsigned long long)(want & ~info->flags));
-	if (info->nr_hw_queues != conf->queues)
-		return ublk_dev_fail(d, -EINVAL, "queues = %u, but this kernel allows at most %u",
-			    conf->queues, info->nr_hw_queues);
-	if (info->queue_depth != conf->depth)
-		return ublk_dev_fail(d, -EINVAL, "depth = %u, but the kernel set %u", conf->depth,
-			    info->queue_depth);
-	if (info->max_io_buf_bytes < conf->max_io)
-		return ublk_dev_fail(d, -EINVAL, "max_io = %u, but the kernel allows %u",
-			    conf->max_io, info->max_io_buf_bytes);
-	d->ctrl.ioctl_encode = (info->flags & UBLK_F_CMD_IOCTL_ENCODE) != 0;
 	return 0;
 }
 
@@ -163,6 +109,12 @@ static int set_params(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 			p.discard.max_discard_sectors = UINT32_MAX >> 9;
 		if (caps & UBLK_CAN_WRITE_ZEROES)
 			p.discard.max_write_zeroes_sectors = UINT32_MAX >> 9;
+	}
+	/* zero copy hands the request's own pages to the backend's I/O:
+	 * they must suit it (O_DIRECT), so the block layer is told */
+	if (ublk_dev_zero_copy(d->info.flags) != UBLK_ZC_NONE && d->backend.dma_align > 1) {
+		p.types |= UBLK_PARAM_TYPE_DMA_ALIGN;
+		p.dma.alignment = d->backend.dma_align - 1;
 	}
 	ret = ublk_ctrl_set_params(&d->ctrl, d->info.dev_id, &p);
 	if (ret < 0)
@@ -204,6 +156,7 @@ int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 			.cdev_fd = d->cdev_fd,
 			.ioctl_encode = d->ctrl.ioctl_encode,
 			.user_copy = (d->info.flags & UBLK_F_USER_COPY) != 0,
+			.zero_copy = ublk_dev_zero_copy(d->info.flags),
 			.pin = conf->pin,
 			.latency = conf->latency,
 			.backend = &d->backend,
@@ -238,8 +191,12 @@ void ublk_dev_release(struct ublk_dev *d, bool added)
 	/* deletion completes when the char device is released: close it first */
 	if (added)
 		ublk_dev_delete(&d->ctrl, d->info.dev_id);
-	else if (!d->recovering && d->backend.ops && d->backend.store[0])
-		unlink(d->backend.store);
+	else if (!d->recovering && d->backend.ops) {
+		if (d->backend.store[0])
+			unlink(d->backend.store);
+		if (d->backend.made[0])
+			unlink(d->backend.made);
+	}
 	ublk_ctrl_close(&d->ctrl);
 	if (d->backend.ops)
 		d->backend.ops->destroy(&d->backend);
@@ -306,7 +263,7 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		ublk_dev_release(d, false);
 		return ret;
 	}
-	ret = check_recovery(d, conf);
+	ret = ublk_dev_check_kernel(d, conf);
 	if (ret < 0) {
 		ublk_dev_release(d, false);
 		return ret;
@@ -319,7 +276,7 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		return ret;
 	}
 	ublk_dev_register(d->info.dev_id, d->backend.store);
-	ret = check_granted(d, conf);
+	ret = ublk_dev_check_granted(d, conf);
 	if (ret >= 0)
 		ret = ublk_dev_open_cdev(d);
 	if (ret >= 0)

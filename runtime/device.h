@@ -54,6 +54,9 @@ struct ublk_dev {
 	char err[256];
 };
 
+/* The zero-copy mode device flags (as granted) give its queues. */
+enum ublk_zc ublk_dev_zero_copy(uint64_t flags);
+
 int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		    const struct ublk_backend_ops *ops,
 		    const struct ublk_backend_conf *bconf);

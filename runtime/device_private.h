@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * device_private.h - what device.c shares with device_recover.c: the
- * steps a new device and a recovered one have in common.
+ * device_private.h - what device.c shares with device_recover.c and
+ * device_flags.c: the steps a new device and a recovered one have in
+ * common.
  */
 #ifndef UBLK_DEVICE_PRIVATE_H
 #define UBLK_DEVICE_PRIVATE_H
@@ -24,6 +25,11 @@ int ublk_dev_open_ctrl(struct ublk_dev *d);
 int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf);
 /* Asks the first nr queue threads to leave and joins them. */
 void ublk_dev_stop_queues(struct ublk_dev *d, unsigned nr);
+/* device_flags.c: the flags to ask ADD_DEV for; refuses (before it) what
+ * the user asked that this kernel lacks; checks what ADD_DEV granted. */
+uint64_t ublk_dev_wanted_flags(const struct ublk_dev *d, const struct ublk_dev_conf *conf);
+int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf);
+int ublk_dev_check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf);
 /* Frees what exists; `added`: deletes the device too. */
 void ublk_dev_release(struct ublk_dev *d, bool added);
 

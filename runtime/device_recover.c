@@ -79,6 +79,10 @@ static int check_device(struct ublk_dev *d, uint32_t id)
 	if ((d->info.flags & UBLK_F_USER_COPY) && !(d->backend.caps & UBLK_CAN_USER_COPY))
 		return ublk_dev_fail(d, -EINVAL, "device %u moves data by user copy, which "
 				     "backend '%s' cannot", id, d->backend.ops->name);
+	if (ublk_dev_zero_copy(d->info.flags) != UBLK_ZC_NONE &&
+	    !(d->backend.caps & UBLK_CAN_ZERO_COPY))
+		return ublk_dev_fail(d, -EINVAL, "device %u moves data by zero copy, which "
+				     "backend '%s' cannot", id, d->backend.ops->name);
 	return 0;
 }
 

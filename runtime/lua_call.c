@@ -251,11 +251,24 @@ static int run(struct ublk_lua_queue *lq, struct lua_tag *t, int ref, uint16_t t
 	return ret;
 }
 
-/* A request's result is final: over its budget, it is ETIMEDOUT. */
-static int finish(struct lua_tag *t, int ret)
+/* A request's result is final: over its budget, it is ETIMEDOUT; a read
+ * whose handler filled req.buf has it copied into the request (user copy). */
+static int finish(struct ublk_lua_queue *lq, struct lua_tag *t, int ret)
 {
+	struct ublk_lua_req *r = &lq->reqs[t->io->tag];
+
 	if (ret == UBLK_IO_QUEUED)
 		return ret;
+	if (ret > 0 && r->_buffered && r->op == UBLK_IO_OP_READ &&
+	    ublk_io_user_copy(lq->q, t->io)) {
+		int c = ublk_io_copy_user(lq->q, t->io, r->_buf, (uint32_t)ret, 0);
+
+		if (c < 0) {
+			lua_handler_error(lq, t->io->tag, "read: copying req.buf into the request "
+					  "failed: %s", strerror(-c));
+			ret = c;
+		}
+	}
 	if (t->expired)
 		ret = -ETIMEDOUT;
 	t->expired = false;
@@ -293,7 +306,8 @@ int lua_call_handler(struct ublk_lua_queue *lq, struct ublk_io *io)
 
 	if (ref == LUA_NOREF)
 		return -EOPNOTSUPP;
-	r->buf = io->buf;
+	r->_buf = io->buf;
+	r->_buffered = 0;
 	r->offset = (double)io->offset;
 	r->length = io->len;
 	r->flags = io->flags;
@@ -301,7 +315,7 @@ int lua_call_handler(struct ublk_lua_queue *lq, struct ublk_io *io)
 	t->io = io;
 	t->started_ms = ublk_watch_now_ms();
 	t->expired = false;
-	return finish(t, run(lq, t, ref, tag, 0, false));
+	return finish(lq, t, run(lq, t, ref, tag, 0, false));
 }
 
 int lua_call_done(struct ublk_lua_queue *lq, struct ublk_io *io, int res)
@@ -309,8 +323,8 @@ int lua_call_done(struct ublk_lua_queue *lq, struct ublk_io *io, int res)
 	struct lua_tag *t = &lq->tags[io->tag];
 
 	if (!lq->lb->async)
-		return finish(t, sync_done(t, res));
+		return finish(lq, t, sync_done(t, res));
 	if (!t->waiting) /* nobody waits for it: the handler's result stands */
 		return UBLK_IO_QUEUED;
-	return finish(t, run(lq, t, LUA_NOREF, io->tag, res, true));
+	return finish(lq, t, run(lq, t, LUA_NOREF, io->tag, res, true));
 }

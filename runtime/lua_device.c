@@ -222,6 +222,20 @@ void lua_core_push_features(lua_State *L, uint64_t f)
 	}
 }
 
+/* How its requests' data moves (docs/tuning.md): zero copy, user copy, or
+ * through each tag's buffer. */
+static const char *copy_mode(const struct ublk_dev *d)
+{
+	switch (ublk_dev_zero_copy(d->info.flags)) {
+	case UBLK_ZC_AUTO_REG: /* the memory backend: user copy for small requests */
+		return d->info.flags & UBLK_F_USER_COPY ? "auto_reg+user_copy" : "auto_reg";
+	case UBLK_ZC_REGISTER:
+		return "register";
+	default:
+		return d->info.flags & UBLK_F_USER_COPY ? "user_copy" : "buffer";
+	}
+}
+
 static int l_info(lua_State *L)
 {
 	struct ublk_dev *d = check_dev(L);
@@ -260,6 +274,8 @@ static int l_info(lua_State *L)
 	lua_pushboolean(L, (d->params.types & UBLK_PARAM_TYPE_DISCARD) &&
 				   d->params.discard.max_write_zeroes_sectors);
 	lua_setfield(L, -2, "write_zeroes");
+	lua_pushstring(L, copy_mode(d));
+	lua_setfield(L, -2, "copy");
 	lua_core_push_features(L, d->info.flags);
 	lua_setfield(L, -2, "flags");
 	return 1;

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * lua_ffi.c - the entry points a queue's Lua helpers reach through FFI
- * (struct ublk_lua_ctx in lua_ffi.h): delegates, ublk.sleep, ublk.io.*.
+ * (struct ublk_lua_ctx in lua_ffi.h): delegates, ublk.sleep, ublk.io.*,
+ * req.buf and req:copy.
  * Each acts for the request whose handler runs now, submits on the
  * queue's ring or runs a C backend, and returns: none calls into Lua.
  */
 #include <errno.h>
+#include <string.h>
+
 #include <liburing.h>
 
 #include "lua_bridge.h"
@@ -82,6 +85,51 @@ static int ffi_fsync(struct ublk_lua_queue *lq, int fd)
 	return UBLK_LUA_QUEUED;
 }
 
+static uint8_t *ffi_buffer(struct ublk_lua_queue *lq, uint16_t tag)
+{
+	struct ublk_lua_req *r;
+	struct lua_tag *t;
+
+	if (tag >= ublk_queue_depth(lq->q)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	r = &lq->reqs[tag];
+	t = &lq->tags[tag];
+	if (!r->_buffered && r->op == UBLK_IO_OP_WRITE && ublk_io_user_copy(lq->q, t->io)) {
+		int c = ublk_io_copy_user(lq->q, t->io, r->_buf, r->length, 0);
+
+		if (c < 0) {
+			errno = -c;
+			return NULL;
+		}
+	}
+	r->_buffered = 1;
+	return r->_buf;
+}
+
+static int ffi_copy(struct ublk_lua_queue *lq, uint16_t tag, void *mem, uint32_t len,
+		    uint32_t off)
+{
+	struct ublk_lua_req *r;
+	struct lua_tag *t;
+
+	if (tag >= ublk_queue_depth(lq->q))
+		return -EINVAL;
+	r = &lq->reqs[tag];
+	t = &lq->tags[tag];
+	if (off > r->length || len > r->length - off ||
+	    (r->op != UBLK_IO_OP_READ && r->op != UBLK_IO_OP_WRITE))
+		return -EINVAL;
+	if (ublk_io_user_copy(lq->q, t->io))
+		return ublk_io_copy_user(lq->q, t->io, mem, len, off);
+	if (r->op == UBLK_IO_OP_READ)
+		memcpy(r->_buf + off, mem, len);
+	else
+		memcpy(mem, r->_buf + off, len);
+	return (int)len;
+}
+
 void lua_ffi_fill(struct ublk_lua_queue *lq)
 {
 	lq->ctx = (struct ublk_lua_ctx){
@@ -94,5 +142,7 @@ void lua_ffi_fill(struct ublk_lua_queue *lq)
 		.sleep = ffi_sleep,
 		.rw = ffi_rw,
 		.fsync = ffi_fsync,
+		.buffer = ffi_buffer,
+		.copy = ffi_copy,
 	};
 }

@@ -13,9 +13,14 @@
 #include <stdint.h>
 
 /* BEGIN FFI */
-/* A request as a Lua handler sees it (`req`): one per tag, made once. */
+/* A request as a Lua handler sees it (`req`): one per tag, made once.
+ * Handlers read `req.buf` (lua/ublk/queue.lua): the tag's buffer, which
+ * under user copy is filled from the request at its first use by a write
+ * and copied into the request after a read's handler has filled it;
+ * req:copy(mem) moves the data between the request and mem directly. */
 struct ublk_lua_req {
-	uint8_t *buf;		/* the request's data: read fills it, write reads it */
+	uint8_t *_buf;		/* the tag's buffer */
+	uint8_t _buffered;	/* req.buf used: under user copy, copy it out */
 	double offset;		/* bytes */
 	uint32_t length;	/* bytes */
 	uint32_t flags;		/* UBLK_IO_F_* */
@@ -45,6 +50,14 @@ struct ublk_lua_ctx {
 	int (*rw)(struct ublk_lua_queue *q, int write, int fd, void *buf, uint32_t len,
 		  double off);
 	int (*fsync)(struct ublk_lua_queue *q, int fd);
+	/* req.buf's first use for request `tag`: returns the buffer, filled
+	 * with a write's data where it moves by user copy; NULL if that copy
+	 * failed (errno set) */
+	uint8_t *(*buffer)(struct ublk_lua_queue *q, uint16_t tag);
+	/* req:copy: `len` bytes at `off` of request `tag`'s data to mem (a
+	 * write) or from mem (a read); len or -errno */
+	int (*copy)(struct ublk_lua_queue *q, uint16_t tag, void *mem, uint32_t len,
+		    uint32_t off);
 };
 
 /* An entry point's "submitted: wait for the completion". */

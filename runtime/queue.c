@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 #include "log.h"
@@ -60,9 +59,42 @@ void ublk_queue_prep_cmd(struct ublk_queue *q, uint16_t tag, unsigned legacy_op,
 	cmd->q_id = q->c.q_id;
 	cmd->tag = tag;
 	cmd->result = result;
-	/* with user copy the kernel wants no buffer: data moves by cdev I/O */
-	cmd->addr = q->c.user_copy ? 0 : (uint64_t)(uintptr_t)q->ios[tag].buf;
+	/* with user copy or zero copy the kernel wants no buffer address */
+	if (!q->c.user_copy && q->c.zero_copy == UBLK_ZC_NONE)
+		cmd->addr = (uint64_t)(uintptr_t)q->ios[tag].buf;
+	/* AUTO_BUF_REG: the SQE's own addr names the buffer slot the next
+	 * request's pages go to (struct ublk_auto_buf_reg: index in bits
+	 * 0-15, no flags: a failed registration fails that request) */
+	if (q->c.zero_copy == UBLK_ZC_AUTO_REG)
+		sqe->addr = tag;
 	q->cmd_inflight++;
+}
+
+/* Room for `n` SQEs in one submission: a link must not be cut by the
+ * flush ublk_queue_get_sqe does when the ring is full. */
+static void reserve_sqes(struct ublk_queue *q, unsigned n)
+{
+	if (io_uring_sq_space_left(&q->ring) < n)
+		io_uring_submit(&q->ring);
+}
+
+/* UBLK_ZC_REGISTER: (un)registers tag's request pages as buffer slot
+ * `tag`; the completion is a command's, flagged UBLK_UD_BUF. */
+static struct io_uring_sqe *prep_buf_cmd(struct ublk_queue *q, uint16_t tag, bool reg)
+{
+	struct io_uring_sqe *sqe = ublk_queue_get_sqe(q);
+	struct ublksrv_io_cmd *cmd = (struct ublksrv_io_cmd *)sqe->cmd;
+
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = 0;
+	sqe->flags = IOSQE_FIXED_FILE;
+	sqe->cmd_op = reg ? UBLK_U_IO_REGISTER_IO_BUF : UBLK_U_IO_UNREGISTER_IO_BUF;
+	sqe->user_data = ublk_ud_cmd(tag) | UBLK_UD_BUF;
+	cmd->q_id = q->c.q_id;
+	cmd->tag = tag;
+	cmd->addr = tag; /* the buffer slot */
+	return sqe;
 }
 
 static void time_pass(struct ublk_queue *q);
@@ -93,12 +125,16 @@ static void commit(struct ublk_queue *q, const struct ublk_io *io)
 		q->host_commits++; /* a host queue has no kernel to commit to */
 		return;
 	}
+	if (q->c.zero_copy == UBLK_ZC_REGISTER && ublk_io_buf_index(q, io) >= 0) {
+		/* unregister, then commit whatever that says: a hard link */
+		reserve_sqes(q, 2);
+		prep_buf_cmd(q, io->tag, false)->flags |= IOSQE_IO_HARDLINK;
+	}
 	ublk_queue_prep_cmd(q, io->tag, UBLK_IO_COMMIT_AND_FETCH_REQ,
 			    UBLK_U_IO_COMMIT_AND_FETCH_REQ, result);
 }
 
 static void op_done(struct ublk_queue *q, struct ublk_io *io, int res);
-static void arm_tick(struct ublk_queue *q);
 
 /* io's backend returned `ret`.  Once nothing is outstanding, the last
  * result it returned is io's: committed, or handed to the parent. */
@@ -138,6 +174,25 @@ static void begin(struct ublk_io *io, struct ublk_backend *b)
 	io->scratch = 0;
 }
 
+/* UBLK_ZC_REGISTER: the request's pages are registered by a command
+ * linked to the backend's first SQE (a failed registration cancels that
+ * operation: the request fails, and its commit still unregisters).  A
+ * backend that started no SQE at once gets no link. */
+static void register_then_handle(struct ublk_queue *q, struct ublk_io *io)
+{
+	struct ublk_backend *b = q->c.backend;
+	struct io_uring_sqe *reg;
+	unsigned tail;
+
+	reserve_sqes(q, 2);
+	reg = prep_buf_cmd(q, io->tag, true);
+	reg->flags |= IOSQE_IO_LINK;
+	tail = q->ring.sq.sqe_tail;
+	settle(q, io, b->ops->handle_io(b, q, io));
+	if (q->ring.sq.sqe_tail == tail)
+		reg->flags &= (uint8_t)~IOSQE_IO_LINK;
+}
+
 static void handle_request(struct ublk_queue *q, uint16_t tag)
 {
 	const struct ublksrv_io_desc *iod = &q->descs[tag];
@@ -150,6 +205,10 @@ static void handle_request(struct ublk_queue *q, uint16_t tag)
 	io->flags = iod->op_flags & ~0xffu;
 	io->len = iod->nr_sectors << 9;
 	io->offset = iod->start_sector << 9;
+	if (q->c.zero_copy == UBLK_ZC_REGISTER && ublk_io_buf_index(q, io) >= 0) {
+		register_then_handle(q, io);
+		return;
+	}
 	settle(q, io, b->ops->handle_io(b, q, io));
 }
 
@@ -163,6 +222,13 @@ void ublk_queue_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe)
 		op_done(q, ublk_ud_to_io(ud), cqe->res);
 		break;
 	case UBLK_UD_CMD:
+		if (ud & UBLK_UD_BUF) { /* a failure shows in the linked operation */
+			if (cqe->res < 0 && cqe->res != -ECANCELED)
+				ublk_dbg("dev %u queue %u tag %u: buffer (un)register: %s",
+					 q->c.dev_id, q->c.q_id, ublk_ud_tag(ud),
+					 strerror(-cqe->res));
+			break;
+		}
 		q->cmd_inflight--;
 		if (cqe->res == UBLK_IO_RES_OK) {
 			handle_request(q, ublk_ud_tag(ud));
@@ -180,7 +246,7 @@ void ublk_queue_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe)
 	case UBLK_UD_TICK: /* cancel completions carry this too: ignored */
 		if (ud == UBLK_UD_TICK && q->c.backend->ops->tick) {
 			q->c.backend->ops->tick(q->c.backend, q);
-			arm_tick(q);
+			ublk_queue_arm_tick(q);
 		} else if (ublk_ud_to_poll(ud)) {
 			struct ublk_poll *p = ublk_ud_to_poll(ud);
 
@@ -250,111 +316,6 @@ int ublk_queue_run_once(struct ublk_queue *q)
 		time_pass(q);
 	ublk_watch_leave(&q->watch);
 	return 0;
-}
-
-/* The backend's tick: a one-shot timeout, armed again at each.  (Multishot
- * timeouts need 6.4 and a liburing newer than Debian 12's.) */
-static void arm_tick(struct ublk_queue *q)
-{
-	struct io_uring_sqe *sqe = ublk_queue_get_sqe(q);
-
-	io_uring_prep_timeout(sqe, &q->tick, 0, 0);
-	sqe->user_data = UBLK_UD_TICK;
-}
-
-void ublk_queue_watch(struct ublk_queue *q)
-{
-	struct ublk_backend *b = q->c.backend;
-
-	q->watch = (struct ublk_watch){
-		.dev_id = q->c.dev_id, .q_id = q->c.q_id, .budget_ms = b->budget_ms,
-		.interruptible = (b->caps & UBLK_CAN_INTERRUPT) != 0, .thread = pthread_self(),
-	};
-	if (b->budget_ms)
-		ublk_watch_add(&q->watch);
-	if (b->ops->tick) {
-		q->tick.tv_sec = UBLK_TICK_MS / 1000;
-		q->tick.tv_nsec = (UBLK_TICK_MS % 1000) * 1000000LL;
-		arm_tick(q);
-	}
-}
-
-void ublk_queue_unwatch(struct ublk_queue *q)
-{
-	if (q->watch.budget_ms)
-		ublk_watch_del(&q->watch);
-}
-
-bool ublk_queue_wedged(const struct ublk_queue *q)
-{
-	return ublk_watch_wedged(&q->watch);
-}
-
-uint64_t ublk_queue_busy_ms(const struct ublk_queue *q)
-{
-	uint64_t since = __atomic_load_n(&q->watch.busy_since_ms, __ATOMIC_RELAXED);
-
-	return since ? ublk_watch_now_ms() - since : 0;
-}
-
-int ublk_queue_ring_init(struct ublk_queue *q, int fd)
-{
-	/* room for a commit and a backend op per tag, plus the stop poll */
-	unsigned entries = 2u * q->c.depth + 2;
-	struct io_uring_params p;
-	int ret;
-
-	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
-		  IORING_SETUP_DEFER_TASKRUN;
-	ret = io_uring_queue_init_params(entries, &q->ring, &p);
-	if (ret == -EINVAL) {
-		/* kernels before 6.1 lack DEFER_TASKRUN */
-		memset(&p, 0, sizeof(p));
-		ret = io_uring_queue_init_params(entries, &q->ring, &p);
-	}
-	if (ret < 0)
-		return ret;
-	ret = io_uring_register_files(&q->ring, &fd, 1);
-	if (ret < 0) {
-		io_uring_queue_exit(&q->ring);
-		return ret;
-	}
-	q->ring_up = true;
-	return 0;
-}
-
-int ublk_queue_alloc_tags(struct ublk_queue *q)
-{
-	size_t total = (size_t)q->c.depth * q->c.max_io;
-
-	/* One mapping for every tag's buffer; pages appear when first used. */
-	q->bufs = mmap(NULL, total, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (q->bufs == MAP_FAILED) {
-		q->bufs = NULL;
-		return -errno;
-	}
-	q->ios = calloc(q->c.depth, sizeof(*q->ios));
-	q->timed = calloc(q->c.depth, sizeof(*q->timed));
-	if (!q->ios || !q->timed)
-		return -ENOMEM;
-	for (unsigned t = 0; t < q->c.depth; t++) {
-		q->ios[t].tag = (uint16_t)t;
-		q->ios[t].buf = q->bufs + (size_t)t * q->c.max_io;
-	}
-	return 0;
-}
-
-void ublk_queue_free_tags(struct ublk_queue *q)
-{
-	if (q->bufs)
-		munmap(q->bufs, (size_t)q->c.depth * q->c.max_io);
-	free(q->ios);
-	free(q->timed);
-	q->bufs = NULL;
-	q->ios = NULL;
-	q->timed = NULL;
 }
 
 /* ---- backend.h: delegating (the rest of what backends call is in

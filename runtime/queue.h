@@ -43,6 +43,7 @@ struct ublk_queue_conf {
 	int cdev_fd;		/* /dev/ublkcN */
 	bool ioctl_encode;	/* UBLK_U_IO_* command numbers */
 	bool user_copy;		/* UBLK_F_USER_COPY granted */
+	enum ublk_zc zero_copy;	/* UBLK_F_AUTO_BUF_REG or _SUPPORT_ZERO_COPY granted */
 	bool pin;		/* run only on `cpus` */
 	bool latency;		/* time each request into the histograms */
 	cpu_set_t cpus;		/* from GET_QUEUE_AFFINITY */

@@ -5,6 +5,9 @@
  * the queue's own facts.  Delegating lives in queue.c, beside the request
  * path it re-enters.
  */
+#include <errno.h>
+#include <unistd.h>
+
 #include <liburing.h>
 
 #include "queue_private.h"
@@ -63,11 +66,17 @@ bool ublk_io_user_copy(const struct ublk_queue *q, const struct ublk_io *io)
 	return q->c.user_copy && io == &q->ios[io->tag];
 }
 
+/* Where io's request data sits in /dev/ublkcN for user copy. */
+static uint64_t user_copy_pos(const struct ublk_queue *q, const struct ublk_io *io)
+{
+	return UBLKSRV_IO_BUF_OFFSET + ((uint64_t)q->c.q_id << UBLK_QID_OFF) +
+	       ((uint64_t)io->tag << UBLK_TAG_OFF);
+}
+
 void ublk_io_prep_user_copy(struct io_uring_sqe *sqe, const struct ublk_queue *q,
 			    const struct ublk_io *io, void *mem)
 {
-	uint64_t pos = UBLKSRV_IO_BUF_OFFSET + ((uint64_t)q->c.q_id << UBLK_QID_OFF) +
-		       ((uint64_t)io->tag << UBLK_TAG_OFF);
+	uint64_t pos = user_copy_pos(q, io);
 
 	/* a READ writes the store into the request; a WRITE reads it out */
 	if (io->op == UBLK_IO_OP_READ)
@@ -75,6 +84,31 @@ void ublk_io_prep_user_copy(struct io_uring_sqe *sqe, const struct ublk_queue *q
 	else
 		io_uring_prep_read(sqe, 0, mem, io->len, pos);
 	sqe->flags |= IOSQE_FIXED_FILE; /* file 0: the char device */
+}
+
+int ublk_io_copy_user(const struct ublk_queue *q, const struct ublk_io *io, void *mem,
+		      uint32_t len, uint32_t off)
+{
+	uint64_t pos = user_copy_pos(q, io) + off;
+	ssize_t n;
+
+	if (off > io->len || len > io->len - off)
+		return -EINVAL;
+	do {
+		n = io->op == UBLK_IO_OP_READ ? pwrite(q->c.cdev_fd, mem, len, (off_t)pos)
+					      : pread(q->c.cdev_fd, mem, len, (off_t)pos);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return (uint32_t)n == len ? (int)len : -EIO;
+}
+
+int ublk_io_buf_index(const struct ublk_queue *q, const struct ublk_io *io)
+{
+	if (q->c.zero_copy == UBLK_ZC_NONE || io != &q->ios[io->tag] ||
+	    (io->op != UBLK_IO_OP_READ && io->op != UBLK_IO_OP_WRITE))
+		return -1;
+	return io->tag; /* buffer slot = tag: one request per tag at a time */
 }
 
 unsigned ublk_queue_id(const struct ublk_queue *q) { return q->c.q_id; }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * queue_private.h - struct ublk_queue, shared by the files of the data
- * plane only (queue.c: requests and completions; queue_thread.c: the
- * thread and its loop; queue_host.c: the host queue).  Backends never
+ * plane only (queue.c: requests and completions; queue_ring.c: the ring,
+ * tags and watch; queue_thread.c: the thread and its loop; queue_api.c:
+ * what backends call; queue_host.c: the host queue).  Backends never
  * include it: they use the functions in backend.h.
  */
 #ifndef UBLK_QUEUE_PRIVATE_H
@@ -58,6 +59,8 @@ enum ublk_ud_kind { UBLK_UD_IO = 0, UBLK_UD_CMD = 1, UBLK_UD_STOP = 2, UBLK_UD_T
 
 static inline uint64_t ublk_ud_io(struct ublk_io *io) { return (uint64_t)(uintptr_t)io; }
 static inline uint64_t ublk_ud_cmd(uint16_t tag) { return (uint64_t)tag << 2 | UBLK_UD_CMD; }
+/* on a command: a buffer (un)registration's, not the tag's fetch/commit */
+#define UBLK_UD_BUF ((uint64_t)1 << 32)
 static inline enum ublk_ud_kind ublk_ud_kind(uint64_t ud) { return (enum ublk_ud_kind)(ud & 3); }
 static inline uint16_t ublk_ud_tag(uint64_t ud) { return (uint16_t)(ud >> 2); }
 static inline struct ublk_io *ublk_ud_to_io(uint64_t ud) { return (struct ublk_io *)(uintptr_t)ud; }
@@ -76,17 +79,21 @@ struct io_uring_sqe *ublk_queue_get_sqe(struct ublk_queue *q);
 void ublk_queue_prep_cmd(struct ublk_queue *q, uint16_t tag, unsigned legacy_op,
 			 unsigned encoded_op, int result);
 void ublk_queue_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe);
-/* Maps the tags' buffers and the io array (descs are the caller's). */
-int ublk_queue_alloc_tags(struct ublk_queue *q);
-void ublk_queue_free_tags(struct ublk_queue *q);
 /* One batch: submit what is pending, wait for one completion at least,
  * handle every completion there is.  Returns io_uring_enter's error. */
 int ublk_queue_run_once(struct ublk_queue *q);
+
+/* queue_ring.c */
 /* The queue's ring with `fd` as fixed file 0. */
 int ublk_queue_ring_init(struct ublk_queue *q, int fd);
+/* Maps the tags' buffers and the io array (descs are the caller's). */
+int ublk_queue_alloc_tags(struct ublk_queue *q);
+void ublk_queue_free_tags(struct ublk_queue *q);
 /* After the backend's queue_init, on the queue's thread: the watchdog and
  * the tick; ublk_queue_unwatch before queue_exit. */
 void ublk_queue_watch(struct ublk_queue *q);
 void ublk_queue_unwatch(struct ublk_queue *q);
+/* Arms ops->tick's one-shot timeout (again at each tick). */
+void ublk_queue_arm_tick(struct ublk_queue *q);
 
 #endif

@@ -46,6 +46,25 @@ describe("the Lua bridge on a host queue", function()
     assert.are.equal(data, ffi.string(mem.ptr + 4096 + 512, 8192))
   end)
 
+  it("moves data with req:copy, whole or in parts, and refuses a range past the request", function()
+    local mem = ublk.shared("1MiB")
+    q = assert(host.queue(ublk.backend {
+      size = "1MiB",
+      read = function(self, req)
+        local half = req.length / 2
+        assert(req:copy(mem.ptr + req.offset, half))
+        assert(req:copy(mem.ptr + req.offset + half, half, half))
+        local ok, err = req:copy(mem.ptr, 512, req.length)
+        assert(ok == nil and err:match("^EINVAL"), tostring(err))
+      end,
+      write = function(self, req) return req:copy(mem.ptr + req.offset) end,
+    }))
+    local data = pattern(16384, 5)
+    assert.are.equal(16384, q:write(8192, data))
+    assert.are.equal(data, ffi.string(mem.ptr + 8192, 16384))
+    assert.are.equal(data, q:read(8192, 16384))
+  end)
+
   it("runs handlers in the queue's own Lua state, not the script's", function()
     seen_by_handler = nil -- a global of this state
     q = assert(host.queue(ublk.backend {

@@ -150,10 +150,25 @@ describe("ublk.params", function()
     end)
   end)
 
+  describe("copy", function()
+    it("takes each backend's own modes and names them when refusing", function()
+      assert.are.equal("ring", params.validate({ size = "1M", copy = "ring" }).copy)
+      assert.are.equal("auto_reg",
+        params.validate({ backend = "file", path = "/x", copy = "auto_reg" }).copy)
+      has(verr({ size = "1M", copy = "zero" }),
+        [[bad parameter 'copy' = "zero": for the memory backend must be "inline", "ring", "buffer" or "auto_reg"]])
+      has(verr({ backend = "file", path = "/x", copy = "inline" }),
+        [[for the file backend must be "buffer", "auto_reg" or "register"]])
+      has(verr({ backend = "null", size = "1M", copy = "buffer" }),
+        [[applies to the memory and file backends only (backend "null")]])
+      has(verr({ size = "1M", copy = true }), [[bad parameter 'copy' = true]])
+    end)
+  end)
+
   describe("fields and defaults", function()
     it("lists the known fields sorted", function()
       assert.are.same({
-        "backend", "block_size", "connections", "create", "depth", "direct", "discard",
+        "backend", "block_size", "connections", "copy", "create", "depth", "direct", "discard",
         "id", "latency", "max_io", "name", "path", "pin", "queues", "read_only", "reconnect",
         "recovery", "size", "uri",
       }, params.fields)
@@ -482,7 +497,7 @@ describe("ublk.params", function()
 
       it("lists the known names when nothing is close", function()
         local e = verr({ size = "1M", cpus = { 0, 1 } })
-        has(e, "ublk: unknown parameter 'cpus' (known: backend, block_size, connections, create,")
+        has(e, "ublk: unknown parameter 'cpus' (known: backend, block_size, connections, copy, create,")
         assert.is_nil(e:find("did you mean", 1, true))
         -- Too short to be a typo of anything, though within 2 edits of 'id'.
         e = verr({ size = "1M", x = 1 })

@@ -42,12 +42,13 @@ local function c_backend(name, t, fields)
   return b
 end
 
-function M.memory(t) return c_backend("memory", t, { size = true }) end
+-- store: a file (on /dev/shm) that holds the data beyond this process
+function M.memory(t) return c_backend("memory", t, { size = true, copy = true, store = true }) end
 function M.null(t) return c_backend("null", t, { size = true }) end
 function M.file(t)
   if type(t) == "string" then t = { path = t } end
   local b = c_backend("file", t, { path = true, direct = true, size = true, read_only = true,
-    create = true })
+    create = true, copy = true })
   if type(b.path) ~= "string" or b.path == "" then
     error("ublk.file: expected { path = \"...\" [, size = ...] [, create = true]"
       .. " [, direct = true] }", 2)
@@ -172,7 +173,8 @@ local function c_opts(b, p)
   p = p or {}
   local conns, tries = b.connections or p.connections, b.reconnect or p.reconnect
   return { path = b.path or p.path, direct = choice(first(b.direct, p.direct)),
-    create = flag(first(b.create, p.create)), uri = b.uri or p.uri,
+    create = flag(first(b.create, p.create)), uri = b.uri or p.uri, copy = b.copy or p.copy,
+    store = b.store,
     connections = conns and ("%d"):format(conns) or nil,
     reconnect = tries and ("%d"):format(tries) or nil }
 end

@@ -45,11 +45,17 @@ local function specs_of(ret)
   return { ret }
 end
 
+-- dev:info().copy, as the ready line says it
+local COPY_TEXT = { auto_reg = "zero copy (auto_reg)", register = "zero copy (register)",
+  user_copy = "user copy", buffer = "buffer copy",
+  ["auto_reg+user_copy"] = "zero copy (auto_reg) + user copy" }
+
 local function describe(dev)
   local info = dev:info()
-  return ("%s ready (%s, %d queue%s x %d, %s%s)"):format(dev.path,
+  return ("%s ready (%s, %d queue%s x %d, %s, %s%s)"):format(dev.path,
     params.format_size(info.size), info.queues, info.queues == 1 and "" or "s",
-    info.depth, info.backend, info.note and ", " .. info.note or "")
+    info.depth, info.backend, COPY_TEXT[info.copy] or info.copy,
+    info.note and ", " .. info.note or "")
 end
 
 -- What a script raised, as one line, whatever it raised.
@@ -121,9 +127,10 @@ local function report(devices, err)
     else
       for _, dev in ipairs(devices) do
         local info = dev:info()
-        f:write(("dev id %d: %s %s, %d queue%s x %d, %s, pid %d%s\n"):format(dev.id, dev.path,
-          params.format_size(info.size), info.queues, info.queues == 1 and "" or "s",
-          info.depth, info.backend, ffi.C.getpid(), info.recovered and ", recovered" or ""))
+        f:write(("dev id %d: %s %s, %d queue%s x %d, %s, %s, pid %d%s\n"):format(dev.id,
+          dev.path, params.format_size(info.size), info.queues, info.queues == 1 and "" or "s",
+          info.depth, info.backend, COPY_TEXT[info.copy] or info.copy, ffi.C.getpid(),
+          info.recovered and ", recovered" or ""))
       end
       f:write("ready\n")
     end

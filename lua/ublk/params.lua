@@ -66,7 +66,7 @@ local DEFAULT_LIMITS = {
 local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 
 local FIELDS = {
-  "backend", "block_size", "connections", "create", "depth", "direct", "discard", "id",
+  "backend", "block_size", "connections", "copy", "create", "depth", "direct", "discard", "id",
   "latency", "max_io", "name", "path", "pin", "queues", "read_only", "reconnect", "recovery",
   "size", "uri",
 }
@@ -254,6 +254,27 @@ local function check_recovery(v)
   bad("recovery", v, 'must be "reissue", "queue", "fail" or false')
 end
 
+local function first_non_nil(a, b) if a == nil then return b end return a end
+
+-- How request data moves (docs/tuning.md): each C backend has its modes.
+local COPY_MODES = {
+  memory = { inline = true, ring = true, buffer = true, auto_reg = true,
+    list = '"inline", "ring", "buffer" or "auto_reg"' },
+  file = { buffer = true, auto_reg = true, register = true,
+    list = '"buffer", "auto_reg" or "register"' },
+}
+local function check_copy(v, name)
+  if v == nil then return nil end
+  local modes = COPY_MODES[type(name) == "string" and name or ""]
+  if not modes then
+    bad("copy", v, "applies to the memory and file backends only (backend " .. show(name) .. ")")
+  end
+  if type(v) ~= "string" or not modes[v] or v == "list" then
+    bad("copy", v, "for the " .. name .. " backend must be " .. modes.list)
+  end
+  return v
+end
+
 local function check_limits(limits)
   if limits == nil then return DEFAULT_LIMITS end
   if type(limits) ~= "table" then
@@ -331,6 +352,8 @@ local function normalise(t, limits)
   if t.create ~= nil then out.create = check_bool("create", t.create) end
   out.id = check_int("id", get("id"), -1, MAX_ID)
   out.backend = check_backend(get("backend"), limits.backends)
+  out.copy = check_copy(first_non_nil(t.copy, type(out.backend) == "table"
+    and getmetatable(out.backend) ~= nil and out.backend.copy or nil), backend_name(out.backend))
   out.path = check_string("path", t.path, false)
   out.name = check_string("name", t.name, true)
   if t.uri ~= nil or t.connections ~= nil or t.reconnect ~= nil

@@ -33,6 +33,33 @@ function M.init(ctx_ptr, chunk)
   local ctx = ffi.cast("struct ublk_lua_ctx *", ctx_ptr)
   local q, async, QUEUED = ctx.q, ctx.async, ffi.C.UBLK_LUA_QUEUED
   local c_delegate, c_sleep, c_rw, c_fsync = ctx.delegate, ctx.sleep, ctx.rw, ctx.fsync
+  local c_buffer, c_copy = ctx.buffer, ctx.copy
+
+  -- req.buf: the tag's buffer, filled (for a write) at its first use and
+  -- copied into the request (for a read) once the handler is done, where
+  -- data moves by user copy; req:copy(mem [, len [, off]]) moves the data
+  -- between the request and mem with no buffer in between: a read copies
+  -- mem into the request, a write the request into mem.
+  local Req = {}
+  function Req.copy(req, mem, len, off)
+    local r = c_copy(q, req.tag, mem, len or req.length - (off or 0), off or 0)
+    if r < 0 then return fail(r) end
+    return r
+  end
+  ffi.metatype("struct ublk_lua_req", {
+    __index = function(req, k)
+      if k == "buf" then
+        if req._buffered ~= 0 then return req._buf end
+        local p = c_buffer(q, req.tag)
+        if p == nil then
+          local e = ffi.errno()
+          error(("ublk: reading the request's data into req.buf failed: %s"):format(errmsg(e)), 2)
+        end
+        return p
+      end
+      return Req[k]
+    end,
+  })
 
   -- Waiting needs a coroutine: say so before anything is submitted.
   local function may_wait(name)

@@ -1,30 +1,8 @@
--- fio writes random-sized blocks (4 KiB..512 KiB) from two jobs pinned to
--- different CPUs, then reads everything back and checks crc32c per block.
+-- fio verify (G.fio_verify) on the memory and file backends in their
+-- default modes; spec/guest/copy_spec.lua covers every copy mode.
 local G = require "guest"
-local json = require "dkjson"
 
-local function fio_verify(path, size_mib)
-  local n = G.ncpus()
-  local cmd = table.concat({
-    "fio --output-format=json --name=verify --filename=" .. path,
-    "--ioengine=io_uring --direct=1 --rw=randwrite --bsrange=4k-512k",
-    "--iodepth=16 --numjobs=2 --cpus_allowed=0," .. (n > 1 and 1 or 0),
-    "--cpus_allowed_policy=split",
-    "--size=" .. math.floor(size_mib / 2) .. "M --offset_increment=" .. math.floor(size_mib / 2) .. "M",
-    "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0",
-    "--output=/tmp/fio-verify.json",
-  }, " ")
-  local ok, out, rc = G.sh(cmd)
-  assert(ok, ("fio failed (%s):\n%s\n%s"):format(rc, out, G.read_file("/tmp/fio-verify.json")))
-  local report = assert(json.decode(G.read_file("/tmp/fio-verify.json"):match("{.*}")))
-  -- prove that it really verified: each job read back all it wrote
-  assert.are.equal(2, #report.jobs)
-  for _, job in ipairs(report.jobs) do
-    assert.are.equal(0, job.error)
-    assert.truthy(job.write.io_bytes > 0, "fio wrote nothing")
-    assert.are.equal(job.write.io_bytes, job.read.io_bytes)
-  end
-end
+local fio_verify = G.fio_verify
 
 describe("#guest fio verify", function()
   after_each(G.no_leftovers)

@@ -83,6 +83,34 @@ function G.rss_anon_kib()
   return tonumber(G.read_file("/proc/self/status"):match("RssAnon:%s*(%d+)"))
 end
 
+-- fio writes random-sized blocks (4 KiB..512 KiB) from two jobs pinned to
+-- different CPUs, then reads everything back and checks crc32c per block;
+-- `extra` adds fio options.  Returns fio's JSON report.
+function G.fio_verify(path, size_mib, extra)
+  local json = require "dkjson"
+  local n = G.ncpus()
+  local cmd = table.concat({
+    "fio --output-format=json --name=verify --filename=" .. path,
+    "--ioengine=io_uring --direct=1 --rw=randwrite --bsrange=4k-512k",
+    "--iodepth=16 --numjobs=2 --cpus_allowed=0," .. (n > 1 and 1 or 0),
+    "--cpus_allowed_policy=split",
+    "--size=" .. math.floor(size_mib / 2) .. "M --offset_increment=" .. math.floor(size_mib / 2) .. "M",
+    "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0",
+    "--output=/tmp/fio-verify.json", extra or "",
+  }, " ")
+  local ok, out, rc = G.sh(cmd)
+  assert(ok, ("fio failed (%s):\n%s\n%s"):format(rc, out, G.read_file("/tmp/fio-verify.json")))
+  local report = assert(json.decode(G.read_file("/tmp/fio-verify.json"):match("{.*}")))
+  -- prove that it really verified: each job read back all it wrote
+  assert.are.equal(2, #report.jobs)
+  for _, job in ipairs(report.jobs) do
+    assert.are.equal(0, job.error)
+    assert.truthy(job.write.io_bytes > 0, "fio wrote nothing")
+    assert.are.equal(job.write.io_bytes, job.read.io_bytes)
+  end
+  return report
+end
+
 -- Creates and starts a device; raises on failure.  Specs close it in
 -- after_each through G.close_all().
 function G.device(t)

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * queue_ring.c - what a queue is made of, set up on its thread: the ring
+ * (with the char device as fixed file 0 and, under zero copy, a buffer
+ * slot per tag), each tag's buffer and io, the watchdog's view and the
+ * backend's tick.  The requests themselves are queue.c's.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "queue_private.h"
+
+/* The backend's tick: a one-shot timeout, armed again at each.  (Multishot
+ * timeouts need 6.4 and a liburing newer than Debian 12's.) */
+void ublk_queue_arm_tick(struct ublk_queue *q)
+{
+	struct io_uring_sqe *sqe = ublk_queue_get_sqe(q);
+
+	io_uring_prep_timeout(sqe, &q->tick, 0, 0);
+	sqe->user_data = UBLK_UD_TICK;
+}
+
+void ublk_queue_watch(struct ublk_queue *q)
+{
+	struct ublk_backend *b = q->c.backend;
+
+	q->watch = (struct ublk_watch){
+		.dev_id = q->c.dev_id, .q_id = q->c.q_id, .budget_ms = b->budget_ms,
+		.interruptible = (b->caps & UBLK_CAN_INTERRUPT) != 0, .thread = pthread_self(),
+	};
+	if (b->budget_ms)
+		ublk_watch_add(&q->watch);
+	if (b->ops->tick) {
+		q->tick.tv_sec = UBLK_TICK_MS / 1000;
+		q->tick.tv_nsec = (UBLK_TICK_MS % 1000) * 1000000LL;
+		ublk_queue_arm_tick(q);
+	}
+}
+
+void ublk_queue_unwatch(struct ublk_queue *q)
+{
+	if (q->watch.budget_ms)
+		ublk_watch_del(&q->watch);
+}
+
+bool ublk_queue_wedged(const struct ublk_queue *q)
+{
+	return ublk_watch_wedged(&q->watch);
+}
+
+uint64_t ublk_queue_busy_ms(const struct ublk_queue *q)
+{
+	uint64_t since = __atomic_load_n(&q->watch.busy_since_ms, __ATOMIC_RELAXED);
+
+	return since ? ublk_watch_now_ms() - since : 0;
+}
+
+int ublk_queue_ring_init(struct ublk_queue *q, int fd)
+{
+	/* room for a commit and a backend op per tag (and a buffer command
+	 * each way under UBLK_ZC_REGISTER), plus the stop poll */
+	unsigned entries = (q->c.zero_copy == UBLK_ZC_REGISTER ? 4u : 2u) * q->c.depth + 2;
+	struct io_uring_params p;
+	int ret;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+		  IORING_SETUP_DEFER_TASKRUN;
+	ret = io_uring_queue_init_params(entries, &q->ring, &p);
+	if (ret == -EINVAL) {
+		/* kernels before 6.1 lack DEFER_TASKRUN */
+		memset(&p, 0, sizeof(p));
+		ret = io_uring_queue_init_params(entries, &q->ring, &p);
+	}
+	if (ret < 0)
+		return ret;
+	ret = io_uring_register_files(&q->ring, &fd, 1);
+	/* zero copy: one buffer slot per tag, filled per request */
+	if (ret >= 0 && q->c.zero_copy != UBLK_ZC_NONE)
+		ret = io_uring_register_buffers_sparse(&q->ring, q->c.depth);
+	if (ret < 0) {
+		io_uring_queue_exit(&q->ring);
+		return ret;
+	}
+	q->ring_up = true;
+	return 0;
+}
+
+int ublk_queue_alloc_tags(struct ublk_queue *q)
+{
+	size_t total = (size_t)q->c.depth * q->c.max_io;
+
+	/* One mapping for every tag's buffer; pages appear when first used. */
+	q->bufs = mmap(NULL, total, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (q->bufs == MAP_FAILED) {
+		q->bufs = NULL;
+		return -errno;
+	}
+	q->ios = calloc(q->c.depth, sizeof(*q->ios));
+	q->timed = calloc(q->c.depth, sizeof(*q->timed));
+	if (!q->ios || !q->timed)
+		return -ENOMEM;
+	for (unsigned t = 0; t < q->c.depth; t++) {
+		q->ios[t].tag = (uint16_t)t;
+		q->ios[t].buf = q->bufs + (size_t)t * q->c.max_io;
+	}
+	return 0;
+}
+
+void ublk_queue_free_tags(struct ublk_queue *q)
+{
+	if (q->bufs)
+		munmap(q->bufs, (size_t)q->c.depth * q->c.max_io);
+	free(q->ios);
+	free(q->timed);
+	q->bufs = NULL;
+	q->ios = NULL;
+	q->timed = NULL;
+}

@@ -1,0 +1,180 @@
+-- Every way request data moves moves the right bytes (docs/tuning.md):
+-- the memory backend's user copy (inline, ring) and buffer copy; the file
+-- backend's zero copy (auto_reg, register) where the kernel has it, and
+-- its buffer copy.  A mode the kernel lacks is refused by name, so no
+-- mode is skipped silently on either kernel.  A copy that fails fails its
+-- own request, and the device serves on and stops cleanly.
+local ublk = require "ublk"
+local G = require "guest"
+
+local features = ublk.features()
+local ZC_NEEDS = { auto_reg = "auto_buf_reg", register = "zero_copy" }
+
+local function errors(dev) return dev:stats().total.errors end
+
+describe("#guest copy modes", function()
+  after_each(G.no_leftovers)
+
+  local MEMORY_COPY = { inline = "user_copy", ring = "user_copy", buffer = "buffer",
+    auto_reg = "auto_reg" }
+  for _, mode in ipairs{ "default", "inline", "ring", "buffer", "auto_reg" } do
+    it("memory, copy = " .. mode .. ": fio crc32c verify, or refused by name", function()
+      local t = { size = "64MiB", queues = 2, depth = 64, copy = mode ~= "default" and mode or nil }
+      if ZC_NEEDS[mode] and not features[ZC_NEEDS[mode]] then
+        local dev, err = ublk.device(t)
+        assert.is_nil(dev)
+        assert.matches('copy = "' .. mode .. '" needs UBLK_F_', err)
+        return
+      end
+      local dev = G.device(t)
+      -- by default: zero copy for large requests and user copy for small
+      -- ones where the kernel has auto buffer registration
+      local want = MEMORY_COPY[mode]
+        or (features.auto_buf_reg and "auto_reg+user_copy" or "user_copy")
+      assert.are.equal(want, dev:info().copy)
+      G.fio_verify(dev.path, 32)
+      assert.are.equal(0, errors(dev))
+    end)
+  end
+
+  it("file: zero copy by default where the kernel has it", function()
+    local path = "/tmp/ublk-copy-default.img"
+    local dev = G.device{ backend = "file", path = path, size = "64MiB", create = true }
+    local want = features.auto_buf_reg and "auto_reg"
+      or features.zero_copy and "register" or "buffer"
+    assert.are.equal(want, dev:info().copy)
+    dev:close()
+    os.remove(path)
+  end)
+
+  for _, mode in ipairs{ "buffer", "auto_reg", "register" } do
+    it("file on tmpfs, copy = " .. mode .. ": fio crc32c verify, or refused by name", function()
+      local path = "/tmp/ublk-copy-" .. mode .. ".img"
+      local t = { backend = "file", path = path, size = "64MiB", create = true, queues = 2,
+        depth = 64, copy = mode }
+      if ZC_NEEDS[mode] and not features[ZC_NEEDS[mode]] then
+        local dev, err = ublk.device(t)
+        assert.is_nil(dev)
+        assert.matches('copy = "' .. mode .. '" needs UBLK_F_', err)
+        assert.falsy(G.sh("test -e %s", path), "nothing left behind")
+        return
+      end
+      local dev = G.device(t)
+      assert.are.equal(mode, dev:info().copy)
+      G.fio_verify(dev.path, 32)
+      assert.are.equal(0, errors(dev))
+      dev:close()
+      os.remove(path)
+    end)
+  end
+
+  it("file over a block device (O_DIRECT) in its default mode: fio verify, unaligned I/O too",
+    function()
+      G.must("truncate -s 64M /tmp/ublk-copy-lower.img")
+      local loopdev = G.must("losetup -f --show /tmp/ublk-copy-lower.img"):match("%S+")
+      local ok, err = pcall(function()
+        local dev = G.device{ backend = "file", path = loopdev, queues = 2, depth = 64 }
+        G.fio_verify(dev.path, 32)
+        -- 512-byte aligned buffers and sizes: the block layer must make
+        -- them fit what O_DIRECT on the lower device accepts
+        G.fio_verify(dev.path, 32, "--bsrange=512-64k --blockalign=512 --iomem_align=512")
+        assert.are.equal(0, errors(dev))
+        dev:close()
+      end)
+      G.sh("losetup -d %s", loopdev)
+      os.remove("/tmp/ublk-copy-lower.img")
+      assert(ok, err)
+    end)
+
+  it("ext4 on the file backend in its default mode survives a remount and fsck", function()
+    local path, mnt = "/tmp/ublk-copy-ext4.img", "/tmp/ublk-copy-mnt"
+    local dev = G.device{ backend = "file", path = path, size = "128MiB", create = true }
+    G.must("mkfs.ext4 -q -F %s", dev.path)
+    G.must("mkdir -p %s && mount %s %s", mnt, dev.path, mnt)
+    G.must("for i in $(seq 1 24); do head -c $((i * 37000)) /dev/urandom > %s/f$i; done", mnt)
+    local before = G.must("cd %s && md5sum f* | sort", mnt)
+    G.must("umount %s", mnt)
+    G.must("fsck.ext4 -fn %s", dev.path)
+    G.must("mount %s %s", dev.path, mnt)
+    G.must("echo 3 > /proc/sys/vm/drop_caches")
+    assert.are.equal(before, G.must("cd %s && md5sum f* | sort", mnt))
+    G.must("umount %s", mnt)
+    assert.are.equal(0, errors(dev), "mode " .. dev:info().copy)
+    dev:close()
+    os.remove(path)
+  end)
+
+  it("Lua backend: req:copy and req.buf both move the right bytes", function()
+    local size = 32 * 1024 * 1024
+    local mem = ublk.shared(size)
+    local dev = G.device{ queues = 2, depth = 64, backend = ublk.backend {
+      size = size, store = mem,
+      -- odd sectors of every 64 KiB go through req.buf, the rest by req:copy
+      read = function(self, req)
+        if req.offset % 131072 >= 65536 then
+          require("ffi").copy(req.buf, self.store.ptr + req.offset, req.length)
+          return
+        end
+        return req:copy(self.store.ptr + req.offset)
+      end,
+      write = function(self, req)
+        if req.offset % 131072 >= 65536 then
+          require("ffi").copy(self.store.ptr + req.offset, req.buf, req.length)
+          return
+        end
+        return req:copy(self.store.ptr + req.offset)
+      end,
+    } }
+    assert.are.equal(features.user_copy and "user_copy" or "buffer", dev:info().copy)
+    G.fio_verify(dev.path, 16)
+    assert.are.equal(0, errors(dev))
+  end)
+
+  it("Lua backend: a req:copy the kernel refuses fails that request only", function()
+    local mem = ublk.shared("8MiB")
+    local dev = G.device{ backend = ublk.backend {
+      size = "8MiB", store = mem,
+      read = function(self, req)
+        -- the 4 KiB at 1 MiB copy from an address nothing is mapped at
+        local from = req.offset == 1048576 and require("ffi").cast("uint8_t *", 4096)
+          or self.store.ptr + req.offset
+        return req:copy(from)
+      end,
+      write = function(self, req) return req:copy(self.store.ptr + req.offset) end,
+    } }
+    local md5 = G.write_random_at(dev.path, 65536, 65536)
+    assert.falsy(G.sh("dd if=%s bs=4096 skip=256 count=1 iflag=direct of=/dev/null status=none",
+      dev.path))
+    assert.are.equal(1, errors(dev))
+    assert.are.equal(md5, G.md5_at(dev.path, 65536, 65536), "the device serves on")
+    local t0 = G.now()
+    dev:close()
+    assert.truthy(G.now() - t0 < 10, "stopping waited on a stranded request")
+  end)
+
+  -- The store lives on a 4 MiB tmpfs but is 16 MiB long (a sparse file,
+  -- accepted as an existing store): the kernel's copy into a store page
+  -- tmpfs cannot allocate fails.  That request fails; nothing is stranded.
+  for _, mode in ipairs{ "inline", "ring" } do
+    it("memory, copy = " .. mode .. ": a failed copy fails that request only", function()
+      local dir = "/tmp/ublk-small-" .. mode
+      G.must("mkdir -p %s && mount -t tmpfs -o size=4M none %s", dir, dir)
+      G.must("truncate -s 16M %s/store", dir)
+      local ok, err = pcall(function()
+        local dev = G.device{ size = "16MiB", recovery = false,
+          backend = ublk.memory{ copy = mode, store = dir .. "/store" } }
+        local md5 = G.write_random_at(dev.path, 0, 1024 * 1024)
+        local wrote = G.sh("dd if=/dev/zero of=%s bs=1M count=15 seek=1 oflag=direct status=none",
+          dev.path)
+        assert.falsy(wrote, "writing past what the store can hold must fail")
+        assert.truthy(errors(dev) > 0)
+        assert.are.equal(md5, G.md5_at(dev.path, 0, 1024 * 1024), "the device serves on")
+        local t0 = G.now()
+        dev:close()
+        assert.truthy(G.now() - t0 < 10, "stopping waited on a stranded request")
+      end)
+      G.sh("umount %s", dir)
+      assert(ok, err)
+    end)
+  end
+end)
