@@ -139,8 +139,9 @@ static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *co
 	b->budget_ms = lb->budget_ms;
 	lua_interrupt_install();
 	/* user copy: req:copy moves data straight between the request and
-	 * the backend's memory; req.buf still works, copied at need */
-	b->caps = UBLK_CAN_INTERRUPT | UBLK_CAN_USER_COPY |
+	 * the backend's memory (zero copy for large requests where the kernel
+	 * has auto_reg); req.buf still works, copied at need */
+	b->caps = UBLK_CAN_INTERRUPT | UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY |
 		  (ublk_conf_flag(conf, "flush") ? UBLK_CAN_FLUSH : 0) |
 		  (ublk_conf_flag(conf, "fua") ? UBLK_CAN_FUA : 0) |
 		  (ublk_conf_flag(conf, "discard") ? UBLK_CAN_DISCARD : 0) |

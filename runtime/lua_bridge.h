@@ -50,6 +50,12 @@ struct ublk_lua_queue {
 	struct lua_tag *tags;
 	struct ublk_lua_req *reqs;	/* by tag, seen by Lua */
 	struct ublk_lua_ctx ctx;	/* handed to ublk.queue.init */
+	struct lua_region {		/* ublk.shared regions (ctx.region) */
+		uint8_t *base;
+		uint64_t size;
+		int fd;
+	} regions[8];
+	unsigned nr_regions;
 	uint16_t cur_tag;		/* the request whose Lua code runs now */
 	bool running;			/* a handler runs now */
 	time_t log_second;		/* rate limit for handler errors */

@@ -64,16 +64,20 @@ static int l_features(lua_State *L)
 struct shared {
 	void *addr;
 	size_t size;
+	int fd;		/* the mapped file's: zero copy reads and writes it */
 	char *path;	/* a file on /dev/shm that outlives a crash; removed at gc */
 };
 
 /* Maps `path` for a region of `size`: an existing file must have that
  * size (a recovering server takes its data over), a new one is made. */
-static void *map_file(lua_State *L, const char *path, size_t size, const char **err)
+static void *map_file(lua_State *L, const char *path, size_t size, const char **err, int *fdp)
 {
 	struct stat st;
 	void *addr = MAP_FAILED;
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)
+		      : memfd_create("ublk-shared", MFD_CLOEXEC);
+
+	path = path ? path : "memfd";
 
 	*err = NULL;
 	if (fd < 0 || fstat(fd, &st) < 0) {
@@ -88,13 +92,16 @@ static void *map_file(lua_State *L, const char *path, size_t size, const char **
 		if (addr == MAP_FAILED)
 			*err = lua_pushfstring(L, "%s: mmap: %s", path, strerror(errno));
 	}
-	if (fd >= 0)
+	if (fd >= 0 && addr == MAP_FAILED)
 		close(fd);
+	else
+		*fdp = fd;
 	return addr;
 }
 
-/* core.shared_alloc(size [, path]) -> region | nil, msg, errno: anonymous
- * memory, or with path a shared file (kept for recovery, see backend.lua). */
+/* core.shared_alloc(size [, path]) -> region | nil, msg, errno: a memfd,
+ * or with path a shared file (kept for recovery, see backend.lua); either
+ * way a file, so that zero copy can read and write it. */
 static int l_shared_alloc(lua_State *L)
 {
 	size_t size = (size_t)luaL_checknumber(L, 1);
@@ -103,17 +110,14 @@ static int l_shared_alloc(lua_State *L)
 
 	s->addr = NULL;
 	s->path = NULL;
+	s->fd = -1;
 	luaL_getmetatable(L, SHARED_MT);
 	lua_setmetatable(L, -2);
 	s->size = size;
-	if (path) {
-		s->addr = map_file(L, path, size, &err);
-		if (s->addr != MAP_FAILED && !(s->path = strdup(path)))
-			err = "out of memory";
-	} else {
-		s->addr = mmap(NULL, size, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	}
+	errno = 0;
+	s->addr = map_file(L, path, size, &err, &s->fd);
+	if (path && s->addr != MAP_FAILED && !(s->path = strdup(path)))
+		err = "out of memory";
 	if (s->addr == MAP_FAILED || err) {
 		int e = errno ? errno : EINVAL;
 
@@ -133,6 +137,15 @@ static int l_shared_address(lua_State *L)
 	return 1;
 }
 
+/* region:fd() -> the file descriptor of the region's file */
+static int l_shared_fd(lua_State *L)
+{
+	struct shared *s = luaL_checkudata(L, 1, SHARED_MT);
+
+	lua_pushinteger(L, s->fd);
+	return 1;
+}
+
 static int l_shared_gc(lua_State *L)
 {
 	struct shared *s = luaL_checkudata(L, 1, SHARED_MT);
@@ -140,6 +153,9 @@ static int l_shared_gc(lua_State *L)
 	if (s->addr)
 		munmap(s->addr, s->size);
 	s->addr = NULL;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
 	if (s->path) /* the server ends normally: its regions go too */
 		unlink(s->path);
 	free(s->path);
@@ -282,6 +298,8 @@ int luaopen_ublk_core(lua_State *L)
 		lua_newtable(L);
 		lua_pushcfunction(L, l_shared_address);
 		lua_setfield(L, -2, "address");
+		lua_pushcfunction(L, l_shared_fd);
+		lua_setfield(L, -2, "fd");
 		lua_setfield(L, -2, "__index");
 		lua_pushcfunction(L, l_shared_gc);
 		lua_setfield(L, -2, "__gc");

@@ -15,6 +15,10 @@
 
 _Static_assert(UBLK_LUA_QUEUED == UBLK_IO_QUEUED, "lua_ffi.h and backend.h agree on 'queued'");
 
+/* Below this, req:copy uses user copy even where zero copy is granted, as
+ * the memory backend does (backend_memory.c's ZC_MIN). */
+#define LUA_ZC_MIN (64u << 10)
+
 /* The request whose handler runs now, or NULL outside a handler (open(),
  * close(), or a synchronous backend, which may not wait). */
 static struct ublk_io *waiting_io(struct ublk_lua_queue *lq)
@@ -108,6 +112,44 @@ static uint8_t *ffi_buffer(struct ublk_lua_queue *lq, uint16_t tag)
 	return r->_buf;
 }
 
+/* Zero copy of io's whole data between the request's pages and the
+ * region holding mem: a *_FIXED read or write of the region's file.  An
+ * async handler waits for it (QUEUED); a sync one's request ends when it
+ * completes (its handler's result stands unless this fails), so the
+ * copy's byte count is returned at once.  Numbers: docs/tuning.md. */
+static int zero_copy(struct ublk_lua_queue *lq, struct ublk_io *io, void *mem, uint32_t len)
+{
+	uint8_t *p = mem;
+	struct io_uring_sqe *sqe;
+
+	for (unsigned i = 0; i < lq->nr_regions; i++) {
+		const struct lua_region *rg = &lq->regions[i];
+
+		if (p < rg->base || p + len > rg->base + rg->size)
+			continue;
+		sqe = ublk_io_sqe(lq->q, io);
+		if (io->op == UBLK_IO_OP_READ)
+			io_uring_prep_read_fixed(sqe, rg->fd, NULL, len, (uint64_t)(p - rg->base),
+						 ublk_io_buf_index(lq->q, io));
+		else
+			io_uring_prep_write_fixed(sqe, rg->fd, NULL, len, (uint64_t)(p - rg->base),
+						  ublk_io_buf_index(lq->q, io));
+		return waiting_io(lq) ? UBLK_LUA_QUEUED : (int)len;
+	}
+	return -ENOENT;
+}
+
+static int ffi_region(struct ublk_lua_queue *lq, void *base, double size, int fd)
+{
+	unsigned n = lq->nr_regions;
+
+	if (n == sizeof(lq->regions) / sizeof(lq->regions[0]) || fd < 0 || !(size > 0))
+		return -ENOSPC; /* more regions: they copy by user copy */
+	lq->regions[n] = (struct lua_region){ .base = base, .size = (uint64_t)size, .fd = fd };
+	lq->nr_regions = n + 1;
+	return 0;
+}
+
 static int ffi_copy(struct ublk_lua_queue *lq, uint16_t tag, void *mem, uint32_t len,
 		    uint32_t off)
 {
@@ -121,6 +163,13 @@ static int ffi_copy(struct ublk_lua_queue *lq, uint16_t tag, void *mem, uint32_t
 	if (off > r->length || len > r->length - off ||
 	    (r->op != UBLK_IO_OP_READ && r->op != UBLK_IO_OP_WRITE))
 		return -EINVAL;
+	if (off == 0 && len == r->length && len >= LUA_ZC_MIN &&
+	    ublk_io_buf_index(lq->q, t->io) >= 0) {
+		int ret = zero_copy(lq, t->io, mem, len);
+
+		if (ret != -ENOENT) /* ENOENT: mem is in no region */
+			return ret;
+	}
 	if (ublk_io_user_copy(lq->q, t->io))
 		return ublk_io_copy_user(lq->q, t->io, mem, len, off);
 	if (r->op == UBLK_IO_OP_READ)
@@ -144,5 +193,6 @@ void lua_ffi_fill(struct ublk_lua_queue *lq)
 		.fsync = ffi_fsync,
 		.buffer = ffi_buffer,
 		.copy = ffi_copy,
+		.region = ffi_region,
 	};
 }

@@ -58,6 +58,9 @@ struct ublk_lua_ctx {
 	 * write) or from mem (a read); len or -errno */
 	int (*copy)(struct ublk_lua_queue *q, uint16_t tag, void *mem, uint32_t len,
 		    uint32_t off);
+	/* a ublk.shared region [base, base + size) mapped from file fd: a
+	 * req:copy of a whole large request into it may go by zero copy */
+	int (*region)(struct ublk_lua_queue *q, void *base, double size, int fd);
 };
 
 /* An entry point's "submitted: wait for the completion". */

@@ -88,7 +88,7 @@ M.Shared = Shared
 -- (lua/ublk/state.lua), and the server recovering them maps the same file
 -- as its n-th region (M.takeover_shared), so a Lua RAM disk keeps its
 -- data.  A server that ends normally removes them.  Elsewhere (a program
--- of one's own, the specs) there is no `recover` to find them: anonymous.
+-- of one's own, the specs) there is no `recover` to find them: a memfd.
 M.kept, M.keep = {}, false
 local recovery_possible
 
@@ -119,6 +119,12 @@ end
 
 function Shared:address()
   return tonumber(ffi.cast("uintptr_t", self.ptr))
+end
+
+-- The region's file (a memfd, or its /dev/shm file): zero copy reads and
+-- writes it on the queues' rings.  -1 for a region of a queue's own state.
+function Shared:fd()
+  return self._mem and self._mem:fd() or -1
 end
 
 -- ---- Lua backends ----
@@ -195,7 +201,7 @@ function LuaBackend:core_opts(size, read_only, keep)
       end
       return { "inner", index[v] }
     elseif mt == Shared then
-      return { "shared", v:address(), v.size }
+      return { "shared", v:address(), v.size, v:fd() }
     end
   end
   -- copy the data-plane part: on_start/on_stop stay in this state

@@ -39,10 +39,14 @@ function M.init(ctx_ptr, chunk)
   -- copied into the request (for a read) once the handler is done, where
   -- data moves by user copy; req:copy(mem [, len [, off]]) moves the data
   -- between the request and mem with no buffer in between: a read copies
-  -- mem into the request, a write the request into mem.
+  -- mem into the request, a write the request into mem.  A whole request
+  -- of 64 KiB or more into a ublk.shared region goes by zero copy where
+  -- the kernel has it (runtime/lua_ffi.c): an async handler waits for it;
+  -- a sync handler's request ends when it does, as with a delegate.
   local Req = {}
   function Req.copy(req, mem, len, off)
     local r = c_copy(q, req.tag, mem, len or req.length - (off or 0), off or 0)
+    if r == QUEUED then r = yield() end -- an async handler's zero copy
     if r < 0 then return fail(r) end
     return r
   end
@@ -96,10 +100,12 @@ function M.init(ctx_ptr, chunk)
   function Delegate:discard(req, len, off) return call(self, 3, req, nil, len, off) end
   function Delegate:write_zeroes(req, len, off) return call(self, 5, req, nil, len, off) end
 
-  local function special(kind, a, b)
+  local function special(kind, a, b, fd)
     if kind == "inner" then return setmetatable({ index = a }, Delegate) end
     if kind == "shared" then
-      return setmetatable({ ptr = ffi.cast("uint8_t *", a), size = b }, ublk._Shared)
+      local ptr = ffi.cast("uint8_t *", a)
+      if fd and fd >= 0 then ctx.region(q, ptr, b, fd) end -- for req:copy's zero copy
+      return setmetatable({ ptr = ptr, size = b }, ublk._Shared)
     end
     error("ublk.queue: unknown special value " .. tostring(kind))
   end

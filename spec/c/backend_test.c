@@ -23,6 +23,7 @@
 #include "../../runtime/backend.h"
 #include "../../runtime/log.h"
 #include "../../runtime/queue.h"
+#include "../../runtime/queue_private.h"
 
 #define DEPTH 4
 #define MAX_IO (1u << 20)
@@ -464,8 +465,22 @@ static void test_nbd_reconnect(void)
 	unlink("/tmp/ublk-backend-test-nbd.img");
 }
 
+/* A ring whose char device cannot be registered is exited at once and
+ * not marked up, so teardown never exits it again (a double unmap, and a
+ * close of an fd number another thread may own by then). */
+static void test_ring_init_failure(void)
+{
+	struct ublk_queue_conf c = { .depth = DEPTH, .max_io = MAX_IO };
+	struct ublk_queue *rq = ublk_queue_new(&c);
+	int ret = rq ? ublk_queue_ring_init(rq, 1 << 20) : -ENOMEM; /* no such fd */
+
+	check(ret == -EBADF && !rq->ring_up, "queue: a ring that fails to register its file is not up");
+	ublk_queue_free(rq);
+}
+
 int main(void)
 {
+	test_ring_init_failure();
 	test_lat_buckets();
 	test_file();
 	test_memory();

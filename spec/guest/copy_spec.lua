@@ -11,6 +11,8 @@ local features = ublk.features()
 local ZC_NEEDS = { auto_reg = "auto_buf_reg", register = "zero_copy" }
 
 local function errors(dev) return dev:stats().total.errors end
+local LUA_COPY = features.auto_buf_reg and "auto_reg+user_copy"
+  or features.user_copy and "user_copy" or "buffer"
 
 describe("#guest copy modes", function()
   after_each(G.no_leftovers)
@@ -125,10 +127,30 @@ describe("#guest copy modes", function()
         return req:copy(self.store.ptr + req.offset)
       end,
     } }
-    assert.are.equal(features.user_copy and "user_copy" or "buffer", dev:info().copy)
+    assert.are.equal(LUA_COPY, dev:info().copy)
     G.fio_verify(dev.path, 16)
     assert.are.equal(0, errors(dev))
   end)
+
+  -- requests of 64 KiB and more go by zero copy where the kernel has
+  -- auto_reg: an async handler waits for the copy, a sync one hands over
+  for _, async in ipairs{ false, true } do
+    it("Lua backend, async = " .. tostring(async) .. ": req:copy of whole requests", function()
+      local size = 32 * 1024 * 1024
+      local dev = G.device{ queues = 2, depth = 64, backend = ublk.backend {
+        size = size, store = ublk.shared(size), async = async,
+        read = function(self, req) return req:copy(self.store.ptr + req.offset) end,
+        write = function(self, req)
+          local n, err = req:copy(self.store.ptr + req.offset)
+          if not n then return nil, err end
+          return n
+        end,
+      } }
+      assert.are.equal(LUA_COPY, dev:info().copy)
+      G.fio_verify(dev.path, 16)
+      assert.are.equal(0, errors(dev))
+    end)
+  end
 
   it("Lua backend: a req:copy the kernel refuses fails that request only", function()
     local mem = ublk.shared("8MiB")

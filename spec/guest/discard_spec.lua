@@ -6,15 +6,15 @@ describe("#guest discard and flush", function()
   after_each(G.no_leftovers)
 
   it("blkdiscard frees the memory backend's pages and reads back zeroes", function()
-    -- recovery = false: the store is this process's anonymous memory
+    -- recovery = false: the store is a memfd of this process
     local dev = G.device{ size = "128MiB", queues = 1, depth = 4, recovery = false }
     assert.are_not.equal("0", G.read_file(("/sys/block/ublkb%d/queue/discard_max_bytes"):format(dev.id)):match("%d+"))
     G.must("dd if=/dev/urandom of=%s bs=1M count=64 oflag=direct status=none", dev.path)
-    local full = G.rss_anon_kib()
+    local full = G.shmem_kib()
     G.must("blkdiscard %s", dev.path)
-    local after = G.rss_anon_kib()
+    local after = G.shmem_kib()
     assert.truthy(full - after >= 60 * 1024,
-      ("RssAnon went from %d KiB to %d KiB: discard freed too little"):format(full, after))
+      ("Shmem went from %d KiB to %d KiB: discard freed too little"):format(full, after))
     assert.truthy(dev:stats().total.discards > 0)
     local zero = G.must("head -c 1048576 /dev/zero | md5sum"):match("%x+")
     assert.are.equal(zero, G.md5_at(dev.path, 0, 2^20))

@@ -83,6 +83,12 @@ function G.rss_anon_kib()
   return tonumber(G.read_file("/proc/self/status"):match("RssAnon:%s*(%d+)"))
 end
 
+-- KiB of shared memory (memfds, tmpfs, /dev/shm) in use on the machine:
+-- a memfd's pages count here whether or not they are mapped.
+function G.shmem_kib()
+  return tonumber(G.read_file("/proc/meminfo"):match("\nShmem:%s*(%d+)"))
+end
+
 -- fio writes random-sized blocks (4 KiB..512 KiB) from two jobs pinned to
 -- different CPUs, then reads everything back and checks crc32c per block;
 -- `extra` adds fio options.  Returns fio's JSON report.
