@@ -275,7 +275,7 @@ describe("#guest device management", function()
     assert.truthy(#f.used >= 4)
   end)
 
-  it("200 create/start/close cycles in one process leave no device, record, store or fd", function()
+  it("200 create/start/close cycles in one process leave no device, record, store, fd or memory", function()
     local ublk = require "ublk"
     local ffi = require "ffi"
     local function fds()
@@ -287,10 +287,15 @@ describe("#guest device management", function()
       assert(dev:close())
     end
     cycle() -- the first one opens what stays open (Lua modules, libraries)
-    local before, t0 = fds(), G.now()
+    collectgarbage()
+    local before, rss, t0 = fds(), G.rss_anon_kib(), G.now()
     for _ = 1, 200 do cycle() end
     print(("\n  create + start + close: %.1f ms a cycle"):format((G.now() - t0) * 5))
     assert.are.equal(before, fds())
+    collectgarbage()
+    local grew = G.rss_anon_kib() - rss
+    print(("  anonymous memory after 200 cycles: %+d KiB"):format(grew))
+    assert.truthy(grew < 1024, ("RssAnon grew by %d KiB over 200 cycles"):format(grew))
     clean()
   end)
 

@@ -5,7 +5,6 @@
 -- nbdkit's error filter and from killing it.
 local ublk = require "ublk"
 local G = require "guest"
-local json = require "dkjson"
 
 local servers = {}
 
@@ -35,26 +34,7 @@ local function unix_server(name, args)
   return "nbd+unix:///?socket=" .. sock, pid, sock
 end
 
-local function fio_verify(path, size_mib)
-  local cmd = table.concat({
-    "fio --output-format=json --name=verify --filename=" .. path,
-    "--ioengine=io_uring --direct=1 --rw=randwrite --bsrange=4k-512k",
-    "--iodepth=16 --numjobs=2 --cpus_allowed=0," .. (G.ncpus() > 1 and 1 or 0),
-    "--cpus_allowed_policy=split",
-    "--size=" .. size_mib / 2 .. "M --offset_increment=" .. size_mib / 2 .. "M",
-    "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0",
-    "--output=/tmp/fio-nbd.json",
-  }, " ")
-  local ok, out, rc = G.sh(cmd)
-  assert(ok, ("fio failed (%s):\n%s\n%s"):format(rc, out, G.read_file("/tmp/fio-nbd.json")))
-  local report = assert(json.decode(G.read_file("/tmp/fio-nbd.json"):match("{.*}")))
-  assert.are.equal(2, #report.jobs)
-  for _, job in ipairs(report.jobs) do
-    assert.are.equal(0, job.error)
-    assert.truthy(job.write.io_bytes > 0, "fio wrote nothing")
-    assert.are.equal(job.write.io_bytes, job.read.io_bytes)
-  end
-end
+local fio_verify = G.fio_verify
 
 -- md5 of `len` bytes at the start of an export, read with nbdcopy
 local function export_md5(uri, len)
