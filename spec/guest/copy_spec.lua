@@ -7,7 +7,7 @@
 local ublk = require "ublk"
 local G = require "guest"
 
-local features = ublk.features()
+local features = ublk.features() or {} -- nil on a host without ublk (busted loads this file there too)
 local ZC_NEEDS = { auto_reg = "auto_buf_reg", register = "zero_copy" }
 
 local function errors(dev) return dev:stats().total.errors end
