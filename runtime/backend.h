@@ -115,7 +115,8 @@ struct ublk_io {
 	void *buf;		/* READ: fill it; WRITE: read it */
 	uint64_t scratch;	/* free for the backend serving this io */
 
-	/* queue.c's bookkeeping: set there, never by backends */
+	/* queue.c's bookkeeping: set there, never by backends (which read the
+	 * count through ublk_io_outstanding()) */
 	struct ublk_backend *backend;	/* whose io_done() gets completions */
 	struct ublk_io *parent;		/* NULL: commit to the kernel */
 	int result;
@@ -127,6 +128,12 @@ struct ublk_io {
 
 /* handle_io() and io_done() return this when operations are outstanding. */
 #define UBLK_IO_QUEUED 0x7fffffff
+
+/* How many operations on io have not completed yet (0: none in flight). */
+static inline unsigned ublk_io_outstanding(const struct ublk_io *io)
+{
+	return io->outstanding;
+}
 
 struct ublk_backend_ops {
 	const char *name;

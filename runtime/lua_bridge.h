@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lua_bridge.h - the Lua backend's pieces, shared by its files only:
+ * lua_bridge.h - the Lua bridge's internal header, for the C files that
+ * see Lua (main.c and lua_*.c): ublk.core (lua_core, lua_device, lua_host,
+ * lua_admin, lua_interrupt) and the Lua backend's pieces:
  *   backend_lua.c  the ops table; device-wide create/destroy, delegates
  *   lua_queue.c    one queue's lua_State: made, filled, closed
  *   lua_call.c     calling and resuming handlers; results; error lines

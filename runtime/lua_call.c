@@ -111,6 +111,11 @@ static int to_result(struct ublk_lua_queue *lq, lua_State *L, const struct ublk_
 		if (lua_toboolean(L, -2))
 			return full;
 		return lua_isnil(L, -1) ? -EIO : errno_of(lq, L, -1, handler, req->tag);
+	case LUA_TSTRING:
+		lua_handler_error(lq, req->tag, "%s handler returned the string '%.40s': expected "
+				  "a byte count, true, or nil and an errno name: EIO", handler,
+				  lua_tostring(L, -2));
+		return -EIO;
 	default:
 		lua_handler_error(lq, req->tag, "%s handler returned a %s: expected a byte count, "
 				  "true, or nil and an errno name: EIO", handler,
@@ -137,7 +142,7 @@ static int call_sync(struct ublk_lua_queue *lq, int ref, struct lua_tag *t, uint
 		res = to_result(lq, L, &lq->reqs[tag]);
 	}
 	lua_settop(L, 1);
-	if (!t->io->outstanding)
+	if (!ublk_io_outstanding(t->io))
 		return res;
 	/* It handed the request to a delegate still in flight ('return
 	 * base:read(req)' passes on EINPROGRESS): that one finishes it. */
@@ -164,7 +169,7 @@ static int resume(struct ublk_lua_queue *lq, uint16_t tag, int nargs)
 
 	t->waiting = false;
 	status = lua_resume(co, nargs);
-	if (status == LUA_YIELD && t->io->outstanding) {
+	if (status == LUA_YIELD && ublk_io_outstanding(t->io)) {
 		lua_settop(co, 0);
 		t->waiting = true;
 		return UBLK_IO_QUEUED;

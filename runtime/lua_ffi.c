@@ -37,7 +37,7 @@ static int ffi_delegate(struct ublk_lua_queue *lq, int index, int op, uint16_t t
 	    tag >= ublk_queue_depth(lq->q) || off < 0 || len > ublk_queue_max_io(lq->q))
 		return -EINVAL;
 	t = &lq->tags[tag];
-	if (t->sub.outstanding) /* the request's delegate is still busy */
+	if (ublk_io_outstanding(&t->sub)) /* the request's delegate is still busy */
 		return -EBUSY;
 	t->sub.op = (uint8_t)op;
 	t->sub.flags = flags;

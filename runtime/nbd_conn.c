@@ -7,16 +7,8 @@
  * nbd_aio_notify_read/write, which we call when the ring says the socket
  * is ready, so nothing is missed between polls and no thread is needed.
  * Each command's completion callback hands its result to the io with
- * ublk_io_external_done (queued, delivered after we return).
- *
- * A link whose connection is lost is closed at once: libnbd has failed
- * its commands by then.  Without `reconnect` they, and every later
- * request, fail with EIO.  With it, they wait (at most one per tag) while
- * a timer (a timerfd, polled too) tries to connect again, 0.1 s after the
- * loss and then doubling up to 2 s, `reconnect` times; the new link sends
- * them again.  When the tries run out they fail with EIO, and so does all
- * that follows.  A closed link stays allocated until its polls have fired
- * (or the ring goes), since they point at it.
+ * ublk_io_external_done (queued, delivered after we return).  A lost
+ * connection goes to nbd_reconnect.c.
  */
 #include <errno.h>
 #include <poll.h>
@@ -27,28 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "nbd_conn.h"
-
-struct nbd_link {
-	struct nbd_handle *h;	/* NULL once closed */
-	struct ublk_poll in, out;
-	struct nbd_conn *c;
-	struct nbd_link *next;	/* on c->closed */
-};
-
-struct nbd_conn {
-	struct ublk_queue *q;
-	const char *uri;
-	struct nbd_link *link;	/* NULL: lost (reconnecting or given up) */
-	struct nbd_link *closed;	/* links whose polls may still fire */
-	unsigned reconnect, tries;
-	unsigned delay_ms;
-	int timer_fd;
-	struct ublk_poll timer;
-	struct ublk_io **waiting;	/* commands for the next link */
-	unsigned nr_waiting, depth;
-	bool given_up;		/* every request now fails with EIO */
-};
+#include "nbd_conn_private.h"
 
 /* io->scratch while a command is out: its conn, | CALLED once its
  * completion callback ran (libnbd may run it inside the aio call). */
@@ -88,9 +59,9 @@ static bool connection_error(int err)
 	       err == ECONNABORTED;
 }
 
-/* Kept for the next link; fails (EIO) only if there is no room, which
- * one command per tag at a time rules out. */
-static void wait_for_link(struct nbd_conn *c, struct ublk_io *io)
+/* Fails (EIO) only if there is no room, which one command per tag at a
+ * time rules out. */
+void nbd_conn_wait(struct nbd_conn *c, struct ublk_io *io)
 {
 	if (c->nr_waiting == c->depth) {
 		ublk_io_external_done(c->q, io, -EIO);
@@ -109,7 +80,7 @@ static int completed(void *user_data, int *error)
 	io->scratch |= CALLED;
 	if (connection_error(err)) {
 		if (c->reconnect && !c->given_up) {
-			wait_for_link(c, io);
+			nbd_conn_wait(c, io);
 			return 1;
 		}
 		err = EIO;
@@ -117,89 +88,6 @@ static int completed(void *user_data, int *error)
 	/* otherwise the server's errno as it sent it */
 	ublk_io_external_done(c->q, io, err ? -err : (int)io->len);
 	return 1; /* retired: nobody asks libnbd about it later */
-}
-
-static void link_arm(struct nbd_link *l);
-static void send_command(struct nbd_conn *c, struct ublk_io *io);
-
-static void give_up(struct nbd_conn *c)
-{
-	c->given_up = true;
-	while (c->nr_waiting)
-		ublk_io_external_done(c->q, c->waiting[--c->nr_waiting], -EIO);
-}
-
-static void arm_timer(struct nbd_conn *c)
-{
-	struct itimerspec t = { .it_value = { .tv_sec = c->delay_ms / 1000,
-					      .tv_nsec = (long)(c->delay_ms % 1000) * 1000000 } };
-
-	if (timerfd_settime(c->timer_fd, 0, &t, NULL) < 0) {
-		ublk_err("queue %u: NBD reconnect timer: %s", ublk_queue_id(c->q), strerror(errno));
-		give_up(c);
-		return;
-	}
-	if (!c->timer.armed)
-		ublk_poll_arm(c->q, &c->timer, POLLIN);
-}
-
-/* The connection is gone: close the link (libnbd has failed what it had in
- * flight, into `waiting` or EIO), then try again or give up. */
-static void lose(struct nbd_conn *c)
-{
-	struct nbd_link *l = c->link;
-	const char *why = nbd_get_error();
-
-	if (!l)
-		return;
-	c->link = NULL;
-	ublk_err("dev %u queue %u: lost the NBD connection to '%s': %s; %s",
-		 ublk_queue_dev_id(c->q), ublk_queue_id(c->q), c->uri,
-		 why ? why : "the server closed it",
-		 c->reconnect ? "reconnecting" : "requests fail with EIO");
-	nbd_close(l->h);
-	l->h = NULL;
-	if (l->in.armed || l->out.armed) {
-		l->next = c->closed;
-		c->closed = l;
-	} else {
-		free(l);
-	}
-	if (!c->reconnect) {
-		give_up(c);
-		return;
-	}
-	c->tries = c->reconnect;
-	c->delay_ms = 100;
-	arm_timer(c);
-}
-
-static void try_connect(struct nbd_conn *c)
-{
-	struct nbd_link *l;
-	char err[160];
-	int errnum;
-	struct nbd_handle *h = nbd_conn_connect(c->uri, err, sizeof(err), &errnum);
-
-	if (!h || !(l = calloc(1, sizeof(*l)))) {
-		if (h)
-			nbd_close(h);
-		if (--c->tries == 0) {
-			ublk_err("dev %u queue %u: %s; giving up, requests fail with EIO",
-				 ublk_queue_dev_id(c->q), ublk_queue_id(c->q), h ? "out of memory" : err);
-			give_up(c);
-			return;
-		}
-		c->delay_ms = c->delay_ms * 2 > 2000 ? 2000 : c->delay_ms * 2;
-		arm_timer(c);
-		return;
-	}
-	l->h = h;
-	l->c = c;
-	l->in.fd = l->out.fd = nbd_aio_get_fd(h);
-	c->link = l;
-	ublk_warn("dev %u queue %u: reconnected to '%s'; sending %u waiting requests again",
-		  ublk_queue_dev_id(c->q), ublk_queue_id(c->q), c->uri, c->nr_waiting);
 }
 
 static void link_ready(struct nbd_link *l, int revents, unsigned want);
@@ -218,49 +106,21 @@ static void link_out(struct ublk_queue *q, struct ublk_poll *p, int revents)
 		   LIBNBD_AIO_DIRECTION_WRITE);
 }
 
-static void link_init(struct nbd_link *l)
+void nbd_link_init(struct nbd_link *l)
 {
 	l->in.ready = link_in;
 	l->out.ready = link_out;
-	link_arm(l);
+	nbd_link_arm(l);
 }
 
-/* Sends what waited, on a link just made; stops if it is lost again. */
-static void resend(struct nbd_conn *c)
-{
-	while (c->link && c->nr_waiting)
-		send_command(c, c->waiting[--c->nr_waiting]);
-	if (c->link)
-		link_arm(c->link);
-}
-
-static void timer_ready(struct ublk_queue *q, struct ublk_poll *p, int revents)
-{
-	struct nbd_conn *c = (struct nbd_conn *)((char *)p - offsetof(struct nbd_conn, timer));
-	uint64_t n;
-
-	(void)q;
-	(void)revents;
-	if (read(c->timer_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-		ublk_dbg("NBD reconnect timer: %s", strerror(errno));
-	if (c->link || c->given_up)
-		return;
-	try_connect(c);
-	if (c->link) {
-		link_init(c->link);
-		resend(c);
-	}
-}
-
-/* Polls the socket the way libnbd wants to move next. */
-static void link_arm(struct nbd_link *l)
+void nbd_link_arm(struct nbd_link *l)
 {
 	unsigned dir;
 
 	if (l != l->c->link)
 		return;
 	if (nbd_aio_is_dead(l->h) == 1 || nbd_aio_is_closed(l->h) == 1) {
-		lose(l->c);
+		nbd_conn_lose(l->c);
 		return;
 	}
 	dir = (unsigned)nbd_aio_get_direction(l->h);
@@ -301,14 +161,14 @@ static void link_ready(struct nbd_link *l, int revents, unsigned want)
 		 * let it read, so that it sees the end */
 		r = nbd_aio_notify_read(l->h);
 	if (r == -1)
-		lose(l->c);
+		nbd_conn_lose(l->c);
 	else if (l->c->nr_waiting) /* ESHUTDOWN from a server still up */
-		resend(l->c);
+		nbd_conn_resend(l->c);
 	else
-		link_arm(l);
+		nbd_link_arm(l);
 }
 
-static void send_command(struct nbd_conn *c, struct ublk_io *io)
+void nbd_conn_send(struct nbd_conn *c, struct ublk_io *io)
 {
 	struct nbd_handle *h = c->link->h;
 	nbd_completion_callback cb = { .callback = completed, .user_data = io };
@@ -346,11 +206,11 @@ static void send_command(struct nbd_conn *c, struct ublk_io *io)
 		ublk_io_external_done(c->q, io, -(err ? err : EIO));
 		return;
 	}
-	lose(c);
+	nbd_conn_lose(c);
 	if (c->given_up)
 		ublk_io_external_done(c->q, io, -EIO);
 	else
-		wait_for_link(c, io);
+		nbd_conn_wait(c, io);
 }
 
 void nbd_conn_submit(struct nbd_conn *c, struct ublk_io *io)
@@ -362,12 +222,12 @@ void nbd_conn_submit(struct nbd_conn *c, struct ublk_io *io)
 		return;
 	}
 	if (!c->link) {
-		wait_for_link(c, io);
+		nbd_conn_wait(c, io);
 		return;
 	}
-	send_command(c, io);
+	nbd_conn_send(c, io);
 	if (c->link)
-		link_arm(c->link); /* the command may wait for the socket to take it */
+		nbd_link_arm(c->link); /* the command may wait for the socket to take it */
 }
 
 int nbd_conn_open(struct nbd_conn **cp, struct ublk_queue *q, const char *uri,
@@ -392,7 +252,7 @@ int nbd_conn_open(struct nbd_conn **cp, struct ublk_queue *q, const char *uri,
 		return -errnum;
 	}
 	c->timer.fd = c->timer_fd;
-	c->timer.ready = timer_ready;
+	c->timer.ready = nbd_reconnect_ready;
 	c->link->h = nbd_conn_connect(uri, err, sizeof(err), &errnum);
 	if (!c->link->h) {
 		ublk_err("dev %u queue %u: %s", ublk_queue_dev_id(q), ublk_queue_id(q), err);
@@ -401,7 +261,7 @@ int nbd_conn_open(struct nbd_conn **cp, struct ublk_queue *q, const char *uri,
 	}
 	c->link->c = c;
 	c->link->in.fd = c->link->out.fd = nbd_aio_get_fd(c->link->h);
-	link_init(c->link);
+	nbd_link_init(c->link);
 	*cp = c;
 	return 0;
 }

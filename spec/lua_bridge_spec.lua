@@ -114,7 +114,7 @@ describe("the Lua bridge on a host queue", function()
         assert.are.equal(-5, q:io("read", (i - 1) * 512, 512), tostring(values[i]))
       end
     end)
-    assert.matches("read handler returned a string", out)
+    assert.matches("read handler returned the string 'abc'", out)
     assert.matches("read handler returned a table", out)
     assert.matches("read handler returned 1e%+12: expected a byte count 0..512", out)
     assert.matches("read handler returned %-1e%+12", out)
@@ -210,6 +210,54 @@ describe("the Lua bridge on a host queue", function()
     local lines = select(2, out:gsub("\n", "\n"))
     assert.are.equal(2, lines, out)
     assert.matches("ublk.sleep: the backend must set async = true to wait", out)
+  end)
+
+  it("fails a synchronous handler that calls ublk.io.pread/pwrite/fsync, before anything is read", function()
+    local fd_path = tmpfile(4096)
+    local f = assert(io.open(fd_path, "wb")); f:write(pattern(4096, 11)); f:close()
+    local out = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB",
+        open = function(self) self.fd = assert(ublk.io.open(fd_path, "rw")) end,
+        close = function(self) ublk.io.close(self.fd) end,
+        read = function(self, req)
+          ffi.fill(req.buf, req.length, 0xaa)
+          if req.offset == 0 then ublk.io.pread(self.fd, req.buf, 512, 0) end
+          if req.offset == 512 then ublk.io.pwrite(self.fd, req.buf, 512, 0) end
+          if req.offset == 1024 then ublk.io.fsync(self.fd) end
+          return true
+        end,
+      }))
+      for _, off in ipairs { 0, 512, 1024 } do
+        assert.are.equal(-5, q:io("read", off, 512))
+        assert.are.equal(("\170"):rep(512), q:read(4096, 512)) -- the queue serves on
+      end
+    end)
+    local lines = select(2, out:gsub("\n", "\n"))
+    assert.are.equal(3, lines, out)
+    for _, name in ipairs { "pread", "pwrite", "fsync" } do
+      assert.matches("ublk.io." .. name .. ": the backend must set async = true to wait", out, 1, true)
+    end
+    q:close(); q = nil
+    -- nothing reached the file: no write was submitted
+    assert.are.equal(pattern(4096, 11), file_bytes(fd_path, 0, 4096))
+    os.remove(fd_path)
+  end)
+
+  it("gives queue-side helper failures one shape: nil, 'ENAME: message', errno", function()
+    q = assert(host.queue(ublk.backend {
+      size = "64KiB", async = true,
+      read = function(self, req)
+        local r, msg, e = ublk.io.pread(-1, req.buf, 512, 0)
+        local fd, omsg, oe = ublk.io.open("/nonexistent/x", "r")
+        if r == nil and msg:match("^EBADF: ") and e == 9
+            and fd == nil and omsg:match("^ENOENT: ") and oe == 2 then
+          return true
+        end
+        return nil, "EINVAL"
+      end,
+    }))
+    assert.are.equal(512, q:io("read", 0, 512))
   end)
 
   it("fails an async handler that yields with nothing to wait for, and recovers the tag", function()

@@ -70,7 +70,7 @@ end
 
 -- Delegate methods exist only on queue threads; calling them here is a
 -- mistake worth a clear word.
-for _, op in ipairs({ "read", "write", "flush", "discard", "write_zeroes" }) do
+for op in pairs(core.ops) do
   CBackend[op] = function()
     error("ublk: " .. op .. "() on a C backend works only inside a Lua backend's handlers", 2)
   end

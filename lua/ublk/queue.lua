@@ -94,11 +94,18 @@ function M.init(ctx_ptr, chunk)
     if r < 0 then return fail(r) end
     return r
   end
-  function Delegate:read(req, buf, len, off) return call(self, 0, req, buf, len, off) end
-  function Delegate:write(req, buf, len, off) return call(self, 1, req, buf, len, off) end
-  function Delegate:flush(req) return call(self, 2, req, nil, 0, 0) end
-  function Delegate:discard(req, len, off) return call(self, 3, req, nil, len, off) end
-  function Delegate:write_zeroes(req, len, off) return call(self, 5, req, nil, len, off) end
+  -- one method per op the C side names (core.ops: name -> UBLK_IO_OP_*):
+  -- read/write move data (req [, buf, len, off]), flush carries none,
+  -- the others a range (req [, len, off])
+  for name, op in pairs(core.ops) do
+    if name == "read" or name == "write" then
+      Delegate[name] = function(self, req, buf, len, off) return call(self, op, req, buf, len, off) end
+    elseif name == "flush" then
+      Delegate[name] = function(self, req) return call(self, op, req, nil, 0, 0) end
+    else
+      Delegate[name] = function(self, req, len, off) return call(self, op, req, nil, len, off) end
+    end
+  end
 
   local function special(kind, a, b, fd)
     if kind == "inner" then return setmetatable({ index = a }, Delegate) end

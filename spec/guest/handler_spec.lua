@@ -33,6 +33,20 @@ describe("#guest misbehaving handlers", function()
     assert.are.equal("started", dev:state())
   end)
 
+  it("an on_start that raises: start returns nil, 'EIO: on_start failed: ...', EIO and stops the device", function()
+    local dev = assert(ublk.device { backend = ublk.backend {
+      size = "4MiB",
+      read = function() return true end,
+      on_start = function() error("not today") end,
+    } })
+    local ok, err, errno = dev:start()
+    assert.is_nil(ok)
+    assert.matches("^EIO: on_start failed: .*not today", err)
+    assert.are.equal(ublk.errno.EIO, errno)
+    assert.are.equal("stopped", dev:state())
+    dev:close()
+  end)
+
   it("fail garbage results with EIO and a line naming the value", function()
     local answers = { "abc", {}, 1e12, -1e12, 0.5 }
     local dev = G.device { backend = ublk.backend {
@@ -49,7 +63,7 @@ describe("#guest misbehaving handlers", function()
       end
       assert.is_true(read_ok(dev, 100 * 8))
     end)
-    for _, what in ipairs({ "a string", "a table", "1e%+12", "%-1e%+12", "0.5" }) do
+    for _, what in ipairs({ "the string 'abc'", "a table", "1e%+12", "%-1e%+12", "0.5" }) do
       assert.matches("read handler returned " .. what, said)
     end
   end)

@@ -5,6 +5,7 @@
 -- nbdkit's error filter and from killing it.
 local ublk = require "ublk"
 local G = require "guest"
+local stderr = require "stderr"
 
 local servers = {}
 
@@ -163,63 +164,78 @@ describe("#guest nbd backend", function()
   end)
 
   it("fails fio promptly when nbdkit dies under it; the device is still removable", function()
-    local uri, pid = unix_server("kill", "memory 256M")
-    local dev = G.device{ backend = "nbd", uri = uri, queues = 2, depth = 64 }
-    local p = G.spawn(("fio --name=kill --filename=%s --ioengine=io_uring --direct=1 "
-      .. "--rw=randrw --bs=64k --iodepth=32 --numjobs=2 --time_based --runtime=60 "
-      .. "--output=/tmp/fio-nbd-kill.txt"):format(dev.path), true)
-    G.sh("sleep 2")
-    local t0 = G.now()
-    G.must("kill -9 %d", pid)
-    assert.are_not.equal(0, p:wait(30), "fio should have seen I/O errors")
-    assert.truthy(G.now() - t0 < 15, "fio took too long to see the errors")
-    p:cleanup()
-    assert.truthy(dev:stats().total.errors > 0)
-    -- later requests fail at once too
-    local ok, out = G.sh("timeout 10 dd if=%s of=/dev/null bs=4k count=1 iflag=direct", dev.path)
-    assert.is_false(ok)
-    assert.matches("Input/output error", out)
-    local t1 = G.now()
-    assert(dev:close())
-    assert.truthy(G.now() - t1 < 10)
+    -- the server's death is logged (once per queue): expected here
+    local said = stderr.capture(function()
+      local uri, pid = unix_server("kill", "memory 256M")
+      local dev = G.device{ backend = "nbd", uri = uri, queues = 2, depth = 64 }
+      local p = G.spawn(("fio --name=kill --filename=%s --ioengine=io_uring --direct=1 "
+        .. "--rw=randrw --bs=64k --iodepth=32 --numjobs=2 --time_based --runtime=60 "
+        .. "--output=/tmp/fio-nbd-kill.txt"):format(dev.path), true)
+      G.sh("sleep 2")
+      local t0 = G.now()
+      G.must("kill -9 %d", pid)
+      assert.are_not.equal(0, p:wait(30), "fio should have seen I/O errors")
+      assert.truthy(G.now() - t0 < 15, "fio took too long to see the errors")
+      p:cleanup()
+      assert.truthy(dev:stats().total.errors > 0)
+      -- later requests fail at once too
+      local ok, out = G.sh("timeout 10 dd if=%s of=/dev/null bs=4k count=1 iflag=direct", dev.path)
+      assert.is_false(ok)
+      assert.matches("Input/output error", out)
+      local t1 = G.now()
+      assert(dev:close())
+      assert.truthy(G.now() - t1 < 10)
+    end)
+    assert.matches("lost the NBD connection", said)
+    assert.matches("requests fail with EIO", said, 1, true)
   end)
 
   it("with reconnect, rides out a server restart: waiting requests are sent again", function()
-    local img = "/tmp/ublk-nbd-reconnect.img"
-    G.must("truncate -s 64M %s", img)
-    local uri, pid = unix_server("re", "file " .. img)
-    local dev = G.device{ backend = "nbd", uri = uri, reconnect = 20, queues = 2 }
-    local len = 1024 * 1024
-    local md5 = G.write_random_at(dev.path, 0, len)
-    G.must("kill -9 %d", pid)
-    G.must("echo 3 > /proc/sys/vm/drop_caches")
-    local p = G.spawn(("dd if=%s bs=64k count=16 iflag=direct status=none | md5sum"):format(dev.path),
-      true)
-    G.sh("sleep 1")
-    assert.is_false(p:exited(), "the read should wait for the server")
-    unix_server("re", "file " .. img)
-    assert.are.equal(0, p:wait(30))
-    assert.are.equal(md5, p:out():match("%x+"))
-    p:cleanup()
-    assert.are.equal(0, dev:stats().total.errors)
-    dev:close()
-    os.remove(img)
+    -- the server's death is logged (once per queue): expected here
+    local said = stderr.capture(function()
+      local img = "/tmp/ublk-nbd-reconnect.img"
+      G.must("truncate -s 64M %s", img)
+      local uri, pid = unix_server("re", "file " .. img)
+      local dev = G.device{ backend = "nbd", uri = uri, reconnect = 20, queues = 2 }
+      local len = 1024 * 1024
+      local md5 = G.write_random_at(dev.path, 0, len)
+      G.must("kill -9 %d", pid)
+      G.must("echo 3 > /proc/sys/vm/drop_caches")
+      local p = G.spawn(("dd if=%s bs=64k count=16 iflag=direct status=none | md5sum"):format(dev.path),
+        true)
+      G.sh("sleep 1")
+      assert.is_false(p:exited(), "the read should wait for the server")
+      unix_server("re", "file " .. img)
+      assert.are.equal(0, p:wait(30))
+      assert.are.equal(md5, p:out():match("%x+"))
+      p:cleanup()
+      assert.are.equal(0, dev:stats().total.errors)
+      dev:close()
+      os.remove(img)
+    end)
+    assert.matches("lost the NBD connection", said)
+    assert.matches("reconnecting", said, 1, true)
   end)
 
   it("mirrors to two servers (examples/mirror-nbd.lua) and reads on when one dies", function()
-    local uri1, pid1 = unix_server("m1", "memory 64M")
-    local uri2 = unix_server("m2", "memory 64M")
-    local dev = G.device(G.example("mirror-nbd", uri1, uri2, "64MiB"))
-    local len = 4 * 1024 * 1024
-    local md5 = G.write_random_at(dev.path, 0, len)
-    G.must("sync")
-    assert.are.equal(md5, export_md5(uri1, len))
-    assert.are.equal(md5, export_md5(uri2, len))
-    G.must("kill -9 %d", pid1)
-    G.must("echo 3 > /proc/sys/vm/drop_caches")
-    assert.are.equal(md5, G.md5_at(dev.path, 0, len))
-    -- writes go on to the survivor
-    local md5b = G.write_random_at(dev.path, len, 65536)
-    assert.are.equal(md5b, G.md5_at(dev.path, len, 65536))
+    -- the server's death is logged (once per queue): expected here
+    local said = stderr.capture(function()
+      local uri1, pid1 = unix_server("m1", "memory 64M")
+      local uri2 = unix_server("m2", "memory 64M")
+      local dev = G.device(G.example("mirror-nbd", uri1, uri2, "64MiB"))
+      local len = 4 * 1024 * 1024
+      local md5 = G.write_random_at(dev.path, 0, len)
+      G.must("sync")
+      assert.are.equal(md5, export_md5(uri1, len))
+      assert.are.equal(md5, export_md5(uri2, len))
+      G.must("kill -9 %d", pid1)
+      G.must("echo 3 > /proc/sys/vm/drop_caches")
+      assert.are.equal(md5, G.md5_at(dev.path, 0, len))
+      -- writes go on to the survivor
+      local md5b = G.write_random_at(dev.path, len, 65536)
+      assert.are.equal(md5b, G.md5_at(dev.path, len, 65536))
+    end)
+    assert.matches("lost the NBD connection", said)
+    assert.matches("lost the NBD connection to '", said, 1, true)
   end)
 end)
