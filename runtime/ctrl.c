@@ -183,6 +183,13 @@ int ublk_ctrl_stop_dev(struct ublk_ctrl *c, uint32_t dev_id)
 	return ctrl_cmd(c, UBLK_CMD_STOP_DEV, UBLK_U_CMD_STOP_DEV, &cmd);
 }
 
+int ublk_ctrl_try_stop_dev(struct ublk_ctrl *c, uint32_t dev_id)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
+
+	return ctrl_cmd(c, UBLK_CMD_TRY_STOP_DEV, UBLK_U_CMD_TRY_STOP_DEV, &cmd);
+}
+
 int ublk_ctrl_get_dev_info(struct ublk_ctrl *c, uint32_t dev_id,
 			   struct ublksrv_ctrl_dev_info *info)
 {

@@ -43,6 +43,10 @@ int ublk_ctrl_set_params(struct ublk_ctrl *c, uint32_t dev_id, struct ublk_param
 int ublk_ctrl_get_params(struct ublk_ctrl *c, uint32_t dev_id, struct ublk_params *p);
 int ublk_ctrl_start_dev(struct ublk_ctrl *c, uint32_t dev_id, int pid);
 int ublk_ctrl_stop_dev(struct ublk_ctrl *c, uint32_t dev_id);
+/* TRY_STOP_DEV (UBLK_F_SAFE_STOP_DEV, 7.0+): STOP_DEV, unless somebody has
+ * the disk open: then -EBUSY, and nothing changes.  Atomic in the kernel:
+ * nobody can open the disk between its check and the stop. */
+int ublk_ctrl_try_stop_dev(struct ublk_ctrl *c, uint32_t dev_id);
 /* User recovery of a device whose server died (UBLK_F_USER_RECOVERY):
  * START refuses with -EBUSY until the old server's /dev/ublkcN is closed
  * and the device quiesced; END waits for every tag to be fetched again,

@@ -303,6 +303,30 @@ static bool gone_soon(struct ublk_ctrl *c, uint32_t id, struct ublksrv_ctrl_dev_
 	return false;
 }
 
+int ublk_dev_try_stop(struct ublk_ctrl *c, uint32_t id, char *why, size_t len)
+{
+	struct ublksrv_ctrl_dev_info info;
+	int ret = ublk_ctrl_get_dev_info(c, id, &info);
+
+	why[0] = 0;
+	if (ret < 0)
+		return ret;
+	if (!(info.flags & UBLK_F_SAFE_STOP_DEV)) {
+		snprintf(why, len, "a safe stop needs UBLK_F_SAFE_STOP_DEV (Linux 7.0), which "
+			 "this kernel lacks");
+		return -ENOTSUP;
+	}
+	ret = ublk_ctrl_try_stop_dev(c, id);
+	if (ret == -EBUSY) {
+		char who[256];
+
+		holders(id, who, sizeof(who));
+		snprintf(why, len, "/dev/ublkb%u is open%s%s: not stopped", id,
+			 who[0] ? " by " : "", who);
+	}
+	return ret;
+}
+
 /* DEL_DEV, without waiting for a disk someone still holds: that would be
  * forever for a mounted one.  The device is deleted when they let go. */
 int ublk_dev_delete(struct ublk_ctrl *c, uint32_t id)

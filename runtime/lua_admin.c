@@ -153,6 +153,27 @@ static int l_delete(lua_State *L)
 	return 1;
 }
 
+/* core.try_stop(id) -> true | nil, msg, errno: STOP_DEV unless the disk is
+ * open (TRY_STOP_DEV, 7.0+); EBUSY names who has it, ENOTSUP an older
+ * kernel. */
+static int l_try_stop(lua_State *L)
+{
+	uint32_t id = (uint32_t)luaL_checkinteger(L, 1);
+	struct ublk_ctrl c;
+	char why[320];
+	int ret = open_ctrl(L, &c);
+
+	if (ret)
+		return ret;
+	ret = ublk_dev_try_stop(&c, id, why, sizeof(why));
+	ublk_ctrl_close(&c);
+	if (ret < 0)
+		return lua_core_fail(L, why[0] ? why : ret == -ENODEV ? "no such ublk device"
+							  : strerror(-ret), ret);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* core.forget(id): removes device id's record and the files it names (a
  * device already gone). */
 static int l_forget(lua_State *L)
@@ -273,6 +294,7 @@ void lua_admin_register(lua_State *L)
 		{ "list_dir", l_list_dir },
 		{ "dev_info", l_dev_info },
 		{ "delete", l_delete },
+		{ "try_stop", l_try_stop },
 		{ "forget", l_forget },
 		{ "spawn_server", l_spawn_server },
 		{ "sd_notify", l_sd_notify },

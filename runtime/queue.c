@@ -205,6 +205,15 @@ static void handle_request(struct ublk_queue *q, uint16_t tag)
 	io->flags = iod->op_flags & ~0xffu;
 	io->len = iod->nr_sectors << 9;
 	io->offset = iod->start_sector << 9;
+	/* The kernel keeps data requests within max_io (max_sectors) and the
+	 * others within u32 bytes (device.c): past that a backend would
+	 * overrun the tag's buffer.  Never seen; one compare to be sure. */
+	if (iod->nr_sectors > (io->op <= UBLK_IO_OP_WRITE ? q->c.max_io : UINT32_MAX) >> 9) {
+		ublk_err("dev %u queue %u tag %u: the kernel sent %u sectors, more than the "
+			 "device allows: EIO", q->c.dev_id, q->c.q_id, io->tag, iod->nr_sectors);
+		settle(q, io, -EIO);
+		return;
+	}
 	if (q->c.zero_copy == UBLK_ZC_REGISTER && ublk_io_buf_index(q, io) >= 0) {
 		register_then_handle(q, io);
 		return;

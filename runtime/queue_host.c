@@ -56,9 +56,8 @@ int ublk_host_queue_io(struct ublk_queue *q, uint16_t tag, uint8_t op, uint32_t 
 	unsigned long before;
 	int ret;
 
-	/* only reads and writes move data through the tag's buffer */
-	if (tag >= q->c.depth || (offset | len) & 511 ||
-	    ((op == UBLK_IO_OP_READ || op == UBLK_IO_OP_WRITE) && len > q->c.max_io))
+	/* lengths past max_io are the request path's to refuse (queue.c) */
+	if (tag >= q->c.depth || (offset | len) & 511)
 		return -EINVAL;
 	q->descs[tag] = (struct ublksrv_io_desc){ .op_flags = op | (flags & ~0xffu),
 						  .nr_sectors = len >> 9,

@@ -42,7 +42,8 @@ void ublk_signals_fill(sigset_t *set)
 const char *ublk_signal_name(int sig)
 {
 	static __thread char other[24];
-	const char *abbrev = sigabbrev_np(sig);
+	/* glibc names 29 by its System V alias, POLL; kill -l and users say IO */
+	const char *abbrev = sig == SIGIO ? "IO" : sigabbrev_np(sig);
 
 	if (abbrev) {
 		snprintf(other, sizeof(other), "SIG%s", abbrev);

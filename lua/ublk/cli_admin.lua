@@ -152,7 +152,7 @@ end
 -- serving only it is asked to end (SIGTERM, as its own signal handling
 -- removes it cleanly); anything else is deleted directly.  Never waits
 -- for long: DEL_DEV without waiting on a held disk.
-local function del_one(id)
+local function del_one(id, safe)
   local info = core.dev_info(id)
   local st = state.read(id)
   if not info then
@@ -163,6 +163,15 @@ local function del_one(id)
     end
     complain(("device %d: no such ublk device"):format(id))
     return false
+  end
+  -- --safe: the kernel stops it only if nobody has the disk open; then it
+  -- goes as below (info is from before the stop: a live server still ends)
+  if safe and info.state ~= "DEAD" then
+    local ok, err = core.try_stop(id)
+    if not ok then
+      complain(("device %d: %s"):format(id, err))
+      return false
+    end
   end
   if st and state.alive(st.pid) and st.pid ~= ffi.C.getpid() and info.state == "LIVE"
       and devices_of(st.pid) == 1 then
@@ -204,7 +213,7 @@ function admin.del(o)
   end
   local status = 0
   for _, id in ipairs(ids) do
-    if not del_one(id) then status = 1 end
+    if not del_one(id, o.safe) then status = 1 end
   end
   return status
 end

@@ -8,7 +8,7 @@ usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua add [-t memory|null|file|nbd [-s SIZE] [-f FILE] [--uri URI] [-q QUEUES]
                     [-d DEPTH] [-n ID] [-r RECOVERY]] [--restart N] [SCRIPT [ARGS...]]
        ublk-lua list [-n ID] [--json]
-       ublk-lua del -n ID | -a
+       ublk-lua del -n ID | -a [--safe]
        ublk-lua recover -n ID [SCRIPT [ARGS...]]
        ublk-lua reload -n ID [SCRIPT [ARGS...]]
        ublk-lua stats -n ID [--json] [--watch SECONDS]
@@ -50,12 +50,12 @@ local OPTS = {
   ["-n"] = { "id", tonumber }, ["-q"] = { "queues", tonumber }, ["-d"] = { "depth", tonumber },
   ["-s"] = { "size" }, ["-f"] = { "file" }, ["-t"] = { "type" }, ["-r"] = { "recovery" },
   ["--json"] = { "json", true }, ["-a"] = { "all", true }, ["--watch"] = { "watch", tonumber },
-  ["--restart"] = { "restart", tonumber }, ["--uri"] = { "uri" },
+  ["--restart"] = { "restart", tonumber }, ["--uri"] = { "uri" }, ["--safe"] = { "safe", true },
 }
 local ALLOWED = {
   add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-f"] = 1, ["-t"] = 1, ["-r"] = 1,
     ["--restart"] = 1, ["--uri"] = 1 },
-  list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1 },
+  list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1, ["--safe"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
   stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
 }
@@ -120,10 +120,13 @@ queues, depth, size, block size, flags), and for ublk-lua's own its server,
 script, backend, recovery and store.
 ]=],
   del = [=[
-usage: ublk-lua del -n ID | -a
+usage: ublk-lua del -n ID | -a [--safe]
 Removes device ID (-a: every device ublk-lua made), whatever its server's
 state: a running server is asked to end (SIGTERM, SIGKILL if it does not),
 a dead one's device is deleted directly.  Never waits on a disk still held.
+--safe: leave a device whose disk is open (mounted, in use) alone and say
+who has it, exit 1; the kernel stops the others atomically (TRY_STOP_DEV,
+Linux 7.0+; refused on older kernels).
 ]=],
   recover = [=[
 usage: ublk-lua recover -n ID [SCRIPT [ARGS...]]

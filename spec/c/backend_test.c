@@ -38,6 +38,36 @@ static void check(int ok, const char *what)
 	printf("%sok %d - %s\n", ok ? "" : "not ", checks, what);
 }
 
+/* Log lines a test expects go to a file, not the run's output: the test
+ * reads them back (what stderr_end returns, up to n - 1 bytes) and checks
+ * them.  stdout is flushed first so TAP lines keep their order. */
+static int saved_stderr = -1;
+static FILE *captured;
+
+static void stderr_begin(void)
+{
+	fflush(stdout);
+	captured = tmpfile();
+	saved_stderr = dup(STDERR_FILENO);
+	if (captured)
+		dup2(fileno(captured), STDERR_FILENO);
+}
+
+static const char *stderr_end(char *out, size_t n)
+{
+	size_t got = 0;
+
+	dup2(saved_stderr, STDERR_FILENO);
+	close(saved_stderr);
+	if (captured) {
+		rewind(captured);
+		got = fread(out, 1, n - 1, captured);
+		fclose(captured);
+	}
+	out[got] = 0;
+	return out;
+}
+
 static struct ublk_queue *q;
 
 static void queue_open(struct ublk_backend *b)
@@ -145,6 +175,8 @@ static void test_file(void)
 	check(pread(fd, back, 4096, 4096 + 512) == 4096 && is_zero(back, 4096),
 	      "file: the range reads back as zeroes");
 	check(run(200, 0, 0, 512) == -EOPNOTSUPP, "file: an unknown op fails with EOPNOTSUPP");
+	check(ftruncate(fd, 1 << 20) == 0 && run(UBLK_IO_OP_READ, 0, 2 << 20, 4096) == -EIO,
+	      "file: a read inside the device's size past the end of a file that shrank is EIO");
 	queue_close(&b);
 	close(fd);
 	unlink(path);
@@ -187,6 +219,23 @@ static void test_null(void)
 	check(run(UBLK_IO_OP_WRITE, 0, 0, 65536) == 65536, "null: write completes");
 	check(run(UBLK_IO_OP_READ, 0, 0, 65536) == 65536, "null: read completes");
 	queue_close(&b);
+
+	/* a descriptor longer than the device allows (the kernel never sends
+	 * one): EIO before any backend sees it, one line, the tag reusable */
+	struct ublk_backend m = { .ops = ublk_backend_find("memory") };
+	struct ublk_backend_conf mconf = { .size = 16 << 20, .block_size = 512 };
+	char said[512];
+
+	check(m.ops->create(&m, &mconf) == 0, "memory: create");
+	queue_open(&m);
+	stderr_begin();
+	check(run(UBLK_IO_OP_READ, 0, 0, MAX_IO + 512) == -EIO &&
+		      run(UBLK_IO_OP_WRITE, 0, 0, MAX_IO + 4096) == -EIO,
+	      "queue: a data request past max_io fails with EIO");
+	check(strstr(stderr_end(said, sizeof(said)), "more than the device allows: EIO") != NULL,
+	      "queue: and says so");
+	check(run(UBLK_IO_OP_READ, 0, 0, MAX_IO) == (int)MAX_IO, "queue: the tag serves on");
+	queue_close(&m);
 }
 
 /* ---- the completion protocol, with backends made for the test ---- */
@@ -357,6 +406,7 @@ static void test_nbd(void)
 	const char *opts[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-nbd.sock", NULL };
 	struct ublk_backend_conf conf = { .block_size = 512, .opts = none };
 	unsigned char *back = malloc(65536);
+	char said[4096];
 	int pid;
 
 	check(b.ops && b.ops->create(&b, &conf) < 0 &&
@@ -392,8 +442,12 @@ static void test_nbd(void)
 	      "nbd: zeroed and discarded blocks read as zeroes, the rest is kept");
 	kill(pid, SIGKILL);
 	usleep(100000);
+	stderr_begin();
 	check(run(UBLK_IO_OP_READ, 0, 0, 4096) == -EIO && run(UBLK_IO_OP_WRITE, 0, 0, 4096) == -EIO,
 	      "nbd: a dropped connection fails requests with EIO");
+	check(strstr(stderr_end(said, sizeof(said)), "lost the NBD connection to 'nbd+unix:///?socket="
+						      "/tmp/ublk-backend-test-nbd.sock'") != NULL,
+	      "nbd: and says once which connection it lost");
 	queue_close(&b);
 
 	/* killed with a read in flight: the read fails, nothing hangs */
@@ -410,8 +464,11 @@ static void test_nbd(void)
 			kill(pid, SIGKILL);
 			_exit(0);
 		}
+		stderr_begin();
 		check(run(UBLK_IO_OP_READ, 0, 0, 4096) == -EIO && time(NULL) - t0 < 5,
 		      "nbd: a server killed under a read fails it with EIO at once");
+		check(strstr(stderr_end(said, sizeof(said)), "lost the NBD connection") != NULL,
+		      "nbd: and logs the loss");
 		queue_close(&b);
 	} else {
 		check(0, "nbd: nbdkit with the delay filter starts");
@@ -429,6 +486,7 @@ static void test_nbd_reconnect(void)
 	const char *opts[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-nbd.sock",
 			       "reconnect", "4", NULL };
 	struct ublk_backend_conf conf = { .block_size = 512, .opts = opts };
+	char said[8192];
 	time_t t0;
 	FILE *f;
 	int pid;
@@ -447,6 +505,7 @@ static void test_nbd_reconnect(void)
 		usleep(500000);
 		_exit(nbdkit_start(sock, pidfile, "", plugin) < 0);
 	}
+	stderr_begin();
 	memset(buf(), 0, 65536);
 	check(run(UBLK_IO_OP_READ, 0, 0, 65536) == 65536 && is_pattern(buf(), 65536, 5),
 	      "nbd reconnect: a read across a server restart waits and returns the data");
@@ -461,6 +520,8 @@ static void test_nbd_reconnect(void)
 	check(run(UBLK_IO_OP_READ, 0, 0, 4096) == -EIO && time(NULL) - t0 < 10,
 	      "nbd reconnect: a server that stays away fails requests with EIO, in bounded time");
 	check(run(UBLK_IO_OP_READ, 0, 0, 4096) == -EIO, "nbd reconnect: and later ones at once");
+	check(strstr(stderr_end(said, sizeof(said)), "lost the NBD connection") != NULL,
+	      "nbd reconnect: the losses are logged");
 	queue_close(&b);
 	unlink("/tmp/ublk-backend-test-nbd.img");
 }
@@ -475,7 +536,15 @@ static void test_ring_init_failure(void)
 	int ret = rq ? ublk_queue_ring_init(rq, 1 << 20) : -ENOMEM; /* no such fd */
 
 	check(ret == -EBADF && !rq->ring_up, "queue: a ring that fails to register its file is not up");
-	ublk_queue_free(rq);
+	/* The failed ring's fd number is free again: whoever takes it next
+	 * must keep it through the queue's teardown (it used to be closed a
+	 * second time there). */
+	int other = open("/dev/null", O_RDONLY);
+	rq->c.cdev_fd = -1;
+	ublk_host_queue_close(rq);
+	check(other >= 0 && fcntl(other, F_GETFD) >= 0,
+	      "queue: tearing down a queue whose ring failed closes no fd of another owner");
+	close(other);
 }
 
 int main(void)

@@ -45,7 +45,7 @@ end
 
 describe("#guest device management", function()
   after_each(function()
-    G.sh("umount /tmp/ublk-reload 2>/dev/null")
+    G.sh("umount /tmp/ublk-reload 2>/dev/null; umount /tmp/ublk-safe 2>/dev/null")
     G.sh("%s del -a", G.bin)
     G.sh("pkill -9 -f '[u]blk-lua --supervise'; pkill -9 -f '[u]blk-lua --serve'")
     wait_until(function() return #G.leftovers() == 0 end, 10)
@@ -251,6 +251,36 @@ describe("#guest device management", function()
     G.must("mount %s /tmp/ublk-reload && cd /tmp/ublk-reload && md5sum -c --quiet /tmp/reload.md5 && cd / && umount /tmp/ublk-reload", path)
     assert.are.equal(0, (cli("del -n %d", id)))
     G.sh("rm -rf /tmp/reload-src /tmp/reload.img /tmp/reload.md5")
+    clean()
+  end)
+
+  it("del --safe leaves a mounted disk alone, naming the mount, and removes it once closed (7.0+)", function()
+    local id, pid = add("-t memory -s 64MiB")
+    local path = "/dev/ublkb" .. id
+    local has = require("ublk").features().safe_stop_dev
+    if not has then
+      -- this kernel has no TRY_STOP_DEV: refused, nothing touched
+      local rc, out = cli("del -n %d --safe", id)
+      assert.are.equal(1, rc, out)
+      assert.matches("ENOTSUP: a safe stop needs UBLK_F_SAFE_STOP_DEV %(Linux 7.0%)", out)
+      assert.are.equal("LIVE", listed(id).state)
+      assert.is_true(alive(pid))
+      return
+    end
+    G.must("mkfs.ext4 -q %s && mkdir -p /tmp/ublk-safe && mount %s /tmp/ublk-safe", path, path)
+    G.must("dd if=/dev/urandom of=/tmp/ublk-safe/f bs=64k count=16 status=none && sync")
+    local md5 = G.must("md5sum < /tmp/ublk-safe/f")
+    local rc, out = cli("del -n %d --safe", id)
+    assert.are.equal(1, rc, out)
+    assert.matches("EBUSY: /dev/ublkb" .. id .. " is open by mounted on /tmp/ublk%-safe: not stopped", out)
+    assert.are.equal("LIVE", listed(id).state)
+    G.must("echo 3 > /proc/sys/vm/drop_caches")
+    assert.are.equal(md5, G.must("md5sum < /tmp/ublk-safe/f"))
+    G.must("umount /tmp/ublk-safe")
+    rc, out = cli("del -n %d --safe", id)
+    assert.are.equal(0, rc, out)
+    assert.matches("dev id " .. id .. ": removed", out)
+    assert.truthy(wait_until(function() return not alive(pid) end), "server still running")
     clean()
   end)
 

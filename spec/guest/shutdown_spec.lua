@@ -20,7 +20,10 @@ describe("#guest shutdown", function()
   local procs = {}
   after_each(function() G.end_all(procs) end)
 
-  for _, sig in ipairs({ "HUP", "QUIT", "USR1", "USR2", "ALRM" }) do
+  -- every signal whose default action ends a process (SIGINT and SIGTERM:
+  -- spec/guest/cli_spec)
+  for _, sig in ipairs({ "HUP", "QUIT", "USR1", "USR2", "ALRM", "VTALRM", "PROF", "XCPU",
+      "XFSZ", "IO", "PWR" }) do
     it("removes the device on SIG" .. sig .. " and exits 0", function()
       local p, path = G.serve("examples/mydisk.lua")
       procs[#procs + 1] = p
@@ -142,6 +145,24 @@ describe("#guest shutdown", function()
     print(("\n  close of a mounted device: %.2f s"):format(secs))
   end)
 
+  it("ends a CLI server on SIGINT while its disk is mounted, in bounded time, naming the holder", function()
+    local p, path = G.serve("examples/mydisk.lua")
+    procs[#procs + 1] = p
+    G.must("mkfs.ext4 -q %s && mkdir -p /tmp/ublk-held-cli && mount %s /tmp/ublk-held-cli", path, path)
+    local t0 = G.now()
+    p:kill("INT")
+    assert.are.equal(0, p:wait(60))
+    local secs = G.now() - t0
+    assert.truthy(secs < 30, secs)
+    local said = p:out() .. p:err()
+    assert.matches("is still held open by mounted on /tmp/ublk%-held%-cli", said)
+    assert.matches(path .. " removed %(SIGINT%)", said)
+    assert.falsy(G.sh("test -e %s", path))
+    G.sh("umount /tmp/ublk-held-cli") -- its number is freed once the mount lets go
+    assert.same({}, G.leftovers())
+    print(("\n  SIGINT to a server whose disk is mounted: %.2f s"):format(secs))
+  end)
+
   it("removes the devices a killed server left without recovery, when the next one starts", function()
     local p, path = G.serve("spec/guest/scripts/no-recovery.lua")
     procs[#procs + 1] = p
@@ -164,10 +185,14 @@ describe("#guest shutdown", function()
     assert.same({}, G.leftovers())
   end)
 
-  it("says what a script raised, a table included, and removes its device", function()
+  it("says what a script raised, a table or nil included, and removes its device", function()
     local rc, out = G.run_cli("spec/guest/scripts/raise-table.lua")
     assert.are.equal(1, rc)
     assert.matches("ublk%-lua: a table with a message", out)
+    assert.same({}, G.leftovers())
+    rc, out = G.run_cli("spec/guest/scripts/raise-nil.lua")
+    assert.are.equal(1, rc)
+    assert.matches("ublk%-lua: the script raised an error with no message %(error%(nil%)%)", out)
     assert.same({}, G.leftovers())
   end)
 end)
