@@ -92,8 +92,14 @@ $(B)/fuzz-requests: spec/fuzz/fuzz_requests.c $(RUNTIME:%=runtime/%.c) runtime/*
 		-fno-sanitize-recover=undefined -o $@ spec/fuzz/fuzz_requests.c \
 		$(RUNTIME:%=runtime/%.c) $(LDLIBS)
 
+# whatever the kernel says of a device a new server recovers
+$(B)/fuzz-recovery: spec/fuzz/fuzz_recovery.c $(RUNTIME:%=runtime/%.c) runtime/*.h
+	clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=undefined -o $@ spec/fuzz/fuzz_recovery.c \
+		$(RUNTIME:%=runtime/%.c) $(LDLIBS)
+
 FUZZ_SECONDS ?= 60
-fuzz: deps $(B)/fuzz-requests
+fuzz: deps $(B)/fuzz-requests $(B)/fuzz-recovery
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) spec/run-fuzz
 
 deps:

@@ -52,29 +52,35 @@ static int start_recovery(struct ublk_dev *d, uint32_t id)
 	return 0;
 }
 
-static int check_device(struct ublk_dev *d, uint32_t id)
+int ublk_dev_check_recovered(struct ublk_dev *d, uint32_t id)
 {
-	int ret = ublk_ctrl_get_dev_info(&d->ctrl, id, &d->info);
+	const struct ublksrv_ctrl_dev_info *i = &d->info;
+	uint64_t sectors = d->params.basic.dev_sectors;
 
-	if (ret == -ENODEV || ret == -ENOENT)
-		return ublk_dev_fail(d, -ENODEV, "there is no ublk device %u", id);
-	if (ret < 0)
-		return ublk_dev_fail(d, ret, "GET_DEV_INFO of device %u: %s", id, strerror(-ret));
-	if (!(d->info.flags & UBLK_F_USER_RECOVERY))
+	/* what the queues are made from: the kernel's own limits */
+	if (i->nr_hw_queues < 1 || i->nr_hw_queues > UBLK_MAX_NR_QUEUES)
+		return ublk_dev_fail(d, -EINVAL, "device %u reports %u queues: expected 1..%u",
+				     id, i->nr_hw_queues, UBLK_MAX_NR_QUEUES);
+	if (i->queue_depth < 1 || i->queue_depth > UBLK_MAX_QUEUE_DEPTH)
+		return ublk_dev_fail(d, -EINVAL, "device %u reports depth %u: expected 1..%u",
+				     id, i->queue_depth, UBLK_MAX_QUEUE_DEPTH);
+	if (i->max_io_buf_bytes < 4096 || i->max_io_buf_bytes > (1u << UBLK_IO_BUF_BITS) ||
+	    i->max_io_buf_bytes % 512)
+		return ublk_dev_fail(d, -EINVAL, "device %u reports max_io_buf_bytes %u: "
+				     "expected a multiple of 512 in 4096..%u", id,
+				     i->max_io_buf_bytes, (1u << UBLK_IO_BUF_BITS));
+	if (!(i->flags & UBLK_F_USER_RECOVERY))
 		return ublk_dev_fail(d, -EINVAL, "device %u was added with recovery = false: it "
 				     "cannot be recovered, only removed (ublk-lua del -n %u)",
 				     id, id);
-	if (d->info.state == UBLK_S_DEV_DEAD)
+	if (i->state == UBLK_S_DEV_DEAD)
 		return ublk_dev_fail(d, -EINVAL, "device %u is DEAD: it cannot be recovered, "
 				     "only removed (ublk-lua del -n %u)", id, id);
-	d->ctrl.ioctl_encode = (d->info.flags & UBLK_F_CMD_IOCTL_ENCODE) != 0;
-	ret = ublk_ctrl_get_params(&d->ctrl, id, &d->params);
-	if (ret < 0)
-		return ublk_dev_fail(d, ret, "GET_PARAMS of device %u: %s", id, strerror(-ret));
-	if ((uint64_t)d->params.basic.dev_sectors << 9 != d->backend.size)
-		return ublk_dev_fail(d, -EINVAL, "device %u has %llu bytes, the backend %llu: "
-				     "a recovering server must serve the same size", id,
-				     (unsigned long long)d->params.basic.dev_sectors << 9,
+	/* compared in sectors: a byte count could wrap */
+	if (sectors != d->backend.size >> 9 || d->backend.size % 512)
+		return ublk_dev_fail(d, -EINVAL, "device %u has %llu sectors, the backend %llu "
+				     "bytes: a recovering server must serve the same size", id,
+				     (unsigned long long)sectors,
 				     (unsigned long long)d->backend.size);
 	if ((d->info.flags & UBLK_F_USER_COPY) && !(d->backend.caps & UBLK_CAN_USER_COPY))
 		return ublk_dev_fail(d, -EINVAL, "device %u moves data by user copy, which "
@@ -84,6 +90,21 @@ static int check_device(struct ublk_dev *d, uint32_t id)
 		return ublk_dev_fail(d, -EINVAL, "device %u moves data by zero copy, which "
 				     "backend '%s' cannot", id, d->backend.ops->name);
 	return 0;
+}
+
+static int check_device(struct ublk_dev *d, uint32_t id)
+{
+	int ret = ublk_ctrl_get_dev_info(&d->ctrl, id, &d->info);
+
+	if (ret == -ENODEV || ret == -ENOENT)
+		return ublk_dev_fail(d, -ENODEV, "there is no ublk device %u", id);
+	if (ret < 0)
+		return ublk_dev_fail(d, ret, "GET_DEV_INFO of device %u: %s", id, strerror(-ret));
+	d->ctrl.ioctl_encode = (d->info.flags & UBLK_F_CMD_IOCTL_ENCODE) != 0;
+	ret = ublk_ctrl_get_params(&d->ctrl, id, &d->params);
+	if (ret < 0)
+		return ublk_dev_fail(d, ret, "GET_PARAMS of device %u: %s", id, strerror(-ret));
+	return ublk_dev_check_recovered(d, id);
 }
 
 int ublk_dev_recover(struct ublk_dev *d, uint32_t id, const struct ublk_dev_conf *conf,

@@ -3,7 +3,8 @@
  * spec/fuzz/fuzz_requests.c - libFuzzer target: whatever descriptors the
  * kernel could hand us (any op, flags, sector and length, in any order)
  * run through the real request path of a host queue on the memory, null
- * and file backends.  Invariants: no crash or sanitizer report, every
+ * and file backends: any op byte, sectors inside, just past and far past
+ * the end, lengths up to twice max_io.  Invariants: no crash or sanitizer report, every
  * request commits exactly one result, and that result is -errno or at
  * most the request's length.  Build and run: make fuzz.
  */
@@ -65,7 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	for (; size >= 12; data += 12, size -= 12) {
 		struct target *t = &targets[data[0] % 3];
-		uint8_t op = data[1] % 8; /* the 6 real ops and two that are not */
+		/* mostly the 6 real ops and two that are not; any byte at times */
+		uint8_t op = data[1] & 0x80 ? data[1] : data[1] % 8;
 		uint16_t tag = data[2] % DEPTH;
 		uint32_t flags = (uint32_t)data[3] << 8; /* FUA, NOUNMAP, ... */
 		uint32_t sector, sectors;
@@ -73,8 +75,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		memcpy(&sector, data + 4, 4);
 		memcpy(&sectors, data + 8, 4);
-		sector %= (SIZE >> 9) + 64; /* mostly inside, sometimes past the end */
-		sectors %= (MAX_IO >> 9) + 16;
+		if (!(data[3] & 1)) /* mostly inside, sometimes just past the end */
+			sector %= (SIZE >> 9) + 64;
+		sectors %= 2 * (MAX_IO >> 9) + 16;
 		ret = ublk_host_queue_io(t->q, tag, op, flags, (uint64_t)sector << 9, sectors << 9);
 		if (ret == -EDEADLK) /* a request that never committed */
 			abort();
