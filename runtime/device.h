@@ -95,7 +95,7 @@ void ublk_dev_unregister(uint32_t id);
 int ublk_dev_delete(struct ublk_ctrl *c, uint32_t id);
 /* Stops device id only if nobody has its disk open (TRY_STOP_DEV):
  * -EBUSY with who holds it in why, or -ENOTSUP where the device lacks
- * UBLK_F_SAFE_STOP_DEV (before 7.0); why says so.  0: stopped. */
+ * UBLK_F_SAFE_STOP_DEV (before 7.0; EOPNOTSUPP to Lua); why says so.  0: stopped. */
 int ublk_dev_try_stop(struct ublk_ctrl *c, uint32_t id, char *why, size_t len);
 /* Where each device's owner is recorded while it exists: devN, a JSON
  * object with at least "pid" (written at ADD_DEV) and "store" when the

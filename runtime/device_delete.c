@@ -236,14 +236,15 @@ int ublk_dev_ids(uint32_t *ids, int max)
 	return n;
 }
 
-/* Who keeps /dev/ublkbN open: "mounted on /mnt" or "pid 123 (dd)". */
-static void holders(uint32_t id, char *out, size_t len)
+/* Who keeps /dev/ublkbN open for good: "mounted on /mnt", "used by md9"
+ * (a device stacked on it).  Returns the length written to out. */
+static size_t lasting_holders(uint32_t id, char *out, size_t len)
 {
-	char dev[32], path[600], line[512], link[64], comm[64];
+	char dev[32], path[300], line[512];
 	size_t n = 0;
 	FILE *f = fopen("/proc/self/mounts", "r");
-	DIR *proc;
-	struct dirent *p;
+	DIR *dir;
+	struct dirent *e;
 
 	out[0] = 0;
 	snprintf(dev, sizeof(dev), "/dev/ublkb%u", id);
@@ -253,6 +254,27 @@ static void holders(uint32_t id, char *out, size_t len)
 			n += (size_t)snprintf(out + n, len - n, "%smounted on %s", n ? ", " : "", path);
 	if (f)
 		fclose(f);
+	snprintf(path, sizeof(path), "/sys/block/ublkb%u/holders", id);
+	dir = opendir(path);
+	while (dir && (e = readdir(dir)) && n < len)
+		if (e->d_name[0] != '.')
+			n += (size_t)snprintf(out + n, len - n, "%sused by %s", n ? ", " : "",
+					      e->d_name);
+	if (dir)
+		closedir(dir);
+	return n < len ? n : len - 1;
+}
+
+/* Who keeps /dev/ublkbN open: the lasting holders, and "pid 123 (dd)". */
+static void holders(uint32_t id, char *out, size_t len)
+{
+	char dev[32], path[600], link[64], comm[64];
+	size_t n = lasting_holders(id, out, len);
+	FILE *f;
+	DIR *proc;
+	struct dirent *p;
+
+	snprintf(dev, sizeof(dev), "/dev/ublkb%u", id);
 	proc = opendir("/proc");
 	while (proc && (p = readdir(proc)) && n < len) {
 		DIR *fds;
@@ -328,18 +350,22 @@ int ublk_dev_try_stop(struct ublk_ctrl *c, uint32_t id, char *why, size_t len)
 }
 
 /* DEL_DEV, without waiting for a disk someone still holds: that would be
- * forever for a mounted one.  The device is deleted when they let go. */
+ * forever for a mounted one.  The device is deleted when they let go.  A
+ * mount or a stacked device will not let go soon: that is said at once,
+ * rather than after gone_soon's 5 s (which would also outlast a signalled
+ * server's stop deadline). */
 int ublk_dev_delete(struct ublk_ctrl *c, uint32_t id)
 {
 	struct ublksrv_ctrl_dev_info info;
+	char who[256];
+	bool lasting = lasting_holders(id, who, sizeof(who)) > 0;
 	int ret = ublk_ctrl_del_dev_async(c, id);
 
 	if (ret < 0) {
 		ublk_err("dev %u: DEL_DEV failed: %s", id, strerror(-ret));
-	} else if (!gone_soon(c, id, &info)) {
-		char who[256];
-
-		holders(id, who, sizeof(who));
+	} else if (lasting || !gone_soon(c, id, &info)) {
+		if (!lasting)
+			holders(id, who, sizeof(who));
 		ublk_warn("dev %u: removed, but /dev/ublkb%u is still held open%s%s: its "
 			  "number is freed when it is closed", id, id, who[0] ? " by " : "", who);
 	}

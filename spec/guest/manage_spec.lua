@@ -262,7 +262,7 @@ describe("#guest device management", function()
       -- this kernel has no TRY_STOP_DEV: refused, nothing touched
       local rc, out = cli("del -n %d --safe", id)
       assert.are.equal(1, rc, out)
-      assert.matches("ENOTSUP: a safe stop needs UBLK_F_SAFE_STOP_DEV %(Linux 7.0%)", out)
+      assert.matches("EOPNOTSUPP: a safe stop needs UBLK_F_SAFE_STOP_DEV %(Linux 7.0%)", out)
       assert.are.equal("LIVE", listed(id).state)
       assert.is_true(alive(pid))
       return
