@@ -1,7 +1,8 @@
 -- bench/device.lua: a C-backend device for the benchmark, one per process
 -- so that each one's CPU time can be read from /proc.
--- Run: ublk-lua bench/device.lua BACKEND [PATH|URI|-] [unpinned|nolatency|norecovery|copy=MODE ...]
---   unpinned    queue threads not pinned to the kernel's CPUs for them
+-- Run: ublk-lua bench/device.lua BACKEND [PATH|URI|-] [pinned|nolatency|norecovery|copy=MODE ...]
+--   pinned      queue threads pinned to the CPUs the kernel maps to them
+--               (pin = true; the default lets the scheduler place them)
 --   nolatency   no latency histograms (what they cost: ublk-lua stats)
 --   norecovery  recovery = false: the memory backend in anonymous memory
 --               rather than its /dev/shm store (what recovery costs)
@@ -19,9 +20,9 @@ end
 local recovery
 if flags.norecovery then recovery = false end
 if backend == "nbd" then
-  return { queues = 2, depth = 128, backend = "nbd", uri = path, pin = not flags.unpinned }
+  return { queues = 2, depth = 128, backend = "nbd", uri = path, pin = flags.pinned or nil }
 end
 -- recovery: nil is the default ("reissue" where the kernel has it)
 return { size = "256MiB", queues = 2, depth = 128, backend = backend, path = path,
-  pin = not flags.unpinned, latency = not flags.nolatency,
+  pin = flags.pinned or nil, latency = not flags.nolatency,
   recovery = recovery, copy = copy }

@@ -80,10 +80,11 @@ local function setup()
   add("loop", must("losetup -f --show /tmp/loop.img"):match("%S+"), nil, "kernel")
 
   -- UBLK_BENCH_ALL=1 adds rows whose question is answered (README,
-  -- docs/tuning.md): unpinned, and the nbd pair over TCP
+  -- docs/tuning.md): the nbd pair over TCP
   local all = os.getenv("UBLK_BENCH_ALL")
   ublk_dev("ublk-memory", "bench/device.lua memory")
-  if all then ublk_dev("ublk-memory-unpinned", "bench/device.lua memory - unpinned") end
+  -- the other choice of `pin` (docs/tuning.md: which one wins when)
+  ublk_dev("ublk-memory-pinned", "bench/device.lua memory - pinned")
   -- what latency histograms and recovery's /dev/shm store cost: measured
   -- (bench/results/2026-11-25-*-stats-cost*), rows kept out of the full run
   if os.getenv("UBLK_BENCH_COSTS") then

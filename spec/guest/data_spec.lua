@@ -45,7 +45,7 @@ describe("#guest data", function()
 
   it("serves I/O from every CPU, each queue on its own CPU, without mixing data", function()
     local n = G.ncpus()
-    local dev = G.device{ size = "64MiB", queues = n, depth = 32 }
+    local dev = G.device{ size = "64MiB", queues = n, depth = 32, pin = true }
     local sums = {}
     for cpu = 0, n - 1 do
       -- 1 MiB per CPU at an odd sector offset
@@ -67,17 +67,17 @@ describe("#guest data", function()
     end
   end)
 
-  it("pins each queue thread to its CPU by default, and not with pin = false", function()
+  it("pins each queue thread to its CPU with pin = true, and not by default", function()
     local function allowed(tid)
       return G.read_file(("/proc/self/task/%d/status"):format(tid)):match("Cpus_allowed_list:%s*(%S+)")
     end
-    local pinned = G.device{ size = "4MiB", queues = 2 }
+    local pinned = G.device{ size = "4MiB", queues = 2, pin = true }
     for _, s in ipairs(pinned:stats()) do
       -- the CPUs GET_QUEUE_AFFINITY gave (6.12 and 7.x map queues differently)
       assert.are.equal(1, #s.cpus)
       assert.are.equal(tostring(s.cpus[1]), allowed(s.tid))
     end
-    local free = G.device{ size = "4MiB", queues = 2, pin = false }
+    local free = G.device{ size = "4MiB", queues = 2 }
     local all = ("0-%d"):format(G.ncpus() - 1)
     for _, s in ipairs(free:stats()) do assert.are.equal(all, allowed(s.tid)) end
     local md5 = G.write_random_at(free.path, 512, 65536)
