@@ -1,8 +1,9 @@
 -- bench/device.lua: a C-backend device for the benchmark, one per process
 -- so that each one's CPU time can be read from /proc.
--- Run: ublk-lua bench/device.lua BACKEND [PATH|URI|-] [pinned|nolatency|norecovery|copy=MODE ...]
+-- Run: ublk-lua bench/device.lua BACKEND [PATH|URI|-] [pinned|poll=US|nolatency|norecovery|copy=MODE ...]
 --   pinned      queue threads pinned to the CPUs the kernel maps to them
 --               (pin = true; the default lets the scheduler place them)
+--   poll=US     poll_us = US: spin that long before a queue thread sleeps
 --   nolatency   no latency histograms (what they cost: ublk-lua stats)
 --   norecovery  recovery = false: the memory backend in anonymous memory
 --               rather than its /dev/shm store (what recovery costs)
@@ -11,10 +12,11 @@
 local backend, path = ...
 if path == "-" then path = nil end
 local flags = {}
-local copy
+local copy, poll
 for i = 3, select("#", ...) do
   local f = select(i, ...)
   copy = f:match("^copy=(.+)") or copy
+  poll = tonumber(f:match("^poll=(%d+)$")) or poll
   flags[f] = true
 end
 local recovery
@@ -25,4 +27,4 @@ end
 -- recovery: nil is the default ("reissue" where the kernel has it)
 return { size = "256MiB", queues = 2, depth = 128, backend = backend, path = path,
   pin = flags.pinned or nil, latency = not flags.nolatency,
-  recovery = recovery, copy = copy }
+  recovery = recovery, copy = copy, poll_us = poll }

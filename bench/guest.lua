@@ -85,6 +85,8 @@ local function setup()
   ublk_dev("ublk-memory", "bench/device.lua memory")
   -- the other choice of `pin` (docs/tuning.md: which one wins when)
   ublk_dev("ublk-memory-pinned", "bench/device.lua memory - pinned")
+  -- spinning 300 us before sleeping (poll_us; docs/tuning.md)
+  ublk_dev("ublk-memory-poll", "bench/device.lua memory - poll=300")
   -- what latency histograms and recovery's /dev/shm store cost: measured
   -- (bench/results/2026-11-25-*-stats-cost*), rows kept out of the full run
   if os.getenv("UBLK_BENCH_COSTS") then

@@ -158,6 +158,7 @@ int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 			.user_copy = (d->info.flags & UBLK_F_USER_COPY) != 0,
 			.zero_copy = ublk_dev_zero_copy(d->info.flags),
 			.pin = conf->pin,
+			.poll_us = conf->poll_us,
 			.latency = conf->latency,
 			.backend = &d->backend,
 			.latch = &d->latch,

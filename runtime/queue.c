@@ -308,7 +308,8 @@ int ublk_queue_run_once(struct ublk_queue *q)
 	unsigned head, n = 0;
 	/* completions already waiting must not wait for the ring */
 	int ret = q->done_head ? io_uring_submit(&q->ring)
-			       : io_uring_submit_and_wait(&q->ring, 1);
+		: q->c.poll_us && q->worked ? ublk_queue_poll_then_wait(q)
+		: io_uring_submit_and_wait(&q->ring, 1);
 
 	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 		return ret;
@@ -320,6 +321,7 @@ int ublk_queue_run_once(struct ublk_queue *q)
 		n++;
 	}
 	io_uring_cq_advance(&q->ring, n);
+	q->worked = n > 0;
 	deliver_external(q);
 	if (q->nr_timed)
 		time_pass(q);

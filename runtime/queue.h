@@ -45,6 +45,7 @@ struct ublk_queue_conf {
 	bool user_copy;		/* UBLK_F_USER_COPY granted */
 	enum ublk_zc zero_copy;	/* UBLK_F_AUTO_BUF_REG or _SUPPORT_ZERO_COPY granted */
 	bool pin;		/* run only on `cpus` */
+	unsigned poll_us;	/* after a pass with work, spin this long before sleeping */
 	bool latency;		/* time each request into the histograms */
 	cpu_set_t cpus;		/* from GET_QUEUE_AFFINITY */
 	struct ublk_backend *backend;

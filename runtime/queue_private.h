@@ -33,6 +33,7 @@ struct ublk_queue {
 	struct ublk_io *ios;	/* per tag: the device's own request */
 	const struct ublk_io **timed;	/* committed this pass, latency not yet counted */
 	unsigned nr_timed;
+	bool worked;		/* the last pass had events (c.poll_us) */
 	uint64_t pass_ns;	/* when this pass of the loop began (with c.latency) */
 	unsigned cmd_inflight;	/* tags the kernel holds (fetch pending) */
 	unsigned backend_inflight;	/* SQEs from ublk_io_sqe() and external
@@ -95,5 +96,6 @@ void ublk_queue_watch(struct ublk_queue *q);
 void ublk_queue_unwatch(struct ublk_queue *q);
 /* Arms ops->tick's one-shot timeout (again at each tick). */
 void ublk_queue_arm_tick(struct ublk_queue *q);
+int ublk_queue_poll_then_wait(struct ublk_queue *q);
 
 #endif

@@ -169,7 +169,7 @@ describe("ublk.params", function()
     it("lists the known fields sorted", function()
       assert.are.same({
         "backend", "block_size", "connections", "copy", "create", "depth", "direct", "discard",
-        "id", "latency", "max_io", "name", "path", "pin", "queues", "read_only", "reconnect",
+        "id", "latency", "max_io", "name", "path", "pin", "poll_us", "queues", "read_only", "reconnect",
         "recovery", "size", "uri",
       }, params.fields)
     end)
@@ -188,7 +188,7 @@ describe("ublk.params", function()
       assert.are.same({
         block_size = 512, queues = 1, depth = 128, max_io = 512 * KiB,
         read_only = false, discard = true, pin = false, id = -1, backend = "memory",
-        latency = true,
+        latency = true, poll_us = 0,
       }, params.defaults)
     end)
 
@@ -207,7 +207,7 @@ describe("ublk.params", function()
       assert.are.same({
         size = MiB, block_size = 512, queues = 1, depth = 128,
         max_io = 512 * KiB, read_only = false, discard = true, pin = false, id = -1,
-        backend = "memory", latency = true,
+        backend = "memory", latency = true, poll_us = 0,
       }, params.validate({ size = "1MiB" }))
     end)
 
@@ -217,13 +217,13 @@ describe("ublk.params", function()
         size = "2G", block_size = "4K", queues = 4, depth = 64,
         max_io = "1MiB", read_only = true, discard = false, pin = false, id = 3,
         backend = be, path = "/tmp/disk.img", direct = true, create = true, name = "test",
-        latency = false, recovery = "queue",
+        latency = false, recovery = "queue", poll_us = 200,
       })
       assert.are.same({
         size = 2 * GiB, block_size = 4096, queues = 4, depth = 64,
         max_io = MiB, read_only = true, discard = false, pin = false, id = 3,
         backend = be, path = "/tmp/disk.img", direct = true, create = true, name = "test",
-        latency = false, recovery = "queue",
+        latency = false, recovery = "queue", poll_us = 200,
       }, p)
     end)
 
@@ -333,6 +333,13 @@ describe("ublk.params", function()
         assert.are.equal(1, params.validate({ size = "1M", queues = 1 }).queues)
         assert.are.equal(64, params.validate({ size = "1M", queues = 64 }).queues)
         assert.are.equal(8, params.validate({ size = "1M", queues = 8 }, { max_queues = 8 }).queues)
+      end)
+
+      it("refuses a poll_us that is negative, fractional or over 10 ms", function()
+        has(verr({ size = "1M", poll_us = -1 }),
+          "ublk: bad parameter 'poll_us' = -1: must be an integer from 0 to 10000")
+        has(verr({ size = "1M", poll_us = 10001 }), "'poll_us' = 10001: must be an integer from 0 to 10000")
+        has(verr({ size = "1M", poll_us = 1.5 }), "'poll_us' = 1.5: must be an integer")
       end)
 
       it("refuses values outside 1..max_queues", function()

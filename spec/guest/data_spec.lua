@@ -83,4 +83,34 @@ describe("#guest data", function()
     local md5 = G.write_random_at(free.path, 512, 65536)
     assert.are.equal(md5, G.md5_at(free.path, 512, 65536))
   end)
+  it("poll_us: queue threads spin between requests instead of sleeping, and sleep once idle", function()
+    local function sleeps(dev)
+      local n = 0
+      for _, s in ipairs(dev:stats()) do
+        local st = G.read_file(("/proc/self/task/%d/status"):format(s.tid))
+        n = n + tonumber(st:match("voluntary_ctxt_switches:%s*(%d+)"))
+      end
+      return n
+    end
+    -- 1000 reads one at a time: an unpolled thread sleeps after each one
+    local function reads(dev)
+      local before = sleeps(dev)
+      G.must("dd if=%s of=/dev/null bs=4k count=1000 iflag=direct status=none", dev.path)
+      return sleeps(dev) - before
+    end
+    local plain = G.device{ size = "32MiB", queues = 2 }
+    local polled = G.device{ size = "32MiB", queues = 2, poll_us = 5000 }
+    local slept_plain, slept_polled = reads(plain), reads(polled)
+    print(("\n# sleeps per 1000 QD1 reads: %d unpolled, %d with poll_us = 5000"):format(
+      slept_plain, slept_polled))
+    assert.truthy(slept_plain >= 900, "an unpolled queue thread sleeps per request")
+    assert.truthy(slept_polled < 500, "a polled queue thread spins between requests")
+    G.fio_verify(polled.path, 16)
+    -- 0.3 s idle is 60 windows: a thread still spinning would be running
+    G.must("sleep 0.3")
+    for _, s in ipairs(polled:stats()) do
+      local stat = G.read_file(("/proc/self/task/%d/stat"):format(s.tid))
+      assert.are.equal("S", stat:match("%) (%a)"), "queue thread state: " .. stat)
+    end
+  end)
 end)
