@@ -18,15 +18,6 @@ static inline void stat_add(uint64_t *p, uint64_t v)
 	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
 }
 
-/* CLOCK_MONOTONIC in ns: a vDSO read, no syscall. */
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 struct io_uring_sqe *ublk_queue_get_sqe(struct ublk_queue *q)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
@@ -291,7 +282,7 @@ static void deliver_external(struct ublk_queue *q)
  * (bench/results/2026-11-25-*-stats-cost*.md). */
 static void time_pass(struct ublk_queue *q)
 {
-	uint64_t now = now_ns();
+	uint64_t now = ublk_now_ns();
 	struct ublk_queue_stats *st = q->stats;
 
 	for (unsigned i = 0; i < q->nr_timed; i++) {
@@ -315,7 +306,7 @@ int ublk_queue_run_once(struct ublk_queue *q)
 		return ret;
 	ublk_watch_enter(&q->watch);
 	if (q->c.latency)
-		q->pass_ns = now_ns();
+		q->pass_ns = ublk_now_ns();
 	io_uring_for_each_cqe(&q->ring, head, cqe) {
 		ublk_queue_handle_cqe(q, cqe);
 		n++;

@@ -10,6 +10,8 @@
 #define UBLK_QUEUE_PRIVATE_H
 
 #include <liburing.h>
+#include <stdint.h>
+#include <time.h>
 
 #include "queue.h"
 #include "ublk_uapi.h"
@@ -96,6 +98,17 @@ void ublk_queue_watch(struct ublk_queue *q);
 void ublk_queue_unwatch(struct ublk_queue *q);
 /* Arms ops->tick's one-shot timeout (again at each tick). */
 void ublk_queue_arm_tick(struct ublk_queue *q);
+/* With c.poll_us: submit, spin up to poll_us for an event, then wait for
+ * one.  >= 0 or -errno, as io_uring_submit_and_wait. */
 int ublk_queue_poll_then_wait(struct ublk_queue *q);
+
+/* CLOCK_MONOTONIC in ns: a vDSO read, no syscall. */
+static inline uint64_t ublk_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 #endif

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #include "queue_private.h"
 
@@ -46,14 +45,11 @@ static inline void cpu_relax(void)
 int ublk_queue_poll_then_wait(struct ublk_queue *q)
 {
 	int ret = io_uring_submit(&q->ring);
-	struct timespec ts;
-	uint64_t now, end;
+	uint64_t end;
 
 	if (ret < 0 || io_uring_cq_ready(&q->ring))
 		return ret;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	end = now + (uint64_t)q->c.poll_us * 1000;
+	end = ublk_now_ns() + (uint64_t)q->c.poll_us * 1000;
 	for (unsigned i = 1;; i++) {
 		if (IO_URING_READ_ONCE(*q->ring.sq.kflags) & IORING_SQ_TASKRUN) {
 			ret = io_uring_get_events(&q->ring);
@@ -63,12 +59,8 @@ int ublk_queue_poll_then_wait(struct ublk_queue *q)
 		if (io_uring_cq_ready(&q->ring))
 			return 0;
 		/* the clock is dear under emulation: read it every 64 spins */
-		if (i % 64 == 0) {
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-			if (now >= end)
-				break;
-		}
+		if (i % 64 == 0 && ublk_now_ns() >= end)
+			break;
 		cpu_relax();
 	}
 	return io_uring_submit_and_wait(&q->ring, 1);
