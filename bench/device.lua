@@ -1,8 +1,9 @@
 -- bench/device.lua: a C-backend device for the benchmark, one per process
 -- so that each one's CPU time can be read from /proc.
--- Run: ublk-lua bench/device.lua BACKEND [PATH|URI|-] [pinned|poll=US|nolatency|norecovery|copy=MODE ...]
+-- Run: ublk-lua bench/device.lua BACKEND [PATH|URI|-] [pinned|batch|poll=US|nolatency|norecovery|copy=MODE ...]
 --   pinned      queue threads pinned to the CPUs the kernel maps to them
 --               (pin = true; the default lets the scheduler place them)
+--   batch       batch = true: array commands instead of one per request (7.x)
 --   poll=US     poll_us = US: spin that long before a queue thread sleeps
 --   nolatency   no latency histograms (what they cost: ublk-lua stats)
 --   norecovery  recovery = false: the memory backend in anonymous memory
@@ -27,4 +28,4 @@ end
 -- recovery: nil is the default ("reissue" where the kernel has it)
 return { size = "256MiB", queues = 2, depth = 128, backend = backend, path = path,
   pin = flags.pinned or nil, latency = not flags.nolatency,
-  recovery = recovery, copy = copy, poll_us = poll }
+  recovery = recovery, copy = copy, poll_us = poll, batch = flags.batch or nil }

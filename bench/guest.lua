@@ -103,10 +103,20 @@ local function setup()
     ublk_dev("ublk-memory-" .. m, "bench/device.lua memory - copy=" .. m)
   end
   ublk_dev("ublk-null", "bench/device.lua null")
+  -- batch I/O (7.x; docs/tuning.md): one commit command per pass, not per
+  -- request
+  if features.batch_io then
+    ublk_dev("ublk-memory-batch", "bench/device.lua memory - batch")
+    ublk_dev("ublk-null-batch", "bench/device.lua null - batch")
+  end
   -- the file backend on tmpfs in its default mode (zero copy by auto
   -- buffer registration where the kernel has it), and in each other mode
   must("truncate -s 256M /tmp/ublk-file.img")
   ublk_dev("ublk-file", "bench/device.lua file /tmp/ublk-file.img")
+  if features.batch_io then
+    must("truncate -s 256M /tmp/ublk-file-batch.img")
+    ublk_dev("ublk-file-batch", "bench/device.lua file /tmp/ublk-file-batch.img batch")
+  end
   local modes = { buffer = features.auto_buf_reg or features.zero_copy,
     register = features.auto_buf_reg and features.zero_copy }
   for _, m in ipairs{ "buffer", "register" } do

@@ -157,6 +157,7 @@ int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 			.ioctl_encode = d->ctrl.ioctl_encode,
 			.user_copy = (d->info.flags & UBLK_F_USER_COPY) != 0,
 			.zero_copy = ublk_dev_zero_copy(d->info.flags),
+			.batch = (d->info.flags & UBLK_F_BATCH_IO) != 0,
 			.pin = conf->pin,
 			.poll_us = conf->poll_us,
 			.latency = conf->latency,

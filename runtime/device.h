@@ -29,6 +29,7 @@ struct ublk_dev_conf {
 	bool read_only;
 	bool discard;		/* advertise discard/write-zeroes if the backend can */
 	bool pin;		/* pin queue threads to the kernel's CPUs for them */
+	bool batch;		/* UBLK_F_BATCH_IO: array commands, not one per request */
 	unsigned poll_us;	/* spin this long for more work before sleeping */
 	bool latency;		/* keep latency histograms (stats.h) */
 	/* 0, or UBLK_F_USER_RECOVERY with _REISSUE or _FAIL_IO: what the

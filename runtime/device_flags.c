@@ -41,6 +41,8 @@ uint64_t ublk_dev_wanted_flags(const struct ublk_dev *d, const struct ublk_dev_c
 	if (d->backend.caps & UBLK_CAN_USER_COPY)
 		want |= UBLK_F_USER_COPY;
 	want |= zero_copy_flag(d);
+	if (conf->batch)
+		want |= UBLK_F_BATCH_IO;
 	if (conf->recovery) /* a clean hand-over to a new server (reload) */
 		want |= UBLK_F_QUIESCE;
 	return (d->features & want) | conf->recovery;
@@ -51,6 +53,15 @@ uint64_t ublk_dev_wanted_flags(const struct ublk_dev *d, const struct ublk_dev_c
 int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 {
 	uint64_t missing = conf->recovery & ~d->features;
+
+	if (conf->batch && !(d->features & UBLK_F_BATCH_IO))
+		return ublk_dev_fail(d, -ENOTSUP, "batch = true needs UBLK_F_BATCH_IO (Linux 7.0+), "
+			    "which this kernel lacks: leave batch unset");
+	/* REGISTER's unregister is linked to its tag's own commit, which a
+	 * batch commit is not (and every kernel with batch I/O has auto_reg) */
+	if (conf->batch && zero_copy_flag(d) == UBLK_F_SUPPORT_ZERO_COPY)
+		return ublk_dev_fail(d, -ENOTSUP, "batch = true does not go with copy = "
+			    "\"register\": leave copy unset or use \"auto_reg\"");
 
 	if (d->backend.zc_only != UBLK_ZC_NONE && !zero_copy_flag(d))
 		return ublk_dev_fail(d, -ENOTSUP, "copy = \"%s\" needs %s (Linux %s), which "

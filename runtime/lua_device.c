@@ -121,7 +121,7 @@ const struct ublk_backend_ops *lua_core_backend_conf(lua_State *L, int t,
 }
 
 /* core.create{ size=, block_size=, queues=, depth=, max_io=, read_only=,
- *              discard=, pin=, poll_us=, id=, recovery_flags=, backend="name",
+ *              discard=, pin=, batch=, poll_us=, id=, recovery_flags=, backend="name",
  *              opts={...} [, recover = ID] }: with `recover`, takes over
  * device ID for its dead server instead of adding one (the queue and
  * size parameters are then the device's own). */
@@ -145,6 +145,7 @@ int lua_device_create(lua_State *L)
 	conf.read_only = bconf.read_only;
 	conf.discard = bool_field(L, 1, "discard");
 	conf.pin = bool_field(L, 1, "pin");
+	conf.batch = bool_field(L, 1, "batch");
 	conf.poll_us = (unsigned)num_field(L, 1, "poll_us");
 	conf.latency = bool_field(L, 1, "latency");
 	conf.recovery = (uint64_t)num_field(L, 1, "recovery_flags");

@@ -91,7 +91,8 @@ static struct io_uring_sqe *prep_buf_cmd(struct ublk_queue *q, uint16_t tag, boo
 static void time_pass(struct ublk_queue *q);
 
 /* The end of a device request: count it and queue its COMMIT_AND_FETCH
- * (the loop submits it with the rest of the batch). */
+ * (the loop submits it with the rest of the batch), or under batch I/O
+ * stage it for the pass's one COMMIT_IO_CMDS. */
 static void commit(struct ublk_queue *q, const struct ublk_io *io)
 {
 	struct ublk_queue_stats *st = q->stats;
@@ -114,6 +115,10 @@ static void commit(struct ublk_queue *q, const struct ublk_io *io)
 	}
 	if (__builtin_expect(q->host, 0)) {
 		q->host_commits++; /* a host queue has no kernel to commit to */
+		return;
+	}
+	if (q->c.batch) { /* sent with the pass's others (queue_batch.c) */
+		ublk_batch_stage(q, io->tag, result);
 		return;
 	}
 	if (q->c.zero_copy == UBLK_ZC_REGISTER && ublk_io_buf_index(q, io) >= 0) {
@@ -184,7 +189,7 @@ static void register_then_handle(struct ublk_queue *q, struct ublk_io *io)
 		reg->flags &= (uint8_t)~IOSQE_IO_LINK;
 }
 
-static void handle_request(struct ublk_queue *q, uint16_t tag)
+void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag)
 {
 	const struct ublksrv_io_desc *iod = &q->descs[tag];
 	struct ublk_io *io = &q->ios[tag];
@@ -222,6 +227,10 @@ void ublk_queue_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe)
 		op_done(q, ublk_ud_to_io(ud), cqe->res);
 		break;
 	case UBLK_UD_CMD:
+		if (ud & UBLK_UD_BATCH) {
+			ublk_batch_handle_cqe(q, cqe);
+			break;
+		}
 		if (ud & UBLK_UD_BUF) { /* a failure shows in the linked operation */
 			if (cqe->res < 0 && cqe->res != -ECANCELED)
 				ublk_dbg("dev %u queue %u tag %u: buffer (un)register: %s",
@@ -231,7 +240,7 @@ void ublk_queue_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe)
 		}
 		q->cmd_inflight--;
 		if (cqe->res == UBLK_IO_RES_OK) {
-			handle_request(q, ublk_ud_tag(ud));
+			ublk_queue_handle_request(q, ublk_ud_tag(ud));
 		} else if (cqe->res == UBLK_IO_RES_ABORT) {
 			q->aborted++; /* STOP_DEV: this tag is done */
 		} else {
@@ -297,8 +306,12 @@ int ublk_queue_run_once(struct ublk_queue *q)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
+	int ret;
+
+	if (q->c.batch)
+		ublk_batch_flush(q);
 	/* completions already waiting must not wait for the ring */
-	int ret = q->done_head ? io_uring_submit(&q->ring)
+	ret = q->done_head ? io_uring_submit(&q->ring)
 		: q->c.poll_us && q->worked ? ublk_queue_poll_then_wait(q)
 		: io_uring_submit_and_wait(&q->ring, 1);
 

@@ -44,6 +44,7 @@ struct ublk_queue_conf {
 	bool ioctl_encode;	/* UBLK_U_IO_* command numbers */
 	bool user_copy;		/* UBLK_F_USER_COPY granted */
 	enum ublk_zc zero_copy;	/* UBLK_F_AUTO_BUF_REG or _SUPPORT_ZERO_COPY granted */
+	bool batch;		/* UBLK_F_BATCH_IO granted: queue_batch.c's commands */
 	bool pin;		/* run only on `cpus` */
 	unsigned poll_us;	/* after a pass with work, spin this long before sleeping */
 	bool latency;		/* time each request into the histograms */

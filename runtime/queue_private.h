@@ -3,7 +3,8 @@
  * queue_private.h - struct ublk_queue, shared by the files of the data
  * plane only (queue.c: requests and completions; queue_ring.c: the ring,
  * tags and watch; queue_thread.c: the thread and its loop; queue_api.c:
- * what backends call; queue_host.c: the host queue).  Backends never
+ * what backends call; queue_host.c: the host queue; queue_batch.c: the
+ * UBLK_F_BATCH_IO commands).  Backends never
  * include it: they use the functions in backend.h.
  */
 #ifndef UBLK_QUEUE_PRIVATE_H
@@ -16,6 +17,27 @@
 #include "queue.h"
 #include "ublk_uapi.h"
 #include "watchdog.h"
+
+/* UBLK_F_BATCH_IO's state (queue_batch.c).  Commits are staged in one of
+ * a few element buffers and sent as one COMMIT_IO_CMDS per pass; a sent
+ * buffer is not touched until its completion. */
+#define UBLK_BATCH_COMMIT_BUFS 4
+struct ublk_batch {
+	struct io_uring_buf_ring *br;	/* FETCH's provided buffers */
+	size_t br_len;
+	uint16_t *tags;		/* nr_bufs arrays of buf_tags tags, one per buffer */
+	unsigned nr_bufs, buf_tags;
+	char *commit[UBLK_BATCH_COMMIT_BUFS];	/* depth elements each */
+	uint16_t sent[UBLK_BATCH_COMMIT_BUFS];	/* elements in flight (0: free) */
+	unsigned staging;	/* the buffer commits are staged in */
+	unsigned staged;	/* elements there */
+	unsigned owned;		/* tags delivered and not yet staged */
+	uint8_t elem_bytes;
+	uint16_t elem_flags;	/* UBLK_BATCH_F_* of PREP and COMMIT */
+	bool fetch_armed;
+	bool aborted;		/* FETCH ended with ABORT: the queue is stopping */
+	int prep_res;		/* PREP_IO_CMDS's result; 1 until it comes */
+};
 
 struct ublk_queue {
 	struct ublk_queue_conf c;	/* as the device set it */
@@ -42,6 +64,7 @@ struct ublk_queue {
 					 * operations not completed */
 	struct ublk_io *done_head, *done_tail;	/* external completions to deliver */
 	unsigned aborted;	/* tags STOP_DEV has given back */
+	struct ublk_batch batch;	/* with c.batch */
 	bool stopping;		/* the owner asked, or a command failed */
 	void *priv;		/* the backend's per-queue state */
 
@@ -64,6 +87,8 @@ static inline uint64_t ublk_ud_io(struct ublk_io *io) { return (uint64_t)(uintpt
 static inline uint64_t ublk_ud_cmd(uint16_t tag) { return (uint64_t)tag << 2 | UBLK_UD_CMD; }
 /* on a command: a buffer (un)registration's, not the tag's fetch/commit */
 #define UBLK_UD_BUF ((uint64_t)1 << 32)
+/* on a command: a batch command's (queue_batch.c), its "tag" saying which */
+#define UBLK_UD_BATCH ((uint64_t)1 << 33)
 static inline enum ublk_ud_kind ublk_ud_kind(uint64_t ud) { return (enum ublk_ud_kind)(ud & 3); }
 static inline uint16_t ublk_ud_tag(uint64_t ud) { return (uint16_t)(ud >> 2); }
 static inline struct ublk_io *ublk_ud_to_io(uint64_t ud) { return (struct ublk_io *)(uintptr_t)ud; }
@@ -101,6 +126,25 @@ void ublk_queue_arm_tick(struct ublk_queue *q);
 /* With c.poll_us: submit, spin up to poll_us for an event, then wait for
  * one.  >= 0 or -errno, as io_uring_submit_and_wait. */
 int ublk_queue_poll_then_wait(struct ublk_queue *q);
+
+/* queue_batch.c, with c.batch */
+/* Before the backend's queue_init: the provided buffers FETCH fills. */
+int ublk_batch_init(struct ublk_queue *q);
+void ublk_batch_free(struct ublk_queue *q);
+/* Hands every tag to the kernel (PREP_IO_CMDS) and waits for its answer;
+ * then arms the multishot FETCH.  0 or -errno. */
+int ublk_batch_start(struct ublk_queue *q);
+/* A finished request: staged for the pass's COMMIT_IO_CMDS. */
+void ublk_batch_stage(struct ublk_queue *q, uint16_t tag, int result);
+/* Sends what is staged (at the start of each pass, before submitting). */
+void ublk_batch_flush(struct ublk_queue *q);
+void ublk_batch_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe);
+/* Whether the queue may leave: the kernel ended FETCH (or the owner asked)
+ * and nothing staged or sent is left. */
+bool ublk_batch_idle(const struct ublk_queue *q);
+
+/* queue.c: starts a request the kernel delivered on `tag` */
+void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag);
 
 /* CLOCK_MONOTONIC in ns: a vDSO read, no syscall. */
 static inline uint64_t ublk_now_ns(void)

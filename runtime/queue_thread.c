@@ -100,6 +100,11 @@ static int queue_setup(struct ublk_queue *q)
 	ret = ublk_queue_ring_init(q, q->c.cdev_fd);
 	if (ret < 0)
 		return ret;
+	if (q->c.batch) {
+		ret = ublk_batch_init(q);
+		if (ret < 0)
+			return ret;
+	}
 	if (b->ops->queue_init) {
 		ret = b->ops->queue_init(b, q);
 		if (ret < 0)
@@ -108,6 +113,8 @@ static int queue_setup(struct ublk_queue *q)
 	q->backend_up = true;
 	ublk_queue_watch(q);
 	arm_stop(q);
+	if (q->c.batch)
+		return ublk_batch_start(q);
 	for (unsigned t = 0; t < q->c.depth; t++)
 		ublk_queue_prep_cmd(q, (uint16_t)t, UBLK_IO_FETCH_REQ, UBLK_U_IO_FETCH_REQ, -1);
 	ret = io_uring_submit(&q->ring);
@@ -126,6 +133,8 @@ static void queue_teardown(struct ublk_queue *q)
 	if (q->ring_up)
 		io_uring_queue_exit(&q->ring); /* cancels fetches still held */
 	q->ring_up = false;
+	if (q->c.batch)
+		ublk_batch_free(q);
 	ublk_queue_free_tags(q);
 	if (q->descs)
 		munmap(q->descs, q->descs_len);
@@ -138,10 +147,21 @@ static void queue_teardown(struct ublk_queue *q)
  * one by one, and closing the ring while it does makes the ring's own
  * cancel meet a command STOP_DEV is completing (7.3 warns in
  * ublk_uring_cmd_cancel_fn, "io->cmd != cmd").  The owner asks only after
- * STOP_DEV has returned, so its cancelling is over by then. */
+ * STOP_DEV has returned, so its cancelling is over by then.  Under batch
+ * I/O, the kernel's end is FETCH_IO_CMDS's ABORT, and every commit staged
+ * or sent must have completed. */
+static bool queue_done(const struct ublk_queue *q)
+{
+	if (q->backend_inflight)
+		return false;
+	if (q->c.batch)
+		return ublk_batch_idle(q);
+	return q->stopping || q->aborted == q->c.depth;
+}
+
 static void queue_loop(struct ublk_queue *q)
 {
-	while (!((q->stopping || q->aborted == q->c.depth) && q->backend_inflight == 0)) {
+	while (!queue_done(q)) {
 		int ret = ublk_queue_run_once(q);
 
 		if (ret < 0) {

@@ -104,6 +104,42 @@ struct ublksrv_io_cmd {
 #define UBLK_U_IO_REGISTER_IO_BUF	_IOWR('u', 0x23, struct ublksrv_io_cmd)
 #define UBLK_U_IO_UNREGISTER_IO_BUF	_IOWR('u', 0x24, struct ublksrv_io_cmd)
 
+/* UBLK_F_BATCH_IO (7.0): per-queue commands carrying arrays, instead of a
+ * FETCH/COMMIT_AND_FETCH per tag.  The command area holds a ublk_batch_io;
+ * PREP and COMMIT point sqe->addr at nr_elem elements of elem_bytes, each
+ * a ublk_elem_header then, with HAS_BUF_ADDR, the tag's buffer address.
+ * FETCH is multishot over a provided-buffer ring, each CQE an array of
+ * u16 tags (res bytes). */
+struct ublk_batch_io {
+	uint16_t q_id;
+	uint16_t flags;		/* UBLK_BATCH_F_*; 0 for FETCH */
+	uint16_t nr_elem;
+	uint8_t elem_bytes;	/* 8 + 8 per optional field; 2 for FETCH */
+	uint8_t reserved;
+	uint64_t reserved2;
+};
+
+struct ublk_elem_header {
+	uint16_t tag;
+	uint16_t buf_index;	/* the buffer slot, with UBLK_F_AUTO_BUF_REG */
+	int32_t result;		/* COMMIT only */
+};
+
+#define UBLK_BATCH_F_HAS_ZONE_LBA	(1 << 0)
+#define UBLK_BATCH_F_HAS_BUF_ADDR	(1 << 1)
+#define UBLK_BATCH_F_AUTO_BUF_REG_FALLBACK (1 << 2)
+#define UBLK_BATCH_IO_UNUSED_TAG	((uint16_t)-1)	/* in a FETCH array: skip */
+
+#define UBLK_U_IO_PREP_IO_CMDS		_IOWR('u', 0x25, struct ublk_batch_io)
+#define UBLK_U_IO_COMMIT_IO_CMDS	_IOWR('u', 0x26, struct ublk_batch_io)
+#define UBLK_U_IO_FETCH_IO_CMDS		_IOWR('u', 0x27, struct ublk_batch_io)
+
+/* io_uring's (6.19+/7.0): a multishot URING_CMD, fed by buffer select;
+ * Debian 12's liburing predates it */
+#ifndef IORING_URING_CMD_MULTISHOT
+#define IORING_URING_CMD_MULTISHOT	(1U << 1)
+#endif
+
 #define UBLK_FEATURES_LEN		8
 
 /* FETCH/COMMIT results; only ABORT means "do not fetch again" */
@@ -306,5 +342,9 @@ _Static_assert(sizeof(struct ublk_params) == 152, "params size");
 _Static_assert(UBLK_U_CMD_ADD_DEV == 0xc0207504, "ioctl encoding of ADD_DEV");
 _Static_assert(UBLK_U_CMD_GET_FEATURES == 0x80207513, "ioctl encoding of GET_FEATURES");
 _Static_assert(UBLK_U_IO_FETCH_REQ == 0xc0107520, "ioctl encoding of FETCH_REQ");
+_Static_assert(sizeof(struct ublk_batch_io) == 16, "batch_io size");
+_Static_assert(sizeof(struct ublk_elem_header) == 8, "elem_header size");
+_Static_assert(UBLK_U_IO_PREP_IO_CMDS == 0xc0107525, "ioctl encoding of PREP_IO_CMDS");
+_Static_assert(UBLK_U_IO_FETCH_IO_CMDS == 0xc0107527, "ioctl encoding of FETCH_IO_CMDS");
 
 #endif /* UBLK_UAPI_H */

@@ -168,9 +168,9 @@ describe("ublk.params", function()
   describe("fields and defaults", function()
     it("lists the known fields sorted", function()
       assert.are.same({
-        "backend", "block_size", "connections", "copy", "create", "depth", "direct", "discard",
-        "id", "latency", "max_io", "name", "path", "pin", "poll_us", "queues", "read_only", "reconnect",
-        "recovery", "size", "uri",
+        "backend", "batch", "block_size", "connections", "copy", "create", "depth", "direct",
+        "discard", "id", "latency", "max_io", "name", "path", "pin", "poll_us", "queues", "read_only",
+        "reconnect", "recovery", "size", "uri",
       }, params.fields)
     end)
 
@@ -188,7 +188,7 @@ describe("ublk.params", function()
       assert.are.same({
         block_size = 512, queues = 1, depth = 128, max_io = 512 * KiB,
         read_only = false, discard = true, pin = false, id = -1, backend = "memory",
-        latency = true, poll_us = 0,
+        latency = true, poll_us = 0, batch = false,
       }, params.defaults)
     end)
 
@@ -207,7 +207,7 @@ describe("ublk.params", function()
       assert.are.same({
         size = MiB, block_size = 512, queues = 1, depth = 128,
         max_io = 512 * KiB, read_only = false, discard = true, pin = false, id = -1,
-        backend = "memory", latency = true, poll_us = 0,
+        backend = "memory", latency = true, poll_us = 0, batch = false,
       }, params.validate({ size = "1MiB" }))
     end)
 
@@ -217,13 +217,13 @@ describe("ublk.params", function()
         size = "2G", block_size = "4K", queues = 4, depth = 64,
         max_io = "1MiB", read_only = true, discard = false, pin = false, id = 3,
         backend = be, path = "/tmp/disk.img", direct = true, create = true, name = "test",
-        latency = false, recovery = "queue", poll_us = 200,
+        latency = false, recovery = "queue", poll_us = 200, batch = true,
       })
       assert.are.same({
         size = 2 * GiB, block_size = 4096, queues = 4, depth = 64,
         max_io = MiB, read_only = true, discard = false, pin = false, id = 3,
         backend = be, path = "/tmp/disk.img", direct = true, create = true, name = "test",
-        latency = false, recovery = "queue", poll_us = 200,
+        latency = false, recovery = "queue", poll_us = 200, batch = true,
       }, p)
     end)
 
@@ -340,6 +340,10 @@ describe("ublk.params", function()
           "ublk: bad parameter 'poll_us' = -1: must be an integer from 0 to 10000")
         has(verr({ size = "1M", poll_us = 10001 }), "'poll_us' = 10001: must be an integer from 0 to 10000")
         has(verr({ size = "1M", poll_us = 1.5 }), "'poll_us' = 1.5: must be an integer")
+      end)
+
+      it("takes batch as a boolean only", function()
+        has(verr({ size = "1M", batch = "yes" }), [[ublk: bad parameter 'batch' = "yes": must be true or false]])
       end)
 
       it("refuses values outside 1..max_queues", function()
@@ -504,7 +508,7 @@ describe("ublk.params", function()
 
       it("lists the known names when nothing is close", function()
         local e = verr({ size = "1M", cpus = { 0, 1 } })
-        has(e, "ublk: unknown parameter 'cpus' (known: backend, block_size, connections, copy, create,")
+        has(e, "ublk: unknown parameter 'cpus' (known: backend, batch, block_size, connections, copy, create,")
         assert.is_nil(e:find("did you mean", 1, true))
         -- Too short to be a typo of anything, though within 2 edits of 'id'.
         e = verr({ size = "1M", x = 1 })

@@ -11,6 +11,7 @@ describe("ublk UAPI layout", function()
     ublksrv_io_cmd = 16, ublk_param_basic = 32, ublk_param_discard = 20,
     ublk_param_devt = 16, ublk_param_zoned = 32, ublk_param_dma_align = 8,
     ublk_param_segment = 16, ublk_param_integrity = 16, ublk_params = 152,
+    ublk_batch_io = 16, ublk_elem_header = 8,
   }
   for name, size in pairs(sizes) do
     it("struct " .. name .. " is " .. size .. " bytes", function()
@@ -31,9 +32,12 @@ describe("ublk UAPI layout", function()
     assert.are.equal(40, off("ublk_params", "discard"))
     assert.are.equal(60, off("ublk_params", "devt"))
     assert.are.equal(120, off("ublk_params", "seg"))
+    assert.are.equal(4, off("ublk_batch_io", "nr_elem"))
+    assert.are.equal(6, off("ublk_batch_io", "elem_bytes"))
+    assert.are.equal(4, off("ublk_elem_header", "result"))
   end)
 
   it("finds every struct the header defines", function()
-    assert.are.equal(12, #uapi.structs())
+    assert.are.equal(14, #uapi.structs())
   end)
 end)

@@ -51,10 +51,11 @@ local OPTS = {
   ["-s"] = { "size" }, ["-f"] = { "file" }, ["-t"] = { "type" }, ["-r"] = { "recovery" },
   ["--json"] = { "json", true }, ["-a"] = { "all", true }, ["--watch"] = { "watch", tonumber },
   ["--restart"] = { "restart", tonumber }, ["--uri"] = { "uri" }, ["--safe"] = { "safe", true },
+  ["-b"] = { "batch", true },
 }
 local ALLOWED = {
   add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-f"] = 1, ["-t"] = 1, ["-r"] = 1,
-    ["--restart"] = 1, ["--uri"] = 1 },
+    ["--restart"] = 1, ["--uri"] = 1, ["-b"] = 1 },
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1, ["--safe"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
   stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
@@ -102,7 +103,7 @@ args.help = {
   add = [=[
 usage: ublk-lua add [--restart N] SCRIPT [ARGS...]
        ublk-lua add [--restart N] -t memory|null|file|nbd [-s SIZE] [-f FILE] [--uri URI]
-                    [-q QUEUES] [-d DEPTH] [-n ID] [-r reissue|queue|fail|false]
+                    [-q QUEUES] [-d DEPTH] [-n ID] [-r reissue|queue|fail|false] [-b]
 Serves in the background and returns once every device is usable, printing
 "dev id N: /dev/ublkbN SIZE, Q queues x D, BACKEND, pid P" for each; or the
 script's error, exit 1, and no device.  Output goes to /run/ublk-lua/server.log.
@@ -110,6 +111,7 @@ script's error, exit 1, and no device.  Output goes to /run/ublk-lua/server.log.
   -f FILE   the file backend's file        -q, -d    queues, depth per queue
   --uri URI the nbd backend's server (nbd://host:port/export, nbd+unix:///export?socket=PATH)
   -n ID     the device id to ask for       -r        recovery (default reissue)
+  -b        batch I/O (batch = true, Linux 7.0+)
   --restart N  a supervisor recovers the devices when the server dies from a
                signal, N times at most
 ]=],

@@ -87,7 +87,7 @@ function ublk.device(t)
   if not okb then error("ublk.device: " .. spec, 2) end
   spec.size, spec.block_size, spec.queues, spec.depth = p.size, p.block_size, p.queues, p.depth
   spec.max_io, spec.discard, spec.pin, spec.id = p.max_io, p.discard, p.pin, p.id
-  spec.latency, spec.poll_us = p.latency, p.poll_us
+  spec.latency, spec.poll_us, spec.batch = p.latency, p.poll_us, p.batch
   ublk._made = ublk._made + 1
   local takeover = ublk._takeover[ublk._made]
   if takeover then

@@ -54,6 +54,7 @@ local DEFAULTS = {
   pin = false,       -- docs/tuning.md: unpinned won in every row but 2 jobs
   latency = true,     -- latency histograms (ublk-lua stats)
   poll_us = 0,        -- no spinning before a queue thread sleeps
+  batch = false,      -- per-request FETCH/COMMIT (docs/tuning.md: batch I/O)
   id = -1,            -- -1: the kernel picks the device number
   backend = "memory",
 }
@@ -69,9 +70,9 @@ local MAX_POLL_US = 10000
 local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 
 local FIELDS = {
-  "backend", "block_size", "connections", "copy", "create", "depth", "direct", "discard", "id",
-  "latency", "max_io", "name", "path", "pin", "poll_us", "queues", "read_only", "reconnect", "recovery",
-  "size", "uri",
+  "backend", "batch", "block_size", "connections", "copy", "create", "depth", "direct", "discard",
+  "id", "latency", "max_io", "name", "path", "pin", "poll_us", "queues", "read_only", "reconnect",
+  "recovery", "size", "uri",
 }
 sort(FIELDS)
 
@@ -348,6 +349,7 @@ local function normalise(t, limits)
   out.read_only = check_bool("read_only", get("read_only"))
   out.discard = check_bool("discard", get("discard"))
   out.pin = check_bool("pin", get("pin"))
+  out.batch = check_bool("batch", get("batch"))
   out.poll_us = check_int("poll_us", get("poll_us"), 0, MAX_POLL_US)
   out.latency = check_bool("latency", get("latency"))
   out.recovery = check_recovery(t.recovery)

@@ -88,9 +88,15 @@ describe("#guest device management", function()
 
   -- the C memory backend (its /dev/shm store) and a RAM disk in Lua (its
   -- ublk.shared region, kept the same way)
-  for _, case in ipairs({ { "memory", "-t memory -s 128MiB -q 2" },
-                          { "Lua RAM disk", "examples/luamem.lua 128MiB" },
-                          { "Lua over a memory delegate", "examples/xor.lua" } }) do
+  local cases = { { "memory", "-t memory -s 128MiB -q 2" },
+                  { "Lua RAM disk", "examples/luamem.lua 128MiB" },
+                  { "Lua over a memory delegate", "examples/xor.lua" } }
+  -- batch I/O's PREP/FETCH after START_USER_RECOVERY (7.x; where the
+  -- kernel lacks it, batch_spec checks the refusal)
+  if (require("ublk").features() or {}).batch_io then
+    cases[#cases + 1] = { "memory, batch I/O", "-t memory -s 128MiB -q 2 -b" }
+  end
+  for _, case in ipairs(cases) do
     it("a server killed with recovery on leaves the device QUIESCED; recover serves the waiting I/O, fio verify clean ("
         .. case[1] .. ")", function()
       local id, pid = add(case[2])
