@@ -35,18 +35,26 @@ struct io_uring_sqe *ublk_queue_get_sqe(struct ublk_queue *q)
 	return sqe;
 }
 
-void ublk_queue_prep_cmd(struct ublk_queue *q, uint16_t tag, unsigned legacy_op,
-			 unsigned encoded_op, int result)
+struct io_uring_sqe *ublk_queue_cmd_sqe(struct ublk_queue *q, unsigned op, uint64_t ud)
 {
 	struct io_uring_sqe *sqe = ublk_queue_get_sqe(q);
-	struct ublksrv_io_cmd *cmd = (struct ublksrv_io_cmd *)sqe->cmd;
 
 	memset(sqe, 0, sizeof(*sqe));
 	sqe->opcode = IORING_OP_URING_CMD;
 	sqe->fd = 0; /* the char device, registered as fixed file 0 */
 	sqe->flags = IOSQE_FIXED_FILE;
-	sqe->cmd_op = q->c.ioctl_encode ? encoded_op : legacy_op;
-	sqe->user_data = ublk_ud_cmd(tag);
+	sqe->cmd_op = op;
+	sqe->user_data = ud;
+	return sqe;
+}
+
+void ublk_queue_prep_cmd(struct ublk_queue *q, uint16_t tag, unsigned legacy_op,
+			 unsigned encoded_op, int result)
+{
+	struct io_uring_sqe *sqe = ublk_queue_cmd_sqe(q, q->c.ioctl_encode ? encoded_op : legacy_op,
+						      ublk_ud_cmd(tag));
+	struct ublksrv_io_cmd *cmd = (struct ublksrv_io_cmd *)sqe->cmd;
+
 	cmd->q_id = q->c.q_id;
 	cmd->tag = tag;
 	cmd->result = result;
@@ -73,15 +81,11 @@ static void reserve_sqes(struct ublk_queue *q, unsigned n)
  * `tag`; the completion is a command's, flagged UBLK_UD_BUF. */
 static struct io_uring_sqe *prep_buf_cmd(struct ublk_queue *q, uint16_t tag, bool reg)
 {
-	struct io_uring_sqe *sqe = ublk_queue_get_sqe(q);
+	struct io_uring_sqe *sqe = ublk_queue_cmd_sqe(q, reg ? UBLK_U_IO_REGISTER_IO_BUF
+							  : UBLK_U_IO_UNREGISTER_IO_BUF,
+						      ublk_ud_cmd(tag) | UBLK_UD_BUF);
 	struct ublksrv_io_cmd *cmd = (struct ublksrv_io_cmd *)sqe->cmd;
 
-	memset(sqe, 0, sizeof(*sqe));
-	sqe->opcode = IORING_OP_URING_CMD;
-	sqe->fd = 0;
-	sqe->flags = IOSQE_FIXED_FILE;
-	sqe->cmd_op = reg ? UBLK_U_IO_REGISTER_IO_BUF : UBLK_U_IO_UNREGISTER_IO_BUF;
-	sqe->user_data = ublk_ud_cmd(tag) | UBLK_UD_BUF;
 	cmd->q_id = q->c.q_id;
 	cmd->tag = tag;
 	cmd->addr = tag; /* the buffer slot */

@@ -31,15 +31,9 @@ static unsigned pow2_at_least(unsigned n)
 
 static struct io_uring_sqe *batch_sqe(struct ublk_queue *q, unsigned op, uint16_t which)
 {
-	struct io_uring_sqe *sqe = ublk_queue_get_sqe(q);
+	struct io_uring_sqe *sqe = ublk_queue_cmd_sqe(q, op, ublk_ud_cmd(which) | UBLK_UD_BATCH);
 	struct ublk_batch_io *cmd = (struct ublk_batch_io *)sqe->cmd;
 
-	memset(sqe, 0, sizeof(*sqe));
-	sqe->opcode = IORING_OP_URING_CMD;
-	sqe->fd = 0; /* the char device, registered as fixed file 0 */
-	sqe->flags = IOSQE_FIXED_FILE;
-	sqe->cmd_op = op;
-	sqe->user_data = ublk_ud_cmd(which) | UBLK_UD_BATCH;
 	cmd->q_id = q->c.q_id;
 	cmd->flags = q->batch.elem_flags;
 	cmd->elem_bytes = q->batch.elem_bytes;

@@ -104,6 +104,8 @@ _Static_assert(_Alignof(struct ublk_poll) >= 4, "user_data packs a kind in a pol
 
 /* queue.c */
 struct io_uring_sqe *ublk_queue_get_sqe(struct ublk_queue *q);
+/* A zeroed URING_CMD SQE on the char device (fixed file 0). */
+struct io_uring_sqe *ublk_queue_cmd_sqe(struct ublk_queue *q, unsigned op, uint64_t ud);
 void ublk_queue_prep_cmd(struct ublk_queue *q, uint16_t tag, unsigned legacy_op,
 			 unsigned encoded_op, int result);
 void ublk_queue_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe);
