@@ -3,8 +3,8 @@
 -- FETCH_IO_CMDS and answers a pass's worth in one COMMIT_IO_CMDS.  On such
 -- a device the kernel refuses the per-tag FETCH/COMMIT_AND_FETCH, so every
 -- byte checked here moved by the batch commands.  A kernel without it
--- refuses batch = true by name, before any device exists.  (A failed copy
--- under batch I/O: copy_spec.lua; kill -9 and recover: manage_spec.lua.)
+-- refuses batch = true by name, before any device exists.  (ext4 + fsck and a
+-- failed copy under batch I/O: copy_spec.lua; kill -9 and recover: manage_spec.lua.)
 local ublk = require "ublk"
 local G = require "guest"
 
@@ -51,25 +51,6 @@ describe("#guest batch I/O", function()
       if t.path then os.remove(t.path) end
     end)
   end
-
-  it("ext4 on the zero-copy file backend survives a remount and fsck", function()
-    local path, mnt = "/tmp/ublk-batch-ext4.img", "/tmp/ublk-batch-mnt"
-    local dev = G.device{ backend = "file", path = path, size = "128MiB", create = true,
-      batch = true }
-    G.must("mkfs.ext4 -q -F %s", dev.path)
-    G.must("mkdir -p %s && mount %s %s", mnt, dev.path, mnt)
-    G.must("for i in $(seq 1 24); do head -c $((i * 37000)) /dev/urandom > %s/f$i; done", mnt)
-    local before = G.must("cd %s && md5sum f* | sort", mnt)
-    G.must("umount %s", mnt)
-    G.must("fsck.ext4 -fn %s", dev.path)
-    G.must("mount %s %s", dev.path, mnt)
-    G.must("echo 3 > /proc/sys/vm/drop_caches")
-    assert.are.equal(before, G.must("cd %s && md5sum f* | sort", mnt))
-    G.must("umount %s", mnt)
-    assert.are.equal(0, errors(dev))
-    dev:close()
-    os.remove(path)
-  end)
 
   it("closing while fio runs on it ends the I/O and removes the device", function()
     local dev = G.device{ size = "64MiB", queues = 2, depth = 64, batch = true }

@@ -88,23 +88,28 @@ describe("#guest copy modes", function()
       assert(ok, err)
     end)
 
-  it("ext4 on the file backend in its default mode survives a remount and fsck", function()
-    local path, mnt = "/tmp/ublk-copy-ext4.img", "/tmp/ublk-copy-mnt"
-    local dev = G.device{ backend = "file", path = path, size = "128MiB", create = true }
-    G.must("mkfs.ext4 -q -F %s", dev.path)
-    G.must("mkdir -p %s && mount %s %s", mnt, dev.path, mnt)
-    G.must("for i in $(seq 1 24); do head -c $((i * 37000)) /dev/urandom > %s/f$i; done", mnt)
-    local before = G.must("cd %s && md5sum f* | sort", mnt)
-    G.must("umount %s", mnt)
-    G.must("fsck.ext4 -fn %s", dev.path)
-    G.must("mount %s %s", dev.path, mnt)
-    G.must("echo 3 > /proc/sys/vm/drop_caches")
-    assert.are.equal(before, G.must("cd %s && md5sum f* | sort", mnt))
-    G.must("umount %s", mnt)
-    assert.are.equal(0, errors(dev), "mode " .. dev:info().copy)
-    dev:close()
-    os.remove(path)
-  end)
+  -- (and under batch I/O where the kernel has it)
+  for _, batch in ipairs(features.batch_io and { false, true } or { false }) do
+    it("ext4 on the file backend in its default mode" .. (batch and ", batch I/O" or "")
+        .. " survives a remount and fsck", function()
+      local path, mnt = "/tmp/ublk-copy-ext4.img", "/tmp/ublk-copy-mnt"
+      local dev = G.device{ backend = "file", path = path, size = "128MiB", create = true,
+        batch = batch }
+      G.must("mkfs.ext4 -q -F %s", dev.path)
+      G.must("mkdir -p %s && mount %s %s", mnt, dev.path, mnt)
+      G.must("for i in $(seq 1 24); do head -c $((i * 37000)) /dev/urandom > %s/f$i; done", mnt)
+      local before = G.must("cd %s && md5sum f* | sort", mnt)
+      G.must("umount %s", mnt)
+      G.must("fsck.ext4 -fn %s", dev.path)
+      G.must("mount %s %s", dev.path, mnt)
+      G.must("echo 3 > /proc/sys/vm/drop_caches")
+      assert.are.equal(before, G.must("cd %s && md5sum f* | sort", mnt))
+      G.must("umount %s", mnt)
+      assert.are.equal(0, errors(dev), "mode " .. dev:info().copy)
+      dev:close()
+      os.remove(path)
+    end)
+  end
 
   it("Lua backend: req:copy and req.buf both move the right bytes", function()
     local size = 32 * 1024 * 1024
