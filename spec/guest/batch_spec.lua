@@ -29,6 +29,15 @@ describe("#guest batch I/O", function()
     assert.truthy(G.device{ size = "16MiB", batch = true }:info().flags.batch_io)
   end)
 
+  it("refuses copy = \"register\" by name, and leaves no file", function()
+    local path = "/tmp/ublk-batch-register.img"
+    local dev, err = ublk.device{ backend = "file", path = path, size = "16MiB", create = true,
+      copy = "register", batch = true }
+    assert.is_nil(dev)
+    assert.matches('batch = true does not go with copy = "register"', err)
+    assert.falsy(G.sh("test -e %s", path), "nothing left behind")
+  end)
+
   local MODES = {
     { "memory, default copy", {}, "auto_reg+user_copy" },
     { "memory, inline user copy", { copy = "inline" }, "user_copy" },
