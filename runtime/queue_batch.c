@@ -128,7 +128,6 @@ static void arm_fetch(struct ublk_queue *q)
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = BATCH_BGID;
 	sqe->uring_cmd_flags = IORING_URING_CMD_MULTISHOT;
-	q->batch.fetch_armed = true;
 }
 
 int ublk_batch_start(struct ublk_queue *q)
@@ -206,12 +205,14 @@ static void fetched(struct ublk_queue *q, const struct io_uring_cqe *cqe)
 {
 	struct ublk_batch *b = &q->batch;
 
-	if (cqe->flags & IORING_CQE_F_BUFFER) {
-		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+	unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+
+	/* (a buffer id is one we gave: checked once, not per tag) */
+	if ((cqe->flags & IORING_CQE_F_BUFFER) && bid < b->nr_bufs) {
 		uint16_t *tags = b->tags + (size_t)bid * b->buf_tags;
 		unsigned n = cqe->res > 0 ? (unsigned)cqe->res / sizeof(uint16_t) : 0;
 
-		for (unsigned i = 0; i < n && bid < b->nr_bufs; i++) {
+		for (unsigned i = 0; i < n; i++) {
 			if (tags[i] == UBLK_BATCH_IO_UNUSED_TAG)
 				continue;
 			if (tags[i] >= q->c.depth) {
@@ -229,7 +230,6 @@ static void fetched(struct ublk_queue *q, const struct io_uring_cqe *cqe)
 	}
 	if (cqe->flags & IORING_CQE_F_MORE)
 		return;
-	b->fetch_armed = false;
 	if (cqe->res == UBLK_IO_RES_ABORT) {
 		b->aborted = true; /* STOP_DEV or QUIESCE_DEV */
 	} else if (cqe->res >= 0 || cqe->res == -ENOBUFS) {
@@ -255,7 +255,7 @@ static void committed(struct ublk_queue *q, unsigned buf, int res)
 		return;
 	if (res == UBLK_IO_RES_ABORT) { /* the device is going: its requests with it */
 		ublk_dbg("dev %u queue %u: COMMIT_IO_CMDS: %u tags after abort", q->c.dev_id,
-			 q->c.q_id, n);
+			 q->c.q_id, n - done);
 		return;
 	}
 	ublk_err("dev %u queue %u: COMMIT_IO_CMDS committed %u of %u requests (tag %u "

@@ -34,7 +34,6 @@ struct ublk_batch {
 	unsigned owned;		/* tags delivered and not yet staged */
 	uint8_t elem_bytes;
 	uint16_t elem_flags;	/* UBLK_BATCH_F_* of PREP and COMMIT */
-	bool fetch_armed;
 	bool aborted;		/* FETCH ended with ABORT: the queue is stopping */
 	int prep_res;		/* PREP_IO_CMDS's result; 1 until it comes */
 };
