@@ -18,15 +18,20 @@ local function num(R, w, dev, field)
 end
 local function kernel(R) return R.kernel:match("^(%d+%.%d+)") end
 
--- "47.0k (0.55x brd), 21 us" for 4k; "1557 MiB/s (0.75x brd), 40 us" for 128k
+-- "47.0k (0.55x brd), 21 of 40 us CPU/IO" for 4k; "1557 MiB/s (0.75x brd), ..." for 128k
 local function show(R, w, dev, base)
   local field = w:find("128k") and "mibs" or "iops"
   local v, b = num(R, w, dev, field), num(R, w, base, field)
   if not v then return "-" end
   local s = field == "iops" and ("%.1fk"):format(v / 1000) or ("%.0f MiB/s"):format(v)
   if b and b > 0 then s = s .. (" (%.2fx %s)"):format(v / b, base) end
-  local cpu = num(R, w, dev, "cpu_ns_per_io")
-  if cpu then s = s .. (", %.0f us CPU/IO"):format(cpu / 1000) end
+  -- the server's CPU per I/O, then the whole guest's (fio + kernel + server)
+  local cpu, all = num(R, w, dev, "cpu_ns_per_io"), num(R, w, dev, "all_cpu_ns_per_io")
+  if cpu and all then
+    s = s .. (", %.0f of %.0f us CPU/IO"):format(cpu / 1000, all / 1000)
+  elseif cpu or all then
+    s = s .. (", %.0f us CPU/IO%s"):format((cpu or all) / 1000, cpu and "" or " in all")
+  end
   return s
 end
 

@@ -215,27 +215,55 @@ local function cpu_ns(pid)
   return total
 end
 
+-- fio's I/Os as the block device counted them: reads and writes completed
+-- plus those merged into another request (/sys/block/*/stat fields 1, 2, 5,
+-- 6). The server's CPU time and this count are read over the same window,
+-- fio's ramp included on both sides: fio's own total_ios leaves the ramp
+-- out, which overstated CPU per I/O by about (runtime + ramp) / runtime,
+-- 1.5x, in every result before 2026-12-02's full runs. brd keeps no such
+-- count (a bio driver without I/O accounting): its rows have no CPU figure.
+local function done_ios(path)
+  local f = assert(io.open("/sys/block/" .. path:match("[^/]+$") .. "/stat"))
+  local n = {}
+  for x in f:read("*a"):gmatch("%d+") do n[#n + 1] = tonumber(x) end
+  f:close()
+  return n[1] + n[2] + n[5] + n[6]
+end
+
+-- Busy time of the whole guest, every CPU, in ns (/proc/stat's first line,
+-- all but idle and iowait): fio, the kernel and the server together, the
+-- one CPU figure that also exists for the kernel's own devices.
+local TICK_NS = 1e9 / tonumber(must("getconf CLK_TCK"):match("%d+"))
+local function busy_ns()
+  local f = assert(io.open("/proc/stat"))
+  local line = f:read("*l")
+  f:close()
+  local t, sum = {}, 0
+  for x in line:gmatch("%d+") do t[#t + 1] = tonumber(x); sum = sum + t[#t] end
+  return (sum - t[4] - t[5]) * TICK_NS
+end
+
 local function run_fio(d, w)
   local file = "/tmp/fio-bench.json"
-  local c0 = cpu_ns(d.pid)
+  local c0, n0, b0 = cpu_ns(d.pid), done_ios(d.path), busy_ns()
   must("fio --output-format=json --output=%s --name=b --filename=%s --ioengine=io_uring "
     .. "--direct=1 --rw=%s --bs=%s --iodepth=%d --numjobs=%d --cpus_allowed=0,1 "
     .. "--cpus_allowed_policy=split --size=%s --time_based --runtime=%d --ramp_time=1 "
     .. "--group_reporting --percentile_list=50:99:99.9",
     file, d.path, w.rw, w.bs, w.qd, w.jobs, SPAN, RUNTIME)
-  local c1 = cpu_ns(d.pid)
+  local c1, n1, b1 = cpu_ns(d.pid), done_ios(d.path), busy_ns()
   local f = assert(io.open(file))
   local report = assert(json.decode(f:read("*a"):match("{.*}")))
   f:close()
   local job = report.jobs[1]
   local side = w.rw:find("read") and job.read or job.write
   local pct = side.clat_ns.percentile or {}
-  local ios = side.total_ios
   return {
     iops = side.iops, mibs = side.bw / 1024,
     p50_us = (pct["50.000000"] or 0) / 1000, p99_us = (pct["99.000000"] or 0) / 1000,
     p999_us = (pct["99.900000"] or 0) / 1000,
-    cpu_ns_per_io = c0 and ios > 0 and (c1 - c0) / ios or nil,
+    cpu_ns_per_io = c0 and n1 > n0 and (c1 - c0) / (n1 - n0) or nil,
+    all_cpu_ns_per_io = n1 > n0 and (b1 - b0) / (n1 - n0) or nil,
   }
 end
 
@@ -326,7 +354,8 @@ results.creation = creation()
 results.summary = {}
 for key, runs in pairs(results.runs) do
   local s = { n = #runs }
-  for _, field in ipairs({ "iops", "mibs", "p50_us", "p99_us", "p999_us", "cpu_ns_per_io" }) do
+  for _, field in ipairs({ "iops", "mibs", "p50_us", "p99_us", "p999_us", "cpu_ns_per_io",
+      "all_cpu_ns_per_io" }) do
     local vals = {}
     for _, r in ipairs(runs) do vals[#vals + 1] = r[field] end
     if #vals > 0 then
