@@ -215,6 +215,25 @@ local function cpu_ns(pid)
   return total
 end
 
+-- User-space CPU time of every thread of a process, in ns (/proc stat's
+-- utime, in clock ticks): what our loop and the backend cost, against the
+-- kernel work the server's threads do (the rest of cpu_ns).
+local TICK_NS = 1e9 / tonumber(must("getconf CLK_TCK"):match("%d+"))
+local function user_ns(pid)
+  if not pid then return nil end
+  local total = 0
+  for line in must("cat /proc/%d/task/*/stat", pid):gmatch("[^\n]+") do
+    -- the fields after the name, which may hold spaces: utime is the 12th
+    local rest = line:match(".*%) (.*)$")
+    local n = 0
+    for x in rest:gmatch("%S+") do
+      n = n + 1
+      if n == 12 then total = total + tonumber(x); break end
+    end
+  end
+  return total * TICK_NS
+end
+
 -- fio's I/Os as the block device counted them: reads and writes completed
 -- plus those merged into another request (/sys/block/*/stat fields 1, 2, 5,
 -- 6). The server's CPU time and this count are read over the same window,
@@ -233,7 +252,6 @@ end
 -- Busy time of the whole guest, every CPU, in ns (/proc/stat's first line,
 -- all but idle and iowait): fio, the kernel and the server together, the
 -- one CPU figure that also exists for the kernel's own devices.
-local TICK_NS = 1e9 / tonumber(must("getconf CLK_TCK"):match("%d+"))
 local function busy_ns()
   local f = assert(io.open("/proc/stat"))
   local line = f:read("*l")
@@ -245,13 +263,13 @@ end
 
 local function run_fio(d, w)
   local file = "/tmp/fio-bench.json"
-  local c0, n0, b0 = cpu_ns(d.pid), done_ios(d.path), busy_ns()
+  local c0, u0, n0, b0 = cpu_ns(d.pid), user_ns(d.pid), done_ios(d.path), busy_ns()
   must("fio --output-format=json --output=%s --name=b --filename=%s --ioengine=io_uring "
     .. "--direct=1 --rw=%s --bs=%s --iodepth=%d --numjobs=%d --cpus_allowed=0,1 "
     .. "--cpus_allowed_policy=split --size=%s --time_based --runtime=%d --ramp_time=1 "
     .. "--group_reporting --percentile_list=50:99:99.9",
     file, d.path, w.rw, w.bs, w.qd, w.jobs, SPAN, RUNTIME)
-  local c1, n1, b1 = cpu_ns(d.pid), done_ios(d.path), busy_ns()
+  local c1, u1, n1, b1 = cpu_ns(d.pid), user_ns(d.pid), done_ios(d.path), busy_ns()
   local f = assert(io.open(file))
   local report = assert(json.decode(f:read("*a"):match("{.*}")))
   f:close()
@@ -263,6 +281,7 @@ local function run_fio(d, w)
     p50_us = (pct["50.000000"] or 0) / 1000, p99_us = (pct["99.000000"] or 0) / 1000,
     p999_us = (pct["99.900000"] or 0) / 1000,
     cpu_ns_per_io = c0 and n1 > n0 and (c1 - c0) / (n1 - n0) or nil,
+    user_cpu_ns_per_io = u0 and n1 > n0 and (u1 - u0) / (n1 - n0) or nil,
     all_cpu_ns_per_io = n1 > n0 and (b1 - b0) / (n1 - n0) or nil,
   }
 end
@@ -355,7 +374,7 @@ results.summary = {}
 for key, runs in pairs(results.runs) do
   local s = { n = #runs }
   for _, field in ipairs({ "iops", "mibs", "p50_us", "p99_us", "p999_us", "cpu_ns_per_io",
-      "all_cpu_ns_per_io" }) do
+      "user_cpu_ns_per_io", "all_cpu_ns_per_io" }) do
     local vals = {}
     for _, r in ipairs(runs) do vals[#vals + 1] = r[field] end
     if #vals > 0 then
