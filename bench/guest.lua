@@ -205,33 +205,32 @@ local function only(list, env, key)
 end
 WORKLOADS = only(WORKLOADS, "UBLK_BENCH_WORKLOADS", "id")
 
--- CPU time of every thread of a process, in ns (schedstat: time on CPU).
-local function cpu_ns(pid)
+-- The sum over every thread of a process of one number read from each
+-- thread's /proc file `name` by `pick` (a pattern with one capture).
+local function per_thread_sum(pid, name, pick)
   if not pid then return nil end
   local total = 0
-  for line in must("cat /proc/%d/task/*/schedstat", pid):gmatch("[^\n]+") do
-    total = total + tonumber(line:match("^(%d+)"))
+  for line in must("cat /proc/%d/task/*/%s", pid, name):gmatch("[^\n]+") do
+    total = total + tonumber(line:match(pick))
   end
   return total
 end
 
--- User-space CPU time of every thread of a process, in ns (/proc stat's
--- utime, in clock ticks): what our loop and the backend cost, against the
--- kernel work the server's threads do (the rest of cpu_ns).
+local function numbers(s)
+  local n = {}
+  for x in s:gmatch("%d+") do n[#n + 1] = tonumber(x) end
+  return n
+end
+
 local TICK_NS = 1e9 / tonumber(must("getconf CLK_TCK"):match("%d+"))
+-- CPU time of every thread of a process, in ns (schedstat: time on CPU).
+local function cpu_ns(pid) return per_thread_sum(pid, "schedstat", "^(%d+)") end
+-- Its user-space part (stat's utime, the 12th field after the name, which
+-- may hold spaces): what our loop and the backend cost, against the kernel
+-- work the server's threads do (the rest of cpu_ns).
 local function user_ns(pid)
-  if not pid then return nil end
-  local total = 0
-  for line in must("cat /proc/%d/task/*/stat", pid):gmatch("[^\n]+") do
-    -- the fields after the name, which may hold spaces: utime is the 12th
-    local rest = line:match(".*%) (.*)$")
-    local n = 0
-    for x in rest:gmatch("%S+") do
-      n = n + 1
-      if n == 12 then total = total + tonumber(x); break end
-    end
-  end
-  return total * TICK_NS
+  local ticks = per_thread_sum(pid, "stat", ".*%) " .. ("%S+ "):rep(11) .. "(%d+)")
+  return ticks and ticks * TICK_NS
 end
 
 -- fio's I/Os as the block device counted them: reads and writes completed
@@ -243,8 +242,7 @@ end
 -- count (a bio driver without I/O accounting): its rows have no CPU figure.
 local function done_ios(path)
   local f = assert(io.open("/sys/block/" .. path:match("[^/]+$") .. "/stat"))
-  local n = {}
-  for x in f:read("*a"):gmatch("%d+") do n[#n + 1] = tonumber(x) end
+  local n = numbers(f:read("*a"))
   f:close()
   return n[1] + n[2] + n[5] + n[6]
 end
@@ -254,22 +252,25 @@ end
 -- one CPU figure that also exists for the kernel's own devices.
 local function busy_ns()
   local f = assert(io.open("/proc/stat"))
-  local line = f:read("*l")
+  local t = numbers(f:read("*l"))
   f:close()
-  local t, sum = {}, 0
-  for x in line:gmatch("%d+") do t[#t + 1] = tonumber(x); sum = sum + t[#t] end
+  local sum = 0
+  for _, x in ipairs(t) do sum = sum + x end
   return (sum - t[4] - t[5]) * TICK_NS
 end
 
 local function run_fio(d, w)
   local file = "/tmp/fio-bench.json"
-  local c0, u0, n0, b0 = cpu_ns(d.pid), user_ns(d.pid), done_ios(d.path), busy_ns()
+  -- the per-thread reads (a `cat` each) outside the guest-wide window
+  local c0, u0 = cpu_ns(d.pid), user_ns(d.pid)
+  local n0, b0 = done_ios(d.path), busy_ns()
   must("fio --output-format=json --output=%s --name=b --filename=%s --ioengine=io_uring "
     .. "--direct=1 --rw=%s --bs=%s --iodepth=%d --numjobs=%d --cpus_allowed=0,1 "
     .. "--cpus_allowed_policy=split --size=%s --time_based --runtime=%d --ramp_time=1 "
     .. "--group_reporting --percentile_list=50:99:99.9",
     file, d.path, w.rw, w.bs, w.qd, w.jobs, SPAN, RUNTIME)
-  local c1, u1, n1, b1 = cpu_ns(d.pid), user_ns(d.pid), done_ios(d.path), busy_ns()
+  local b1, n1 = busy_ns(), done_ios(d.path)
+  local c1, u1 = cpu_ns(d.pid), user_ns(d.pid)
   local f = assert(io.open(file))
   local report = assert(json.decode(f:read("*a"):match("{.*}")))
   f:close()
