@@ -373,28 +373,47 @@ static void test_lat_buckets(void)
 	check(monotonic && bounded, "stats: buckets grow with latency and stay in the table");
 }
 
-/* nbdkit's memory plugin on a unix socket, as the nbd backend's server:
- * its pid, or -1 (no nbdkit here). */
+/* The pid nbdkit wrote to PIDFILE, waiting up to 5 s for it: nbdkit's
+ * parent may exit before its daemon has written the file, and the daemon
+ * creates it before it writes the number, so an empty file means "not yet"
+ * (CI once read one and took -1 for a failed start). */
+static int nbdkit_pid(const char *pidfile)
+{
+	for (int i = 0; i < 250; i++) {
+		FILE *f = fopen(pidfile, "r");
+		int pid = -1;
+
+		if (f) {
+			if (fscanf(f, "%d", &pid) != 1)
+				pid = -1;
+			fclose(f);
+		}
+		if (pid > 0)
+			return pid;
+		usleep(20000);
+	}
+	return -1;
+}
+
+/* nbdkit's PLUGIN on a unix socket, as the nbd backend's server: its pid,
+ * or -1 (no nbdkit here). */
 static int nbdkit_start(const char *sock, const char *pidfile, const char *filter,
 			const char *plugin)
 {
 	char cmd[512];
-	FILE *f = NULL;
 	int pid = -1;
 
 	/* Tried three times: right after a kill -9 of the last server, a start
 	 * has been seen to fail once in CI; what nbdkit said goes to the TAP
 	 * output as a comment. */
-	for (int tries = 0; tries < 3 && !f; tries++) {
+	for (int tries = 0; tries < 3 && pid < 0; tries++) {
 		unlink(pidfile);
 		unlink(sock); /* a killed server leaves it */
 		snprintf(cmd, sizeof(cmd), "nbdkit -U %s -P %s %s %s 2>/tmp/ublk-backend-test-nbdkit.err",
 			 sock, pidfile, filter, plugin);
 		if (system(cmd) == 0)
-			/* nbdkit's parent may exit before its daemon has written the file */
-			for (int i = 0; i < 250 && !(f = fopen(pidfile, "r")); i++)
-				usleep(20000);
-		if (!f) {
+			pid = nbdkit_pid(pidfile);
+		if (pid < 0) {
 			fflush(stdout);
 			if (system("sed 's/^/# nbdkit: /' /tmp/ublk-backend-test-nbdkit.err") != 0)
 				printf("# nbdkit did not start\n");
@@ -402,11 +421,6 @@ static int nbdkit_start(const char *sock, const char *pidfile, const char *filte
 		}
 	}
 	unlink("/tmp/ublk-backend-test-nbdkit.err");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%d", &pid) != 1)
-		pid = -1;
-	fclose(f);
 	return pid;
 }
 
@@ -469,8 +483,10 @@ static void test_nbd(void)
 	if (pid > 0 && b.ops->create(&b, &conf) == 0) {
 		time_t t0 = time(NULL);
 
+		pid_t killer;
+
 		queue_open(&b);
-		if (fork() == 0) {
+		if ((killer = fork()) == 0) {
 			usleep(300000);
 			kill(pid, SIGKILL);
 			_exit(0);
@@ -480,6 +496,7 @@ static void test_nbd(void)
 		      "nbd: a server killed under a read fails it with EIO at once");
 		check(strstr(stderr_end(said, sizeof(said)), "lost the NBD connection") != NULL,
 		      "nbd: and logs the loss");
+		waitpid(killer, NULL, 0);
 		queue_close(&b);
 	} else {
 		printf("# pid %d, create: %s\n", pid, b.err);
@@ -500,7 +517,7 @@ static void test_nbd_reconnect(void)
 	struct ublk_backend_conf conf = { .block_size = 512, .opts = opts };
 	char said[8192];
 	time_t t0;
-	FILE *f;
+	pid_t restarter;
 	int pid = -1;
 
 	if (system("truncate -s 16M /tmp/ublk-backend-test-nbd.img") != 0 ||
@@ -514,7 +531,7 @@ static void test_nbd_reconnect(void)
 	check(run(UBLK_IO_OP_WRITE, 0, 0, 65536) == 65536, "nbd reconnect: write");
 	kill(pid, SIGKILL);
 	usleep(100000);
-	if (fork() == 0) {
+	if ((restarter = fork()) == 0) {
 		usleep(500000);
 		_exit(nbdkit_start(sock, pidfile, "", plugin) < 0);
 	}
@@ -522,12 +539,10 @@ static void test_nbd_reconnect(void)
 	memset(buf(), 0, 65536);
 	check(run(UBLK_IO_OP_READ, 0, 0, 65536) == 65536 && is_pattern(buf(), 65536, 5),
 	      "nbd reconnect: a read across a server restart waits and returns the data");
-	wait(NULL);
-	f = fopen(pidfile, "r"); /* the restarted server's */
-	if (f && fscanf(f, "%d", &pid) == 1)
+	waitpid(restarter, NULL, 0);
+	pid = nbdkit_pid(pidfile); /* the restarted server's */
+	if (pid > 0)
 		kill(pid, SIGKILL);
-	if (f)
-		fclose(f);
 	usleep(100000);
 	t0 = time(NULL);
 	check(run(UBLK_IO_OP_READ, 0, 0, 4096) == -EIO && time(NULL) - t0 < 10,
