@@ -129,6 +129,13 @@ struct ublk_io {
 /* handle_io() and io_done() return this when operations are outstanding. */
 #define UBLK_IO_QUEUED 0x7fffffff
 
+/* The most bytes one request carries, whatever its op: a backend answers
+ * with the byte count as an int, and the commit sends an int32, so a
+ * 2 GiB discard would come back negative and fail with EIO although its
+ * work was done.  2 GiB - 4 KiB keeps it whole pages and below
+ * UBLK_IO_QUEUED; device.c caps discard and write-zeroes at it. */
+#define UBLK_MAX_REQ_BYTES (((uint32_t)INT32_MAX >> 12) << 12)
+
 /* How many operations on io have not completed yet (0: none in flight). */
 static inline unsigned ublk_io_outstanding(const struct ublk_io *io)
 {

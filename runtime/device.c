@@ -106,9 +106,9 @@ static int set_params(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 		p.discard.discard_granularity = 4096;
 		p.discard.max_discard_segments = 1; /* the only count ublk takes */
 		if (caps & UBLK_CAN_DISCARD)
-			p.discard.max_discard_sectors = UINT32_MAX >> 9;
+			p.discard.max_discard_sectors = UBLK_MAX_REQ_BYTES >> 9;
 		if (caps & UBLK_CAN_WRITE_ZEROES)
-			p.discard.max_write_zeroes_sectors = UINT32_MAX >> 9;
+			p.discard.max_write_zeroes_sectors = UBLK_MAX_REQ_BYTES >> 9;
 	}
 	/* zero copy hands the request's own pages to the backend's I/O:
 	 * they must suit it (O_DIRECT), so the block layer is told */

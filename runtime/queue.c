@@ -206,9 +206,11 @@ void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag)
 	io->len = iod->nr_sectors << 9;
 	io->offset = iod->start_sector << 9;
 	/* The kernel keeps data requests within max_io (max_sectors) and the
-	 * others within u32 bytes (device.c): past that a backend would
-	 * overrun the tag's buffer.  Never seen; one compare to be sure. */
-	if (iod->nr_sectors > (io->op <= UBLK_IO_OP_WRITE ? q->c.max_io : UINT32_MAX) >> 9) {
+	 * others within UBLK_MAX_REQ_BYTES (device.c): past that a backend
+	 * would overrun the tag's buffer, or its byte count would not fit its
+	 * result.  Never seen; one compare to be sure. */
+	if (iod->nr_sectors >
+	    (io->op <= UBLK_IO_OP_WRITE ? q->c.max_io : UBLK_MAX_REQ_BYTES) >> 9) {
 		ublk_err("dev %u queue %u tag %u: the kernel sent %u sectors, more than the "
 			 "device allows: EIO", q->c.dev_id, q->c.q_id, io->tag, iod->nr_sectors);
 		settle(q, io, -EIO);
