@@ -177,20 +177,25 @@ static void begin(struct ublk_io *io, struct ublk_backend *b)
 /* UBLK_ZC_REGISTER: the request's pages are registered by a command
  * linked to the backend's first SQE (a failed registration cancels that
  * operation: the request fails, and its commit still unregisters).  A
- * backend that started no SQE at once gets no link. */
+ * backend that started no SQE gets no link, and that is known before the
+ * result is settled: a result given at once commits, and a link left on
+ * would chain the commit behind the registration, where a failed one
+ * would cancel it, strand the tag and stop the queue. */
 static void register_then_handle(struct ublk_queue *q, struct ublk_io *io)
 {
 	struct ublk_backend *b = q->c.backend;
 	struct io_uring_sqe *reg;
 	unsigned tail;
+	int ret;
 
 	reserve_sqes(q, 2);
 	reg = prep_buf_cmd(q, io->tag, true);
 	reg->flags |= IOSQE_IO_LINK;
 	tail = q->ring.sq.sqe_tail;
-	settle(q, io, b->ops->handle_io(b, q, io));
+	ret = b->ops->handle_io(b, q, io);
 	if (q->ring.sq.sqe_tail == tail)
 		reg->flags &= (uint8_t)~IOSQE_IO_LINK;
+	settle(q, io, ret);
 }
 
 void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag)
