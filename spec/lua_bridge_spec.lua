@@ -350,6 +350,63 @@ describe("the time budget of a Lua request", function()
     os.remove(fifo)
   end)
 
+  it("starts nothing new for an async handler past its budget: its helpers fail ETIMEDOUT", function()
+    local fifo = os.tmpname()
+    os.remove(fifo)
+    assert(os.execute("mkfifo " .. fifo) == 0)
+    local path = tmpfile(65536)
+    local file = ublk.file { path = path }
+    local mem = ublk.shared("4KiB") -- what the handler saw, for this state to read
+    local function why(ok, msg, e) return ok and "ok" or msg:match("^%u+") .. "/" .. e end
+    local q
+    stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB", timeout = 0.3, async = true,
+        open = function(self)
+          self.fifo = assert(ublk.io.open(fifo, "rw"))
+          self.fd = assert(ublk.io.open(path, "r"))
+        end,
+        close = function(self) ublk.io.close(self.fifo); ublk.io.close(self.fd) end,
+        read = function(self, req)
+          local saw = {
+            why(ublk.io.pread(self.fifo, req.buf, req.length, 0)), -- nobody writes: cancelled
+            why(ublk.sleep(1000)),
+            why(ublk.io.pread(self.fd, req.buf, req.length, 0)),
+            why(ublk.io.fsync(self.fd)),
+            why(file:read(req)),
+          }
+          local s = table.concat(saw, " ")
+          ffi.copy(mem.ptr, s, #s + 1)
+          return true
+        end,
+      }, { depth = 2 }))
+      assert.are.equal(-110, q:io("read", 0, 512))
+    end)
+    assert.are.equal("ECANCELED/125 ETIMEDOUT/110 ETIMEDOUT/110 ETIMEDOUT/110 ETIMEDOUT/110",
+      ffi.string(mem.ptr))
+    q:close()
+    os.remove(fifo); os.remove(path)
+  end)
+
+  it("ends an async handler that waits again and again past its budget, at once", function()
+    local q, t0
+    stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB", timeout = 0.3, async = true,
+        read = function(self, req)
+          local n = 0 -- 5 s if every sleep waited
+          repeat ublk.sleep(50); n = n + 1 until self.ready or n == 100
+          return true
+        end,
+      }, { depth = 1 }))
+      t0 = ublk.clock()
+      assert.are.equal(-110, q:io("read", 0, 512))
+    end)
+    local secs = ublk.clock() - t0
+    assert.truthy(secs < 2, secs)
+    q:close()
+  end)
+
   it("refuses a budget that is not a number of seconds", function()
     assert.has_error(function() ublk.backend { read = function() end, timeout = "1s" } end,
       "ublk.backend: 'timeout' must be a number of seconds from 0 to 86400, got 1s")
