@@ -190,9 +190,15 @@ static int resume(struct ublk_lua_queue *lq, uint16_t tag, int nargs)
 				  lua_tostring(lq->L, -1));
 		lua_settop(lq->L, 1);
 	}
-	/* a coroutine that raised is dead, one that yielded for nothing is
-	 * stuck: give the tag a fresh one */
-	lua_queue_new_coroutine(lq, tag);
+	/* A coroutine that raised is dead, one that yielded for nothing is
+	 * stuck: the tag gets a fresh one.  One that raised after a helper
+	 * submitted I/O and before it yielded (a raise in the wait itself, or
+	 * the budget's interrupt) is kept until that I/O is done: its stack
+	 * may hold the buffer the I/O fills (lua_call_done lets it go). */
+	if (ublk_io_outstanding(t->io))
+		t->dead = true;
+	else
+		lua_queue_new_coroutine(lq, tag);
 	return -EIO;
 }
 
@@ -256,8 +262,18 @@ static int run(struct ublk_lua_queue *lq, struct lua_tag *t, int ref, uint16_t t
 	return ret;
 }
 
-/* A request's result is final: over its budget, it is ETIMEDOUT; a read
- * whose handler filled req.buf has it copied into the request (user copy). */
+/* Nothing of tag's request is outstanding any more. */
+static void idle(struct ublk_lua_queue *lq, struct lua_tag *t)
+{
+	if (t->dead)
+		lua_queue_new_coroutine(lq, t->io->tag);
+	t->expired = false;
+	t->started_ms = 0;
+}
+
+/* A request's handler has answered: over its budget, it is ETIMEDOUT; a
+ * read whose handler filled req.buf has it copied into the request (user
+ * copy).  Its tag is idle once nothing of it is outstanding. */
 static int finish(struct ublk_lua_queue *lq, struct lua_tag *t, int ret)
 {
 	struct ublk_lua_req *r = &lq->reqs[t->io->tag];
@@ -276,8 +292,10 @@ static int finish(struct ublk_lua_queue *lq, struct lua_tag *t, int ret)
 	}
 	if (t->expired)
 		ret = -ETIMEDOUT;
-	t->expired = false;
-	t->started_ms = 0;
+	/* What its handler left in flight (see resume) still counts against
+	 * the budget, so lua_call_expire cancels it when it runs over. */
+	if (!ublk_io_outstanding(t->io))
+		idle(lq, t);
 	return ret;
 }
 
@@ -289,12 +307,15 @@ void lua_call_expire(struct ublk_lua_queue *lq)
 	for (unsigned tag = 0; tag < depth; tag++) {
 		struct lua_tag *t = &lq->tags[tag];
 
-		if (t->expired || !overdue(lq, t, now))
+		if (!overdue(lq, t, now))
 			continue;
+		if (!t->expired)
+			lua_handler_error(lq, (uint16_t)tag, "%s request over its time budget of "
+					  "%u ms: cancelling what it waits for, ETIMEDOUT",
+					  ublk_op_name(lq->reqs[tag].op), lq->lb->budget_ms);
 		t->expired = true;
-		lua_handler_error(lq, (uint16_t)tag, "%s request over its time budget of %u ms: "
-				  "cancelling what it waits for, ETIMEDOUT",
-				  ublk_op_name(lq->reqs[tag].op), lq->lb->budget_ms);
+		/* at every tick, not once: the budget's interrupt (which sets
+		 * expired too) may leave I/O in flight that nothing waits for */
 		ublk_io_cancel(lq->q, t->io);
 		ublk_io_cancel(lq->q, &t->sub);
 	}
@@ -329,7 +350,13 @@ int lua_call_done(struct ublk_lua_queue *lq, struct ublk_io *io, int res)
 
 	if (!lq->lb->async)
 		return finish(lq, t, sync_done(t, res));
-	if (!t->waiting) /* nobody waits for it: the handler's result stands */
-		return UBLK_IO_QUEUED;
+	if (!t->waiting) { /* nobody waits for it: the handler's result stands */
+		bool expired = t->expired;
+
+		if (ublk_io_outstanding(io))
+			return UBLK_IO_QUEUED;
+		idle(lq, t);
+		return expired ? -ETIMEDOUT : UBLK_IO_QUEUED;
+	}
 	return finish(lq, t, run(lq, t, LUA_NOREF, io->tag, res, true));
 }

@@ -275,6 +275,40 @@ describe("the Lua bridge on a host queue", function()
     assert.matches("yielded with nothing to wait for", out)
   end)
 
+  it("keeps an async handler that raised with a read in flight, and its buffer, until the read is done", function()
+    local path = tmpfile(4096)
+    local f = assert(io.open(path, "wb")); f:write(pattern(4096, 13)); f:close()
+    local mem = ublk.shared("4KiB") -- what the buffer's finalizer saw, for this state to read
+    local out = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB", async = true,
+        open = function(self) self.fd = assert(ublk.io.open(path, "r")) end,
+        close = function(self) ublk.io.close(self.fd) end,
+        read = function(self, req)
+          if req.offset ~= 0 then
+            collectgarbage("setpause", 200); collectgarbage("setstepmul", 200)
+            collectgarbage(); collectgarbage()
+            return true
+          end
+          -- from here every allocation runs a whole collection
+          collectgarbage("setpause", 0); collectgarbage("setstepmul", 1e8)
+          local buf = ffi.gc(ffi.new("uint8_t[4096]"), function(b)
+            mem.ptr[0], mem.ptr[1] = 1, b[2048]
+          end)
+          -- the read is submitted, then its wait raises: no yield inside gsub's callback
+          string.gsub("x", ".", function() ublk.io.pread(self.fd, buf + 2048, 1, 0) end)
+        end,
+      }, { depth = 1 }))
+      assert.are.equal(-5, q:io("read", 0, 512))
+    end)
+    assert.matches("attempt to yield across C%-call boundary", out)
+    assert.are.equal(512, q:io("read", 512, 512)) -- collects, on the same tag
+    assert.are.equal(1, mem.ptr[0]) -- the coroutine was let go in the end
+    assert.are.equal(pattern(1, 13):byte(), mem.ptr[1]) -- but not before the read filled buf
+    q:close(); q = nil
+    os.remove(path)
+  end)
+
   it("runs the C backends too, with their options", function()
     local path = tmpfile(65536)
     q = assert(host.queue("file", { path = path, direct = false }))
@@ -405,6 +439,36 @@ describe("the time budget of a Lua request", function()
     local secs = ublk.clock() - t0
     assert.truthy(secs < 2, secs)
     q:close()
+  end)
+
+  it("fails a request whose async handler raised with a read in flight, when the read outlives the budget", function()
+    local fifo = os.tmpname()
+    os.remove(fifo)
+    assert(os.execute("mkfifo " .. fifo) == 0)
+    local q, t0
+    local said = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB", timeout = 0.3, async = true,
+        open = function(self) self.fd = assert(ublk.io.open(fifo, "rw")) end,
+        close = function(self) ublk.io.close(self.fd) end,
+        read = function(self, req)
+          if req.offset ~= 0 then return true end
+          -- the read is submitted, then its wait raises: no yield inside gsub's callback
+          string.gsub("x", ".", function() ublk.io.pread(self.fd, req.buf, 1, 0) end)
+        end,
+      }, { depth = 1 }))
+      -- unless the budget cancels it, the read waits for this writer
+      os.execute("(sleep 5; [ -p " .. fifo .. " ] && echo x > " .. fifo .. ") >/dev/null 2>&1 &")
+      t0 = ublk.clock()
+      assert.are.equal(-110, q:io("read", 0, 512))
+    end)
+    local secs = ublk.clock() - t0
+    assert.truthy(secs < 3, secs)
+    assert.matches("attempt to yield across C%-call boundary", said)
+    assert.matches("read request over its time budget of 300 ms", said)
+    assert.are.equal(512, q:io("read", 512, 512)) -- the tag has a coroutine again
+    q:close()
+    os.remove(fifo)
   end)
 
   it("refuses a budget that is not a number of seconds", function()
