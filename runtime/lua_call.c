@@ -54,22 +54,35 @@ void lua_handler_error(struct ublk_lua_queue *lq, uint16_t tag, const char *fmt,
 
 /* ---- results: Lua's conventions to bytes or -errno ---- */
 
-/* The errno a handler gave at idx: a number, or a name ("ENOSPC", or
- * "ENOSPC: message" as the helpers' failures say it). */
-static int errno_of(struct ublk_lua_queue *lq, lua_State *L, int idx, const char *handler,
-		    uint16_t tag)
+/* The number 1..4095 at idx as -errno, or 0 if it is none. */
+static int errno_number(lua_State *L, int idx)
 {
-	if (lua_type(L, idx) == LUA_TNUMBER) {
-		double v = fabs(lua_tonumber(L, idx));
+	double v;
 
-		if (v >= 1 && v <= 4095 && v == floor(v))
-			return -(int)v;
+	if (lua_type(L, idx) != LUA_TNUMBER)
+		return 0;
+	v = fabs(lua_tonumber(L, idx));
+	return v >= 1 && v <= 4095 && v == floor(v) ? -(int)v : 0;
+}
+
+/* The errno a handler failed with, from the last two of its three values
+ * (on top of L): a number, or a name ("ENOSPC", or "ENOSPC: message" as
+ * the helpers' failures say it).  A name ublk.errno does not know may come
+ * with its number after it, as a helper's failure does ("EPIPE: Broken
+ * pipe", 32): `return ublk.io.pwrite(...)` passes on any errno. */
+static int errno_of(struct ublk_lua_queue *lq, lua_State *L, const char *handler, uint16_t tag)
+{
+	int e;
+
+	if (lua_type(L, -2) == LUA_TNUMBER) {
+		e = errno_number(L, -2);
+		if (e)
+			return e;
 		lua_handler_error(lq, tag, "%s handler failed with errno %g, not 1..4095: EIO",
-				  handler, lua_tonumber(L, idx));
-	} else if (lua_type(L, idx) == LUA_TSTRING) {
-		const char *s = lua_tostring(L, idx);
+				  handler, lua_tonumber(L, -2));
+	} else if (lua_type(L, -2) == LUA_TSTRING) {
+		const char *s = lua_tostring(L, -2);
 		size_t n = strcspn(s, ":");
-		int e;
 
 		lua_rawgeti(L, LUA_REGISTRYINDEX, lq->errno_ref);
 		lua_pushlstring(L, s, n);
@@ -78,25 +91,28 @@ static int errno_of(struct ublk_lua_queue *lq, lua_State *L, int idx, const char
 		lua_pop(L, 2);
 		if (e > 0)
 			return -e;
+		e = errno_number(L, -1);
+		if (e)
+			return e;
 		lua_handler_error(lq, tag, "%s handler failed with '%s', not an errno name: EIO",
 				  handler, s);
 	}
 	return -EIO;
 }
 
-/* The two values at the top of L.  Success: nothing, true, or a byte
+/* The three values at the top of L.  Success: nothing, true, or a byte
  * count within the request.  Failure: nil or false and an errno (name or
- * number), or a negative errno.  Anything else fails the request with EIO
- * and a line that names the value. */
+ * number, or a name and its number), or a negative errno.  Anything else
+ * fails the request with EIO and a line that names the value. */
 static int to_result(struct ublk_lua_queue *lq, lua_State *L, const struct ublk_lua_req *req)
 {
 	const char *handler = ublk_op_name(req->op);
 	int full = req->op == UBLK_IO_OP_FLUSH ? 0 : (int)req->length;
 	double v;
 
-	switch (lua_type(L, -2)) {
+	switch (lua_type(L, -3)) {
 	case LUA_TNUMBER:
-		v = lua_tonumber(L, -2);
+		v = lua_tonumber(L, -3);
 		if (v >= 0 && v <= req->length && v == floor(v))
 			return (int)v;
 		if (v < 0 && v >= -4095 && v == floor(v))
@@ -106,20 +122,20 @@ static int to_result(struct ublk_lua_queue *lq, lua_State *L, const struct ublk_
 				  handler, v, req->length);
 		return -EIO;
 	case LUA_TNIL:
-		return lua_isnil(L, -1) ? full : errno_of(lq, L, -1, handler, req->tag);
+		return lua_isnil(L, -2) ? full : errno_of(lq, L, handler, req->tag);
 	case LUA_TBOOLEAN:
-		if (lua_toboolean(L, -2))
+		if (lua_toboolean(L, -3))
 			return full;
-		return lua_isnil(L, -1) ? -EIO : errno_of(lq, L, -1, handler, req->tag);
+		return lua_isnil(L, -2) ? -EIO : errno_of(lq, L, handler, req->tag);
 	case LUA_TSTRING:
 		lua_handler_error(lq, req->tag, "%s handler returned the string '%.40s': expected "
 				  "a byte count, true, or nil and an errno name: EIO", handler,
-				  lua_tostring(L, -2));
+				  lua_tostring(L, -3));
 		return -EIO;
 	default:
 		lua_handler_error(lq, req->tag, "%s handler returned a %s: expected a byte count, "
 				  "true, or nil and an errno name: EIO", handler,
-				  lua_typename(L, lua_type(L, -2)));
+				  lua_typename(L, lua_type(L, -3)));
 		return -EIO;
 	}
 }
@@ -134,7 +150,7 @@ static int call_sync(struct ublk_lua_queue *lq, int ref, struct lua_tag *t, uint
 	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, lq->self_ref);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, t->req_ref);
-	if (lua_pcall(L, 2, 2, 1) != 0) {
+	if (lua_pcall(L, 2, 3, 1) != 0) {
 		lua_handler_error(lq, tag, "%s handler failed: %s",
 				  ublk_op_name(lq->reqs[tag].op), lua_tostring(L, -1));
 		res = -EIO;
@@ -175,7 +191,7 @@ static int resume(struct ublk_lua_queue *lq, uint16_t tag, int nargs)
 		return UBLK_IO_QUEUED;
 	}
 	if (status == 0) {
-		lua_settop(co, 2);
+		lua_settop(co, 3);
 		res = to_result(lq, co, req);
 		lua_settop(co, 0);
 		return res;

@@ -103,6 +103,33 @@ describe("the Lua bridge on a host queue", function()
     assert.matches("tag 0: read handler failed: .*boom.*stack traceback", out)
   end)
 
+  it("takes a failure's errno from its number where ublk.errno does not know the name", function()
+    for _, async in ipairs { false, true } do
+      local out = stderr.capture(function()
+        q = assert(host.queue(ublk.backend {
+          size = "64KiB", async = async,
+          read = function(self, req)
+            local s = req.offset / 512
+            if s == 0 then return nil, "EPIPE" end
+            if s == 1 then return nil, "EPIPE: Broken pipe", 32 end
+            if s == 2 then return nil, "ENOKEY: Required key not available", 126 end
+            if s == 3 then return false, "ENOKEY: Required key not available", 126 end
+            return nil, "ENOKEY", 0 -- no errno at all: EIO, and a line
+          end,
+        }))
+        assert.are.equal(-32, q:io("read", 0, 512))
+        assert.are.equal(-32, q:io("read", 512, 512))
+        assert.are.equal(-126, q:io("read", 1024, 512))
+        assert.are.equal(-126, q:io("read", 1536, 512))
+        assert.are.equal(-5, q:io("read", 2048, 512))
+      end)
+      q:close(); q = nil
+      local lines = select(2, out:gsub("\n", "\n"))
+      assert.are.equal(1, lines, out)
+      assert.matches("tag 0: read handler failed with 'ENOKEY', not an errno name: EIO", out)
+    end
+  end)
+
   it("fails garbage results with EIO and a line naming the value", function()
     local values = { "abc", {}, 1e12, -1e12, 1.5 }
     local out = stderr.capture(function()
