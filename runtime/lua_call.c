@@ -306,6 +306,7 @@ static int finish(struct ublk_lua_queue *lq, struct lua_tag *t, int ret)
 			ret = c;
 		}
 	}
+	r->_buffered = 0; /* a req kept for later reaches ffi_buffer, which refuses */
 	if (t->expired)
 		ret = -ETIMEDOUT;
 	/* What its handler left in flight (see resume) still counts against

@@ -40,13 +40,27 @@ static int waiting_io(struct ublk_lua_queue *lq, struct ublk_io **io)
 	return 0;
 }
 
+/* Whether tag's request is the one whose handler runs now: the entry
+ * points that take a tag act for no other.  A req kept from an earlier
+ * call names a tag that may be idle (no request to copy, none to commit
+ * when a delegate finishes) or serving another request.  An async handler
+ * runs across its waits: each resume makes its tag current again (run()
+ * in lua_call.c).  -ESTALE, not -EINVAL, so the Lua side can tell this
+ * misuse from a range req:copy refuses. */
+static bool serving(const struct ublk_lua_queue *lq, uint16_t tag)
+{
+	return lq->running && tag == lq->cur_tag;
+}
+
 static int ffi_delegate(struct ublk_lua_queue *lq, int index, int op, uint16_t tag,
 			uint8_t *buf, uint32_t len, double off, uint32_t flags)
 {
 	struct lua_tag *t;
 
-	if (!lq->running || index < 0 || (unsigned)index >= lq->lb->nr_inner ||
-	    tag >= ublk_queue_depth(lq->q) || off < 0 || len > ublk_queue_max_io(lq->q))
+	if (!serving(lq, tag))
+		return -ESTALE;
+	if (index < 0 || (unsigned)index >= lq->lb->nr_inner || off < 0 ||
+	    len > ublk_queue_max_io(lq->q))
 		return -EINVAL;
 	t = &lq->tags[tag];
 	if (t->expired) /* as waiting_io() */
@@ -111,8 +125,8 @@ static uint8_t *ffi_buffer(struct ublk_lua_queue *lq, uint16_t tag)
 	struct ublk_lua_req *r;
 	struct lua_tag *t;
 
-	if (tag >= ublk_queue_depth(lq->q)) {
-		errno = EINVAL;
+	if (!serving(lq, tag)) {
+		errno = ESTALE;
 		return NULL;
 	}
 	r = &lq->reqs[tag];
@@ -173,8 +187,8 @@ static int ffi_copy(struct ublk_lua_queue *lq, uint16_t tag, void *mem, uint32_t
 	struct ublk_lua_req *r;
 	struct lua_tag *t;
 
-	if (tag >= ublk_queue_depth(lq->q))
-		return -EINVAL;
+	if (!serving(lq, tag))
+		return -ESTALE;
 	r = &lq->reqs[tag];
 	t = &lq->tags[tag];
 	if (off > r->length || len > r->length - off ||

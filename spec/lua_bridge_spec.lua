@@ -65,6 +65,38 @@ describe("the Lua bridge on a host queue", function()
     assert.are.equal(data, q:read(8192, 16384))
   end)
 
+  it("refuses a req kept from an earlier request: req:copy, req.buf and delegates raise", function()
+    for _, async in ipairs { false, true } do
+      local mem = ublk.shared("64KiB")
+      local base = ublk.memory()
+      local out = stderr.capture(function()
+        q = assert(host.queue(ublk.backend {
+          size = "64KiB", async = async,
+          read = function(self, req)
+            local s = req.offset / 512
+            if s == 0 then self.kept = req; return req.buf ~= nil end
+            if async then ublk.sleep(1) end -- its own req stays good across a wait
+            if s == 1 then return self.kept:copy(mem.ptr, 512) end
+            if s == 2 then return self.kept.buf ~= nil end
+            if s == 3 then return base:read(self.kept, mem.ptr, 512, 0) end
+            assert(req.buf ~= nil)
+            return req:copy(mem.ptr)
+          end,
+        }, { depth = 2 }))
+        assert.are.equal(512, q:io("read", 0, 512, 0, 0))
+        for s = 1, 3 do assert.are.equal(-5, q:io("read", s * 512, 512, 0, 1)) end
+        assert.are.equal(512, q:io("read", 4 * 512, 512, 0, 1))
+      end)
+      q:close(); q = nil
+      local lines = select(2, out:gsub("\n", "\n"))
+      assert.are.equal(3, lines, out)
+      for _, what in ipairs { "req:copy", "req.buf", "delegate read" } do
+        assert.matches("ublk: " .. what .. " on the request of tag 0, which this handler does "
+          .. "not serve (a req is only good in its own handler call)", out, 1, true)
+      end
+    end
+  end)
+
   it("runs handlers in the queue's own Lua state, not the script's", function()
     seen_by_handler = nil -- a global of this state
     q = assert(host.queue(ublk.backend {
