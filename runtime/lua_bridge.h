@@ -35,6 +35,8 @@ struct lua_tag {
 	lua_State *co;			/* async: this tag's coroutine */
 	int co_ref, req_ref;
 	bool waiting;			/* async: yielded until a completion */
+	bool dead;			/* async: co raised with I/O in flight: kept, with
+					 * the buffers its stack holds, until that is done */
 	bool expired;			/* over its time budget: fails ETIMEDOUT */
 	uint64_t started_ms;		/* when the request reached Lua; 0: idle */
 	int handler_result;		/* sync: the handler's answer while its delegate ran */
@@ -67,7 +69,8 @@ struct ublk_lua_queue {
 /* lua_queue.c */
 int lua_queue_init(struct ublk_backend *b, struct ublk_queue *q);
 void lua_queue_exit(struct ublk_backend *b, struct ublk_queue *q);
-/* A fresh coroutine for tag (after one raised or was abandoned). */
+/* A fresh coroutine for tag (after one raised or was abandoned): the old
+ * one is let go. */
 void lua_queue_new_coroutine(struct ublk_lua_queue *lq, uint16_t tag);
 
 /* lua_call.c */

@@ -54,22 +54,35 @@ void lua_handler_error(struct ublk_lua_queue *lq, uint16_t tag, const char *fmt,
 
 /* ---- results: Lua's conventions to bytes or -errno ---- */
 
-/* The errno a handler gave at idx: a number, or a name ("ENOSPC", or
- * "ENOSPC: message" as the helpers' failures say it). */
-static int errno_of(struct ublk_lua_queue *lq, lua_State *L, int idx, const char *handler,
-		    uint16_t tag)
+/* The number 1..4095 at idx as -errno, or 0 if it is none. */
+static int errno_number(lua_State *L, int idx)
 {
-	if (lua_type(L, idx) == LUA_TNUMBER) {
-		double v = fabs(lua_tonumber(L, idx));
+	double v;
 
-		if (v >= 1 && v <= 4095 && v == floor(v))
-			return -(int)v;
+	if (lua_type(L, idx) != LUA_TNUMBER)
+		return 0;
+	v = fabs(lua_tonumber(L, idx));
+	return v >= 1 && v <= 4095 && v == floor(v) ? -(int)v : 0;
+}
+
+/* The errno a handler failed with, from the last two of its three values
+ * (on top of L): a number, or a name ("ENOSPC", or "ENOSPC: message" as
+ * the helpers' failures say it).  A name ublk.errno does not know may come
+ * with its number after it, as a helper's failure does ("EPIPE: Broken
+ * pipe", 32): `return ublk.io.pwrite(...)` passes on any errno. */
+static int errno_of(struct ublk_lua_queue *lq, lua_State *L, const char *handler, uint16_t tag)
+{
+	int e;
+
+	if (lua_type(L, -2) == LUA_TNUMBER) {
+		e = errno_number(L, -2);
+		if (e)
+			return e;
 		lua_handler_error(lq, tag, "%s handler failed with errno %g, not 1..4095: EIO",
-				  handler, lua_tonumber(L, idx));
-	} else if (lua_type(L, idx) == LUA_TSTRING) {
-		const char *s = lua_tostring(L, idx);
+				  handler, lua_tonumber(L, -2));
+	} else if (lua_type(L, -2) == LUA_TSTRING) {
+		const char *s = lua_tostring(L, -2);
 		size_t n = strcspn(s, ":");
-		int e;
 
 		lua_rawgeti(L, LUA_REGISTRYINDEX, lq->errno_ref);
 		lua_pushlstring(L, s, n);
@@ -78,25 +91,28 @@ static int errno_of(struct ublk_lua_queue *lq, lua_State *L, int idx, const char
 		lua_pop(L, 2);
 		if (e > 0)
 			return -e;
+		e = errno_number(L, -1);
+		if (e)
+			return e;
 		lua_handler_error(lq, tag, "%s handler failed with '%s', not an errno name: EIO",
 				  handler, s);
 	}
 	return -EIO;
 }
 
-/* The two values at the top of L.  Success: nothing, true, or a byte
+/* The three values at the top of L.  Success: nothing, true, or a byte
  * count within the request.  Failure: nil or false and an errno (name or
- * number), or a negative errno.  Anything else fails the request with EIO
- * and a line that names the value. */
+ * number, or a name and its number), or a negative errno.  Anything else
+ * fails the request with EIO and a line that names the value. */
 static int to_result(struct ublk_lua_queue *lq, lua_State *L, const struct ublk_lua_req *req)
 {
 	const char *handler = ublk_op_name(req->op);
 	int full = req->op == UBLK_IO_OP_FLUSH ? 0 : (int)req->length;
 	double v;
 
-	switch (lua_type(L, -2)) {
+	switch (lua_type(L, -3)) {
 	case LUA_TNUMBER:
-		v = lua_tonumber(L, -2);
+		v = lua_tonumber(L, -3);
 		if (v >= 0 && v <= req->length && v == floor(v))
 			return (int)v;
 		if (v < 0 && v >= -4095 && v == floor(v))
@@ -106,20 +122,20 @@ static int to_result(struct ublk_lua_queue *lq, lua_State *L, const struct ublk_
 				  handler, v, req->length);
 		return -EIO;
 	case LUA_TNIL:
-		return lua_isnil(L, -1) ? full : errno_of(lq, L, -1, handler, req->tag);
+		return lua_isnil(L, -2) ? full : errno_of(lq, L, handler, req->tag);
 	case LUA_TBOOLEAN:
-		if (lua_toboolean(L, -2))
+		if (lua_toboolean(L, -3))
 			return full;
-		return lua_isnil(L, -1) ? -EIO : errno_of(lq, L, -1, handler, req->tag);
+		return lua_isnil(L, -2) ? -EIO : errno_of(lq, L, handler, req->tag);
 	case LUA_TSTRING:
 		lua_handler_error(lq, req->tag, "%s handler returned the string '%.40s': expected "
 				  "a byte count, true, or nil and an errno name: EIO", handler,
-				  lua_tostring(L, -2));
+				  lua_tostring(L, -3));
 		return -EIO;
 	default:
 		lua_handler_error(lq, req->tag, "%s handler returned a %s: expected a byte count, "
 				  "true, or nil and an errno name: EIO", handler,
-				  lua_typename(L, lua_type(L, -2)));
+				  lua_typename(L, lua_type(L, -3)));
 		return -EIO;
 	}
 }
@@ -134,7 +150,7 @@ static int call_sync(struct ublk_lua_queue *lq, int ref, struct lua_tag *t, uint
 	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, lq->self_ref);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, t->req_ref);
-	if (lua_pcall(L, 2, 2, 1) != 0) {
+	if (lua_pcall(L, 2, 3, 1) != 0) {
 		lua_handler_error(lq, tag, "%s handler failed: %s",
 				  ublk_op_name(lq->reqs[tag].op), lua_tostring(L, -1));
 		res = -EIO;
@@ -175,7 +191,7 @@ static int resume(struct ublk_lua_queue *lq, uint16_t tag, int nargs)
 		return UBLK_IO_QUEUED;
 	}
 	if (status == 0) {
-		lua_settop(co, 2);
+		lua_settop(co, 3);
 		res = to_result(lq, co, req);
 		lua_settop(co, 0);
 		return res;
@@ -190,9 +206,15 @@ static int resume(struct ublk_lua_queue *lq, uint16_t tag, int nargs)
 				  lua_tostring(lq->L, -1));
 		lua_settop(lq->L, 1);
 	}
-	/* a coroutine that raised is dead, one that yielded for nothing is
-	 * stuck: give the tag a fresh one */
-	lua_queue_new_coroutine(lq, tag);
+	/* A coroutine that raised is dead, one that yielded for nothing is
+	 * stuck: the tag gets a fresh one.  One that raised after a helper
+	 * submitted I/O and before it yielded (a raise in the wait itself, or
+	 * the budget's interrupt) is kept until that I/O is done: its stack
+	 * may hold the buffer the I/O fills (lua_call_done lets it go). */
+	if (ublk_io_outstanding(t->io))
+		t->dead = true;
+	else
+		lua_queue_new_coroutine(lq, tag);
 	return -EIO;
 }
 
@@ -256,8 +278,18 @@ static int run(struct ublk_lua_queue *lq, struct lua_tag *t, int ref, uint16_t t
 	return ret;
 }
 
-/* A request's result is final: over its budget, it is ETIMEDOUT; a read
- * whose handler filled req.buf has it copied into the request (user copy). */
+/* Nothing of tag's request is outstanding any more. */
+static void idle(struct ublk_lua_queue *lq, struct lua_tag *t)
+{
+	if (t->dead)
+		lua_queue_new_coroutine(lq, t->io->tag);
+	t->expired = false;
+	t->started_ms = 0;
+}
+
+/* A request's handler has answered: over its budget, it is ETIMEDOUT; a
+ * read whose handler filled req.buf has it copied into the request (user
+ * copy).  Its tag is idle once nothing of it is outstanding. */
 static int finish(struct ublk_lua_queue *lq, struct lua_tag *t, int ret)
 {
 	struct ublk_lua_req *r = &lq->reqs[t->io->tag];
@@ -274,10 +306,13 @@ static int finish(struct ublk_lua_queue *lq, struct lua_tag *t, int ret)
 			ret = c;
 		}
 	}
+	r->_buffered = 0; /* a req kept for later reaches ffi_buffer, which refuses */
 	if (t->expired)
 		ret = -ETIMEDOUT;
-	t->expired = false;
-	t->started_ms = 0;
+	/* What its handler left in flight (see resume) still counts against
+	 * the budget, so lua_call_expire cancels it when it runs over. */
+	if (!ublk_io_outstanding(t->io))
+		idle(lq, t);
 	return ret;
 }
 
@@ -289,12 +324,15 @@ void lua_call_expire(struct ublk_lua_queue *lq)
 	for (unsigned tag = 0; tag < depth; tag++) {
 		struct lua_tag *t = &lq->tags[tag];
 
-		if (t->expired || !overdue(lq, t, now))
+		if (!overdue(lq, t, now))
 			continue;
+		if (!t->expired)
+			lua_handler_error(lq, (uint16_t)tag, "%s request over its time budget of "
+					  "%u ms: cancelling what it waits for, ETIMEDOUT",
+					  ublk_op_name(lq->reqs[tag].op), lq->lb->budget_ms);
 		t->expired = true;
-		lua_handler_error(lq, (uint16_t)tag, "%s request over its time budget of %u ms: "
-				  "cancelling what it waits for, ETIMEDOUT",
-				  ublk_op_name(lq->reqs[tag].op), lq->lb->budget_ms);
+		/* at every tick, not once: the budget's interrupt (which sets
+		 * expired too) may leave I/O in flight that nothing waits for */
 		ublk_io_cancel(lq->q, t->io);
 		ublk_io_cancel(lq->q, &t->sub);
 	}
@@ -329,7 +367,13 @@ int lua_call_done(struct ublk_lua_queue *lq, struct ublk_io *io, int res)
 
 	if (!lq->lb->async)
 		return finish(lq, t, sync_done(t, res));
-	if (!t->waiting) /* nobody waits for it: the handler's result stands */
-		return UBLK_IO_QUEUED;
+	if (!t->waiting) { /* nobody waits for it: the handler's result stands */
+		bool expired = t->expired;
+
+		if (ublk_io_outstanding(io))
+			return UBLK_IO_QUEUED;
+		idle(lq, t);
+		return expired ? -ETIMEDOUT : UBLK_IO_QUEUED;
+	}
 	return finish(lq, t, run(lq, t, LUA_NOREF, io->tag, res, true));
 }

@@ -19,13 +19,37 @@ _Static_assert(UBLK_LUA_QUEUED == UBLK_IO_QUEUED, "lua_ffi.h and backend.h agree
  * the memory backend does (backend_memory.c's ZC_MIN). */
 #define LUA_ZC_MIN (64u << 10)
 
-/* The request whose handler runs now, or NULL outside a handler (open(),
- * close(), or a synchronous backend, which may not wait). */
-static struct ublk_io *waiting_io(struct ublk_lua_queue *lq)
+/* Whether the handler running now may wait: not outside one (open(),
+ * close()), nor in a synchronous backend. */
+static bool may_wait(const struct ublk_lua_queue *lq)
 {
-	if (!lq->running || !lq->lb->async)
-		return NULL;
-	return lq->tags[lq->cur_tag].io;
+	return lq->running && lq->lb->async;
+}
+
+/* *io: the request whose handler runs now, for a wait.  -EPERM where it
+ * may not wait; -ETIMEDOUT once it is over its time budget: what it waited
+ * for was cancelled (lua_call_expire), and a handler that catches that and
+ * tries again must end, so nothing new starts for it. */
+static int waiting_io(struct ublk_lua_queue *lq, struct ublk_io **io)
+{
+	if (!may_wait(lq))
+		return -EPERM;
+	if (lq->tags[lq->cur_tag].expired)
+		return -ETIMEDOUT;
+	*io = lq->tags[lq->cur_tag].io;
+	return 0;
+}
+
+/* Whether tag's request is the one whose handler runs now: the entry
+ * points that take a tag act for no other.  A req kept from an earlier
+ * call names a tag that may be idle (no request to copy, none to commit
+ * when a delegate finishes) or serving another request.  An async handler
+ * runs across its waits: each resume makes its tag current again (run()
+ * in lua_call.c).  -ESTALE, not -EINVAL, so the Lua side can tell this
+ * misuse from a range req:copy refuses. */
+static bool serving(const struct ublk_lua_queue *lq, uint16_t tag)
+{
+	return lq->running && tag == lq->cur_tag;
 }
 
 static int ffi_delegate(struct ublk_lua_queue *lq, int index, int op, uint16_t tag,
@@ -33,10 +57,14 @@ static int ffi_delegate(struct ublk_lua_queue *lq, int index, int op, uint16_t t
 {
 	struct lua_tag *t;
 
-	if (!lq->running || index < 0 || (unsigned)index >= lq->lb->nr_inner ||
-	    tag >= ublk_queue_depth(lq->q) || off < 0 || len > ublk_queue_max_io(lq->q))
+	if (!serving(lq, tag))
+		return -ESTALE;
+	if (index < 0 || (unsigned)index >= lq->lb->nr_inner || off < 0 ||
+	    len > ublk_queue_max_io(lq->q))
 		return -EINVAL;
 	t = &lq->tags[tag];
+	if (t->expired) /* as waiting_io() */
+		return -ETIMEDOUT;
 	if (ublk_io_outstanding(&t->sub)) /* the request's delegate is still busy */
 		return -EBUSY;
 	t->sub.op = (uint8_t)op;
@@ -50,11 +78,12 @@ static int ffi_delegate(struct ublk_lua_queue *lq, int index, int op, uint16_t t
 
 static int ffi_sleep(struct ublk_lua_queue *lq, double ms)
 {
-	struct ublk_io *io = waiting_io(lq);
+	struct ublk_io *io;
 	struct lua_tag *t = &lq->tags[lq->cur_tag];
+	int ret = waiting_io(lq, &io);
 
-	if (!io)
-		return -EPERM;
+	if (ret < 0)
+		return ret;
 	if (!(ms >= 0))
 		return -EINVAL;
 	t->ts.tv_sec = (long long)(ms / 1000);
@@ -66,10 +95,11 @@ static int ffi_sleep(struct ublk_lua_queue *lq, double ms)
 static int ffi_rw(struct ublk_lua_queue *lq, int write, int fd, void *buf, uint32_t len,
 		  double off)
 {
-	struct ublk_io *io = waiting_io(lq);
+	struct ublk_io *io;
+	int ret = waiting_io(lq, &io);
 
-	if (!io)
-		return -EPERM;
+	if (ret < 0)
+		return ret;
 	if (!(off >= 0))
 		return -EINVAL;
 	if (write)
@@ -81,10 +111,11 @@ static int ffi_rw(struct ublk_lua_queue *lq, int write, int fd, void *buf, uint3
 
 static int ffi_fsync(struct ublk_lua_queue *lq, int fd)
 {
-	struct ublk_io *io = waiting_io(lq);
+	struct ublk_io *io;
+	int ret = waiting_io(lq, &io);
 
-	if (!io)
-		return -EPERM;
+	if (ret < 0)
+		return ret;
 	io_uring_prep_fsync(ublk_io_sqe(lq->q, io), fd, 0);
 	return UBLK_LUA_QUEUED;
 }
@@ -94,8 +125,8 @@ static uint8_t *ffi_buffer(struct ublk_lua_queue *lq, uint16_t tag)
 	struct ublk_lua_req *r;
 	struct lua_tag *t;
 
-	if (tag >= ublk_queue_depth(lq->q)) {
-		errno = EINVAL;
+	if (!serving(lq, tag)) {
+		errno = ESTALE;
 		return NULL;
 	}
 	r = &lq->reqs[tag];
@@ -134,7 +165,7 @@ static int zero_copy(struct ublk_lua_queue *lq, struct ublk_io *io, void *mem, u
 		else
 			io_uring_prep_write_fixed(sqe, rg->fd, NULL, len, (uint64_t)(p - rg->base),
 						  ublk_io_buf_index(lq->q, io));
-		return waiting_io(lq) ? UBLK_LUA_QUEUED : (int)len;
+		return may_wait(lq) ? UBLK_LUA_QUEUED : (int)len;
 	}
 	return -ENOENT;
 }
@@ -156,8 +187,8 @@ static int ffi_copy(struct ublk_lua_queue *lq, uint16_t tag, void *mem, uint32_t
 	struct ublk_lua_req *r;
 	struct lua_tag *t;
 
-	if (tag >= ublk_queue_depth(lq->q))
-		return -EINVAL;
+	if (!serving(lq, tag))
+		return -ESTALE;
 	r = &lq->reqs[tag];
 	t = &lq->tags[tag];
 	if (off > r->length || len > r->length - off ||
@@ -165,7 +196,7 @@ static int ffi_copy(struct ublk_lua_queue *lq, uint16_t tag, void *mem, uint32_t
 		return -EINVAL;
 	if (off == 0 && len == r->length && len >= LUA_ZC_MIN &&
 	    ublk_io_buf_index(lq->q, t->io) >= 0) {
-		int ret = zero_copy(lq, t->io, mem, len);
+		int ret = t->expired ? -ETIMEDOUT : zero_copy(lq, t->io, mem, len);
 
 		if (ret != -ENOENT) /* ENOENT: mem is in no region */
 			return ret;

@@ -36,7 +36,7 @@ struct ublk_lua_queue;
  * its helpers call.  Each entry point submits work and returns at once
  * (>= 0, -errno, or UBLK_LUA_QUEUED): none calls back into Lua, so a
  * JIT-compiled FFI call to them is safe.  They act for the request whose
- * handler runs now. */
+ * handler runs now; given another's tag they refuse with -ESTALE. */
 struct ublk_lua_ctx {
 	struct ublk_lua_queue *q;
 	struct ublk_lua_req *reqs;	/* by tag */

@@ -47,6 +47,7 @@ void lua_queue_new_coroutine(struct ublk_lua_queue *lq, uint16_t tag)
 	t->co = lua_newthread(lq->L);
 	t->co_ref = luaL_ref(lq->L, LUA_REGISTRYINDEX);
 	t->waiting = false;
+	t->dead = false;
 }
 
 /* Stack: self, handlers (by op), reqs (by tag), errno (from init). */

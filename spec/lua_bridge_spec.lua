@@ -65,6 +65,38 @@ describe("the Lua bridge on a host queue", function()
     assert.are.equal(data, q:read(8192, 16384))
   end)
 
+  it("refuses a req kept from an earlier request: req:copy, req.buf and delegates raise", function()
+    for _, async in ipairs { false, true } do
+      local mem = ublk.shared("64KiB")
+      local base = ublk.memory()
+      local out = stderr.capture(function()
+        q = assert(host.queue(ublk.backend {
+          size = "64KiB", async = async,
+          read = function(self, req)
+            local s = req.offset / 512
+            if s == 0 then self.kept = req; return req.buf ~= nil end
+            if async then ublk.sleep(1) end -- its own req stays good across a wait
+            if s == 1 then return self.kept:copy(mem.ptr, 512) end
+            if s == 2 then return self.kept.buf ~= nil end
+            if s == 3 then return base:read(self.kept, mem.ptr, 512, 0) end
+            assert(req.buf ~= nil)
+            return req:copy(mem.ptr)
+          end,
+        }, { depth = 2 }))
+        assert.are.equal(512, q:io("read", 0, 512, 0, 0))
+        for s = 1, 3 do assert.are.equal(-5, q:io("read", s * 512, 512, 0, 1)) end
+        assert.are.equal(512, q:io("read", 4 * 512, 512, 0, 1))
+      end)
+      q:close(); q = nil
+      local lines = select(2, out:gsub("\n", "\n"))
+      assert.are.equal(3, lines, out)
+      for _, what in ipairs { "req:copy", "req.buf", "delegate read" } do
+        assert.matches("ublk: " .. what .. " on the request of tag 0, which this handler does "
+          .. "not serve (a req is only good in its own handler call)", out, 1, true)
+      end
+    end
+  end)
+
   it("runs handlers in the queue's own Lua state, not the script's", function()
     seen_by_handler = nil -- a global of this state
     q = assert(host.queue(ublk.backend {
@@ -101,6 +133,33 @@ describe("the Lua bridge on a host queue", function()
     local lines = select(2, out:gsub("\n", "\n"))
     assert.are.equal(1, lines, out)
     assert.matches("tag 0: read handler failed: .*boom.*stack traceback", out)
+  end)
+
+  it("takes a failure's errno from its number where ublk.errno does not know the name", function()
+    for _, async in ipairs { false, true } do
+      local out = stderr.capture(function()
+        q = assert(host.queue(ublk.backend {
+          size = "64KiB", async = async,
+          read = function(self, req)
+            local s = req.offset / 512
+            if s == 0 then return nil, "EPIPE" end
+            if s == 1 then return nil, "EPIPE: Broken pipe", 32 end
+            if s == 2 then return nil, "ENOKEY: Required key not available", 126 end
+            if s == 3 then return false, "ENOKEY: Required key not available", 126 end
+            return nil, "ENOKEY", 0 -- no errno at all: EIO, and a line
+          end,
+        }))
+        assert.are.equal(-32, q:io("read", 0, 512))
+        assert.are.equal(-32, q:io("read", 512, 512))
+        assert.are.equal(-126, q:io("read", 1024, 512))
+        assert.are.equal(-126, q:io("read", 1536, 512))
+        assert.are.equal(-5, q:io("read", 2048, 512))
+      end)
+      q:close(); q = nil
+      local lines = select(2, out:gsub("\n", "\n"))
+      assert.are.equal(1, lines, out)
+      assert.matches("tag 0: read handler failed with 'ENOKEY', not an errno name: EIO", out)
+    end
   end)
 
   it("fails garbage results with EIO and a line naming the value", function()
@@ -275,6 +334,40 @@ describe("the Lua bridge on a host queue", function()
     assert.matches("yielded with nothing to wait for", out)
   end)
 
+  it("keeps an async handler that raised with a read in flight, and its buffer, until the read is done", function()
+    local path = tmpfile(4096)
+    local f = assert(io.open(path, "wb")); f:write(pattern(4096, 13)); f:close()
+    local mem = ublk.shared("4KiB") -- what the buffer's finalizer saw, for this state to read
+    local out = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB", async = true,
+        open = function(self) self.fd = assert(ublk.io.open(path, "r")) end,
+        close = function(self) ublk.io.close(self.fd) end,
+        read = function(self, req)
+          if req.offset ~= 0 then
+            collectgarbage("setpause", 200); collectgarbage("setstepmul", 200)
+            collectgarbage(); collectgarbage()
+            return true
+          end
+          -- from here every allocation runs a whole collection
+          collectgarbage("setpause", 0); collectgarbage("setstepmul", 1e8)
+          local buf = ffi.gc(ffi.new("uint8_t[4096]"), function(b)
+            mem.ptr[0], mem.ptr[1] = 1, b[2048]
+          end)
+          -- the read is submitted, then its wait raises: no yield inside gsub's callback
+          string.gsub("x", ".", function() ublk.io.pread(self.fd, buf + 2048, 1, 0) end)
+        end,
+      }, { depth = 1 }))
+      assert.are.equal(-5, q:io("read", 0, 512))
+    end)
+    assert.matches("attempt to yield across C%-call boundary", out)
+    assert.are.equal(512, q:io("read", 512, 512)) -- collects, on the same tag
+    assert.are.equal(1, mem.ptr[0]) -- the coroutine was let go in the end
+    assert.are.equal(pattern(1, 13):byte(), mem.ptr[1]) -- but not before the read filled buf
+    q:close(); q = nil
+    os.remove(path)
+  end)
+
   it("runs the C backends too, with their options", function()
     local path = tmpfile(65536)
     q = assert(host.queue("file", { path = path, direct = false }))
@@ -346,6 +439,93 @@ describe("the time budget of a Lua request", function()
     end)
     assert.matches("read request over its time budget of 300 ms", said)
     assert.are.equal(512, q:io("read", 512, 512))
+    q:close()
+    os.remove(fifo)
+  end)
+
+  it("starts nothing new for an async handler past its budget: its helpers fail ETIMEDOUT", function()
+    local fifo = os.tmpname()
+    os.remove(fifo)
+    assert(os.execute("mkfifo " .. fifo) == 0)
+    local path = tmpfile(65536)
+    local file = ublk.file { path = path }
+    local mem = ublk.shared("4KiB") -- what the handler saw, for this state to read
+    local function why(ok, msg, e) return ok and "ok" or msg:match("^%u+") .. "/" .. e end
+    local q
+    stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB", timeout = 0.3, async = true,
+        open = function(self)
+          self.fifo = assert(ublk.io.open(fifo, "rw"))
+          self.fd = assert(ublk.io.open(path, "r"))
+        end,
+        close = function(self) ublk.io.close(self.fifo); ublk.io.close(self.fd) end,
+        read = function(self, req)
+          local saw = {
+            why(ublk.io.pread(self.fifo, req.buf, req.length, 0)), -- nobody writes: cancelled
+            why(ublk.sleep(1000)),
+            why(ublk.io.pread(self.fd, req.buf, req.length, 0)),
+            why(ublk.io.fsync(self.fd)),
+            why(file:read(req)),
+          }
+          local s = table.concat(saw, " ")
+          ffi.copy(mem.ptr, s, #s + 1)
+          return true
+        end,
+      }, { depth = 2 }))
+      assert.are.equal(-110, q:io("read", 0, 512))
+    end)
+    assert.are.equal("ECANCELED/125 ETIMEDOUT/110 ETIMEDOUT/110 ETIMEDOUT/110 ETIMEDOUT/110",
+      ffi.string(mem.ptr))
+    q:close()
+    os.remove(fifo); os.remove(path)
+  end)
+
+  it("ends an async handler that waits again and again past its budget, at once", function()
+    local q, t0
+    stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB", timeout = 0.3, async = true,
+        read = function(self, req)
+          local n = 0 -- 5 s if every sleep waited
+          repeat ublk.sleep(50); n = n + 1 until self.ready or n == 100
+          return true
+        end,
+      }, { depth = 1 }))
+      t0 = ublk.clock()
+      assert.are.equal(-110, q:io("read", 0, 512))
+    end)
+    local secs = ublk.clock() - t0
+    assert.truthy(secs < 2, secs)
+    q:close()
+  end)
+
+  it("fails a request whose async handler raised with a read in flight, when the read outlives the budget", function()
+    local fifo = os.tmpname()
+    os.remove(fifo)
+    assert(os.execute("mkfifo " .. fifo) == 0)
+    local q, t0
+    local said = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB", timeout = 0.3, async = true,
+        open = function(self) self.fd = assert(ublk.io.open(fifo, "rw")) end,
+        close = function(self) ublk.io.close(self.fd) end,
+        read = function(self, req)
+          if req.offset ~= 0 then return true end
+          -- the read is submitted, then its wait raises: no yield inside gsub's callback
+          string.gsub("x", ".", function() ublk.io.pread(self.fd, req.buf, 1, 0) end)
+        end,
+      }, { depth = 1 }))
+      -- unless the budget cancels it, the read waits for this writer
+      os.execute("(sleep 5; [ -p " .. fifo .. " ] && echo x > " .. fifo .. ") >/dev/null 2>&1 &")
+      t0 = ublk.clock()
+      assert.are.equal(-110, q:io("read", 0, 512))
+    end)
+    local secs = ublk.clock() - t0
+    assert.truthy(secs < 3, secs)
+    assert.matches("attempt to yield across C%-call boundary", said)
+    assert.matches("read request over its time budget of 300 ms", said)
+    assert.are.equal(512, q:io("read", 512, 512)) -- the tag has a coroutine again
     q:close()
     os.remove(fifo)
   end)

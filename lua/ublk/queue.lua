@@ -43,10 +43,18 @@ function M.init(ctx_ptr, chunk)
   -- of 64 KiB or more into a ublk.shared region goes by zero copy where
   -- the kernel has it (runtime/lua_ffi.c): an async handler waits for it;
   -- a sync handler's request ends when it does, as with a delegate.
+  -- A req is good only in its own handler call: the C side refuses any
+  -- other's tag (ESTALE), and that is the handler's bug, so it raises.
+  local ESTALE = errno.ESTALE
+  local function stale(what, req, level)
+    error(("ublk: %s on the request of tag %d, which this handler does not serve"
+      .. " (a req is only good in its own handler call)"):format(what, req.tag), level + 1)
+  end
   local Req = {}
   function Req.copy(req, mem, len, off)
     local r = c_copy(q, req.tag, mem, len or req.length - (off or 0), off or 0)
     if r == QUEUED then r = yield() end -- an async handler's zero copy
+    if r == -ESTALE then stale("req:copy", req, 2) end
     if r < 0 then return fail(r) end
     return r
   end
@@ -57,6 +65,7 @@ function M.init(ctx_ptr, chunk)
         local p = c_buffer(q, req.tag)
         if p == nil then
           local e = ffi.errno()
+          if e == ESTALE then stale("req.buf", req, 2) end
           error(("ublk: reading the request's data into req.buf failed: %s"):format(errmsg(e)), 2)
         end
         return p
@@ -80,6 +89,8 @@ function M.init(ctx_ptr, chunk)
   -- C backends captured by the handlers become delegates on this queue.
   local Delegate = {}
   Delegate.__index = Delegate
+  local op_names = {}
+  for name, op in pairs(core.ops) do op_names[op] = name end
   local function call(d, op, req, buf, len, off)
     local r = c_delegate(q, d.index, op, req.tag, buf or req.buf, len or req.length,
       off or req.offset, req.flags)
@@ -90,6 +101,8 @@ function M.init(ctx_ptr, chunk)
       r = yield()
     elseif r == -errno.EBUSY then
       error("ublk: this request's delegate is still busy with an earlier call", 3)
+    elseif r == -ESTALE then
+      stale("delegate " .. op_names[op], req, 3)
     end
     if r < 0 then return fail(r) end
     return r
