@@ -108,9 +108,16 @@ int ublk_dev_try_stop(struct ublk_ctrl *c, uint32_t id, char *why, size_t len);
 void ublk_dev_forget_owner(uint32_t id);
 /* Deletes the devices whose recorded owner has died without removing them
  * (SIGKILL, the OOM killer): the next server cleans up.  Not those the
- * kernel keeps for recovery (QUIESCED, FAIL_IO): `ublk-lua recover` or
+ * kernel keeps for recovery (ublk_dev_recoverable): `ublk-lua recover` or
  * `ublk-lua del` decides for them. */
 void ublk_dev_remove_orphans(struct ublk_ctrl *c);
+/* Whether a device whose server has died is kept for a new one: user
+ * recovery on, and not DEAD.  QUIESCED or FAIL_IO once the kernel has
+ * noticed the death; LIVE until then, which can be well after the process
+ * has gone: the kernel acts when the dead server's io_uring and
+ * /dev/ublkcN are torn down, and that runs asynchronously.
+ * START_USER_RECOVERY waits for it (device_recover.c). */
+bool ublk_dev_recoverable(const struct ublksrv_ctrl_dev_info *info);
 /* The pid recorded for device id, 0 if none; its store into `store`. */
 int ublk_dev_read_owner(uint32_t id, char *store, size_t len);
 

@@ -168,15 +168,16 @@ void ublk_dev_forget_owner(uint32_t id)
 	ublk_stats_forget(id);
 }
 
-/* Kept by the kernel for a new server: user recovery, and quiesced. */
+bool ublk_dev_recoverable(const struct ublksrv_ctrl_dev_info *info)
+{
+	return (info->flags & UBLK_F_USER_RECOVERY) && info->state != UBLK_S_DEV_DEAD;
+}
+
 static bool recoverable(struct ublk_ctrl *c, uint32_t id)
 {
 	struct ublksrv_ctrl_dev_info info;
 
-	if (ublk_ctrl_get_dev_info(c, id, &info) < 0)
-		return false;
-	return (info.flags & UBLK_F_USER_RECOVERY) &&
-	       (info.state == UBLK_S_DEV_QUIESCED || info.state == UBLK_S_DEV_FAIL_IO);
+	return ublk_ctrl_get_dev_info(c, id, &info) >= 0 && ublk_dev_recoverable(&info);
 }
 
 void ublk_dev_remove_orphans(struct ublk_ctrl *c)

@@ -85,11 +85,13 @@ function daemon.takeover(id, script, args)
   end
   what.takeover[tostring(st and st.index or 1)] = { id = id, store = st and st.store }
   what.shared = st and st.shared -- its ublk.shared regions, in order
+  -- its siblings, LIVE ones too while the kernel has not yet seen their
+  -- server die: the recovery waits for that (runtime/device_recover.c)
   if st and st.pid then
     for _, other_id in ipairs(state.ids()) do
       local other = other_id ~= id and state.read(other_id)
       local oi = other and other.pid == st.pid and core.dev_info(other_id)
-      if oi and (oi.state == "QUIESCED" or oi.state == "FAIL_IO") and other.index then
+      if oi and other.index and state.recoverable(oi, other) then
         what.takeover[tostring(other.index)] = { id = other_id, store = other.store }
       end
     end

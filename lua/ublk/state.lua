@@ -73,6 +73,16 @@ function state.alive(pid)
   return ffi.C.kill(pid, 0) == 0 or ffi.errno() ~= 3 -- ESRCH
 end
 
+-- Is a device (core.dev_info) whose record is st kept for a new server
+-- (`ublk-lua recover`)?  User recovery on, and not DEAD.  LIVE counts once
+-- its recorded server has died: the kernel notices the death only when
+-- the dead server's io_uring and /dev/ublkcN are torn down, which can end
+-- well after the process has gone (runtime/device.h: ublk_dev_recoverable).
+function state.recoverable(info, st)
+  if not info.flags.user_recovery or info.state == "DEAD" then return false end
+  return info.state ~= "LIVE" or (st ~= nil and st.pid ~= nil and not state.alive(st.pid))
+end
+
 -- Records what a started device's server is: the CLI's `how` says how it
 -- was made ({ script =, args = } or { spec = }) and which device of it.
 function state.record(dev, how)

@@ -132,6 +132,49 @@ describe("#guest device management", function()
     end)
   end
 
+  -- The kernel marks a device QUIESCED only once the killed server's
+  -- io_uring and /dev/ublkcN are torn down, which can be after its pid has
+  -- gone (on 6.12 seconds after): meanwhile it reads LIVE, and is still
+  -- recoverable.
+  it("a device whose server was just killed survives the next server's start, and recover brings its data back", function()
+    local id, pid = add("-t memory -s 64MiB")
+    local path = "/dev/ublkb" .. id
+    local md5 = G.write_random_at(path, 1048576, 65536)
+    G.must("kill -9 %d", pid)
+    assert.truthy(wait_until(function() return not alive(pid) end), "server still there")
+    local id2 = add("-t null -s 16MiB") -- its start sweeps what dead servers left
+    assert.truthy(G.sh("test -e /sys/class/ublk-char/ublkc%d", id),
+      "the next server's start removed device " .. id)
+    print(("\n  state after the next server started: %s"):format(listed(id).state))
+    assert.are.equal(0, (cli("del -n %d", id2)))
+    local rc, out = cli("recover -n %d", id)
+    assert.are.equal(0, rc, out)
+    assert.matches("dev id " .. id .. ": " .. path .. " .*recovered", out)
+    assert.are.equal(md5, G.md5_at(path, 1048576, 65536))
+    assert.are.equal(0, (cli("del -n %d", id)))
+    clean()
+  end)
+
+  it("recover right after kill -9 takes over every device of the server, those still LIVE too", function()
+    local rc, out = cli("add spec/guest/scripts/two-disks.lua")
+    assert.are.equal(0, rc, out)
+    local ids, md5s = {}, {}
+    for id in out:gmatch("dev id (%d+):") do ids[#ids + 1] = tonumber(id) end
+    local pid = tonumber(out:match("pid (%d+)"))
+    assert.are.equal(2, #ids, out)
+    for i, id in ipairs(ids) do md5s[i] = G.write_random_at("/dev/ublkb" .. id, 0, 65536) end
+    G.must("kill -9 %d", pid)
+    assert.truthy(wait_until(function() return not alive(pid) end), "server still there")
+    rc, out = cli("recover -n %d", ids[1])
+    assert.are.equal(0, rc, out)
+    for i, id in ipairs(ids) do
+      assert.matches("dev id " .. id .. ": /dev/ublkb" .. id .. " .*recovered", out)
+      assert.are.equal(md5s[i], G.md5_at("/dev/ublkb" .. id, 0, 65536))
+    end
+    assert.are.equal(0, (cli("del -a")))
+    clean()
+  end)
+
   it("add --restart recovers by itself when the server is killed under fio verify", function()
     local id, pid, line = add("--restart 2 -t memory -s 128MiB -q 2")
     assert.matches("supervised", line)
