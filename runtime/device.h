@@ -79,7 +79,9 @@ int ublk_dev_stop(struct ublk_dev *d);
  * (7.x) QUIESCE_DEV first lets the I/O in flight finish and the queue
  * threads leave; elsewhere the caller's exit hands it over, as a crash
  * would, and recovery "reissue" serves again what was in flight.  The
- * caller must end the process without closing d. */
+ * caller must end the process without closing d.  A failure leaves d as
+ * it was, the caller's to close (without user recovery it cannot be
+ * handed over: the kernel would leave it DEAD). */
 int ublk_dev_handover(struct ublk_dev *d);
 int ublk_dev_close(struct ublk_dev *d);
 

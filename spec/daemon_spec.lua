@@ -5,6 +5,7 @@
 local core = require "ublk.core"
 local state = require "ublk.state"
 local daemon = require "ublk.cli_daemon"
+local stderr = require "stderr"
 
 -- A process that has ended (and been waited for): a dead server's pid.
 local function dead_pid()
@@ -34,8 +35,9 @@ describe("recover and reload, on records", function()
     dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir -p " .. dir) == 0)
-    saved.dir, saved.dev_info = state.dir, core.dev_info
+    saved.dir, saved.dev_info, saved.spawn = state.dir, core.dev_info, core.spawn_server
     state.dir, devices = dir, {}
+    core.spawn_server = function() return nil, "no server in this spec", 1 end
     core.dev_info = function(id)
       if devices[id] then return devices[id] end
       return nil, "ENODEV: no such ublk device", 19
@@ -43,7 +45,7 @@ describe("recover and reload, on records", function()
   end)
 
   after_each(function()
-    state.dir, core.dev_info = saved.dir, saved.dev_info
+    state.dir, core.dev_info, core.spawn_server = saved.dir, saved.dev_info, saved.spawn
     os.execute("rm -rf " .. dir)
   end)
 
@@ -65,7 +67,7 @@ describe("recover and reload, on records", function()
     devices[6] = info("LIVE", false) -- no recovery: the kernel will stop it
     devices[7] = info("LIVE", true) -- another server's, which lives
     local what = assert(daemon.takeover(3))
-    os.execute("kill " .. state.read(7).pid)
+    os.execute("kill -9 " .. state.read(7).pid)
     assert.are.same({ ["1"] = { id = 3 }, ["2"] = { id = 4, store = "/dev/shm/ublk-lua.x.2" } },
       what.takeover)
     assert.are.equal("/s.lua", what.script)
@@ -83,9 +85,26 @@ describe("recover and reload, on records", function()
     record(3, { pid = pid, script = "/s.lua", index = 1 })
     devices[3] = info("LIVE", true)
     local what, err = daemon.takeover(3)
-    os.execute("kill " .. pid)
+    os.execute("kill -9 " .. pid)
     assert.is_nil(what)
     assert.matches("device 3 is LIVE, served by pid " .. pid, err)
+  end)
+
+  it("refuses a reload, before signalling the server, when one of its devices has no recovery", function()
+    local pid = live_pid()
+    record(3, { pid = pid, script = "/s.lua", index = 1 })
+    record(4, { pid = pid, script = "/s.lua", index = 2 })
+    devices[3] = info("LIVE", true)
+    devices[4] = info("LIVE", false)
+    local said, status = stderr.capture(daemon.reload, { id = 3 })
+    local lives = state.alive(pid)
+    os.execute("kill -9 " .. pid)
+    assert.are.equal(1, status)
+    assert.matches("device 4, served by the same server %(pid " .. pid .. "%) as device 3, was "
+      .. "added with recovery = false: a reload hands over every device of its server, so each "
+      .. "needs recovery on; nothing was reloaded", said)
+    assert.is_true(lives, "the server was signalled")
+    assert.is_nil(io.open(state.handover_path(3)))
   end)
 
   it("calls a device recoverable as the sweep does: recovery on, not DEAD, its server gone", function()
@@ -97,6 +116,6 @@ describe("recover and reload, on records", function()
     assert.is_false(state.recoverable(info("LIVE", true), nil))
     assert.is_false(state.recoverable(info("DEAD", true), dead))
     assert.is_false(state.recoverable(info("QUIESCED", false), dead))
-    os.execute("kill " .. live.pid)
+    os.execute("kill -9 " .. live.pid)
   end)
 end)

@@ -303,6 +303,39 @@ describe("#guest device management", function()
     clean()
   end)
 
+  it("reload refuses a server with a device without recovery; a hand-over asked anyway removes that one, never leaves it DEAD", function()
+    local rc, out = cli("add spec/guest/scripts/mixed-recovery.lua")
+    assert.are.equal(0, rc, out)
+    local pid, keep, drop = tonumber(out:match("pid (%d+)")), nil, nil
+    for id in out:gmatch("dev id (%d+):") do
+      id = tonumber(id)
+      local flags = " " .. table.concat(listed(id).flags, " ") .. " "
+      if flags:match(" user_recovery ") then keep = id else drop = id end
+    end
+    assert.truthy(keep and drop, out)
+    local md5 = G.write_random_at("/dev/ublkb" .. keep, 0, 65536)
+    rc, out = cli("reload -n %d", keep)
+    assert.are.equal(1, rc, out)
+    assert.matches("device " .. drop .. ", served by the same server %(pid " .. pid .. "%) as device "
+      .. keep .. ", was added with recovery = false", out)
+    assert.is_true(alive(pid), "the server was signalled")
+    assert.are.equal("LIVE", listed(drop).state)
+    -- the hand-over a reload asks for, asked anyway
+    G.must("touch /run/ublk-lua/dev%d.handover /run/ublk-lua/dev%d.handover", keep, drop)
+    G.must("kill -TERM %d", pid)
+    assert.truthy(wait_until(function() return not alive(pid) end), "server still there")
+    G.must("rm -f /run/ublk-lua/dev%d.handover /run/ublk-lua/dev%d.handover", keep, drop)
+    assert.falsy(G.sh("test -e /sys/class/ublk-char/ublkc%d", drop), "device " .. drop .. " left behind")
+    assert.matches("/dev/ublkb" .. drop .. " removed %(not handed over%)", G.read_file("/run/ublk-lua/server.log"))
+    assert.truthy(wait_until(function() return listed(keep).recoverable end), "not recoverable")
+    rc, out = cli("recover -n %d", keep)
+    assert.are.equal(0, rc, out)
+    assert.matches("dev id " .. keep .. ": /dev/ublkb" .. keep .. " .*recovered", out)
+    assert.are.equal(md5, G.md5_at("/dev/ublkb" .. keep, 0, 65536))
+    assert.are.equal(0, (cli("del -a")))
+    clean()
+  end)
+
   it("del --safe leaves a mounted disk alone, naming the mount, and removes it once closed (7.0+)", function()
     local id, pid = add("-t memory -s 64MiB")
     local path = "/dev/ublkb" .. id
