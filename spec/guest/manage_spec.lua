@@ -200,6 +200,26 @@ describe("#guest device management", function()
     clean()
   end)
 
+  -- A server that leaves without removing its devices starts a reaper
+  -- (`ublk-lua --reap PID ID...`), which deletes them once PID has gone;
+  -- meanwhile another server's sweep may have deleted one and a new device
+  -- taken its id.  That new device is run by a live server here.
+  it("a reaper leaves alone a device whose id has become another server's", function()
+    local id, pid = add("-t memory -s 32MiB")
+    local path = "/dev/ublkb" .. id
+    local md5 = G.write_random_at(path, 0, 65536)
+    local gone = tonumber(G.must("sh -c 'echo $$'"):match("%d+"))
+    local _, out = G.sh("%s --reap %d %d", G.bin, gone, id)
+    assert.matches("reaper: device " .. id .. " is now pid " .. pid .. "'s, no longer " .. gone
+      .. "'s: left alone", out)
+    assert.are.equal("LIVE", listed(id).state)
+    assert.truthy(G.sh("test -f /run/ublk-lua/dev%d", id), "its record was removed")
+    assert.are.equal(md5, G.md5_at(path, 0, 65536))
+    assert.are.equal(0, (cli("del -n %d", id)))
+    assert.truthy(wait_until(function() return not alive(pid) end), "server still running")
+    clean()
+  end)
+
   it("del removes a DEAD device (no recovery), a QUIESCED one, and -a all of them", function()
     local dead_id, dead_pid = add("spec/guest/scripts/no-recovery.lua")
     local q_id, q_pid = add("-t memory -s 32MiB")
