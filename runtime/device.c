@@ -217,6 +217,7 @@ int ublk_dev_init_backend(struct ublk_dev *d, bool recovering,
 	d->ctrl.fd = -1;
 	d->state = UBLK_DEV_CLOSED;
 	d->recovering = recovering;
+	d->read_only = bconf->read_only;
 	d->backend.ops = ops;
 	ret = ops->create(&d->backend, bconf);
 	if (ret < 0) {

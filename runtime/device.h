@@ -51,6 +51,7 @@ struct ublk_dev {
 	struct ublk_stats_header *stats;	/* their counters, shared (stats.h) */
 	struct ublk_latch latch;
 	bool recovering;	/* made by ublk_dev_recover: start ends the recovery */
+	bool read_only;		/* the user's read_only: the backend serves no writes */
 	uint64_t create_ns;	/* ADD_DEV .. params set */
 	uint64_t start_ns;	/* threads .. START_DEV returned */
 	char err[256];

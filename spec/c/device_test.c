@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * spec/c/device_test.c - what the device lifecycle decides without asking
- * the kernel: which devices of a dead server are left for recovery.  No
- * ublk driver needed, no Lua.  Prints TAP.  Build: make build/device-test
+ * the kernel: which devices of a dead server are left for recovery, which
+ * a recovering server refuses.  No ublk driver needed, no Lua.  Prints
+ * TAP.  Build: make build/device-test
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,9 +41,78 @@ static void test_recoverable(void)
 	check(!ublk_dev_recoverable(&i), "sweep: one without recovery is removed, whatever its state");
 }
 
+/* A device ublk-lua made and the memory backend that recovers it: what
+ * ublk_dev_check_recovered accepts. */
+static void recoverable_device(struct ublk_dev *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->info.nr_hw_queues = 2;
+	d->info.queue_depth = 128;
+	d->info.max_io_buf_bytes = 1 << 20;
+	d->info.state = UBLK_S_DEV_QUIESCED;
+	d->info.flags = UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE |
+			UBLK_F_CMD_IOCTL_ENCODE | UBLK_F_USER_COPY;
+	d->params.basic.dev_sectors = 2048;
+	d->backend.size = 2048 * 512;
+	d->backend.caps = UBLK_CAN_USER_COPY;
+	d->backend.ops = ublk_backend_find("memory");
+}
+
+/* What a recovering server refuses before it touches the device, by name. */
+static void test_check_recovered(void)
+{
+	static const struct {
+		uint64_t flag;
+		const char *name;
+	} foreign[] = {
+		{ UBLK_F_NEED_GET_DATA, "UBLK_F_NEED_GET_DATA" },
+		{ UBLK_F_UNPRIVILEGED_DEV, "UBLK_F_UNPRIVILEGED_DEV" },
+		{ UBLK_F_ZONED, "UBLK_F_ZONED" },
+		{ UBLK_F_INTEGRITY, "UBLK_F_INTEGRITY" },
+		{ UBLK_F_SHMEM_ZC, "UBLK_F_SHMEM_ZC" },
+		{ 1ull << 20, "flag bit 20" },
+	};
+	static struct ublk_dev d;
+	int named = 1;
+
+	recoverable_device(&d);
+	check(ublk_dev_check_recovered(&d, 7) == 0, "recover: accepts a device ublk-lua made");
+	/* what 6.16+ and 7.0+ set on every device they make */
+	d.info.flags |= UBLK_F_URING_CMD_COMP_IN_TASK | UBLK_F_PER_IO_DAEMON |
+			UBLK_F_BUF_REG_OFF_DAEMON | UBLK_F_SAFE_STOP_DEV | UBLK_F_QUIESCE;
+	check(ublk_dev_check_recovered(&d, 7) == 0,
+	      "recover: accepts the flags newer kernels set on every device");
+
+	recoverable_device(&d);
+	d.params.basic.attrs = UBLK_ATTR_READ_ONLY;
+	check(ublk_dev_check_recovered(&d, 7) == -EINVAL &&
+		      strstr(d.err, "device 7 is read-only, the recovering server's is not") &&
+		      strstr(d.err, "set read_only = true"),
+	      "recover: refuses a writable server for a read-only device, saying so");
+	d.read_only = true;
+	check(ublk_dev_check_recovered(&d, 7) == 0, "recover: a read-only server takes it");
+	d.params.basic.attrs = 0;
+	check(ublk_dev_check_recovered(&d, 7) == -EINVAL &&
+		      strstr(d.err, "device 7 is writable, the recovering server's has read_only = "
+				    "true"),
+	      "recover: refuses a read-only server for a writable device, saying so");
+
+	for (size_t k = 0; k < sizeof(foreign) / sizeof(foreign[0]); k++) {
+		recoverable_device(&d);
+		d.info.flags |= foreign[k].flag;
+		if (ublk_dev_check_recovered(&d, 7) != -EINVAL || !strstr(d.err, foreign[k].name) ||
+		    !strstr(d.err, "device 7 ")) {
+			printf("# %s: %s\n", foreign[k].name, d.err);
+			named = 0;
+		}
+	}
+	check(named, "recover: refuses, by name, a device with a flag its queues do not implement");
+}
+
 int main(void)
 {
 	test_recoverable();
+	test_check_recovered();
 	printf("1..%d\n", checks);
 	return failed ? 1 : 0;
 }

@@ -175,6 +175,23 @@ describe("#guest device management", function()
     clean()
   end)
 
+  it("recover refuses a read-only server for a writable device, naming why, and leaves it recoverable", function()
+    local id, pid = add("spec/guest/scripts/ro-or-rw.lua rw")
+    local path = "/dev/ublkb" .. id
+    local md5 = G.write_random_at(path, 0, 65536)
+    G.must("kill -9 %d", pid)
+    assert.truthy(wait_until(function() return listed(id).state == "QUIESCED" end), "not QUIESCED")
+    local rc, out = cli("recover -n %d spec/guest/scripts/ro-or-rw.lua ro", id)
+    assert.are.equal(1, rc, out)
+    assert.matches("device " .. id .. " is writable, the recovering server's has read_only = true", out)
+    assert.is_true(listed(id).recoverable)
+    rc, out = cli("recover -n %d", id) -- the recorded script and arguments
+    assert.are.equal(0, rc, out)
+    assert.are.equal(md5, G.md5_at(path, 0, 65536))
+    assert.are.equal(0, (cli("del -n %d", id)))
+    clean()
+  end)
+
   it("add --restart recovers by itself when the server is killed under fio verify", function()
     local id, pid, line = add("--restart 2 -t memory -s 128MiB -q 2")
     assert.matches("supervised", line)
