@@ -69,7 +69,9 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
  * fetches every tag and ends the recovery: the waiting I/O is served.  The
  * backend must have the device's size; of conf only pin and latency
  * count (the rest is the device's own).  A failed recovery leaves the
- * device as it was, recoverable. */
+ * device as it was, recoverable, and its record as the old server wrote
+ * it: the device is registered as ours once ublk_dev_start has ended the
+ * recovery. */
 int ublk_dev_recover(struct ublk_dev *d, uint32_t id, const struct ublk_dev_conf *conf,
 		     const struct ublk_backend_ops *ops,
 		     const struct ublk_backend_conf *bconf);
@@ -90,10 +92,12 @@ int ublk_dev_close(struct ublk_dev *d);
  * end the process then: see wait_unstuck in device.c). */
 int ublk_dev_stop_in_progress(void);
 
-/* device_delete.c.  Ids of the devices this process added and has not
- * deleted (up to max); safe from any thread. */
+/* device_delete.c.  Ids of the devices this process added (or recovered)
+ * and has not deleted (up to max); safe from any thread. */
 int ublk_dev_ids(uint32_t *ids, int max);
-void ublk_dev_register(uint32_t id, const char *store);
+/* Adds id to them and records this process as its server: a new record,
+ * or for a `recovered` device the old server's with only the pid changed. */
+void ublk_dev_register(uint32_t id, const char *store, bool recovered);
 void ublk_dev_unregister(uint32_t id);
 /* DEL_DEV without waiting on a disk still held open (then says by whom);
  * unregisters the id. */

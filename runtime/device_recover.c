@@ -177,7 +177,6 @@ int ublk_dev_recover(struct ublk_dev *d, uint32_t id, const struct ublk_dev_conf
 		ublk_dev_release(d, false);
 		return ret;
 	}
-	ublk_dev_register(id, d->backend.store);
-	d->state = UBLK_DEV_CREATED;
+	d->state = UBLK_DEV_CREATED; /* registered once started (device.c) */
 	return 0;
 }

@@ -1,10 +1,11 @@
 -- ublk.state: what ublk-lua records of each device it serves, in
 -- /run/ublk-lua/devN (JSON), so that `ublk-lua list`, `del` and `recover`
 -- know a device's server, script and store after the server is gone.
--- The runtime writes {id, pid, store} at ADD_DEV and removes the file
--- (and the store) with the device (runtime/device_delete.c); the server
--- adds the rest here once the device is started.  Entries whose pid is
--- dead are reported as such, never trusted.
+-- The runtime writes {id, pid, store} at ADD_DEV, changes only the pid
+-- when a recovering server has started the device again, and removes the
+-- file (and the store) with the device (runtime/device_delete.c); the
+-- server adds the rest here once the device is started.  Entries whose
+-- pid is dead are reported as such, never trusted.
 local ffi = require "ffi"
 local json = require "ublk.json"
 

@@ -2,12 +2,14 @@
 /*
  * spec/c/device_test.c - what the device lifecycle decides without asking
  * the kernel: which devices of a dead server are left for recovery, which
- * a recovering server refuses.  No ublk driver needed, no Lua.  Prints
- * TAP.  Build: make build/device-test
+ * a recovering server refuses, what it records.  No ublk driver needed, no
+ * Lua.  Prints TAP.  Build: make build/device-test
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../../runtime/device_private.h"
 
@@ -109,10 +111,68 @@ static void test_check_recovered(void)
 	check(named, "recover: refuses, by name, a device with a flag its queues do not implement");
 }
 
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+static void read_file(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+
+	buf[n] = 0;
+	if (f)
+		fclose(f);
+}
+
+/* A recovering server's registration keeps what the old one recorded.
+ * The records live in UBLK_STATE_DIR: this uses an id no kernel hands out
+ * soon (ids are taken lowest first), and leaves the directory as found. */
+static void test_register_recovered(void)
+{
+	const uint32_t id = 1048000;
+	char path[64], json[1024], pid[32];
+	bool made_dir = mkdir(UBLK_STATE_DIR, 0755) == 0;
+
+	snprintf(path, sizeof(path), "%s/dev%u", UBLK_STATE_DIR, id);
+	snprintf(pid, sizeof(pid), "\"pid\": %d,", (int)getpid());
+	if (access(path, F_OK) == 0) {
+		printf("ok %d - # SKIP %s exists\n", ++checks, path);
+		return;
+	}
+	write_file(path, "{\"args\": [\"v1\"], \"id\": 1048000, \"index\": 2, \"pid\": 1, "
+			 "\"script\": \"/srv/disk.lua\", \"shared\": [\"/dev/shm/ublk-lua.1.x\"], "
+			 "\"store\": \"/dev/shm/ublk-lua.1.2\"}\n");
+	ublk_dev_register(id, "/dev/shm/ublk-lua.1.2", true);
+	read_file(path, json, sizeof(json));
+	check(ublk_dev_read_owner(id, NULL, 0) == getpid() && strstr(json, pid) &&
+		      strstr(json, "\"script\": \"/srv/disk.lua\"") && strstr(json, "\"index\": 2") &&
+		      strstr(json, "\"args\": [\"v1\"]") &&
+		      strstr(json, "\"shared\": [\"/dev/shm/ublk-lua.1.x\"]") &&
+		      strstr(json, "\"store\": \"/dev/shm/ublk-lua.1.2\""),
+	      "records: a recovering server changes only the pid of the old record");
+	ublk_dev_unregister(id);
+	unlink(path);
+	ublk_dev_register(id, "", true);
+	check(ublk_dev_read_owner(id, NULL, 0) == getpid(),
+	      "records: without an old record, a recovered device gets a new one");
+	ublk_dev_unregister(id);
+	unlink(path);
+	if (made_dir)
+		rmdir(UBLK_STATE_DIR);
+}
+
 int main(void)
 {
 	test_recoverable();
 	test_check_recovered();
+	test_register_recovered();
 	printf("1..%d\n", checks);
 	return failed ? 1 : 0;
 }

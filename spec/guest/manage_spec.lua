@@ -175,6 +175,40 @@ describe("#guest device management", function()
     clean()
   end)
 
+  -- The failed recovery has sent START_USER_RECOVERY for the first
+  -- device.  Kernels since 6.15 (QUIESCE came in 6.16) reset a device for
+  -- the next recovery when the failed server lets go of /dev/ublkcN;
+  -- older ones refuse the next START_USER_RECOVERY (EINVAL).
+  it("a recovery that fails on a later device leaves the first one's record whole; a plain recover then succeeds", function()
+    local rc, out = cli("add spec/guest/scripts/two-disks.lua")
+    assert.are.equal(0, rc, out)
+    local ids, md5s = {}, {}
+    for id in out:gmatch("dev id (%d+):") do ids[#ids + 1] = tonumber(id) end
+    local pid = tonumber(out:match("pid (%d+)"))
+    for i, id in ipairs(ids) do md5s[i] = G.write_random_at("/dev/ublkb" .. id, 0, 65536) end
+    local before = G.read_file("/run/ublk-lua/dev" .. ids[1])
+    G.must("kill -9 %d", pid)
+    assert.truthy(wait_until(function()
+      return listed(ids[1]).state == "QUIESCED" and listed(ids[2]).state == "QUIESCED"
+    end), "not QUIESCED")
+    -- the first device is recovered, the second is refused (its size)
+    rc, out = cli("recover -n %d spec/guest/scripts/two-disks.lua 16MiB", ids[1])
+    assert.are.equal(1, rc, out)
+    assert.matches("device " .. ids[2] .. " has 65536 sectors", out)
+    assert.are.equal(before, G.read_file("/run/ublk-lua/dev" .. ids[1]))
+    assert.is_true(listed(ids[1]).recoverable)
+    if (require("ublk").features() or {}).quiesce then
+      rc, out = cli("recover -n %d", ids[1]) -- the recorded script, both devices
+      assert.are.equal(0, rc, out)
+      for i, id in ipairs(ids) do
+        assert.matches("dev id " .. id .. ": /dev/ublkb" .. id .. " .*recovered", out)
+        assert.are.equal(md5s[i], G.md5_at("/dev/ublkb" .. id, 0, 65536))
+      end
+    end
+    assert.are.equal(0, (cli("del -a")))
+    clean()
+  end)
+
   it("recover refuses a read-only server for a writable device, naming why, and leaves it recoverable", function()
     local id, pid = add("spec/guest/scripts/ro-or-rw.lua rw")
     local path = "/dev/ublkb" .. id
