@@ -50,7 +50,7 @@ LUA_MODULES := $(wildcard lua/ublk/*.lua)
 VERSION := $(shell sed -n 's/^\#define UBLK_LUA_VERSION "\(.*\)"/\1/p' runtime/lua_core.c)
 
 .PHONY: all deps run test test-host test-guest bench fuzz install clean rock
-all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test
+all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test $(B)/device-test
 
 $(OBJS): $(B)/obj/%.o: runtime/%.c runtime/*.h | $(B)/obj
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c -o $@ $<
@@ -83,6 +83,10 @@ $(B)/ublk/core.so: $(BRIDGE_OBJS) $(OBJS) | $(B)/ublk
 
 # C backends on the host's io_uring (spec/run-host runs it): no Lua at all
 $(B)/backend-test: spec/c/backend_test.c $(OBJS)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# the device lifecycle's decisions that need no kernel (spec/run-host)
+$(B)/device-test: spec/c/device_test.c $(OBJS)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # libFuzzer needs clang; the runtime is compiled again with its

@@ -217,6 +217,7 @@ int ublk_dev_init_backend(struct ublk_dev *d, bool recovering,
 	d->ctrl.fd = -1;
 	d->state = UBLK_DEV_CLOSED;
 	d->recovering = recovering;
+	d->read_only = bconf->read_only;
 	d->backend.ops = ops;
 	ret = ops->create(&d->backend, bconf);
 	if (ret < 0) {
@@ -277,7 +278,7 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		ublk_dev_release(d, false); /* the kernel made no device */
 		return ret;
 	}
-	ublk_dev_register(d->info.dev_id, d->backend.store);
+	ublk_dev_register(d->info.dev_id, d->backend.store, false);
 	ret = ublk_dev_check_granted(d, conf);
 	if (ret >= 0)
 		ret = ublk_dev_open_cdev(d);
@@ -337,6 +338,10 @@ int ublk_dev_start(struct ublk_dev *d)
 		return ublk_dev_fail(d, ret, "%s refused: %s",
 			    d->recovering ? "END_USER_RECOVERY" : "START_DEV", strerror(-ret));
 	}
+	/* recovered: ours from now on (a recovery that failed before left the
+	 * device and its record to the next one) */
+	if (d->recovering)
+		ublk_dev_register(d->info.dev_id, d->backend.store, true);
 	d->start_ns = now_ns() - t0;
 	d->state = UBLK_DEV_STARTED;
 	return 0;

@@ -51,6 +51,7 @@ struct ublk_dev {
 	struct ublk_stats_header *stats;	/* their counters, shared (stats.h) */
 	struct ublk_latch latch;
 	bool recovering;	/* made by ublk_dev_recover: start ends the recovery */
+	bool read_only;		/* the user's read_only: the backend serves no writes */
 	uint64_t create_ns;	/* ADD_DEV .. params set */
 	uint64_t start_ns;	/* threads .. START_DEV returned */
 	char err[256];
@@ -68,7 +69,9 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
  * fetches every tag and ends the recovery: the waiting I/O is served.  The
  * backend must have the device's size; of conf only pin and latency
  * count (the rest is the device's own).  A failed recovery leaves the
- * device as it was, recoverable. */
+ * device as it was, recoverable, and its record as the old server wrote
+ * it: the device is registered as ours once ublk_dev_start has ended the
+ * recovery. */
 int ublk_dev_recover(struct ublk_dev *d, uint32_t id, const struct ublk_dev_conf *conf,
 		     const struct ublk_backend_ops *ops,
 		     const struct ublk_backend_conf *bconf);
@@ -79,7 +82,9 @@ int ublk_dev_stop(struct ublk_dev *d);
  * (7.x) QUIESCE_DEV first lets the I/O in flight finish and the queue
  * threads leave; elsewhere the caller's exit hands it over, as a crash
  * would, and recovery "reissue" serves again what was in flight.  The
- * caller must end the process without closing d. */
+ * caller must end the process without closing d.  A failure leaves d as
+ * it was, the caller's to close (without user recovery it cannot be
+ * handed over: the kernel would leave it DEAD). */
 int ublk_dev_handover(struct ublk_dev *d);
 int ublk_dev_close(struct ublk_dev *d);
 
@@ -87,10 +92,12 @@ int ublk_dev_close(struct ublk_dev *d);
  * end the process then: see wait_unstuck in device.c). */
 int ublk_dev_stop_in_progress(void);
 
-/* device_delete.c.  Ids of the devices this process added and has not
- * deleted (up to max); safe from any thread. */
+/* device_delete.c.  Ids of the devices this process added (or recovered)
+ * and has not deleted (up to max); safe from any thread. */
 int ublk_dev_ids(uint32_t *ids, int max);
-void ublk_dev_register(uint32_t id, const char *store);
+/* Adds id to them and records this process as its server: a new record,
+ * or for a `recovered` device the old server's with only the pid changed. */
+void ublk_dev_register(uint32_t id, const char *store, bool recovered);
 void ublk_dev_unregister(uint32_t id);
 /* DEL_DEV without waiting on a disk still held open (then says by whom);
  * unregisters the id. */
@@ -108,9 +115,16 @@ int ublk_dev_try_stop(struct ublk_ctrl *c, uint32_t id, char *why, size_t len);
 void ublk_dev_forget_owner(uint32_t id);
 /* Deletes the devices whose recorded owner has died without removing them
  * (SIGKILL, the OOM killer): the next server cleans up.  Not those the
- * kernel keeps for recovery (QUIESCED, FAIL_IO): `ublk-lua recover` or
+ * kernel keeps for recovery (ublk_dev_recoverable): `ublk-lua recover` or
  * `ublk-lua del` decides for them. */
 void ublk_dev_remove_orphans(struct ublk_ctrl *c);
+/* Whether a device whose server has died is kept for a new one: user
+ * recovery on, and not DEAD.  QUIESCED or FAIL_IO once the kernel has
+ * noticed the death; LIVE until then, which can be well after the process
+ * has gone: the kernel acts when the dead server's io_uring and
+ * /dev/ublkcN are torn down, and that runs asynchronously.
+ * START_USER_RECOVERY waits for it (device_recover.c). */
+bool ublk_dev_recoverable(const struct ublksrv_ctrl_dev_info *info);
 /* The pid recorded for device id, 0 if none; its store into `store`. */
 int ublk_dev_read_owner(uint32_t id, char *store, size_t len);
 

@@ -99,6 +99,39 @@ static size_t read_record(uint32_t id, char *json, size_t len)
 	return n > 0 ? (size_t)n : 0;
 }
 
+/* A recovering server takes over device id's record: the pid becomes
+ * ours, the rest stays (the script, the device's index, the ublk.shared
+ * regions: what the next recovery needs).  Replaced in one rename, as
+ * lua/ublk/state.lua does.  False when there is no record to take over,
+ * or one too long to read whole here (state.lua rewrites that one). */
+static bool take_over_record(uint32_t id)
+{
+	char path[64], tmp[72], json[16384], out[16400];
+	const char *p;
+	size_t at, n = read_record(id, json, sizeof(json));
+	int fd, len;
+
+	if (!n || n == sizeof(json) - 1 || !(p = json_find(json, "\"pid\":")))
+		return false;
+	p += strlen("\"pid\":");
+	p += strspn(p, " ");
+	at = (size_t)(p - json);
+	p += strspn(p, "-0123456789");
+	len = snprintf(out, sizeof(out), "%.*s%d%s", (int)at, json, (int)getpid(), p);
+	if (len < 0 || (size_t)len >= sizeof(out))
+		return false;
+	owner_path(path, sizeof(path), id);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, out, (size_t)len) != len || rename(tmp, path) < 0) {
+		ublk_dbg("dev %u: cannot take over its record %s: %s", id, path, strerror(errno));
+		unlink(tmp);
+	}
+	if (fd >= 0)
+		close(fd);
+	return true;
+}
+
 int ublk_dev_read_owner(uint32_t id, char *store, size_t len)
 {
 	char json[4096];
@@ -168,15 +201,16 @@ void ublk_dev_forget_owner(uint32_t id)
 	ublk_stats_forget(id);
 }
 
-/* Kept by the kernel for a new server: user recovery, and quiesced. */
+bool ublk_dev_recoverable(const struct ublksrv_ctrl_dev_info *info)
+{
+	return (info->flags & UBLK_F_USER_RECOVERY) && info->state != UBLK_S_DEV_DEAD;
+}
+
 static bool recoverable(struct ublk_ctrl *c, uint32_t id)
 {
 	struct ublksrv_ctrl_dev_info info;
 
-	if (ublk_ctrl_get_dev_info(c, id, &info) < 0)
-		return false;
-	return (info.flags & UBLK_F_USER_RECOVERY) &&
-	       (info.state == UBLK_S_DEV_QUIESCED || info.state == UBLK_S_DEV_FAIL_IO);
+	return ublk_ctrl_get_dev_info(c, id, &info) >= 0 && ublk_dev_recoverable(&info);
 }
 
 void ublk_dev_remove_orphans(struct ublk_ctrl *c)
@@ -205,9 +239,10 @@ void ublk_dev_remove_orphans(struct ublk_ctrl *c)
 		closedir(dir);
 }
 
-void ublk_dev_register(uint32_t id, const char *store)
+void ublk_dev_register(uint32_t id, const char *store, bool recovered)
 {
-	record_owner(id, store);
+	if (!recovered || !take_over_record(id))
+		record_owner(id, store);
 	pthread_mutex_lock(&registry_lock);
 	if (registry_len < sizeof(registry) / sizeof(registry[0]))
 		registry[registry_len++] = id;

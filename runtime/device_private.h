@@ -33,7 +33,8 @@ int ublk_dev_check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 /* device_recover.c: whether what GET_DEV_INFO and GET_PARAMS said of device
  * id (in d->info, d->params) can be served by d's backend: queues, depth
  * and buffer size within the kernel's limits, recovery on, not DEAD, the
- * same size, a copy mode the backend can.  0, or -EINVAL with d->err
+ * same size, read-only as d->read_only, no flag our queues do not
+ * implement, a copy mode the backend can.  0, or -EINVAL with d->err
  * naming the field, its value and what is allowed.  Reads nothing else
  * (spec/fuzz/fuzz_recovery.c). */
 int ublk_dev_check_recovered(struct ublk_dev *d, uint32_t id);

@@ -5,6 +5,7 @@
  * device, quiesced: its I/O waits (or fails, with FAIL_IO) until a server
  * has fetched every tag again.  kublk and ublksrv do the same steps.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -52,10 +53,46 @@ static int start_recovery(struct ublk_dev *d, uint32_t id)
 	return 0;
 }
 
+/* The device flags a recovering server can meet and serve: what our queues
+ * implement (device_flags.c asks for these), and what the kernel sets on
+ * devices without changing how their requests are served: COMP_IN_TASK,
+ * PER_IO_DAEMON (6.16+) and BUF_REG_OFF_DAEMON (6.17+) on every one (they
+ * allow more threads; one per queue still is one), SAFE_STOP_DEV (7.0+);
+ * UPDATE_SIZE allows a command we never send, NO_AUTO_PART_SCAN changes
+ * only START_DEV, which a recovery does not send.  Any other
+ * (NEED_GET_DATA, UNPRIVILEGED_DEV, ZONED, INTEGRITY, SHMEM_ZC, a bit this
+ * header does not know) brings requests or commands in a form our queues
+ * do not speak: such a device (another server's) is not ours to serve. */
+static const uint64_t served_flags =
+	UBLK_F_SUPPORT_ZERO_COPY | UBLK_F_URING_CMD_COMP_IN_TASK | UBLK_F_USER_RECOVERY |
+	UBLK_F_USER_RECOVERY_REISSUE | UBLK_F_CMD_IOCTL_ENCODE | UBLK_F_USER_COPY |
+	UBLK_F_USER_RECOVERY_FAIL_IO | UBLK_F_UPDATE_SIZE | UBLK_F_AUTO_BUF_REG | UBLK_F_QUIESCE |
+	UBLK_F_PER_IO_DAEMON | UBLK_F_BUF_REG_OFF_DAEMON | UBLK_F_BATCH_IO | UBLK_F_SAFE_STOP_DEV |
+	UBLK_F_NO_AUTO_PART_SCAN;
+
+/* "UBLK_F_NEED_GET_DATA" for the lowest bit of flags, or "flag bit 20". */
+static const char *flag_name(uint64_t flags, char *buf, size_t len)
+{
+	unsigned bit = (unsigned)__builtin_ctzll(flags);
+	const char *name = ublk_feature_name(bit);
+	size_t n;
+
+	if (!name) {
+		snprintf(buf, len, "flag bit %u", bit);
+		return buf;
+	}
+	n = (size_t)snprintf(buf, len, "UBLK_F_%s", name);
+	for (size_t k = 7; k < n && k < len; k++)
+		buf[k] = (char)toupper((unsigned char)buf[k]);
+	return buf;
+}
+
 int ublk_dev_check_recovered(struct ublk_dev *d, uint32_t id)
 {
 	const struct ublksrv_ctrl_dev_info *i = &d->info;
 	uint64_t sectors = d->params.basic.dev_sectors;
+	bool read_only = d->params.basic.attrs & UBLK_ATTR_READ_ONLY;
+	char name[32];
 
 	/* what the queues are made from: the kernel's own limits */
 	if (i->nr_hw_queues < 1 || i->nr_hw_queues > UBLK_MAX_NR_QUEUES)
@@ -82,6 +119,16 @@ int ublk_dev_check_recovered(struct ublk_dev *d, uint32_t id)
 				     "bytes: a recovering server must serve the same size", id,
 				     (unsigned long long)sectors,
 				     (unsigned long long)d->backend.size);
+	if (read_only != d->read_only)
+		return ublk_dev_fail(d, -EINVAL, "device %u is %s, the recovering server's %s: it "
+				     "must serve it as it was (%s)", id,
+				     read_only ? "read-only" : "writable",
+				     read_only ? "is not" : "has read_only = true",
+				     read_only ? "set read_only = true" : "leave read_only unset");
+	if (i->flags & ~served_flags)
+		return ublk_dev_fail(d, -EINVAL, "device %u has %s, which ublk-lua does not "
+				     "implement: only a server that does can recover it", id,
+				     flag_name(i->flags & ~served_flags, name, sizeof(name)));
 	if ((d->info.flags & UBLK_F_USER_COPY) && !(d->backend.caps & UBLK_CAN_USER_COPY))
 		return ublk_dev_fail(d, -EINVAL, "device %u moves data by user copy, which "
 				     "backend '%s' cannot", id, d->backend.ops->name);
@@ -130,7 +177,6 @@ int ublk_dev_recover(struct ublk_dev *d, uint32_t id, const struct ublk_dev_conf
 		ublk_dev_release(d, false);
 		return ret;
 	}
-	ublk_dev_register(id, d->backend.store);
-	d->state = UBLK_DEV_CREATED;
+	d->state = UBLK_DEV_CREATED; /* registered once started (device.c) */
 	return 0;
 }

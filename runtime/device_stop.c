@@ -75,17 +75,17 @@ int ublk_dev_handover(struct ublk_dev *d)
 	ret = wait_unstuck(d);
 	if (ret < 0)
 		return ret;
+	if (d->info.flags & UBLK_F_QUIESCE) {
+		__atomic_add_fetch(&stops_in_progress, 1, __ATOMIC_ACQ_REL);
+		ret = ublk_ctrl_quiesce_dev(&d->ctrl, d->info.dev_id, 10000);
+		__atomic_sub_fetch(&stops_in_progress, 1, __ATOMIC_ACQ_REL);
+		if (ret < 0) /* still ours: the caller removes it as a stop would */
+			return ublk_dev_fail(d, ret, "QUIESCE_DEV failed: %s", strerror(-ret));
+		ublk_dev_stop_queues(d, d->info.nr_hw_queues);
+		d->state = UBLK_DEV_STOPPED;
+	}
 	ublk_dev_unregister(d->info.dev_id); /* no reaper deletes it either */
 	d->recovering = true; /* and no release its store */
-	if (!(d->info.flags & UBLK_F_QUIESCE))
-		return 0;
-	__atomic_add_fetch(&stops_in_progress, 1, __ATOMIC_ACQ_REL);
-	ret = ublk_ctrl_quiesce_dev(&d->ctrl, d->info.dev_id, 10000);
-	__atomic_sub_fetch(&stops_in_progress, 1, __ATOMIC_ACQ_REL);
-	if (ret < 0)
-		return ublk_dev_fail(d, ret, "QUIESCE_DEV failed: %s", strerror(-ret));
-	ublk_dev_stop_queues(d, d->info.nr_hw_queues);
-	d->state = UBLK_DEV_STOPPED;
 	return 0;
 }
 

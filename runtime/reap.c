@@ -4,7 +4,9 @@
  * to leave without removing its devices (signals.c).  Once PID has gone,
  * the kernel has failed its in-flight I/O and stopped its disks; this
  * deletes the devices, so nothing is left DEAD.  It ignores termination
- * signals and outlives the terminal: it has a few seconds of work.
+ * signals and outlives the terminal: it has a few seconds of work.  It
+ * deletes only what is still PID's: meanwhile another server's sweep may
+ * have deleted a device and a new one taken its freed id.
  */
 #include <errno.h>
 #include <poll.h>
@@ -41,6 +43,23 @@ static int wait_gone(pid_t pid, int timeout_ms)
 	return 0;
 }
 
+/* Is device id still the one pid left?  Its record says so; a device made
+ * under a reused id has its own server's.  Without a record, only the
+ * kernel can tell: its ublksrv_pid (-1 once the kernel has stopped the
+ * device, which is then left alone: nothing says whose it is). */
+static bool still_ours(struct ublk_ctrl *c, uint32_t id, pid_t pid, int *owner)
+{
+	struct ublksrv_ctrl_dev_info info;
+
+	*owner = ublk_dev_read_owner(id, NULL, 0);
+	if (*owner > 0)
+		return *owner == pid;
+	if (ublk_ctrl_get_dev_info(c, id, &info) < 0)
+		return false;
+	*owner = info.ublksrv_pid;
+	return info.ublksrv_pid == pid;
+}
+
 int ublk_reap_main(int argc, char **argv)
 {
 	struct ublk_ctrl c;
@@ -68,16 +87,27 @@ int ublk_reap_main(int argc, char **argv)
 	ublk_ctrl_get_features(&c, &(uint64_t){ 0 });
 	for (int i = 3; i < argc; i++) {
 		uint32_t id = (uint32_t)strtoul(argv[i], NULL, 10);
+		int owner;
 
+		if (!still_ours(&c, id, pid, &owner)) {
+			if (owner > 0)
+				ublk_warn("reaper: device %u is now pid %d's, no longer %d's: left alone",
+					  id, owner, (int)pid);
+			else
+				ublk_warn("reaper: nothing says device %u is still process %d's: "
+					  "left alone", id, (int)pid);
+			continue;
+		}
 		/* async: a disk still held open (mounted) is deleted when it is
 		 * closed, and we do not wait for that */
 		ret = ublk_ctrl_del_dev_async(&c, id);
 		if (ret < 0 && ret != -ENODEV) {
+			/* its record stays, for the next sweep or `ublk-lua del` */
 			ublk_err("reaper: device %u: DEL_DEV: %s", id, strerror(-ret));
 			status = 1;
-		} else {
-			ublk_info("reaper: device %u removed", id);
+			continue;
 		}
+		ublk_info("reaper: device %u removed", id);
 		ublk_dev_forget_owner(id);
 	}
 	ublk_ctrl_close(&c);

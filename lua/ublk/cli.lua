@@ -141,17 +141,35 @@ end
 
 -- `ublk-lua reload` asked this server to leave its devices to a new one
 -- (cli_daemon.lua): none is removed; the process ends at once, so nothing
--- (no __gc, no reaper) deletes them after.
+-- (no __gc, no reaper) deletes them after.  A device that cannot be
+-- handed over (recovery = false: the kernel would leave it DEAD) is
+-- removed first, as a normal stop removes it.
 local function handover()
+  local status, stuck = 0, false
   for _, dev in ipairs(ublk.devices()) do
+    local path = dev.path
     local ok, err = dev._d:handover()
-    if not ok then complain(("%s: %s"):format(dev.path, err)) end
-    say("%s handed over", dev.path)
+    if ok then
+      say("%s handed over", path)
+    else
+      complain(("%s: not handed over: %s"):format(path, err))
+      status = 1
+      local okc, cerr, errno = dev:close()
+      if okc then
+        say("%s removed (not handed over)", path)
+      else
+        complain(("%s: %s"):format(path, cerr))
+        stuck = stuck or errno == ublk.errno.EDEADLK
+      end
+    end
   end
   core.sd_notify("STOPPING=1")
   io.stdout:flush()
   io.stderr:flush()
-  ffi.C._exit(0)
+  -- a queue stuck for good: a reaper deletes what is still ours (the
+  -- devices handed over are not: device_stop.c)
+  if stuck then core.abandon(1) end
+  ffi.C._exit(status)
 end
 
 -- Serves `what` until a termination signal; 0 or 1.

@@ -29,9 +29,8 @@ local function describe(id)
   local d = { id = id, state = info.state, pid = info.pid, queues = info.queues,
     depth = info.depth, size = info.size, block_size = info.block_size,
     max_io = info.max_io, flags = sorted_names(info.flags), path = "/dev/ublkb" .. id }
-  d.recoverable = (info.flags.user_recovery and (info.state == "QUIESCED"
-    or info.state == "FAIL_IO")) or false
   local st = state.read(id)
+  d.recoverable = state.recoverable(info, st)
   if st then
     d.ublk_lua = { pid = st.pid, server = state.alive(st.pid) and "running" or "dead",
       script = st.script, args = st.args, spec = st.spec, backend = st.backend,

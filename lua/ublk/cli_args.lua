@@ -141,7 +141,8 @@ recorded script or SCRIPT.  The I/O that waited is served; data kept in
 usage: ublk-lua reload -n ID [SCRIPT [ARGS...]]
 Replaces the running server of device ID by a new one (SCRIPT, or the same
 script read again) without the devices going away: edit a Lua backend,
-reload, keep testing with the filesystem still mounted.  Needs recovery on.
+reload, keep testing with the filesystem still mounted.  Needs recovery on,
+on every device of that server.
 ]=],
   stats = [=[
 usage: ublk-lua stats -n ID [--json] [--watch SECONDS]

@@ -85,11 +85,13 @@ function daemon.takeover(id, script, args)
   end
   what.takeover[tostring(st and st.index or 1)] = { id = id, store = st and st.store }
   what.shared = st and st.shared -- its ublk.shared regions, in order
+  -- its siblings, LIVE ones too while the kernel has not yet seen their
+  -- server die: the recovery waits for that (runtime/device_recover.c)
   if st and st.pid then
     for _, other_id in ipairs(state.ids()) do
       local other = other_id ~= id and state.read(other_id)
       local oi = other and other.pid == st.pid and core.dev_info(other_id)
-      if oi and (oi.state == "QUIESCED" or oi.state == "FAIL_IO") and other.index then
+      if oi and other.index and state.recoverable(oi, other) then
         what.takeover[tostring(other.index)] = { id = other_id, store = other.store }
       end
     end
@@ -123,14 +125,25 @@ function daemon.reload(o)
     complain(("device %d was added with recovery = false: it cannot be reloaded"):format(o.id))
     return 1
   end
-  local t0 = core.clock()
-  local marked = {}
+  -- the server hands over all its devices: one without recovery would be
+  -- left to the kernel (DEAD), so then nothing is asked of the server
+  local ids = {}
   for _, id in ipairs(state.ids()) do
     local other = state.read(id)
-    if other and other.pid == st.pid then
-      local f = io.open(state.handover_path(id), "w")
-      if f then f:close() marked[#marked + 1] = id end
+    local oi = other and other.pid == st.pid and core.dev_info(id)
+    if oi and not oi.flags.user_recovery then
+      complain(("device %d, served by the same server (pid %d) as device %d, was added with "
+        .. "recovery = false: a reload hands over every device of its server, so each needs "
+        .. "recovery on; nothing was reloaded"):format(id, st.pid, o.id))
+      return 1
     end
+    if oi then ids[#ids + 1] = id end
+  end
+  local t0 = core.clock()
+  local marked = {}
+  for _, id in ipairs(ids) do
+    local f = io.open(state.handover_path(id), "w")
+    if f then f:close() marked[#marked + 1] = id end
   end
   ffi.C.kill(st.pid, 15)
   local gone = false

@@ -1,10 +1,11 @@
 -- ublk.state: what ublk-lua records of each device it serves, in
 -- /run/ublk-lua/devN (JSON), so that `ublk-lua list`, `del` and `recover`
 -- know a device's server, script and store after the server is gone.
--- The runtime writes {id, pid, store} at ADD_DEV and removes the file
--- (and the store) with the device (runtime/device_delete.c); the server
--- adds the rest here once the device is started.  Entries whose pid is
--- dead are reported as such, never trusted.
+-- The runtime writes {id, pid, store} at ADD_DEV, changes only the pid
+-- when a recovering server has started the device again, and removes the
+-- file (and the store) with the device (runtime/device_delete.c); the
+-- server adds the rest here once the device is started.  Entries whose
+-- pid is dead are reported as such, never trusted.
 local ffi = require "ffi"
 local json = require "ublk.json"
 
@@ -71,6 +72,16 @@ end
 function state.alive(pid)
   if type(pid) ~= "number" or pid <= 0 then return false end
   return ffi.C.kill(pid, 0) == 0 or ffi.errno() ~= 3 -- ESRCH
+end
+
+-- Is a device (core.dev_info) whose record is st kept for a new server
+-- (`ublk-lua recover`)?  User recovery on, and not DEAD.  LIVE counts once
+-- its recorded server has died: the kernel notices the death only when
+-- the dead server's io_uring and /dev/ublkcN are torn down, which can end
+-- well after the process has gone (runtime/device.h: ublk_dev_recoverable).
+function state.recoverable(info, st)
+  if not info.flags.user_recovery or info.state == "DEAD" then return false end
+  return info.state ~= "LIVE" or (st ~= nil and st.pid ~= nil and not state.alive(st.pid))
 end
 
 -- Records what a started device's server is: the CLI's `how` says how it

@@ -6,28 +6,42 @@
  * decides whether the recovery goes on (ublk_dev_check_recovered).
  * Invariants: no crash or sanitizer report; a device it accepts has
  * queues, depth and buffer size the queues can be made from, recovery on,
- * is not DEAD and has the backend's size; one it refuses has a message
- * that names the device.  Build and run: make fuzz.
+ * is not DEAD, has the backend's size, is read-only as the server is and
+ * has no flag that changes the protocol our queues speak; one it refuses
+ * has a message that names the device.  Build and run: make fuzz.
+ *
+ * Input: GET_DEV_INFO's answer, dev_sectors, the backend's size and caps;
+ * then, if present, the device's attrs and the server's read_only (a
+ * shorter input has neither: both writable).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../runtime/device_private.h"
 
+/* Flags whose requests or commands our queues do not speak: whatever else
+ * the check allows, never these (nor a bit past the header's last, 19). */
+#define FOREIGN (UBLK_F_NEED_GET_DATA | UBLK_F_UNPRIVILEGED_DEV | UBLK_F_ZONED | \
+		 UBLK_F_INTEGRITY | UBLK_F_SHMEM_ZC | ~((1ull << 20) - 1))
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct ublk_dev d;
 	const struct ublksrv_ctrl_dev_info *i = &d.info;
+	const size_t base = sizeof(d.info) + 8 + 8 + 4;
 	int ret;
 
-	if (size < sizeof(d.info) + 8 + 8 + 4)
+	if (size < base)
 		return 0;
 	memset(&d, 0, sizeof(d));
 	memcpy(&d.info, data, sizeof(d.info));
-	data += sizeof(d.info);
-	memcpy(&d.params.basic.dev_sectors, data, 8);
-	memcpy(&d.backend.size, data + 8, 8);
-	memcpy(&d.backend.caps, data + 16, 4);
+	memcpy(&d.params.basic.dev_sectors, data + sizeof(d.info), 8);
+	memcpy(&d.backend.size, data + sizeof(d.info) + 8, 8);
+	memcpy(&d.backend.caps, data + sizeof(d.info) + 16, 4);
+	if (size >= base + 5) {
+		memcpy(&d.params.basic.attrs, data + base, 4);
+		d.read_only = data[base + 4] & 1;
+	}
 	d.backend.ops = ublk_backend_find("memory");
 
 	ret = ublk_dev_check_recovered(&d, 7);
@@ -36,7 +50,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    i->queue_depth < 1 || i->queue_depth > UBLK_MAX_QUEUE_DEPTH ||
 		    i->max_io_buf_bytes < 4096 || i->max_io_buf_bytes > 1u << UBLK_IO_BUF_BITS ||
 		    !(i->flags & UBLK_F_USER_RECOVERY) || i->state == UBLK_S_DEV_DEAD ||
-		    d.params.basic.dev_sectors * 512 != d.backend.size)
+		    d.params.basic.dev_sectors * 512 != d.backend.size ||
+		    !(d.params.basic.attrs & UBLK_ATTR_READ_ONLY) != !d.read_only ||
+		    (i->flags & FOREIGN))
 			abort();
 	} else if (ret != -EINVAL || !strstr(d.err, "device 7 ") ||
 		   strnlen(d.err, sizeof(d.err)) == sizeof(d.err)) {
