@@ -4,7 +4,7 @@
 -- a device the kernel refuses the per-tag FETCH/COMMIT_AND_FETCH, so every
 -- byte checked here moved by the batch commands.  A kernel without it
 -- refuses batch = true by name, before any device exists.  (ext4 + fsck and a
--- failed copy under batch I/O: copy_spec.lua; kill -9 and recover: manage_spec.lua.)
+-- failed copy under batch I/O: copy_spec.lua; kill -9 and recover: recovery_spec.lua.)
 local ublk = require "ublk"
 local G = require "guest"
 
