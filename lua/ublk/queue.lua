@@ -91,13 +91,22 @@ function M.init(ctx_ptr, chunk)
   Delegate.__index = Delegate
   local op_names = {}
   for name, op in pairs(core.ops) do op_names[op] = name end
+  -- The buffer a synchronous handler gave its delegate, per tag: the
+  -- handler has returned while the delegate still moves data there, and
+  -- this may be the last reference to it.  Kept until the tag's next delegate call,
+  -- which comes after this request has been committed, so after the
+  -- delegate is done.  (An async handler's stack holds its own.)
+  local lent = {}
   local function call(d, op, req, buf, len, off)
     local r = c_delegate(q, d.index, op, req.tag, buf or req.buf, len or req.length,
       off or req.offset, req.flags)
     if r == QUEUED then
       -- A synchronous handler hands the request over: `return base:read(req)`
       -- passes this on, and the delegate's completion finishes the request.
-      if not async or running() == nil then return fail(-errno.EINPROGRESS) end
+      if not async or running() == nil then
+        lent[req.tag] = buf
+        return fail(-errno.EINPROGRESS)
+      end
       r = yield()
     elseif r == -errno.EBUSY then
       error("ublk: this request's delegate is still busy with an earlier call", 3)
