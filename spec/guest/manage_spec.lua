@@ -3,6 +3,7 @@
 -- server's state, `stats` reads a running server; what servers that
 -- die leave, and recovering it, are in recovery_spec.lua.
 local G = require "guest"
+local json = require "ublk.json"
 local M = require "manage"
 local cli, add, listed, alive, wait_until, clean = M.cli, M.add, M.listed, M.alive, M.wait_until, M.clean
 

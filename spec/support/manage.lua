@@ -3,6 +3,7 @@
 -- what a clean guest looks like afterwards.
 local G = require "guest"
 local json = require "ublk.json"
+local assert = require "luassert" -- busted's assert lives only in spec files
 
 local M = {}
 
