@@ -82,12 +82,12 @@ $(B)/ublk/core.so: $(BRIDGE_OBJS) $(OBJS) | $(B)/ublk
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
 
 # C backends on the host's io_uring (spec/run-host runs it): no Lua at all
-$(B)/backend-test: spec/c/backend_test.c $(OBJS)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/backend-test: spec/c/backend_test.c spec/c/tap.h $(OBJS)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS)
 
 # the device lifecycle's decisions that need no kernel (spec/run-host)
-$(B)/device-test: spec/c/device_test.c $(OBJS)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/device-test: spec/c/device_test.c spec/c/tap.h $(OBJS)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS)
 
 # libFuzzer needs clang; the runtime is compiled again with its
 # instrumentation (and ASan+UBSan) into the fuzz binary.

@@ -21,6 +21,14 @@ local function tmpfile(size)
   return path
 end
 
+-- A new named pipe: a read of it waits until someone writes.
+local function tmpfifo()
+  local path = os.tmpname()
+  os.remove(path)
+  assert(os.execute("mkfifo " .. path) == 0)
+  return path
+end
+
 local function file_bytes(path, off, len)
   local f = assert(io.open(path, "rb"))
   f:seek("set", off)
@@ -418,9 +426,7 @@ describe("the time budget of a Lua request", function()
   end)
 
   it("cancels what an async handler waits for past its budget: ETIMEDOUT", function()
-    local fifo = os.tmpname()
-    os.remove(fifo)
-    assert(os.execute("mkfifo " .. fifo) == 0)
+    local fifo = tmpfifo()
     local q
     local said = stderr.capture(function()
       q = assert(host.queue(ublk.backend {
@@ -444,9 +450,7 @@ describe("the time budget of a Lua request", function()
   end)
 
   it("starts nothing new for an async handler past its budget: its helpers fail ETIMEDOUT", function()
-    local fifo = os.tmpname()
-    os.remove(fifo)
-    assert(os.execute("mkfifo " .. fifo) == 0)
+    local fifo = tmpfifo()
     local path = tmpfile(65536)
     local file = ublk.file { path = path }
     local mem = ublk.shared("4KiB") -- what the handler saw, for this state to read
@@ -501,9 +505,7 @@ describe("the time budget of a Lua request", function()
   end)
 
   it("fails a request whose async handler raised with a read in flight, when the read outlives the budget", function()
-    local fifo = os.tmpname()
-    os.remove(fifo)
-    assert(os.execute("mkfifo " .. fifo) == 0)
+    local fifo = tmpfifo()
     local q, t0
     local said = stderr.capture(function()
       q = assert(host.queue(ublk.backend {

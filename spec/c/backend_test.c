@@ -24,19 +24,10 @@
 #include "../../runtime/log.h"
 #include "../../runtime/queue.h"
 #include "../../runtime/queue_private.h"
+#include "tap.h"
 
 #define DEPTH 4
 #define MAX_IO (1u << 20)
-
-static int checks, failed;
-
-static void check(int ok, const char *what)
-{
-	checks++;
-	if (!ok)
-		failed++;
-	printf("%sok %d - %s\n", ok ? "" : "not ", checks, what);
-}
 
 /* Log lines a test expects go to a file, not the run's output: the test
  * reads them back (what stderr_end returns, up to n - 1 bytes) and checks

@@ -12,16 +12,7 @@
 #include <unistd.h>
 
 #include "../../runtime/device_private.h"
-
-static int checks, failed;
-
-static void check(int ok, const char *what)
-{
-	checks++;
-	if (!ok)
-		failed++;
-	printf("%sok %d - %s\n", ok ? "" : "not ", checks, what);
-}
+#include "tap.h"
 
 /* The orphan sweep (device_delete.c) runs once the recorded server is
  * known dead, whatever the kernel has noticed of it yet. */
