@@ -92,20 +92,13 @@ int ublk_dev_close(struct ublk_dev *d);
  * end the process then: see wait_unstuck in device.c). */
 int ublk_dev_stop_in_progress(void);
 
-/* device_delete.c.  Ids of the devices this process added (or recovered)
+/* device_owner.c.  Ids of the devices this process added (or recovered)
  * and has not deleted (up to max); safe from any thread. */
 int ublk_dev_ids(uint32_t *ids, int max);
 /* Adds id to them and records this process as its server: a new record,
  * or for a `recovered` device the old server's with only the pid changed. */
 void ublk_dev_register(uint32_t id, const char *store, bool recovered);
 void ublk_dev_unregister(uint32_t id);
-/* DEL_DEV without waiting on a disk still held open (then says by whom);
- * unregisters the id. */
-int ublk_dev_delete(struct ublk_ctrl *c, uint32_t id);
-/* Stops device id only if nobody has its disk open (TRY_STOP_DEV):
- * -EBUSY with who holds it in why, or -ENOTSUP where the device lacks
- * UBLK_F_SAFE_STOP_DEV (before 7.0; EOPNOTSUPP to Lua); why says so.  0: stopped. */
-int ublk_dev_try_stop(struct ublk_ctrl *c, uint32_t id, char *why, size_t len);
 /* Where each device's owner is recorded while it exists: devN, a JSON
  * object with at least "pid" (written at ADD_DEV) and "store" when the
  * backend keeps the data in a file of its own (lua/ublk/state.lua adds
@@ -128,5 +121,12 @@ bool ublk_dev_recoverable(const struct ublksrv_ctrl_dev_info *info);
 /* The pid recorded for device id, 0 if none; its store into `store`. */
 int ublk_dev_read_owner(uint32_t id, char *store, size_t len);
 
+/* device_delete.c.  DEL_DEV without waiting on a disk still held open
+ * (then says by whom); unregisters the id. */
+int ublk_dev_delete(struct ublk_ctrl *c, uint32_t id);
+/* Stops device id only if nobody has its disk open (TRY_STOP_DEV):
+ * -EBUSY with who holds it in why, or -ENOTSUP where the device lacks
+ * UBLK_F_SAFE_STOP_DEV (before 7.0; EOPNOTSUPP to Lua); why says so.  0: stopped. */
+int ublk_dev_try_stop(struct ublk_ctrl *c, uint32_t id, char *why, size_t len);
 
 #endif

@@ -3,7 +3,7 @@
 -- know a device's server, script and store after the server is gone.
 -- The runtime writes {id, pid, store} at ADD_DEV, changes only the pid
 -- when a recovering server has started the device again, and removes the
--- file (and the store) with the device (runtime/device_delete.c); the
+-- file (and the store) with the device (runtime/device_owner.c); the
 -- server adds the rest here once the device is started.  Entries whose
 -- pid is dead are reported as such, never trusted.
 local ffi = require "ffi"

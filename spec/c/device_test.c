@@ -14,7 +14,7 @@
 #include "../../runtime/device_private.h"
 #include "tap.h"
 
-/* The orphan sweep (device_delete.c) runs once the recorded server is
+/* The orphan sweep (device_owner.c) runs once the recorded server is
  * known dead, whatever the kernel has noticed of it yet. */
 static void test_recoverable(void)
 {
