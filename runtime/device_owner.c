@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "device.h"
@@ -29,22 +30,37 @@ static void owner_path(char *buf, size_t len, uint32_t id)
 	snprintf(buf, len, "%s/dev%u", UBLK_STATE_DIR, id);
 }
 
+/* Replaces device id's record by buf in one rename, as lua/ublk/state.lua
+ * does: a reader (`ublk-lua list`, another server's sweep) sees the old
+ * record or the new one, never a file still being written. */
+static void write_record(uint32_t id, const char *buf, size_t len)
+{
+	char path[64], tmp[72];
+	int fd;
+
+	mkdir(UBLK_STATE_DIR, 0755);
+	owner_path(path, sizeof(path), id);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, buf, len) != (ssize_t)len || rename(tmp, path) < 0) {
+		ublk_dbg("dev %u: cannot record its owner in %s: %s", id, path, strerror(errno));
+		unlink(tmp);
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
 /* STATE_DIR/devN: {"pid": P, "store": "PATH"}; lua/ublk/state.lua
  * rewrites it with more once the device is started, keeping these two. */
 static void record_owner(uint32_t id, const char *store)
 {
-	char path[64], json[256];
-	int fd, n;
+	char json[256];
+	int n = snprintf(json, sizeof(json), "{\"id\": %u, \"pid\": %d%s%s%s}\n", id,
+			 (int)getpid(), store[0] ? ", \"store\": \"" : "", store,
+			 store[0] ? "\"" : "");
 
-	mkdir(UBLK_STATE_DIR, 0755);
-	owner_path(path, sizeof(path), id);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	n = snprintf(json, sizeof(json), "{\"id\": %u, \"pid\": %d%s%s%s}\n", id, (int)getpid(),
-		     store[0] ? ", \"store\": \"" : "", store, store[0] ? "\"" : "");
-	if (fd < 0 || write(fd, json, (size_t)n) != n)
-		ublk_dbg("dev %u: cannot record its owner in %s: %s", id, path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
+	if (n > 0 && (size_t)n < sizeof(json))
+		write_record(id, json, (size_t)n);
 }
 
 /* Where "key": is, as a key: not inside a string (escaped quotes). */
@@ -99,15 +115,15 @@ static size_t read_record(uint32_t id, char *json, size_t len)
 
 /* A recovering server takes over device id's record: the pid becomes
  * ours, the rest stays (the script, the device's index, the ublk.shared
- * regions: what the next recovery needs).  Replaced in one rename, as
- * lua/ublk/state.lua does.  False when there is no record to take over,
- * or one too long to read whole here (state.lua rewrites that one). */
+ * regions: what the next recovery needs).  False when there is no record
+ * to take over, or one too long to read whole here (state.lua rewrites
+ * that one). */
 static bool take_over_record(uint32_t id)
 {
-	char path[64], tmp[72], json[16384], out[16400];
+	char json[16384], out[16400];
 	const char *p;
 	size_t at, n = read_record(id, json, sizeof(json));
-	int fd, len;
+	int len;
 
 	if (!n || n == sizeof(json) - 1 || !(p = json_find(json, "\"pid\":")))
 		return false;
@@ -118,15 +134,7 @@ static bool take_over_record(uint32_t id)
 	len = snprintf(out, sizeof(out), "%.*s%d%s", (int)at, json, (int)getpid(), p);
 	if (len < 0 || (size_t)len >= sizeof(out))
 		return false;
-	owner_path(path, sizeof(path), id);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, out, (size_t)len) != len || rename(tmp, path) < 0) {
-		ublk_dbg("dev %u: cannot take over its record %s: %s", id, path, strerror(errno));
-		unlink(tmp);
-	}
-	if (fd >= 0)
-		close(fd);
+	write_record(id, out, (size_t)len);
 	return true;
 }
 
