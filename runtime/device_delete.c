@@ -44,7 +44,8 @@ static size_t lasting_holders(uint32_t id, char *out, size_t len)
 	return n < len ? n : len - 1;
 }
 
-/* Who keeps /dev/ublkbN open: the lasting holders, and "pid 123 (dd)". */
+/* Who keeps /dev/ublkbN open: the lasting holders, and "open in pid 123
+ * (dd)".  Each phrase reads after "is" or "is still". */
 static void holders(uint32_t id, char *out, size_t len)
 {
 	char dev[32], path[600], link[64], comm[64];
@@ -79,7 +80,7 @@ static void holders(uint32_t id, char *out, size_t len)
 				comm[strcspn(comm, "\n")] = 0;
 			if (f)
 				fclose(f);
-			n += (size_t)snprintf(out + n, len - n, "%spid %s (%s)", n ? ", " : "",
+			n += (size_t)snprintf(out + n, len - n, "%sopen in pid %s (%s)", n ? ", " : "",
 					      p->d_name, comm);
 			break;
 		}
@@ -122,8 +123,8 @@ int ublk_dev_try_stop(struct ublk_ctrl *c, uint32_t id, char *why, size_t len)
 		char who[256];
 
 		holders(id, who, sizeof(who));
-		snprintf(why, len, "/dev/ublkb%u is open%s%s: not stopped", id,
-			 who[0] ? " by " : "", who);
+		snprintf(why, len, "/dev/ublkb%u is %s: not stopped", id,
+			 who[0] ? who : "open");
 	}
 	return ret;
 }
@@ -145,8 +146,8 @@ int ublk_dev_delete(struct ublk_ctrl *c, uint32_t id)
 	} else if (lasting || !gone_soon(c, id, &info)) {
 		if (!lasting)
 			holders(id, who, sizeof(who));
-		ublk_warn("dev %u: removed, but /dev/ublkb%u is still held open%s%s: its "
-			  "number is freed when it is closed", id, id, who[0] ? " by " : "", who);
+		ublk_warn("dev %u: removed, but /dev/ublkb%u is still %s: its number is "
+			  "freed when it is closed", id, id, who[0] ? who : "open");
 	}
 	ublk_dev_unregister(id);
 	if (ret >= 0 || ret == -ENODEV) /* else the next server tries again */

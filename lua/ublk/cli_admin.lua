@@ -176,23 +176,32 @@ local function del_one(id, safe)
       and devices_of(st.pid) == 1 then
     ffi.C.kill(st.pid, 15)
     ffi.C.kill(st.pid, 18) -- SIGCONT: a stopped server takes its SIGTERM too
+    -- Its stop is bounded (UBLK_STOP_TIMEOUT, then a reaper): wait for the
+    -- process, not for the device, which a mount keeps (DEL_DEV_ASYNC
+    -- frees its number only once they let go).
     local limit = (tonumber(os.getenv("UBLK_STOP_TIMEOUT")) or 5) + 5
+    local ended = false
     for _ = 1, limit * 20 do
-      if not core.dev_info(id) then
-        out("dev id %d: removed (its server, pid %d, ended)", id, st.pid)
-        return true
+      if not state.alive(st.pid) or not core.dev_info(id) then ended = true break end
+      sleep(0.05)
+    end
+    if ended and not core.dev_info(id) then
+      out("dev id %d: removed (its server, pid %d, ended)", id, st.pid)
+      return true
+    end
+    if not ended then
+      -- it holds requests DEL_DEV would wait for: end it first (SIGKILL), so
+      -- that the kernel fails or requeues them, then delete
+      complain(("device %d: its server (pid %d) did not remove it in %d s: killing it "
+        .. "and deleting the device"):format(id, st.pid, limit))
+      ffi.C.kill(st.pid, 9)
+      for _ = 1, 100 do
+        if not state.alive(st.pid) then break end
+        sleep(0.05)
       end
-      sleep(0.05)
     end
-    -- it holds requests DEL_DEV would wait for: end it first (SIGKILL), so
-    -- that the kernel fails or requeues them, then delete
-    complain(("device %d: its server (pid %d) did not remove it in %d s: killing it "
-      .. "and deleting the device"):format(id, st.pid, limit))
-    ffi.C.kill(st.pid, 9)
-    for _ = 1, 100 do
-      if not state.alive(st.pid) then break end
-      sleep(0.05)
-    end
+    -- ended, and the device is still there: held open (mounted); deleting
+    -- it again says by whom
   end
   local ok, err = core.delete(id)
   if not ok then

@@ -88,7 +88,7 @@ describe("#guest file backend", function()
     assert.are.equal(G.md5_at(lower.path, 0, 65536), G.md5_at(upper.path, 0, 65536))
     -- upper still holds lower open: lower goes at once, with a word on who holds it
     local said = stderr.capture(function() assert(lower:close()) end)
-    assert.matches("dev %d+: removed, but " .. lower.path .. " is still held open by pid %d+", said)
+    assert.matches("dev %d+: removed, but " .. lower.path .. " is still open in pid %d+", said)
     local ok = G.sh("dd if=%s of=/dev/null bs=4096 count=1 skip=100 iflag=direct status=none", upper.path)
     assert.is_false(ok, "a read from a vanished block device succeeded")
     assert.truthy(upper:stats().total.errors > 0)

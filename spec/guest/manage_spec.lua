@@ -138,7 +138,7 @@ describe("#guest device management", function()
     local md5 = G.must("md5sum < /tmp/ublk-safe/f")
     local rc, out = cli("del -n %d --safe", id)
     assert.are.equal(1, rc, out)
-    assert.matches("EBUSY: /dev/ublkb" .. id .. " is open by mounted on /tmp/ublk%-safe: not stopped", out)
+    assert.matches("EBUSY: /dev/ublkb" .. id .. " is mounted on /tmp/ublk%-safe: not stopped", out)
     assert.are.equal("LIVE", listed(id).state)
     G.must("echo 3 > /proc/sys/vm/drop_caches")
     assert.are.equal(md5, G.must("md5sum < /tmp/ublk-safe/f"))
@@ -147,6 +147,27 @@ describe("#guest device management", function()
     assert.are.equal(0, rc, out)
     assert.matches("dev id " .. id .. ": removed", out)
     assert.truthy(wait_until(function() return not alive(pid) end), "server still running")
+    clean()
+  end)
+
+  -- The server removes it with DEL_DEV_ASYNC and ends; the mount keeps
+  -- the device's number until it lets go.  `del` waited for the number
+  -- to go, 10 s, then SIGKILLed a server that had already ended.
+  it("del of a mounted disk returns once its server has ended, saying it is still mounted", function()
+    local id, pid = add("-t memory -s 64MiB")
+    local path = "/dev/ublkb" .. id
+    G.must("mkfs.ext4 -q %s && mkdir -p /tmp/ublk-safe && mount %s /tmp/ublk-safe", path, path)
+    local t0 = G.now()
+    local rc, out = cli("del -n %d", id)
+    local secs = G.now() - t0
+    assert.are.equal(0, rc, out)
+    assert.matches("dev id " .. id .. ": removed", out)
+    assert.matches("is still mounted on /tmp/ublk%-safe", out .. G.read_file("/run/ublk-lua/server.log"))
+    assert.not_matches("did not remove it", out)
+    assert.falsy(alive(pid))
+    print(("\n  del of a mounted disk: %.2f s"):format(secs))
+    assert.truthy(secs < 5, ("del took %.1f s"):format(secs))
+    G.must("umount /tmp/ublk-safe")
     clean()
   end)
 

@@ -139,7 +139,7 @@ describe("#guest shutdown", function()
     local said = stderr.capture(function() assert(dev:close()) end)
     local secs = G.now() - t0
     assert.truthy(secs < 30, secs)
-    assert.matches("is still held open by mounted on /tmp/ublk%-held", said)
+    assert.matches("is still mounted on /tmp/ublk%-held", said)
     assert.falsy(G.sh("test -e %s", dev.path))
     G.sh("umount /tmp/ublk-held") -- its number is freed once the mount lets go
     print(("\n  close of a mounted device: %.2f s"):format(secs))
@@ -155,7 +155,7 @@ describe("#guest shutdown", function()
     local secs = G.now() - t0
     assert.truthy(secs < 30, secs)
     local said = p:out() .. p:err()
-    assert.matches("is still held open by mounted on /tmp/ublk%-held%-cli", said)
+    assert.matches("is still mounted on /tmp/ublk%-held%-cli", said)
     assert.matches(path .. " removed %(SIGINT%)", said)
     assert.falsy(G.sh("test -e %s", path))
     G.sh("umount /tmp/ublk-held-cli") -- its number is freed once the mount lets go
