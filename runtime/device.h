@@ -37,7 +37,10 @@ struct ublk_dev_conf {
 	uint64_t recovery;
 };
 
-enum ublk_dev_state { UBLK_DEV_CREATED, UBLK_DEV_STARTED, UBLK_DEV_STOPPED, UBLK_DEV_CLOSED };
+/* PREPARED: a recovery whose backend is ready and whose device has been
+ * checked, before the kernel was asked anything (ublk_dev_prepare_recovery) */
+enum ublk_dev_state { UBLK_DEV_CREATED, UBLK_DEV_STARTED, UBLK_DEV_STOPPED, UBLK_DEV_CLOSED,
+		      UBLK_DEV_PREPARED };
 
 struct ublk_dev {
 	enum ublk_dev_state state;
@@ -75,6 +78,16 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 int ublk_dev_recover(struct ublk_dev *d, uint32_t id, const struct ublk_dev_conf *conf,
 		     const struct ublk_backend_ops *ops,
 		     const struct ublk_backend_conf *bconf);
+/* ublk_dev_recover in two steps, for a server that must not take a device
+ * from one still serving it until it knows it can (`ublk-lua reload`):
+ * prepare makes the backend and checks the device against it, asking the
+ * kernel nothing but GET_DEV_INFO and GET_PARAMS (the device may still be
+ * LIVE, its old server serving on); resume is START_USER_RECOVERY and the
+ * queues.  Closing a prepared device leaves it as it was. */
+int ublk_dev_prepare_recovery(struct ublk_dev *d, uint32_t id,
+			      const struct ublk_backend_ops *ops,
+			      const struct ublk_backend_conf *bconf);
+int ublk_dev_resume_recovery(struct ublk_dev *d, const struct ublk_dev_conf *conf);
 int ublk_dev_start(struct ublk_dev *d);
 int ublk_dev_stop(struct ublk_dev *d);
 /* Leaves device d to the server that will recover it (`ublk-lua reload`):

@@ -189,7 +189,8 @@ static void unlink_shared(const char *json)
 }
 
 /* The record goes, and the files it names: the store, and the server's
- * ublk.shared regions once no other device of that server is left. */
+ * ublk.shared regions once no other device of that server is left; and
+ * the copy of the script that last served it (devN.lua, lua/ublk/state.lua). */
 void ublk_dev_forget_owner(uint32_t id)
 {
 	char path[64], store[128], json[4096];
@@ -203,6 +204,8 @@ void ublk_dev_forget_owner(uint32_t id)
 	if (pid > 0 && !pid_has_other(pid, id))
 		unlink_shared(json);
 	owner_path(path, sizeof(path), id);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/dev%u.lua", UBLK_STATE_DIR, id);
 	unlink(path);
 	ublk_stats_forget(id);
 }

@@ -154,9 +154,9 @@ static int check_device(struct ublk_dev *d, uint32_t id)
 	return ublk_dev_check_recovered(d, id);
 }
 
-int ublk_dev_recover(struct ublk_dev *d, uint32_t id, const struct ublk_dev_conf *conf,
-		     const struct ublk_backend_ops *ops,
-		     const struct ublk_backend_conf *bconf)
+int ublk_dev_prepare_recovery(struct ublk_dev *d, uint32_t id,
+			      const struct ublk_backend_ops *ops,
+			      const struct ublk_backend_conf *bconf)
 {
 	int ret;
 
@@ -167,8 +167,21 @@ int ublk_dev_recover(struct ublk_dev *d, uint32_t id, const struct ublk_dev_conf
 	ret = ublk_dev_open_ctrl(d);
 	if (ret >= 0)
 		ret = check_device(d, id);
-	if (ret >= 0)
-		ret = start_recovery(d, id);
+	if (ret < 0) {
+		ublk_dev_release(d, false);
+		return ret;
+	}
+	d->state = UBLK_DEV_PREPARED;
+	return 0;
+}
+
+int ublk_dev_resume_recovery(struct ublk_dev *d, const struct ublk_dev_conf *conf)
+{
+	int ret;
+
+	if (d->state != UBLK_DEV_PREPARED)
+		return ublk_dev_fail(d, -EINVAL, "device is not prepared for a recovery");
+	ret = start_recovery(d, d->info.dev_id);
 	if (ret >= 0)
 		ret = ublk_dev_open_cdev(d);
 	if (ret >= 0)
@@ -179,4 +192,13 @@ int ublk_dev_recover(struct ublk_dev *d, uint32_t id, const struct ublk_dev_conf
 	}
 	d->state = UBLK_DEV_CREATED; /* registered once started (device.c) */
 	return 0;
+}
+
+int ublk_dev_recover(struct ublk_dev *d, uint32_t id, const struct ublk_dev_conf *conf,
+		     const struct ublk_backend_ops *ops,
+		     const struct ublk_backend_conf *bconf)
+{
+	int ret = ublk_dev_prepare_recovery(d, id, ops, bconf);
+
+	return ret < 0 ? ret : ublk_dev_resume_recovery(d, conf);
 }

@@ -100,6 +100,7 @@ int ublk_dev_close(struct ublk_dev *d)
 	if (ret == -EDEADLK) /* its threads still use everything */
 		return ret;
 	/* a recovery that never started leaves the device recoverable */
-	ublk_dev_release(d, !(d->recovering && d->state == UBLK_DEV_CREATED));
+	ublk_dev_release(d, !(d->recovering && (d->state == UBLK_DEV_CREATED ||
+						d->state == UBLK_DEV_PREPARED)));
 	return ret;
 }

@@ -182,14 +182,18 @@ static int l_forget(lua_State *L)
 	return 0;
 }
 
-/* core.spawn_server({ argv... }, log_path, env_value) -> pid, read_fd
+/* core.spawn_server({ argv... }, log_path, env_value [, input]) -> pid, read_fd
+ *                                                              [, write_fd]
  * Starts this executable detached (its own session, stdin /dev/null,
  * output appended to log_path) with UBLK_SERVE=env_value and
  * UBLK_READY_FD=3, the write end of a pipe whose read end is returned:
- * the server says there when it is ready, or why it failed. */
+ * the server says there when it is ready, or why it failed.  With
+ * `input`, its stdin is a pipe too, whose write end is returned: how
+ * `reload` tells a prepared server to go on. */
 static int l_spawn_server(lua_State *L)
 {
 	const char *log = luaL_checkstring(L, 2), *serve = luaL_checkstring(L, 3);
+	int input = lua_toboolean(L, 4), in[2] = { -1, -1 };
 	int n = (int)lua_objlen(L, 1), pipefd[2], ret, nenv = 0;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -223,8 +227,17 @@ static int l_spawn_server(lua_State *L)
 	envp[n] = NULL;
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return lua_core_fail(L, strerror(errno), errno);
+	if (input && pipe2(in, O_CLOEXEC) < 0) {
+		ret = errno;
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return lua_core_fail(L, strerror(ret), ret);
+	}
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (input)
+		posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	else
+		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_APPEND | O_CREAT, 0644);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 3); /* dup2 clears CLOEXEC */
@@ -240,13 +253,20 @@ static int l_spawn_server(lua_State *L)
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(pipefd[1]);
+	if (input)
+		close(in[0]);
 	if (ret) {
 		close(pipefd[0]);
+		if (input)
+			close(in[1]);
 		return lua_core_fail(L, strerror(ret), ret);
 	}
 	lua_pushinteger(L, pid);
 	lua_pushinteger(L, pipefd[0]);
-	return 2;
+	if (!input)
+		return 2;
+	lua_pushinteger(L, in[1]);
+	return 3;
 }
 
 /* core.sd_notify("READY=1") -> true | false: tells systemd (a unit of

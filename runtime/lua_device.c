@@ -120,11 +120,32 @@ const struct ublk_backend_ops *lua_core_backend_conf(lua_State *L, int t,
 	return ops;
 }
 
+/* The device half of a core.create table (the backend's is
+ * lua_core_backend_conf's). */
+static void read_conf(lua_State *L, int t, struct ublk_dev_conf *conf)
+{
+	memset(conf, 0, sizeof(*conf));
+	conf->id = (int)num_field(L, t, "id");
+	conf->queues = (unsigned)num_field(L, t, "queues");
+	conf->depth = (unsigned)num_field(L, t, "depth");
+	conf->max_io = (unsigned)num_field(L, t, "max_io");
+	conf->block_size = (unsigned)num_field(L, t, "block_size");
+	conf->read_only = bool_field(L, t, "read_only");
+	conf->discard = bool_field(L, t, "discard");
+	conf->pin = bool_field(L, t, "pin");
+	conf->batch = bool_field(L, t, "batch");
+	conf->poll_us = (unsigned)num_field(L, t, "poll_us");
+	conf->latency = bool_field(L, t, "latency");
+	conf->recovery = (uint64_t)num_field(L, t, "recovery_flags");
+}
+
 /* core.create{ size=, block_size=, queues=, depth=, max_io=, read_only=,
  *              discard=, pin=, batch=, poll_us=, id=, recovery_flags=, backend="name",
- *              opts={...} [, recover = ID] }: with `recover`, takes over
- * device ID for its dead server instead of adding one (the queue and
- * size parameters are then the device's own). */
+ *              opts={...} [, recover = ID [, prepare = true]] }: with `recover`,
+ * takes over device ID for its dead server instead of adding one (the
+ * queue and size parameters are then the device's own); with `prepare`
+ * too, only prepares that (device.h): d:resume_recovery(same table) then
+ * takes the device. */
 int lua_device_create(lua_State *L)
 {
 	struct ublk_dev_conf conf;
@@ -136,19 +157,9 @@ int lua_device_create(lua_State *L)
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	ops = lua_core_backend_conf(L, 1, &bconf, &opts);
-	memset(&conf, 0, sizeof(conf));
-	conf.id = (int)num_field(L, 1, "id");
-	conf.queues = (unsigned)num_field(L, 1, "queues");
-	conf.depth = (unsigned)num_field(L, 1, "depth");
-	conf.max_io = (unsigned)num_field(L, 1, "max_io");
+	read_conf(L, 1, &conf);
 	conf.block_size = bconf.block_size;
 	conf.read_only = bconf.read_only;
-	conf.discard = bool_field(L, 1, "discard");
-	conf.pin = bool_field(L, 1, "pin");
-	conf.batch = bool_field(L, 1, "batch");
-	conf.poll_us = (unsigned)num_field(L, 1, "poll_us");
-	conf.latency = bool_field(L, 1, "latency");
-	conf.recovery = (uint64_t)num_field(L, 1, "recovery_flags");
 	lua_getfield(L, 1, "recover");
 	recover = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
 	lua_pop(L, 1);
@@ -158,13 +169,31 @@ int lua_device_create(lua_State *L)
 	d->state = UBLK_DEV_CLOSED; /* __gc is a no-op unless create succeeds */
 	luaL_getmetatable(L, DEV_MT);
 	lua_setmetatable(L, -2);
-	if (recover >= 0)
+	if (recover >= 0 && bool_field(L, 1, "prepare"))
+		ret = ublk_dev_prepare_recovery(d, (uint32_t)recover, ops, &bconf);
+	else if (recover >= 0)
 		ret = ublk_dev_recover(d, (uint32_t)recover, &conf, ops, &bconf);
 	else
 		ret = ublk_dev_create(d, &conf, ops, &bconf);
 	free(opts);
 	if (ret < 0)
 		return lua_core_fail(L, d->err, ret);
+	return 1;
+}
+
+/* d:resume_recovery(spec) -> true | nil, message, errno (device.h) */
+static int l_resume_recovery(lua_State *L)
+{
+	struct ublk_dev *d = check_dev(L);
+	struct ublk_dev_conf conf;
+	int ret;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	read_conf(L, 2, &conf);
+	ret = ublk_dev_resume_recovery(d, &conf);
+	if (ret < 0)
+		return lua_core_fail(L, d->err, ret);
+	lua_pushboolean(L, 1);
 	return 1;
 }
 
@@ -199,7 +228,8 @@ static int l_gc(lua_State *L)
 
 static int l_state(lua_State *L)
 {
-	static const char *const names[] = { "created", "started", "stopped", "closed" };
+	static const char *const names[] = { "created", "started", "stopped", "closed",
+					     "prepared" };
 
 	lua_pushstring(L, names[check_dev(L)->state]);
 	return 1;
@@ -364,6 +394,7 @@ void lua_device_register(lua_State *L)
 		{ "start", l_start },	{ "stop", l_stop },   { "close", l_close },
 		{ "info", l_info },	{ "stats", l_stats }, { "state", l_state },
 		{ "stats_address", l_stats_address }, { "handover", l_handover },
+		{ "resume_recovery", l_resume_recovery },
 		{ NULL, NULL },
 	};
 

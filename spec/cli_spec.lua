@@ -72,7 +72,7 @@ describe("ublk-lua command", function()
   it("names the field, value and rule of a bad parameter", function()
     local rc, out = run(script('return { size = "1MiB", queues = 0 }'))
     assert.are.equal(1, rc)
-    assert.matches("device 1: ublk: bad parameter 'queues' = 0: must be an integer from 1 to %d+\n$", out)
+    assert.matches("%.lua: ublk: bad parameter 'queues' = 0: must be an integer from 1 to %d+\n$", out)
   end)
 
   it("names a misspelt parameter", function()

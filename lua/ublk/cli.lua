@@ -52,10 +52,10 @@ local COPY_TEXT = { auto_reg = "zero copy (auto_reg)", register = "zero copy (re
 
 local function describe(dev)
   local info = dev:info()
-  return ("%s ready (%s, %d queue%s x %d, %s, %s%s)"):format(dev.path,
+  return ("%s ready (%s, %d queue%s x %d, %s, %s%s%s)"):format(dev.path,
     params.format_size(info.size), info.queues, info.queues == 1 and "" or "s",
     info.depth, info.backend, COPY_TEXT[info.copy] or info.copy,
-    info.note and ", " .. info.note or "")
+    info.note and ", " .. info.note or "", info.recovered and ", recovered" or "")
 end
 
 -- What a script raised, as one line, whatever it raised.
@@ -74,17 +74,46 @@ end
 -- Brings up what `what` describes: { script =, args = } or { spec = } (a
 -- parameter table, `add -t`), recovering the devices in what.takeover;
 -- raises a message on failure.
+-- The script's text, compiled as loadfile would (a first line "#!..." is
+-- skipped): what is compiled is what a device's record keeps a copy of.
+local function load_script(path, name)
+  local f, err = io.open(path)
+  if not f then error(("cannot open %s"):format(err), 0) end
+  local src = f:read("*a")
+  f:close()
+  local chunk, cerr = loadstring(src:gsub("^#[^\n]*", "", 1), "@" .. name)
+  if not chunk then error(cerr, 0) end
+  return chunk, src
+end
+
+-- `reload` starts this server with what.gate: it prepares every device
+-- while the old server still serves, says "prepared" on the ready pipe,
+-- and takes the devices only once reload, on stdin, says "go" (the old
+-- server has handed them over); anything else calls it off.
+local function gate()
+  local f = io.open("/proc/self/fd/" .. (os.getenv("UBLK_READY_FD") or "3"), "w")
+  if f then f:write("prepared\n") f:close() end
+  local said = io.stdin:read("*l")
+  if said == "go" then return true end
+  return nil, "ECANCELED: the reload was called off before the hand-over", ublk.errno.ECANCELED
+end
+
+-- Brings up what `what` describes: { script =, args = } or { spec = } (a
+-- parameter table, `add -t`), recovering the devices in what.takeover;
+-- what.source, if given, is the text to run for what.script (the copy a
+-- rollback runs).  Raises a message on failure.
 local function bring_up(what)
   local script = what.script or ("ublk-lua add -t " .. tostring(what.spec and what.spec.backend))
-  local ret
+  local ret, src
   for n, t in pairs(what.takeover or {}) do ublk._takeover[tonumber(n)] = t end
+  if what.gate then ublk._gate = gate end
   local backend = require "ublk.backend"
   backend.keep, backend.takeover_shared = true, what.shared
   if what.spec then
     ret = what.spec
   else
-    local chunk, err = loadfile(script)
-    if not chunk then error(err, 0) end
+    local chunk
+    chunk, src = load_script(what.source or script, script)
     local ok
     ok, ret = xpcall(function() return chunk(unpack(what.args or {})) end,
       function(e)
@@ -95,22 +124,27 @@ local function bring_up(what)
     -- it waited for the signal itself (ublk.wait_signal): just clean up
     if core.signal_received() then return ublk.devices() end
   end
-  for i, spec in ipairs(specs_of(ret)) do
+  local specs = specs_of(ret)
+  for i, spec in ipairs(specs) do
     local okd, dev, derr = pcall(ublk.device, spec)
+    -- the message names the field; say which script and, of several, which device
+    local which = #specs > 1 and ("%s: device %d: "):format(script, i) or script .. ": "
     if not okd then
-      -- the message names the field; say which script and which device
-      error(("%s: device %d: %s"):format(script, i, tostring(dev):gsub("^[^:]*:%d+: ", "")), 0)
+      error(which .. tostring(dev):gsub("^[^:]*:%d+: ", ""), 0)
     end
-    if not dev then error(("%s: device %d: %s"):format(script, i, derr), 0) end
+    if not dev then error(which .. derr, 0) end
   end
   local devices = ublk.devices()
   if #devices == 0 then error(script .. ": the script describes no device", 0) end
   for i, dev in ipairs(devices) do
-    if dev:state() == "created" then
+    local st = dev:state()
+    if st == "created" or st == "prepared" then
       local okd, serr = dev:start()
       if not okd then error(("%s: %s"):format(dev.path, serr), 0) end
     end
-    state.record(dev, { script = what.script, args = what.args, spec = what.spec, index = i })
+    local saved = src and state.save_script(dev.id, src)
+    state.record(dev, { script = what.script, args = what.args, spec = what.spec, index = i,
+      saved = saved or nil })
     say("%s", describe(dev))
   end
   return devices
@@ -139,20 +173,33 @@ local function report(devices, err)
   ffi.C.close(fd)
 end
 
--- `ublk-lua reload` asked this server to leave its devices to a new one
--- (cli_daemon.lua): none is removed; the process ends at once, so nothing
--- (no __gc, no reaper) deletes them after.  A device that cannot be
--- handed over (recovery = false: the kernel would leave it DEAD) is
--- removed first, as a normal stop removes it.
-local function handover()
-  local status, stuck = 0, false
+-- Leaves every device to the next server (none is removed) and ends the
+-- process at once, so that nothing (no __gc, no reaper) deletes them
+-- after: what a server does when `ublk-lua reload` asks it to, and what a
+-- recovering one does when it fails (`reload` then starts the previous
+-- script again).  A started device is handed over (device.h); one not
+-- yet taken over is closed, which leaves it as it was.  A device that
+-- cannot be handed over (recovery = false: the kernel would leave it
+-- DEAD) is removed first, as a normal stop removes it.
+local function handover(status, err)
+  local stuck = false
   for _, dev in ipairs(ublk.devices()) do
-    local path = dev.path
-    local ok, err = dev._d:handover()
+    local path, st = dev.path, dev:state()
+    local ok, herr = dev._handed, nil
     if ok then
       say("%s handed over", path)
-    else
-      complain(("%s: not handed over: %s"):format(path, err))
+    elseif err and not dev._spec then -- a failed recovery made it anew: it goes
+      ok = false
+      herr = "made by a recovery that failed"
+    elseif st == "started" then
+      ok, herr = dev._d:handover()
+      if ok then say("%s handed over", path) end
+    elseif st ~= "stopped" then
+      ok = dev:close() -- prepared or created: its recovery is not begun or not ended
+      if ok then say("%s left as it was", path) end
+    end
+    if not ok then
+      complain(("%s: not handed over: %s"):format(path, herr))
       status = 1
       local okc, cerr, errno = dev:close()
       if okc then
@@ -163,6 +210,7 @@ local function handover()
       end
     end
   end
+  if err then report(nil, err) end
   core.sd_notify("STOPPING=1")
   io.stdout:flush()
   io.stderr:flush()
@@ -174,6 +222,18 @@ end
 
 -- Serves `what` until a termination signal; 0 or 1.
 local function serve(what)
+  -- started again for the script of a server that died (a service's
+  -- Restart=): its devices, waiting recoverable, are taken back
+  if what.script and not what.takeover and not what.spec then
+    local daemon = require "ublk.cli_daemon"
+    what.script = daemon.absolute(what.script)
+    local back, id, pid = daemon.restart_of(what.script, what.args)
+    if back then
+      say("taking back device %d (and any sibling) that pid %d, which ran this script, left",
+        id, pid)
+      what.takeover, what.shared = back.takeover, back.shared
+    end
+  end
   -- os.exit in a script removes the devices first, as any other way out
   local exit = os.exit
   os.exit = function(...) -- luacheck: ignore
@@ -194,6 +254,8 @@ local function serve(what)
   local sig = core.signal_received()
   if not ok and not sig then
     complain(message(devices))
+    -- a server taking devices over leaves them recoverable, never removed
+    if what.takeover then return handover(1, message(devices)) end
     ublk.close_all()
     report(nil, message(devices))
     return 1
@@ -203,7 +265,7 @@ local function serve(what)
   if ok then core.sd_notify(("READY=1\nMAINPID=%d"):format(ffi.C.getpid())) end
   -- a script may wait for the signal itself (ublk.wait_signal)
   sig = sig or core.wait_signal()
-  if state.handover_asked(ublk.devices()) then return handover() end
+  if state.handover_asked(ublk.devices()) then return handover(0) end
   local status, stuck = 0, false
   for _, dev in ipairs(ublk.devices()) do
     local path = dev.path

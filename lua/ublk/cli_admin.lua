@@ -34,7 +34,12 @@ local function describe(id)
   if st then
     d.ublk_lua = { pid = st.pid, server = state.alive(st.pid) and "running" or "dead",
       script = st.script, args = st.args, spec = st.spec, backend = st.backend,
-      recovery = st.recovery, store = st.store }
+      recovery = st.recovery, store = st.store, saved = st.saved }
+    -- a recover without SCRIPT runs it (or, failing that, the saved copy)
+    if d.recoverable and type(st.script) == "string" then
+      local ok, err = loadfile(st.script)
+      if not ok then d.ublk_lua.script_error = err end
+    end
   end
   return d
 end
@@ -51,6 +56,11 @@ local function line(d)
     s = s .. ", pid " .. d.pid .. " (not ublk-lua's)"
   end
   if d.recoverable then s = s .. ", recoverable: ublk-lua recover -n " .. d.id end
+  if u and u.script_error then
+    s = s .. ("\n    its script does not compile (%s): recover -n %d runs the copy that last "
+      .. "served it%s, or name a script: recover -n %d SCRIPT"):format(u.script_error, d.id,
+      u.saved and " (" .. u.saved .. ")" or "", d.id)
+  end
   return s
 end
 

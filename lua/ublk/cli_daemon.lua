@@ -16,16 +16,36 @@ daemon.LOG = state.dir .. "/server.log"
 pcall(ffi.cdef, "int close(int fd);")
 pcall(ffi.cdef, "int kill(int pid, int sig);")
 pcall(ffi.cdef, "int mkdir(const char *path, unsigned mode);")
+pcall(ffi.cdef, "int waitpid(int pid, int *status, int options);")
+pcall(ffi.cdef, "long write(int fd, const void *buf, unsigned long n);")
 
 local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
 
-local function absolute(path)
+function daemon.absolute(path)
   if path:sub(1, 1) == "/" then return path end
   local pwd = os.getenv("PWD") or io.popen("pwd"):read("*l")
   return pwd .. "/" .. path
 end
+local absolute = daemon.absolute
 
--- Starts the server for `what` and relays its readiness: 0 or 1.
+-- Reads what a spawned server says on its ready pipe: each line to
+-- on_line, until one of `stops` ("ready", "prepared"), an "error: ..."
+-- line or the end.  Returns the stop line, or nil and the error (nil at
+-- an end without one).
+local function read_until(pipe, stops, on_line)
+  for l in pipe:lines() do
+    if stops[l] then return l end
+    local err = l:match("^error: (.*)")
+    if err then return nil, err end
+    on_line(l)
+  end
+  return nil
+end
+
+local function print_line(l) io.stdout:write(l, "\n") end
+
+-- Starts the server for `what` and relays its readiness: 0 or 1, and
+-- the server's error if it said one.
 local function spawn(what)
   ffi.C.mkdir(state.dir, tonumber("755", 8))
   local pid, fd, errno = core.spawn_server({ what.restart and "--supervise" or "--serve" },
@@ -33,18 +53,12 @@ local function spawn(what)
   if not pid then complain("cannot start the server: " .. fd) return 1, errno end
   local pipe = io.open("/proc/self/fd/" .. fd, "r")
   ffi.C.close(fd)
-  local ready, said = false, false
-  for l in pipe:lines() do
-    if l == "ready" then ready = true break end
-    local err = l:match("^error: (.*)")
-    if err then complain(err) said = true break end
-    io.stdout:write(l, "\n")
-  end
+  local ready, err = read_until(pipe, { ready = true }, print_line)
   pipe:close()
   io.stdout:flush()
   if ready then return 0 end
   -- it said why once it had removed what it made; or it died first
-  if not said then
+  if err then complain(err) else
     complain(("the server (pid %d) ended before its devices were ready: see %s"):format(
       pid, daemon.LOG))
   end
@@ -65,12 +79,13 @@ end
 
 -- What a new server for device id must do to take over every device its
 -- dead server served, from `script` (or the recorded one): the n-th device
--- the script makes takes over the one that was n-th before.
-function daemon.takeover(id, script, args)
+-- the script makes takes over the one that was n-th before.  `live`: the
+-- server still runs and will hand them over (reload).
+function daemon.takeover(id, script, args, live)
   local info, err = core.dev_info(id)
   if not info then return nil, ("device %d: %s"):format(id, err) end
   local st = state.read(id)
-  if st and state.alive(st.pid) and info.state == "LIVE" then
+  if not live and st and state.alive(st.pid) and info.state == "LIVE" then
     return nil, ("device %d is LIVE, served by pid %d: only a device whose server has "
       .. "died can be recovered"):format(id, st.pid)
   end
@@ -91,7 +106,7 @@ function daemon.takeover(id, script, args)
     for _, other_id in ipairs(state.ids()) do
       local other = other_id ~= id and state.read(other_id)
       local oi = other and other.pid == st.pid and core.dev_info(other_id)
-      if oi and other.index and state.recoverable(oi, other) then
+      if oi and other.index and (live or state.recoverable(oi, other)) then
         what.takeover[tostring(other.index)] = { id = other_id, store = other.store }
       end
     end
@@ -99,19 +114,128 @@ function daemon.takeover(id, script, args)
   return what
 end
 
+-- A server started for `script` with `args` (a restart under a service
+-- manager: what systemd's Restart= runs) takes back the devices a dead
+-- server of the same script and arguments left recoverable, instead of
+-- adding new ones beside them: `what` with takeover set, or nil.
+function daemon.restart_of(script, args)
+  local want = json.encode(args or {})
+  for _, id in ipairs(state.ids()) do
+    local st = state.read(id)
+    if st and st.script == script and json.encode(st.args or {}) == want
+        and not state.alive(st.pid) then
+      local info = core.dev_info(id)
+      if info and state.recoverable(info, st) then
+        local what = daemon.takeover(id)
+        if what then return what, id, st.pid end
+      end
+    end
+  end
+  return nil
+end
+
+local function states_of(ids)
+  local out = {}
+  for _, id in ipairs(ids) do
+    local info = core.dev_info(id)
+    out[#out + 1] = ("device %d %s"):format(id, info and info.state or "gone")
+  end
+  return table.concat(out, ", ")
+end
+
+-- After a recovery that failed: where each device it was to take is.
+local function left(what)
+  local ids = {}
+  for _, t in pairs(what.takeover) do ids[#ids + 1] = t.id end
+  table.sort(ids)
+  complain(("%s; `ublk-lua recover -n %d SCRIPT` takes them with another script, "
+    .. "`ublk-lua del -n ID` removes one"):format(states_of(ids), ids[1]))
+end
+
+-- `recover -n ID [SCRIPT ARGS...]`.  Without SCRIPT, the recorded one; if
+-- that fails before it took anything (a file edited since, now broken),
+-- the copy of it that last served the device, which the state directory
+-- keeps.
 function daemon.recover(o)
   local what, err = daemon.takeover(o.id, o.script, o.args)
   if not what then complain(err) return 1 end
-  return spawn(what)
+  if spawn(what) == 0 then return 0 end
+  local st, info = state.read(o.id), core.dev_info(o.id)
+  if o.script or not (st and st.saved and info and state.recoverable(info, st)) then
+    left(what)
+    return 1
+  end
+  complain(("recover -n %d: %s failed; recovering from the copy of it that last served "
+    .. "the device (%s)"):format(o.id, tostring(what.script), st.saved))
+  what.source = st.saved
+  if spawn(what) == 0 then return 0 end
+  left(what)
+  return 1
 end
 
-local function sleep(s) core.wait_signal(math.floor(s * 1000)) end
+-- (not core.wait_signal: once a signal has come that answers at once, and
+-- the waits below would spin through their limits)
+ffi.cdef [[ struct ublk_daemon_ts { long s, ns; };
+            int nanosleep(const struct ublk_daemon_ts *, void *); ]]
+local function sleep(s)
+  ffi.C.nanosleep(ffi.new("struct ublk_daemon_ts", math.floor(s), (s % 1) * 1e9), nil)
+end
+
+-- Waits up to `secs` for child pid to end (and reaps it): whether it did.
+local function reaped(pid, secs)
+  local status = ffi.new("int[1]")
+  for _ = 1, secs * 40 do
+    local r = ffi.C.waitpid(pid, status, 1) -- WNOHANG
+    if r == pid or r < 0 then return true end
+    sleep(0.025)
+  end
+  return false
+end
+
+-- The old server's devices and what ran them, for a rollback: ids, and
+-- { script, args, spec, source } from the first device's record.
+local function siblings(pid)
+  local ids = {}
+  for _, id in ipairs(state.ids()) do
+    local other = state.read(id)
+    if other and other.pid == pid and core.dev_info(id) then ids[#ids + 1] = id end
+  end
+  return ids
+end
+
+-- After a new server failed with the devices handed over: the previous
+-- script (the copy the old server ran, kept in the state directory)
+-- takes them back.  0 if it did.
+local function roll_back(id, old, why)
+  complain(("reload -n %d: the new server failed after the hand-over: %s"):format(id, why))
+  local what, err = daemon.takeover(id)
+  if what then
+    what.script, what.args, what.spec, what.source = old.script, old.args, old.spec, old.saved
+    io.stdout:write("rolling back to the previous script\n")
+    if spawn(what) == 0 then
+      complain(("reload -n %d: the previous script serves the devices again; nothing was "
+        .. "reloaded"):format(id))
+      return 0
+    end
+  else
+    complain(err)
+  end
+  complain(("reload -n %d: the devices wait for a server (their I/O waits with them): "
+    .. "`ublk-lua recover -n %d SCRIPT` resumes them"):format(id, id))
+  return 1
+end
 
 -- `reload -n ID [SCRIPT ARGS...]`: the server of device ID hands its
--- devices over (QUIESCE_DEV where the kernel has it, else by leaving, as
--- a crash would) and a new one, from SCRIPT or the recorded script, takes
--- them over as `recover` does.  The block devices never go away: their
--- I/O waits meanwhile, and with recovery "reissue" none fails.
+-- devices over to a new one, from SCRIPT or the recorded script, and the
+-- block devices never go away.  As `nginx -t` before a reload, the new
+-- server first does everything short of taking them: runs the script,
+-- makes its backends, maps its ublk.shared regions (the layout checked
+-- against the running one), checks each device against what it would
+-- serve; it says "prepared", and only then is the old server asked to
+-- hand over (QUIESCE_DEV where the kernel has it, else by leaving, as a
+-- crash would).  Any failure before that leaves the old server serving,
+-- untouched.  One after it (an on_start that raises) hands the devices
+-- back to the previous script, from the copy the old server ran.
 function daemon.reload(o)
   local info, err = core.dev_info(o.id)
   if not info then complain(("device %d: %s"):format(o.id, err)) return 1 end
@@ -127,19 +251,39 @@ function daemon.reload(o)
   end
   -- the server hands over all its devices: one without recovery would be
   -- left to the kernel (DEAD), so then nothing is asked of the server
-  local ids = {}
-  for _, id in ipairs(state.ids()) do
-    local other = state.read(id)
-    local oi = other and other.pid == st.pid and core.dev_info(id)
+  local ids = siblings(st.pid)
+  for _, id in ipairs(ids) do
+    local oi = core.dev_info(id)
     if oi and not oi.flags.user_recovery then
       complain(("device %d, served by the same server (pid %d) as device %d, was added with "
         .. "recovery = false: a reload hands over every device of its server, so each needs "
         .. "recovery on; nothing was reloaded"):format(id, st.pid, o.id))
       return 1
     end
-    if oi then ids[#ids + 1] = id end
   end
+  local what, terr = daemon.takeover(o.id, o.script, o.args, true)
+  if not what then complain(terr) return 1 end
+  what.gate = true
+  ffi.C.mkdir(state.dir, tonumber("755", 8))
   local t0 = core.clock()
+  local pid, fd, go = core.spawn_server({ "--serve" }, daemon.LOG, json.encode(what), true)
+  if not pid then complain("cannot start the server: " .. fd) return 1 end
+  local pipe = io.open("/proc/self/fd/" .. fd, "r")
+  ffi.C.close(fd)
+  local lines = {}
+  local function keep(l) lines[#lines + 1] = l end
+  local prepared, perr = read_until(pipe, { prepared = true }, keep)
+  if not prepared then
+    ffi.C.close(go)
+    pipe:close()
+    reaped(pid, 15)
+    complain(("reload -n %d: the new script failed; nothing was handed over, the server "
+      .. "(pid %d) serves on: %s"):format(o.id, st.pid,
+      perr or ("the new server ended before it was ready: see " .. daemon.LOG)))
+    return 1
+  end
+  -- the new server is ready to take them: the old one hands them over
+  local t_pause = core.clock()
   local marked = {}
   for _, id in ipairs(ids) do
     local f = io.open(state.handover_path(id), "w")
@@ -153,14 +297,28 @@ function daemon.reload(o)
   end
   for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end
   if not gone then
-    complain(("device %d: its server (pid %d) did not hand it over in 10 s"):format(o.id, st.pid))
+    ffi.C.close(go)
+    pipe:close()
+    reaped(pid, 15)
+    complain(("reload -n %d: the server (pid %d) did not hand its devices over in 10 s; "
+      .. "the new one was called off: %s"):format(o.id, st.pid, states_of(ids)))
     return 1
   end
-  local status = daemon.recover(o)
-  if status == 0 then
-    io.stdout:write(("reloaded in %.0f ms\n"):format((core.clock() - t0) * 1000))
+  ffi.C.write(go, "go\n", 3)
+  ffi.C.close(go)
+  local ready, rerr = read_until(pipe, { ready = true }, keep)
+  pipe:close()
+  if ready then
+    for _, l in ipairs(lines) do print_line(l) end
+    io.stdout:write(("reloaded in %.0f ms (I/O paused %.0f ms)\n"):format(
+      (core.clock() - t0) * 1000, (core.clock() - t_pause) * 1000))
+    return 0
   end
-  return status
+  -- it gave the devices back as it found them (cli.lua: handover): once
+  -- it has gone, the previous script takes them
+  reaped(pid, 15)
+  roll_back(o.id, st, rerr or ("it ended before its devices were ready: see " .. daemon.LOG))
+  return 1 -- nothing was reloaded, whether or not the rollback served them again
 end
 
 return daemon

@@ -57,8 +57,13 @@ local stores = 0
 
 -- What a recovering server takes over (ublk-lua recover sets it): the
 -- n-th device the script makes recovers device takeover[n].id, with its
--- memory store takeover[n].store, instead of adding a new one.
-ublk._takeover, ublk._made = {}, 0
+-- memory store takeover[n].store, instead of adding a new one.  Each is
+-- only prepared by ublk.device (its backend made, the device checked
+-- against it: device.h) and taken at dev:start, so that a script's
+-- devices are all checked before the kernel is asked to hand any over.
+-- ublk._gate, when the CLI sets it (`reload`), runs once before the first
+-- is taken: the old server still serves until it returns true.
+ublk._takeover, ublk._made, ublk._gate = {}, 0, nil
 
 -- The recovery the user asked for, or by default "reissue" where the
 -- kernel has it; a memory device keeps its data in /dev/shm for it.
@@ -91,7 +96,7 @@ function ublk.device(t)
   ublk._made = ublk._made + 1
   local takeover = ublk._takeover[ublk._made]
   if takeover then
-    spec.recover = takeover.id
+    spec.recover, spec.prepare = takeover.id, true
     if spec.backend == "memory" and takeover.store then spec.opts.store = takeover.store end
   end
   spec.recovery_flags = recovery_of(p, spec)
@@ -101,7 +106,7 @@ function ublk.device(t)
   local b = p.backend
   local dev = setmetatable({
     _d = d, id = info.id, path = "/dev/ublkb" .. info.id,
-    name = p.name, params = p,
+    name = p.name, params = p, _spec = takeover and spec or nil,
     -- keeps ublk.shared memory the handlers use alive too
     _hooks = getmetatable(b) == backend.LuaBackend and b.spec or nil,
   }, Device)
@@ -116,11 +121,26 @@ local function check(dev, method)
   return dev._d:state()
 end
 
+-- A prepared takeover (ublk._takeover): through the gate, then the kernel.
+local function take(self)
+  local gate = ublk._gate
+  if gate then
+    ublk._gate = nil
+    local ok, err, errno = gate()
+    if not ok then return nil, err, errno end
+  end
+  return self._d:resume_recovery(self._spec)
+end
+
 function Device:start()
   local state = check(self, "start")
-  if state ~= "created" then
+  if state ~= "created" and state ~= "prepared" then
     error(("ublk: cannot start device %d: it is %s%s"):format(self.id, state,
       state == "stopped" and " (create a new device to serve again)" or ""), 2)
+  end
+  if state == "prepared" then
+    local ok, err, errno = take(self)
+    if not ok then return nil, err, errno end
   end
   local ok, err, errno = self._d:start()
   if not ok then return nil, err, errno end
@@ -128,7 +148,10 @@ function Device:start()
   if hooks and hooks.on_start then
     local okh, herr = xpcall(function() return hooks:on_start(self) end, debug.traceback)
     if not okh then
-      self._d:stop()
+      -- a device taken over is left for the next server, as it was found
+      -- (a stop would take the disk away from whoever has it mounted)
+      if self._spec then self._handed = self._d:handover() == true
+      else self._d:stop() end
       return nil, "EIO: on_start failed: " .. tostring(herr), ublk.errno.EIO
     end
   end

@@ -68,6 +68,24 @@ function state.handover_asked(devices)
   return false
 end
 
+-- The copy of the script that a server ran for device id, kept while the
+-- device exists (runtime/device_owner.c removes it with the record): the
+-- last good one, for a `reload` whose new script fails after the
+-- hand-over, even once the file has been edited.
+function state.script_copy_path(id)
+  return ("%s/dev%d.lua"):format(state.dir, id)
+end
+
+function state.save_script(id, source)
+  local path = state.script_copy_path(id)
+  local f = io.open(path .. ".tmp", "w")
+  if not f then return nil end
+  f:write(source)
+  f:close()
+  if ffi.C.rename(path .. ".tmp", path) ~= 0 then os.remove(path .. ".tmp") return nil end
+  return path
+end
+
 -- Is process pid alive?  (kill 0: EPERM still means it exists.)
 function state.alive(pid)
   if type(pid) ~= "number" or pid <= 0 then return false end
