@@ -191,9 +191,14 @@ void ublk_dev_release(struct ublk_dev *d, bool added)
 		close(d->cdev_fd);
 	d->cdev_fd = -1;
 	/* deletion completes when the char device is released: close it first */
-	if (added)
-		ublk_dev_delete(&d->ctrl, d->info.dev_id);
-	else if (!d->recovering && d->backend.ops) {
+	if (added) {
+		/* its own store goes with it, whatever its record says (another
+		 * process trusts a record only as far as device_owner.c checks
+		 * it; this one made or recovered the store) */
+		if (ublk_dev_delete(&d->ctrl, d->info.dev_id) >= 0 && d->backend.ops &&
+		    d->backend.store[0])
+			unlink(d->backend.store);
+	} else if (!d->recovering && d->backend.ops) {
 		if (d->backend.store[0])
 			unlink(d->backend.store);
 		if (d->backend.made[0])

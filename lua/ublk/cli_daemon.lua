@@ -14,7 +14,6 @@ local daemon = {}
 daemon.LOG = state.dir .. "/server.log"
 
 pcall(ffi.cdef, "int close(int fd);")
-pcall(ffi.cdef, "int kill(int pid, int sig);")
 pcall(ffi.cdef, "int mkdir(const char *path, unsigned mode);")
 
 local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
@@ -70,7 +69,7 @@ function daemon.takeover(id, script, args)
   local info, err = core.dev_info(id)
   if not info then return nil, ("device %d: %s"):format(id, err) end
   local st = state.read(id)
-  if st and state.alive(st.pid) and info.state == "LIVE" then
+  if st and state.server_alive(st) and info.state == "LIVE" then
     return nil, ("device %d is LIVE, served by pid %d: only a device whose server has "
       .. "died can be recovered"):format(id, st.pid)
   end
@@ -90,7 +89,8 @@ function daemon.takeover(id, script, args)
   if st and st.pid then
     for _, other_id in ipairs(state.ids()) do
       local other = other_id ~= id and state.read(other_id)
-      local oi = other and other.pid == st.pid and core.dev_info(other_id)
+      local oi = other and other.pid == st.pid and other.start == st.start
+        and core.dev_info(other_id)
       if oi and other.index and state.recoverable(oi, other) then
         what.takeover[tostring(other.index)] = { id = other_id, store = other.store }
       end
@@ -116,7 +116,7 @@ function daemon.reload(o)
   local info, err = core.dev_info(o.id)
   if not info then complain(("device %d: %s"):format(o.id, err)) return 1 end
   local st = state.read(o.id)
-  if not (st and state.alive(st.pid)) then
+  if not (st and state.server_alive(st)) then
     complain(("device %d has no running ublk-lua server to reload (ublk-lua recover "
       .. "-n %d takes over one whose server died)"):format(o.id, o.id))
     return 1
@@ -130,7 +130,7 @@ function daemon.reload(o)
   local ids = {}
   for _, id in ipairs(state.ids()) do
     local other = state.read(id)
-    local oi = other and other.pid == st.pid and core.dev_info(id)
+    local oi = other and other.pid == st.pid and other.start == st.start and core.dev_info(id)
     if oi and not oi.flags.user_recovery then
       complain(("device %d, served by the same server (pid %d) as device %d, was added with "
         .. "recovery = false: a reload hands over every device of its server, so each needs "
@@ -145,10 +145,15 @@ function daemon.reload(o)
     local f = io.open(state.handover_path(id), "w")
     if f then f:close() marked[#marked + 1] = id end
   end
-  ffi.C.kill(st.pid, 15)
+  local sent, serr = state.signal(st, 15)
+  if not sent then
+    for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end
+    complain(("device %d: its server could not be asked to hand it over: %s"):format(o.id, serr))
+    return 1
+  end
   local gone = false
   for _ = 1, 400 do
-    if not state.alive(st.pid) then gone = true break end
+    if not state.server_alive(st) then gone = true break end
     sleep(0.025)
   end
   for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end
