@@ -128,7 +128,9 @@ describe("recover and reload, on records", function()
   it("refuses a reload, before signalling the server, when one of its devices has no recovery", function()
     local pid = live_pid()
     record(3, { pid = pid, script = "/s.lua", index = 1 })
-    record(4, { pid = pid, script = "/s.lua", index = 2 })
+    -- as state.record writes it: recovery = false, backend, sizes
+    record(4, { pid = pid, script = "/s.lua", index = 2, recovery = false, backend = "memory",
+      size = 33554432, queues = 1, depth = 128, args = {} })
     devices[3] = info("LIVE", true)
     devices[4] = info("LIVE", false)
     local said, status = stderr.capture(daemon.reload, { id = 3 })

@@ -69,8 +69,11 @@ local function invalid(t, id)
       return ("%s %s is not a count"):format(k, tostring(t[k]))
     end
   end
-  for _, k in ipairs({ "script", "backend", "recovery" }) do
+  for _, k in ipairs({ "script", "backend" }) do
     if t[k] ~= nil and type(t[k]) ~= "string" then return k .. " is not a string" end
+  end
+  if t.recovery ~= nil and t.recovery ~= false and type(t.recovery) ~= "string" then
+    return "recovery is neither a mode nor false"
   end
   if t.args ~= nil and type(t.args) ~= "table" then return "args is not a list" end
   if t.spec ~= nil and type(t.spec) ~= "table" then return "spec is not an object" end
