@@ -140,14 +140,15 @@ bool ublk_dev_our_path(const char *path)
 static void record_owner(uint32_t id, const char *store)
 {
 	struct ublk_owner self = self_owner();
-	char json[256];
+	char json[256], start[40] = "";
 	int n;
 
 	if (store[0] && !ublk_dev_our_path(store))
 		store = ""; /* a path of the user's own: theirs to keep or remove */
-	n = snprintf(json, sizeof(json), "{\"id\": %u, \"pid\": %d, \"start\": %llu%s%s%s}\n", id,
-		     self.pid, self.start, store[0] ? ", \"store\": \"" : "", store,
-		     store[0] ? "\"" : "");
+	if (self.has_start) /* (without /proc: the pid alone, as before) */
+		snprintf(start, sizeof(start), ", \"start\": %llu", self.start);
+	n = snprintf(json, sizeof(json), "{\"id\": %u, \"pid\": %d%s%s%s%s}\n", id, self.pid,
+		     start, store[0] ? ", \"store\": \"" : "", store, store[0] ? "\"" : "");
 	if (n > 0 && (size_t)n < sizeof(json))
 		write_record(id, json, (size_t)n);
 }
@@ -330,8 +331,9 @@ static bool take_over_record(uint32_t id)
 	char *json = read_record(id), *a = NULL, *b = NULL;
 	bool ok = false;
 
-	if (json && parse_owner(json, &old) == 0 && (a = with_num(json, "\"pid\":",
-		(unsigned long long)self.pid)) && (b = with_num(a, "\"start\":", self.start))) {
+	if (json && parse_owner(json, &old) == 0 && self.has_start &&
+	    (a = with_num(json, "\"pid\":", (unsigned long long)self.pid)) &&
+	    (b = with_num(a, "\"start\":", self.start))) {
 		write_record(id, b, strlen(b));
 		ok = true;
 	}
