@@ -2,7 +2,9 @@
 /*
  * backend_memory.c - a RAM disk in one lazily-populated shared mapping: of
  * a memfd, or with option "store" of a file (on /dev/shm) that outlives
- * the process, so that a server recovering the device finds the data.
+ * the process, so that a server recovering the device finds the data
+ * (option "recover": take the existing store; without it the store must
+ * not exist yet).
  *
  * No locks: the block layer never has two overlapping writes in flight
  * that a correct user depends on, so queues copy in and out concurrently.
@@ -69,24 +71,39 @@ static int parse_copy(struct ublk_backend *b, const char *v, enum memory_copy *o
 	return -EINVAL;
 }
 
-/* Maps the store file at `path`: an existing one must have the device's
- * size (its data is kept: a recovery); a new one is made sparse, if its
- * file system has room for all of it. */
-static int map_store(struct ublk_backend *b, struct memory *m, const char *path)
+/* Maps the store file at `path`.  A server recovering the device
+ * (`recover`) takes the existing one, which must have the device's size,
+ * with its data; any other makes it, and it must not exist: a file of
+ * that name is some other device's data (or was left by one), never a
+ * new device's.  A new one is made sparse, if its file system has room
+ * for all of it. */
+static int map_store(struct ublk_backend *b, struct memory *m, const char *path, bool recover)
 {
 	struct statvfs fs;
 	struct stat st;
-	bool made = false;
+	bool made = !recover;
 	int fd, ret = 0;
 
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (recover ? 0 : O_CREAT | O_EXCL), 0600);
+	if (fd < 0) {
+		ret = -errno;
+		made = false;
+		if (errno == EEXIST)
+			snprintf(b->err, sizeof(b->err), "store %s exists: a new device starts from "
+				 "an empty store, only a recovery takes over an existing one", path);
+		else if (recover && errno == ENOENT)
+			snprintf(b->err, sizeof(b->err), "store %s of the device being recovered is "
+				 "gone: its data is lost (ublk-lua del removes the device)", path);
+		else
+			snprintf(b->err, sizeof(b->err), "store %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) < 0) {
 		ret = -errno;
 		snprintf(b->err, sizeof(b->err), "store %s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (st.st_size == 0) {
-		made = true;
+	if (made) {
 		if (fstatvfs(fd, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < m->size) {
 			snprintf(b->err, sizeof(b->err), "store %s (kept for recovery): its file "
 				 "system has %llu MiB free, the device needs %llu MiB", path,
@@ -161,7 +178,7 @@ static int memory_create(struct ublk_backend *b, const struct ublk_backend_conf 
 	m->page = (uint64_t)sysconf(_SC_PAGESIZE);
 	m->fd = -1;
 	if (store)
-		ret = map_store(b, m, store);
+		ret = map_store(b, m, store, ublk_conf_flag(conf, "recover"));
 	else
 		ret = map_memfd(m);
 	if (ret < 0) {

@@ -191,15 +191,21 @@ void ublk_dev_release(struct ublk_dev *d, bool added)
 		close(d->cdev_fd);
 	d->cdev_fd = -1;
 	/* deletion completes when the char device is released: close it first */
-	if (added)
-		ublk_dev_delete(&d->ctrl, d->info.dev_id);
-	else if (!d->recovering && d->backend.ops) {
+	if (added) {
+		/* its own store goes with it, whatever its record says (another
+		 * process trusts a record only as far as device_owner.c checks
+		 * it; this one made or recovered the store) */
+		if (ublk_dev_delete(&d->ctrl, d->info.dev_id) >= 0 && d->backend.ops &&
+		    d->backend.store[0])
+			unlink(d->backend.store);
+	} else if (!d->recovering && d->backend.ops) {
 		if (d->backend.store[0])
 			unlink(d->backend.store);
 		if (d->backend.made[0])
 			unlink(d->backend.made);
 	}
 	ublk_ctrl_close(&d->ctrl);
+	ublk_dev_recover_unlock(d);
 	if (d->backend.ops)
 		d->backend.ops->destroy(&d->backend);
 	d->backend.ops = NULL;
@@ -215,6 +221,7 @@ int ublk_dev_init_backend(struct ublk_dev *d, bool recovering,
 	memset(d, 0, sizeof(*d));
 	d->cdev_fd = -1;
 	d->ctrl.fd = -1;
+	d->recover_lock = -1;
 	d->state = UBLK_DEV_CLOSED;
 	d->recovering = recovering;
 	d->read_only = bconf->read_only;
@@ -340,8 +347,10 @@ int ublk_dev_start(struct ublk_dev *d)
 	}
 	/* recovered: ours from now on (a recovery that failed before left the
 	 * device and its record to the next one) */
-	if (d->recovering)
+	if (d->recovering) {
 		ublk_dev_register(d->info.dev_id, d->backend.store, true);
+		ublk_dev_recover_unlock(d);
+	}
 	d->start_ns = now_ns() - t0;
 	d->state = UBLK_DEV_STARTED;
 	return 0;

@@ -54,6 +54,7 @@ struct ublk_dev {
 	struct ublk_stats_header *stats;	/* their counters, shared (stats.h) */
 	struct ublk_latch latch;
 	bool recovering;	/* made by ublk_dev_recover: start ends the recovery */
+	int recover_lock;	/* held while recovering (device_recover.c), or -1 */
 	bool read_only;		/* the user's read_only: the backend serves no writes */
 	uint64_t create_ns;	/* ADD_DEV .. params set */
 	uint64_t start_ns;	/* threads .. START_DEV returned */
@@ -131,8 +132,28 @@ void ublk_dev_remove_orphans(struct ublk_ctrl *c);
  * /dev/ublkcN are torn down, and that runs asynchronously.
  * START_USER_RECOVERY waits for it (device_recover.c). */
 bool ublk_dev_recoverable(const struct ublksrv_ctrl_dev_info *info);
-/* The pid recorded for device id, 0 if none; its store into `store`. */
-int ublk_dev_read_owner(uint32_t id, char *store, size_t len);
+/* A server as records name it: its pid and the process's start time
+ * (field 22 of /proc/PID/stat), which a later process given the same pid
+ * does not share.  Records of older versions have no start time. */
+struct ublk_owner {
+	int pid;
+	bool has_start;
+	unsigned long long start;
+};
+/* Process pid's start time: 0, or -ENOENT when there is no such process. */
+int ublk_proc_start(int pid, unsigned long long *start);
+/* 1 if o's process runs (the same process, by its start time), 0 if it
+ * has gone, -errno if that cannot be told. */
+int ublk_owner_alive(const struct ublk_owner *o);
+/* Device id's recorded server into o (may be NULL) and its store into
+ * `store`: 1; 0 without a record; -EINVAL for a record that is not one we
+ * wrote (cut short, no valid pid, a store that is not ours): trusted with
+ * nothing. */
+int ublk_dev_read_owner(uint32_t id, struct ublk_owner *o, char *store, size_t len);
+/* Is path one ublk-lua makes for a store or ublk.shared region
+ * (/dev/shm/ublk-lua.NAME, NAME of [A-Za-z0-9._-] without ".."): the only
+ * files a record may make us remove. */
+bool ublk_dev_our_path(const char *path);
 
 /* device_delete.c.  DEL_DEV without waiting on a disk still held open
  * (then says by whom); unregisters the id. */

@@ -6,6 +6,7 @@
  * adds to it), so that the devices a killed server left (SIGKILL, the OOM
  * killer) are removed by the next one, or kept for `recover`.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,9 +26,77 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t registry[1024];
 static unsigned registry_len;
 
+/* A record longer than this is not one we wrote (a script's arguments
+ * make it a few KiB at most): it is refused rather than read. */
+#define RECORD_MAX (1u << 20)
+
 static void owner_path(char *buf, size_t len, uint32_t id)
 {
 	snprintf(buf, len, "%s/dev%u", UBLK_STATE_DIR, id);
+}
+
+int ublk_proc_start(int pid, unsigned long long *start)
+{
+	char path[64], buf[1024], *p;
+	ssize_t n;
+	int fd, field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return n < 0 ? -errno : -ESRCH;
+	buf[n] = 0;
+	/* the name (field 2) may hold spaces and parentheses: count from
+	 * its last ')', which is followed by field 3 */
+	p = strrchr(buf, ')');
+	for (field = 2; p && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	if (!p)
+		return -EINVAL;
+	*start = strtoull(p + 1, NULL, 10);
+	return 0;
+}
+
+/* This process as records name it, read once. */
+static struct ublk_owner self_owner(void)
+{
+	static struct ublk_owner self;
+
+	if (!self.pid) {
+		unsigned long long start = 0;
+
+		self.has_start = ublk_proc_start((int)getpid(), &start) == 0;
+		self.start = start;
+		self.pid = (int)getpid();
+	}
+	return self;
+}
+
+int ublk_owner_alive(const struct ublk_owner *o)
+{
+	unsigned long long start;
+	int ret;
+
+	if (o->pid <= 0)
+		return -EINVAL;
+	if (!o->has_start) /* a record of an older ublk-lua: the pid alone */
+		return kill(o->pid, 0) == 0 || errno != ESRCH ? 1 : 0;
+	ret = ublk_proc_start(o->pid, &start);
+	if (ret == -ENOENT || ret == -ESRCH)
+		return 0;
+	if (ret < 0)
+		return ret;
+	return start == o->start;
+}
+
+static bool same_owner(const struct ublk_owner *a, const struct ublk_owner *b)
+{
+	return a->pid == b->pid && a->has_start == b->has_start &&
+	       (!a->has_start || a->start == b->start);
 }
 
 /* Replaces device id's record by buf in one rename, as lua/ublk/state.lua
@@ -50,35 +119,118 @@ static void write_record(uint32_t id, const char *buf, size_t len)
 		close(fd);
 }
 
-/* STATE_DIR/devN: {"pid": P, "store": "PATH"}; lua/ublk/state.lua
- * rewrites it with more once the device is started, keeping these two. */
+bool ublk_dev_our_path(const char *path)
+{
+	static const char prefix[] = "/dev/shm/ublk-lua.";
+	size_t n = strlen(path);
+
+	if (strncmp(path, prefix, sizeof(prefix) - 1) || n >= 128 || n == sizeof(prefix) - 1 ||
+	    strstr(path, ".."))
+		return false;
+	for (const char *p = path + sizeof(prefix) - 1; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' && *p != '_')
+			return false;
+	return true;
+}
+
+/* STATE_DIR/devN: {"id": N, "pid": P, "start": S, "store": "PATH"};
+ * lua/ublk/state.lua rewrites it with more once the device is started,
+ * keeping these.  S, the process's start time, makes P unmistakable: a
+ * process that gets P once this server is gone has another. */
 static void record_owner(uint32_t id, const char *store)
 {
-	char json[256];
-	int n = snprintf(json, sizeof(json), "{\"id\": %u, \"pid\": %d%s%s%s}\n", id,
-			 (int)getpid(), store[0] ? ", \"store\": \"" : "", store,
-			 store[0] ? "\"" : "");
+	struct ublk_owner self = self_owner();
+	char json[256], start[40] = "";
+	int n;
 
+	if (store[0] && !ublk_dev_our_path(store))
+		store = ""; /* a path of the user's own: theirs to keep or remove */
+	if (self.has_start) /* (without /proc: the pid alone, as before) */
+		snprintf(start, sizeof(start), ", \"start\": %llu", self.start);
+	n = snprintf(json, sizeof(json), "{\"id\": %u, \"pid\": %d%s%s%s%s}\n", id, self.pid,
+		     start, store[0] ? ", \"store\": \"" : "", store, store[0] ? "\"" : "");
 	if (n > 0 && (size_t)n < sizeof(json))
 		write_record(id, json, (size_t)n);
 }
 
-/* Where "key": is, as a key: not inside a string (escaped quotes). */
+/* Where "key": is as a key of the top-level object: not inside a string,
+ * not in a nested object. */
 static const char *json_find(const char *json, const char *key)
 {
-	const char *p = json;
+	bool in_string = false;
+	size_t klen = strlen(key);
+	int depth = 0;
 
-	while ((p = strstr(p, key)) && p > json && p[-1] == '\\')
-		p++;
-	return p;
+	for (const char *p = json; *p; p++) {
+		if (in_string) {
+			if (*p == '\\' && p[1])
+				p++;
+			else if (*p == '"')
+				in_string = false;
+		} else if (*p == '"') {
+			if (depth == 1 && !strncmp(p, key, klen))
+				return p;
+			in_string = true;
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+		} else if (*p == '}' || *p == ']') {
+			depth--;
+		}
+	}
+	return NULL;
 }
 
-/* The number after "key": in our JSON object, or 0. */
-static long json_num(const char *json, const char *key)
+/* Is json one whole object: braces and brackets closed, strings ended,
+ * nothing after?  A record cut short (a full disk, a hand edit) is not. */
+static bool json_whole(const char *json)
+{
+	int depth = 0;
+	bool in_string = false, seen = false;
+	const char *p = json + strspn(json, " \t\r\n");
+
+	if (*p != '{')
+		return false;
+	for (; *p; p++) {
+		if (in_string) {
+			if (*p == '\\' && p[1])
+				p++;
+			else if (*p == '"')
+				in_string = false;
+		} else if (*p == '"') {
+			in_string = true;
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+		} else if (*p == '}' || *p == ']') {
+			if (--depth < 0)
+				return false;
+			if (depth == 0) {
+				seen = true;
+				p++;
+				break;
+			}
+		}
+	}
+	return seen && p[strspn(p, " \t\r\n")] == 0;
+}
+
+/* The non-negative integer after "key": in our JSON object; -ENOENT if the
+ * key is absent, -EINVAL if its value is not one. */
+static int json_uint(const char *json, const char *key, unsigned long long *out)
 {
 	const char *p = json_find(json, key);
+	char *end;
 
-	return p ? strtol(p + strlen(key), NULL, 10) : 0;
+	if (!p)
+		return -ENOENT;
+	p += strlen(key);
+	p += strspn(p, " ");
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	errno = 0;
+	*out = strtoull(p, &end, 10);
+	if (errno || (*end != ',' && *end != '}' && *end != ' ' && *end != '\n'))
+		return -EINVAL;
+	return 0;
 }
 
 /* The string after "key": (our own paths: no escapes), or "". */
@@ -95,64 +247,127 @@ static void json_str(const char *json, const char *key, char *out, size_t len)
 	}
 }
 
-/* Device id's record into json (NUL-terminated); its length, 0 if none. */
-static size_t read_record(uint32_t id, char *json, size_t len)
+/* Device id's record, whole (malloc'd, NUL-terminated), or NULL: none,
+ * unreadable, or longer than any we write. */
+static char *read_record(uint32_t id)
 {
-	char path[64];
-	ssize_t n;
+	char path[64], *json;
+	struct stat st;
+	size_t got = 0;
 	int fd;
 
-	json[0] = 0;
 	owner_path(path, sizeof(path), id);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
-	n = read(fd, json, len - 1);
+		return NULL;
+	if (fstat(fd, &st) < 0 || st.st_size <= 0 || (uint64_t)st.st_size > RECORD_MAX ||
+	    !(json = malloc((size_t)st.st_size + 1))) {
+		close(fd);
+		return NULL;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, json + got, (size_t)st.st_size - got);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
 	close(fd);
-	json[n > 0 ? n : 0] = 0;
-	return n > 0 ? (size_t)n : 0;
+	json[got] = 0;
+	return json;
 }
 
-/* A recovering server takes over device id's record: the pid becomes
- * ours, the rest stays (the script, the device's index, the ublk.shared
- * regions: what the next recovery needs).  False when there is no record
- * to take over, or one too long to read whole here (state.lua rewrites
- * that one). */
+/* The server a record names: 0, or -EINVAL for a record that is not whole
+ * or names no valid pid (it is then trusted with nothing). */
+static int parse_owner(const char *json, struct ublk_owner *o)
+{
+	unsigned long long pid, start;
+	int ret;
+
+	memset(o, 0, sizeof(*o));
+	if (!json_whole(json) || json_uint(json, "\"pid\":", &pid) < 0 || pid == 0 ||
+	    pid > 4194304)
+		return -EINVAL;
+	o->pid = (int)pid;
+	ret = json_uint(json, "\"start\":", &start);
+	if (ret == -EINVAL)
+		return ret;
+	o->has_start = ret == 0;
+	o->start = o->has_start ? start : 0;
+	return 0;
+}
+
+/* Writes json with the number after "key": set to v (added after the
+ * opening brace when absent) into a new malloc'd string. */
+static char *with_num(const char *json, const char *key, unsigned long long v)
+{
+	const char *p = json_find(json, key), *rest;
+	char *out;
+	size_t at;
+
+	if (p) {
+		p += strlen(key);
+		p += strspn(p, " ");
+		at = (size_t)(p - json);
+		rest = p + strspn(p, "-0123456789");
+		if (asprintf(&out, "%.*s%llu%s", (int)at, json, v, rest) < 0)
+			return NULL;
+	} else {
+		p = strchr(json, '{');
+		at = (size_t)(p - json) + 1;
+		if (asprintf(&out, "%.*s%s %llu,%s", (int)at, json, key, v, p + 1) < 0)
+			return NULL;
+	}
+	return out;
+}
+
+/* A recovering server takes over device id's record: pid and start
+ * become ours, the rest stays (the script, the device's index, the
+ * ublk.shared regions: what the next recovery needs).  False when there
+ * is no whole record to take over. */
 static bool take_over_record(uint32_t id)
 {
-	char json[16384], out[16400];
-	const char *p;
-	size_t at, n = read_record(id, json, sizeof(json));
-	int len;
+	struct ublk_owner self = self_owner(), old;
+	char *json = read_record(id), *a = NULL, *b = NULL;
+	bool ok = false;
 
-	if (!n || n == sizeof(json) - 1 || !(p = json_find(json, "\"pid\":")))
-		return false;
-	p += strlen("\"pid\":");
-	p += strspn(p, " ");
-	at = (size_t)(p - json);
-	p += strspn(p, "-0123456789");
-	len = snprintf(out, sizeof(out), "%.*s%d%s", (int)at, json, (int)getpid(), p);
-	if (len < 0 || (size_t)len >= sizeof(out))
-		return false;
-	write_record(id, out, (size_t)len);
-	return true;
+	if (json && parse_owner(json, &old) == 0 && self.has_start &&
+	    (a = with_num(json, "\"pid\":", (unsigned long long)self.pid)) &&
+	    (b = with_num(a, "\"start\":", self.start))) {
+		write_record(id, b, strlen(b));
+		ok = true;
+	}
+	free(b);
+	free(a);
+	free(json);
+	return ok;
 }
 
-int ublk_dev_read_owner(uint32_t id, char *store, size_t len)
+int ublk_dev_read_owner(uint32_t id, struct ublk_owner *o, char *store, size_t len)
 {
-	char json[4096];
+	char *json = read_record(id);
+	struct ublk_owner tmp;
+	char path[64];
+	int ret;
 
 	if (store && len)
 		store[0] = 0;
-	if (!read_record(id, json, sizeof(json)))
-		return 0;
-	if (store && len)
+	if (!json) {
+		owner_path(path, sizeof(path), id);
+		return access(path, F_OK) == 0 ? -EINVAL : 0;
+	}
+	ret = parse_owner(json, o ? o : &tmp);
+	if (ret == 0 && store && len) {
 		json_str(json, "\"store\":", store, len);
-	return (int)json_num(json, "\"pid\":");
+		if (store[0] && !ublk_dev_our_path(store))
+			ret = -EINVAL;
+	}
+	free(json);
+	return ret < 0 ? ret : 1;
 }
 
-/* Does another record name server pid? */
-static bool pid_has_other(int pid, uint32_t id)
+/* Does a record other than id's name server o, or (o NULL) the path? */
+static bool other_record_has(uint32_t id, const struct ublk_owner *o, const char *path)
 {
 	DIR *dir = opendir(UBLK_STATE_DIR);
 	struct dirent *e;
@@ -160,18 +375,44 @@ static bool pid_has_other(int pid, uint32_t id)
 
 	while (dir && !found && (e = readdir(dir))) {
 		unsigned other;
-		char tail;
+		struct ublk_owner oo;
+		char tail, *json, quoted[140];
 
-		if (sscanf(e->d_name, "dev%u%c", &other, &tail) == 1 && other != id)
-			found = ublk_dev_read_owner(other, NULL, 0) == pid;
+		if (sscanf(e->d_name, "dev%u%c", &other, &tail) != 1 || other == id)
+			continue;
+		if (!(json = read_record(other)))
+			continue;
+		if (o)
+			found = parse_owner(json, &oo) == 0 && same_owner(o, &oo);
+		else if (snprintf(quoted, sizeof(quoted), "\"%s\"", path) < (int)sizeof(quoted))
+			found = strstr(json, quoted) != NULL;
+		free(json);
 	}
 	if (dir)
 		closedir(dir);
 	return found;
 }
 
-/* Unlinks each string of the "shared": [...] list (our own paths). */
-static void unlink_shared(const char *json)
+/* Unlinks path if it is one of ours and no other device's record names
+ * it: a record is read, not trusted. */
+static void unlink_ours(uint32_t id, const char *path, const char *what)
+{
+	if (!ublk_dev_our_path(path)) {
+		ublk_warn("dev %u: its record names %s %s, which is not one of ublk-lua's "
+			  "(/dev/shm/ublk-lua.*): left alone", id, what, path);
+		return;
+	}
+	if (other_record_has(id, NULL, path)) {
+		ublk_warn("dev %u: its %s %s is named by another device's record too: left alone",
+			  id, what, path);
+		return;
+	}
+	if (unlink(path) < 0 && errno != ENOENT)
+		ublk_warn("dev %u: cannot remove its %s %s: %s", id, what, path, strerror(errno));
+}
+
+/* Unlinks each string of the "shared": [...] list that is ours. */
+static void unlink_shared(uint32_t id, const char *json)
 {
 	const char *p = json_find(json, "\"shared\":"), *end;
 	char path[256];
@@ -182,31 +423,41 @@ static void unlink_shared(const char *json)
 		if ((size_t)(end - p - 1) < sizeof(path)) {
 			memcpy(path, p + 1, (size_t)(end - p - 1));
 			path[end - p - 1] = 0;
-			unlink(path);
+			unlink_ours(id, path, "ublk.shared region");
 		}
 		p = end + 1;
 	}
 }
 
-/* The record goes, and the files it names: the store, and the server's
- * ublk.shared regions once no other device of that server is left; and
- * the copy of the script that last served it (devN.lua, lua/ublk/state.lua). */
+/* The record goes, and the files it names that are ours: the store, and
+ * the server's ublk.shared regions once no other device of that server is
+ * left.  A record that is not whole names nothing we trust: only it goes.
+ * So do the copy of the script that last served it (devN.lua,
+ * lua/ublk/state.lua) and the recovery lock. */
 void ublk_dev_forget_owner(uint32_t id)
 {
-	char path[64], store[128], json[4096];
-	int pid;
+	char path[64], store[128];
+	char *json = read_record(id);
+	struct ublk_owner o;
 
-	read_record(id, json, sizeof(json));
-	pid = (int)json_num(json, "\"pid\":");
-	json_str(json, "\"store\":", store, sizeof(store));
-	if (store[0] && unlink(store) < 0 && errno != ENOENT)
-		ublk_warn("dev %u: cannot remove its store %s: %s", id, store, strerror(errno));
-	if (pid > 0 && !pid_has_other(pid, id))
-		unlink_shared(json);
+	if (json && parse_owner(json, &o) == 0) {
+		json_str(json, "\"store\":", store, sizeof(store));
+		if (store[0])
+			unlink_ours(id, store, "store");
+		if (!other_record_has(id, &o, NULL))
+			unlink_shared(id, json);
+	} else if (json) {
+		ublk_warn("dev %u: its record is not one ublk-lua wrote whole: removed, and no "
+			  "file it names", id);
+	}
+	free(json);
 	owner_path(path, sizeof(path), id);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/dev%u.lua", UBLK_STATE_DIR, id);
 	unlink(path);
+	owner_path(path, sizeof(path), id);
+	strncat(path, ".recovering", sizeof(path) - strlen(path) - 1);
+	unlink(path); /* device_recover.c's lock */
 	ublk_stats_forget(id);
 }
 
@@ -228,19 +479,19 @@ void ublk_dev_remove_orphans(struct ublk_ctrl *c)
 	struct dirent *e;
 
 	while (dir && (e = readdir(dir))) {
+		struct ublk_owner o, self = self_owner();
 		unsigned id;
-		int pid;
 		char tail;
 
 		if (sscanf(e->d_name, "dev%u%c", &id, &tail) != 1)
 			continue;
-		pid = ublk_dev_read_owner(id, NULL, 0);
-		if (pid <= 0 || pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH)
+		if (ublk_dev_read_owner(id, &o, NULL, 0) <= 0 || same_owner(&o, &self) ||
+		    ublk_owner_alive(&o) != 0)
 			continue; /* its server lives (or we cannot tell) */
 		if (recoverable(c, id))
 			continue; /* waits for `ublk-lua recover` or `del` */
 		ublk_warn("removing device %u, left by a server that ended without removing "
-			  "it (pid %d)", id, pid);
+			  "it (pid %d)", id, o.pid);
 		ublk_ctrl_del_dev_async(c, id);
 		ublk_dev_forget_owner(id);
 	}

@@ -38,6 +38,9 @@ int ublk_dev_check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
  * naming the field, its value and what is allowed.  Reads nothing else
  * (spec/fuzz/fuzz_recovery.c). */
 int ublk_dev_check_recovered(struct ublk_dev *d, uint32_t id);
+/* device_recover.c: lets go of the lock a recovery holds on its device
+ * (none: nothing). */
+void ublk_dev_recover_unlock(struct ublk_dev *d);
 /* Frees what exists; `added`: deletes the device too. */
 void ublk_dev_release(struct ublk_dev *d, bool added);
 

@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -154,6 +155,49 @@ static int check_device(struct ublk_dev *d, uint32_t id)
 	return ublk_dev_check_recovered(d, id);
 }
 
+/* One server at a time recovers a device: a second one would meet the
+ * first's START_USER_RECOVERY or open char device and fail with a bare
+ * EBUSY.  A lock on STATE_DIR/devN.recovering, held until the recovery
+ * has ended (or the process has), tells it who is at it.  A POSIX lock,
+ * so that the loser can name the holder's pid. */
+static int recover_lock(struct ublk_dev *d, uint32_t id)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	char path[64];
+	int fd;
+
+	mkdir(UBLK_STATE_DIR, 0755);
+	snprintf(path, sizeof(path), "%s/dev%u.recovering", UBLK_STATE_DIR, id);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return 0; /* no lock to be had: the kernel's EBUSY is all we have */
+	if (fcntl(fd, F_SETLK, &fl) == 0) {
+		d->recover_lock = fd;
+		return 0;
+	}
+	if (errno != EAGAIN && errno != EACCES) {
+		close(fd);
+		return 0;
+	}
+	fl.l_type = F_WRLCK;
+	fl.l_pid = 0;
+	fcntl(fd, F_GETLK, &fl);
+	close(fd);
+	if (fl.l_type != F_UNLCK && fl.l_pid > 0)
+		return ublk_dev_fail(d, -EBUSY, "device %u: another server (pid %d) is recovering "
+				     "it: wait for it to finish (ublk-lua list -n %u)", id,
+				     (int)fl.l_pid, id);
+	return ublk_dev_fail(d, -EBUSY, "device %u: another server is recovering it: wait for "
+			     "it to finish (ublk-lua list -n %u)", id, id);
+}
+
+void ublk_dev_recover_unlock(struct ublk_dev *d)
+{
+	if (d->recover_lock >= 0)
+		close(d->recover_lock); /* closing it releases the lock */
+	d->recover_lock = -1;
+}
+
 int ublk_dev_prepare_recovery(struct ublk_dev *d, uint32_t id,
 			      const struct ublk_backend_ops *ops,
 			      const struct ublk_backend_conf *bconf)
@@ -164,7 +208,9 @@ int ublk_dev_prepare_recovery(struct ublk_dev *d, uint32_t id,
 	ret = ublk_dev_init_backend(d, true, ops, bconf);
 	if (ret < 0)
 		return ret;
-	ret = ublk_dev_open_ctrl(d);
+	ret = recover_lock(d, id);
+	if (ret >= 0)
+		ret = ublk_dev_open_ctrl(d);
 	if (ret >= 0)
 		ret = check_device(d, id);
 	if (ret < 0) {

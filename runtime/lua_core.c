@@ -68,23 +68,34 @@ struct shared {
 	char *path;	/* a file on /dev/shm that outlives a crash; removed at gc */
 };
 
-/* Maps `path` for a region of `size`: an existing file must have that
- * size (a recovering server takes its data over), a new one is made. */
-static void *map_file(lua_State *L, const char *path, size_t size, const char **err, int *fdp)
+/* Maps `path` for a region of `size`: with `existing` (a recovering
+ * server takes its data over) the file must be there with that size;
+ * otherwise it must not exist yet: a file of that name holds some other
+ * region's data (or was left by one), never a new region's. */
+static void *map_file(lua_State *L, const char *path, size_t size, bool existing,
+		      const char **err, int *fdp)
 {
 	struct stat st;
 	void *addr = MAP_FAILED;
-	int fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)
+	int fd = path ? open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW |
+				       (existing ? 0 : O_CREAT | O_EXCL), 0600)
 		      : memfd_create("ublk-shared", MFD_CLOEXEC);
+	bool made = path && !existing && fd >= 0;
 
 	path = path ? path : "memfd";
 
 	*err = NULL;
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	if (fd < 0 && errno == EEXIST) {
+		*err = lua_pushfstring(L, "%s exists: a new region starts empty, only a recovery "
+				       "takes over an existing one", path);
+	} else if (fd < 0 && existing && errno == ENOENT) {
+		*err = lua_pushfstring(L, "%s, a region of the device being recovered, is gone: "
+				       "its data is lost", path);
+	} else if (fd < 0 || fstat(fd, &st) < 0) {
 		*err = lua_pushfstring(L, "%s: %s", path, strerror(errno));
-	} else if (st.st_size == 0 && ftruncate(fd, (off_t)size) < 0) {
+	} else if (!existing && ftruncate(fd, (off_t)size) < 0) {
 		*err = lua_pushfstring(L, "%s: %s", path, strerror(errno));
-	} else if (st.st_size != 0 && (size_t)st.st_size != size) {
+	} else if (existing && (size_t)st.st_size != size) {
 		*err = lua_pushfstring(L, "%s holds %d bytes, not the %d asked for", path,
 				       (int)st.st_size, (int)size);
 	} else {
@@ -92,20 +103,25 @@ static void *map_file(lua_State *L, const char *path, size_t size, const char **
 		if (addr == MAP_FAILED)
 			*err = lua_pushfstring(L, "%s: mmap: %s", path, strerror(errno));
 	}
-	if (fd >= 0 && addr == MAP_FAILED)
+	if (fd >= 0 && addr == MAP_FAILED) {
 		close(fd);
-	else
+		if (made)
+			unlink(path);
+	} else {
 		*fdp = fd;
+	}
 	return addr;
 }
 
-/* core.shared_alloc(size [, path]) -> region | nil, msg, errno: a memfd,
- * or with path a shared file (kept for recovery, see backend.lua); either
+/* core.shared_alloc(size [, path [, existing]]) -> region | nil, msg,
+ * errno: a memfd, or with path a shared file (kept for recovery, see
+ * backend.lua; `existing`: a recovering server's, with its data); either
  * way a file, so that zero copy can read and write it. */
 static int l_shared_alloc(lua_State *L)
 {
 	size_t size = (size_t)luaL_checknumber(L, 1);
 	const char *path = luaL_optstring(L, 2, NULL), *err = NULL;
+	bool existing = lua_toboolean(L, 3);
 	struct shared *s = lua_newuserdata(L, sizeof(*s));
 
 	s->addr = NULL;
@@ -115,7 +131,7 @@ static int l_shared_alloc(lua_State *L)
 	lua_setmetatable(L, -2);
 	s->size = size;
 	errno = 0;
-	s->addr = map_file(L, path, size, &err, &s->fd);
+	s->addr = map_file(L, path, size, existing, &err, &s->fd);
 	if (path && s->addr != MAP_FAILED && !(s->path = strdup(path)))
 		err = "out of memory";
 	if (s->addr == MAP_FAILED || err) {

@@ -23,19 +23,22 @@
 #include "log.h"
 #include "signals.h"
 
-/* Waits up to timeout_ms for pid to exit. */
-static int wait_gone(pid_t pid, int timeout_ms)
+/* Waits up to timeout_ms for server o to exit.  A pidfd holds on to the
+ * process it was opened for; checked against the start time after it is
+ * opened, it is o's or o has already gone. */
+static int wait_gone(const struct ublk_owner *o, int timeout_ms)
 {
-	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	int fd = (int)syscall(SYS_pidfd_open, o->pid, 0);
 
 	if (fd >= 0) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int ret = poll(&p, 1, timeout_ms);
+		int ret = ublk_owner_alive(o) == 1 ? poll(&p, 1, timeout_ms) : 1;
 
 		close(fd);
 		return ret > 0 ? 0 : -ETIMEDOUT;
 	}
-	for (int waited = 0; kill(pid, 0) == 0 || errno != ESRCH; waited += 10) {
+	/* no pidfd (before Linux 5.3) */
+	for (int waited = 0; ublk_owner_alive(o) != 0; waited += 10) {
 		if (waited >= timeout_ms)
 			return -ETIMEDOUT;
 		nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
@@ -43,28 +46,34 @@ static int wait_gone(pid_t pid, int timeout_ms)
 	return 0;
 }
 
-/* Is device id still the one pid left?  Its record says so; a device made
- * under a reused id has its own server's.  Without a record, only the
- * kernel can tell: its ublksrv_pid (-1 once the kernel has stopped the
- * device, which is then left alone: nothing says whose it is). */
-static bool still_ours(struct ublk_ctrl *c, uint32_t id, pid_t pid, int *owner)
+/* Is device id still the one server o left?  Its record says so; a device
+ * made under a reused id has its own server's, and a server that reused
+ * o's pid has another start time.  Without a record, only the kernel can
+ * tell: its ublksrv_pid (-1 once the kernel has stopped the device, which
+ * is then left alone: nothing says whose it is). */
+static bool still_ours(struct ublk_ctrl *c, uint32_t id, const struct ublk_owner *o,
+		       int *owner)
 {
 	struct ublksrv_ctrl_dev_info info;
+	struct ublk_owner rec;
+	int ret = ublk_dev_read_owner(id, &rec, NULL, 0);
 
-	*owner = ublk_dev_read_owner(id, NULL, 0);
-	if (*owner > 0)
-		return *owner == pid;
-	if (ublk_ctrl_get_dev_info(c, id, &info) < 0)
-		return false;
+	*owner = ret > 0 ? rec.pid : 0;
+	if (ret > 0)
+		return rec.pid == o->pid && (!rec.has_start || !o->has_start ||
+					     rec.start == o->start);
+	if (ret < 0 || ublk_ctrl_get_dev_info(c, id, &info) < 0)
+		return false; /* a record we cannot read: not ours to judge */
 	*owner = info.ublksrv_pid;
-	return info.ublksrv_pid == pid;
+	return info.ublksrv_pid == o->pid;
 }
 
 int ublk_reap_main(int argc, char **argv)
 {
 	struct ublk_ctrl c;
 	sigset_t set;
-	pid_t pid;
+	struct ublk_owner o = { 0 };
+	char *end;
 	int status = 0, ret;
 
 	if (argc < 3)
@@ -74,9 +83,16 @@ int ublk_reap_main(int argc, char **argv)
 		if (sigismember(&set, s) == 1)
 			signal(s, SIG_IGN);
 	setsid();
-	pid = (pid_t)atoi(argv[2]);
-	if (wait_gone(pid, 30000) < 0) {
-		ublk_err("reaper: process %d did not exit: its devices stay", (int)pid);
+	/* PID:START (signals.c); PID alone from an older server */
+	o.pid = (int)strtol(argv[2], &end, 10);
+	if (*end == ':') {
+		o.has_start = true;
+		o.start = strtoull(end + 1, NULL, 10);
+	}
+	if (o.pid <= 0)
+		return 2;
+	if (wait_gone(&o, 30000) < 0) {
+		ublk_err("reaper: process %d did not exit: its devices stay", o.pid);
 		return 1;
 	}
 	ret = ublk_ctrl_open(&c);
@@ -89,13 +105,13 @@ int ublk_reap_main(int argc, char **argv)
 		uint32_t id = (uint32_t)strtoul(argv[i], NULL, 10);
 		int owner;
 
-		if (!still_ours(&c, id, pid, &owner)) {
+		if (!still_ours(&c, id, &o, &owner)) {
 			if (owner > 0)
 				ublk_warn("reaper: device %u is now pid %d's, no longer %d's: left alone",
-					  id, owner, (int)pid);
+					  id, owner, o.pid);
 			else
 				ublk_warn("reaper: nothing says device %u is still process %d's: "
-					  "left alone", id, (int)pid);
+					  "left alone", id, o.pid);
 			continue;
 		}
 		/* async: a disk still held open (mounted) is deleted when it is

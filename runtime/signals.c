@@ -59,21 +59,28 @@ int ublk_signals_received(void)
 }
 
 
-/* Starts `ublk-lua --reap PID ID...` for this process's devices, then
+/* Starts `ublk-lua --reap PID:START ID...` for this process's devices, then
  * leaves at once with `status`: the kernel fails whatever was in flight
  * when our char devices close, and the reaper deletes the devices after. */
 _Noreturn void ublk_signals_abandon(int status)
 {
 	uint32_t ids[256];
 	int n = ublk_dev_ids(ids, 256);
-	char args[258][24];
+	char args[258][32];
 	char *argv[261];
 	int argc = 0;
 
 	if (n > 0) {
 		argv[argc++] = "ublk-lua";
 		argv[argc++] = "--reap";
-		snprintf(args[0], sizeof(args[0]), "%d", (int)getpid());
+		/* PID:START: the reaper must not take a later process that
+		 * gets our pid for us (device.h: struct ublk_owner) */
+		unsigned long long start = 0;
+
+		if (ublk_proc_start((int)getpid(), &start) == 0)
+			snprintf(args[0], sizeof(args[0]), "%d:%llu", (int)getpid(), start);
+		else
+			snprintf(args[0], sizeof(args[0]), "%d", (int)getpid());
 		argv[argc++] = args[0];
 		for (int i = 0; i < n; i++) {
 			snprintf(args[i + 1], sizeof(args[i + 1]), "%u", ids[i]);

@@ -43,11 +43,40 @@ describe("ublk-lua command", function()
       ["recover"] = "recover: give %-n ID", ["stats -n 1 --watch 0"] = "%-%-watch needs seconds",
       ["list -x"] = "list: unknown option '%-x'", ["add"] = "add: give a SCRIPT or %-t",
       ["add -t memory x.lua"] = "add: give a SCRIPT or %-t", ["list -n"] = "%-n needs a value",
-      ["del -n one"] = "%-n needs a number, got 'one'", ["features extra"] = "unexpected argument",
+      ["del -n one"] = "%-n needs a device id from 0 to 1048575, got 'one'",
+      ["features extra"] = "unexpected argument",
     }) do
       local rc, out = run(args)
       assert.are.equal(2, rc, args)
       assert.matches(says, out)
+    end
+  end)
+
+  it("refuses, by option and value, every number that is not finite, whole or in range", function()
+    local cases = {
+      { "add -t memory -s 1MiB -n nan", "add: %-n needs a device id from 0 to 1048575, got 'nan'" },
+      { "add -t memory -s 1MiB -n 2.5", "%-n needs a device id from 0 to 1048575, got '2.5'" },
+      { "add -t memory -s 1MiB -n 1048576", "%-n needs a device id .*got '1048576'" },
+      { "add -t memory -s 1MiB -q inf", "add: %-q needs a whole number of queues from 1 to 4096, got 'inf'" },
+      { "add -t memory -s 1MiB -q 0", "%-q needs .*got '0'" },
+      { "add -t memory -s 1MiB -d -inf", "add: %-d needs a whole queue depth from 1 to 4096, got '%-inf'" },
+      { "add -t memory -s 1MiB -d 1e300", "%-d needs .*got '1e300'" },
+      { "add -t memory -s 1MiB --restart nan", "add: %-%-restart needs a whole number of restarts from 0 to 1000000, got 'nan'" },
+      { "add -t memory -s 1MiB --restart 1.5", "%-%-restart needs .*got '1.5'" },
+      { "list -n nan", "list: %-n needs a device id .*got 'nan'" },
+      { "list -n -1", "list: %-n needs a device id .*got '%-1'" },
+      { "del -n inf", "del: %-n needs a device id .*got 'inf'" },
+      { "recover -n 0x1p70", "recover: %-n needs a device id .*got '0x1p70'" },
+      { "stats -n 1 --watch nan", "stats: %-%-watch needs seconds from 0.1 to 86400, got 'nan'" },
+      { "stats -n 1 --watch inf", "%-%-watch needs seconds .*got 'inf'" },
+      { "stats -n 1 --watch 1e300", "%-%-watch needs seconds .*got '1e300'" },
+      { "stats -n 1 --watch 1e-300", "%-%-watch needs seconds .*got '1e%-300'" },
+      { "stats -n 1 --watch 0.0001", "%-%-watch needs seconds .*got '0.0001'" },
+    }
+    for _, c in ipairs(cases) do
+      local rc, out = run(c[1])
+      assert.are.equal(2, rc, c[1])
+      assert.matches(c[2], out, 1, false, c[1])
     end
   end)
 

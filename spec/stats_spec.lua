@@ -28,6 +28,31 @@ describe("ublk.stats", function()
     assert.matches("not a statistics file", err)
   end)
 
+  it("refuses a statistics file whose header claims more queues than it holds", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    local mem = mapping(2)
+    local h = ffi.cast("struct ublk_stats_header *", mem)
+    local whole = ffi.sizeof("struct ublk_stats_header") + 2 * ffi.sizeof("struct ublk_queue_stats")
+    -- two queues' worth of file, a header that claims 64: reading queue 2
+    -- on would be past the end of the file, a SIGBUS
+    h.nr_queues = 64
+    local f = assert(io.open(dir .. "/dev7.stats", "wb"))
+    f:write(ffi.string(mem, whole))
+    f:close()
+    local r, err = stats.open(7, dir)
+    assert.is_nil(r)
+    assert.matches("dev7.stats: its header claims 64 queues", err)
+    h.nr_queues = 2
+    f = assert(io.open(dir .. "/dev7.stats", "wb"))
+    f:write(ffi.string(mem, whole))
+    f:close()
+    r = assert(stats.open(7, dir))
+    assert.are.equal(2, #r:snapshot().queues)
+    os.execute("rm -rf " .. dir)
+  end)
+
   it("gives counts and percentiles within a bucket's width, across queues", function()
     local mem, q = mapping(2)
     -- 1000 reads: 900 at 10 us, 90 at 100 us, 10 at 5 ms, split over 2 queues

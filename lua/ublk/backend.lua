@@ -14,8 +14,6 @@ local core = require "ublk.core"
 local params = require "ublk.params"
 local transfer = require "ublk.transfer"
 
-pcall(ffi.cdef, "int getpid(void);")
-
 local M = {}
 
 -- ---- C backends ----
@@ -92,6 +90,24 @@ M.Shared = Shared
 M.kept, M.keep = {}, false
 local recovery_possible
 
+-- Names for the files a recoverable device keeps in /dev/shm:
+-- /dev/shm/ublk-lua.TOKEN.N (stores) and .sN (ublk.shared regions), TOKEN
+-- 16 random hex digits drawn once per process.  Not the pid: a process
+-- that gets a dead server's pid would make, and open, that server's
+-- files.  Opened with O_EXCL (runtime/backend_memory.c, lua_core.c): a
+-- new device starts empty whatever is there; only a recovery takes over
+-- an existing file, by the name its record holds.
+local token
+function M.new_path(suffix)
+  if not token then
+    local f = assert(io.open("/dev/urandom", "rb"))
+    local bytes = f:read(8)
+    f:close()
+    token = bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+  end
+  return ("/dev/shm/ublk-lua.%s.%s"):format(token, suffix)
+end
+
 local function kept_path()
   if not M.keep then return nil end
   if recovery_possible == nil then
@@ -100,10 +116,10 @@ local function kept_path()
   end
   if not recovery_possible then return nil end
   local n = #M.kept + 1
-  local path = M.takeover_shared and M.takeover_shared[n]
-    or ("/dev/shm/ublk-lua.%d.s%d"):format(ffi.C.getpid(), n)
+  local taken = M.takeover_shared and M.takeover_shared[n]
+  local path = taken or M.new_path("s" .. n)
   M.kept[n] = path
-  return path
+  return path, taken ~= nil
 end
 
 -- ublk.shared(bytes) -> { ptr = uint8_t*, size = n }: zeroed, C-owned,
@@ -112,7 +128,8 @@ end
 function M.shared(size)
   local n, err = params.parse_size(size)
   if not n or n == 0 then error("ublk.shared: bad size: " .. tostring(err or size), 2) end
-  local mem, merr = core.shared_alloc(n, kept_path())
+  local path, existing = kept_path()
+  local mem, merr = core.shared_alloc(n, path, existing)
   if not mem then error("ublk.shared: " .. merr, 2) end
   return setmetatable({ ptr = ffi.cast("uint8_t *", mem:address()), size = n, _mem = mem }, Shared)
 end
@@ -225,7 +242,10 @@ function LuaBackend:core_opts(size, read_only, keep)
     opts[prefix .. "size"] = ("%d"):format(v.size or (v.name ~= "file" and size or 0))
     opts[prefix .. "read_only"] = flag(v.read_only or read_only)
     for k, x in pairs(c_opts(v)) do opts[prefix .. k] = x end
-    if v.name == "memory" and keep then opts[prefix .. "store"] = kept_path() end
+    if v.name == "memory" and keep then
+      local path, existing = kept_path()
+      opts[prefix .. "store"], opts[prefix .. "recover"] = path, existing and "1" or nil
+    end
   end
   return opts
 end

@@ -29,10 +29,10 @@ local function describe(id)
   local d = { id = id, state = info.state, pid = info.pid, queues = info.queues,
     depth = info.depth, size = info.size, block_size = info.block_size,
     max_io = info.max_io, flags = sorted_names(info.flags), path = "/dev/ublkb" .. id }
-  local st = state.read(id)
+  local st, bad = state.read(id)
   d.recoverable = state.recoverable(info, st)
   if st then
-    d.ublk_lua = { pid = st.pid, server = state.alive(st.pid) and "running" or "dead",
+    d.ublk_lua = { pid = st.pid, server = state.server_alive(st) and "running" or "dead",
       script = st.script, args = st.args, spec = st.spec, backend = st.backend,
       recovery = st.recovery, store = st.store, saved = st.saved }
     -- a recover without SCRIPT runs it (or, failing that, the saved copy)
@@ -41,6 +41,7 @@ local function describe(id)
       if not ok then d.ublk_lua.script_error = err end
     end
   end
+  d.bad_record = bad
   return d
 end
 
@@ -56,6 +57,9 @@ local function line(d)
     s = s .. ", pid " .. d.pid .. " (not ublk-lua's)"
   end
   if d.recoverable then s = s .. ", recoverable: ublk-lua recover -n " .. d.id end
+  if d.bad_record then
+    s = s .. (", unreadable record (%s): ublk-lua del -n %d removes it"):format(d.bad_record, d.id)
+  end
   if u and u.script_error then
     s = s .. ("\n    its script does not compile (%s): recover -n %d runs the copy that last "
       .. "served it%s, or name a script: recover -n %d SCRIPT"):format(u.script_error, d.id,
@@ -64,18 +68,35 @@ local function line(d)
   return s
 end
 
+-- Records that cannot be believed and whose device is gone: said on
+-- stderr, where `list --json` keeps its array as it is.
+local function bad_records(shown)
+  for _, id in ipairs(state.ids()) do
+    local _, bad = state.read(id)
+    if bad and not shown[id] and not core.dev_info(id) then
+      complain(("no device %d, and an unreadable record (%s): ublk-lua del -n %d removes it")
+        :format(id, bad, id))
+    end
+  end
+end
+
 function admin.list(o)
   local ids = o.id and { o.id } or core.dev_ids()
-  local rows = setmetatable({}, json.array)
+  local rows, shown = setmetatable({}, json.array), {}
   for _, id in ipairs(ids) do
     local d, err = describe(id)
     if d then
       rows[#rows + 1] = d
+      shown[id] = true
     elseif o.id then
+      local _, bad = state.read(id)
+      if bad then err = err .. "; its record is unreadable (" .. bad .. "): ublk-lua del -n "
+        .. id .. " removes it" end
       complain(("device %d: %s"):format(id, err))
       return 1
     end
   end
+  if not o.id then bad_records(shown) end
   if o.json then
     out("%s", json.encode(rows))
   else
@@ -147,27 +168,61 @@ local function sleep(s)
   ffi.C.nanosleep(ffi.new("struct ublk_admin_ts", math.floor(s), (s % 1) * 1e9), nil)
 end
 
--- How many devices the record says pid serves.
-local function devices_of(pid)
+-- How many devices server rec serves: the records that name it, or where
+-- its own record cannot be read, the kernel's LIVE devices of its pid.
+local function devices_of(rec)
   local n = 0
+  if rec.from_kernel then
+    for _, id in ipairs(core.dev_ids()) do
+      local i = core.dev_info(id)
+      if i and i.pid == rec.pid and i.state == "LIVE" then n = n + 1 end
+    end
+    return n
+  end
   for _, id in ipairs(state.ids()) do
     local st = state.read(id)
-    if st and st.pid == pid then n = n + 1 end
+    if st and st.pid == rec.pid and st.start == rec.start then n = n + 1 end
   end
   return n
+end
+
+pcall(ffi.cdef, "long readlink(const char *path, char *buf, size_t len);")
+
+-- Does process pid hold /dev/ublkcN open?  Then it serves device id: the
+-- kernel lets one process at a time have it.
+local function holds_cdev(pid, id)
+  local want, buf = "/dev/ublkc" .. id, ffi.new("char[256]")
+  for _, fd in ipairs(core.list_dir(("/proc/%d/fd"):format(pid))) do
+    local n = tonumber(ffi.C.readlink(("/proc/%d/fd/%s"):format(pid, fd), buf, 255))
+    if n and n > 0 and ffi.string(buf, n) == want then return true end
+  end
+  return false
+end
+
+-- The server of a LIVE device whose record cannot be read: the process
+-- the kernel names, if it holds the device's char device (so it is that
+-- server now, whatever pid reuse happened): { pid, start, from_kernel }.
+local function kernel_server(id, info)
+  if info.state ~= "LIVE" or not (info.pid and info.pid > 0) then return nil end
+  local start = state.proc_start(info.pid)
+  if start and holds_cdev(info.pid, id) and state.proc_start(info.pid) == start then
+    return { pid = info.pid, start = start, from_kernel = true }
+  end
 end
 
 -- Removes device id, whatever its server's state: a live ublk-lua server
 -- serving only it is asked to end (SIGTERM, as its own signal handling
 -- removes it cleanly); anything else is deleted directly.  Never waits
--- for long: DEL_DEV without waiting on a held disk.
+-- for long: DEL_DEV without waiting on a held disk.  The server is
+-- signalled only as state.signal checks it: the process the record names,
+-- with its start time, never one that got its pid since.
 local function del_one(id, safe)
   local info = core.dev_info(id)
-  local st = state.read(id)
+  local st, bad = state.read(id)
   if not info then
-    if st then
+    if st or bad then
       core.forget(id)
-      out("dev id %d: already gone; its stale record removed", id)
+      out("dev id %d: already gone; its %s record removed", id, bad and "unreadable" or "stale")
       return true
     end
     complain(("device %d: no such ublk device"):format(id))
@@ -182,36 +237,45 @@ local function del_one(id, safe)
       return false
     end
   end
-  if st and state.alive(st.pid) and st.pid ~= ffi.C.getpid() and info.state == "LIVE"
-      and devices_of(st.pid) == 1 then
-    ffi.C.kill(st.pid, 15)
-    ffi.C.kill(st.pid, 18) -- SIGCONT: a stopped server takes its SIGTERM too
+  -- a record cut short or edited: the kernel says who serves a LIVE device
+  local server = st or (bad and kernel_server(id, info))
+  if bad then complain(("device %d: its record is unreadable (%s)"):format(id, bad)) end
+  if server and state.server_alive(server) and server.pid ~= ffi.C.getpid()
+      and info.state == "LIVE" and devices_of(server) == 1 then
+    state.signal(server, 15)
+    state.signal(server, 18) -- SIGCONT: a stopped server takes its SIGTERM too
     -- Its stop is bounded (UBLK_STOP_TIMEOUT, then a reaper): wait for the
     -- process, not for the device, which a mount keeps (DEL_DEV_ASYNC
     -- frees its number only once they let go).
     local limit = (tonumber(os.getenv("UBLK_STOP_TIMEOUT")) or 5) + 5
     local ended = false
     for _ = 1, limit * 20 do
-      if not state.alive(st.pid) or not core.dev_info(id) then ended = true break end
+      if not state.server_alive(server) or not core.dev_info(id) then ended = true break end
       sleep(0.05)
     end
     if ended and not core.dev_info(id) then
-      out("dev id %d: removed (its server, pid %d, ended)", id, st.pid)
+      out("dev id %d: removed (its server, pid %d, ended)", id, server.pid)
       return true
     end
     if not ended then
       -- it holds requests DEL_DEV would wait for: end it first (SIGKILL), so
       -- that the kernel fails or requeues them, then delete
       complain(("device %d: its server (pid %d) did not remove it in %d s: killing it "
-        .. "and deleting the device"):format(id, st.pid, limit))
-      ffi.C.kill(st.pid, 9)
+        .. "and deleting the device"):format(id, server.pid, limit))
+      state.signal(server, 9)
       for _ = 1, 100 do
-        if not state.alive(st.pid) then break end
+        if not state.server_alive(server) then break end
         sleep(0.05)
       end
     end
     -- ended, and the device is still there: held open (mounted); deleting
     -- it again says by whom
+  elseif bad and info.state == "LIVE" and info.pid > 0 and state.proc_start(info.pid) then
+    -- LIVE, its server unknown: deleting it would leave that server
+    -- running on with nothing to serve; say so and leave it
+    complain(("device %d is LIVE, served by pid %d, which does not hold /dev/ublkc%d: left "
+      .. "alone"):format(id, info.pid, id))
+    return false
   end
   local ok, err = core.delete(id)
   if not ok then

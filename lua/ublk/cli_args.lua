@@ -45,12 +45,32 @@ Environment: UBLK_LOG=error|warn|info|debug
 Exit status: 0 ok, 1 failure, 2 usage.  State: /run/ublk-lua.
 ]=]
 
--- Options of a verb: o.id, o.json, ... and o.script, o.args after them.
+-- A number option's rule: integral or not, its range, and its words for
+-- the error.  Checked here, so that nan, inf, 1e300 or 2.5 never reach a
+-- device id, a JSON record or a sleep.
+local function number(integral, min, max, what)
+  return function(v)
+    local n = tonumber(v)
+    if n and n == n and n >= min and n <= max and (not integral or n == math.floor(n)) then
+      return n
+    end
+    return nil, ("needs %s from %s to %s, got '%s'"):format(what, tostring(min), tostring(max), v)
+  end
+end
+
+-- The kernel numbers ublk devices below 2^20 (UBLK_MAX_UBLKS); queues and
+-- depth have its limits (UBLK_MAX_NR_QUEUES, UBLK_MAX_QUEUE_DEPTH);
+-- params.lua narrows them to this machine.  --watch: at least 0.1 s, so
+-- that a tiny interval does not print a million lines a second.
+local ID = number(true, 0, 1048575, "a device id")
 local OPTS = {
-  ["-n"] = { "id", tonumber }, ["-q"] = { "queues", tonumber }, ["-d"] = { "depth", tonumber },
+  ["-n"] = { "id", ID }, ["-q"] = { "queues", number(true, 1, 4096, "a whole number of queues") },
+  ["-d"] = { "depth", number(true, 1, 4096, "a whole queue depth") },
   ["-s"] = { "size" }, ["-f"] = { "file" }, ["-t"] = { "type" }, ["-r"] = { "recovery" },
-  ["--json"] = { "json", true }, ["-a"] = { "all", true }, ["--watch"] = { "watch", tonumber },
-  ["--restart"] = { "restart", tonumber }, ["--uri"] = { "uri" }, ["--safe"] = { "safe", true },
+  ["--json"] = { "json", true }, ["-a"] = { "all", true },
+  ["--watch"] = { "watch", number(false, 0.1, 86400, "seconds") },
+  ["--restart"] = { "restart", number(true, 0, 1000000, "a whole number of restarts") },
+  ["--uri"] = { "uri" }, ["--safe"] = { "safe", true },
   ["-b"] = { "batch", true },
 }
 local ALLOWED = {
@@ -76,8 +96,13 @@ function args.parse(verb, argv)
     else
       local v = argv[i + 1]
       if v == nil then return nil, ("%s: %s needs a value"):format(verb, a) end
-      if spec[2] then o[spec[1]] = spec[2](v) else o[spec[1]] = v end
-      if o[spec[1]] == nil then return nil, ("%s: %s needs a number, got '%s'"):format(verb, a, v) end
+      if spec[2] then
+        local n, why = spec[2](v)
+        if n == nil then return nil, ("%s: %s %s"):format(verb, a, why) end
+        o[spec[1]] = n
+      else
+        o[spec[1]] = v
+      end
       i = i + 2
     end
   end
@@ -88,7 +113,6 @@ function args.parse(verb, argv)
   if (verb == "recover" or verb == "reload" or verb == "stats") and not o.id then
     return nil, verb .. ": give -n ID"
   end
-  if o.watch and o.watch <= 0 then return nil, "stats: --watch needs seconds > 0" end
   if verb == "add" and not o.script == not o.type then
     return nil, "add: give a SCRIPT or -t memory|null|file|nbd"
   end

@@ -14,7 +14,6 @@ local daemon = {}
 daemon.LOG = state.dir .. "/server.log"
 
 pcall(ffi.cdef, "int close(int fd);")
-pcall(ffi.cdef, "int kill(int pid, int sig);")
 pcall(ffi.cdef, "int mkdir(const char *path, unsigned mode);")
 pcall(ffi.cdef, "int waitpid(int pid, int *status, int options);")
 pcall(ffi.cdef, "long write(int fd, const void *buf, unsigned long n);")
@@ -85,7 +84,7 @@ function daemon.takeover(id, script, args, live)
   local info, err = core.dev_info(id)
   if not info then return nil, ("device %d: %s"):format(id, err) end
   local st = state.read(id)
-  if not live and st and state.alive(st.pid) and info.state == "LIVE" then
+  if not live and st and state.server_alive(st) and info.state == "LIVE" then
     return nil, ("device %d is LIVE, served by pid %d: only a device whose server has "
       .. "died can be recovered"):format(id, st.pid)
   end
@@ -105,7 +104,8 @@ function daemon.takeover(id, script, args, live)
   if st and st.pid then
     for _, other_id in ipairs(state.ids()) do
       local other = other_id ~= id and state.read(other_id)
-      local oi = other and other.pid == st.pid and core.dev_info(other_id)
+      local oi = other and other.pid == st.pid and other.start == st.start
+        and core.dev_info(other_id)
       if oi and other.index and (live or state.recoverable(oi, other)) then
         what.takeover[tostring(other.index)] = { id = other_id, store = other.store }
       end
@@ -123,7 +123,7 @@ function daemon.restart_of(script, args)
   for _, id in ipairs(state.ids()) do
     local st = state.read(id)
     if st and st.script == script and json.encode(st.args or {}) == want
-        and not state.alive(st.pid) then
+        and not state.server_alive(st) then
       local info = core.dev_info(id)
       if info and state.recoverable(info, st) then
         local what = daemon.takeover(id)
@@ -192,13 +192,14 @@ local function reaped(pid, secs)
   return false
 end
 
--- The old server's devices and what ran them, for a rollback: ids, and
--- { script, args, spec, source } from the first device's record.
-local function siblings(pid)
+-- The ids of the devices the server a record names serves.
+local function siblings(st)
   local ids = {}
   for _, id in ipairs(state.ids()) do
     local other = state.read(id)
-    if other and other.pid == pid and core.dev_info(id) then ids[#ids + 1] = id end
+    if other and other.pid == st.pid and other.start == st.start and core.dev_info(id) then
+      ids[#ids + 1] = id
+    end
   end
   return ids
 end
@@ -240,7 +241,7 @@ function daemon.reload(o)
   local info, err = core.dev_info(o.id)
   if not info then complain(("device %d: %s"):format(o.id, err)) return 1 end
   local st = state.read(o.id)
-  if not (st and state.alive(st.pid)) then
+  if not (st and state.server_alive(st)) then
     complain(("device %d has no running ublk-lua server to reload (ublk-lua recover "
       .. "-n %d takes over one whose server died)"):format(o.id, o.id))
     return 1
@@ -251,7 +252,7 @@ function daemon.reload(o)
   end
   -- the server hands over all its devices: one without recovery would be
   -- left to the kernel (DEAD), so then nothing is asked of the server
-  local ids = siblings(st.pid)
+  local ids = siblings(st)
   for _, id in ipairs(ids) do
     local oi = core.dev_info(id)
     if oi and not oi.flags.user_recovery then
@@ -289,10 +290,19 @@ function daemon.reload(o)
     local f = io.open(state.handover_path(id), "w")
     if f then f:close() marked[#marked + 1] = id end
   end
-  ffi.C.kill(st.pid, 15)
+  local sent, serr = state.signal(st, 15)
+  if not sent then
+    for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end
+    ffi.C.close(go)
+    pipe:close()
+    reaped(pid, 15)
+    complain(("reload -n %d: its server could not be asked to hand over: %s; the new one "
+      .. "was called off"):format(o.id, serr))
+    return 1
+  end
   local gone = false
   for _ = 1, 400 do
-    if not state.alive(st.pid) then gone = true break end
+    if not state.server_alive(st) then gone = true break end
     sleep(0.025)
   end
   for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end

@@ -52,7 +52,6 @@ end
 -- UBLK_F_USER_RECOVERY (8) with _REISSUE (16) or _FAIL_IO (512)
 local RECOVERY_FLAGS = { reissue = 8 + 16, queue = 8, fail = 8 + 512 }
 
-pcall(ffi.cdef, "int getpid(void);")
 local stores = 0
 
 -- What a recovering server takes over (ublk-lua recover sets it): the
@@ -77,7 +76,7 @@ local function recovery_of(p, spec)
   if not r then return 0 end
   if spec.backend == "memory" and not spec.opts.store then
     stores = stores + 1
-    spec.opts.store = ("/dev/shm/ublk-lua.%d.%d"):format(ffi.C.getpid(), stores)
+    spec.opts.store = backend.new_path(stores)
   end
   return RECOVERY_FLAGS[r]
 end
@@ -97,7 +96,10 @@ function ublk.device(t)
   local takeover = ublk._takeover[ublk._made]
   if takeover then
     spec.recover, spec.prepare = takeover.id, true
+    -- the recorded store (or the user's own) is taken with its data: only
+    -- here, a server recovering that device (runtime/backend_memory.c)
     if spec.backend == "memory" and takeover.store then spec.opts.store = takeover.store end
+    if spec.backend == "memory" and spec.opts.store then spec.opts.recover = "1" end
   end
   spec.recovery_flags = recovery_of(p, spec)
   local d, err, errno = core.create(spec)

@@ -27,6 +27,11 @@ local function encode(v, out)
   if tv == "string" then
     out[#out + 1] = encode_string(v)
   elseif tv == "number" then
+    -- JSON has no NaN or infinity; writing "nan" would make a file nobody
+    -- can read back: a mistake of the caller's
+    if v ~= v or v == math.huge or v == -math.huge then
+      error("json.encode: cannot encode " .. tostring(v) .. " (JSON numbers are finite)", 0)
+    end
     out[#out + 1] = (v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53)
       and format("%.0f", v) or format("%.17g", v)
   elseif tv == "boolean" then
@@ -137,8 +142,12 @@ function json.decode(s)
     if s:sub(pos, pos + 3) == "null" then pos = pos + 4; return nil end
     local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
     if not num or num == "" then error("unexpected " .. (c == "" and "end" or c) .. " at " .. pos, 0) end
+    local n = tonumber(num)
+    if not n or n ~= n or n == math.huge or n == -math.huge then
+      error("bad number " .. num .. " at " .. pos, 0)
+    end
     pos = pos + #num
-    return tonumber(num)
+    return n
   end
   local ok, v = pcall(value)
   if not ok then return nil, v end

@@ -26,11 +26,20 @@ Reader.__index = Reader
 local HEADER = ffi.sizeof("struct ublk_stats_header")
 local QSIZE = ffi.sizeof("struct ublk_queue_stats")
 
+-- A mapping of `size` bytes (0: our own, trusted) must hold the header
+-- and every queue the header claims: reading past its end is a SIGBUS.
 local function reader(base, size, owned)
   local h = ffi.cast("struct ublk_stats_header *", base)
   if h.magic ~= C.UBLK_STATS_MAGIC or h.version ~= C.UBLK_STATS_VERSION
       or h.queue_stats_size ~= QSIZE then
+    if owned then C.munmap(base, size) end
     return nil, "not a statistics file of this version"
+  end
+  local nr = tonumber(h.nr_queues)
+  if size > 0 and (nr < 1 or nr > 4096 or HEADER + nr * QSIZE > size) then
+    if owned then C.munmap(base, size) end
+    return nil, ("its header claims %d queues, which %d bytes do not hold (%d + %d per queue)")
+      :format(nr, size, HEADER, QSIZE)
   end
   local r = setmetatable({ h = h, size = size, owned = owned, nr = h.nr_queues,
     q = ffi.cast("struct ublk_queue_stats *", ffi.cast("char *", base) + HEADER) }, Reader)
@@ -44,13 +53,15 @@ function stats.open(id, dir)
   local fd = C.open(path, 0) -- O_RDONLY
   if fd < 0 then return nil, path .. ": " .. core.errmsg(ffi.errno()) end
   local f = io.open(path)
-  local size = f:seek("end")
-  f:close()
-  if size < HEADER then C.close(fd) return nil, path .. ": too short" end
+  local size = f and f:seek("end")
+  if f then f:close() end
+  if not size or size < HEADER then C.close(fd) return nil, path .. ": too short" end
   local base = C.mmap(nil, size, 1, 1, fd, 0) -- PROT_READ, MAP_SHARED
   C.close(fd)
   if base == ffi.cast("void *", -1) then return nil, path .. ": cannot map it" end
-  return reader(base, size, true)
+  local r, err = reader(base, size, true)
+  if not r then return nil, path .. ": " .. err end
+  return r
 end
 
 -- stats.at(address) -> reader of a mapping in this process (dev:stats()).

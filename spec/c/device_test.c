@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../../runtime/device_private.h"
@@ -122,6 +123,13 @@ static void read_file(const char *path, char *buf, size_t len)
 		fclose(f);
 }
 
+static int read_pid(uint32_t id)
+{
+	struct ublk_owner o;
+
+	return ublk_dev_read_owner(id, &o, NULL, 0) > 0 ? o.pid : 0;
+}
+
 /* A recovering server's registration keeps what the old one recorded.
  * The records live in UBLK_STATE_DIR: this uses an id no kernel hands out
  * soon (ids are taken lowest first), and leaves the directory as found. */
@@ -142,19 +150,145 @@ static void test_register_recovered(void)
 			 "\"store\": \"/dev/shm/ublk-lua.1.2\"}\n");
 	ublk_dev_register(id, "/dev/shm/ublk-lua.1.2", true);
 	read_file(path, json, sizeof(json));
-	check(ublk_dev_read_owner(id, NULL, 0) == getpid() && strstr(json, pid) &&
+	check(read_pid(id) == getpid() && strstr(json, pid) &&
 		      strstr(json, "\"script\": \"/srv/disk.lua\"") && strstr(json, "\"index\": 2") &&
 		      strstr(json, "\"args\": [\"v1\"]") &&
 		      strstr(json, "\"shared\": [\"/dev/shm/ublk-lua.1.x\"]") &&
 		      strstr(json, "\"store\": \"/dev/shm/ublk-lua.1.2\""),
 	      "records: a recovering server changes only the pid of the old record");
+	{
+		struct ublk_owner o;
+		unsigned long long start = 0;
+
+		ublk_proc_start((int)getpid(), &start);
+		check(ublk_dev_read_owner(id, &o, NULL, 0) == 1 && o.has_start && o.start == start,
+		      "records: a recovering server records its start time with its pid");
+	}
 	ublk_dev_unregister(id);
 	unlink(path);
 	ublk_dev_register(id, "", true);
-	check(ublk_dev_read_owner(id, NULL, 0) == getpid(),
+	check(read_pid(id) == getpid(),
 	      "records: without an old record, a recovered device gets a new one");
 	ublk_dev_unregister(id);
 	unlink(path);
+	if (made_dir)
+		rmdir(UBLK_STATE_DIR);
+}
+
+/* A server is its pid and its start time: a process that gets the pid of
+ * one that has gone is not it. */
+static void test_owner_identity(void)
+{
+	unsigned long long start = 0;
+	struct ublk_owner self = { .pid = (int)getpid(), .has_start = true };
+	pid_t child = fork();
+
+	if (child == 0)
+		_exit(0);
+	waitpid(child, NULL, 0);
+	check(ublk_proc_start((int)getpid(), &start) == 0 && start > 0,
+	      "identity: a process's start time is read from /proc/PID/stat");
+	self.start = start;
+	check(ublk_owner_alive(&self) == 1, "identity: a running server with its start time lives");
+	self.start = start + 1;
+	check(ublk_owner_alive(&self) == 0,
+	      "identity: the same pid with another start time is another process: gone");
+	self.pid = (int)child;
+	self.start = start;
+	check(ublk_owner_alive(&self) == 0, "identity: a pid that has exited is gone");
+}
+
+static void test_our_paths(void)
+{
+	check(ublk_dev_our_path("/dev/shm/ublk-lua.0123abcd.1") &&
+		      ublk_dev_our_path("/dev/shm/ublk-lua.0123abcd.s2"),
+	      "paths: a store and a region ublk-lua names are ours");
+	check(!ublk_dev_our_path("/etc/passwd") && !ublk_dev_our_path("/dev/shm/other") &&
+		      !ublk_dev_our_path("/dev/shm/ublk-lua.") &&
+		      !ublk_dev_our_path("/dev/shm/ublk-lua.x/../../etc/passwd") &&
+		      !ublk_dev_our_path("/dev/shm/ublk-lua.x/y") &&
+		      !ublk_dev_our_path("/run/ublk-lua.1.2"),
+	      "paths: anything else a record names is not ours");
+}
+
+static bool exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* Records are read whole and trusted only as far as they are ours: what
+ * forgetting a device removes. */
+static void test_forget(void)
+{
+	const uint32_t id = 1048001, other = 1048002;
+	char path[64], opath[64], rec[8192], store[128], mine[128], foreign[64], shared[128];
+	char args[5000];
+	bool made_dir = mkdir(UBLK_STATE_DIR, 0755) == 0;
+	struct ublk_owner o;
+
+	snprintf(path, sizeof(path), "%s/dev%u", UBLK_STATE_DIR, id);
+	snprintf(opath, sizeof(opath), "%s/dev%u", UBLK_STATE_DIR, other);
+	if (exists(path) || exists(opath)) {
+		printf("ok %d - # SKIP %s exists\n", ++checks, path);
+		return;
+	}
+	snprintf(mine, sizeof(mine), "/dev/shm/ublk-lua.test%d.1", (int)getpid());
+	snprintf(shared, sizeof(shared), "/dev/shm/ublk-lua.test%d.s1", (int)getpid());
+	snprintf(foreign, sizeof(foreign), "/tmp/ublk-lua-test-%d", (int)getpid());
+
+	/* a record with ~5 KiB of arguments: read whole, its store found */
+	memset(args, 'a', sizeof(args) - 1);
+	args[sizeof(args) - 1] = 0;
+	snprintf(rec, sizeof(rec), "{\"args\": [\"%s\"], \"id\": %u, \"pid\": 1, \"start\": 5, "
+		 "\"shared\": [\"%s\"], \"store\": \"%s\"}\n", args, id, shared, mine);
+	write_file(path, rec);
+	write_file(mine, "data");
+	write_file(shared, "data");
+	check(ublk_dev_read_owner(id, &o, store, sizeof(store)) == 1 && o.pid == 1 &&
+		      o.has_start && o.start == 5 && !strcmp(store, mine),
+	      "records: one with ~5 KiB of arguments is read whole");
+	ublk_dev_forget_owner(id);
+	check(!exists(path) && !exists(mine) && !exists(shared),
+	      "records: forgetting it removes its store and regions, however long it is");
+
+	/* a record naming a file that is not ours */
+	write_file(foreign, "keep me");
+	snprintf(rec, sizeof(rec), "{\"id\": %u, \"pid\": 1, \"start\": 5, \"shared\": "
+		 "[\"%s\"], \"store\": \"%s\"}\n", id, foreign, foreign);
+	write_file(path, rec);
+	check(ublk_dev_read_owner(id, &o, store, sizeof(store)) == -EINVAL,
+	      "records: one whose store is not ours is not trusted");
+	ublk_dev_forget_owner(id);
+	check(!exists(path) && exists(foreign),
+	      "records: forgetting it leaves a file that is not ublk-lua's alone");
+
+	/* a store another device's record names too */
+	write_file(mine, "data");
+	snprintf(rec, sizeof(rec), "{\"id\": %u, \"pid\": 1, \"store\": \"%s\"}\n", id, mine);
+	write_file(path, rec);
+	snprintf(rec, sizeof(rec), "{\"id\": %u, \"pid\": 2, \"store\": \"%s\"}\n", other, mine);
+	write_file(opath, rec);
+	ublk_dev_forget_owner(id);
+	check(!exists(path) && exists(mine),
+	      "records: a store that another device's record names is left alone");
+	unlink(opath);
+
+	/* cut short: nothing it names is trusted, and it can be removed */
+	snprintf(rec, sizeof(rec), "{\"id\": %u, \"pid\": 1, \"start\": 5, \"store\": \"%s\"",
+		 id, mine);
+	write_file(path, rec);
+	check(ublk_dev_read_owner(id, &o, NULL, 0) == -EINVAL,
+	      "records: one cut short is not read as a server's");
+	ublk_dev_forget_owner(id);
+	check(!exists(path) && exists(mine),
+	      "records: one cut short is removed, and the store it names left alone");
+	write_file(path, "not json at all");
+	check(ublk_dev_read_owner(id, &o, NULL, 0) == -EINVAL, "records: one that is no JSON is refused");
+	ublk_dev_forget_owner(id);
+	check(!exists(path), "records: one that is no JSON can be removed");
+
+	unlink(mine);
+	unlink(foreign);
 	if (made_dir)
 		rmdir(UBLK_STATE_DIR);
 }
@@ -164,6 +298,9 @@ int main(void)
 	test_recoverable();
 	test_check_recovered();
 	test_register_recovered();
+	test_owner_identity();
+	test_our_paths();
+	test_forget();
 	printf("1..%d\n", checks);
 	return failed ? 1 : 0;
 }

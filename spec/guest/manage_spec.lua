@@ -195,6 +195,7 @@ describe("#guest device management", function()
   it("200 create/start/close cycles in one process leave no device, record, store, fd or memory", function()
     local ublk = require "ublk"
     local ffi = require "ffi"
+    pcall(ffi.cdef, "int getpid(void);")
     local function fds()
       return tonumber(G.must("ls /proc/%d/fd | wc -l", ffi.C.getpid()):match("%d+"))
     end
