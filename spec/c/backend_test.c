@@ -364,6 +364,41 @@ static void test_lat_buckets(void)
 	check(monotonic && bounded, "stats: buckets grow with latency and stay in the table");
 }
 
+/* A store on /dev/shm is allocated whole at create (a full file system is
+ * refused there, not met by SIGBUS mid-write), stays so after a discard,
+ * and a store truncated under the server fails the request with EIO in
+ * the buffer copy mode (a memcpy) instead of killing the process. */
+static void test_memory_store(void)
+{
+	const char *path = "/dev/shm/ublk-backend-test-store";
+	const char *opts[] = { "store", path, "copy", "buffer", NULL };
+	struct ublk_backend b = { .ops = ublk_backend_find("memory") };
+	struct ublk_backend_conf conf = { .size = 4 << 20, .block_size = 512, .opts = opts };
+	char said[4096];
+	struct stat st;
+
+	unlink(path);
+	check(b.ops->create(&b, &conf) == 0 && stat(path, &st) == 0 &&
+		      (uint64_t)st.st_blocks * 512 >= conf.size,
+	      "memory store: every page is allocated at create");
+	queue_open(&b);
+	check(run(UBLK_IO_OP_DISCARD, 0, 0, 1 << 20) == 1 << 20 && stat(path, &st) == 0 &&
+		      (uint64_t)st.st_blocks * 512 >= conf.size,
+	      "memory store: a discard keeps the store's pages reserved");
+	fill(8192, 3);
+	check(run(UBLK_IO_OP_WRITE, 0, 8192, 8192) == 8192, "memory store: write");
+	check(truncate(path, 0) == 0, "memory store: someone truncates the file");
+	stderr_begin();
+	fill(8192, 3);
+	check(run(UBLK_IO_OP_WRITE, 0, 1 << 20, 8192) == -EIO &&
+		      run(UBLK_IO_OP_READ, 0, 8192, 8192) == -EIO,
+	      "memory store: a copy into a page that is gone fails with EIO, the server lives");
+	check(strstr(stderr_end(said, sizeof(said)), "is gone") != NULL,
+	      "memory store: and says so");
+	queue_close(&b);
+	unlink(path);
+}
+
 /* The pid nbdkit wrote to PIDFILE, waiting up to 5 s for it: nbdkit's
  * parent may exit before its daemon has written the file, and the daemon
  * creates it before it writes the number, so an empty file means "not yet"
@@ -572,6 +607,7 @@ int main(void)
 	test_lat_buckets();
 	test_file();
 	test_memory();
+	test_memory_store();
 	test_null();
 	test_protocol();
 	test_nbd();
