@@ -55,8 +55,10 @@ describe("#guest nbd timeouts", function()
 
   it("add to a server that accepts and never answers ends at connect_timeout, naming the URI, with nothing left", function()
     os.remove(SOCK)
-    spawn(("python3 -c 'import socket, time; s = socket.socket(socket.AF_UNIX); s.bind(\"%s\"); "
-      .. "s.listen(8); time.sleep(120)'"):format(SOCK))
+    -- listening, never answering (G.spawn quotes its command in '')
+    G.write_file("/tmp/ublk-nbd-mute.py", ("import socket, time\n"
+      .. "s = socket.socket(socket.AF_UNIX)\ns.bind(%q)\ns.listen(8)\ntime.sleep(120)\n"):format(SOCK))
+    spawn("python3 /tmp/ublk-nbd-mute.py")
     assert(M.wait_until(function() return G.sh("test -S %s", SOCK) end, 5), "no listener")
     local path = script("/tmp/ublk-nbd-mute.lua",
       ('return { backend = "nbd", uri = "%s", connect_timeout = 1 }\n'):format(URI))
