@@ -9,6 +9,11 @@
  * Each command's completion callback hands its result to the io with
  * ublk_io_external_done (queued, delivered after we return).  A lost
  * connection goes to nbd_reconnect.c.
+ *
+ * Nothing waits on the server unbounded: connecting polls against a
+ * deadline (connect_timeout), and each request is timed from its arrival
+ * (cmds, by tag) by the backend's tick, which fails what is past `timeout`
+ * and drops the link that owes the answers.
  */
 #include <errno.h>
 #include <poll.h>
@@ -16,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
