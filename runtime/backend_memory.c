@@ -106,7 +106,7 @@ static int map_store(struct ublk_backend *b, struct memory *m, const char *path)
 		ret = -EINVAL;
 		goto out;
 	}
-	snprintf(what, sizeof(what), "store %s (kept for recovery)", path);
+	snprintf(what, sizeof(what), "store %s", path);
 	ret = ublk_store_reserve(fd, 0, m->size, what, b->err, sizeof(b->err));
 	if (ret < 0)
 		goto out;
