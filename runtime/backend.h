@@ -244,6 +244,11 @@ int ublk_io_buf_index(const struct ublk_queue *q, const struct ublk_io *io);
 unsigned ublk_queue_id(const struct ublk_queue *q);
 unsigned ublk_queue_depth(const struct ublk_queue *q);
 unsigned ublk_queue_dev_id(const struct ublk_queue *q);
+/* True once the device is being stopped: STOP_DEV waits, uninterruptibly,
+ * for every request in flight, so a backend waiting on a remote peer
+ * should fail what the peer has not answered soon (see backend_nbd.c)
+ * rather than hold the stop, and the server's exit, for its full timeout. */
+bool ublk_queue_draining(const struct ublk_queue *q);
 uint32_t ublk_queue_max_io(const struct ublk_queue *q);
 /* The backend's per-queue state, set in queue_init. */
 void *ublk_queue_priv(const struct ublk_queue *q);

@@ -165,10 +165,15 @@ static int lua_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk
 	return lua_call_done(ublk_queue_priv(q), io, res);
 }
 
+/* Ours, then the C delegates' (an nbd delegate times its requests out). */
 static void lua_tick(struct ublk_backend *b, struct ublk_queue *q)
 {
-	(void)b;
+	struct lua_backend *lb = b->priv;
+
 	lua_call_expire(ublk_queue_priv(q));
+	for (unsigned i = 0; i < lb->nr_inner; i++)
+		if (lb->inner[i].ops->tick)
+			lb->inner[i].ops->tick(&lb->inner[i], q);
 }
 
 const struct ublk_backend_ops ublk_backend_lua = {

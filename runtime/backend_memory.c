@@ -20,7 +20,9 @@
  *   buffer    no user copy: memcpy to the tag's buffer, which the kernel
  *             copies again at the commit.
  * Discard and write-zeroes give whole pages back (MADV_REMOVE) and zero
- * the edges.
+ * the edges; a store is allocated whole when it is made and its pages
+ * taken again after a discard (store.h: a full /dev/shm is refused at
+ * create, never met by SIGBUS in a copy).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,12 +31,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <liburing.h>
 
 #include "backend.h"
+#include "log.h"
+#include "store.h"
 
 enum memory_copy { COPY_DEFAULT, COPY_INLINE, COPY_RING, COPY_BUFFER, COPY_AUTO_REG };
 
@@ -55,6 +58,9 @@ struct memory {
 	uint64_t page;
 	int fd;		/* the store's or the memfd's: zero copy reads and writes it */
 	enum memory_copy copy;
+	bool reserved;	/* a store: its pages stay allocated (store.h) */
+	bool refill_failed;	/* said once: a discarded range could not be reserved again */
+	bool fault_said;	/* said once: a copy met a page that is gone */
 };
 
 static int parse_copy(struct ublk_backend *b, const char *v, enum memory_copy *out)
@@ -75,11 +81,13 @@ static int parse_copy(struct ublk_backend *b, const char *v, enum memory_copy *o
  * (`recover`) takes the existing one, which must have the device's size,
  * with its data; any other makes it, and it must not exist: a file of
  * that name is some other device's data (or was left by one), never a
- * new device's.  A new one is made sparse, if its file system has room
- * for all of it. */
+ * new device's.  Either way all of it is reserved now (store.h): a
+ * /dev/shm too full for the device is refused here, before ADD_DEV, not
+ * found by SIGBUS in mid-write; that holds for a recovering server too,
+ * whose store may have holes. */
 static int map_store(struct ublk_backend *b, struct memory *m, const char *path, bool recover)
 {
-	struct statvfs fs;
+	char what[160];
 	struct stat st;
 	bool made = !recover;
 	int fd, ret = 0;
@@ -104,14 +112,6 @@ static int map_store(struct ublk_backend *b, struct memory *m, const char *path,
 		goto out;
 	}
 	if (made) {
-		if (fstatvfs(fd, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < m->size) {
-			snprintf(b->err, sizeof(b->err), "store %s (kept for recovery): its file "
-				 "system has %llu MiB free, the device needs %llu MiB", path,
-				 (unsigned long long)fs.f_bavail * fs.f_frsize >> 20,
-				 (unsigned long long)m->size >> 20);
-			ret = -ENOSPC;
-			goto out;
-		}
 		if (ftruncate(fd, (off_t)m->size) < 0) {
 			ret = -errno;
 			snprintf(b->err, sizeof(b->err), "store %s: %s", path, strerror(errno));
@@ -123,6 +123,16 @@ static int map_store(struct ublk_backend *b, struct memory *m, const char *path,
 		ret = -EINVAL;
 		goto out;
 	}
+	snprintf(what, sizeof(what), "store %s", path);
+	ret = ublk_store_reserve(fd, 0, m->size, what, b->err, sizeof(b->err));
+	if (ret < 0)
+		goto out;
+	ret = ublk_store_guard();
+	if (ret < 0) {
+		snprintf(b->err, sizeof(b->err), "store %s: SIGBUS handler: %s", path,
+			 strerror(-ret));
+		goto out;
+	}
 	m->base = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
 	if (m->base == MAP_FAILED) {
 		ret = -errno;
@@ -130,6 +140,7 @@ static int map_store(struct ublk_backend *b, struct memory *m, const char *path,
 		goto out;
 	}
 	m->fd = fd;
+	m->reserved = true;
 	fd = -1;
 	snprintf(b->store, sizeof(b->store), "%s", path);
 	if (!made)
@@ -208,22 +219,52 @@ static void memory_destroy(struct ublk_backend *b)
 	free(m);
 }
 
-/* Zero [off, off+len): whole pages are dropped, partial ones memset. */
+/* Zero [off, off+len): whole pages are dropped, partial ones memset.
+ * A store's dropped pages are allocated again at once: a discard keeps
+ * the store's memory rather than giving it back, so that what the device
+ * was promised at add stays its own (someone else could take the freed
+ * pages and a later write to them would fault).  If they cannot be had
+ * again the zeroes stand (a hole reads as zeroes) and a write there later
+ * fails that request with EIO (ublk_store_copy) rather than the server. */
 static int memory_zero(struct memory *m, uint64_t off, uint64_t len)
 {
 	uint64_t start = (off + m->page - 1) & ~(m->page - 1);
 	uint64_t end = (off + len) & ~(m->page - 1);
+	char why[64];
+	int ret;
 
-	if (start >= end) {
-		memset(m->base + off, 0, len);
-		return 0;
-	}
-	memset(m->base + off, 0, start - off);
-	memset(m->base + end, 0, off + len - end);
+	if (start >= end)
+		return ublk_store_zero(m->base + off, len);
+	ret = ublk_store_zero(m->base + off, start - off);
+	if (ret == 0)
+		ret = ublk_store_zero(m->base + end, off + len - end);
+	if (ret < 0)
+		return ret;
 	/* a shared mapping's zeroes come from freeing its file's pages */
 	if (madvise(m->base + start, end - start, MADV_REMOVE) < 0)
 		return -errno;
+	if (m->reserved && ublk_store_reserve(m->fd, start, end - start, "discard", why,
+					      sizeof(why)) < 0 && !m->refill_failed) {
+		m->refill_failed = true;
+		ublk_warn("memory store: a discarded range could not be reserved again (%s): "
+			  "writes there may fail with EIO", why);
+	}
 	return 0;
+}
+
+/* A copy the store's page may fault in (store.h): the request fails with
+ * EIO, the server lives on, and the user hears of it once. */
+static int store_copy(struct memory *m, struct ublk_io *io, void *dst, const void *src)
+{
+	if (ublk_store_copy(dst, src, io->len) == 0)
+		return (int)io->len;
+	if (!m->fault_said) {
+		m->fault_said = true;
+		ublk_err("memory store: the page at offset %llu is gone (its file was truncated, "
+			 "or its file system is full): the request fails with EIO",
+			 (unsigned long long)io->offset);
+	}
+	return -EIO;
 }
 
 static int memory_handle_io(struct ublk_backend *b, struct ublk_queue *q,
@@ -258,11 +299,9 @@ static int memory_handle_io(struct ublk_backend *b, struct ublk_queue *q,
 	}
 	switch (io->op) {
 	case UBLK_IO_OP_READ:
-		memcpy(io->buf, m->base + io->offset, io->len);
-		return (int)io->len;
+		return store_copy(m, io, io->buf, m->base + io->offset);
 	case UBLK_IO_OP_WRITE:
-		memcpy(m->base + io->offset, io->buf, io->len);
-		return (int)io->len;
+		return store_copy(m, io, m->base + io->offset, io->buf);
 	case UBLK_IO_OP_FLUSH:
 		return 0;
 	case UBLK_IO_OP_DISCARD:

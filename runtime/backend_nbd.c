@@ -12,8 +12,12 @@
  * connections (most connections, one per queue; default one per queue);
  * reconnect (tries after a lost connection, default 0: its queue then
  * fails every request with EIO, promptly, and the device stays
- * removable).  A server without multi-conn gets one connection, so one
- * queue: a flush on one connection need not cover writes made on another.
+ * removable); connect_timeout_ms (each connect and handshake, default
+ * 10 s); timeout_ms (each request, default 30 s: then it fails with
+ * ETIMEDOUT and its connection is dropped, nbd_conn.h).  Nothing waits on
+ * the server unbounded: not create(), not a request, not a stop.  A
+ * server without multi-conn gets one connection, so one queue: a flush on
+ * one connection need not cover writes made on another.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,11 +27,37 @@
 #include "backend.h"
 #include "nbd_conn.h"
 
+#define CONNECT_TIMEOUT_MS 10000
+#define TIMEOUT_MS 30000
+
 struct nbd_dev {
 	char *uri;
-	unsigned reconnect;		/* tries after a lost connection; 0: none */
+	struct nbd_conn_conf conf;	/* what each queue's connection does */
 	struct nbd_conn **conns;	/* by queue id */
 };
+
+/* Option `key` in milliseconds, 1 to 86400000 (lua/ublk/params.lua has
+ * checked what users write; this is for callers of the C API). */
+static int option_ms(struct ublk_backend *b, const struct ublk_backend_conf *conf,
+		     const char *key, unsigned def, unsigned *out)
+{
+	const char *v = ublk_conf_get(conf, key);
+	char *end;
+	unsigned long n;
+
+	*out = def;
+	if (!v)
+		return 0;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || end == v || *end || n < 1 || n > 86400000) {
+		snprintf(b->err, sizeof(b->err), "%s = '%.20s': must be milliseconds from 1 to "
+			 "86400000", key, v);
+		return -EINVAL;
+	}
+	*out = (unsigned)n;
+	return 0;
+}
 
 /* What the server can do, and the size; refuses what cannot work. */
 static int probe(struct ublk_backend *b, struct nbd_handle *h, const char *uri,
@@ -99,9 +129,14 @@ static int nbd_backend_create(struct ublk_backend *b, const struct ublk_backend_
 	d->conns = calloc(UBLK_MAX_NR_QUEUES, sizeof(*d->conns));
 	if (!d->uri || !d->conns)
 		goto fail;
+	d->conf.uri = d->uri;
 	if (reconnect)
-		d->reconnect = (unsigned)strtoul(reconnect, NULL, 10);
-	h = nbd_conn_connect(uri, b->err, sizeof(b->err), &ret);
+		d->conf.reconnect = (unsigned)strtoul(reconnect, NULL, 10);
+	if ((ret = option_ms(b, conf, "connect_timeout_ms", CONNECT_TIMEOUT_MS,
+			     &d->conf.connect_timeout_ms)) < 0 ||
+	    (ret = option_ms(b, conf, "timeout_ms", TIMEOUT_MS, &d->conf.timeout_ms)) < 0)
+		goto fail;
+	h = nbd_conn_connect(uri, d->conf.connect_timeout_ms, b->err, sizeof(b->err), &ret);
 	if (!h) {
 		ret = -ret;
 		goto fail;
@@ -122,7 +157,7 @@ static int nbd_queue_init(struct ublk_backend *b, struct ublk_queue *q)
 {
 	struct nbd_dev *d = b->priv;
 
-	return nbd_conn_open(&d->conns[ublk_queue_id(q)], q, d->uri, d->reconnect);
+	return nbd_conn_open(&d->conns[ublk_queue_id(q)], q, &d->conf);
 }
 
 static void nbd_queue_exit(struct ublk_backend *b, struct ublk_queue *q)
@@ -145,8 +180,17 @@ static int nbd_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ub
 	return UBLK_IO_QUEUED;
 }
 
+static void nbd_tick(struct ublk_backend *b, struct ublk_queue *q)
+{
+	struct nbd_dev *d = b->priv;
+	struct nbd_conn *c = d->conns[ublk_queue_id(q)];
+
+	if (c)
+		nbd_conn_tick(c, ublk_queue_draining(q));
+}
+
 /* The command's result, as nbd_conn.c made it: bytes, the server's
- * -errno, or -EIO for a lost connection. */
+ * -errno, -EIO for a lost connection, -ETIMEDOUT for no answer in time. */
 static int nbd_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
 		       int res)
 {
@@ -164,4 +208,5 @@ const struct ublk_backend_ops ublk_backend_nbd = {
 	.queue_exit = nbd_queue_exit,
 	.handle_io = nbd_handle_io,
 	.io_done = nbd_io_done,
+	.tick = nbd_tick,
 };

@@ -51,6 +51,8 @@ int ublk_dev_stop(struct ublk_dev *d)
 	ret = wait_unstuck(d);
 	if (ret < 0)
 		return ret;
+	for (unsigned i = 0; i < d->info.nr_hw_queues; i++)
+		ublk_queue_drain(d->queues[i]);
 	__atomic_add_fetch(&stops_in_progress, 1, __ATOMIC_ACQ_REL);
 	ret = ublk_ctrl_stop_dev(&d->ctrl, d->info.dev_id);
 	__atomic_sub_fetch(&stops_in_progress, 1, __ATOMIC_ACQ_REL);

@@ -27,6 +27,7 @@
 #include "lua_ffi_cdef.h"
 #include "stats_cdef.h"
 #include "signals.h"
+#include "store.h"
 
 #define UBLK_LUA_VERSION "0.2.0"
 
@@ -71,41 +72,50 @@ struct shared {
 /* Maps `path` for a region of `size`: with `existing` (a recovering
  * server takes its data over) the file must be there with that size;
  * otherwise it must not exist yet: a file of that name holds some other
- * region's data (or was left by one), never a new region's. */
+ * region's data (or was left by one), never a new region's.  A file is
+ * reserved whole (store.h), so a /dev/shm too full for it is refused here,
+ * naming the size and the space free, and never met by a handler's write
+ * as SIGBUS; a memfd stays lazy (nothing outlives us, and its memory is
+ * not a file system's to run out of). */
 static void *map_file(lua_State *L, const char *path, size_t size, bool existing,
 		      const char **err, int *fdp)
 {
 	struct stat st;
+	char why[192];
+	int r;
 	void *addr = MAP_FAILED;
 	int fd = path ? open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW |
 				       (existing ? 0 : O_CREAT | O_EXCL), 0600)
 		      : memfd_create("ublk-shared", MFD_CLOEXEC);
 	bool made = path && !existing && fd >= 0;
-
-	path = path ? path : "memfd";
+	const char *name = path ? path : "memfd";
 
 	*err = NULL;
 	if (fd < 0 && errno == EEXIST) {
 		*err = lua_pushfstring(L, "%s exists: a new region starts empty, only a recovery "
-				       "takes over an existing one", path);
+				       "takes over an existing one", name);
 	} else if (fd < 0 && existing && errno == ENOENT) {
 		*err = lua_pushfstring(L, "%s, a region of the device being recovered, is gone: "
-				       "its data is lost", path);
+				       "its data is lost", name);
 	} else if (fd < 0 || fstat(fd, &st) < 0) {
-		*err = lua_pushfstring(L, "%s: %s", path, strerror(errno));
+		*err = lua_pushfstring(L, "%s: %s", name, strerror(errno));
 	} else if (!existing && ftruncate(fd, (off_t)size) < 0) {
-		*err = lua_pushfstring(L, "%s: %s", path, strerror(errno));
+		*err = lua_pushfstring(L, "%s: %s", name, strerror(errno));
 	} else if (existing && (size_t)st.st_size != size) {
-		*err = lua_pushfstring(L, "%s holds %d bytes, not the %d asked for", path,
+		*err = lua_pushfstring(L, "%s holds %d bytes, not the %d asked for", name,
 				       (int)st.st_size, (int)size);
+	} else if (path && (r = ublk_store_reserve(fd, 0, size, path, why, sizeof(why))) < 0) {
+		lua_pushstring(L, why);
+		*err = lua_tostring(L, -1);
+		errno = -r;
 	} else {
 		addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
 		if (addr == MAP_FAILED)
-			*err = lua_pushfstring(L, "%s: mmap: %s", path, strerror(errno));
+			*err = lua_pushfstring(L, "%s: mmap: %s", name, strerror(errno));
 	}
 	if (fd >= 0 && addr == MAP_FAILED) {
 		close(fd);
-		if (made)
+		if (made) /* nothing of ours may stay behind in /dev/shm */
 			unlink(path);
 	} else {
 		*fdp = fd;

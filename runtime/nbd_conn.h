@@ -7,6 +7,7 @@
 #ifndef UBLK_NBD_CONN_H
 #define UBLK_NBD_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <libnbd.h>
@@ -16,15 +17,31 @@
 struct nbd_conn;
 
 /* A connected handle, or NULL with a one-line reason in err ("cannot
- * connect to 'URI': ...") and the errno in *errnum. */
-struct nbd_handle *nbd_conn_connect(const char *uri, char *err, size_t len, int *errnum);
+ * connect to 'URI': ...") and the errno in *errnum.  Connecting and the
+ * handshake together take at most timeout_ms (then ETIMEDOUT): a server
+ * that accepts and never answers cannot hold the caller. */
+struct nbd_handle *nbd_conn_connect(const char *uri, unsigned timeout_ms, char *err, size_t len,
+				    int *errnum);
 
-/* On q's thread (queue_init).  `reconnect`: how many times to try again
- * when the connection is lost (0: never; requests then fail with EIO). */
-int nbd_conn_open(struct nbd_conn **cp, struct ublk_queue *q, const char *uri,
-		  unsigned reconnect);
+struct nbd_conn_conf {
+	const char *uri;
+	/* how many times to try again when the connection is lost (0:
+	 * never; requests then fail with EIO) */
+	unsigned reconnect;
+	unsigned connect_timeout_ms;	/* each connect + handshake */
+	unsigned timeout_ms;		/* each request, from its arrival */
+};
+
+/* On q's thread (queue_init); conf->uri must outlive the connection. */
+int nbd_conn_open(struct nbd_conn **cp, struct ublk_queue *q, const struct nbd_conn_conf *conf);
 /* queue_exit: nothing may be in flight. */
 void nbd_conn_close(struct nbd_conn *c);
+
+/* The backend's tick (about every UBLK_TICK_MS): fails the requests that
+ * have waited longer than the timeout with ETIMEDOUT, dropping the
+ * connection that holds them (a new one is made with reconnect); once the
+ * queue drains for a stop, everything unanswered for a second. */
+void nbd_conn_tick(struct nbd_conn *c, bool draining);
 
 /* Sends io's command: one external operation on io (backend.h), whose
  * result arrives through ublk_io_external_done, never from inside this

@@ -65,6 +65,9 @@ void ublk_queue_free(struct ublk_queue *q);
 int ublk_queue_start(struct ublk_queue *q);
 /* Asks the thread to leave (after STOP_DEV, or when start failed). */
 void ublk_queue_request_stop(struct ublk_queue *q);
+/* A STOP_DEV is about to wait for every request in flight on q: its
+ * backend hears of it (ublk_queue_draining) and stops waiting on others. */
+void ublk_queue_drain(struct ublk_queue *q);
 void ublk_queue_join(struct ublk_queue *q);
 
 /* A copy of its counters (histograms included), read while it runs. */

@@ -116,4 +116,14 @@ unsigned ublk_queue_depth(const struct ublk_queue *q) { return q->c.depth; }
 unsigned ublk_queue_dev_id(const struct ublk_queue *q) { return q->c.dev_id; }
 uint32_t ublk_queue_max_io(const struct ublk_queue *q) { return q->c.max_io; }
 void *ublk_queue_priv(const struct ublk_queue *q) { return q->priv; }
+
+void ublk_queue_drain(struct ublk_queue *q)
+{
+	__atomic_store_n(&q->draining, true, __ATOMIC_RELEASE);
+}
+
+bool ublk_queue_draining(const struct ublk_queue *q)
+{
+	return __atomic_load_n(&q->draining, __ATOMIC_ACQUIRE);
+}
 void ublk_queue_set_priv(struct ublk_queue *q, void *priv) { q->priv = priv; }

@@ -65,6 +65,7 @@ struct ublk_queue {
 	unsigned aborted;	/* tags STOP_DEV has given back */
 	struct ublk_batch batch;	/* with c.batch */
 	bool stopping;		/* the owner asked, or a command failed */
+	bool draining;		/* a STOP_DEV waits for what is in flight (atomic) */
 	void *priv;		/* the backend's per-queue state */
 
 	struct ublk_watch watch;	/* the watchdog's view of this thread */

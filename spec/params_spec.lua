@@ -168,9 +168,9 @@ describe("ublk.params", function()
   describe("fields and defaults", function()
     it("lists the known fields sorted", function()
       assert.are.same({
-        "backend", "batch", "block_size", "connections", "copy", "create", "depth", "direct",
-        "discard", "id", "latency", "max_io", "name", "path", "pin", "poll_us", "queues", "read_only",
-        "reconnect", "recovery", "size", "uri",
+        "backend", "batch", "block_size", "connect_timeout", "connections", "copy", "create",
+        "depth", "direct", "discard", "id", "latency", "max_io", "name", "path", "pin", "poll_us",
+        "queues", "read_only", "reconnect", "recovery", "size", "timeout", "uri",
       }, params.fields)
     end)
 
@@ -508,7 +508,7 @@ describe("ublk.params", function()
 
       it("lists the known names when nothing is close", function()
         local e = verr({ size = "1M", cpus = { 0, 1 } })
-        has(e, "ublk: unknown parameter 'cpus' (known: backend, batch, block_size, connections, copy, create,")
+        has(e, "ublk: unknown parameter 'cpus' (known: backend, batch, block_size, connect_timeout, connections,")
         assert.is_nil(e:find("did you mean", 1, true))
         -- Too short to be a typo of anything, though within 2 edits of 'id'.
         e = verr({ size = "1M", x = 1 })
@@ -545,6 +545,27 @@ describe("ublk.params", function()
           connections = 2 }).connections)
         has(verr({ backend = "nbd", uri = "nbd://h/", reconnect = -1 }),
           "reconnect = -1: must be a number of tries from 0 to 1000")
+      end)
+
+      it("names a bad timeout or connect_timeout and the range of seconds allowed", function()
+        for _, v in ipairs({ 0, -1, 0.0001, 86401, 0 / 0, math.huge, "5" }) do
+          has(verr({ backend = "nbd", uri = "nbd://h/", timeout = v }),
+            "timeout = " .. (type(v) == "string" and '"5"' or tostring(v))
+            .. ": must be a number of seconds from 0.001 to 86400")
+          has(verr({ backend = "nbd", uri = "nbd://h/", connect_timeout = v }),
+            "connect_timeout = ")
+        end
+        local p = params.validate({ backend = "nbd", uri = "nbd://h/", timeout = 0.5,
+          connect_timeout = 2 })
+        assert.are.equal(0.5, p.timeout)
+        assert.are.equal(2, p.connect_timeout)
+        local b = require("ublk.backend")
+        local ok, err = pcall(b.nbd, { uri = "nbd://h/", timeout = 0 })
+        assert.is_false(ok)
+        assert.matches("ublk.nbd: timeout = 0: must be a number of seconds", err)
+        local spec = b.core_spec(p)
+        assert.are.equal("500", spec.opts.timeout_ms)
+        assert.are.equal("2000", spec.opts.connect_timeout_ms)
       end)
     end)
 

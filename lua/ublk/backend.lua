@@ -55,13 +55,15 @@ function M.file(t)
 end
 
 -- ublk.nbd{ uri = "nbd://host:port/export" | "nbd+unix:///export?socket=PATH"
--- [, connections = N] [, reconnect = TRIES] [, size = ...] [, read_only = true] },
+-- [, connections = N] [, reconnect = TRIES] [, timeout = SECONDS]
+-- [, connect_timeout = SECONDS] [, size = ...] [, read_only = true] },
 -- or the URI alone
 function M.nbd(t)
   if type(t) == "string" then t = { uri = t } end
   local b = c_backend("nbd", t, { uri = true, connections = true, reconnect = true,
-    size = true, read_only = true })
-  local ok, err = params.check_nbd(b.uri, b.connections, b.reconnect)
+    timeout = true, connect_timeout = true, size = true, read_only = true })
+  local ok, err = params.check_nbd(b.uri, b.connections, b.reconnect, b.timeout,
+    b.connect_timeout)
   if not ok then error("ublk.nbd: " .. err, 2) end
   return b
 end
@@ -190,6 +192,11 @@ local function flag(v) return v and "1" or nil end
 local function choice(v) if v == nil then return nil end return v and "1" or "0" end
 local function first(a, b) if a == nil then return b end return a end
 
+-- seconds (params.check_nbd has checked them) as the runtime's milliseconds
+local function ms(seconds)
+  return seconds and ("%d"):format(math.ceil(seconds * 1000)) or nil
+end
+
 -- A C backend's string options (runtime/backend_*.c parse them); p holds
 -- the device's own path, direct and create, which the object's override.
 local function c_opts(b, p)
@@ -199,7 +206,9 @@ local function c_opts(b, p)
     create = flag(first(b.create, p.create)), uri = b.uri or p.uri, copy = b.copy or p.copy,
     store = b.store,
     connections = conns and ("%d"):format(conns) or nil,
-    reconnect = tries and ("%d"):format(tries) or nil }
+    reconnect = tries and ("%d"):format(tries) or nil,
+    timeout_ms = ms(first(b.timeout, p.timeout)),
+    connect_timeout_ms = ms(first(b.connect_timeout, p.connect_timeout)) }
 end
 
 -- What the C runtime needs to build this backend for a device of `size`

@@ -70,9 +70,9 @@ local MAX_POLL_US = 10000
 local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 
 local FIELDS = {
-  "backend", "batch", "block_size", "connections", "copy", "create", "depth", "direct", "discard",
-  "id", "latency", "max_io", "name", "path", "pin", "poll_us", "queues", "read_only", "reconnect",
-  "recovery", "size", "uri",
+  "backend", "batch", "block_size", "connect_timeout", "connections", "copy", "create", "depth",
+  "direct", "discard", "id", "latency", "max_io", "name", "path", "pin", "poll_us", "queues",
+  "read_only", "reconnect", "recovery", "size", "timeout", "uri",
 }
 sort(FIELDS)
 
@@ -299,11 +299,13 @@ local function check_limits(limits)
   return out
 end
 
--- params.check_nbd(uri, connections, reconnect) -> true | nil, message: what
--- the nbd backend (ublk.nbd{} or backend = "nbd") accepts.
+-- params.check_nbd(uri, connections, reconnect, timeout, connect_timeout)
+-- -> true | nil, message: what the nbd backend (ublk.nbd{} or backend =
+-- "nbd") accepts.  The timeouts are seconds (fractions too), at least a
+-- millisecond: the runtime counts in milliseconds.
 local NBD_SCHEMES = { "nbd://", "nbds://", "nbd+unix://", "nbds+unix://", "nbd+vsock://" }
 
-function params.check_nbd(uri, connections, reconnect)
+function params.check_nbd(uri, connections, reconnect, timeout, connect_timeout)
   if type(uri) ~= "string" then
     return nil, format("uri = %s: must be a string such as \"nbd://host:port/export\""
       .. " or \"nbd+unix:///export?socket=PATH\"", show(uri))
@@ -323,6 +325,14 @@ function params.check_nbd(uri, connections, reconnect)
   if reconnect ~= nil and (not is_int(reconnect) or reconnect < 0 or reconnect > 1000) then
     return nil, format("reconnect = %s: must be a number of tries from 0 to 1000",
       show(reconnect))
+  end
+  for _, f in ipairs({ { "timeout", timeout }, { "connect_timeout", connect_timeout } }) do
+    local v = f[2]
+    -- not (v >= ...) also refuses nan
+    if v ~= nil and (type(v) ~= "number" or not (v >= 0.001) or not (v <= 86400)) then
+      return nil, format("%s = %s: must be a number of seconds from 0.001 to 86400",
+        f[1], show(v))
+    end
   end
   return true
 end
@@ -362,17 +372,19 @@ local function normalise(t, limits)
     and getmetatable(out.backend) ~= nil and out.backend.copy or nil), backend_name(out.backend))
   out.path = check_string("path", t.path, false)
   out.name = check_string("name", t.name, true)
-  if t.uri ~= nil or t.connections ~= nil or t.reconnect ~= nil
-      or backend_name(out.backend) == "nbd" then
+  if t.uri ~= nil or t.connections ~= nil or t.reconnect ~= nil or t.timeout ~= nil
+      or t.connect_timeout ~= nil or backend_name(out.backend) == "nbd" then
     local b = type(out.backend) == "table" and out.backend or {}
     local uri = t.uri or b.uri
     if uri == nil and backend_name(out.backend) == "nbd" then
       fail("missing parameter 'uri': the nbd backend needs \"nbd://host:port/export\""
         .. " or \"nbd+unix:///export?socket=PATH\"")
     end
-    local ok, err = params.check_nbd(uri, t.connections, t.reconnect)
+    local ok, err = params.check_nbd(uri, t.connections, t.reconnect, t.timeout,
+      t.connect_timeout)
     if not ok then fail(err) end
     out.uri, out.connections, out.reconnect = t.uri, t.connections, t.reconnect
+    out.timeout, out.connect_timeout = t.timeout, t.connect_timeout
   end
   if backend_name(out.backend) == "file" and not out.path
       and not (type(out.backend) == "table" and out.backend.path) then

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -364,6 +366,41 @@ static void test_lat_buckets(void)
 	check(monotonic && bounded, "stats: buckets grow with latency and stay in the table");
 }
 
+/* A store on /dev/shm is allocated whole at create (a full file system is
+ * refused there, not met by SIGBUS mid-write), stays so after a discard,
+ * and a store truncated under the server fails the request with EIO in
+ * the buffer copy mode (a memcpy) instead of killing the process. */
+static void test_memory_store(void)
+{
+	const char *path = "/dev/shm/ublk-backend-test-store";
+	const char *opts[] = { "store", path, "copy", "buffer", NULL };
+	struct ublk_backend b = { .ops = ublk_backend_find("memory") };
+	struct ublk_backend_conf conf = { .size = 4 << 20, .block_size = 512, .opts = opts };
+	char said[4096];
+	struct stat st;
+
+	unlink(path);
+	check(b.ops->create(&b, &conf) == 0 && stat(path, &st) == 0 &&
+		      (uint64_t)st.st_blocks * 512 >= conf.size,
+	      "memory store: every page is allocated at create");
+	queue_open(&b);
+	check(run(UBLK_IO_OP_DISCARD, 0, 0, 1 << 20) == 1 << 20 && stat(path, &st) == 0 &&
+		      (uint64_t)st.st_blocks * 512 >= conf.size,
+	      "memory store: a discard keeps the store's pages reserved");
+	fill(8192, 3);
+	check(run(UBLK_IO_OP_WRITE, 0, 8192, 8192) == 8192, "memory store: write");
+	check(truncate(path, 0) == 0, "memory store: someone truncates the file");
+	stderr_begin();
+	fill(8192, 3);
+	check(run(UBLK_IO_OP_WRITE, 0, 1 << 20, 8192) == -EIO &&
+		      run(UBLK_IO_OP_READ, 0, 8192, 8192) == -EIO,
+	      "memory store: a copy into a page that is gone fails with EIO, the server lives");
+	check(strstr(stderr_end(said, sizeof(said)), "is gone") != NULL,
+	      "memory store: and says so");
+	queue_close(&b);
+	unlink(path);
+}
+
 /* The pid nbdkit wrote to PIDFILE, waiting up to 5 s for it: nbdkit's
  * parent may exit before its daemon has written the file, and the daemon
  * creates it before it writes the number, so an empty file means "not yet"
@@ -541,8 +578,124 @@ static void test_nbd_reconnect(void)
 	check(run(UBLK_IO_OP_READ, 0, 0, 4096) == -EIO, "nbd reconnect: and later ones at once");
 	check(strstr(stderr_end(said, sizeof(said)), "lost the NBD connection") != NULL,
 	      "nbd reconnect: the losses are logged");
+	/* given up is not for ever: once the server is back, a request after
+	 * the backoff (1 s the first time) connects again */
+	pid = nbdkit_start(sock, pidfile, "", plugin);
+	usleep(1100000);
+	stderr_begin();
+	memset(buf(), 0, 65536);
+	check(pid > 0 && run(UBLK_IO_OP_READ, 0, 0, 65536) == 65536 && is_pattern(buf(), 65536, 5),
+	      "nbd reconnect: after giving up, a server that is back is used again");
+	check(strstr(stderr_end(said, sizeof(said)), "trying 'nbd+unix:///?socket=") != NULL,
+	      "nbd reconnect: and the new try is logged");
+	if (pid > 0)
+		kill(pid, SIGKILL);
 	queue_close(&b);
 	unlink("/tmp/ublk-backend-test-nbd.img");
+}
+
+static double secs_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) * 1e-9;
+}
+
+/* A peer that stays connected and silent holds nothing for long: connect
+ * and handshake end at connect_timeout; a request at timeout (ETIMEDOUT,
+ * the connection dropped); and once the queue drains for a stop, within
+ * about a second whatever the timeout. */
+static void test_nbd_timeouts(void)
+{
+	const char *mute = "/tmp/ublk-backend-test-mute.sock";
+	const char *sock = "/tmp/ublk-backend-test-nbd.sock", *pidfile = "/tmp/ublk-backend-test-nbd.pid";
+	const char *mute_opts[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-mute.sock",
+				    "connect_timeout_ms", "500", NULL };
+	const char *opts[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-nbd.sock",
+			       "timeout_ms", "1000", NULL };
+	const char *bad[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-nbd.sock",
+			      "timeout_ms", "0", NULL };
+	struct ublk_backend b = { .ops = ublk_backend_find("nbd") };
+	struct ublk_backend_conf conf = { .block_size = 512, .opts = mute_opts };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timespec t0;
+	char said[4096];
+	int lfd, pid, ret;
+	double took;
+
+	/* listening, never accepting: the kernel completes the connect and
+	 * nobody ever sends the greeting */
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", mute);
+	unlink(mute);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 4) < 0) {
+		check(0, "nbd timeouts: a mute unix socket");
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ret = b.ops->create(&b, &conf);
+	took = secs_since(&t0);
+	check(ret == -ETIMEDOUT && took < 2 &&
+		      strstr(b.err, "cannot connect to 'nbd+unix:///?socket=/tmp/ublk-backend-test-mute"
+				    ".sock': no answer within 500 ms (connect_timeout)"),
+	      "nbd timeouts: a server that never answers is refused at connect_timeout, naming the URI");
+	printf("# mute server refused in %.2f s: %s\n", took, b.err);
+	close(lfd);
+	unlink(mute);
+
+	memset(&b, 0, sizeof(b));
+	b.ops = ublk_backend_find("nbd");
+	conf.opts = bad;
+	check(b.ops->create(&b, &conf) == -EINVAL && strstr(b.err, "timeout_ms = '0'"),
+	      "nbd timeouts: a timeout of 0 is refused by name");
+
+	pid = nbdkit_start(sock, pidfile, "--filter=delay", "memory 16M delay-read=10");
+	memset(&b, 0, sizeof(b));
+	b.ops = ublk_backend_find("nbd");
+	conf.opts = opts;
+	if (pid < 0 || b.ops->create(&b, &conf) < 0) {
+		printf("# pid %d, create: %s\n", pid, b.err);
+		check(0, "nbd timeouts: nbdkit with the delay filter starts");
+		return;
+	}
+	queue_open(&b);
+	stderr_begin();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ret = run(UBLK_IO_OP_READ, 0, 0, 4096);
+	took = secs_since(&t0);
+	check(ret == -ETIMEDOUT && took >= 0.9 && took < 2.5,
+	      "nbd timeouts: a request the server does not answer fails with ETIMEDOUT at timeout");
+	printf("# unanswered read failed after %.2f s (timeout 1 s)\n", took);
+	check(run(UBLK_IO_OP_WRITE, 0, 0, 4096) == -EIO,
+	      "nbd timeouts: its connection is dropped (no reconnect: EIO at once)");
+	usleep(1100000); /* the backoff: then a request connects again */
+	check(run(UBLK_IO_OP_WRITE, 0, 0, 4096) == 4096,
+	      "nbd timeouts: after the backoff a request connects again and is served");
+	check(strstr(stderr_end(said, sizeof(said)), "no answer within 1000 ms (timeout)") != NULL,
+	      "nbd timeouts: the drop is logged with the timeout");
+	queue_close(&b);
+
+	/* draining for a stop: a second, whatever the timeout */
+	memset(&b, 0, sizeof(b));
+	b.ops = ublk_backend_find("nbd");
+	opts[3] = "30000";
+	if (b.ops->create(&b, &conf) < 0) {
+		check(0, "nbd timeouts: create");
+	} else {
+		queue_open(&b);
+		ublk_queue_drain(q);
+		stderr_begin();
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		ret = run(UBLK_IO_OP_READ, 0, 0, 4096);
+		took = secs_since(&t0);
+		stderr_end(said, sizeof(said));
+		check(ret == -ETIMEDOUT && took < 2.5,
+		      "nbd timeouts: a queue draining for a stop fails an unanswered request within ~1 s");
+		printf("# draining: failed after %.2f s (timeout 30 s)\n", took);
+		queue_close(&b);
+	}
+	kill(pid, SIGKILL);
 }
 
 /* A ring whose char device cannot be registered is exited at once and
@@ -572,10 +725,12 @@ int main(void)
 	test_lat_buckets();
 	test_file();
 	test_memory();
+	test_memory_store();
 	test_null();
 	test_protocol();
 	test_nbd();
 	test_nbd_reconnect();
+	test_nbd_timeouts();
 	check(ublk_backend_find("nope") == NULL, "registry: unknown names are not found");
 	check(ublk_backend_find("lua") == NULL, "registry: holds only C backends");
 	printf("1..%d\n", checks);

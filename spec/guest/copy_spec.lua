@@ -179,11 +179,11 @@ describe("#guest copy modes", function()
     assert.truthy(G.now() - t0 < 10, "stopping waited on a stranded request")
   end)
 
-  -- The store lives on a 4 MiB tmpfs but is 16 MiB long (a sparse file,
-  -- accepted as an existing store): the kernel's copy into a store page
-  -- tmpfs cannot allocate fails.  That request fails; nothing is stranded.
-  -- (and under batch I/O, where the error goes back in the same array as
-  -- its neighbours' results)
+  -- A store is reserved whole when the device is made, so a full file
+  -- system cannot fail a copy; a store someone truncates under the server
+  -- can: the kernel's copy into a page past the file's end fails.  That
+  -- request fails; nothing is stranded.  (And under batch I/O, where the
+  -- error goes back in the same array as its neighbours' results.)
   local failing = { { "inline" }, { "ring" } }
   if features.batch_io then failing[3] = { "inline", true } end
   for _, case in ipairs(failing) do
@@ -191,12 +191,12 @@ describe("#guest copy modes", function()
     it("memory, copy = " .. mode .. (batch and ", batch I/O" or "")
         .. ": a failed copy fails that request only", function()
       local dir = "/tmp/ublk-small-" .. mode
-      G.must("mkdir -p %s && mount -t tmpfs -o size=4M none %s", dir, dir)
-      G.must("truncate -s 16M %s/store", dir)
+      G.must("mkdir -p %s && mount -t tmpfs -o size=32M none %s", dir, dir)
       local ok, err = pcall(function()
         local dev = G.device{ size = "16MiB", recovery = false, batch = batch,
           backend = ublk.memory{ copy = mode, store = dir .. "/store" } }
         local md5 = G.write_random_at(dev.path, 0, 1024 * 1024)
+        G.must("truncate -s 1M %s/store", dir)
         local wrote = G.sh("dd if=/dev/zero of=%s bs=1M count=15 seek=1 oflag=direct status=none",
           dev.path)
         assert.falsy(wrote, "writing past what the store can hold must fail")
