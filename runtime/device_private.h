@@ -2,7 +2,7 @@
 /*
  * device_private.h - what device.c shares with device_recover.c and
  * device_flags.c: the steps a new device and a recovered one have in
- * common.
+ * common; and what device_owner.c takes from device_record.c.
  */
 #ifndef UBLK_DEVICE_PRIVATE_H
 #define UBLK_DEVICE_PRIVATE_H
@@ -38,6 +38,25 @@ int ublk_dev_check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
  * naming the field, its value and what is allowed.  Reads nothing else
  * (spec/fuzz/fuzz_recovery.c). */
 int ublk_dev_check_recovered(struct ublk_dev *d, uint32_t id);
+/* device_record.c: the records device_owner.c keeps.  ublk_record_path:
+ * UBLK_STATE_DIR/devN; _write: replaces it in one rename; _new: a new
+ * device's {id, pid, start, store}; _read: the whole file (malloc'd,
+ * NUL-terminated), NULL if none or longer than any we write; _owner: the
+ * server it names, 0 or -EINVAL for one that is not a whole object with a
+ * valid pid; _find: where "key": is as a top-level key; _str: its string
+ * value (our paths: no escapes); _with_num: a copy (malloc'd) with that
+ * key's number set, added after the brace when absent. */
+void ublk_record_path(char *buf, size_t len, uint32_t id);
+void ublk_record_write(uint32_t id, const char *buf, size_t len);
+void ublk_record_new(uint32_t id, const char *store);
+char *ublk_record_read(uint32_t id);
+int ublk_record_owner(const char *json, struct ublk_owner *o);
+const char *ublk_record_find(const char *json, const char *key);
+void ublk_record_str(const char *json, const char *key, char *out, size_t len);
+char *ublk_record_with_num(const char *json, const char *key, unsigned long long v);
+/* This process as records name it (read once); whether a and b are one. */
+struct ublk_owner ublk_owner_self(void);
+bool ublk_owner_same(const struct ublk_owner *a, const struct ublk_owner *b);
 /* device_recover.c: lets go of the lock a recovery holds on its device
  * (none: nothing). */
 void ublk_dev_recover_unlock(struct ublk_dev *d);

@@ -187,7 +187,8 @@ function state.server_alive(rec)
   return state.proc_start(rec.pid) == rec.start
 end
 
-local SYS_pidfd_open, SYS_pidfd_send_signal = 434, 424 -- the same on every architecture
+-- the unified syscall numbers, which every architecture but alpha uses
+local SYS_pidfd_open, SYS_pidfd_send_signal = 434, 424
 local ENOSYS = 38
 
 -- state.signal(rec, sig) -> true | nil, "ESRCH: ...", errno: sends sig to

@@ -50,7 +50,6 @@ describe("#guest stale state", function()
     kill_server(id, pid)
     local store = listed(id).ublk_lua.store
     assert.truthy(store and G.sh("test -e %s", store), "the dead server's store is kept")
-    assert.not_matches("%." .. pid .. "%.", store, 1, false, "a store named by its pid")
     -- a new device, same size, whose server gets the dead server's pid
     local new = with_pid(pid, G.bin .. " add -t memory -s 64MiB",
       function(o) return tonumber(o:match("dev id %d+: .-, pid (%d+)")) end,
@@ -59,6 +58,7 @@ describe("#guest stale state", function()
     local zeros = G.must("head -c 65536 /dev/zero | md5sum"):match("^(%x+)")
     assert.are.equal(zeros, G.md5_at("/dev/ublkb" .. id2, 1048576, 65536),
       "the new device serves the dead server's data")
+    assert.not_matches("%." .. pid .. "%.", store, 1, false, "a store named by its pid")
     assert.are.equal(0, (cli("del -n %d", id2)))
     assert.truthy(G.sh("test -e %s", store), "the new server's end removed the dead one's store")
     local rc, out = cli("recover -n %d", id)
