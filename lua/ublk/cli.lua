@@ -103,8 +103,13 @@ end
 -- what.source, if given, is the text to run for what.script (the copy a
 -- rollback runs).  Raises a message on failure.
 local function bring_up(what)
-  local script = what.script or ("ublk-lua add -t " .. tostring(what.spec and what.spec.backend))
+  local script = what.script or ("add -t " .. tostring(what.spec and what.spec.backend))
   local ret, src
+  -- a recovery's messages say so (two recoveries of a device race: the
+  -- loser's line names the recovery, not an `add`)
+  local first
+  for _, t in pairs(what.takeover or {}) do first = math.min(first or t.id, t.id) end
+  local label = first and ("recover -n %d: %s"):format(first, script) or script
   for n, t in pairs(what.takeover or {}) do ublk._takeover[tonumber(n)] = t end
   if what.gate then ublk._gate = gate end
   local backend = require "ublk.backend"
@@ -128,7 +133,7 @@ local function bring_up(what)
   for i, spec in ipairs(specs) do
     local okd, dev, derr = pcall(ublk.device, spec)
     -- the message names the field; say which script and, of several, which device
-    local which = #specs > 1 and ("%s: device %d: "):format(script, i) or script .. ": "
+    local which = #specs > 1 and ("%s: device %d: "):format(label, i) or label .. ": "
     if not okd then
       error(which .. tostring(dev):gsub("^[^:]*:%d+: ", ""), 0)
     end
