@@ -42,7 +42,7 @@ endif
 # only the bridge (ublk.core and the Lua backend) and main.c include Lua.
 RUNTIME := log ctrl device device_stop device_flags device_recover device_owner device_record device_delete stats signals reap watchdog queue queue_api queue_ring queue_batch queue_thread queue_host backend store backend_memory \
 	backend_null backend_file backend_nbd nbd_conn nbd_reconnect
-BRIDGE := lua_core lua_device lua_admin lua_host lua_interrupt backend_lua lua_queue lua_call lua_ffi
+BRIDGE := lua_core lua_result lua_device lua_admin lua_host lua_interrupt backend_lua lua_queue lua_call lua_ffi
 OBJS := $(RUNTIME:%=$(B)/obj/%.o)
 BRIDGE_OBJS := $(BRIDGE:%=$(B)/obj/%.o)
 LUA_MODULES := $(wildcard lua/ublk/*.lua)

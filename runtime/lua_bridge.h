@@ -92,6 +92,8 @@ void lua_interrupt_target(lua_State *L, lua_Hook hook, lua_State **was_L, lua_Ho
 
 /* lua_core.c */
 int luaopen_ublk_core(lua_State *L);
+
+/* lua_result.c: how ublk.core's functions answer */
 /* Pushes nil, "ENAME: msg", errno; returns 3. */
 int lua_core_fail(lua_State *L, const char *msg, int err);
 void lua_core_push_features(lua_State *L, uint64_t features);

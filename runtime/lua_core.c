@@ -31,19 +31,6 @@
 
 #define UBLK_LUA_VERSION "0.2.0"
 
-/* nil, "ENAME: message", errno */
-int lua_core_fail(lua_State *L, const char *msg, int err)
-{
-	const char *name;
-
-	err = err < 0 ? -err : err;
-	name = strerrorname_np(err);
-	lua_pushnil(L);
-	lua_pushfstring(L, "%s: %s", name ? name : "EIO", msg);
-	lua_pushinteger(L, err);
-	return 3;
-}
-
 /* core.features() -> { name = true, ... } or nil, msg, errno */
 static int l_features(lua_State *L)
 {

@@ -241,19 +241,6 @@ static void set_num(lua_State *L, const char *k, lua_Number v)
 	lua_setfield(L, -2, k);
 }
 
-void lua_core_push_features(lua_State *L, uint64_t f)
-{
-	lua_newtable(L);
-	for (unsigned bit = 0; bit < 64; bit++) {
-		const char *name = ublk_feature_name(bit);
-
-		if (name && (f & (1ull << bit))) {
-			lua_pushboolean(L, 1);
-			lua_setfield(L, -2, name);
-		}
-	}
-}
-
 /* How its requests' data moves (docs/tuning.md): zero copy, user copy, or
  * through each tag's buffer. */
 static const char *copy_mode(const struct ublk_dev *d)
