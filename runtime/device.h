@@ -113,11 +113,6 @@ int ublk_dev_ids(uint32_t *ids, int max);
  * or for a `recovered` device the old server's with only the pid changed. */
 void ublk_dev_register(uint32_t id, const char *store, bool recovered);
 void ublk_dev_unregister(uint32_t id);
-/* Where each device's owner is recorded while it exists: devN, a JSON
- * object with at least "pid" (written at ADD_DEV) and "store" when the
- * backend keeps the data in a file of its own (lua/ublk/state.lua adds
- * the rest once the device is started). */
-#define UBLK_STATE_DIR "/run/ublk-lua"
 /* Forgets device id: its state file, and the store that file names. */
 void ublk_dev_forget_owner(uint32_t id);
 /* Deletes the devices whose recorded owner has died without removing them

@@ -18,6 +18,7 @@
 
 #include "device_private.h"
 #include "log.h"
+#include "state.h"
 #include "stats.h"
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;

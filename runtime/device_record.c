@@ -19,6 +19,7 @@
 
 #include "device_private.h"
 #include "log.h"
+#include "state.h"
 
 /* A record longer than this is not one we wrote (a script's arguments
  * make it a few KiB at most): it is refused rather than read. */

@@ -16,6 +16,7 @@
 
 #include "device_private.h"
 #include "log.h"
+#include "state.h"
 
 #define RECOVER_WAIT_MS 10000
 

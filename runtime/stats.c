@@ -11,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "device.h"
 #include "log.h"
+#include "state.h"
 #include "stats.h"
 
 static size_t map_size(unsigned nr_queues)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../../runtime/device_private.h"
+#include "../../runtime/state.h"
 #include "tap.h"
 
 /* The orphan sweep (device_owner.c) runs once the recorded server is
