@@ -38,38 +38,73 @@ BASE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-# The runtime and the C backends build without LuaJIT on the include path;
-# only the bridge (ublk.core and the Lua backend) and main.c include Lua.
-RUNTIME := log ctrl device device_stop device_flags device_recover device_owner device_record device_delete stats signals reap watchdog queue queue_api queue_ring queue_batch queue_thread queue_host backend store backend_memory \
-	backend_null backend_file backend_nbd nbd_conn nbd_reconnect
-BRIDGE := lua_core lua_result lua_device lua_admin lua_host lua_interrupt backend_lua lua_queue lua_call lua_ffi
-OBJS := $(RUNTIME:%=$(B)/obj/%.o)
-BRIDGE_OBJS := $(BRIDGE:%=$(B)/obj/%.o)
+# runtime/ is in folders, one a layer (docs/architecture.md): a folder's
+# sources are the .c files in it.  All but lua/ build without LuaJIT on the
+# include path; only lua/ (ublk.core and the Lua backend) and main.c
+# include Lua.
+FOLDERS := base ctrl queue backends device shutdown
+RUNTIME_SRCS := $(foreach d,$(FOLDERS),$(wildcard runtime/$(d)/*.c))
+RUNTIME_HDRS := $(wildcard runtime/include/*.h $(FOLDERS:%=runtime/%/*.h))
+BRIDGE_SRCS := $(wildcard runtime/lua/*.c)
+OBJS := $(RUNTIME_SRCS:runtime/%.c=$(B)/obj/%.o)
+BRIDGE_OBJS := $(BRIDGE_SRCS:runtime/%.c=$(B)/obj/%.o)
 LUA_MODULES := $(wildcard lua/ublk/*.lua)
 
-VERSION := $(shell sed -n 's/^\#define UBLK_LUA_VERSION "\(.*\)"/\1/p' runtime/lua_core.c)
+VERSION := $(shell sed -n 's/^\#define UBLK_LUA_VERSION "\(.*\)"/\1/p' runtime/lua/lua_core.c)
 
 .PHONY: all deps run test test-host test-guest bench fuzz install clean rock
 all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test $(B)/device-test
 
-$(OBJS): $(B)/obj/%.o: runtime/%.c runtime/*.h | $(B)/obj
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c -o $@ $<
+# One rule per folder, bottom up.  Its prerequisites are the headers it
+# may reach: its own and those of the folders beneath it (of which it
+# includes only the public one); runtime/include/, the kernel's ABI, the
+# backend contract and the state directory, is beneath every one.  No
+# include runs back up.
+headers = $(wildcard runtime/include/*.h $(foreach d,$(1),runtime/$(d)/*.h))
+COMPILE = $(CC) $(BASE_CFLAGS) $(CFLAGS) -c -o $@ $<
+COMPILE_LUA = $(CC) $(BASE_CFLAGS) $(CFLAGS) $(LUAJIT_CFLAGS) -I$(B)/gen -c -o $@ $<
+CDEFS := $(B)/gen/lua_ffi_cdef.h $(B)/gen/stats_cdef.h
 
-$(BRIDGE_OBJS) $(B)/obj/main.o: $(B)/obj/%.o: runtime/%.c runtime/*.h $(B)/gen/lua_ffi_cdef.h \
-		$(B)/gen/stats_cdef.h | $(B)/obj
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LUAJIT_CFLAGS) -I$(B)/gen -c -o $@ $<
+$(B)/obj/base/%.o: runtime/base/%.c $(call headers,base) | $(B)/obj/base
+	$(COMPILE)
 
-# What C and Lua share is written once, in a header (runtime/lua_ffi.h, the
-# bridge's entry points; runtime/stats.h, the statistics mapping); its FFI
+$(B)/obj/ctrl/%.o: runtime/ctrl/%.c $(call headers,base ctrl) | $(B)/obj/ctrl
+	$(COMPILE)
+
+$(B)/obj/queue/%.o: runtime/queue/%.c $(call headers,base queue) | $(B)/obj/queue
+	$(COMPILE)
+
+$(B)/obj/backends/%.o: runtime/backends/%.c $(call headers,base backends) | $(B)/obj/backends
+	$(COMPILE)
+
+$(B)/obj/device/%.o: runtime/device/%.c $(call headers,base ctrl queue device) | $(B)/obj/device
+	$(COMPILE)
+
+$(B)/obj/shutdown/%.o: runtime/shutdown/%.c $(call headers,base ctrl queue device shutdown) | $(B)/obj/shutdown
+	$(COMPILE)
+
+$(B)/obj/lua/%.o: runtime/lua/%.c $(call headers,base ctrl queue backends device shutdown lua) $(CDEFS) | $(B)/obj/lua
+	$(COMPILE_LUA)
+
+$(B)/obj/main.o: runtime/main.c $(call headers,base ctrl queue backends device shutdown lua) $(CDEFS) | $(B)/obj
+	$(COMPILE_LUA)
+
+# What C and Lua share is written once, in a header (runtime/lua/lua_ffi.h, the
+# bridge's entry points; runtime/queue/stats.h, the statistics mapping); its FFI
 # part becomes a C string that ublk.core hands to Lua (core.cdef,
 # core.stats_cdef).
-$(B)/gen/%_cdef.h: runtime/%.h | $(B)/gen
-	{ echo '/* generated from $< by the Makefile */'; \
-	  echo 'static const char ublk_$*_cdef[] ='; \
-	  sed -n '/BEGIN FFI/,/END FFI/{/ FFI \*\//d;s/\\/\\\\/g;s/"/\\"/g;s/^/"/;s/$$/\\n"/;p;}' $<; \
-	  echo ';'; } > $@
+define cdef
+{ echo '/* generated from $< by the Makefile */'; \
+  echo 'static const char ublk_$*_cdef[] ='; \
+  sed -n '/BEGIN FFI/,/END FFI/{/ FFI \*\//d;s/\\/\\\\/g;s/"/\\"/g;s/^/"/;s/$$/\\n"/;p;}' $<; \
+  echo ';'; } > $@
+endef
+$(B)/gen/%_cdef.h: runtime/lua/%.h | $(B)/gen
+	$(cdef)
+$(B)/gen/%_cdef.h: runtime/queue/%.h | $(B)/gen
+	$(cdef)
 
-$(B)/obj $(B)/ublk $(B)/gen:
+$(B)/obj $(FOLDERS:%=$(B)/obj/%) $(B)/obj/lua $(B)/ublk $(B)/gen:
 	mkdir -p $@
 
 # The executable exports its symbols (-E) so that FFI code can reach them.
@@ -91,16 +126,16 @@ $(B)/device-test: spec/c/device_test.c spec/c/tap.h $(OBJS)
 
 # libFuzzer needs clang; the runtime is compiled again with its
 # instrumentation (and ASan+UBSan) into the fuzz binary.
-$(B)/fuzz-requests: spec/fuzz/fuzz_requests.c $(RUNTIME:%=runtime/%.c) runtime/*.h
+$(B)/fuzz-requests: spec/fuzz/fuzz_requests.c $(RUNTIME_SRCS) $(RUNTIME_HDRS)
 	clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=undefined -o $@ spec/fuzz/fuzz_requests.c \
-		$(RUNTIME:%=runtime/%.c) $(LDLIBS)
+		$(RUNTIME_SRCS) $(LDLIBS)
 
 # whatever the kernel says of a device a new server recovers
-$(B)/fuzz-recovery: spec/fuzz/fuzz_recovery.c $(RUNTIME:%=runtime/%.c) runtime/*.h
+$(B)/fuzz-recovery: spec/fuzz/fuzz_recovery.c $(RUNTIME_SRCS) $(RUNTIME_HDRS)
 	clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=undefined -o $@ spec/fuzz/fuzz_recovery.c \
-		$(RUNTIME:%=runtime/%.c) $(LDLIBS)
+		$(RUNTIME_SRCS) $(LDLIBS)
 
 FUZZ_SECONDS ?= 60
 fuzz: deps $(B)/fuzz-requests $(B)/fuzz-recovery

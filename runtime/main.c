@@ -19,9 +19,9 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "lua_bridge.h"
-#include "signals.h"
-#include "watchdog.h"
+#include "lua/lua_bridge.h"
+#include "queue/queue.h"
+#include "shutdown/signals.h"
 
 static pthread_t main_thread;
 

@@ -1,10 +1,10 @@
 -- The statistics mapping as lua/ublk/stats.lua reads it: a layout made
--- here the way runtime/stats.h's writer fills it (same cdef, same bucket
+-- here the way runtime/queue/stats.h's writer fills it (same cdef, same bucket
 -- rule), and the percentiles and rates it gives.
 local ffi = require "ffi"
 local stats = require "ublk.stats"
 
--- runtime/stats.h's ublk_lat_bucket, for the test's own writer
+-- runtime/queue/stats.h's ublk_lat_bucket, for the test's own writer
 local function bucket(ns)
   if ns < 8 then return ns end
   local msb = math.floor(math.log(ns) / math.log(2) + 1e-9)

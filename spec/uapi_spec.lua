@@ -1,4 +1,4 @@
--- The ublk UAPI structs in runtime/ublk_uapi.h, laid out by LuaJIT's FFI
+-- The ublk UAPI structs in runtime/include/ublk_uapi.h, laid out by LuaJIT's FFI
 -- from the header text, match the kernel's sizes and offsets.
 local ffi = require "ffi"
 local uapi = require "uapi"

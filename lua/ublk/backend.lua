@@ -96,7 +96,7 @@ local recovery_possible
 -- /dev/shm/ublk-lua.TOKEN.N (stores) and .sN (ublk.shared regions), TOKEN
 -- 16 random hex digits drawn once per process.  Not the pid: a process
 -- that gets a dead server's pid would make, and open, that server's
--- files.  Opened with O_EXCL (runtime/backend_memory.c, lua_core.c): a
+-- files.  Opened with O_EXCL (runtime/backends/backend_memory.c, lua_core.c): a
 -- new device starts empty whatever is there; only a recovery takes over
 -- an existing file, by the name its record holds.
 local token
@@ -197,7 +197,7 @@ local function ms(seconds)
   return seconds and ("%d"):format(math.ceil(seconds * 1000)) or nil
 end
 
--- A C backend's string options (runtime/backend_*.c parse them); p holds
+-- A C backend's string options (runtime/backends/backend_*.c parse them); p holds
 -- the device's own path, direct and create, which the object's override.
 local function c_opts(b, p)
   p = p or {}
@@ -212,7 +212,7 @@ local function c_opts(b, p)
 end
 
 -- What the C runtime needs to build this backend for a device of `size`
--- bytes: its string options (runtime/backend_lua.c reads them): the
+-- bytes: its string options (runtime/lua/backend_lua.c reads them): the
 -- packed handlers, the C delegates it captured, what to advertise.  With
 -- `keep` (recovery on) memory delegates keep their data in /dev/shm as
 -- ublk.shared regions do, and are taken over the same way.

@@ -100,7 +100,7 @@ function daemon.takeover(id, script, args, live)
   what.takeover[tostring(st and st.index or 1)] = { id = id, store = st and st.store }
   what.shared = st and st.shared -- its ublk.shared regions, in order
   -- its siblings, LIVE ones too while the kernel has not yet seen their
-  -- server die: the recovery waits for that (runtime/device_recover.c)
+  -- server die: the recovery waits for that (runtime/device/device_recover.c)
   if st and st.pid then
     for _, other_id in ipairs(state.ids()) do
       local other = other_id ~= id and state.read(other_id)

@@ -97,7 +97,7 @@ function ublk.device(t)
   if takeover then
     spec.recover, spec.prepare = takeover.id, true
     -- the recorded store (or the user's own) is taken with its data: only
-    -- here, a server recovering that device (runtime/backend_memory.c)
+    -- here, a server recovering that device (runtime/backends/backend_memory.c)
     if spec.backend == "memory" and takeover.store then spec.opts.store = takeover.store end
     if spec.backend == "memory" and spec.opts.store then spec.opts.recover = "1" end
   end
@@ -208,7 +208,7 @@ end
 
 -- Per-queue counters plus their sum in `total`, and `latency`: for read,
 -- write and other requests since the start { count, p50_us, p99_us,
--- p999_us } (the server's part of each request, runtime/stats.h).
+-- p999_us } (the server's part of each request, runtime/queue/stats.h).
 function Device:stats()
   check(self, "stats")
   local queues = self._d:stats()

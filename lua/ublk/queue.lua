@@ -1,11 +1,11 @@
 -- ublk.queue: the Lua side of one queue thread that serves a Lua backend.
--- runtime/lua_queue.c creates this queue's lua_State, calls init() once,
+-- runtime/lua/lua_queue.c creates this queue's lua_State, calls init() once,
 -- then calls the handlers it returns straight from C for every request.
 --
 -- Nothing here runs per I/O except the small delegate and async helpers:
 -- requests arrive as `struct ublk_lua_req *` cdata (one per tag, made
 -- once), and the C entry points in struct ublk_lua_ctx never call back
--- into Lua.  Both types come from runtime/lua_ffi.h through core.cdef.
+-- into Lua.  Both types come from runtime/lua/lua_ffi.h through core.cdef.
 local ffi = require "ffi"
 local core = require "ublk.core"
 local ublk = require "ublk"
@@ -41,7 +41,7 @@ function M.init(ctx_ptr, chunk)
   -- between the request and mem with no buffer in between: a read copies
   -- mem into the request, a write the request into mem.  A whole request
   -- of 64 KiB or more into a ublk.shared region goes by zero copy where
-  -- the kernel has it (runtime/lua_ffi.c): an async handler waits for it;
+  -- the kernel has it (runtime/lua/lua_ffi.c): an async handler waits for it;
   -- a sync handler's request ends when it does, as with a delegate.
   -- A req is good only in its own handler call: the C side refuses any
   -- other's tag (ESTALE), and that is the handler's bug, so it raises.

@@ -4,7 +4,7 @@
 -- The runtime writes {id, pid, start, store} at ADD_DEV, changes only pid
 -- and start when a recovering server has started the device again, and
 -- removes the file (and the store) with the device
--- (runtime/device_owner.c); the server adds the rest here once the device
+-- (runtime/device/device_owner.c); the server adds the rest here once the device
 -- is started.
 --
 -- A record is read, not trusted: it is validated before anything in it is
@@ -32,7 +32,7 @@ end
 
 -- A store or ublk.shared region ublk-lua makes: /dev/shm/ublk-lua.NAME,
 -- NAME of letters, digits, '.', '-', '_' and no "..": the only files a
--- record may make anyone remove (runtime/device_owner.c says the same).
+-- record may make anyone remove (runtime/device/device_owner.c says the same).
 function state.our_path(p)
   return type(p) == "string" and #p < 128 and p:match("^/dev/shm/ublk%-lua%.[%w%._%-]+$") ~= nil
     and not p:find("..", 1, true)
@@ -134,7 +134,7 @@ function state.handover_asked(devices)
 end
 
 -- The copy of the script that a server ran for device id, kept while the
--- device exists (runtime/device_owner.c removes it with the record): the
+-- device exists (runtime/device/device_owner.c removes it with the record): the
 -- last good one, for a `reload` whose new script fails after the
 -- hand-over, even once the file has been edited.
 function state.script_copy_path(id)
@@ -227,7 +227,7 @@ end
 -- (`ublk-lua recover`)?  User recovery on, and not DEAD.  LIVE counts once
 -- its recorded server has died: the kernel notices the death only when
 -- the dead server's io_uring and /dev/ublkcN are torn down, which can end
--- well after the process has gone (runtime/device.h: ublk_dev_recoverable).
+-- well after the process has gone (runtime/device/device.h: ublk_dev_recoverable).
 function state.recoverable(info, st)
   if not info.flags.user_recovery or info.state == "DEAD" then return false end
   return info.state ~= "LIVE" or (st ~= nil and st.pid ~= nil and not state.server_alive(st))

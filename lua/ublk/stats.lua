@@ -1,4 +1,4 @@
--- ublk.stats: a device's counters and latency histograms (runtime/stats.h),
+-- ublk.stats: a device's counters and latency histograms (runtime/queue/stats.h),
 -- read without disturbing its server: from the shared mapping
 -- /run/ublk-lua/devN.stats in any process (`ublk-lua stats`), or from the
 -- device's own memory (dev:stats()).  Rates and percentiles come from two
@@ -91,7 +91,7 @@ function Reader:snapshot()
   return snap
 end
 
--- The middle of bucket b, in ns (runtime/stats.h's layout).
+-- The middle of bucket b, in ns (runtime/queue/stats.h's layout).
 local function bucket_ns(b)
   if b < 8 then return b end
   local msb, sub = math.floor(b / 8) + 2, b % 8

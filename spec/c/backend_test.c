@@ -22,10 +22,10 @@
 
 #include <liburing.h>
 
-#include "../../runtime/backend.h"
-#include "../../runtime/log.h"
-#include "../../runtime/queue.h"
-#include "../../runtime/queue_private.h"
+#include "../../runtime/include/backend.h"
+#include "../../runtime/base/log.h"
+#include "../../runtime/queue/queue.h"
+#include "../../runtime/queue/queue_private.h"
 #include "tap.h"
 
 #define DEPTH 4

@@ -12,8 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../runtime/device_private.h"
-#include "../../runtime/state.h"
+#include "../../runtime/device/device_private.h"
+#include "../../runtime/include/state.h"
 #include "tap.h"
 
 /* The orphan sweep (device_owner.c) runs once the recorded server is

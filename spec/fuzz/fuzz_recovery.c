@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../runtime/device_private.h"
+#include "../../runtime/device/device_private.h"
 
 /* Flags whose requests or commands our queues do not speak: whatever else
  * the check allows, never these (nor a bit past the header's last, 19). */

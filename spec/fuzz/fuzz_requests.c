@@ -15,9 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../runtime/backend.h"
-#include "../../runtime/log.h"
-#include "../../runtime/queue.h"
+#include "../../runtime/include/backend.h"
+#include "../../runtime/base/log.h"
+#include "../../runtime/queue/queue.h"
 
 #define DEPTH 4
 #define MAX_IO (128u << 10)

@@ -130,7 +130,7 @@ describe("#guest stale state", function()
   it("a recovery meeting one under way names it instead of a bare EBUSY", function()
     local id = dead_server("-t memory -s 16MiB")
     -- a recovery under way holds a POSIX lock on devN.recovering
-    -- (runtime/device_recover.c); this one holds it for the spec's while
+    -- (runtime/device/device_recover.c); this one holds it for the spec's while
     G.write_file("/tmp/ublk-lock.py", "import fcntl, sys, time\n"
       .. "f = open(sys.argv[1], 'w')\nfcntl.lockf(f, fcntl.LOCK_EX)\n"
       .. "print('locked', flush=True)\ntime.sleep(30)\n")

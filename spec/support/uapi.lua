@@ -1,4 +1,4 @@
--- Reads the struct definitions out of runtime/ublk_uapi.h and declares
+-- Reads the struct definitions out of runtime/include/ublk_uapi.h and declares
 -- them to LuaJIT's FFI, so Lua code shares the C layout instead of a copy
 -- that could drift.
 local ffi = require "ffi"
@@ -6,7 +6,7 @@ local ffi = require "ffi"
 local M = {}
 
 local function header_text(path)
-  local f = assert(io.open(path or "runtime/ublk_uapi.h", "rb"))
+  local f = assert(io.open(path or "runtime/include/ublk_uapi.h", "rb"))
   local s = f:read("*a")
   f:close()
   return s

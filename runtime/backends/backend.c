@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * backend.c - what every backend shares: the registry of built-in C
+ * backends (adding one is a file plus a line here), the op names, and
+ * option lookup.
+ */
+#include <string.h>
+
+#include "../include/backend.h"
+
+extern const struct ublk_backend_ops ublk_backend_memory;
+extern const struct ublk_backend_ops ublk_backend_null;
+extern const struct ublk_backend_ops ublk_backend_file;
+extern const struct ublk_backend_ops ublk_backend_nbd;
+
+static const struct ublk_backend_ops *const builtin[] = {
+	&ublk_backend_memory,
+	&ublk_backend_null,
+	&ublk_backend_file,
+	&ublk_backend_nbd,
+};
+
+#define NR_BUILTIN (sizeof(builtin) / sizeof(builtin[0]))
+
+const struct ublk_backend_ops *ublk_backend_find(const char *name)
+{
+	for (size_t i = 0; i < NR_BUILTIN; i++)
+		if (!strcmp(builtin[i]->name, name))
+			return builtin[i];
+	return NULL;
+}
+
+const char *const *ublk_backend_names(void)
+{
+	static const char *names[NR_BUILTIN + 1];
+
+	for (size_t i = 0; i < NR_BUILTIN; i++)
+		names[i] = builtin[i]->name;
+	return names;
+}
+
+/* By UBLK_IO_OP_*; 4 (WRITE_SAME) is never sent by the ublk driver. */
+static const struct {
+	const char *name, *stat;
+} ops[UBLK_NR_OPS] = {
+	[0] = { "read", "reads" },
+	[1] = { "write", "writes" },
+	[2] = { "flush", "flushes" },
+	[3] = { "discard", "discards" },
+	[5] = { "write_zeroes", "write_zeroes" },
+};
+
+const char *ublk_op_name(unsigned op)
+{
+	return op < UBLK_NR_OPS ? ops[op].name : NULL;
+}
+
+const char *ublk_op_stat_name(unsigned op)
+{
+	return op < UBLK_NR_OPS ? ops[op].stat : NULL;
+}
+
+const char *ublk_conf_get(const struct ublk_backend_conf *c, const char *key)
+{
+	if (!c->opts)
+		return NULL;
+	for (const char *const *o = c->opts; o[0] && o[1]; o += 2)
+		if (!strcmp(o[0], key))
+			return o[1];
+	return NULL;
+}
+
+bool ublk_conf_flag(const struct ublk_backend_conf *c, const char *key)
+{
+	const char *v = ublk_conf_get(c, key);
+
+	return v && (!strcmp(v, "1") || !strcmp(v, "true"));
+}

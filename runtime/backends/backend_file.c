@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * backend_file.c - a regular file or block device behind the disk.
+ *
+ * Every operation is submitted on the queue's own io_uring and completes
+ * asynchronously, so one queue keeps `depth` file I/Os in flight with no
+ * extra threads.  flush = fdatasync, FUA = RWF_DSYNC, discard = punch hole,
+ * write-zeroes = zero range (or punch + allocate).  Errors reach the
+ * request: a failed or short transfer is EIO, never zeroes; block devices
+ * are opened O_DIRECT unless told otherwise, so that a failed write is
+ * not lost in the page cache (a buffered write's error would surface only
+ * at the next flush, as that flush's EIO).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "../include/backend.h"
+
+struct file {
+	int fd;
+	bool no_zero_range;	/* the filesystem said EOPNOTSUPP to ZERO_RANGE */
+};
+
+/* Option "copy": absent, the best zero copy the kernel has (else the tag's
+ * buffer); "buffer" never zero copy; "auto_reg" or "register" only that
+ * mode (backend.h, enum ublk_zc). */
+static int parse_copy(struct ublk_backend *b, const char *v)
+{
+	if (!v)
+		b->caps |= UBLK_CAN_ZERO_COPY;
+	else if (!strcmp(v, "auto_reg"))
+		b->zc_only = UBLK_ZC_AUTO_REG;
+	else if (!strcmp(v, "register"))
+		b->zc_only = UBLK_ZC_REGISTER;
+	else if (strcmp(v, "buffer")) {
+		snprintf(b->err, sizeof(b->err), "copy = '%.40s': the file backend takes "
+			 "buffer, auto_reg or register", v);
+		return -EINVAL;
+	}
+	if (b->zc_only != UBLK_ZC_NONE)
+		b->caps |= UBLK_CAN_ZERO_COPY;
+	return 0;
+}
+
+static int file_size(struct ublk_backend *b, int fd, const char *path,
+		     const struct ublk_backend_conf *conf, bool create)
+{
+	struct stat st;
+	uint64_t have;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, &have) < 0)
+			return -errno;
+	} else if (S_ISREG(st.st_mode)) {
+		have = (uint64_t)st.st_size;
+	} else {
+		snprintf(b->err, sizeof(b->err), "'%s' is not a regular file or block device",
+			 path);
+		return -EINVAL;
+	}
+	if (!conf->size) {
+		b->size = have - have % conf->block_size;
+		if (!b->size) {
+			snprintf(b->err, sizeof(b->err),
+				 "'%s' is empty: give a size (and create = true) to grow it", path);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	b->size = conf->size;
+	if (have >= conf->size)
+		return 0;
+	/* Grow a regular file only when asked to; never a block device. */
+	if (create && S_ISREG(st.st_mode) && !conf->read_only) {
+		if (ftruncate(fd, (off_t)conf->size) < 0)
+			return -errno;
+		if (!b->note[0])
+			snprintf(b->note, sizeof(b->note), "grew %.60s", path);
+		return 0;
+	}
+	snprintf(b->err, sizeof(b->err), "'%s' holds %llu bytes, less than size %llu%s",
+		 path, (unsigned long long)have, (unsigned long long)conf->size,
+		 S_ISREG(st.st_mode) ? " (create = true grows it)" : "");
+	return -EINVAL;
+}
+
+/* Is path's directory the filesystem /dev is (devtmpfs)?  There a missing
+ * path is a mistyped device, not a file to make; /dev/shm and other
+ * filesystems mounted below /dev are fine. */
+static bool in_devfs(const char *path)
+{
+	char dir[4096];
+	struct stat d, dev;
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return false;
+	*(slash == dir ? slash + 1 : slash) = 0;
+	return stat(dir, &d) == 0 && stat("/dev", &dev) == 0 && d.st_dev == dev.st_dev;
+}
+
+/* Opens path, creating it only when asked to, and never in /dev itself. */
+static int file_open(struct ublk_backend *b, const char *path, int flags, bool create,
+		     const struct ublk_backend_conf *conf)
+{
+	int fd = open(path, flags, 0600);
+
+	if (fd >= 0 || errno != ENOENT)
+		goto out;
+	if (in_devfs(path)) {
+		snprintf(b->err, sizeof(b->err), "'%s' does not exist (files under /dev "
+			 "are never created)", path);
+		return -ENOENT;
+	}
+	if (!create || !conf->size || conf->read_only) {
+		snprintf(b->err, sizeof(b->err), "'%s' does not exist (create = true and a "
+			 "size make it)", path);
+		return -ENOENT;
+	}
+	fd = open(path, flags | O_CREAT | O_EXCL, 0600);
+	if (fd >= 0) {
+		snprintf(b->note, sizeof(b->note), "created %.60s", path);
+		if (strlen(path) < sizeof(b->made))
+			snprintf(b->made, sizeof(b->made), "%s", path);
+	}
+out:
+	if (fd < 0) {
+		int ret = -errno;
+
+		snprintf(b->err, sizeof(b->err), "cannot open '%s'%s: %s", path,
+			 flags & O_DIRECT ? " with O_DIRECT" : "", strerror(-ret));
+		return ret;
+	}
+	return fd;
+}
+
+static unsigned dio_align(int fd)
+{
+	unsigned lbs = 0;
+
+	if (ioctl(fd, BLKSSZGET, &lbs) < 0 || lbs < 512)
+		lbs = 512; /* a regular file: what O_DIRECT usually asks */
+	return lbs;
+}
+
+/* Options: path (required); create ("1": make a missing file, grow a short
+ * one); direct ("1" or "0": O_DIRECT; default on for block devices, where a
+ * write error must reach the request, not vanish in the page cache). */
+static int file_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
+{
+	const char *path = ublk_conf_get(conf, "path");
+	const char *direct = ublk_conf_get(conf, "direct");
+	bool create = ublk_conf_flag(conf, "create");
+	int flags = (conf->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	struct stat st;
+	struct file *f;
+	int ret;
+
+	if (!path || !*path) {
+		snprintf(b->err, sizeof(b->err), "the file backend needs a 'path'");
+		return -EINVAL;
+	}
+	ret = parse_copy(b, ublk_conf_get(conf, "copy"));
+	if (ret < 0)
+		return ret;
+	if (direct ? ublk_conf_flag(conf, "direct")
+		   : stat(path, &st) == 0 && S_ISBLK(st.st_mode))
+		flags |= O_DIRECT;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->fd = file_open(b, path, flags, create, conf);
+	if (f->fd < 0) {
+		ret = f->fd;
+		free(f);
+		return ret;
+	}
+	ret = file_size(b, f->fd, path, conf, create);
+	if (ret < 0) {
+		if (!strncmp(b->note, "created", 7))
+			unlink(path); /* refused: leave nothing behind */
+		close(f->fd);
+		free(f);
+		return ret;
+	}
+	b->priv = f;
+	b->caps |= UBLK_CAN_FLUSH | UBLK_CAN_FUA | UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;
+	/* O_DIRECT I/O on the request's own pages needs them aligned as the
+	 * file wants its buffers: its logical block size, 512 at least */
+	if ((flags & O_DIRECT) && (b->caps & UBLK_CAN_ZERO_COPY))
+		b->dma_align = dio_align(f->fd);
+	return 0;
+}
+
+static void file_destroy(struct ublk_backend *b)
+{
+	struct file *f = b->priv;
+
+	close(f->fd);
+	free(f);
+}
+
+/* (Re)submits the part of a read or write not done yet; io->scratch
+ * counts the bytes done.  Under zero copy the data is the request's own
+ * pages, a fixed buffer whose addresses start at 0. */
+static void file_submit_rw(struct file *f, struct ublk_queue *q, struct ublk_io *io)
+{
+	uint32_t done = (uint32_t)io->scratch;
+	int idx = ublk_io_buf_index(q, io);
+	struct io_uring_sqe *sqe = ublk_io_sqe(q, io);
+	char *at = idx >= 0 ? (char *)(uintptr_t)done : (char *)io->buf + done;
+
+	if (io->op == UBLK_IO_OP_READ) {
+		if (idx >= 0)
+			io_uring_prep_read_fixed(sqe, f->fd, at, io->len - done,
+						 io->offset + done, idx);
+		else
+			io_uring_prep_read(sqe, f->fd, at, io->len - done, io->offset + done);
+	} else {
+		if (idx >= 0)
+			io_uring_prep_write_fixed(sqe, f->fd, at, io->len - done,
+						  io->offset + done, idx);
+		else
+			io_uring_prep_write(sqe, f->fd, at, io->len - done, io->offset + done);
+		if (io->flags & UBLK_IO_F_FUA)
+			sqe->rw_flags = RWF_DSYNC;
+	}
+}
+
+/* Discard punches a hole.  Write-zeroes with NOUNMAP keeps the blocks:
+ * FALLOC_FL_ZERO_RANGE where the filesystem has it; where it answers
+ * EOPNOTSUPP (tmpfs), a hole punched and then allocated again. */
+enum { ZERO_RANGE = 1, ZERO_PUNCH, ZERO_ALLOCATE };
+
+static void file_submit_fallocate(struct file *f, struct ublk_queue *q, struct ublk_io *io)
+{
+	static const int modes[] = {
+		[0] = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		[ZERO_RANGE] = FALLOC_FL_ZERO_RANGE,
+		[ZERO_PUNCH] = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		[ZERO_ALLOCATE] = FALLOC_FL_KEEP_SIZE,
+	};
+
+	io_uring_prep_fallocate(ublk_io_sqe(q, io), f->fd, modes[io->scratch], io->offset,
+				io->len);
+}
+
+static int file_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io)
+{
+	struct file *f = b->priv;
+
+	switch (io->op) {
+	case UBLK_IO_OP_READ:
+	case UBLK_IO_OP_WRITE:
+		file_submit_rw(f, q, io);
+		return UBLK_IO_QUEUED;
+	case UBLK_IO_OP_FLUSH:
+		io_uring_prep_fsync(ublk_io_sqe(q, io), f->fd, IORING_FSYNC_DATASYNC);
+		return UBLK_IO_QUEUED;
+	case UBLK_IO_OP_WRITE_ZEROES:
+		if (io->flags & UBLK_IO_F_NOUNMAP)
+			io->scratch = f->no_zero_range ? ZERO_PUNCH : ZERO_RANGE;
+		/* fall through */
+	case UBLK_IO_OP_DISCARD:
+		file_submit_fallocate(f, q, io);
+		return UBLK_IO_QUEUED;
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+static int file_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
+			int res)
+{
+	struct file *f = b->priv;
+
+	if (io->op == UBLK_IO_OP_WRITE_ZEROES && io->scratch) {
+		if (res == -EOPNOTSUPP && io->scratch == ZERO_RANGE) {
+			f->no_zero_range = true; /* queues may race to learn it: harmless */
+			io->scratch = ZERO_PUNCH;
+		} else if (res >= 0 && io->scratch == ZERO_PUNCH) {
+			io->scratch = ZERO_ALLOCATE;
+		} else {
+			return res < 0 ? res : (int)io->len;
+		}
+		file_submit_fallocate(f, q, io);
+		return UBLK_IO_QUEUED;
+	}
+	if (res < 0)
+		return res;
+	if (io->op != UBLK_IO_OP_READ && io->op != UBLK_IO_OP_WRITE)
+		return (int)io->len; /* flush: 0 */
+	/* Nothing moved inside the device's size: the file shrank or the
+	 * block device went away.  Zeroes would hide it from a mirror. */
+	if (res == 0)
+		return -EIO;
+	io->scratch += (uint32_t)res;
+	if (io->scratch < io->len) {
+		file_submit_rw(f, q, io);
+		return UBLK_IO_QUEUED;
+	}
+	return (int)io->len;
+}
+
+const struct ublk_backend_ops ublk_backend_file = {
+	.name = "file",
+	.create = file_create,
+	.destroy = file_destroy,
+	.handle_io = file_handle_io,
+	.io_done = file_io_done,
+};

@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * backend_nbd.c - an NBD server behind the disk, through libnbd.
+ *
+ * One libnbd handle (one connection) per queue, made on the queue's thread
+ * and driven by its io_uring (nbd_conn.c), so a queue keeps `depth`
+ * commands in flight with no threads of its own.  create() connects once,
+ * to learn the size and what the server can do (only that is advertised),
+ * and to refuse an unreachable server before any device exists.
+ *
+ * Options: uri (nbd://host[:port]/export, nbd+unix:///export?socket=PATH);
+ * connections (most connections, one per queue; default one per queue);
+ * reconnect (tries after a lost connection, default 0: its queue then
+ * fails every request with EIO, promptly, and the device stays
+ * removable); connect_timeout_ms (each connect and handshake, default
+ * 10 s); timeout_ms (each request, default 30 s: then it fails with
+ * ETIMEDOUT and its connection is dropped, nbd_conn.h).  Nothing waits on
+ * the server unbounded: not create(), not a request, not a stop.  A
+ * server without multi-conn gets one connection, so one queue: a flush on
+ * one connection need not cover writes made on another.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../include/backend.h"
+#include "nbd_conn.h"
+
+#define CONNECT_TIMEOUT_MS 10000
+#define TIMEOUT_MS 30000
+
+struct nbd_dev {
+	char *uri;
+	struct nbd_conn_conf conf;	/* what each queue's connection does */
+	struct nbd_conn **conns;	/* by queue id */
+};
+
+/* Option `key` in milliseconds, 1 to 86400000 (lua/ublk/params.lua has
+ * checked what users write; this is for callers of the C API). */
+static int option_ms(struct ublk_backend *b, const struct ublk_backend_conf *conf,
+		     const char *key, unsigned def, unsigned *out)
+{
+	const char *v = ublk_conf_get(conf, key);
+	char *end;
+	unsigned long n;
+
+	*out = def;
+	if (!v)
+		return 0;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || end == v || *end || n < 1 || n > 86400000) {
+		snprintf(b->err, sizeof(b->err), "%s = '%.20s': must be milliseconds from 1 to "
+			 "86400000", key, v);
+		return -EINVAL;
+	}
+	*out = (unsigned)n;
+	return 0;
+}
+
+/* What the server can do, and the size; refuses what cannot work. */
+static int probe(struct ublk_backend *b, struct nbd_handle *h, const char *uri,
+		 const struct ublk_backend_conf *conf)
+{
+	int64_t size = nbd_get_size(h), min = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
+	const char *conns = ublk_conf_get(conf, "connections");
+
+	if (size < 0) {
+		snprintf(b->err, sizeof(b->err), "'%s': %s", uri, nbd_get_error());
+		return -EIO;
+	}
+	if (min > (int64_t)conf->block_size) {
+		snprintf(b->err, sizeof(b->err), "'%s' needs %lld-byte blocks, more than "
+			 "block_size %u", uri, (long long)min, conf->block_size);
+		return -EINVAL;
+	}
+	if (nbd_is_read_only(h) == 1 && !conf->read_only) {
+		snprintf(b->err, sizeof(b->err), "'%s' is read-only: set read_only = true", uri);
+		return -EROFS;
+	}
+	if (conf->size > (uint64_t)size) {
+		snprintf(b->err, sizeof(b->err), "'%s' holds %lld bytes, less than size %llu",
+			 uri, (long long)size, (unsigned long long)conf->size);
+		return -EINVAL;
+	}
+	b->size = conf->size ? conf->size : (uint64_t)size - (uint64_t)size % conf->block_size;
+	b->caps = (nbd_can_flush(h) == 1 ? UBLK_CAN_FLUSH : 0) |
+		  (nbd_can_fua(h) == 1 ? UBLK_CAN_FUA : 0) |
+		  (nbd_can_trim(h) == 1 ? UBLK_CAN_DISCARD : 0) |
+		  (nbd_can_zero(h) == 1 ? UBLK_CAN_WRITE_ZEROES : 0);
+	if (conns)
+		b->max_queues = (unsigned)strtoul(conns, NULL, 10);
+	if (nbd_can_multi_conn(h) != 1 && b->max_queues != 1) {
+		b->max_queues = 1;
+		snprintf(b->note, sizeof(b->note), "no multi-conn on the server: one "
+			 "connection, one queue");
+	}
+	return 0;
+}
+
+static void nbd_destroy(struct ublk_backend *b)
+{
+	struct nbd_dev *d = b->priv;
+
+	free(d->conns);
+	free(d->uri);
+	free(d);
+}
+
+static int nbd_backend_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
+{
+	const char *uri = ublk_conf_get(conf, "uri");
+	const char *reconnect = ublk_conf_get(conf, "reconnect");
+	struct nbd_handle *h;
+	struct nbd_dev *d;
+	int ret = -ENOMEM;
+
+	if (!uri || !*uri) {
+		snprintf(b->err, sizeof(b->err), "the nbd backend needs a 'uri' "
+			 "(nbd://host:port/export or nbd+unix:///export?socket=PATH)");
+		return -EINVAL;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	b->priv = d;
+	d->uri = strdup(uri);
+	d->conns = calloc(UBLK_MAX_NR_QUEUES, sizeof(*d->conns));
+	if (!d->uri || !d->conns)
+		goto fail;
+	d->conf.uri = d->uri;
+	if (reconnect)
+		d->conf.reconnect = (unsigned)strtoul(reconnect, NULL, 10);
+	if ((ret = option_ms(b, conf, "connect_timeout_ms", CONNECT_TIMEOUT_MS,
+			     &d->conf.connect_timeout_ms)) < 0 ||
+	    (ret = option_ms(b, conf, "timeout_ms", TIMEOUT_MS, &d->conf.timeout_ms)) < 0)
+		goto fail;
+	h = nbd_conn_connect(uri, d->conf.connect_timeout_ms, b->err, sizeof(b->err), &ret);
+	if (!h) {
+		ret = -ret;
+		goto fail;
+	}
+	ret = probe(b, h, uri, conf);
+	nbd_close(h);
+	if (ret >= 0)
+		return 0;
+fail:
+	nbd_destroy(b);
+	b->priv = NULL;
+	return ret;
+}
+
+/* ---- per queue ---- */
+
+static int nbd_queue_init(struct ublk_backend *b, struct ublk_queue *q)
+{
+	struct nbd_dev *d = b->priv;
+
+	return nbd_conn_open(&d->conns[ublk_queue_id(q)], q, &d->conf);
+}
+
+static void nbd_queue_exit(struct ublk_backend *b, struct ublk_queue *q)
+{
+	struct nbd_dev *d = b->priv;
+
+	if (d->conns[ublk_queue_id(q)])
+		nbd_conn_close(d->conns[ublk_queue_id(q)]);
+	d->conns[ublk_queue_id(q)] = NULL;
+}
+
+static int nbd_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io)
+{
+	struct nbd_dev *d = b->priv;
+	struct nbd_conn *c = d->conns[ublk_queue_id(q)];
+
+	if (!c)
+		return -EIO;
+	nbd_conn_submit(c, io);
+	return UBLK_IO_QUEUED;
+}
+
+static void nbd_tick(struct ublk_backend *b, struct ublk_queue *q)
+{
+	struct nbd_dev *d = b->priv;
+	struct nbd_conn *c = d->conns[ublk_queue_id(q)];
+
+	if (c)
+		nbd_conn_tick(c, ublk_queue_draining(q));
+}
+
+/* The command's result, as nbd_conn.c made it: bytes, the server's
+ * -errno, -EIO for a lost connection, -ETIMEDOUT for no answer in time. */
+static int nbd_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
+		       int res)
+{
+	(void)b;
+	(void)q;
+	(void)io;
+	return res;
+}
+
+const struct ublk_backend_ops ublk_backend_nbd = {
+	.name = "nbd",
+	.create = nbd_backend_create,
+	.destroy = nbd_destroy,
+	.queue_init = nbd_queue_init,
+	.queue_exit = nbd_queue_exit,
+	.handle_io = nbd_handle_io,
+	.io_done = nbd_io_done,
+	.tick = nbd_tick,
+};

@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctrl.c - control commands.  One generic function builds the SQE and waits
+ * for its completion; each command is a few-line wrapper around it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../base/log.h"
+#include "ctrl.h"
+
+int ublk_ctrl_open(struct ublk_ctrl *c)
+{
+	int ret;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = open(UBLK_CTRL_DEV, O_RDWR | O_CLOEXEC);
+	if (c->fd < 0)
+		return -errno;
+	/* URING_CMD payloads for ublk are 32 bytes: they need 128-byte SQEs. */
+	ret = io_uring_queue_init(4, &c->ring, IORING_SETUP_SQE128);
+	if (ret < 0) {
+		close(c->fd);
+		c->fd = -1;
+		return ret;
+	}
+	return 0;
+}
+
+void ublk_ctrl_close(struct ublk_ctrl *c)
+{
+	if (c->fd < 0)
+		return;
+	io_uring_queue_exit(&c->ring);
+	close(c->fd);
+	c->fd = -1;
+}
+
+/*
+ * Issues one command and waits for its completion.  `legacy` and `encoded`
+ * are the two spellings of the same command; encoded == legacy means the
+ * command exists only in its ioctl form.
+ */
+static int ctrl_cmd(struct ublk_ctrl *c, uint32_t legacy, uint32_t encoded,
+		    const struct ublksrv_ctrl_cmd *cmd)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	if (!sqe)
+		return -EBUSY;
+	memset(sqe, 0, 2 * sizeof(*sqe)); /* both halves of the 128-byte SQE */
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = c->fd;
+	sqe->cmd_op = c->ioctl_encode ? encoded : legacy;
+	memcpy(sqe->cmd, cmd, sizeof(*cmd));
+
+	ret = io_uring_submit(&c->ring);
+	if (ret < 0)
+		return ret;
+	do
+		ret = io_uring_wait_cqe(&c->ring, &cqe);
+	while (ret == -EINTR);
+	if (ret < 0)
+		return ret;
+	ret = cqe->res;
+	io_uring_cqe_seen(&c->ring, cqe);
+	return ret;
+}
+
+static struct ublksrv_ctrl_cmd cmd_for(uint32_t dev_id, void *buf, uint16_t len)
+{
+	return (struct ublksrv_ctrl_cmd){
+		.dev_id = dev_id,
+		.queue_id = (uint16_t)-1,
+		.addr = (uint64_t)(uintptr_t)buf,
+		.len = len,
+	};
+}
+
+int ublk_ctrl_get_features(struct ublk_ctrl *c, uint64_t *features)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for((uint32_t)-1, features, sizeof(*features));
+	bool was = c->ioctl_encode;
+	int ret;
+
+	*features = 0;
+	c->ioctl_encode = true; /* GET_FEATURES only exists ioctl-encoded */
+	ret = ctrl_cmd(c, UBLK_U_CMD_GET_FEATURES, UBLK_U_CMD_GET_FEATURES, &cmd);
+	if (ret < 0) {
+		/* Pre-6.5 kernels answer with EINVAL or EOPNOTSUPP: treat both
+		 * as "no feature query", and keep the legacy encoding. */
+		c->ioctl_encode = was;
+		*features = 0;
+		return -EOPNOTSUPP;
+	}
+	c->ioctl_encode = (*features & UBLK_F_CMD_IOCTL_ENCODE) != 0;
+	return 0;
+}
+
+int ublk_ctrl_add_dev(struct ublk_ctrl *c, struct ublksrv_ctrl_dev_info *info)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(info->dev_id, info, sizeof(*info));
+
+	return ctrl_cmd(c, UBLK_CMD_ADD_DEV, UBLK_U_CMD_ADD_DEV, &cmd);
+}
+
+int ublk_ctrl_del_dev(struct ublk_ctrl *c, uint32_t dev_id)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
+
+	return ctrl_cmd(c, UBLK_CMD_DEL_DEV, UBLK_U_CMD_DEL_DEV, &cmd);
+}
+
+int ublk_ctrl_del_dev_async(struct ublk_ctrl *c, uint32_t dev_id)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
+
+	int ret = -EOPNOTSUPP;
+
+	if (c->ioctl_encode) /* it exists only ioctl-encoded (6.9+) */
+		ret = ctrl_cmd(c, UBLK_U_CMD_DEL_DEV_ASYNC, UBLK_U_CMD_DEL_DEV_ASYNC, &cmd);
+	if (ret == -EOPNOTSUPP || ret == -EINVAL) /* before 6.9: wait, as we must */
+		ret = ublk_ctrl_del_dev(c, dev_id);
+	return ret;
+}
+
+int ublk_ctrl_set_params(struct ublk_ctrl *c, uint32_t dev_id, struct ublk_params *p)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, p, sizeof(*p));
+
+	p->len = sizeof(*p);
+	return ctrl_cmd(c, UBLK_CMD_SET_PARAMS, UBLK_U_CMD_SET_PARAMS, &cmd);
+}
+
+int ublk_ctrl_get_params(struct ublk_ctrl *c, uint32_t dev_id, struct ublk_params *p)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, p, sizeof(*p));
+
+	memset(p, 0, sizeof(*p));
+	p->len = sizeof(*p);
+	return ctrl_cmd(c, UBLK_CMD_GET_PARAMS, UBLK_U_CMD_GET_PARAMS, &cmd);
+}
+
+int ublk_ctrl_start_dev(struct ublk_ctrl *c, uint32_t dev_id, int pid)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
+
+	cmd.data[0] = (uint64_t)pid;
+	return ctrl_cmd(c, UBLK_CMD_START_DEV, UBLK_U_CMD_START_DEV, &cmd);
+}
+
+int ublk_ctrl_start_user_recovery(struct ublk_ctrl *c, uint32_t dev_id)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
+
+	return ctrl_cmd(c, UBLK_CMD_START_USER_RECOVERY, UBLK_U_CMD_START_USER_RECOVERY, &cmd);
+}
+
+int ublk_ctrl_end_user_recovery(struct ublk_ctrl *c, uint32_t dev_id, int pid)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
+
+	cmd.data[0] = (uint64_t)pid;
+	return ctrl_cmd(c, UBLK_CMD_END_USER_RECOVERY, UBLK_U_CMD_END_USER_RECOVERY, &cmd);
+}
+
+int ublk_ctrl_quiesce_dev(struct ublk_ctrl *c, uint32_t dev_id, uint64_t timeout_ms)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
+
+	cmd.data[0] = timeout_ms;
+	return ctrl_cmd(c, UBLK_CMD_QUIESCE_DEV, UBLK_U_CMD_QUIESCE_DEV, &cmd);
+}
+
+int ublk_ctrl_stop_dev(struct ublk_ctrl *c, uint32_t dev_id)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
+
+	return ctrl_cmd(c, UBLK_CMD_STOP_DEV, UBLK_U_CMD_STOP_DEV, &cmd);
+}
+
+int ublk_ctrl_try_stop_dev(struct ublk_ctrl *c, uint32_t dev_id)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
+
+	return ctrl_cmd(c, UBLK_CMD_TRY_STOP_DEV, UBLK_U_CMD_TRY_STOP_DEV, &cmd);
+}
+
+int ublk_ctrl_get_dev_info(struct ublk_ctrl *c, uint32_t dev_id,
+			   struct ublksrv_ctrl_dev_info *info)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, info, sizeof(*info));
+
+	return ctrl_cmd(c, UBLK_CMD_GET_DEV_INFO, UBLK_U_CMD_GET_DEV_INFO, &cmd);
+}
+
+int ublk_ctrl_get_queue_affinity(struct ublk_ctrl *c, uint32_t dev_id,
+				 uint16_t q_id, cpu_set_t *set)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, set, sizeof(*set));
+
+	CPU_ZERO(set);
+	cmd.data[0] = q_id; /* the kernel reads the queue from data[0] */
+	return ctrl_cmd(c, UBLK_CMD_GET_QUEUE_AFFINITY,
+			UBLK_U_CMD_GET_QUEUE_AFFINITY, &cmd);
+}
+
+const char *ublk_feature_name(unsigned bit)
+{
+	static const char *const names[] = {
+		"zero_copy", "comp_in_task", "need_get_data", "user_recovery",
+		"user_recovery_reissue", "unprivileged_dev", "cmd_ioctl_encode",
+		"user_copy", "zoned", "user_recovery_fail_io", "update_size",
+		"auto_buf_reg", "quiesce", "per_io_daemon", "buf_reg_off_daemon",
+		"batch_io", "integrity", "safe_stop_dev", "no_auto_part_scan",
+		"shmem_zc",
+	};
+
+	return bit < sizeof(names) / sizeof(names[0]) ? names[bit] : NULL;
+}
+
+/* Opens the control device only to ask for its features. */
+int ublk_probe_features(uint64_t *features)
+{
+	struct ublk_ctrl c;
+	int ret = ublk_ctrl_open(&c);
+
+	*features = 0;
+	if (ret < 0)
+		return ret;
+	ublk_ctrl_get_features(&c, features);
+	ublk_ctrl_close(&c);
+	return 0;
+}

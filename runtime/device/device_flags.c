@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * device_flags.c - which UBLK_F_* a device asks ADD_DEV for (what the
+ * kernel has, the backend can use and the user asked for), what is
+ * refused before asking, and the check of what the kernel granted.
+ */
+#include <errno.h>
+
+#include "../base/log.h"
+#include "device_private.h"
+
+/* The zero-copy flag a backend that can gets: the mode it asked for, or
+ * the best this kernel has (auto registration saves two commands per
+ * request); 0 when none. */
+static uint64_t zero_copy_flag(const struct ublk_dev *d)
+{
+	const struct ublk_backend *b = &d->backend;
+
+	if (!(b->caps & UBLK_CAN_ZERO_COPY))
+		return 0;
+	if (b->zc_only != UBLK_ZC_REGISTER && (d->features & UBLK_F_AUTO_BUF_REG))
+		return UBLK_F_AUTO_BUF_REG;
+	if (b->zc_only != UBLK_ZC_AUTO_REG && (d->features & UBLK_F_SUPPORT_ZERO_COPY))
+		return UBLK_F_SUPPORT_ZERO_COPY;
+	return 0;
+}
+
+enum ublk_zc ublk_dev_zero_copy(uint64_t flags)
+{
+	if (flags & UBLK_F_AUTO_BUF_REG)
+		return UBLK_ZC_AUTO_REG;
+	return flags & UBLK_F_SUPPORT_ZERO_COPY ? UBLK_ZC_REGISTER : UBLK_ZC_NONE;
+}
+
+/* The flags we ask ADD_DEV for: what the kernel has and we can use, and
+ * the recovery the user asked for (checked against the kernel first). */
+uint64_t ublk_dev_wanted_flags(const struct ublk_dev *d, const struct ublk_dev_conf *conf)
+{
+	uint64_t want = UBLK_F_CMD_IOCTL_ENCODE;
+
+	if (d->backend.caps & UBLK_CAN_USER_COPY)
+		want |= UBLK_F_USER_COPY;
+	want |= zero_copy_flag(d);
+	if (conf->batch)
+		want |= UBLK_F_BATCH_IO;
+	if (conf->recovery) /* a clean hand-over to a new server (reload) */
+		want |= UBLK_F_QUIESCE;
+	return (d->features & want) | conf->recovery;
+}
+
+/* What the user asked for that this kernel lacks (recovery modes, a zero-copy
+ * mode) is refused before ADD_DEV, naming it. */
+int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
+{
+	uint64_t missing = conf->recovery & ~d->features;
+
+	if (conf->batch && !(d->features & UBLK_F_BATCH_IO))
+		return ublk_dev_fail(d, -ENOTSUP, "batch = true needs UBLK_F_BATCH_IO (Linux 7.0+), "
+			    "which this kernel lacks: leave batch unset");
+	/* REGISTER's unregister is linked to its tag's own commit, which a
+	 * batch commit is not (and every kernel with batch I/O has auto_reg) */
+	if (conf->batch && zero_copy_flag(d) == UBLK_F_SUPPORT_ZERO_COPY)
+		return ublk_dev_fail(d, -ENOTSUP, "batch = true does not go with copy = "
+			    "\"register\": leave copy unset or use \"auto_reg\"");
+
+	if (d->backend.zc_only != UBLK_ZC_NONE && !zero_copy_flag(d))
+		return ublk_dev_fail(d, -ENOTSUP, "copy = \"%s\" needs %s (Linux %s), which "
+			    "this kernel lacks: leave copy unset for the best it has",
+			    d->backend.zc_only == UBLK_ZC_AUTO_REG ? "auto_reg" : "register",
+			    d->backend.zc_only == UBLK_ZC_AUTO_REG ? "UBLK_F_AUTO_BUF_REG"
+								   : "UBLK_F_SUPPORT_ZERO_COPY",
+			    d->backend.zc_only == UBLK_ZC_AUTO_REG ? "6.16+" : "6.15+");
+
+	if (!missing)
+		return 0;
+	if (missing & UBLK_F_USER_RECOVERY_FAIL_IO)
+		return ublk_dev_fail(d, -ENOTSUP, "recovery = \"fail\" needs USER_RECOVERY_FAIL_IO "
+			    "(Linux 6.13+), which this kernel lacks: use \"reissue\", "
+			    "\"queue\" or false");
+	return ublk_dev_fail(d, -ENOTSUP, "recovery needs USER_RECOVERY%s, which this kernel "
+		    "lacks: use recovery = false",
+		    missing & UBLK_F_USER_RECOVERY_REISSUE ? "_REISSUE" : "");
+}
+
+/* The kernel clamps queues to its CPU count and drops flags it does not
+ * know: check that it gave us what we asked for. */
+int ublk_dev_check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
+{
+	uint64_t want = ublk_dev_wanted_flags(d, conf);
+	struct ublksrv_ctrl_dev_info *info = &d->info;
+
+	ublk_dbg("dev %u: asked flags %#llx, kernel granted %#llx", info->dev_id,
+		 (unsigned long long)want, (unsigned long long)info->flags);
+	if ((info->flags & want) != want)
+		return ublk_dev_fail(d, -ENOTSUP, "the kernel refused device flags %#llx",
+			    (unsigned long long)(want & ~info->flags));
+	if (info->nr_hw_queues != conf->queues)
+		return ublk_dev_fail(d, -EINVAL, "queues = %u, but this kernel allows at most %u",
+			    conf->queues, info->nr_hw_queues);
+	if (info->queue_depth != conf->depth)
+		return ublk_dev_fail(d, -EINVAL, "depth = %u, but the kernel set %u", conf->depth,
+			    info->queue_depth);
+	if (info->max_io_buf_bytes < conf->max_io)
+		return ublk_dev_fail(d, -EINVAL, "max_io = %u, but the kernel allows %u",
+			    conf->max_io, info->max_io_buf_bytes);
+	d->ctrl.ioctl_encode = (info->flags & UBLK_F_CMD_IOCTL_ENCODE) != 0;
+	return 0;
+}

@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lua_admin.c - ublk.core's view of every ublk device on the machine, for
+ * `ublk-lua list / del / add / recover` (lua/ublk/cli_*.lua): the ids the
+ * kernel has, what GET_DEV_INFO and GET_PARAMS say of each, deleting one
+ * whatever its server's state, and starting a server in the background.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "../device/device.h"
+#include "lua_bridge.h"
+
+extern char **environ;
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* core.dev_ids() -> { 0, 3, ... }: every ublk device, from sysfs. */
+static int l_dev_ids(lua_State *L)
+{
+	DIR *dir = opendir("/sys/class/ublk-char");
+	uint32_t ids[1024];
+	struct dirent *e;
+	int n = 0;
+
+	while (dir && (e = readdir(dir)) && n < 1024) {
+		unsigned id;
+		char tail;
+
+		if (sscanf(e->d_name, "ublkc%u%c", &id, &tail) == 1)
+			ids[n++] = id;
+	}
+	if (dir)
+		closedir(dir);
+	qsort(ids, (size_t)n, sizeof(ids[0]), cmp_u32);
+	lua_createtable(L, n, 0);
+	for (int i = 0; i < n; i++) {
+		lua_pushinteger(L, ids[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	return 1;
+}
+
+/* core.list_dir(path) -> { names... } (no . and ..), {} if unreadable */
+static int l_list_dir(lua_State *L)
+{
+	DIR *dir = opendir(luaL_checkstring(L, 1));
+	struct dirent *e;
+	int n = 0;
+
+	lua_newtable(L);
+	while (dir && (e = readdir(dir)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			lua_pushstring(L, e->d_name);
+			lua_rawseti(L, -2, ++n);
+		}
+	if (dir)
+		closedir(dir);
+	return 1;
+}
+
+static int open_ctrl(lua_State *L, struct ublk_ctrl *c)
+{
+	int ret = ublk_ctrl_open(c);
+
+	if (ret == -ENOENT)
+		return lua_core_fail(L, UBLK_CTRL_DEV " not found: this kernel has no ublk driver",
+				     ret);
+	if (ret < 0)
+		return lua_core_fail(L, strerror(-ret), ret);
+	ublk_ctrl_get_features(c, &(uint64_t){ 0 });
+	return 0;
+}
+
+static void set_num(lua_State *L, const char *k, lua_Number v)
+{
+	lua_pushnumber(L, v);
+	lua_setfield(L, -2, k);
+}
+
+/* core.dev_info(id) -> { id, state, pid, queues, depth, max_io, flags,
+ * size, block_size } | nil, "ENODEV: ...", errno */
+static int l_dev_info(lua_State *L)
+{
+	static const char *const states[] = { "DEAD", "LIVE", "QUIESCED", "FAIL_IO" };
+	uint32_t id = (uint32_t)luaL_checkinteger(L, 1);
+	struct ublksrv_ctrl_dev_info info;
+	struct ublk_params p;
+	struct ublk_ctrl c;
+	int ret = open_ctrl(L, &c);
+
+	if (ret)
+		return ret;
+	ret = ublk_ctrl_get_dev_info(&c, id, &info);
+	if (ret >= 0)
+		c.ioctl_encode = c.ioctl_encode || (info.flags & UBLK_F_CMD_IOCTL_ENCODE);
+	memset(&p, 0, sizeof(p));
+	if (ret >= 0 && ublk_ctrl_get_params(&c, id, &p) < 0)
+		memset(&p, 0, sizeof(p)); /* before SET_PARAMS: no size yet */
+	ublk_ctrl_close(&c);
+	if (ret < 0)
+		return lua_core_fail(L, ret == -ENODEV ? "no such ublk device" : strerror(-ret),
+				     ret);
+	lua_newtable(L);
+	set_num(L, "id", info.dev_id);
+	lua_pushstring(L, info.state < 4 ? states[info.state] : "unknown");
+	lua_setfield(L, -2, "state");
+	set_num(L, "pid", info.ublksrv_pid);
+	set_num(L, "queues", info.nr_hw_queues);
+	set_num(L, "depth", info.queue_depth);
+	set_num(L, "max_io", info.max_io_buf_bytes);
+	set_num(L, "size", (lua_Number)p.basic.dev_sectors * 512);
+	set_num(L, "block_size", p.types ? 1u << p.basic.logical_bs_shift : 0);
+	lua_core_push_features(L, info.flags);
+	lua_setfield(L, -2, "flags");
+	return 1;
+}
+
+/* core.delete(id) -> true | nil, msg, errno: DEL_DEV without waiting on a
+ * disk still held (device_delete.c); forgets its state file and store. */
+static int l_delete(lua_State *L)
+{
+	uint32_t id = (uint32_t)luaL_checkinteger(L, 1);
+	struct ublk_ctrl c;
+	int ret = open_ctrl(L, &c);
+
+	if (ret)
+		return ret;
+	ret = ublk_dev_delete(&c, id);
+	ublk_ctrl_close(&c);
+	if (ret < 0)
+		return lua_core_fail(L, ret == -ENODEV ? "no such ublk device" : strerror(-ret),
+				     ret);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* core.try_stop(id) -> true | nil, msg, errno: STOP_DEV unless the disk is
+ * open (TRY_STOP_DEV, 7.0+); EBUSY names who has it, ENOTSUP an older
+ * kernel. */
+static int l_try_stop(lua_State *L)
+{
+	uint32_t id = (uint32_t)luaL_checkinteger(L, 1);
+	struct ublk_ctrl c;
+	char why[320];
+	int ret = open_ctrl(L, &c);
+
+	if (ret)
+		return ret;
+	ret = ublk_dev_try_stop(&c, id, why, sizeof(why));
+	ublk_ctrl_close(&c);
+	if (ret < 0)
+		return lua_core_fail(L, why[0] ? why : ret == -ENODEV ? "no such ublk device"
+							  : strerror(-ret), ret);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* core.forget(id): removes device id's record and the files it names (a
+ * device already gone). */
+static int l_forget(lua_State *L)
+{
+	ublk_dev_forget_owner((uint32_t)luaL_checkinteger(L, 1));
+	return 0;
+}
+
+/* core.spawn_server({ argv... }, log_path, env_value [, input]) -> pid, read_fd
+ *                                                              [, write_fd]
+ * Starts this executable detached (its own session, stdin /dev/null,
+ * output appended to log_path) with UBLK_SERVE=env_value and
+ * UBLK_READY_FD=3, the write end of a pipe whose read end is returned:
+ * the server says there when it is ready, or why it failed.  With
+ * `input`, its stdin is a pipe too, whose write end is returned: how
+ * `reload` tells a prepared server to go on. */
+static int l_spawn_server(lua_State *L)
+{
+	const char *log = luaL_checkstring(L, 2), *serve = luaL_checkstring(L, 3);
+	int input = lua_toboolean(L, 4), in[2] = { -1, -1 };
+	int n = (int)lua_objlen(L, 1), pipefd[2], ret, nenv = 0;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	char exe[4096], **argv, **envp;
+	ssize_t len;
+	pid_t pid;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (len <= 0)
+		return lua_core_fail(L, "cannot find this executable", errno);
+	exe[len] = 0;
+	while (environ[nenv])
+		nenv++;
+	argv = lua_newuserdata(L, sizeof(char *) * (size_t)(n + 2));
+	envp = lua_newuserdata(L, sizeof(char *) * (size_t)(nenv + 3));
+	argv[0] = exe;
+	for (int i = 1; i <= n; i++) {
+		lua_rawgeti(L, 1, i);
+		argv[i] = (char *)luaL_checkstring(L, -1);
+		lua_pop(L, 1); /* still referenced by the table */
+	}
+	argv[n + 1] = NULL;
+	n = 0;
+	for (int i = 0; i < nenv; i++)
+		if (strncmp(environ[i], "UBLK_SERVE=", 11) && strncmp(environ[i], "UBLK_READY_FD=", 14))
+			envp[n++] = environ[i];
+	lua_pushfstring(L, "UBLK_SERVE=%s", serve);
+	envp[n++] = (char *)lua_tostring(L, -1);
+	envp[n++] = "UBLK_READY_FD=3";
+	envp[n] = NULL;
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return lua_core_fail(L, strerror(errno), errno);
+	if (input && pipe2(in, O_CLOEXEC) < 0) {
+		ret = errno;
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return lua_core_fail(L, strerror(ret), ret);
+	}
+	posix_spawn_file_actions_init(&fa);
+	if (input)
+		posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	else
+		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_APPEND | O_CREAT, 0644);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 3); /* dup2 clears CLOEXEC */
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+	{
+		sigset_t none;
+
+		sigemptyset(&none);
+		posix_spawnattr_setsigmask(&attr, &none);
+	}
+	ret = posix_spawn(&pid, exe, &fa, &attr, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(pipefd[1]);
+	if (input)
+		close(in[0]);
+	if (ret) {
+		close(pipefd[0]);
+		if (input)
+			close(in[1]);
+		return lua_core_fail(L, strerror(ret), ret);
+	}
+	lua_pushinteger(L, pid);
+	lua_pushinteger(L, pipefd[0]);
+	if (!input)
+		return 2;
+	lua_pushinteger(L, in[1]);
+	return 3;
+}
+
+/* core.sd_notify("READY=1") -> true | false: tells systemd (a unit of
+ * Type=notify) how the service is, one datagram to $NOTIFY_SOCKET (a path,
+ * or "@name" in the abstract namespace).  false where there is none. */
+static int l_sd_notify(lua_State *L)
+{
+	const char *msg = luaL_checkstring(L, 1), *where = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t len = where ? strlen(where) : 0;
+	socklen_t salen;
+	int fd;
+	ssize_t n;
+
+	if (!len || len >= sizeof(sa.sun_path) || (where[0] != '/' && where[0] != '@')) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	memcpy(sa.sun_path, where, len);
+	if (where[0] == '@')
+		sa.sun_path[0] = 0;
+	salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	n = fd < 0 ? -1 : sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
+	if (fd >= 0)
+		close(fd);
+	lua_pushboolean(L, n == (ssize_t)strlen(msg));
+	return 1;
+}
+
+/* core.clock() -> seconds on the monotonic clock (for rates) */
+static int l_clock(lua_State *L)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+	return 1;
+}
+
+void lua_admin_register(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{ "dev_ids", l_dev_ids },
+		{ "list_dir", l_list_dir },
+		{ "dev_info", l_dev_info },
+		{ "delete", l_delete },
+		{ "try_stop", l_try_stop },
+		{ "forget", l_forget },
+		{ "spawn_server", l_spawn_server },
+		{ "sd_notify", l_sd_notify },
+		{ "clock", l_clock },
+		{ NULL, NULL },
+	};
+
+	luaL_register(L, NULL, funcs);
+}

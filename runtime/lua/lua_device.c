@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lua_device.c - ublk.core's device userdata: core.create and the methods
+ * start, stop, close, info, stats and state, over device.h.  The Lua layer
+ * (lua/ublk/init.lua) has validated every value; the readers here guard
+ * only against a programming mistake.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "../base/log.h"
+#include "../device/device.h"
+#include "lua_bridge.h"
+
+#define DEV_MT "ublk.core.device"
+
+static struct ublk_dev *check_dev(lua_State *L)
+{
+	return luaL_checkudata(L, 1, DEV_MT);
+}
+
+/* ---- table field readers: the Lua layer already validated the values,
+ * these only guard against a missing field from a programming mistake. */
+
+static lua_Number num_field(lua_State *L, int t, const char *k)
+{
+	lua_Number v;
+
+	lua_getfield(L, t, k);
+	if (!lua_isnumber(L, -1))
+		luaL_error(L, "ublk.core.create: field '%s' must be a number", k);
+	v = lua_tonumber(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+static int bool_field(lua_State *L, int t, const char *k)
+{
+	int v;
+
+	lua_getfield(L, t, k);
+	v = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+/* Returns a string that stays valid while the table is on the stack. */
+static const char *str_field(lua_State *L, int t, const char *k)
+{
+	const char *v;
+
+	lua_getfield(L, t, k);
+	v = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
+	lua_pop(L, 1);
+	return v;
+}
+
+/* "memory, null, file, or ublk.backend{...}" for messages */
+static const char *backend_choices(lua_State *L)
+{
+	const char *const *names = ublk_backend_names();
+	luaL_Buffer b;
+
+	luaL_buffinit(L, &b);
+	for (int i = 0; names[i]; i++) {
+		luaL_addstring(&b, names[i]);
+		luaL_addstring(&b, ", ");
+	}
+	luaL_addstring(&b, "or ublk.backend{...}");
+	luaL_pushresult(&b);
+	return lua_tostring(L, -1);
+}
+
+const struct ublk_backend_ops *lua_core_backend_conf(lua_State *L, int t,
+						     struct ublk_backend_conf *bc,
+						     const char ***opts_out)
+{
+	const char *name = str_field(L, t, "backend");
+	const struct ublk_backend_ops *ops;
+	const char **opts;
+	size_t n = 0;
+
+	if (!name)
+		luaL_argerror(L, t, "field 'backend' must name a backend");
+	ops = !strcmp(name, "lua") ? &ublk_backend_lua : ublk_backend_find(name);
+	if (!ops)
+		luaL_argerror(L, t, lua_pushfstring(L, "unknown backend '%s' (%s)", name,
+						    backend_choices(L)));
+	memset(bc, 0, sizeof(*bc));
+	bc->size = (uint64_t)num_field(L, t, "size");
+	bc->block_size = (unsigned)num_field(L, t, "block_size");
+	bc->read_only = bool_field(L, t, "read_only");
+	lua_getfield(L, t, "opts");
+	if (lua_istable(L, -1))
+		for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1))
+			n++;
+	opts = calloc(2 * n + 1, sizeof(*opts));
+	if (!opts)
+		luaL_error(L, "out of memory");
+	n = 0;
+	if (lua_istable(L, -1))
+		for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) {
+			if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+				free(opts);
+				luaL_error(L, "ublk.core: backend options must be strings");
+			}
+			opts[n++] = lua_tostring(L, -2);
+			opts[n++] = lua_tostring(L, -1);
+		}
+	lua_pop(L, 1); /* the strings stay referenced by the table */
+	bc->opts = opts;
+	*opts_out = opts;
+	return ops;
+}
+
+/* The device half of a core.create table (the backend's is
+ * lua_core_backend_conf's). */
+static void read_conf(lua_State *L, int t, struct ublk_dev_conf *conf)
+{
+	memset(conf, 0, sizeof(*conf));
+	conf->id = (int)num_field(L, t, "id");
+	conf->queues = (unsigned)num_field(L, t, "queues");
+	conf->depth = (unsigned)num_field(L, t, "depth");
+	conf->max_io = (unsigned)num_field(L, t, "max_io");
+	conf->block_size = (unsigned)num_field(L, t, "block_size");
+	conf->read_only = bool_field(L, t, "read_only");
+	conf->discard = bool_field(L, t, "discard");
+	conf->pin = bool_field(L, t, "pin");
+	conf->batch = bool_field(L, t, "batch");
+	conf->poll_us = (unsigned)num_field(L, t, "poll_us");
+	conf->latency = bool_field(L, t, "latency");
+	conf->recovery = (uint64_t)num_field(L, t, "recovery_flags");
+}
+
+/* core.create{ size=, block_size=, queues=, depth=, max_io=, read_only=,
+ *              discard=, pin=, batch=, poll_us=, id=, recovery_flags=, backend="name",
+ *              opts={...} [, recover = ID [, prepare = true]] }: with `recover`,
+ * takes over device ID for its dead server instead of adding one (the
+ * queue and size parameters are then the device's own); with `prepare`
+ * too, only prepares that (device.h): d:resume_recovery(same table) then
+ * takes the device. */
+int lua_device_create(lua_State *L)
+{
+	struct ublk_dev_conf conf;
+	struct ublk_backend_conf bconf;
+	const struct ublk_backend_ops *ops;
+	const char **opts;
+	struct ublk_dev *d;
+	int ret, recover;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	ops = lua_core_backend_conf(L, 1, &bconf, &opts);
+	read_conf(L, 1, &conf);
+	conf.block_size = bconf.block_size;
+	conf.read_only = bconf.read_only;
+	lua_getfield(L, 1, "recover");
+	recover = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+	lua_pop(L, 1);
+
+	d = lua_newuserdata(L, sizeof(*d));
+	memset(d, 0, sizeof(*d));
+	d->state = UBLK_DEV_CLOSED; /* __gc is a no-op unless create succeeds */
+	luaL_getmetatable(L, DEV_MT);
+	lua_setmetatable(L, -2);
+	if (recover >= 0 && bool_field(L, 1, "prepare"))
+		ret = ublk_dev_prepare_recovery(d, (uint32_t)recover, ops, &bconf);
+	else if (recover >= 0)
+		ret = ublk_dev_recover(d, (uint32_t)recover, &conf, ops, &bconf);
+	else
+		ret = ublk_dev_create(d, &conf, ops, &bconf);
+	free(opts);
+	if (ret < 0)
+		return lua_core_fail(L, d->err, ret);
+	return 1;
+}
+
+/* d:resume_recovery(spec) -> true | nil, message, errno (device.h) */
+static int l_resume_recovery(lua_State *L)
+{
+	struct ublk_dev *d = check_dev(L);
+	struct ublk_dev_conf conf;
+	int ret;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	read_conf(L, 2, &conf);
+	ret = ublk_dev_resume_recovery(d, &conf);
+	if (ret < 0)
+		return lua_core_fail(L, d->err, ret);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* start, stop, close: true, or nil, message, errno */
+static int lifecycle(lua_State *L, int (*step)(struct ublk_dev *))
+{
+	struct ublk_dev *d = check_dev(L);
+	int ret = step(d);
+
+	if (ret < 0)
+		return lua_core_fail(L, d->err, ret);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int l_start(lua_State *L) { return lifecycle(L, ublk_dev_start); }
+static int l_stop(lua_State *L) { return lifecycle(L, ublk_dev_stop); }
+static int l_close(lua_State *L) { return lifecycle(L, ublk_dev_close); }
+static int l_handover(lua_State *L) { return lifecycle(L, ublk_dev_handover); }
+
+/* __gc: the safety net for a device nobody closed. */
+static int l_gc(lua_State *L)
+{
+	struct ublk_dev *d = check_dev(L);
+
+	if (d->state != UBLK_DEV_CLOSED) {
+		ublk_warn("dev %u was never closed: closing it now", d->info.dev_id);
+		ublk_dev_close(d);
+	}
+	return 0;
+}
+
+static int l_state(lua_State *L)
+{
+	static const char *const names[] = { "created", "started", "stopped", "closed",
+					     "prepared" };
+
+	lua_pushstring(L, names[check_dev(L)->state]);
+	return 1;
+}
+
+static void set_num(lua_State *L, const char *k, lua_Number v)
+{
+	lua_pushnumber(L, v);
+	lua_setfield(L, -2, k);
+}
+
+/* How its requests' data moves (docs/tuning.md): zero copy, user copy, or
+ * through each tag's buffer. */
+static const char *copy_mode(const struct ublk_dev *d)
+{
+	switch (ublk_dev_zero_copy(d->info.flags)) {
+	case UBLK_ZC_AUTO_REG: /* the memory backend: user copy for small requests */
+		return d->info.flags & UBLK_F_USER_COPY ? "auto_reg+user_copy" : "auto_reg";
+	case UBLK_ZC_REGISTER:
+		return "register";
+	default:
+		return d->info.flags & UBLK_F_USER_COPY ? "user_copy" : "buffer";
+	}
+}
+
+static int l_info(lua_State *L)
+{
+	struct ublk_dev *d = check_dev(L);
+	const struct ublk_param_devt *devt = &d->params.devt;
+
+	if (d->state == UBLK_DEV_CLOSED)
+		return luaL_error(L, "device is closed");
+	lua_newtable(L);
+	set_num(L, "id", d->info.dev_id);
+	set_num(L, "queues", d->info.nr_hw_queues);
+	set_num(L, "depth", d->info.queue_depth);
+	set_num(L, "max_io", d->info.max_io_buf_bytes);
+	set_num(L, "size", (lua_Number)d->backend.size);
+	set_num(L, "block_size", 1u << d->params.basic.logical_bs_shift);
+	set_num(L, "create_us", (lua_Number)(d->create_ns / 1000));
+	set_num(L, "start_us", (lua_Number)(d->start_ns / 1000));
+	set_num(L, "char_major", devt->char_major);
+	set_num(L, "char_minor", devt->char_minor);
+	lua_pushstring(L, d->backend.ops->name);
+	lua_setfield(L, -2, "backend");
+	if (d->backend.store[0]) {
+		lua_pushstring(L, d->backend.store);
+		lua_setfield(L, -2, "store");
+	}
+	lua_pushboolean(L, d->recovering);
+	lua_setfield(L, -2, "recovered");
+	if (d->backend.note[0]) { /* e.g. "created /tmp/x.img" */
+		lua_pushstring(L, d->backend.note);
+		lua_setfield(L, -2, "note");
+	}
+	lua_pushboolean(L, (d->params.basic.attrs & UBLK_ATTR_VOLATILE_CACHE) != 0);
+	lua_setfield(L, -2, "write_cache");
+	lua_pushboolean(L, (d->params.types & UBLK_PARAM_TYPE_DISCARD) &&
+				   d->params.discard.max_discard_sectors);
+	lua_setfield(L, -2, "discard");
+	lua_pushboolean(L, (d->params.types & UBLK_PARAM_TYPE_DISCARD) &&
+				   d->params.discard.max_write_zeroes_sectors);
+	lua_setfield(L, -2, "write_zeroes");
+	lua_pushstring(L, copy_mode(d));
+	lua_setfield(L, -2, "copy");
+	lua_core_push_features(L, d->info.flags);
+	lua_setfield(L, -2, "flags");
+	return 1;
+}
+
+/* The CPU a thread last ran on (field 39 of its stat), or -1. */
+static int last_cpu(pid_t tid)
+{
+	char path[64], buf[1024], *p;
+	int cpu = -1, field = 3;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	/* after the command name, which may hold spaces: ") state ..." */
+	p = strrchr(buf, ')');
+	for (p = p ? p + 2 : NULL; p && *p; p++)
+		if (*p == ' ' && ++field == 39) {
+			cpu = atoi(p + 1);
+			break;
+		}
+	return cpu;
+}
+
+/* One table per queue: op counters, bytes, and where its thread runs. */
+static int l_stats(lua_State *L)
+{
+	struct ublk_dev *d = check_dev(L);
+
+	lua_newtable(L);
+	if (!d->queues)
+		return 1;
+	for (unsigned i = 0; i < d->info.nr_hw_queues; i++) {
+		const struct ublk_queue *q = d->queues[i];
+		const cpu_set_t *cpus = ublk_queue_cpus(q);
+		struct ublk_queue_stats st;
+		pid_t tid = ublk_queue_tid(q);
+
+		ublk_queue_get_stats(q, &st);
+		lua_newtable(L);
+		for (unsigned op = 0; op < UBLK_NR_OPS; op++)
+			if (ublk_op_stat_name(op))
+				set_num(L, ublk_op_stat_name(op), (lua_Number)st.ops[op]);
+		set_num(L, "errors", (lua_Number)st.errors);
+		set_num(L, "read_bytes", (lua_Number)st.read_bytes);
+		set_num(L, "write_bytes", (lua_Number)st.write_bytes);
+		set_num(L, "tid", tid);
+		set_num(L, "cpu", tid ? last_cpu(tid) : -1);
+		lua_newtable(L);
+		for (int c = 0, n = 1; c < CPU_SETSIZE; c++)
+			if (CPU_ISSET(c, cpus)) {
+				lua_pushinteger(L, c);
+				lua_rawseti(L, -2, n++);
+			}
+		lua_setfield(L, -2, "cpus");
+		lua_rawseti(L, -2, (int)i + 1);
+	}
+	return 1;
+}
+
+/* d:stats_address() -> the device's statistics mapping (stats.h), for
+ * lua/ublk/stats.lua; nil before its queues exist. */
+static int l_stats_address(lua_State *L)
+{
+	struct ublk_dev *d = check_dev(L);
+
+	if (!d->stats || d->state == UBLK_DEV_CLOSED)
+		return 0;
+	lua_pushlightuserdata(L, d->stats);
+	return 1;
+}
+
+void lua_device_register(lua_State *L)
+{
+	static const luaL_Reg methods[] = {
+		{ "start", l_start },	{ "stop", l_stop },   { "close", l_close },
+		{ "info", l_info },	{ "stats", l_stats }, { "state", l_state },
+		{ "stats_address", l_stats_address }, { "handover", l_handover },
+		{ "resume_recovery", l_resume_recovery },
+		{ NULL, NULL },
+	};
+
+	if (luaL_newmetatable(L, DEV_MT)) {
+		lua_newtable(L);
+		luaL_register(L, NULL, methods);
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, l_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_pop(L, 1);
+}

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * queue_private.h - struct ublk_queue, shared by the files of the data
+ * plane only (queue.c: requests and completions; queue_ring.c: the ring,
+ * tags and watch; queue_thread.c: the thread and its loop; queue_api.c:
+ * what backends call; queue_host.c: the host queue; queue_batch.c: the
+ * UBLK_F_BATCH_IO commands).  Backends never
+ * include it: they use the functions in backend.h.
+ */
+#ifndef UBLK_QUEUE_PRIVATE_H
+#define UBLK_QUEUE_PRIVATE_H
+
+#include <liburing.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "../include/ublk_uapi.h"
+#include "queue.h"
+#include "watchdog.h"
+
+/* UBLK_F_BATCH_IO's state (queue_batch.c).  Commits are staged in one of
+ * a few element buffers and sent as one COMMIT_IO_CMDS per pass; a sent
+ * buffer is not touched until its completion. */
+#define UBLK_BATCH_COMMIT_BUFS 4
+struct ublk_batch {
+	struct io_uring_buf_ring *br;	/* FETCH's provided buffers */
+	size_t br_len;
+	uint16_t *tags;		/* nr_bufs arrays of buf_tags tags, one per buffer */
+	unsigned nr_bufs, buf_tags;
+	char *commit[UBLK_BATCH_COMMIT_BUFS];	/* depth elements each */
+	uint16_t sent[UBLK_BATCH_COMMIT_BUFS];	/* elements in flight (0: free) */
+	unsigned staging;	/* the buffer commits are staged in */
+	unsigned staged;	/* elements there */
+	unsigned owned;		/* tags delivered and not yet staged */
+	uint8_t elem_bytes;
+	uint16_t elem_flags;	/* UBLK_BATCH_F_* of PREP and COMMIT */
+	bool aborted;		/* FETCH ended with ABORT: the queue is stopping */
+	int prep_res;		/* PREP_IO_CMDS's result; 1 until it comes */
+};
+
+struct ublk_queue {
+	struct ublk_queue_conf c;	/* as the device set it */
+	int stop_fd;		/* eventfd: the owner asks the thread to leave */
+	pthread_t thread;
+	bool thread_started;
+	bool host;		/* a host queue: no kernel, commits are counted */
+	unsigned long host_commits;
+
+	/* owned by the queue's thread from here on */
+	struct io_uring ring;
+	bool ring_up;		/* ring made: exit it once */
+	bool backend_up;	/* queue_init done: queue_exit once */
+	struct ublksrv_io_desc *descs;	/* the kernel's, mmapped (host: ours) */
+	size_t descs_len;
+	char *bufs;		/* depth * max_io, one slice per tag */
+	struct ublk_io *ios;	/* per tag: the device's own request */
+	const struct ublk_io **timed;	/* committed this pass, latency not yet counted */
+	unsigned nr_timed;
+	bool worked;		/* the last pass had events (c.poll_us) */
+	uint64_t pass_ns;	/* when this pass of the loop began (with c.latency) */
+	unsigned cmd_inflight;	/* tags the kernel holds (fetch pending) */
+	unsigned backend_inflight;	/* SQEs from ublk_io_sqe() and external
+					 * operations not completed */
+	struct ublk_io *done_head, *done_tail;	/* external completions to deliver */
+	unsigned aborted;	/* tags STOP_DEV has given back */
+	struct ublk_batch batch;	/* with c.batch */
+	bool stopping;		/* the owner asked, or a command failed */
+	bool draining;		/* a STOP_DEV waits for what is in flight (atomic) */
+	void *priv;		/* the backend's per-queue state */
+
+	struct ublk_watch watch;	/* the watchdog's view of this thread */
+	struct __kernel_timespec tick;	/* ops->tick's period */
+	pid_t tid;		/* written once by the thread, read by others */
+	struct ublk_queue_stats *stats;	/* c.stats or own_stats; read by others */
+	struct ublk_queue_stats own_stats;
+};
+
+/* user_data of every SQE on a queue ring, packed and unpacked only here:
+ * a backend operation carries its struct ublk_io's address (aligned, so
+ * the low two bits are 0); commands carry tag << 2 | kind.  The queue's
+ * own events are kind TICK: the tick is exactly UBLK_UD_TICK, a cancel's
+ * completion 1 << 2 | TICK, and a backend's poll its struct ublk_poll's
+ * address | TICK (an address, so never below 8). */
+enum ublk_ud_kind { UBLK_UD_IO = 0, UBLK_UD_CMD = 1, UBLK_UD_STOP = 2, UBLK_UD_TICK = 3 };
+
+static inline uint64_t ublk_ud_io(struct ublk_io *io) { return (uint64_t)(uintptr_t)io; }
+static inline uint64_t ublk_ud_cmd(uint16_t tag) { return (uint64_t)tag << 2 | UBLK_UD_CMD; }
+/* on a command: a buffer (un)registration's, not the tag's fetch/commit */
+#define UBLK_UD_BUF ((uint64_t)1 << 32)
+/* on a command: a batch command's (queue_batch.c), its "tag" saying which */
+#define UBLK_UD_BATCH ((uint64_t)1 << 33)
+static inline enum ublk_ud_kind ublk_ud_kind(uint64_t ud) { return (enum ublk_ud_kind)(ud & 3); }
+static inline uint16_t ublk_ud_tag(uint64_t ud) { return (uint16_t)(ud >> 2); }
+static inline struct ublk_io *ublk_ud_to_io(uint64_t ud) { return (struct ublk_io *)(uintptr_t)ud; }
+#define UBLK_UD_CANCEL ((uint64_t)1 << 2 | UBLK_UD_TICK)
+static inline uint64_t ublk_ud_poll(struct ublk_poll *p) { return (uint64_t)(uintptr_t)p | UBLK_UD_TICK; }
+static inline struct ublk_poll *ublk_ud_to_poll(uint64_t ud)
+{
+	return ud > UBLK_UD_CANCEL ? (struct ublk_poll *)(uintptr_t)(ud & ~(uint64_t)3) : NULL;
+}
+
+_Static_assert(_Alignof(struct ublk_io) >= 4, "user_data packs a kind in an io pointer's low bits");
+_Static_assert(_Alignof(struct ublk_poll) >= 4, "user_data packs a kind in a poll pointer's low bits");
+
+/* queue.c */
+struct io_uring_sqe *ublk_queue_get_sqe(struct ublk_queue *q);
+/* A zeroed URING_CMD SQE on the char device (fixed file 0). */
+struct io_uring_sqe *ublk_queue_cmd_sqe(struct ublk_queue *q, unsigned op, uint64_t ud);
+void ublk_queue_prep_cmd(struct ublk_queue *q, uint16_t tag, unsigned legacy_op,
+			 unsigned encoded_op, int result);
+void ublk_queue_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe);
+/* One batch: submit what is pending, wait for one completion at least,
+ * handle every completion there is.  Returns io_uring_enter's error. */
+int ublk_queue_run_once(struct ublk_queue *q);
+
+/* queue_ring.c */
+/* The queue's ring with `fd` as fixed file 0. */
+int ublk_queue_ring_init(struct ublk_queue *q, int fd);
+/* Maps the tags' buffers and the io array (descs are the caller's). */
+int ublk_queue_alloc_tags(struct ublk_queue *q);
+void ublk_queue_free_tags(struct ublk_queue *q);
+/* After the backend's queue_init, on the queue's thread: the watchdog and
+ * the tick; ublk_queue_unwatch before queue_exit. */
+void ublk_queue_watch(struct ublk_queue *q);
+void ublk_queue_unwatch(struct ublk_queue *q);
+/* Arms ops->tick's one-shot timeout (again at each tick). */
+void ublk_queue_arm_tick(struct ublk_queue *q);
+/* With c.poll_us: submit, spin up to poll_us for an event, then wait for
+ * one.  >= 0 or -errno, as io_uring_submit_and_wait. */
+int ublk_queue_poll_then_wait(struct ublk_queue *q);
+
+/* queue_batch.c, with c.batch */
+/* Before the backend's queue_init: the provided buffers FETCH fills. */
+int ublk_batch_init(struct ublk_queue *q);
+void ublk_batch_free(struct ublk_queue *q);
+/* Hands every tag to the kernel (PREP_IO_CMDS) and waits for its answer;
+ * then arms the multishot FETCH.  0 or -errno. */
+int ublk_batch_start(struct ublk_queue *q);
+/* A finished request: staged for the pass's COMMIT_IO_CMDS. */
+void ublk_batch_stage(struct ublk_queue *q, uint16_t tag, int result);
+/* Sends what is staged (at the start of each pass, before submitting). */
+void ublk_batch_flush(struct ublk_queue *q);
+void ublk_batch_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe);
+/* Whether the queue may leave: the kernel ended FETCH (or the owner asked)
+ * and nothing staged or sent is left. */
+bool ublk_batch_idle(const struct ublk_queue *q);
+
+/* queue.c: starts a request the kernel delivered on `tag` */
+void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag);
+
+/* CLOCK_MONOTONIC in ns: a vDSO read, no syscall. */
+static inline uint64_t ublk_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#endif
