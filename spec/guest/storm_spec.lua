@@ -154,9 +154,12 @@ describe("#guest kill storm", function()
         assert.truthy(G.sh("timeout 30 sh -c 'for p in $(cat %s/fio.pids); do "
           .. "while kill -0 $p 2>/dev/null; do sleep 0.1; done; done'", DIR), "fio still running")
         for _, d in ipairs(devs) do
-          assert.truthy(until_deadline(10, function()
+          -- (the new device may have been given a freed number)
+          assert.truthy(d.id == new_id or until_deadline(10, function()
             return not G.sh("test -e /sys/class/ublk-char/ublkc%d", d.id)
-          end), d.what .. " left DEAD")
+          end), ("%s left DEAD after the next server's start:\n%s\n%s"):format(d.what,
+            select(2, G.sh("timeout 10 %s list; ps -eo pid,ppid,stat,comm | grep -v ' S '", G.bin)),
+            select(2, G.sh("tail -20 /run/ublk-lua/server.log"))))
         end
       end
       rc, out = G.sh("timeout 30 %s del -a", G.bin)
