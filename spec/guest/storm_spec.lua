@@ -1,0 +1,179 @@
+-- The kernel selftests' stress_04 pattern (tools/testing/selftests/ublk/
+-- test_stress_04.sh), with ublk-lua's own servers: four devices added at
+-- once (null twice, the file backend in zero copy where the kernel has
+-- auto buffer registration, a Lua backend doing its own asynchronous file
+-- I/O), each under two buffered fio jobs at iodepth 256, then every server
+-- killed with SIGKILL.  Whatever the kill interrupts, every device must
+-- leave LIVE within a bounded time (QUIESCED and recoverable with recovery
+-- on, removed by the next server without it), the control path must keep
+-- answering (`list`, a new `add`, `recover`), and `del -a` must leave
+-- nothing behind.
+local ublk = require "ublk"
+local G = require "guest"
+local M = require "manage"
+local json = require "ublk.json"
+local cli, listed, clean = M.cli, M.listed, M.clean
+
+local features = ublk.features() or {} -- nil on a host without ublk (busted loads this file there too)
+-- 6.12 has no UBLK_F_AUTO_BUF_REG: the file backend's default copy there
+local FILE_COPY = features.auto_buf_reg and "auto_reg" or "-"
+-- UBLK_STORM_ROUNDS: more rounds, to hunt a rare interleaving by hand
+local ROUNDS = tonumber(os.getenv("UBLK_STORM_ROUNDS")) or 3
+local DIR = "/tmp/ublk-storm"
+local FILE, LUA_FILE = DIR .. "/file.img", DIR .. "/lua.img"
+
+-- The four servers, started at once: id and pid of each device.
+local function add_four(recovery)
+  local r = recovery and "reissue" or "false"
+  G.must("rm -f %s/add*; truncate -s 128M %s", DIR, LUA_FILE)
+  local adds = {
+    ("add -t null -s 1GiB -q 2 -r %s"):format(r),
+    ("add -t null -s 1GiB -q 2 -r %s"):format(r),
+    ("add spec/guest/scripts/storm-file.lua %s %s %s"):format(FILE, FILE_COPY, r),
+    ("add spec/guest/scripts/storm-lua.lua %s %s"):format(LUA_FILE, r),
+  }
+  local cmd = {}
+  for i, a in ipairs(adds) do
+    cmd[#cmd + 1] = ("timeout 30 %s %s > %s/add%d 2>&1 &"):format(G.bin, a, DIR, i)
+  end
+  G.sh(table.concat(cmd, " ") .. " wait")
+  local devs = {}
+  for i = 1, #adds do
+    local out = G.read_file(("%s/add%d"):format(DIR, i))
+    local id, pid = out:match("dev id (%d+): /dev/ublkb%d+ .-, pid (%d+)")
+    assert(id, ("add %d (%s) did not become ready: %s"):format(i, adds[i], out))
+    devs[#devs + 1] = { id = tonumber(id), pid = tonumber(pid), what = adds[i] }
+  end
+  return devs
+end
+
+-- Polls cond every 0.1 s until it holds or secs of wall time passed (a
+-- poll here runs `list` per device, which is slow under emulation).
+local function until_deadline(secs, cond)
+  local deadline = G.now() + secs
+  repeat
+    if cond() then return true end
+    G.sh("sleep 0.1")
+  until G.now() > deadline
+  return cond()
+end
+
+-- What holds each device's /dev/ublkcN, the tasks in D state and the
+-- kernel's view: printed when a device stays LIVE without its server.
+local function evidence(devs)
+  local lines = { select(2, G.sh("timeout 10 %s list", G.bin)) }
+  for _, d in ipairs(devs) do
+    lines[#lines + 1] = select(2, G.sh("for p in /proc/[0-9]*; do ls -l $p/fd 2>/dev/null | "
+      .. "grep -q /dev/ublkc%d && echo \"ublkc%d held by ${p#/proc/} $(cat $p/comm)\"; done",
+      d.id, d.id))
+  end
+  lines[#lines + 1] = select(2, G.sh("ps -eLo pid,tid,stat,wchan:32,comm | awk '$3 ~ /D/'"))
+  lines[#lines + 1] = select(2, G.sh("echo w > /proc/sysrq-trigger; dmesg | tail -80"))
+  return table.concat(lines, "\n")
+end
+
+describe("#guest kill storm", function()
+  after_each(function()
+    G.sh("kill -9 $(cat %s/fio.pids 2>/dev/null) 2>/dev/null", DIR)
+    M.reset()
+    G.sh("rm -rf %s", DIR)
+  end)
+
+  it(("%d rounds of 4 devices (null x2, file %s, Lua async file) under buffered fio "
+      .. "iodepth 256 x2, every server killed: none stays LIVE, the control path answers, "
+      .. "nothing is left"):format(ROUNDS,
+        FILE_COPY == "auto_reg" and "auto_reg" or "in its default copy (no auto_reg on this kernel)"),
+      function()
+    G.must("mkdir -p %s", DIR)
+    local t_all = G.now()
+    for round = 1, ROUNDS do
+      -- the second round is stress_04's own: no recovery, the devices die
+      local recovery = round % 3 ~= 2
+      local t0 = G.now()
+      local devs = add_four(recovery)
+      for _, d in ipairs(devs) do
+        G.must("timeout 60 fio --name=s --filename=/dev/ublkb%d --ioengine=libaio --rw=readwrite "
+          .. "--iodepth=256 --numjobs=2 --size=64M --runtime=30 --time_based > /dev/null 2>&1 & "
+          .. "echo $! >> %s/fio.pids", d.id, DIR)
+      end
+      G.sh("sleep 1")
+      for _, d in ipairs(devs) do
+        G.must("kill -9 %d", d.pid)
+        G.sh("sleep 0.2")
+      end
+      local t_kill = G.now()
+      -- every device leaves LIVE once its server is gone: when each did,
+      -- as one `list` a poll sees it, and the slowest `list`
+      local want = recovery and "QUIESCED" or "DEAD"
+      local left, slowest = {}, 0
+      until_deadline(60, function()
+        local t = G.now()
+        local ok, out = G.sh("timeout 10 %s list --json", G.bin)
+        slowest = math.max(slowest, G.now() - t)
+        local rows = ok and json.decode(out) or {}
+        local all = true
+        for _, d in ipairs(devs) do
+          for _, row in ipairs(rows) do
+            if row.id == d.id and row.state == want and not left[d.id] then
+              left[d.id] = G.now() - t_kill
+            end
+          end
+          all = all and left[d.id] ~= nil
+        end
+        return all
+      end)
+      local t_settled, timeline = 0, {}
+      for _, d in ipairs(devs) do
+        timeline[#timeline + 1] = ("%s: %s"):format(d.what, left[d.id] and ("%.2f s"):format(left[d.id])
+          or "never")
+        t_settled = math.max(t_settled, left[d.id] or math.huge)
+      end
+      timeline = table.concat(timeline, "; ")
+      if t_settled > 15 or slowest > 5 then
+        error(("round %d: devices %s after their servers' kill: %s; slowest list %.2f s\n%s")
+          :format(round, want, timeline, slowest, evidence(devs)))
+      end
+      for _, d in ipairs(devs) do
+        assert.are.equal(recovery, listed(d.id).recoverable, d.what)
+      end
+      -- the control path answers: list, a new device, a recovery
+      local t_list = G.now()
+      local rc, out = cli("list")
+      assert.are.equal(0, rc, out)
+      t_list = G.now() - t_list
+      local new_id = M.add("-t null -s 16MiB")
+      G.must("timeout 10 dd if=/dev/ublkb%d of=/dev/null bs=64k count=16 iflag=direct status=none", new_id)
+      if recovery then
+        -- a different backend each round: the null, then the Lua one
+        local d = devs[round == 1 and 1 or 4]
+        rc, out = cli("recover -n %d", d.id)
+        assert.are.equal(0, rc, out)
+        assert.are.equal("LIVE", listed(d.id).state)
+      else
+        -- the new server's start deleted what died without recovery: each
+        -- goes once fio, failing, closes it
+        assert.truthy(G.sh("timeout 30 sh -c 'for p in $(cat %s/fio.pids); do "
+          .. "while kill -0 $p 2>/dev/null; do sleep 0.1; done; done'", DIR), "fio still running")
+        for _, d in ipairs(devs) do
+          -- (the new device may have been given a freed number)
+          assert.truthy(d.id == new_id or until_deadline(10, function()
+            return not G.sh("test -e /sys/class/ublk-char/ublkc%d", d.id)
+          end), ("%s left DEAD after the next server's start:\n%s\n%s"):format(d.what,
+            select(2, G.sh("timeout 10 %s list; ps -eo pid,ppid,stat,comm | grep -v ' S '", G.bin)),
+            select(2, G.sh("tail -20 /run/ublk-lua/server.log"))))
+        end
+      end
+      rc, out = G.sh("timeout 30 %s del -a", G.bin)
+      assert.truthy(rc, out)
+      -- fio fails what waited and ends
+      assert.truthy(G.sh("timeout 30 sh -c 'for p in $(cat %s/fio.pids); do "
+        .. "while kill -0 $p 2>/dev/null; do sleep 0.1; done; done'", DIR), "fio still running")
+      G.must("rm -f %s/fio.pids", DIR)
+      clean()
+      print(("\n  round %d (recovery %s): %.1f s; %s after the kill: %s; slowest list %.2f s, "
+        .. "list after %.2f s"):format(round, recovery and "on" or "off", G.now() - t0, want, timeline,
+        slowest, t_list))
+    end
+    print(("\n  kill storm: %d rounds in %.1f s"):format(ROUNDS, G.now() - t_all))
+  end)
+end)
