@@ -92,26 +92,28 @@ int ublk_store_guard(void)
 	return guard_err;
 }
 
-int ublk_store_copy(void *dst, const void *src, size_t n)
+/* memcpy, or with no src memset 0, under the guard: -EIO if it faulted */
+static int guarded(void *dst, const void *src, size_t n)
 {
 	sigjmp_buf jump;
 
 	if (sigsetjmp(jump, 0))
 		return -EIO;
 	guard_jump = &jump;
-	memcpy(dst, src, n);
+	if (src)
+		memcpy(dst, src, n);
+	else
+		memset(dst, 0, n);
 	guard_jump = NULL;
 	return 0;
 }
 
+int ublk_store_copy(void *dst, const void *src, size_t n)
+{
+	return guarded(dst, src, n);
+}
+
 int ublk_store_zero(void *dst, size_t n)
 {
-	sigjmp_buf jump;
-
-	if (sigsetjmp(jump, 0))
-		return -EIO;
-	guard_jump = &jump;
-	memset(dst, 0, n);
-	guard_jump = NULL;
-	return 0;
+	return guarded(dst, NULL, n);
 }
