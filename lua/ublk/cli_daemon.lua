@@ -31,7 +31,7 @@ local absolute = daemon.absolute
 -- on_line, until one of `stops` ("ready", "prepared"), an "error: ..."
 -- line or the end.  Returns the stop line, or nil and the error (nil at
 -- an end without one).
-local function read_until(pipe, stops, on_line)
+function daemon.read_until(pipe, stops, on_line)
   for l in pipe:lines() do
     if stops[l] then return l end
     local err = l:match("^error: (.*)")
@@ -40,6 +40,8 @@ local function read_until(pipe, stops, on_line)
   end
   return nil
 end
+
+local read_until = daemon.read_until
 
 local function print_line(l) io.stdout:write(l, "\n") end
 

@@ -31,14 +31,11 @@ local function start(what)
   local pipe = io.open("/proc/self/fd/" .. fd, "r")
   C.close(fd)
   local lines = {}
-  for l in pipe:lines() do
-    if l == "ready" then pipe:close() return pid, lines end
-    local err = l:match("^error: (.*)")
-    if err then pipe:close() return nil, err end
-    lines[#lines + 1] = l
-  end
+  local ready, err = daemon.read_until(pipe, { ready = true },
+    function(l) lines[#lines + 1] = l end)
   pipe:close()
-  return nil, ("the server (pid %d) ended before its devices were ready"):format(pid)
+  if ready then return pid, lines end
+  return nil, err or ("the server (pid %d) ended before its devices were ready"):format(pid)
 end
 
 -- How child pid ended: "exit", code | "signal", number | nil (running).
