@@ -9,6 +9,7 @@
 -- the same way.  Any failure prints one line on stderr, removes what
 -- exists, exits non-zero.
 local ffi = require "ffi"
+require "ublk.libc" -- the C library calls below (ffi.C)
 local ublk = require "ublk"
 local core = require "ublk.core"
 local params = require "ublk.params"
@@ -19,8 +20,6 @@ local args = require "ublk.cli_args"
 local cli = {}
 
 
-pcall(ffi.cdef, "int close(int fd);")
-pcall(ffi.cdef, "void _exit(int status);")
 
 -- A background server (cli_daemon.lua) writes to its log: say whose line.
 local tag = os.getenv("UBLK_SERVE") and ("[%d]"):format(ffi.C.getpid()) or ""

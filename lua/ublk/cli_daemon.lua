@@ -5,6 +5,7 @@
 -- nothing left behind.  The server is this executable with UBLK_SERVE (what
 -- to serve, JSON) and UBLK_READY_FD (where to say it is ready): cli.lua.
 local ffi = require "ffi"
+local libc = require "ublk.libc"
 local core = require "ublk.core"
 local json = require "ublk.json"
 local state = require "ublk.state"
@@ -13,10 +14,6 @@ local daemon = {}
 
 daemon.LOG = state.dir .. "/server.log"
 
-pcall(ffi.cdef, "int close(int fd);")
-pcall(ffi.cdef, "int mkdir(const char *path, unsigned mode);")
-pcall(ffi.cdef, "int waitpid(int pid, int *status, int options);")
-pcall(ffi.cdef, "long write(int fd, const void *buf, unsigned long n);")
 
 local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
 
@@ -177,11 +174,7 @@ end
 
 -- (not core.wait_signal: once a signal has come that answers at once, and
 -- the waits below would spin through their limits)
-ffi.cdef [[ struct ublk_daemon_ts { long s, ns; };
-            int nanosleep(const struct ublk_daemon_ts *, void *); ]]
-local function sleep(s)
-  ffi.C.nanosleep(ffi.new("struct ublk_daemon_ts", math.floor(s), (s % 1) * 1e9), nil)
-end
+local sleep = libc.sleep
 
 -- Waits up to `secs` for child pid to end (and reaps it): whether it did.
 local function reaped(pid, secs)

@@ -10,6 +10,7 @@
 -- Operational failures (the kernel refuses, no ublk driver) return
 -- nil, "ENAME: message", errno.
 local ffi = require "ffi"
+local libc = require "ublk.libc"
 local core = require "ublk.core"
 local params = require "ublk.params"
 local backend = require "ublk.backend"
@@ -34,16 +35,8 @@ ublk.sleep, ublk.io, ublk.queue_id = backend.queue_side.sleep,
   backend.queue_side.io, backend.queue_side.queue_id
 ublk.thread_id = core.gettid
 
-ffi.cdef [[
-struct ublk_timespec { long tv_sec; long tv_nsec; };
-int clock_gettime(int clk, struct ublk_timespec *ts);
-]]
-local now = ffi.new("struct ublk_timespec")
 -- ublk.clock() -> seconds on the monotonic clock, for measuring latency
-function ublk.clock()
-  ffi.C.clock_gettime(1, now)
-  return tonumber(now.tv_sec) + tonumber(now.tv_nsec) * 1e-9
-end
+ublk.clock = libc.clock
 
 local function limits()
   return { max_queues = core.nr_cpus(), backends = core.backends() }

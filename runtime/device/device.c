@@ -11,16 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../base/clock.h"
 #include "../base/log.h"
 #include "device_private.h"
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 int ublk_dev_fail(struct ublk_dev *d, int ret, const char *fmt, ...)
 {
@@ -279,7 +272,7 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		return ret;
 	}
 	ublk_dev_remove_orphans(&d->ctrl);
-	t0 = now_ns();
+	t0 = ublk_now_ns();
 	ret = add_dev(d, conf);
 	if (ret < 0) {
 		ublk_dev_release(d, false); /* the kernel made no device */
@@ -297,7 +290,7 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		ublk_dev_release(d, true);
 		return ret;
 	}
-	d->create_ns = now_ns() - t0;
+	d->create_ns = ublk_now_ns() - t0;
 	d->state = UBLK_DEV_CREATED;
 	return 0;
 }
@@ -313,7 +306,7 @@ void ublk_dev_stop_queues(struct ublk_dev *d, unsigned nr)
 int ublk_dev_start(struct ublk_dev *d)
 {
 	unsigned nr = d->info.nr_hw_queues, started = 0;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = ublk_now_ns();
 	int ret = 0;
 
 	if (d->state != UBLK_DEV_CREATED)
@@ -351,7 +344,7 @@ int ublk_dev_start(struct ublk_dev *d)
 		ublk_dev_register(d->info.dev_id, d->backend.store, true);
 		ublk_dev_recover_unlock(d);
 	}
-	d->start_ns = now_ns() - t0;
+	d->start_ns = ublk_now_ns() - t0;
 	d->state = UBLK_DEV_STARTED;
 	return 0;
 }

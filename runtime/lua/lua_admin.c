@@ -21,6 +21,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "../base/clock.h"
 #include "../device/device.h"
 #include "lua_bridge.h"
 
@@ -300,10 +301,7 @@ static int l_sd_notify(lua_State *L)
 /* core.clock() -> seconds on the monotonic clock (for rates) */
 static int l_clock(lua_State *L)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+	lua_pushnumber(L, (lua_Number)ublk_now_ns() * 1e-9);
 	return 1;
 }
 

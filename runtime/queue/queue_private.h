@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "../base/clock.h"
 #include "../include/ublk_uapi.h"
 #include "queue.h"
 #include "watchdog.h"
@@ -147,14 +148,5 @@ bool ublk_batch_idle(const struct ublk_queue *q);
 
 /* queue.c: starts a request the kernel delivered on `tag` */
 void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag);
-
-/* CLOCK_MONOTONIC in ns: a vDSO read, no syscall. */
-static inline uint64_t ublk_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 #endif
