@@ -14,6 +14,9 @@
 #include "../include/ublk_uapi.h"
 
 #define UBLK_CTRL_DEV "/dev/ublk-control"
+/* What every caller says when opening UBLK_CTRL_DEV gives ENOENT. */
+#define UBLK_NO_DRIVER UBLK_CTRL_DEV " not found: this kernel has no ublk driver " \
+	"(load it with 'modprobe ublk_drv')"
 
 struct ublk_ctrl {
 	int fd;

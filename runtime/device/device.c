@@ -39,8 +39,7 @@ int ublk_dev_open_ctrl(struct ublk_dev *d)
 	int ret = ublk_ctrl_open(&d->ctrl);
 
 	if (ret == -ENOENT)
-		return ublk_dev_fail(d, ret, "%s not found: this kernel has no ublk driver "
-			    "(load it with 'modprobe ublk_drv')", UBLK_CTRL_DEV);
+		return ublk_dev_fail(d, ret, UBLK_NO_DRIVER);
 	if (ret == -EACCES || ret == -EPERM)
 		return ublk_dev_fail(d, ret, "cannot open %s: %s (run as root)",
 			    UBLK_CTRL_DEV, strerror(-ret));

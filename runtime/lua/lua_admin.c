@@ -83,8 +83,7 @@ static int open_ctrl(lua_State *L, struct ublk_ctrl *c)
 	int ret = ublk_ctrl_open(c);
 
 	if (ret == -ENOENT)
-		return lua_core_fail(L, UBLK_CTRL_DEV " not found: this kernel has no ublk driver",
-				     ret);
+		return lua_core_fail(L, UBLK_NO_DRIVER, ret);
 	if (ret < 0)
 		return lua_core_fail(L, strerror(-ret), ret);
 	ublk_ctrl_get_features(c, &(uint64_t){ 0 });

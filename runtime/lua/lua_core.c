@@ -38,7 +38,7 @@ static int l_features(lua_State *L)
 	int ret = ublk_probe_features(&f);
 
 	if (ret == -ENOENT)
-		return lua_core_fail(L, UBLK_CTRL_DEV " not found: this kernel has no ublk driver", ret);
+		return lua_core_fail(L, UBLK_NO_DRIVER, ret);
 	if (ret < 0)
 		return lua_core_fail(L, strerror(-ret), ret);
 	lua_core_push_features(L, f);
