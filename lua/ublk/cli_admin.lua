@@ -29,7 +29,8 @@ local function describe(id)
   if not info then return nil, err end
   local d = { id = id, state = info.state, pid = info.pid, queues = info.queues,
     depth = info.depth, size = info.size, block_size = info.block_size,
-    max_io = info.max_io, flags = sorted_names(info.flags), path = "/dev/ublkb" .. id }
+    max_io = info.max_io, flags = sorted_names(info.flags), path = "/dev/ublkb" .. id,
+    releasing = info.releasing or nil }
   local st, bad = state.read(id)
   d.recoverable = state.recoverable(info, st)
   if st then
@@ -47,7 +48,8 @@ local function describe(id)
 end
 
 local function line(d)
-  local s = ("dev id %d: %s, %s, %d queue%s x %d, block size %d"):format(d.id, d.state,
+  local s = ("dev id %d: %s, %s, %d queue%s x %d, block size %d"):format(d.id,
+    d.releasing and d.state .. " (its server has ended: the kernel is releasing it)" or d.state,
     params.format_size(d.size), d.queues, d.queues == 1 and "" or "s", d.depth, d.block_size)
   local u = d.ublk_lua
   if u then
