@@ -28,8 +28,9 @@ struct ublk_queue;
 struct io_uring_sqe;
 
 /* What the user configured.  size, block_size and read_only concern every
- * backend; anything else is a string option the backend parses itself
- * (nbdkit's config keys): the file backend reads "path" and "direct". */
+ * backend; anything else is one of the options it declares (ops->opts),
+ * checked against that declaration and passed as a string: the file
+ * backend reads "path" and "direct". */
 struct ublk_backend_conf {
 	uint64_t size;		/* bytes; 0 = the backend decides (file) */
 	unsigned block_size;
@@ -142,8 +143,56 @@ static inline unsigned ublk_io_outstanding(const struct ublk_io *io)
 	return io->outstanding;
 }
 
+/* ---- the options a backend takes: declared once, beside its ops ----
+ *
+ * Everything users see of a C backend's options comes from its
+ * declaration (as nbdkit's config/config_help): the checks made before a
+ * device exists (lua/ublk/options.lua), ublk.NAME{...}, the fields of a
+ * device table with backend = "NAME", `ublk-lua add -t NAME --OPTION
+ * VALUE`, `add -t NAME --help` and the table in docs/backends.md.  What
+ * passes the checks reaches create() as a string in conf->opts. */
+enum ublk_opt_kind {
+	UBLK_OPT_STRING,	/* a non-empty string */
+	UBLK_OPT_BOOL,		/* the user's true/false; create() sees "1" or "0" */
+	UBLK_OPT_INT,		/* a whole number from min to max, in decimal */
+	UBLK_OPT_SECONDS,	/* the user's seconds from min to max (fractions
+				 * too); create() sees whole milliseconds */
+	UBLK_OPT_CHOICE,	/* one of `values` */
+	UBLK_OPT_URI,		/* a string that starts with one of `values` */
+};
+
+enum {
+	/* no device without it */
+	UBLK_OPT_REQUIRED = 1 << 0,
+	/* A file that holds the backend's data beyond the server (the
+	 * memory backend's "store"): with recovery on and no file named, the
+	 * runtime names one in /dev/shm, records it with the device, and
+	 * passes "recover" = "1" beside it to a server that takes the device
+	 * over, which then keeps what the file holds. */
+	UBLK_OPT_STORE = 1 << 1,
+};
+
+struct ublk_backend_opt {
+	const char *name;	/* NULL ends the list */
+	enum ublk_opt_kind kind;
+	unsigned flags;		/* UBLK_OPT_* */
+	/* CHOICE: the values, '|' between them ("inline|ring"); URI: the
+	 * prefixes allowed ("nbd://|nbd+unix://") */
+	const char *values;
+	double min, max;	/* INT, SECONDS */
+	/* What applies when the option is absent, in words for the help
+	 * ("30", "O_DIRECT for block devices"); NULL: nothing to say */
+	const char *def;
+	const char *help;	/* one line */
+};
+
 struct ublk_backend_ops {
 	const char *name;
+	/* Its options (above), ended by one whose name is NULL; NULL: none. */
+	const struct ublk_backend_opt *opts;
+	/* Without a size, create() finds one (a file's length, an export's):
+	 * a device of this backend may leave its size out. */
+	bool sizes_itself;
 	/* Device-wide setup, run before ADD_DEV so that a bad path or size is
 	 * refused before any device exists.  Sets b->size, b->caps, b->priv;
 	 * on failure may explain in b->err. */
