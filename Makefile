@@ -6,6 +6,7 @@
 #   make fuzz       libFuzzer on the request path + seeded property tests
 #                   (FUZZ_SECONDS=60 per target; the corpus is spec/fuzz/corpus)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make docs-options  the C backends' options table in docs/backends.md
 #   make rock       build/rock/ublk-lua-VERSION-1.src.rock: the committed tree as a
 #                   LuaRocks source rock (`luarocks --lua-version=5.1 build` it anywhere)
 #   WERROR=1 adds -Werror; SANITIZE=1 builds with ASan+UBSan into build-san
@@ -52,7 +53,7 @@ LUA_MODULES := $(wildcard lua/ublk/*.lua)
 
 VERSION := $(shell sed -n 's/^\#define UBLK_LUA_VERSION "\(.*\)"/\1/p' runtime/lua/lua_core.c)
 
-.PHONY: all deps run test test-host test-guest bench fuzz install clean rock
+.PHONY: all deps run test test-host test-guest bench fuzz install clean rock docs-options
 all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test $(B)/device-test
 
 # One rule per folder, bottom up.  Its prerequisites are the headers it
@@ -140,6 +141,10 @@ $(B)/fuzz-recovery: spec/fuzz/fuzz_recovery.c $(RUNTIME_SRCS) $(RUNTIME_HDRS)
 FUZZ_SECONDS ?= 60
 fuzz: deps $(B)/fuzz-requests $(B)/fuzz-recovery
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) spec/run-fuzz
+
+# the options table of docs/backends.md, from the C declarations
+docs-options: $(B)/ublk/core.so
+	luajit tools/options-doc.lua
 
 deps:
 	@spec/deps

@@ -25,7 +25,7 @@ SCRIPT alone: serves the block devices that SCRIPT describes in the
 foreground until a termination signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
 SIGUSR1, ...), then removes them.  SCRIPT returns a table of device
 parameters, e.g.
-  return { size = "256MiB", queues = 2, depth = 128, backend = "memory" }
+  return { size = "256MiB", queues = 2, depth = 128, backend = "FIRST" }
 (or a list of such tables), or creates devices with require "ublk".
 ARGS reach the script as `...`.
 
@@ -50,7 +50,7 @@ Environment: UBLK_LOG=error|warn|info|debug
   UBLK_STOP_TIMEOUT=SECONDS  after a signal, how long the script may take to
                  remove its devices before they are removed without it (5)
 Exit status: 0 ok, 1 failure, 2 usage.  State: /run/ublk-lua.
-]=]):gsub("TYPES", TYPES)
+]=]):gsub("TYPES", TYPES):gsub("FIRST", options.backends()[1].name)
 
 -- A number option's rule: integral or not, its range, and its words for
 -- the error.  Checked here, so that nan, inf, 1e300 or 2.5 never reach a

@@ -173,11 +173,12 @@ function options.markdown(decls)
   local out = { "| backend | option | values | default | what it does |",
     "|---|---|---|---|---|" }
   for _, b in ipairs((options.backends(decls))) do
+    local name = b.name .. (b.sizes_itself and " (sizes itself)" or "")
     if #b.options == 0 then
-      out[#out + 1] = format("| %s | (none) | | | |", b.name)
+      out[#out + 1] = format("| %s | (none) | | | |", name)
     end
     for _, o in ipairs(b.options) do
-      out[#out + 1] = format("| %s | `%s` | %s | %s | %s |", b.name, o.name,
+      out[#out + 1] = format("| %s | `%s` | %s | %s | %s |", name, o.name,
         allowed(o):gsub("|", "\\|"), default_of(o), o.help)
     end
   end
