@@ -63,3 +63,23 @@ describe("C backend option declarations", function()
     p:close()
   end)
 end)
+
+describe("a test-only C backend (spec/backends/, UBLK_TEST_BACKEND)", function()
+  local function run(bin, args)
+    local p = io.popen(bin .. " " .. args .. " 2>&1; echo \"__rc=$?\"")
+    local out = p:read("*a")
+    p:close()
+    local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
+    return tonumber(rc), body
+  end
+
+  it("is in build/ublk-lua-test, from its declaration alone, and not in build/ublk-lua", function()
+    local rc, out = run("build/ublk-lua-test", "add -t pattern --help")
+    assert.are.equal(0, rc, out)
+    assert.matches("--seed N", out, 1, true)
+    assert.matches("byte o holds (o + seed) % 251", out, 1, true)
+    rc, out = run("build/ublk-lua", "add -t pattern -s 1MiB")
+    assert.are.equal(2, rc, out)
+    assert.matches("unknown backend 'pattern'", out, 1, true)
+  end)
+end)
