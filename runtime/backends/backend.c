@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "../include/backend.h"
+#include "backends.h"
 
 /* The registry, one line a backend, in the order users see them (the
  * first is the default backend).  UBLK_TEST_BACKEND lines name backends

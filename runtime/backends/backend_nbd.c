@@ -190,17 +190,6 @@ static void nbd_tick(struct ublk_backend *b, struct ublk_queue *q)
 		nbd_conn_tick(c, ublk_queue_draining(q));
 }
 
-/* The command's result, as nbd_conn.c made it: bytes, the server's
- * -errno, -EIO for a lost connection, -ETIMEDOUT for no answer in time. */
-static int nbd_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
-		       int res)
-{
-	(void)b;
-	(void)q;
-	(void)io;
-	return res;
-}
-
 static const struct ublk_backend_opt nbd_opts[] = {
 	{ .name = "uri", .kind = UBLK_OPT_URI, .flags = UBLK_OPT_REQUIRED,
 	  .values = "nbd://|nbds://|nbd+unix://|nbds+unix://|nbd+vsock://",
@@ -226,6 +215,5 @@ const struct ublk_backend_ops ublk_backend_nbd = {
 	.queue_init = nbd_queue_init,
 	.queue_exit = nbd_queue_exit,
 	.handle_io = nbd_handle_io,
-	.io_done = nbd_io_done,
 	.tick = nbd_tick,
 };

@@ -9,7 +9,8 @@
  * backend starts for an io (an SQE from ublk_io_sqe(), or a delegate's
  * queued request from ublk_io_delegate()) counts as one outstanding on that
  * io.  Each one's completion is handed to the backend's io_done(), which
- * again returns a result or UBLK_IO_QUEUED.  The last result returned is
+ * again returns a result or UBLK_IO_QUEUED (a backend without io_done
+ * passes the completion's own result on).  The last result returned is
  * the io's; the queue commits it to the kernel exactly once, when nothing
  * is outstanding any more (kublk's ublk_queued_tgt_io/ublk_completed_tgt_io).
  * A delegated io's result goes to its parent's backend instead, as one of
@@ -116,15 +117,12 @@ struct ublk_io {
 	void *buf;		/* READ: fill it; WRITE: read it */
 	uint64_t scratch;	/* free for the backend serving this io */
 
-	/* queue.c's bookkeeping: set there, never by backends (which read the
-	 * count through ublk_io_outstanding()) */
-	struct ublk_backend *backend;	/* whose io_done() gets completions */
-	struct ublk_io *parent;		/* NULL: commit to the kernel */
-	int result;
-	unsigned outstanding;
-	uint64_t start_ns;		/* when the queue took the request (stats.h) */
-	struct ublk_io *done_next;	/* ublk_io_external_done()'s queue */
-	int done_res;
+	/* The queue's bookkeeping of this io (who serves it, for whom, what
+	 * is outstanding: runtime/queue/queue_private.h), opaque here: a
+	 * backend that makes a delegate's io zeroes it with the rest and
+	 * never touches it after; ublk_io_outstanding() is the one fact of
+	 * it a backend may ask for. */
+	uint64_t queue_private[8];
 };
 
 /* handle_io() and io_done() return this when operations are outstanding. */
@@ -138,10 +136,7 @@ struct ublk_io {
 #define UBLK_MAX_REQ_BYTES (((uint32_t)INT32_MAX >> 12) << 12)
 
 /* How many operations on io have not completed yet (0: none in flight). */
-static inline unsigned ublk_io_outstanding(const struct ublk_io *io)
-{
-	return io->outstanding;
-}
+unsigned ublk_io_outstanding(const struct ublk_io *io);
 
 /* ---- the options a backend takes: declared once, beside its ops ----
  *
@@ -208,8 +203,10 @@ struct ublk_backend_ops {
 	/* Bytes done (>= 0), -errno, or UBLK_IO_QUEUED.  `b` is passed
 	 * explicitly because a backend may serve as another one's delegate. */
 	int (*handle_io)(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io);
-	/* One of io's operations finished with `res` (a CQE's res, or a
-	 * delegate's result).  Required if handle_io can return QUEUED. */
+	/* Optional: one of io's operations finished with `res` (a CQE's res,
+	 * or a delegate's result).  Without it `res` itself is the result
+	 * (nbd's commands complete with theirs: bytes, the server's -errno,
+	 * -EIO for a lost connection, -ETIMEDOUT for no answer in time). */
 	int (*io_done)(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
 		       int res);
 	/* Optional: called on the queue's thread about every
@@ -302,19 +299,5 @@ uint32_t ublk_queue_max_io(const struct ublk_queue *q);
 /* The backend's per-queue state, set in queue_init. */
 void *ublk_queue_priv(const struct ublk_queue *q);
 void ublk_queue_set_priv(struct ublk_queue *q, void *priv);
-
-/* ---- ops and the registry of C backends (backend.c) ---- */
-
-/* UBLK_IO_OP_* the data plane serves: names for handlers and logs ("read"),
- * and for counters ("reads").  NULL for any other op. */
-enum { UBLK_NR_OPS = 6 };
-const char *ublk_op_name(unsigned op);
-const char *ublk_op_stat_name(unsigned op);
-
-/* The built-in C backends by name; NULL if unknown.  (The Lua backend is
- * not here: it belongs to the Lua bridge.) */
-const struct ublk_backend_ops *ublk_backend_find(const char *name);
-/* Their names, NULL-terminated, for messages such as "unknown backend". */
-const char *const *ublk_backend_names(void);
 
 #endif

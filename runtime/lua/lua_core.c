@@ -21,7 +21,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "../backends/store.h"
+#include "../backends/backends.h"
 #include "../base/log.h"
 #include "../device/device.h"
 #include "../shutdown/signals.h"

@@ -22,7 +22,7 @@
 
 #include <liburing.h>
 
-#include "../../runtime/include/backend.h"
+#include "../../runtime/backends/backends.h"
 #include "../../runtime/base/log.h"
 #include "../../runtime/queue/queue.h"
 #include "../../runtime/queue/queue_private.h"
