@@ -13,6 +13,7 @@ local ffi = require "ffi"
 local core = require "ublk.core"
 local params = require "ublk.params"
 local backend = require "ublk.backend"
+local options = require "ublk.options"
 
 local ublk = { version = core.version, params = params, errno = require "ublk.errno" }
 
@@ -50,7 +51,7 @@ function ublk.clock()
 end
 
 local function limits()
-  return { max_queues = core.nr_cpus(), backends = core.backends() }
+  return { max_queues = core.nr_cpus(), backends = options.backends() }
 end
 
 -- UBLK_F_USER_RECOVERY (8) with _REISSUE (16) or _FAIL_IO (512)

@@ -10,9 +10,17 @@ local options = {}
 
 local format, concat, ceil, floor = string.format, table.concat, math.ceil, math.floor
 
--- Each backend gets `by`, its options by name.
+-- What is worked out of a list of declarations, kept while the list
+-- lives: a device made is checked against the same list every time, and
+-- its garbage would stay in the server's memory (manage_spec counts it).
+local by_list = setmetatable({}, { __mode = "k" })
+local names_of = setmetatable({}, { __mode = "k" })
+
+-- The backends by name; each gets `by`, its options by name.
 local function index(decls)
-  local t = {}
+  local t = by_list[decls]
+  if t then return t end
+  t = {}
   for _, b in ipairs(decls) do
     if not b.by then
       b.by = {}
@@ -20,6 +28,7 @@ local function index(decls)
     end
     t[b.name] = b
   end
+  by_list[decls] = t
   return t
 end
 
@@ -40,14 +49,18 @@ function options.find(name, decls)
 end
 
 -- Every option name any backend declares, sorted: they are device fields.
+-- The same table each time for a list: not to be changed.
 function options.names(decls)
+  local list = options.backends(decls)
+  if names_of[list] then return names_of[list] end
   local seen, out = {}, {}
-  for _, b in ipairs((options.backends(decls))) do
+  for _, b in ipairs(list) do
     for _, o in ipairs(b.options) do
       if not seen[o.name] then seen[o.name], out[#out + 1] = true, o.name end
     end
   end
   table.sort(out)
+  names_of[list] = out
   return out
 end
 

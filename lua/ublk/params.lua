@@ -79,13 +79,19 @@ local DEVICE_FIELDS = {
   "pin", "poll_us", "queues", "read_only", "recovery", "size",
 }
 
--- fields_of([decls]) -> every field, sorted, and a set of them
+-- fields_of([decls]) -> every field, sorted, and a set of them; kept
+-- for each list of declarations (ublk.options says why)
+local fields_cache = setmetatable({}, { __mode = "k" })
 local function fields_of(decls)
+  local key = options.backends(decls)
+  local c = fields_cache[key]
+  if c then return c[1], c[2] end
   local list, set = {}, {}
   for _, f in ipairs(DEVICE_FIELDS) do list[#list + 1] = f end
   for _, f in ipairs(options.names(decls)) do list[#list + 1] = f end
   sort(list)
   for _, f in ipairs(list) do set[f] = true end
+  fields_cache[key] = { list, set }
   return list, set
 end
 
@@ -97,7 +103,7 @@ end
 
 -- Exported as copies: validate() reads the private tables, so a caller
 -- scribbling on params.defaults cannot change what later devices get.
-params.fields = fields_of()
+params.fields = copy(fields_of())
 params.defaults = copy(DEFAULTS)
 
 ---------------------------------------------------------------------------
@@ -236,11 +242,9 @@ local function check_backend(v, decls)
     bad("backend", v, "must be a backend name (letters, digits, '_' or '-',"
       .. " not starting with a digit or '-') or a backend object")
   end
+  if options.find(v, decls) then return v end
   local names = {}
-  for _, b in ipairs((options.backends(decls))) do
-    if b.name == v then return v end
-    names[#names + 1] = b.name
-  end
+  for _, b in ipairs((options.backends(decls))) do names[#names + 1] = b.name end
   fail(format("unknown backend '%s' (%s, or ublk.backend{...})", v, concat(names, ", ")))
 end
 
