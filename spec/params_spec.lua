@@ -170,7 +170,7 @@ describe("ublk.params", function()
       assert.are.same({
         "backend", "batch", "block_size", "connect_timeout", "connections", "copy", "create",
         "depth", "direct", "discard", "id", "latency", "max_io", "name", "path", "pin", "poll_us",
-        "queues", "read_only", "reconnect", "recovery", "size", "timeout", "uri",
+        "queues", "read_only", "reconnect", "recovery", "size", "store", "timeout", "uri",
       }, params.fields)
     end)
 
@@ -212,7 +212,7 @@ describe("ublk.params", function()
     end)
 
     it("normalises every field", function()
-      local be = { size = 4 * GiB }
+      local be = { name = "file", size = 4 * GiB }
       local p = params.validate({
         size = "2G", block_size = "4K", queues = 4, depth = 64,
         max_io = "1MiB", read_only = true, discard = false, pin = false, id = 3,
@@ -417,7 +417,8 @@ describe("ublk.params", function()
       end)
 
       it("keep explicit values", function()
-        local p = params.validate({ size = "1M", read_only = true, discard = false, direct = true })
+        local p = params.validate({ size = "1M", read_only = true, discard = false, direct = true,
+          backend = "file", path = "/x" })
         assert.are.equal(true, p.read_only)
         assert.are.equal(false, p.discard)
         assert.are.equal(true, p.direct)
@@ -427,8 +428,10 @@ describe("ublk.params", function()
         has(verr({ size = "1M", read_only = 1 }),
           "ublk: bad parameter 'read_only' = 1: must be true or false")
         has(verr({ size = "1M", discard = "yes" }), "'discard' = \"yes\": must be true or false")
-        has(verr({ size = "1M", direct = 0 }), "'direct' = 0: must be true or false")
-        has(verr({ size = "1M", create = "yes" }), "'create' = \"yes\": must be true or false")
+        has(verr({ backend = "file", path = "/x", direct = 0 }),
+          "'direct' = 0: for the file backend must be true or false")
+        has(verr({ backend = "file", path = "/x", create = "yes" }),
+          "'create' = \"yes\": for the file backend must be true or false")
       end)
     end)
 
@@ -449,11 +452,19 @@ describe("ublk.params", function()
     end)
 
     describe("backend", function()
-      it("defaults to \"memory\" and accepts valid names", function()
+      it("defaults to the registry's first (\"memory\") and accepts the runtime's names", function()
         assert.are.equal("memory", params.validate({ size = "1M" }).backend)
-        for _, name in ipairs({ "null", "_x", "my-backend_2", "Zero" }) do
-          assert.are.equal(name, params.validate({ size = "1M", backend = name }).backend)
+        assert.are.equal("null", params.validate({ size = "1M", backend = "null" }).backend)
+        local decls = {}
+        for i, name in ipairs({ "memory", "_x", "my-backend_2", "Zero" }) do
+          decls[i] = { name = name, options = {} }
         end
+        for _, name in ipairs({ "_x", "my-backend_2", "Zero" }) do
+          assert.are.equal(name, params.validate({ size = "1M", backend = name },
+            { backends = decls }).backend)
+        end
+        has(verr({ size = "1M", backend = "nul" }),
+          "unknown backend 'nul' (memory, null, file, nbd, or ublk.backend{...})")
       end)
 
       it("needs a path for the file backend, and takes the size from the file", function()
@@ -489,9 +500,11 @@ describe("ublk.params", function()
       end)
 
       it("reject bad values", function()
-        has(verr({ size = "1M", path = "" }),
-          "ublk: bad parameter 'path' = \"\": must be a non-empty string")
-        has(verr({ size = "1M", path = 5 }), "'path' = 5: must be a non-empty string")
+        has(verr({ backend = "file", path = "" }),
+          "ublk: bad parameter 'path' = \"\": for the file backend must be a non-empty string")
+        has(verr({ backend = "file", path = 5 }), "'path' = 5: for the file backend must be a")
+        has(verr({ size = "1M", path = "/x" }),
+          "'path' = \"/x\": applies to the file backend only (backend \"memory\")")
         has(verr({ size = "1M", name = false }), "'name' = false: must be a string")
       end)
     end)
@@ -537,35 +550,36 @@ describe("ublk.params", function()
 
       it("names a bad uri or connection count and what is allowed", function()
         has(verr({ backend = "nbd", uri = "http://x/" }),
-          'uri = "http://x/": must start with nbd://, nbds://, nbd+unix://')
-        has(verr({ backend = "nbd", uri = 7 }), "uri = 7: must be a string such as")
+          [['uri' = "http://x/": for the nbd backend must be a string starting with nbd://, nbds://, nbd+unix://]])
+        has(verr({ backend = "nbd", uri = 7 }), "'uri' = 7: for the nbd backend must be a string starting")
         has(verr({ backend = "nbd", uri = "nbd+unix:///?socket=/tmp/s", connections = 0 }),
-          "connections = 0: must be an integer from 1 to 4096")
+          "'connections' = 0: for the nbd backend must be an integer from 1 to 4096")
         assert.are.equal(2, params.validate({ backend = "nbd", uri = "nbd://h/",
           connections = 2 }).connections)
         has(verr({ backend = "nbd", uri = "nbd://h/", reconnect = -1 }),
-          "reconnect = -1: must be a number of tries from 0 to 1000")
+          "'reconnect' = -1: for the nbd backend must be an integer from 0 to 1000")
       end)
 
       it("names a bad timeout or connect_timeout and the range of seconds allowed", function()
         for _, v in ipairs({ 0, -1, 0.0001, 86401, 0 / 0, math.huge, "5" }) do
           has(verr({ backend = "nbd", uri = "nbd://h/", timeout = v }),
-            "timeout = " .. (type(v) == "string" and '"5"' or tostring(v))
-            .. ": must be a number of seconds from 0.001 to 86400")
+            "'timeout' = " .. (type(v) == "string" and '"5"' or tostring(v))
+            .. ": for the nbd backend must be a number of seconds from 0.001 to 86400")
           has(verr({ backend = "nbd", uri = "nbd://h/", connect_timeout = v }),
-            "connect_timeout = ")
+            "'connect_timeout' = ")
         end
         local p = params.validate({ backend = "nbd", uri = "nbd://h/", timeout = 0.5,
           connect_timeout = 2 })
         assert.are.equal(0.5, p.timeout)
         assert.are.equal(2, p.connect_timeout)
         local b = require("ublk.backend")
-        local ok, err = pcall(b.nbd, { uri = "nbd://h/", timeout = 0 })
+        local ok, err = pcall(b.c_backends.nbd, { uri = "nbd://h/", timeout = 0 })
         assert.is_false(ok)
         assert.matches("ublk.nbd: timeout = 0: must be a number of seconds", err)
         local spec = b.core_spec(p)
-        assert.are.equal("500", spec.opts.timeout_ms)
-        assert.are.equal("2000", spec.opts.connect_timeout_ms)
+        -- create() gets milliseconds (backend.h, UBLK_OPT_SECONDS)
+        assert.are.equal("500", spec.opts.timeout)
+        assert.are.equal("2000", spec.opts.connect_timeout)
       end)
     end)
 

@@ -320,8 +320,8 @@ function cli.main(argv)
     say("ublk-lua %s", ublk.version)
     return 0
   elseif VERBS[first] then
-    local o, err = args.parse(first, argv)
-    if err == "help" then io.stdout:write(args.help[first]) return 0 end
+    local o, err, text = args.parse(first, argv)
+    if err == "help" then io.stdout:write(text or args.help[first]) return 0 end
     if not o then complain(err .. " (try --help)") return 2 end
     return VERBS[first](o)
   elseif first:sub(1, 1) == "-" then

@@ -64,9 +64,12 @@ local function spawn(what)
 end
 
 -- The -t form: a device without a script, as kublk and ublksrv make one.
+-- o.options: the backend's own (--OPTION VALUE, cli_args.lua).
 local function spec_of(o)
-  return { backend = o.type, id = o.id, queues = o.queues, depth = o.depth,
-    size = o.size, path = o.file, uri = o.uri, recovery = o.recovery, batch = o.batch }
+  local t = { backend = o.type, id = o.id, queues = o.queues, depth = o.depth,
+    size = o.size, recovery = o.recovery, batch = o.batch }
+  for k, v in pairs(o.options or {}) do t[k] = v end
+  return t
 end
 
 function daemon.add(o)

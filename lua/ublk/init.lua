@@ -14,6 +14,7 @@ local libc = require "ublk.libc"
 local core = require "ublk.core"
 local params = require "ublk.params"
 local backend = require "ublk.backend"
+local options = require "ublk.options"
 
 local ublk = { version = core.version, params = params, errno = require "ublk.errno" }
 
@@ -26,20 +27,24 @@ Device.__index = Device
 
 -- Backends: a device's `backend` is a name or one of these (see
 -- ublk/backend.lua and docs/backends.md).
-ublk.memory, ublk.null, ublk.file = backend.memory, backend.null, backend.file
-ublk.nbd = backend.nbd
 ublk.backend, ublk.shared = backend.backend, backend.shared
 ublk._Shared = backend.Shared
 -- On queue threads ublk.queue replaces these with the working ones.
 ublk.sleep, ublk.io, ublk.queue_id = backend.queue_side.sleep,
   backend.queue_side.io, backend.queue_side.queue_id
 ublk.thread_id = core.gettid
+-- ublk.NAME{...} for each C backend (ublk.memory, ublk.file, ...); a
+-- backend named as one of the functions above would hide it.
+for name, make in pairs(backend.c_backends) do
+  if ublk[name] ~= nil then error("ublk: C backend '" .. name .. "' hides ublk." .. name) end
+  ublk[name] = make
+end
 
 -- ublk.clock() -> seconds on the monotonic clock, for measuring latency
 ublk.clock = libc.clock
 
 local function limits()
-  return { max_queues = core.nr_cpus(), backends = core.backends() }
+  return { max_queues = core.nr_cpus(), backends = options.backends() }
 end
 
 -- UBLK_F_USER_RECOVERY (8) with _REISSUE (16) or _FAIL_IO (512)
@@ -58,7 +63,8 @@ local stores = 0
 ublk._takeover, ublk._made, ublk._gate = {}, 0, nil
 
 -- The recovery the user asked for, or by default "reissue" where the
--- kernel has it; a memory device keeps its data in /dev/shm for it.
+-- kernel has it; a backend with a store option (the memory backend's)
+-- keeps its data in /dev/shm for it.
 local function recovery_of(p, spec)
   local r = p.recovery
   if r == nil then
@@ -67,9 +73,10 @@ local function recovery_of(p, spec)
   end
   p.recovery = r
   if not r then return 0 end
-  if spec.backend == "memory" and not spec.opts.store then
+  local store = backend.store_option(spec.backend)
+  if store and not spec.opts[store] then
     stores = stores + 1
-    spec.opts.store = backend.new_path(stores)
+    spec.opts[store] = backend.new_path(stores)
   end
   return RECOVERY_FLAGS[r]
 end
@@ -90,9 +97,10 @@ function ublk.device(t)
   if takeover then
     spec.recover, spec.prepare = takeover.id, true
     -- the recorded store (or the user's own) is taken with its data: only
-    -- here, a server recovering that device (runtime/backends/backend_memory.c)
-    if spec.backend == "memory" and takeover.store then spec.opts.store = takeover.store end
-    if spec.backend == "memory" and spec.opts.store then spec.opts.recover = "1" end
+    -- here, a server recovering that device (backend.h: UBLK_OPT_STORE)
+    local store = backend.store_option(spec.backend)
+    if store and takeover.store then spec.opts[store] = takeover.store end
+    if store and spec.opts[store] then spec.opts.recover = "1" end
   end
   spec.recovery_flags = recovery_of(p, spec)
   local d, err, errno = core.create(spec)

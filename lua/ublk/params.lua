@@ -3,8 +3,9 @@
 -- runtime, the backends, the CLI) may then trust the normalised table and
 -- never re-check types or ranges.
 --
--- Pure Lua, Lua 5.1 / LuaJIT compatible.  Sizes are parsed by ublk.size,
--- exact up to 2^53 bytes (LuaJIT numbers are doubles).
+-- Lua 5.1 / LuaJIT compatible.  Sizes are parsed by ublk.size, exact up
+-- to 2^53 bytes (LuaJIT numbers are doubles).  A C backend's own options
+-- are checked against its declaration (ublk.options): none is named here.
 
 local params = {}
 
@@ -35,6 +36,7 @@ local function show(v)
 end
 
 local size = require "ublk.size"
+local options = require "ublk.options"
 -- parse_size(v) -> bytes | nil, message; format_size(bytes) -> "256 MiB"
 params.parse_size, params.format_size = size.parse, size.format
 
@@ -43,7 +45,8 @@ params.parse_size, params.format_size = size.parse, size.format
 ---------------------------------------------------------------------------
 
 -- Defaults in normalised form: what validate() puts in its output.
--- size, path and name have no default (size may come from the backend).
+-- size and name have no default (size may come from the backend); the
+-- backend is the registry's first (runtime/backends/backend.c).
 local DEFAULTS = {
   block_size = 512,
   queues = 1,
@@ -56,7 +59,7 @@ local DEFAULTS = {
   poll_us = 0,        -- no spinning before a queue thread sleeps
   batch = false,      -- per-request FETCH/COMMIT (docs/tuning.md: batch I/O)
   id = -1,            -- -1: the kernel picks the device number
-  backend = "memory",
+  backend = options.backends()[1].name,
 }
 
 local DEFAULT_LIMITS = {
@@ -69,15 +72,28 @@ local DEFAULT_LIMITS = {
 local MAX_POLL_US = 10000
 local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 
-local FIELDS = {
-  "backend", "batch", "block_size", "connect_timeout", "connections", "copy", "create", "depth",
-  "direct", "discard", "id", "latency", "max_io", "name", "path", "pin", "poll_us", "queues",
-  "read_only", "reconnect", "recovery", "size", "timeout", "uri",
+-- The device's own fields; the C backends' options (ublk.options) join
+-- them in fields_of().
+local DEVICE_FIELDS = {
+  "backend", "batch", "block_size", "depth", "discard", "id", "latency", "max_io", "name",
+  "pin", "poll_us", "queues", "read_only", "recovery", "size",
 }
-sort(FIELDS)
 
-local KNOWN = {}
-for _, f in ipairs(FIELDS) do KNOWN[f] = true end
+-- fields_of([decls]) -> every field, sorted, and a set of them; kept
+-- for each list of declarations (ublk.options says why)
+local fields_cache = setmetatable({}, { __mode = "k" })
+local function fields_of(decls)
+  local key = options.backends(decls)
+  local c = fields_cache[key]
+  if c then return c[1], c[2] end
+  local list, set = {}, {}
+  for _, f in ipairs(DEVICE_FIELDS) do list[#list + 1] = f end
+  for _, f in ipairs(options.names(decls)) do list[#list + 1] = f end
+  sort(list)
+  for _, f in ipairs(list) do set[f] = true end
+  fields_cache[key] = { list, set }
+  return list, set
+end
 
 local function copy(t)
   local c = {}
@@ -87,7 +103,7 @@ end
 
 -- Exported as copies: validate() reads the private tables, so a caller
 -- scribbling on params.defaults cannot change what later devices get.
-params.fields = copy(FIELDS)
+params.fields = copy(fields_of())
 params.defaults = copy(DEFAULTS)
 
 ---------------------------------------------------------------------------
@@ -122,9 +138,9 @@ local function distance(a, b)
   return prev[#b]
 end
 
-local function suggest(key)
+local function suggest(key, fields)
   local best, best_d = nil, 3  -- only suggest within distance 2
-  for _, f in ipairs(FIELDS) do  -- sorted, so ties pick a stable name
+  for _, f in ipairs(fields) do  -- sorted, so ties pick a stable name
     local d = distance(key:lower(), f)
     -- d < #key: "x" is 2 edits from "id" but that is no typo of it.
     if d < best_d and d < #key then best, best_d = f, d end
@@ -132,10 +148,11 @@ local function suggest(key)
   return best
 end
 
-local function check_unknown(t)
+local function check_unknown(t, decls)
+  local fields, known = fields_of(decls)
   local unknown = {}
   for k in pairs(t) do
-    if not KNOWN[k] then unknown[#unknown + 1] = k end
+    if not known[k] then unknown[#unknown + 1] = k end
   end
   if #unknown == 0 then return end
   -- pairs() order is arbitrary; report the same key every run.
@@ -143,13 +160,13 @@ local function check_unknown(t)
   local k = unknown[1]
   if type(k) ~= "string" then
     fail(format("unknown parameter [%s] (parameters are named fields: %s)",
-      show(k), concat(FIELDS, ", ")))
+      show(k), concat(fields, ", ")))
   end
-  local hint = suggest(k)
+  local hint = suggest(k, fields)
   if hint then
     fail(format("unknown parameter '%s' (did you mean '%s'?)", k, hint))
   end
-  fail(format("unknown parameter '%s' (known: %s)", k, concat(FIELDS, ", ")))
+  fail(format("unknown parameter '%s' (known: %s)", k, concat(fields, ", ")))
 end
 
 local function check_int(field, v, lo, hi)
@@ -199,14 +216,14 @@ local function backend_name(b)
   return b
 end
 
-local function check_dev_size(t, bs)
+local function check_dev_size(t, bs, decls)
   local v, field = t.size, "size"
   if v == nil and type(t.backend) == "table" and t.backend.size ~= nil then
     v, field = t.backend.size, "backend.size"
   end
-  -- 0 asks the file backend for the file's own length, nbd for the export's
-  local name = backend_name(t.backend)
-  if v == nil and (name == "file" or name == "nbd") then return 0 end
+  -- 0 asks a backend that sizes itself for its own (a file's length)
+  local b = options.find(backend_name(t.backend) or DEFAULTS.backend, decls)
+  if v == nil and b and b.sizes_itself then return 0 end
   if v == nil then
     fail("missing parameter 'size': required unless the backend provides"
       .. " one (bytes or a string like \"256MiB\")")
@@ -219,20 +236,16 @@ local function check_dev_size(t, bs)
   return n
 end
 
-local function check_backend(v, known)
+local function check_backend(v, decls)
   if type(v) == "table" then return v end  -- a backend object: pass through
   if type(v) ~= "string" or not v:match("^[%a_][%w_%-]*$") then
     bad("backend", v, "must be a backend name (letters, digits, '_' or '-',"
       .. " not starting with a digit or '-') or a backend object")
   end
-  if known then
-    for _, name in ipairs(known) do
-      if name == v then return v end
-    end
-    fail(format("unknown backend '%s' (%s, or ublk.backend{...})", v,
-      concat(known, ", ")))
-  end
-  return v
+  if options.find(v, decls) then return v end
+  local names = {}
+  for _, b in ipairs((options.backends(decls))) do names[#names + 1] = b.name end
+  fail(format("unknown backend '%s' (%s, or ublk.backend{...})", v, concat(names, ", ")))
 end
 
 local function check_string(field, v, allow_empty)
@@ -258,25 +271,31 @@ local function check_recovery(v)
   bad("recovery", v, 'must be "reissue", "queue", "fail" or false')
 end
 
-local function first_non_nil(a, b) if a == nil then return b end return a end
-
--- How request data moves (docs/tuning.md): each C backend has its modes.
-local COPY_MODES = {
-  memory = { inline = true, ring = true, buffer = true, auto_reg = true,
-    list = '"inline", "ring", "buffer" or "auto_reg"' },
-  file = { buffer = true, auto_reg = true, register = true,
-    list = '"buffer", "auto_reg" or "register"' },
-}
-local function check_copy(v, name)
-  if v == nil then return nil end
-  local modes = COPY_MODES[type(name) == "string" and name or ""]
-  if not modes then
-    bad("copy", v, "applies to the memory and file backends only (backend " .. show(name) .. ")")
+-- The options of backend `name` (nil: a Lua backend, which has none)
+-- that t holds, checked against its declaration (ublk.options) into out;
+-- another backend's option is refused naming whose it is.  A required one
+-- may come from the backend object `obj` instead.
+local function check_options(t, name, obj, decls, out)
+  local b = name and options.find(name, decls)
+  for _, f in ipairs(options.names(decls)) do
+    local v = t[f]
+    if v ~= nil then
+      local o = b and b.by[f]
+      if not o then
+        bad(f, v, format("applies to %s only (backend %s)", options.owners(f, decls),
+          show(name)))
+      end
+      local ok, rule = options.check(o, v)
+      if ok == nil then bad(f, v, format("for the %s backend %s", name, rule)) end
+      out[f] = ok
+    end
   end
-  if type(v) ~= "string" or not modes[v] or v == "list" then
-    bad("copy", v, "for the " .. name .. " backend must be " .. modes.list)
+  for _, o in ipairs(b and b.options or {}) do
+    if o.required and out[o.name] == nil and not (obj and obj[o.name] ~= nil) then
+      fail(format("missing parameter '%s': the %s backend needs it (%s)", o.name, name,
+        o.help))
+    end
   end
-  return v
 end
 
 local function check_limits(limits)
@@ -287,7 +306,7 @@ local function check_limits(limits)
   local out = copy(DEFAULT_LIMITS)
   for k, v in pairs(limits) do
     if k == "backends" and type(v) == "table" then
-      out.backends = v -- the backend names the runtime has
+      out.backends = v -- the runtime's backends as core.backends() gives them
     elseif DEFAULT_LIMITS[k] == nil then
       fail(format("unknown limit %s (known: backends, max_depth, max_io_max,"
         .. " max_queues)", show(k)))
@@ -299,44 +318,6 @@ local function check_limits(limits)
   return out
 end
 
--- params.check_nbd(uri, connections, reconnect, timeout, connect_timeout)
--- -> true | nil, message: what the nbd backend (ublk.nbd{} or backend =
--- "nbd") accepts.  The timeouts are seconds (fractions too), at least a
--- millisecond: the runtime counts in milliseconds.
-local NBD_SCHEMES = { "nbd://", "nbds://", "nbd+unix://", "nbds+unix://", "nbd+vsock://" }
-
-function params.check_nbd(uri, connections, reconnect, timeout, connect_timeout)
-  if type(uri) ~= "string" then
-    return nil, format("uri = %s: must be a string such as \"nbd://host:port/export\""
-      .. " or \"nbd+unix:///export?socket=PATH\"", show(uri))
-  end
-  local known = false
-  for _, s in ipairs(NBD_SCHEMES) do
-    if uri:sub(1, #s) == s then known = true end
-  end
-  if not known then
-    return nil, format("uri = %s: must start with %s", show(uri), concat(NBD_SCHEMES, ", "))
-  end
-  if connections ~= nil and (not is_int(connections) or connections < 1
-      or connections > 4096) then
-    return nil, format("connections = %s: must be an integer from 1 to 4096",
-      show(connections))
-  end
-  if reconnect ~= nil and (not is_int(reconnect) or reconnect < 0 or reconnect > 1000) then
-    return nil, format("reconnect = %s: must be a number of tries from 0 to 1000",
-      show(reconnect))
-  end
-  for _, f in ipairs({ { "timeout", timeout }, { "connect_timeout", connect_timeout } }) do
-    local v = f[2]
-    -- not (v >= ...) also refuses nan
-    if v ~= nil and (type(v) ~= "number" or not (v >= 0.001) or not (v <= 86400)) then
-      return nil, format("%s = %s: must be a number of seconds from 0.001 to 86400",
-        f[1], show(v))
-    end
-  end
-  return true
-end
-
 -- Does the work; raises Failure.  Field order matters only where one check
 -- uses another's result (size is a multiple of block_size).
 local function normalise(t, limits)
@@ -344,7 +325,8 @@ local function normalise(t, limits)
     fail("device parameters must be a table, got " .. show(t))
   end
   limits = check_limits(limits)
-  check_unknown(t)
+  local decls = limits.backends
+  check_unknown(t, decls)
   local function get(k)
     local v = t[k]
     if v == nil then return DEFAULTS[k] end
@@ -352,7 +334,7 @@ local function normalise(t, limits)
   end
   local out = {}
   out.block_size = check_block_size(get("block_size"))
-  out.size = check_dev_size(t, out.block_size)
+  out.size = check_dev_size(t, out.block_size, decls)
   out.queues = check_int("queues", get("queues"), 1, limits.max_queues)
   out.depth = check_int("depth", get("depth"), 1, limits.max_depth)
   out.max_io = check_max_io(get("max_io"), limits.max_io_max)
@@ -363,33 +345,13 @@ local function normalise(t, limits)
   out.poll_us = check_int("poll_us", get("poll_us"), 0, MAX_POLL_US)
   out.latency = check_bool("latency", get("latency"))
   out.recovery = check_recovery(t.recovery)
-  -- file backend: absent means its own default (O_DIRECT for block devices)
-  if t.direct ~= nil then out.direct = check_bool("direct", t.direct) end
-  if t.create ~= nil then out.create = check_bool("create", t.create) end
   out.id = check_int("id", get("id"), -1, MAX_ID)
-  out.backend = check_backend(get("backend"), limits.backends)
-  out.copy = check_copy(first_non_nil(t.copy, type(out.backend) == "table"
-    and getmetatable(out.backend) ~= nil and out.backend.copy or nil), backend_name(out.backend))
-  out.path = check_string("path", t.path, false)
+  out.backend = check_backend(get("backend"), decls)
   out.name = check_string("name", t.name, true)
-  if t.uri ~= nil or t.connections ~= nil or t.reconnect ~= nil or t.timeout ~= nil
-      or t.connect_timeout ~= nil or backend_name(out.backend) == "nbd" then
-    local b = type(out.backend) == "table" and out.backend or {}
-    local uri = t.uri or b.uri
-    if uri == nil and backend_name(out.backend) == "nbd" then
-      fail("missing parameter 'uri': the nbd backend needs \"nbd://host:port/export\""
-        .. " or \"nbd+unix:///export?socket=PATH\"")
-    end
-    local ok, err = params.check_nbd(uri, t.connections, t.reconnect, t.timeout,
-      t.connect_timeout)
-    if not ok then fail(err) end
-    out.uri, out.connections, out.reconnect = t.uri, t.connections, t.reconnect
-    out.timeout, out.connect_timeout = t.timeout, t.connect_timeout
-  end
-  if backend_name(out.backend) == "file" and not out.path
-      and not (type(out.backend) == "table" and out.backend.path) then
-    fail("missing parameter 'path': the file backend needs the file to serve")
-  end
+  -- a backend option left out is the backend's own default (file's direct)
+  local obj = type(out.backend) == "table" and out.backend or nil
+  local name = backend_name(out.backend)
+  check_options(t, name, obj, decls, out)
   return out
 end
 

@@ -316,8 +316,23 @@ static int file_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ubl
 	return (int)io->len;
 }
 
+static const struct ublk_backend_opt file_opts[] = {
+	{ .name = "path", .kind = UBLK_OPT_STRING, .flags = UBLK_OPT_REQUIRED,
+	  .help = "the file or block device to serve" },
+	{ .name = "direct", .kind = UBLK_OPT_BOOL, .def = "on for block devices only",
+	  .help = "open it with O_DIRECT" },
+	{ .name = "create", .kind = UBLK_OPT_BOOL, .def = "false",
+	  .help = "make a missing file, grow a short one, to the device's size" },
+	{ .name = "copy", .kind = UBLK_OPT_CHOICE, .values = "buffer|auto_reg|register",
+	  .def = "zero copy where the kernel has it, else buffer",
+	  .help = "how request data moves (docs/tuning.md)" },
+	{ 0 }
+};
+
 const struct ublk_backend_ops ublk_backend_file = {
 	.name = "file",
+	.opts = file_opts,
+	.sizes_itself = true,
 	.create = file_create,
 	.destroy = file_destroy,
 	.handle_io = file_handle_io,

@@ -326,8 +326,19 @@ static int memory_io_done(struct ublk_backend *b, struct ublk_queue *q, struct u
 	return (uint32_t)res == io->len ? (int)io->len : -EIO;
 }
 
+static const struct ublk_backend_opt memory_opts[] = {
+	{ .name = "copy", .kind = UBLK_OPT_CHOICE, .values = "inline|ring|buffer|auto_reg",
+	  .def = "zero copy where the kernel has it, else inline",
+	  .help = "how request data moves (docs/tuning.md)" },
+	{ .name = "store", .kind = UBLK_OPT_STRING, .flags = UBLK_OPT_STORE,
+	  .def = "memory of its own; with recovery on, a new /dev/shm/ublk-lua.* file",
+	  .help = "a file that holds the data beyond the server, for recovery" },
+	{ 0 }
+};
+
 const struct ublk_backend_ops ublk_backend_memory = {
 	.name = "memory",
+	.opts = memory_opts,
 	.create = memory_create,
 	.destroy = memory_destroy,
 	.handle_io = memory_handle_io,

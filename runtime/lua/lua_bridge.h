@@ -16,7 +16,7 @@
 
 #include <lua.h>
 
-#include "../include/backend.h"
+#include "../backends/backends.h"
 #include "lua_ffi.h"
 
 /* Device-wide: what ublk.backend{} packed, and the C delegates. */

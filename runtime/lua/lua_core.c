@@ -21,7 +21,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "../backends/store.h"
+#include "../backends/backends.h"
 #include "../base/log.h"
 #include "../device/device.h"
 #include "../shutdown/signals.h"
@@ -188,13 +188,79 @@ static int l_nr_cpus(lua_State *L)
 	return 1;
 }
 
+static const char *const opt_kinds[] = {
+	[UBLK_OPT_STRING] = "string", [UBLK_OPT_BOOL] = "bool", [UBLK_OPT_INT] = "int",
+	[UBLK_OPT_SECONDS] = "seconds", [UBLK_OPT_CHOICE] = "choice", [UBLK_OPT_URI] = "uri",
+};
+
+/* "a|b|c" -> { "a", "b", "c" } */
+static void push_values(lua_State *L, const char *v)
+{
+	int n = 0;
+
+	lua_newtable(L);
+	while (*v) {
+		size_t len = strcspn(v, "|");
+
+		lua_pushlstring(L, v, len);
+		lua_rawseti(L, -2, ++n);
+		v += len + (v[len] == '|');
+	}
+}
+
+static void push_opt(lua_State *L, const struct ublk_backend_opt *o)
+{
+	lua_createtable(L, 0, 9);
+	lua_pushstring(L, o->name);
+	lua_setfield(L, -2, "name");
+	lua_pushstring(L, opt_kinds[o->kind]);
+	lua_setfield(L, -2, "kind");
+	lua_pushboolean(L, o->flags & UBLK_OPT_REQUIRED);
+	lua_setfield(L, -2, "required");
+	lua_pushboolean(L, o->flags & UBLK_OPT_STORE);
+	lua_setfield(L, -2, "store");
+	if (o->values) {
+		push_values(L, o->values);
+		lua_setfield(L, -2, "values");
+	}
+	if (o->kind == UBLK_OPT_INT || o->kind == UBLK_OPT_SECONDS) {
+		lua_pushnumber(L, o->min);
+		lua_setfield(L, -2, "min");
+		lua_pushnumber(L, o->max);
+		lua_setfield(L, -2, "max");
+	}
+	if (o->def) {
+		lua_pushstring(L, o->def);
+		lua_setfield(L, -2, "default");
+	}
+	lua_pushstring(L, o->help ? o->help : "");
+	lua_setfield(L, -2, "help");
+}
+
+/* core.backends() -> the C backends' declarations (backend.h), in the
+ * registry's order: { { name = "file", sizes_itself = true, options =
+ * { { name = "path", kind = "string", required = true, help = ... }, ... } },
+ * ... }.  lua/ublk/options.lua makes everything users see of them. */
 static int l_backends(lua_State *L)
 {
 	const char *const *names = ublk_backend_names();
 
 	lua_newtable(L);
 	for (int i = 0; names[i]; i++) {
-		lua_pushstring(L, names[i]);
+		const struct ublk_backend_ops *ops = ublk_backend_find(names[i]);
+		int n = 0;
+
+		lua_createtable(L, 0, 3);
+		lua_pushstring(L, ops->name);
+		lua_setfield(L, -2, "name");
+		lua_pushboolean(L, ops->sizes_itself);
+		lua_setfield(L, -2, "sizes_itself");
+		lua_newtable(L);
+		for (const struct ublk_backend_opt *o = ops->opts; o && o->name; o++) {
+			push_opt(L, o);
+			lua_rawseti(L, -2, ++n);
+		}
+		lua_setfield(L, -2, "options");
 		lua_rawseti(L, -2, i + 1);
 	}
 	return 1;

@@ -22,7 +22,7 @@
 
 #include <liburing.h>
 
-#include "../../runtime/include/backend.h"
+#include "../../runtime/backends/backends.h"
 #include "../../runtime/base/log.h"
 #include "../../runtime/queue/queue.h"
 #include "../../runtime/queue/queue_private.h"
@@ -611,11 +611,11 @@ static void test_nbd_timeouts(void)
 	const char *mute = "/tmp/ublk-backend-test-mute.sock";
 	const char *sock = "/tmp/ublk-backend-test-nbd.sock", *pidfile = "/tmp/ublk-backend-test-nbd.pid";
 	const char *mute_opts[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-mute.sock",
-				    "connect_timeout_ms", "500", NULL };
+				    "connect_timeout", "500", NULL };
 	const char *opts[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-nbd.sock",
-			       "timeout_ms", "1000", NULL };
+			       "timeout", "1000", NULL };
 	const char *bad[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-nbd.sock",
-			      "timeout_ms", "0", NULL };
+			      "timeout", "0", NULL };
 	struct ublk_backend b = { .ops = ublk_backend_find("nbd") };
 	struct ublk_backend_conf conf = { .block_size = 512, .opts = mute_opts };
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -647,7 +647,7 @@ static void test_nbd_timeouts(void)
 	memset(&b, 0, sizeof(b));
 	b.ops = ublk_backend_find("nbd");
 	conf.opts = bad;
-	check(b.ops->create(&b, &conf) == -EINVAL && strstr(b.err, "timeout_ms = '0'"),
+	check(b.ops->create(&b, &conf) == -EINVAL && strstr(b.err, "timeout = '0'"),
 	      "nbd timeouts: a timeout of 0 is refused by name");
 
 	pid = nbdkit_start(sock, pidfile, "--filter=delay", "memory 16M delay-read=10");

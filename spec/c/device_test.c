@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../runtime/backends/backends.h"
 #include "../../runtime/device/device_private.h"
 #include "../../runtime/include/state.h"
 #include "tap.h"
