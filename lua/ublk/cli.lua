@@ -50,11 +50,22 @@ local COPY_TEXT = { auto_reg = "zero copy (auto_reg)", register = "zero copy (re
   user_copy = "user copy", buffer = "buffer copy",
   ["auto_reg+user_copy"] = "zero copy (auto_reg) + user copy" }
 
+-- "2 queues x 128", and why when fewer queues were made than asked for
+local function queues_text(info)
+  local s = ("%d queue%s x %d"):format(info.queues, info.queues == 1 and "" or "s", info.depth)
+  if not info.queues_asked then return s end
+  if info.queues_limited_by == "kernel" then
+    return s .. (" (queues = %d asked: the kernel allows %d, one per CPU)"):format(
+      info.queues_asked, info.queues)
+  end
+  return s .. (" (queues = %d asked: backend %s serves at most %d)"):format(info.queues_asked,
+    info.backend, info.queues)
+end
+
 local function describe(dev)
   local info = dev:info()
-  return ("%s ready (%s, %d queue%s x %d, %s, %s%s%s)"):format(dev.path,
-    params.format_size(info.size), info.queues, info.queues == 1 and "" or "s",
-    info.depth, info.backend, COPY_TEXT[info.copy] or info.copy,
+  return ("%s ready (%s, %s, %s, %s%s%s)"):format(dev.path,
+    params.format_size(info.size), queues_text(info), info.backend, COPY_TEXT[info.copy] or info.copy,
     info.note and ", " .. info.note or "", info.recovered and ", recovered" or "")
 end
 
@@ -166,9 +177,9 @@ local function report(devices, err)
     else
       for _, dev in ipairs(devices) do
         local info = dev:info()
-        f:write(("dev id %d: %s %s, %d queue%s x %d, %s, %s, pid %d%s\n"):format(dev.id,
-          dev.path, params.format_size(info.size), info.queues, info.queues == 1 and "" or "s",
-          info.depth, info.backend, COPY_TEXT[info.copy] or info.copy, ffi.C.getpid(),
+        f:write(("dev id %d: %s %s, %s, %s, %s, pid %d%s\n"):format(dev.id,
+          dev.path, params.format_size(info.size), queues_text(info), info.backend,
+          COPY_TEXT[info.copy] or info.copy, ffi.C.getpid(),
           info.recovered and ", recovered" or ""))
       end
       f:write("ready\n")

@@ -158,7 +158,10 @@ function admin.features(o)
     for _, n in ipairs(names) do if USED[n] then used[#used + 1] = n end end
     out("%s", json.encode({ features = names, used = used }))
   else
-    for _, n in ipairs(names) do out("%s%s", n, USED[n] and "  (used by ublk-lua)" or "") end
+    for _, n in ipairs(names) do
+      out("%s%s", n, USED[n] and "  (used by ublk-lua)"
+        or n:match("^bit %d+$") and "  (newer than this ublk-lua: no name for it)" or "")
+    end
   end
   return 0
 end

@@ -46,7 +46,9 @@ function ublk.clock()
 end
 
 local function limits()
-  return { max_queues = core.nr_cpus(), backends = core.backends() }
+  -- queues: the kernel's own limit (UBLK_MAX_NR_QUEUES); it makes at most
+  -- one per CPU and the device takes what it made (dev:info().queues_asked)
+  return { max_queues = 4096, backends = core.backends() }
 end
 
 -- UBLK_F_USER_RECOVERY (8) with _REISSUE (16) or _FAIL_IO (512)

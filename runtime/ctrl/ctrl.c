@@ -217,7 +217,7 @@ const char *ublk_feature_name(unsigned bit)
 		"user_copy", "zoned", "user_recovery_fail_io", "update_size",
 		"auto_buf_reg", "quiesce", "per_io_daemon", "buf_reg_off_daemon",
 		"batch_io", "integrity", "safe_stop_dev", "no_auto_part_scan",
-		"shmem_zc",
+		"shmem_zc", "io_desc_size",
 	};
 
 	return bit < sizeof(names) / sizeof(names[0]) ? names[bit] : NULL;

@@ -258,7 +258,9 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 	if (ret < 0)
 		return ret;
 	/* a backend whose queues cannot be independent asks for fewer */
+	d->queues_asked = conf->queues;
 	if (d->backend.max_queues && conf->queues > d->backend.max_queues) {
+		d->queues_by_backend = true;
 		lowered = *conf;
 		lowered.queues = d->backend.max_queues;
 		conf = &lowered;

@@ -58,6 +58,10 @@ struct ublk_dev {
 	bool read_only;		/* the user's read_only: the backend serves no writes */
 	uint64_t create_ns;	/* ADD_DEV .. params set */
 	uint64_t start_ns;	/* threads .. START_DEV returned */
+	/* queues the user asked for, when fewer were made: the backend's
+	 * limit (queues_by_backend) or the kernel's, one per CPU */
+	unsigned queues_asked;
+	bool queues_by_backend;
 	char err[256];
 };
 

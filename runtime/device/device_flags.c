@@ -82,8 +82,10 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 		    missing & UBLK_F_USER_RECOVERY_REISSUE ? "_REISSUE" : "");
 }
 
-/* The kernel clamps queues to its CPU count and drops flags it does not
- * know: check that it gave us what we asked for. */
+/* The kernel drops flags it does not know: check that it gave us what we
+ * asked for.  It also clamps queues to its CPU count (nr_cpu_ids): that
+ * is taken, the queues are made from what it granted, and dev:info()
+ * says what was asked (queues_asked). */
 int ublk_dev_check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 {
 	uint64_t want = ublk_dev_wanted_flags(d, conf);
@@ -94,9 +96,12 @@ int ublk_dev_check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	if ((info->flags & want) != want)
 		return ublk_dev_fail(d, -ENOTSUP, "the kernel refused device flags %#llx",
 			    (unsigned long long)(want & ~info->flags));
-	if (info->nr_hw_queues != conf->queues)
-		return ublk_dev_fail(d, -EINVAL, "queues = %u, but this kernel allows at most %u",
+	if (info->nr_hw_queues < 1 || info->nr_hw_queues > conf->queues)
+		return ublk_dev_fail(d, -EINVAL, "queues = %u, but the kernel made %u",
 			    conf->queues, info->nr_hw_queues);
+	if (info->nr_hw_queues < conf->queues)
+		ublk_dbg("dev %u: queues = %u asked, the kernel allows %u (one per CPU)",
+			  info->dev_id, conf->queues, info->nr_hw_queues);
 	if (info->queue_depth != conf->depth)
 		return ublk_dev_fail(d, -EINVAL, "depth = %u, but the kernel set %u", conf->depth,
 			    info->queue_depth);

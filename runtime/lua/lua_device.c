@@ -265,6 +265,11 @@ static int l_info(lua_State *L)
 	lua_newtable(L);
 	set_num(L, "id", d->info.dev_id);
 	set_num(L, "queues", d->info.nr_hw_queues);
+	if (d->queues_asked > d->info.nr_hw_queues) {
+		set_num(L, "queues_asked", d->queues_asked);
+		lua_pushstring(L, d->queues_by_backend ? "backend" : "kernel");
+		lua_setfield(L, -2, "queues_limited_by");
+	}
 	set_num(L, "depth", d->info.queue_depth);
 	set_num(L, "max_io", d->info.max_io_buf_bytes);
 	set_num(L, "size", (lua_Number)d->backend.size);

@@ -25,16 +25,21 @@ int lua_core_fail(lua_State *L, const char *msg, int err)
 	return 3;
 }
 
-/* { name = true, ... }, one for each bit of f that has a name */
+/* { name = true, ... }, one for each bit set in f; a bit newer than
+ * ublk_uapi.h is "bit N", so that what a newer kernel has still shows */
 void lua_core_push_features(lua_State *L, uint64_t f)
 {
 	lua_newtable(L);
 	for (unsigned bit = 0; bit < 64; bit++) {
 		const char *name = ublk_feature_name(bit);
 
-		if (name && (f & (1ull << bit))) {
-			lua_pushboolean(L, 1);
-			lua_setfield(L, -2, name);
-		}
+		if (!(f & (1ull << bit)))
+			continue;
+		if (name)
+			lua_pushstring(L, name);
+		else
+			lua_pushfstring(L, "bit %d", (int)bit);
+		lua_pushboolean(L, 1);
+		lua_settable(L, -3);
 	}
 }
