@@ -306,6 +306,7 @@ local VERBS = {
   add = function(o) return require("ublk.cli_daemon").add(o) end,
   recover = function(o) return require("ublk.cli_daemon").recover(o) end,
   reload = function(o) return require("ublk.cli_daemon").reload(o) end,
+  quiesce = function(o) return require("ublk.cli_quiesce").run(o) end,
   list = function(o) return require("ublk.cli_admin").list(o) end,
   del = function(o) return require("ublk.cli_admin").del(o) end,
   features = function(o) return require("ublk.cli_admin").features(o) end,

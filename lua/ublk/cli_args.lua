@@ -11,6 +11,7 @@ usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua del -n ID | -a [--safe]
        ublk-lua recover -n ID [SCRIPT [ARGS...]]
        ublk-lua reload -n ID [SCRIPT [ARGS...]]
+       ublk-lua quiesce -n ID
        ublk-lua stats -n ID [--json] [--watch SECONDS]
        ublk-lua features [--json]
 
@@ -35,6 +36,8 @@ ARGS reach the script as `...`.
             (p50/p99/p99.9) per op, over 1 s or every SECONDS
   reload    replace a running server by a new one (SCRIPT, or the same
             script read again) without the devices going away
+  quiesce   the server leaves its devices QUIESCED, their I/O waiting, for
+            a later recover
   features  what this kernel's ublk driver can do
 
   -h, --help     show this help
@@ -78,6 +81,7 @@ local ALLOWED = {
     ["--restart"] = 1, ["--uri"] = 1, ["-b"] = 1 },
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1, ["--safe"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
+  quiesce = { ["-n"] = 1 },
   stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
 }
 
@@ -110,13 +114,15 @@ function args.parse(verb, argv)
   o.script = argv[i]
   o.args = { select(i + 1, unpack(argv)) }
   if verb == "del" and not o.id == not o.all then return nil, "del: give -n ID or -a" end
-  if (verb == "recover" or verb == "reload" or verb == "stats") and not o.id then
+  if (verb == "recover" or verb == "reload" or verb == "stats" or verb == "quiesce")
+      and not o.id then
     return nil, verb .. ": give -n ID"
   end
   if verb == "add" and not o.script == not o.type then
     return nil, "add: give a SCRIPT or -t memory|null|file|nbd"
   end
-  if (verb == "list" or verb == "features" or verb == "del" or verb == "stats") and o.script then
+  if (verb == "list" or verb == "features" or verb == "del" or verb == "stats"
+      or verb == "quiesce") and o.script then
     return nil, ("%s: unexpected argument '%s'"):format(verb, o.script)
   end
   return o
@@ -167,6 +173,15 @@ Replaces the running server of device ID by a new one (SCRIPT, or the same
 script read again) without the devices going away: edit a Lua backend,
 reload, keep testing with the filesystem still mounted.  Needs recovery on,
 on every device of that server.
+]=],
+  quiesce = [=[
+usage: ublk-lua quiesce -n ID
+The server of device ID leaves it, and every other device it serves,
+QUIESCED: new I/O waits, nothing fails, until `ublk-lua recover -n ID`
+starts a server that serves it.  Needs recovery on.  QUIESCE_DEV (Linux
+6.16+) lets the I/O in flight finish first; on older kernels the server
+leaves as a crash would, so the device needs recovery = "reissue" there
+(the I/O then in flight is served again).
 ]=],
   stats = [=[
 usage: ublk-lua stats -n ID [--json] [--watch SECONDS]

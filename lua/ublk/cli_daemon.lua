@@ -205,6 +205,7 @@ local function siblings(st)
   end
   return ids
 end
+daemon.siblings = siblings -- `quiesce` leaves them all (cli_quiesce.lua)
 
 -- After a new server failed with the devices handed over: the previous
 -- script (the copy the old server ran, kept in the state directory)
