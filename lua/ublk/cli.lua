@@ -64,8 +64,9 @@ end
 
 local function describe(dev)
   local info = dev:info()
-  return ("%s ready (%s, %s, %s, %s%s%s)"):format(dev.path,
+  return ("%s ready (%s, %s, %s, %s%s%s%s)"):format(dev.path,
     params.format_size(info.size), queues_text(info), info.backend, COPY_TEXT[info.copy] or info.copy,
+    params.limits_text(info),
     info.note and ", " .. info.note or "", info.recovered and ", recovered" or "")
 end
 
@@ -177,9 +178,9 @@ local function report(devices, err)
     else
       for _, dev in ipairs(devices) do
         local info = dev:info()
-        f:write(("dev id %d: %s %s, %s, %s, %s, pid %d%s\n"):format(dev.id,
+        f:write(("dev id %d: %s %s, %s, %s, %s%s, pid %d%s\n"):format(dev.id,
           dev.path, params.format_size(info.size), queues_text(info), info.backend,
-          COPY_TEXT[info.copy] or info.copy, ffi.C.getpid(),
+          COPY_TEXT[info.copy] or info.copy, params.limits_text(info), ffi.C.getpid(),
           info.recovered and ", recovered" or ""))
       end
       f:write("ready\n")

@@ -28,7 +28,9 @@ local function describe(id)
   if not info then return nil, err end
   local d = { id = id, state = info.state, pid = info.pid, queues = info.queues,
     depth = info.depth, size = info.size, block_size = info.block_size,
-    max_io = info.max_io, flags = sorted_names(info.flags), path = "/dev/ublkb" .. id }
+    max_io = info.max_io, flags = sorted_names(info.flags), path = "/dev/ublkb" .. id,
+    dma_align = info.dma_align, max_segments = info.max_segments,
+    max_segment_size = info.max_segment_size, segment_boundary = info.segment_boundary }
   local st, bad = state.read(id)
   d.recoverable = state.recoverable(info, st)
   if st then
@@ -48,6 +50,8 @@ end
 local function line(d)
   local s = ("dev id %d: %s, %s, %d queue%s x %d, block size %d"):format(d.id, d.state,
     params.format_size(d.size), d.queues, d.queues == 1 and "" or "s", d.depth, d.block_size)
+    .. params.limits_text({ dma_align = d.dma_align, max_segments = d.max_segments,
+      max_segment_size = d.max_segment_size, segment_boundary = d.segment_boundary })
   local u = d.ublk_lua
   if u then
     s = s .. (", %s, pid %s (%s)"):format(u.backend or "?", tostring(u.pid), u.server)

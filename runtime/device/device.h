@@ -35,6 +35,13 @@ struct ublk_dev_conf {
 	/* 0, or UBLK_F_USER_RECOVERY with _REISSUE or _FAIL_IO: what the
 	 * kernel does with the device when its server dies (see README) */
 	uint64_t recovery;
+	bool no_auto_part_scan;	/* UBLK_F_NO_AUTO_PART_SCAN (7.0+) */
+	/* block layer limits, 0 where not set: UBLK_PARAM_TYPE_DMA_ALIGN and
+	 * _SEGMENT (6.15+) */
+	unsigned dma_align;	/* bytes */
+	unsigned max_segments;
+	uint64_t max_segment_size;
+	uint64_t segment_boundary; /* bytes: a power of two */
 };
 
 /* PREPARED: a recovery whose backend is ready and whose device has been

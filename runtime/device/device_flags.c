@@ -45,6 +45,8 @@ uint64_t ublk_dev_wanted_flags(const struct ublk_dev *d, const struct ublk_dev_c
 		want |= UBLK_F_BATCH_IO;
 	if (conf->recovery) /* a clean hand-over to a new server (reload) */
 		want |= UBLK_F_QUIESCE;
+	if (conf->no_auto_part_scan)
+		want |= UBLK_F_NO_AUTO_PART_SCAN;
 	return (d->features & want) | conf->recovery;
 }
 
@@ -62,6 +64,20 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	if (conf->batch && zero_copy_flag(d) == UBLK_F_SUPPORT_ZERO_COPY)
 		return ublk_dev_fail(d, -ENOTSUP, "batch = true does not go with copy = "
 			    "\"register\": leave copy unset or use \"auto_reg\"");
+
+	if (conf->no_auto_part_scan && !(d->features & UBLK_F_NO_AUTO_PART_SCAN))
+		return ublk_dev_fail(d, -ENOTSUP, "no_auto_part_scan = true needs "
+			    "UBLK_F_NO_AUTO_PART_SCAN (Linux 7.0+), which this kernel lacks: leave "
+			    "it unset");
+	/* DMA_ALIGN and SEGMENT came with working zero copy (6.15), which an
+	 * older kernel does not report; one before would drop them unread */
+	if ((conf->dma_align || conf->max_segments || conf->max_segment_size ||
+	     conf->segment_boundary) && !(d->features & UBLK_F_SUPPORT_ZERO_COPY))
+		return ublk_dev_fail(d, -ENOTSUP, "%s needs UBLK_PARAM_TYPE_%s (Linux 6.15+), "
+			    "which this kernel lacks: leave it unset",
+			    conf->dma_align ? "dma_align" : conf->max_segments ? "max_segments" :
+			    conf->max_segment_size ? "max_segment_size" : "segment_boundary",
+			    conf->dma_align ? "DMA_ALIGN" : "SEGMENT");
 
 	if (d->backend.zc_only != UBLK_ZC_NONE && !zero_copy_flag(d))
 		return ublk_dev_fail(d, -ENOTSUP, "copy = \"%s\" needs %s (Linux %s), which "

@@ -131,6 +131,7 @@ static int l_dev_info(lua_State *L)
 	set_num(L, "block_size", p.types ? 1u << p.basic.logical_bs_shift : 0);
 	lua_core_push_features(L, info.flags);
 	lua_setfield(L, -2, "flags");
+	lua_core_push_limits(L, &p);
 	return 1;
 }
 

@@ -137,6 +137,11 @@ static void read_conf(lua_State *L, int t, struct ublk_dev_conf *conf)
 	conf->poll_us = (unsigned)num_field(L, t, "poll_us");
 	conf->latency = bool_field(L, t, "latency");
 	conf->recovery = (uint64_t)num_field(L, t, "recovery_flags");
+	conf->no_auto_part_scan = bool_field(L, t, "no_auto_part_scan");
+	conf->dma_align = (unsigned)num_field(L, t, "dma_align");
+	conf->max_segments = (unsigned)num_field(L, t, "max_segments");
+	conf->max_segment_size = (uint64_t)num_field(L, t, "max_segment_size");
+	conf->segment_boundary = (uint64_t)num_field(L, t, "segment_boundary");
 }
 
 /* core.create{ size=, block_size=, queues=, depth=, max_io=, read_only=,
@@ -302,6 +307,7 @@ static int l_info(lua_State *L)
 	lua_setfield(L, -2, "copy");
 	lua_core_push_features(L, d->info.flags);
 	lua_setfield(L, -2, "flags");
+	lua_core_push_limits(L, &d->params);
 	return 1;
 }
 

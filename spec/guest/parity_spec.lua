@@ -130,4 +130,92 @@ describe("#guest kernel parity", function()
     assert.are.equal(1, rc, out)
     clean()
   end)
+
+  -- An MBR with one Linux partition from sector 2048 to the end, written
+  -- by hand (the guest has no sfdisk).
+  local function mbr_image(path, mib)
+    local sectors = mib * 2048
+    local function le32(n)
+      return string.char(n % 256, math.floor(n / 256) % 256, math.floor(n / 65536) % 256,
+        math.floor(n / 16777216) % 256)
+    end
+    local entry = "\0\0\0\0" .. "\131" .. "\0\0\0" .. le32(2048) .. le32(sectors - 2048)
+    local sector0 = ("\0"):rep(446) .. entry .. ("\0"):rep(48) .. "\85\170"
+    G.must("truncate -s %dM %s", mib, path)
+    local f = assert(io.open(path, "r+b"))
+    f:write(sector0)
+    f:close()
+  end
+  local function has_part(path)
+    return G.sh("test -e /sys/block/%s/%sp1", path:match("ublkb%d+"), path:match("ublkb%d+"))
+  end
+
+  it("no_auto_part_scan: START_DEV reads no partition table; a rescan still finds it", function()
+    local img = "/tmp/ublk-parts.img"
+    mbr_image(img, 16)
+    -- without it the kernel finds the partition by itself: the image is right
+    local dev = G.device{ backend = "file", path = img }
+    assert.truthy(M.wait_until(function() return has_part(dev.path) end, 5), "no p1 at all")
+    dev:close()
+    if not features.no_auto_part_scan then
+      local none, msg = ublk.device{ backend = "file", path = img, no_auto_part_scan = true }
+      assert.is_nil(none)
+      assert.matches("no_auto_part_scan = true needs UBLK_F_NO_AUTO_PART_SCAN %(Linux 7%.0%+%)", msg)
+      assert.are.same({}, G.leftovers())
+      skip_line("no_auto_part_scan on a device", "UBLK_F_NO_AUTO_PART_SCAN (Linux 7.0+)")
+      os.remove(img)
+      return
+    end
+    dev = G.device{ backend = "file", path = img, no_auto_part_scan = true }
+    assert.is_true(dev:info().flags.no_auto_part_scan)
+    G.sh("sleep 0.5")
+    assert.falsy(has_part(dev.path), "partitions scanned despite no_auto_part_scan")
+    G.must("blockdev --rereadpt %s", dev.path)
+    assert.truthy(M.wait_until(function() return has_part(dev.path) end, 5), "rescan found no p1")
+    dev:close()
+    local id, _, line = add("-t file -f " .. img .. " -s 16MiB")
+    assert.are.equal(0, (cli("del -n %d", id)))
+    assert.not_matches("no auto partition scan", line)
+    G.write_file("/tmp/ublk-noscan.lua", ('return { backend = "file", path = %q, '
+      .. 'no_auto_part_scan = true }\n'):format(img))
+    id, _, line = add("/tmp/ublk-noscan.lua")
+    assert.matches("no auto partition scan", line)
+    assert.matches("no_auto_part_scan", table.concat(listed(id).flags, " "))
+    assert.are.equal(0, (cli("del -n %d", id)))
+    os.remove(img)
+    clean()
+  end)
+
+  it("DMA alignment and segment limits reach the block layer; data split by them is intact", function()
+    local t = { size = "32MiB", dma_align = 512, max_segments = 4, max_segment_size = "8KiB",
+      segment_boundary = "64KiB" }
+    if not features.zero_copy then -- 6.15 brought these with working zero copy
+      local dev, msg = ublk.device(t)
+      assert.is_nil(dev)
+      assert.matches("dma_align needs UBLK_PARAM_TYPE_DMA_ALIGN %(Linux 6%.15%+%)", msg)
+      t.dma_align = nil
+      dev, msg = ublk.device(t)
+      assert.is_nil(dev)
+      assert.matches("max_segments needs UBLK_PARAM_TYPE_SEGMENT %(Linux 6%.15%+%)", msg)
+      assert.are.same({}, G.leftovers())
+      skip_line("dma_align and segment limits", "UBLK_PARAM_TYPE_DMA_ALIGN and _SEGMENT (Linux 6.15+)")
+      return
+    end
+    local dev = G.device(t)
+    local info = dev:info()
+    assert.are.same({ 512, 4, 8192, 65536 }, { info.dma_align, info.max_segments,
+      info.max_segment_size, info.segment_boundary })
+    local q = "/sys/block/" .. dev.path:match("ublkb%d+") .. "/queue/"
+    assert.are.equal("4", G.read_file(q .. "max_segments"):match("%d+"))
+    assert.are.equal("8192", G.read_file(q .. "max_segment_size"):match("%d+"))
+    assert.are.equal("511", G.read_file(q .. "dma_alignment"):match("%d+"))
+    -- 4 KiB..512 KiB writes, each split into requests of at most 4 segments
+    G.fio_verify(dev.path, 16)
+    local d = listed(dev.id)
+    assert.are.same({ 512, 4, 8192, 65536 }, { d.dma_align, d.max_segments,
+      d.max_segment_size, d.segment_boundary })
+    local _, text = cli("list -n %d", dev.id)
+    assert.matches("dma_align 512, segments 4 x 8 KiB, boundary 64 KiB", text)
+    dev:close()
+  end)
 end)
