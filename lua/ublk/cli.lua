@@ -281,7 +281,12 @@ local function serve(what)
   -- under systemd (Type=notify): ready only once every device is usable
   if ok then core.sd_notify(("READY=1\nMAINPID=%d"):format(ffi.C.getpid())) end
   -- a script may wait for the signal itself (ublk.wait_signal)
-  sig = sig or core.wait_signal()
+  -- waiting, it answers `ublk-lua resize` (cli_resize.lua) now and then
+  local requests = require("ublk.cli_resize").serve_requests
+  while not sig do
+    sig = core.wait_signal(200)
+    if not sig then requests(ublk.devices()) end
+  end
   if state.handover_asked(ublk.devices()) then return handover(0) end
   local status, stuck = 0, false
   for _, dev in ipairs(ublk.devices()) do
@@ -308,6 +313,7 @@ local VERBS = {
   recover = function(o) return require("ublk.cli_daemon").recover(o) end,
   reload = function(o) return require("ublk.cli_daemon").reload(o) end,
   quiesce = function(o) return require("ublk.cli_quiesce").run(o) end,
+  resize = function(o) return require("ublk.cli_resize").run(o) end,
   list = function(o) return require("ublk.cli_admin").list(o) end,
   del = function(o) return require("ublk.cli_admin").del(o) end,
   features = function(o) return require("ublk.cli_admin").features(o) end,

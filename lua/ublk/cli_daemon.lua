@@ -99,7 +99,8 @@ function daemon.takeover(id, script, args, live)
     return nil, ("device %d: ublk-lua has no record of what served it: name the script "
       .. "(ublk-lua recover -n %d SCRIPT [ARGS...])"):format(id, id)
   end
-  what.takeover[tostring(st and st.index or 1)] = { id = id, store = st and st.store }
+  what.takeover[tostring(st and st.index or 1)] = { id = id, store = st and st.store,
+    size = info.size > 0 and info.size or nil }
   what.shared = st and st.shared -- its ublk.shared regions, in order
   -- its siblings, LIVE ones too while the kernel has not yet seen their
   -- server die: the recovery waits for that (runtime/device/device_recover.c)
@@ -109,7 +110,8 @@ function daemon.takeover(id, script, args, live)
       local oi = other and other.pid == st.pid and other.start == st.start
         and core.dev_info(other_id)
       if oi and other.index and (live or state.recoverable(oi, other)) then
-        what.takeover[tostring(other.index)] = { id = other_id, store = other.store }
+        what.takeover[tostring(other.index)] = { id = other_id, store = other.store,
+          size = oi.size > 0 and oi.size or nil }
       end
     end
   end

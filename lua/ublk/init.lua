@@ -105,6 +105,12 @@ function ublk.device(t)
     -- here, a server recovering that device (runtime/backends/backend_memory.c)
     if spec.backend == "memory" and takeover.store then spec.opts.store = takeover.store end
     if spec.backend == "memory" and spec.opts.store then spec.opts.recover = "1" end
+    -- a device resized since its script was written is served at the size
+    -- it has now (C backends; a Lua backend's script says its own)
+    if takeover.size and (spec.backend == "memory" or spec.backend == "file"
+        or spec.backend == "nbd") then
+      spec.size = takeover.size
+    end
   end
   spec.recovery_flags = recovery_of(p, spec)
   local d, err, errno = core.create(spec)
@@ -193,6 +199,23 @@ function Device:close()
   end
   if self._d:state() == "closed" then open_devices[self] = nil end
   return ok, err, errno
+end
+
+-- dev:resize(size [, force]) -> true | nil, "ENAME: message", errno: a
+-- started device serves `size` bytes from now on (UPDATE_SIZE, Linux
+-- 6.16+); memory, file and nbd backends grow.  A smaller size cuts the
+-- data past it: refused unless force is true.
+function Device:resize(size, force)
+  local state = check(self, "resize")
+  local bytes, err = params.parse_size(size)
+  if not bytes then error(("ublk: resize: size = %s: %s"):format(tostring(size), err), 2) end
+  if force ~= nil and type(force) ~= "boolean" then
+    error("ublk: resize: force must be true or false, got " .. tostring(force), 2)
+  end
+  if state ~= "started" then
+    error(("ublk: cannot resize device %d: it is %s"):format(self.id, state), 2)
+  end
+  return self._d:resize(bytes, force == true)
 end
 
 function Device:state()

@@ -23,6 +23,8 @@
  * the edges; a store is allocated whole when it is made and its pages
  * taken again after a discard (store.h: a full /dev/shm is refused at
  * create, never met by SIGBUS in a copy).
+ * The mapping spans more than the device (MEMORY_SPAN): a resize grows or
+ * shrinks the file under it, and the queues' pointer never moves.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,9 +54,21 @@ enum memory_copy { COPY_DEFAULT, COPY_INLINE, COPY_RING, COPY_BUFFER, COPY_AUTO_
  * MiB/s against 299 for the buffer mode. */
 #define ZC_MIN (64u << 10)
 
+/* Address space a device's mapping takes, so that it can grow in place:
+ * four times its size, 64 GiB at least.  It costs no memory (NORESERVE,
+ * nothing past the file's end is touched); 64 GiB each leaves room for
+ * a thousand devices in x86-64's 128 TiB. */
+static uint64_t memory_span(uint64_t size)
+{
+	uint64_t min = 64ull << 30;
+
+	return size > min / 4 ? size * 4 : min;
+}
+
 struct memory {
 	char *base;
-	uint64_t size;
+	uint64_t size;	/* read by the queues, changed by a resize: atomic */
+	uint64_t span;	/* the mapping's length (memory_span) */
 	uint64_t page;
 	int fd;		/* the store's or the memfd's: zero copy reads and writes it */
 	enum memory_copy copy;
@@ -133,7 +147,7 @@ static int map_store(struct ublk_backend *b, struct memory *m, const char *path,
 			 strerror(-ret));
 		goto out;
 	}
-	m->base = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	m->base = mmap(NULL, m->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
 	if (m->base == MAP_FAILED) {
 		ret = -errno;
 		snprintf(b->err, sizeof(b->err), "store %s: mmap: %s", path, strerror(errno));
@@ -160,7 +174,7 @@ static int map_memfd(struct memory *m)
 	m->fd = memfd_create("ublk-memory", MFD_CLOEXEC);
 	if (m->fd < 0 || ftruncate(m->fd, (off_t)m->size) < 0)
 		return -errno;
-	m->base = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+	m->base = mmap(NULL, m->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
 		       m->fd, 0);
 	return m->base == MAP_FAILED ? -errno : 0;
 }
@@ -186,6 +200,7 @@ static int memory_create(struct ublk_backend *b, const struct ublk_backend_conf 
 		return -EINVAL;
 	}
 	m->size = conf->size;
+	m->span = memory_span(conf->size);
 	m->page = (uint64_t)sysconf(_SC_PAGESIZE);
 	m->fd = -1;
 	if (store)
@@ -214,7 +229,7 @@ static void memory_destroy(struct ublk_backend *b)
 {
 	struct memory *m = b->priv;
 
-	munmap(m->base, m->size);
+	munmap(m->base, m->span);
 	close(m->fd);
 	free(m);
 }
@@ -271,8 +286,9 @@ static int memory_handle_io(struct ublk_backend *b, struct ublk_queue *q,
 			    struct ublk_io *io)
 {
 	struct memory *m = b->priv;
+	uint64_t size = __atomic_load_n(&m->size, __ATOMIC_ACQUIRE);
 
-	if (io->offset > m->size || io->len > m->size - io->offset)
+	if (io->offset > size || io->len > size - io->offset)
 		return -EIO;
 	/* Zero copy: the kernel copies between the request's pages and the
 	 * store's file, as a *_FIXED read or write on our ring. */
@@ -326,10 +342,54 @@ static int memory_io_done(struct ublk_backend *b, struct ublk_queue *q, struct u
 	return (uint32_t)res == io->len ? (int)io->len : -EIO;
 }
 
+/* Grows the file (a store's new pages reserved, as at create) before the
+ * queues may use them; shrinks it after they no longer may, which gives
+ * the cut pages back.  A copy still in flight past the new end meets a
+ * missing page: EIO for that request (store.h), never SIGBUS. */
+static int memory_resize(struct ublk_backend *b, uint64_t size)
+{
+	struct memory *m = b->priv;
+	uint64_t old = m->size;
+	int ret;
+
+	if (size > m->span) {
+		snprintf(b->err, sizeof(b->err), "the memory backend grows to at most %llu MiB "
+			 "(4 times its size at create, 64 GiB at least)",
+			 (unsigned long long)(m->span >> 20));
+		return -EFBIG;
+	}
+	ret = ublk_store_guard();
+	if (ret < 0)
+		return ret;
+	if (size < old) {
+		__atomic_store_n(&m->size, size, __ATOMIC_RELEASE);
+		if (ftruncate(m->fd, (off_t)size) < 0)
+			ublk_warn("memory: the cut pages could not be given back: %s", strerror(errno));
+		return 0;
+	}
+	if (ftruncate(m->fd, (off_t)size) < 0) {
+		ret = -errno;
+		snprintf(b->err, sizeof(b->err), "cannot grow the memory to %llu bytes: %s",
+			 (unsigned long long)size, strerror(-ret));
+		return ret;
+	}
+	if (m->reserved) {
+		ret = ublk_store_reserve(m->fd, old, size - old, b->store, b->err, sizeof(b->err));
+		if (ret < 0) {
+			if (ftruncate(m->fd, (off_t)old) < 0)
+				ublk_warn("memory: could not shrink the store back: %s", strerror(errno));
+			return ret;
+		}
+	}
+	__atomic_store_n(&m->size, size, __ATOMIC_RELEASE);
+	return 0;
+}
+
 const struct ublk_backend_ops ublk_backend_memory = {
 	.name = "memory",
 	.create = memory_create,
 	.destroy = memory_destroy,
 	.handle_io = memory_handle_io,
 	.io_done = memory_io_done,
+	.resize = memory_resize,
 };

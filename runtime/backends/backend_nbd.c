@@ -34,6 +34,7 @@ struct nbd_dev {
 	char *uri;
 	struct nbd_conn_conf conf;	/* what each queue's connection does */
 	struct nbd_conn **conns;	/* by queue id */
+	uint64_t export_size;		/* the server's: as far as a resize can grow */
 };
 
 /* Option `key` in milliseconds, 1 to 86400000 (lua/ublk/params.lua has
@@ -85,6 +86,7 @@ static int probe(struct ublk_backend *b, struct nbd_handle *h, const char *uri,
 		return -EINVAL;
 	}
 	b->size = conf->size ? conf->size : (uint64_t)size - (uint64_t)size % conf->block_size;
+	((struct nbd_dev *)b->priv)->export_size = (uint64_t)size;
 	b->caps = (nbd_can_flush(h) == 1 ? UBLK_CAN_FLUSH : 0) |
 		  (nbd_can_fua(h) == 1 ? UBLK_CAN_FUA : 0) |
 		  (nbd_can_trim(h) == 1 ? UBLK_CAN_DISCARD : 0) |
@@ -200,6 +202,21 @@ static int nbd_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk
 	return res;
 }
 
+/* The export is the server's: a device grows only as far as it goes (a
+ * device made smaller than its export, or an export grown since, counts
+ * from what the server said at connect) */
+static int nbd_resize(struct ublk_backend *b, uint64_t size)
+{
+	struct nbd_dev *d = b->priv;
+
+	if (size > d->export_size) {
+		snprintf(b->err, sizeof(b->err), "'%s' holds %llu bytes, less than %llu", d->uri,
+			 (unsigned long long)d->export_size, (unsigned long long)size);
+		return -EFBIG;
+	}
+	return 0;
+}
+
 const struct ublk_backend_ops ublk_backend_nbd = {
 	.name = "nbd",
 	.create = nbd_backend_create,
@@ -209,4 +226,5 @@ const struct ublk_backend_ops ublk_backend_nbd = {
 	.handle_io = nbd_handle_io,
 	.io_done = nbd_io_done,
 	.tick = nbd_tick,
+	.resize = nbd_resize,
 };

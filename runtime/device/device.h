@@ -75,6 +75,11 @@ struct ublk_dev {
 /* The zero-copy mode device flags (as granted) give its queues. */
 enum ublk_zc ublk_dev_zero_copy(uint64_t flags);
 
+/* A started device serves `size` bytes from now on (UPDATE_SIZE, 6.16+):
+ * the backend grows first, then the kernel is told; a smaller size is
+ * refused unless `force` (the data past it would be cut), and then the
+ * kernel is told first.  The device keeps serving throughout. */
+int ublk_dev_resize(struct ublk_dev *d, uint64_t size, bool force);
 int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		    const struct ublk_backend_ops *ops,
 		    const struct ublk_backend_conf *bconf);

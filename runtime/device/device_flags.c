@@ -47,6 +47,8 @@ uint64_t ublk_dev_wanted_flags(const struct ublk_dev *d, const struct ublk_dev_c
 		want |= UBLK_F_QUIESCE;
 	if (conf->no_auto_part_scan)
 		want |= UBLK_F_NO_AUTO_PART_SCAN;
+	if (d->backend.ops->resize) /* dev:resize, where the kernel has it */
+		want |= UBLK_F_UPDATE_SIZE;
 	return (d->features & want) | conf->recovery;
 }
 

@@ -219,6 +219,22 @@ static int l_stop(lua_State *L) { return lifecycle(L, ublk_dev_stop); }
 static int l_close(lua_State *L) { return lifecycle(L, ublk_dev_close); }
 static int l_handover(lua_State *L) { return lifecycle(L, ublk_dev_handover); }
 
+/* d:resize(bytes, force) -> true | nil, msg, errno */
+static int l_resize(lua_State *L)
+{
+	struct ublk_dev *d = check_dev(L);
+	lua_Number size = luaL_checknumber(L, 2);
+	int ret;
+
+	if (size < 0 || size >= 18446744073709551616.0)
+		return luaL_argerror(L, 2, "a size in bytes");
+	ret = ublk_dev_resize(d, (uint64_t)size, lua_toboolean(L, 3));
+	if (ret < 0)
+		return lua_core_fail(L, d->err, ret);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* __gc: the safety net for a device nobody closed. */
 static int l_gc(lua_State *L)
 {
@@ -392,6 +408,7 @@ void lua_device_register(lua_State *L)
 		{ "start", l_start },	{ "stop", l_stop },   { "close", l_close },
 		{ "info", l_info },	{ "stats", l_stats }, { "state", l_state },
 		{ "stats_address", l_stats_address }, { "handover", l_handover },
+		{ "resize", l_resize },
 		{ "resume_recovery", l_resume_recovery },
 		{ NULL, NULL },
 	};
