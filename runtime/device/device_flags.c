@@ -61,11 +61,6 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	if (conf->batch && !(d->features & UBLK_F_BATCH_IO))
 		return ublk_dev_fail(d, -ENOTSUP, "batch = true needs UBLK_F_BATCH_IO (Linux 7.0+), "
 			    "which this kernel lacks: leave batch unset");
-	/* REGISTER's unregister is linked to its tag's own commit, which a
-	 * batch commit is not (and every kernel with batch I/O has auto_reg) */
-	if (conf->batch && zero_copy_flag(d) == UBLK_F_SUPPORT_ZERO_COPY)
-		return ublk_dev_fail(d, -ENOTSUP, "batch = true does not go with copy = "
-			    "\"register\": leave copy unset or use \"auto_reg\"");
 
 	if (conf->no_auto_part_scan && !(d->features & UBLK_F_NO_AUTO_PART_SCAN))
 		return ublk_dev_fail(d, -ENOTSUP, "no_auto_part_scan = true needs "
