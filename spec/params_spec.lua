@@ -156,7 +156,7 @@ describe("ublk.params", function()
       assert.are.equal("auto_reg",
         params.validate({ backend = "file", path = "/x", copy = "auto_reg" }).copy)
       has(verr({ size = "1M", copy = "zero" }),
-        [[bad parameter 'copy' = "zero": for the memory backend must be "inline", "ring", "buffer" or "auto_reg"]])
+        [[bad parameter 'copy' = "zero": for the memory backend must be "inline", "ring", "buffer", "auto_reg" or "register"]])
       has(verr({ backend = "file", path = "/x", copy = "inline" }),
         [[for the file backend must be "buffer", "auto_reg" or "register"]])
       has(verr({ backend = "null", size = "1M", copy = "buffer" }),

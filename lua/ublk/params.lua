@@ -264,8 +264,8 @@ local function first_non_nil(a, b) if a == nil then return b end return a end
 
 -- How request data moves (docs/tuning.md): each C backend has its modes.
 local COPY_MODES = {
-  memory = { inline = true, ring = true, buffer = true, auto_reg = true,
-    list = '"inline", "ring", "buffer" or "auto_reg"' },
+  memory = { inline = true, ring = true, buffer = true, auto_reg = true, register = true,
+    list = '"inline", "ring", "buffer", "auto_reg" or "register"' },
   file = { buffer = true, auto_reg = true, register = true,
     list = '"buffer", "auto_reg" or "register"' },
 }

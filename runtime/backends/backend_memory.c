@@ -17,6 +17,9 @@
  *   inline    user copy on the queue thread (pread/pwrite of /dev/ublkcN);
  *   ring      user copy by an SQE (served by an io_uring worker);
  *   auto_reg  zero copy for every request;
+ *   register  zero copy for every request, its pages registered by the
+ *             queue per request (REGISTER_IO_BUF, 6.15+: the mode kernels
+ *             without auto_reg have);
  *   buffer    no user copy: memcpy to the tag's buffer, which the kernel
  *             copies again at the commit.
  * Discard and write-zeroes give whole pages back (MADV_REMOVE) and zero
@@ -41,7 +44,8 @@
 #include "../include/backend.h"
 #include "store.h"
 
-enum memory_copy { COPY_DEFAULT, COPY_INLINE, COPY_RING, COPY_BUFFER, COPY_AUTO_REG };
+enum memory_copy { COPY_DEFAULT, COPY_INLINE, COPY_RING, COPY_BUFFER, COPY_AUTO_REG,
+		   COPY_REGISTER };
 
 /* Below this, the default mode copies inline even where zero copy is
  * granted.  Measured on 7.3 (bench/, one round, build/nb runs of this
@@ -79,15 +83,16 @@ struct memory {
 
 static int parse_copy(struct ublk_backend *b, const char *v, enum memory_copy *out)
 {
-	static const char *const names[] = { "", "inline", "ring", "buffer", "auto_reg" };
+	static const char *const names[] = { "", "inline", "ring", "buffer", "auto_reg",
+					     "register" };
 
 	for (unsigned i = 1; i < sizeof(names) / sizeof(names[0]); i++)
 		if (!strcmp(v, names[i])) {
 			*out = (enum memory_copy)i;
 			return 0;
 		}
-	snprintf(b->err, sizeof(b->err), "copy: '%.40s' is not inline, ring, buffer or auto_reg",
-		 v);
+	snprintf(b->err, sizeof(b->err), "copy: '%.40s' is not inline, ring, buffer, auto_reg "
+		 "or register", v);
 	return -EINVAL;
 }
 
@@ -216,12 +221,14 @@ static int memory_create(struct ublk_backend *b, const struct ublk_backend_conf 
 	b->priv = m;
 	b->size = m->size;
 	b->caps = UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;
-	if (m->copy != COPY_BUFFER && m->copy != COPY_AUTO_REG)
+	if (m->copy != COPY_BUFFER && m->copy != COPY_AUTO_REG && m->copy != COPY_REGISTER)
 		b->caps |= UBLK_CAN_USER_COPY;
-	if (m->copy == COPY_DEFAULT || m->copy == COPY_AUTO_REG)
+	if (m->copy == COPY_DEFAULT || m->copy == COPY_AUTO_REG || m->copy == COPY_REGISTER)
 		b->caps |= UBLK_CAN_ZERO_COPY;
 	if (m->copy == COPY_AUTO_REG)
 		b->zc_only = UBLK_ZC_AUTO_REG;
+	if (m->copy == COPY_REGISTER)
+		b->zc_only = UBLK_ZC_REGISTER;
 	return 0;
 }
 
@@ -293,7 +300,8 @@ static int memory_handle_io(struct ublk_backend *b, struct ublk_queue *q,
 	/* Zero copy: the kernel copies between the request's pages and the
 	 * store's file, as a *_FIXED read or write on our ring. */
 	if (ublk_io_buf_index(q, io) >= 0 &&
-	    (m->copy == COPY_AUTO_REG || io->len >= ZC_MIN || !ublk_io_user_copy(q, io))) {
+	    (m->copy == COPY_AUTO_REG || m->copy == COPY_REGISTER || io->len >= ZC_MIN ||
+	     !ublk_io_user_copy(q, io))) {
 		struct io_uring_sqe *sqe = ublk_io_sqe(q, io);
 
 		if (io->op == UBLK_IO_OP_READ)

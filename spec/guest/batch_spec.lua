@@ -33,6 +33,7 @@ describe("#guest batch I/O", function()
     { "memory, default copy", {}, "auto_reg+user_copy" },
     { "memory, inline user copy", { copy = "inline" }, "user_copy" },
     { "memory, buffer copy", { copy = "buffer" }, "buffer" },
+    { "memory, register zero copy", { copy = "register" }, "register" },
     { "file on tmpfs, auto_reg zero copy", { backend = "file", create = true }, "auto_reg" },
     -- each request's slot registered and given back by its own commands,
     -- beside the batch ones
