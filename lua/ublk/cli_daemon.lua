@@ -99,8 +99,14 @@ function daemon.takeover(id, script, args, live)
     return nil, ("device %d: ublk-lua has no record of what served it: name the script "
       .. "(ublk-lua recover -n %d SCRIPT [ARGS...])"):format(id, id)
   end
+  -- a device `resize` changed (its record says so) is served at the size
+  -- it has now by the script that made it; a script named here must
+  -- serve the size the device has, as ever
+  local function resized(rec, i)
+    return not script and rec and rec.resized and i.size > 0 and i.size or nil
+  end
   what.takeover[tostring(st and st.index or 1)] = { id = id, store = st and st.store,
-    size = info.size > 0 and info.size or nil }
+    size = resized(st, info) }
   what.shared = st and st.shared -- its ublk.shared regions, in order
   -- its siblings, LIVE ones too while the kernel has not yet seen their
   -- server die: the recovery waits for that (runtime/device/device_recover.c)
@@ -111,7 +117,7 @@ function daemon.takeover(id, script, args, live)
         and core.dev_info(other_id)
       if oi and other.index and (live or state.recoverable(oi, other)) then
         what.takeover[tostring(other.index)] = { id = other_id, store = other.store,
-          size = oi.size > 0 and oi.size or nil }
+          size = resized(other, oi) }
       end
     end
   end

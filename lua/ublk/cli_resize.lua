@@ -57,6 +57,9 @@ function resize.serve_requests(devices)
       else
         local okc, r, e = pcall(dev.resize, dev, tonumber(bytes), force == "force")
         ok, err = okc and r, okc and e or r
+        -- a recovery by the recorded script serves the new size
+        -- (cli_daemon.lua: takeover)
+        if ok then state.record(dev, { resized = true }) end
       end
       write_atomic(path .. ".out", ok and ("ok %d\n"):format(dev:info().size)
         or ("error %s\n"):format(tostring(err):gsub("\n", " ")))

@@ -105,8 +105,8 @@ function ublk.device(t)
     -- here, a server recovering that device (runtime/backends/backend_memory.c)
     if spec.backend == "memory" and takeover.store then spec.opts.store = takeover.store end
     if spec.backend == "memory" and spec.opts.store then spec.opts.recover = "1" end
-    -- a device resized since its script was written is served at the size
-    -- it has now (C backends; a Lua backend's script says its own)
+    -- a device `resize` changed since its script was written is served at
+    -- the size it has now (C backends; a Lua backend's script says its own)
     if takeover.size and (spec.backend == "memory" or spec.backend == "file"
         or spec.backend == "nbd") then
       spec.size = takeover.size
