@@ -71,6 +71,11 @@ end
 function resize.run(o)
   local bytes, perr = params.parse_size(o.script or "")
   if not o.script then complain("resize: give -n ID SIZE") return 2 end
+  -- `resize -n ID SIZE --force`, as the usage writes it: after SIZE too
+  for _, a in ipairs(o.args or {}) do
+    if a ~= "--force" then complain(("resize: unexpected argument '%s'"):format(a)) return 2 end
+    o.force = true
+  end
   if not bytes then complain(("resize: SIZE '%s': %s"):format(o.script, perr)) return 2 end
   local info, err = core.dev_info(o.id)
   if not info then complain(("device %d: %s"):format(o.id, err)) return 1 end
