@@ -33,7 +33,8 @@ describe("ublk-lua command", function()
   end)
 
   it("gives each verb its own --help, and exit 2 for a verb used wrongly", function()
-    for _, verb in ipairs({ "add", "list", "del", "recover", "reload", "stats", "features" }) do
+    for _, verb in ipairs({ "add", "list", "del", "recover", "reload", "stats", "features",
+        "quiesce", "resize" }) do
       local rc, out = run(verb .. " --help")
       assert.are.equal(0, rc, verb)
       assert.matches("^usage: ublk%-lua " .. verb, out)
@@ -45,6 +46,10 @@ describe("ublk-lua command", function()
       ["add -t memory x.lua"] = "add: give a SCRIPT or %-t", ["list -n"] = "%-n needs a value",
       ["del -n one"] = "%-n needs a device id from 0 to 1048575, got 'one'",
       ["features extra"] = "unexpected argument",
+      ["quiesce"] = "quiesce: give %-n ID", ["quiesce -n 1 x"] = "unexpected argument 'x'",
+      ["resize -n 1"] = "resize: give %-n ID SIZE", ["resize 1GiB"] = "resize: give %-n ID",
+      ["resize -n 1 12parsecs"] = "resize: SIZE '12parsecs': unknown unit",
+      ["resize -n 1 1GiB --forc"] = "resize: unexpected argument '%-%-forc'",
     }) do
       local rc, out = run(args)
       assert.are.equal(2, rc, args)

@@ -26,6 +26,7 @@ local function live_pid()
 end
 
 -- core.dev_info as the kernel would answer for devices[id].
+local MiB = 1048576
 local function info(state_name, recovery)
   return { state = state_name, pid = -1, flags = { user_recovery = recovery or nil },
     size = 1048576, queues = 1, depth = 128, block_size = 512, max_io = 524288 }
@@ -113,6 +114,12 @@ describe("recover and reload, on records", function()
     devices[3] = info("LIVE", true)
     local what = assert(daemon.takeover(3))
     assert.are.same({ ["1"] = { id = 3 } }, what.takeover)
+    -- one `resize` changed: served at the size it has now, unless a
+    -- script named for the recovery says otherwise (it must match)
+    record(3, { pid = dead_pid(), spec = { backend = "memory" }, index = 1, resized = true })
+    devices[3].size = 4 * MiB
+    assert.are.same({ ["1"] = { id = 3, size = 4 * MiB } }, assert(daemon.takeover(3)).takeover)
+    assert.are.same({ ["1"] = { id = 3 } }, assert(daemon.takeover(3, "/s.lua", {})).takeover)
   end)
 
   it("refuses to take over a LIVE device whose server lives", function()

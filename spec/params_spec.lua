@@ -156,7 +156,7 @@ describe("ublk.params", function()
       assert.are.equal("auto_reg",
         params.validate({ backend = "file", path = "/x", copy = "auto_reg" }).copy)
       has(verr({ size = "1M", copy = "zero" }),
-        [[bad parameter 'copy' = "zero": for the memory backend must be "inline", "ring", "buffer" or "auto_reg"]])
+        [[bad parameter 'copy' = "zero": for the memory backend must be "inline", "ring", "buffer", "auto_reg" or "register"]])
       has(verr({ backend = "file", path = "/x", copy = "inline" }),
         [[for the file backend must be "buffer", "auto_reg" or "register"]])
       has(verr({ backend = "null", size = "1M", copy = "buffer" }),
@@ -169,9 +169,42 @@ describe("ublk.params", function()
     it("lists the known fields sorted", function()
       assert.are.same({
         "backend", "batch", "block_size", "connect_timeout", "connections", "copy", "create",
-        "depth", "direct", "discard", "id", "latency", "max_io", "name", "path", "pin", "poll_us",
-        "queues", "read_only", "reconnect", "recovery", "size", "store", "timeout", "uri",
+        "depth", "direct", "discard", "dma_align", "id", "latency", "max_io",
+        "max_segment_size", "max_segments", "name", "no_auto_part_scan", "path", "pin",
+        "poll_us", "queues", "read_only", "reconnect", "recovery", "segment_boundary", "size",
+        "store", "timeout", "uri",
       }, params.fields)
+    end)
+
+    it("takes the block layer's limits by the kernel's rules, absent unless given", function()
+      local p = params.validate({ size = "1MiB" })
+      assert.is_nil(p.dma_align or p.max_segments or p.max_segment_size or p.segment_boundary
+        or p.no_auto_part_scan)
+      p = params.validate({ size = "1MiB", dma_align = 512, max_segments = 4,
+        max_segment_size = "8KiB", segment_boundary = "64KiB", no_auto_part_scan = true })
+      assert.are.same({ 512, 4, 8192, 65536, true }, { p.dma_align, p.max_segments,
+        p.max_segment_size, p.segment_boundary, p.no_auto_part_scan })
+      local function refused(t, msg)
+        t.size = "1MiB"
+        local ok, err = pcall(params.validate, t)
+        assert.is_false(ok)
+        assert.are.equal(msg, err)
+      end
+      refused({ dma_align = 3 }, "ublk: bad parameter 'dma_align' = 3: must be a power of two "
+        .. "from 1 to 4096 bytes (a page)")
+      refused({ dma_align = 8192 }, "ublk: bad parameter 'dma_align' = 8192: must be a power "
+        .. "of two from 1 to 4096 bytes (a page)")
+      refused({ max_segments = 0 }, "ublk: bad parameter 'max_segments' = 0: must be an "
+        .. "integer from 1 to 65535")
+      refused({ segment_boundary = 2048 }, "ublk: bad parameter 'segment_boundary' = 2048: "
+        .. "must be a power of two from 4 KiB to 4 PiB (no segment crosses it)")
+      refused({ max_segment_size = 1024 }, "ublk: bad parameter 'max_segment_size' = 1024: "
+        .. "must be from 4096 to 4294967295 bytes")
+      refused({ max_segment_size = "128KiB", segment_boundary = "64KiB" }, "ublk: bad "
+        .. "parameter 'max_segment_size' = \"128KiB\": must be from 4096 to 65535 bytes "
+        .. "(segment_boundary - 1: no segment crosses it)")
+      refused({ no_auto_part_scan = 1 }, "ublk: bad parameter 'no_auto_part_scan' = 1: must "
+        .. "be true or false")
     end)
 
     it("takes recovery as reissue, queue, fail or false (true is reissue)", function()

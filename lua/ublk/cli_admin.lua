@@ -30,7 +30,9 @@ local function describe(id)
   local d = { id = id, state = info.state, pid = info.pid, queues = info.queues,
     depth = info.depth, size = info.size, block_size = info.block_size,
     max_io = info.max_io, flags = sorted_names(info.flags), path = "/dev/ublkb" .. id,
-    releasing = info.releasing or nil }
+    releasing = info.releasing or nil,
+    dma_align = info.dma_align, max_segments = info.max_segments,
+    max_segment_size = info.max_segment_size, segment_boundary = info.segment_boundary }
   local st, bad = state.read(id)
   d.recoverable = state.recoverable(info, st)
   if st then
@@ -51,6 +53,8 @@ local function line(d)
   local s = ("dev id %d: %s, %s, %d queue%s x %d, block size %d"):format(d.id,
     d.releasing and d.state .. " (its server has ended: the kernel is releasing it)" or d.state,
     params.format_size(d.size), d.queues, d.queues == 1 and "" or "s", d.depth, d.block_size)
+    .. params.limits_text({ dma_align = d.dma_align, max_segments = d.max_segments,
+      max_segment_size = d.max_segment_size, segment_boundary = d.segment_boundary })
   local u = d.ublk_lua
   if u then
     s = s .. (", %s, pid %s (%s)"):format(u.backend or "?", tostring(u.pid), u.server)
@@ -161,7 +165,10 @@ function admin.features(o)
     for _, n in ipairs(names) do if USED[n] then used[#used + 1] = n end end
     out("%s", json.encode({ features = names, used = used }))
   else
-    for _, n in ipairs(names) do out("%s%s", n, USED[n] and "  (used by ublk-lua)" or "") end
+    for _, n in ipairs(names) do
+      out("%s%s", n, USED[n] and "  (used by ublk-lua)"
+        or n:match("^bit %d+$") and "  (newer than this ublk-lua: no name for it)" or "")
+    end
   end
   return 0
 end

@@ -18,6 +18,8 @@ usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua del -n ID | -a [--safe]
        ublk-lua recover -n ID [SCRIPT [ARGS...]]
        ublk-lua reload -n ID [SCRIPT [ARGS...]]
+       ublk-lua quiesce -n ID
+       ublk-lua resize -n ID SIZE [--force]
        ublk-lua stats -n ID [--json] [--watch SECONDS]
        ublk-lua features [--json]
 
@@ -42,6 +44,9 @@ ARGS reach the script as `...`.
             (p50/p99/p99.9) per op, over 1 s or every SECONDS
   reload    replace a running server by a new one (SCRIPT, or the same
             script read again) without the devices going away
+  quiesce   the server leaves its devices QUIESCED, their I/O waiting, for
+            a later recover
+  resize    a running device serves SIZE bytes from now on
   features  what this kernel's ublk driver can do
 
   -h, --help     show this help
@@ -78,13 +83,14 @@ local OPTS = {
   ["--watch"] = { "watch", number(false, 0.1, 86400, "seconds") },
   ["--restart"] = { "restart", number(true, 0, 1000000, "a whole number of restarts") },
   ["--safe"] = { "safe", true },
-  ["-b"] = { "batch", true },
+  ["-b"] = { "batch", true }, ["--force"] = { "force", true },
 }
 local ALLOWED = {
   add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-t"] = 1, ["-r"] = 1,
     ["--restart"] = 1, ["-b"] = 1 },
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1, ["--safe"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
+  quiesce = { ["-n"] = 1 }, resize = { ["-n"] = 1, ["--force"] = 1 },
   stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
 }
 
@@ -171,13 +177,15 @@ function args.parse(verb, argv)
   o.script = argv[i]
   o.args = { select(i + 1, unpack(argv)) }
   if verb == "del" and not o.id == not o.all then return nil, "del: give -n ID or -a" end
-  if (verb == "recover" or verb == "reload" or verb == "stats") and not o.id then
+  if (verb == "recover" or verb == "reload" or verb == "stats" or verb == "quiesce"
+      or verb == "resize") and not o.id then
     return nil, verb .. ": give -n ID"
   end
   if verb == "add" and not o.script == not o.type then
     return nil, "add: give a SCRIPT or -t " .. TYPES
   end
-  if (verb == "list" or verb == "features" or verb == "del" or verb == "stats") and o.script then
+  if (verb == "list" or verb == "features" or verb == "del" or verb == "stats"
+      or verb == "quiesce") and o.script then
     return nil, ("%s: unexpected argument '%s'"):format(verb, o.script)
   end
   return o
@@ -229,6 +237,23 @@ Replaces the running server of device ID by a new one (SCRIPT, or the same
 script read again) without the devices going away: edit a Lua backend,
 reload, keep testing with the filesystem still mounted.  Needs recovery on,
 on every device of that server.
+]=],
+  quiesce = [=[
+usage: ublk-lua quiesce -n ID
+The server of device ID leaves it, and every other device it serves,
+QUIESCED: new I/O waits, nothing fails, until `ublk-lua recover -n ID`
+starts a server that serves it.  Needs recovery on.  QUIESCE_DEV (Linux
+6.16+) lets the I/O in flight finish first; on older kernels the server
+leaves as a crash would, so the device needs recovery = "reissue" there
+(the I/O then in flight is served again).
+]=],
+  resize = [=[
+usage: ublk-lua resize -n ID SIZE [--force]
+Device ID serves SIZE bytes (e.g. 2GiB) from now on, without going away:
+its server grows the backend (memory; a file, which grows; a block device
+or an NBD export only as far as it goes), then the kernel's disk
+(UPDATE_SIZE, Linux 6.16+).  A smaller SIZE cuts the data past it: refused
+unless --force (shrink the filesystem on it first).  Then e.g. resize2fs.
 ]=],
   stats = [=[
 usage: ublk-lua stats -n ID [--json] [--watch SECONDS]

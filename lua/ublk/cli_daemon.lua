@@ -99,7 +99,14 @@ function daemon.takeover(id, script, args, live)
     return nil, ("device %d: ublk-lua has no record of what served it: name the script "
       .. "(ublk-lua recover -n %d SCRIPT [ARGS...])"):format(id, id)
   end
-  what.takeover[tostring(st and st.index or 1)] = { id = id, store = st and st.store }
+  -- a device `resize` changed (its record says so) is served at the size
+  -- it has now by the script that made it; a script named here must
+  -- serve the size the device has, as ever
+  local function resized(rec, i)
+    return not script and rec and rec.resized and i.size > 0 and i.size or nil
+  end
+  what.takeover[tostring(st and st.index or 1)] = { id = id, store = st and st.store,
+    size = resized(st, info) }
   what.shared = st and st.shared -- its ublk.shared regions, in order
   -- its siblings, LIVE ones too while the kernel has not yet seen their
   -- server die: the recovery waits for that (runtime/device/device_recover.c)
@@ -109,7 +116,8 @@ function daemon.takeover(id, script, args, live)
       local oi = other and other.pid == st.pid and other.start == st.start
         and core.dev_info(other_id)
       if oi and other.index and (live or state.recoverable(oi, other)) then
-        what.takeover[tostring(other.index)] = { id = other_id, store = other.store }
+        what.takeover[tostring(other.index)] = { id = other_id, store = other.store,
+          size = resized(other, oi) }
       end
     end
   end
@@ -201,6 +209,7 @@ local function siblings(st)
   end
   return ids
 end
+daemon.siblings = siblings -- `quiesce` leaves them all (cli_quiesce.lua)
 
 -- After a new server failed with the devices handed over: the previous
 -- script (the copy the old server ran, kept in the state directory)

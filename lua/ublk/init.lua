@@ -44,7 +44,9 @@ end
 ublk.clock = libc.clock
 
 local function limits()
-  return { max_queues = core.nr_cpus(), backends = options.backends() }
+  -- queues: the kernel's own limit (UBLK_MAX_NR_QUEUES); it makes at most
+  -- one per CPU and the device takes what it made (dev:info().queues_asked)
+  return { max_queues = 4096, backends = options.backends() }
 end
 
 -- UBLK_F_USER_RECOVERY (8) with _REISSUE (16) or _FAIL_IO (512)
@@ -92,6 +94,9 @@ function ublk.device(t)
   spec.size, spec.block_size, spec.queues, spec.depth = p.size, p.block_size, p.queues, p.depth
   spec.max_io, spec.discard, spec.pin, spec.id = p.max_io, p.discard, p.pin, p.id
   spec.latency, spec.poll_us, spec.batch = p.latency, p.poll_us, p.batch
+  spec.no_auto_part_scan, spec.dma_align = p.no_auto_part_scan, p.dma_align or 0
+  spec.max_segments, spec.max_segment_size = p.max_segments or 0, p.max_segment_size or 0
+  spec.segment_boundary = p.segment_boundary or 0
   ublk._made = ublk._made + 1
   local takeover = ublk._takeover[ublk._made]
   if takeover then
@@ -101,6 +106,11 @@ function ublk.device(t)
     local store = backend.store_option(spec.backend)
     if store and takeover.store then spec.opts[store] = takeover.store end
     if store and spec.opts[store] then spec.opts.recover = "1" end
+    -- a device `resize` changed since its script was written is served at
+    -- the size it has now (a C backend that resizes; a Lua backend's script
+    -- says its own)
+    local c = options.find(spec.backend)
+    if takeover.size and c and c.resizable then spec.size = takeover.size end
   end
   spec.recovery_flags = recovery_of(p, spec)
   local d, err, errno = core.create(spec)
@@ -189,6 +199,23 @@ function Device:close()
   end
   if self._d:state() == "closed" then open_devices[self] = nil end
   return ok, err, errno
+end
+
+-- dev:resize(size [, force]) -> true | nil, "ENAME: message", errno: a
+-- started device serves `size` bytes from now on (UPDATE_SIZE, Linux
+-- 6.16+); memory, file and nbd backends grow.  A smaller size cuts the
+-- data past it: refused unless force is true.
+function Device:resize(size, force)
+  local state = check(self, "resize")
+  local bytes, err = params.parse_size(size)
+  if not bytes then error(("ublk: resize: size = %s: %s"):format(tostring(size), err), 2) end
+  if force ~= nil and type(force) ~= "boolean" then
+    error("ublk: resize: force must be true or false, got " .. tostring(force), 2)
+  end
+  if state ~= "started" then
+    error(("ublk: cannot resize device %d: it is %s"):format(self.id, state), 2)
+  end
+  return self._d:resize(bytes, force == true)
 end
 
 function Device:state()

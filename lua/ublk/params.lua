@@ -77,6 +77,8 @@ local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 local DEVICE_FIELDS = {
   "backend", "batch", "block_size", "depth", "discard", "id", "latency", "max_io", "name",
   "pin", "poll_us", "queues", "read_only", "recovery", "size",
+  -- the block layer's limits and partition scan (check_limits_of)
+  "dma_align", "max_segment_size", "max_segments", "no_auto_part_scan", "segment_boundary",
 }
 
 -- fields_of([decls]) -> every field, sorted, and a set of them; kept
@@ -318,6 +320,57 @@ local function check_limits(limits)
   return out
 end
 
+-- The block layer's limits a device may set (UBLK_PARAM_TYPE_DMA_ALIGN and
+-- _SEGMENT, Linux 6.15+), each absent unless given, with the kernel's own
+-- rules (ublk_validate_params): a DMA alignment below a page, a segment
+-- boundary and size of at least 4 KiB (UBLK_MIN_SEGMENT_SIZE).  A segment
+-- never crosses the boundary, so none can be larger than it.
+local function check_limits_of(t, out)
+  if t.dma_align ~= nil then
+    local n = check_size("dma_align", t.dma_align)
+    if n > 4096 or not is_pow2(n) then
+      bad("dma_align", t.dma_align, "must be a power of two from 1 to 4096 bytes (a page)")
+    end
+    out.dma_align = n
+  end
+  if t.max_segments ~= nil then
+    out.max_segments = check_int("max_segments", t.max_segments, 1, 65535)
+  end
+  if t.segment_boundary ~= nil then
+    local n = check_size("segment_boundary", t.segment_boundary)
+    if n < 4096 or n > 2 ^ 52 or not is_pow2(n) then
+      bad("segment_boundary", t.segment_boundary,
+        "must be a power of two from 4 KiB to 4 PiB (no segment crosses it)")
+    end
+    out.segment_boundary = n
+  end
+  if t.max_segment_size ~= nil then
+    local n = check_size("max_segment_size", t.max_segment_size)
+    local hi = math.min(out.segment_boundary or 2 ^ 32, 2 ^ 32) - 1
+    if n < 4096 or n > hi then
+      bad("max_segment_size", t.max_segment_size, format("must be from 4096 to %d bytes%s",
+        hi, out.segment_boundary and " (segment_boundary - 1: no segment crosses it)" or ""))
+    end
+    out.max_segment_size = n
+  end
+  if t.no_auto_part_scan ~= nil then
+    out.no_auto_part_scan = check_bool("no_auto_part_scan", t.no_auto_part_scan)
+  end
+end
+
+-- params.limits_text(info) -> ", dma_align 512, ..." for what a device
+-- was given of the limits above (dev:info(), core.dev_info), or ""
+function params.limits_text(info)
+  local s = {}
+  if info.flags and info.flags.no_auto_part_scan then s[#s + 1] = "no auto partition scan" end
+  if info.dma_align then s[#s + 1] = "dma_align " .. info.dma_align end
+  if info.max_segments then
+    s[#s + 1] = ("segments %d x %s, boundary %s"):format(info.max_segments,
+      params.format_size(info.max_segment_size), params.format_size(info.segment_boundary))
+  end
+  return #s > 0 and ", " .. concat(s, ", ") or ""
+end
+
 -- Does the work; raises Failure.  Field order matters only where one check
 -- uses another's result (size is a multiple of block_size).
 local function normalise(t, limits)
@@ -345,6 +398,7 @@ local function normalise(t, limits)
   out.poll_us = check_int("poll_us", get("poll_us"), 0, MAX_POLL_US)
   out.latency = check_bool("latency", get("latency"))
   out.recovery = check_recovery(t.recovery)
+  check_limits_of(t, out)
   out.id = check_int("id", get("id"), -1, MAX_ID)
   out.backend = check_backend(get("backend"), decls)
   out.name = check_string("name", t.name, true)

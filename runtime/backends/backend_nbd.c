@@ -34,6 +34,7 @@ struct nbd_dev {
 	char *uri;
 	struct nbd_conn_conf conf;	/* what each queue's connection does */
 	struct nbd_conn **conns;	/* by queue id */
+	uint64_t export_size;		/* the server's: as far as a resize can grow */
 };
 
 /* Option `key` in milliseconds, 1 to 86400000 (lua/ublk/options.lua has
@@ -86,6 +87,7 @@ static int probe(struct ublk_backend *b, struct nbd_handle *h, const char *uri,
 		return -EINVAL;
 	}
 	b->size = conf->size ? conf->size : (uint64_t)size - (uint64_t)size % conf->block_size;
+	((struct nbd_dev *)b->priv)->export_size = (uint64_t)size;
 	b->caps = (nbd_can_flush(h) == 1 ? UBLK_CAN_FLUSH : 0) |
 		  (nbd_can_fua(h) == 1 ? UBLK_CAN_FUA : 0) |
 		  (nbd_can_trim(h) == 1 ? UBLK_CAN_DISCARD : 0) |
@@ -206,6 +208,21 @@ static const struct ublk_backend_opt nbd_opts[] = {
 	{ 0 }
 };
 
+/* The export is the server's: a device grows only as far as it goes (a
+ * device made smaller than its export, or an export grown since, counts
+ * from what the server said at connect) */
+static int nbd_resize(struct ublk_backend *b, uint64_t size)
+{
+	struct nbd_dev *d = b->priv;
+
+	if (size > d->export_size) {
+		snprintf(b->err, sizeof(b->err), "'%s' holds %llu bytes, less than %llu", d->uri,
+			 (unsigned long long)d->export_size, (unsigned long long)size);
+		return -EFBIG;
+	}
+	return 0;
+}
+
 const struct ublk_backend_ops ublk_backend_nbd = {
 	.name = "nbd",
 	.opts = nbd_opts,
@@ -216,4 +233,5 @@ const struct ublk_backend_ops ublk_backend_nbd = {
 	.queue_exit = nbd_queue_exit,
 	.handle_io = nbd_handle_io,
 	.tick = nbd_tick,
+	.resize = nbd_resize,
 };

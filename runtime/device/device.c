@@ -108,6 +108,23 @@ static int set_params(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 		p.types |= UBLK_PARAM_TYPE_DMA_ALIGN;
 		p.dma.alignment = d->backend.dma_align - 1;
 	}
+	/* the user's, where stricter (both are powers of two) */
+	if (conf->dma_align > p.dma.alignment + 1) {
+		p.types |= UBLK_PARAM_TYPE_DMA_ALIGN;
+		p.dma.alignment = conf->dma_align - 1;
+	}
+	/* params.lua checked them against the kernel's rules; what is not
+	 * set is the block layer's widest: no boundary below 4 GiB, segments
+	 * up to it, as many as a request has */
+	if (conf->max_segments || conf->max_segment_size || conf->segment_boundary) {
+		uint64_t boundary = conf->segment_boundary ? conf->segment_boundary : 1ull << 32;
+
+		p.types |= UBLK_PARAM_TYPE_SEGMENT;
+		p.seg.seg_boundary_mask = boundary - 1;
+		p.seg.max_segment_size = (uint32_t)(conf->max_segment_size ? conf->max_segment_size
+					 : (boundary > UINT32_MAX ? UINT32_MAX : boundary));
+		p.seg.max_segments = (uint16_t)(conf->max_segments ? conf->max_segments : 65535);
+	}
 	ret = ublk_ctrl_set_params(&d->ctrl, d->info.dev_id, &p);
 	if (ret < 0)
 		return ublk_dev_fail(d, ret, "SET_PARAMS refused: %s", strerror(-ret));
@@ -250,7 +267,9 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 	if (ret < 0)
 		return ret;
 	/* a backend whose queues cannot be independent asks for fewer */
+	d->queues_asked = conf->queues;
 	if (d->backend.max_queues && conf->queues > d->backend.max_queues) {
+		d->queues_by_backend = true;
 		lowered = *conf;
 		lowered.queues = d->backend.max_queues;
 		conf = &lowered;

@@ -212,6 +212,13 @@ struct ublk_backend_ops {
 	/* Optional: called on the queue's thread about every
 	 * UBLK_TICK_MS, e.g. to give up on requests that wait too long. */
 	void (*tick)(struct ublk_backend *b, struct ublk_queue *q);
+	/* Optional: serve `size` bytes from now on (ublk_dev_resize, on the
+	 * script's thread while the queues serve): called before the kernel
+	 * is told of a larger size and after it was told of a smaller one,
+	 * so no request ever lies past what the backend serves.  0, or
+	 * -errno with b->err saying why.  Without it a device cannot be
+	 * resized. */
+	int (*resize)(struct ublk_backend *b, uint64_t size);
 };
 
 #define UBLK_TICK_MS 250

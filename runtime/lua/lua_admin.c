@@ -194,6 +194,8 @@ static int l_dev_info(lua_State *L)
 	lua_setfield(L, -2, "flags");
 	lua_pushboolean(L, releasing);
 	lua_setfield(L, -2, "releasing");
+
+	lua_core_push_limits(L, &p);
 	return 1;
 }
 

@@ -31,7 +31,8 @@
 
 #define UBLK_LUA_VERSION "0.2.0"
 
-/* core.features() -> { name = true, ... } or nil, msg, errno */
+/* core.features() -> { name = true, ... }, mask (a number: every bit
+ * the kernel has is below 53) or nil, msg, errno */
 static int l_features(lua_State *L)
 {
 	uint64_t f;
@@ -42,6 +43,19 @@ static int l_features(lua_State *L)
 	if (ret < 0)
 		return lua_core_fail(L, strerror(-ret), ret);
 	lua_core_push_features(L, f);
+	lua_pushnumber(L, (lua_Number)f);
+	return 2;
+}
+
+/* core.feature_names(mask) -> { name = true, ... }, bits without a name
+ * as "bit N" (a mask from another kernel, or a device's flags) */
+static int l_feature_names(lua_State *L)
+{
+	lua_Number m = luaL_checknumber(L, 1);
+
+	if (m < 0 || m >= 9007199254740992.0 || m != (lua_Number)(uint64_t)m)
+		return luaL_argerror(L, 1, "a whole number in 0 .. 2^53 - 1");
+	lua_core_push_features(L, (uint64_t)m);
 	return 1;
 }
 
@@ -250,11 +264,13 @@ static int l_backends(lua_State *L)
 		const struct ublk_backend_ops *ops = ublk_backend_find(names[i]);
 		int n = 0;
 
-		lua_createtable(L, 0, 3);
+		lua_createtable(L, 0, 4);
 		lua_pushstring(L, ops->name);
 		lua_setfield(L, -2, "name");
 		lua_pushboolean(L, ops->sizes_itself);
 		lua_setfield(L, -2, "sizes_itself");
+		lua_pushboolean(L, ops->resize != NULL);
+		lua_setfield(L, -2, "resizable");
 		lua_newtable(L);
 		for (const struct ublk_backend_opt *o = ops->opts; o && o->name; o++) {
 			push_opt(L, o);
@@ -356,6 +372,7 @@ int luaopen_ublk_core(lua_State *L)
 	static const luaL_Reg funcs[] = {
 		{ "create", lua_device_create },
 		{ "features", l_features },
+		{ "feature_names", l_feature_names },
 		{ "nr_cpus", l_nr_cpus },
 		{ "backends", l_backends },
 		{ "errmsg", l_errmsg },

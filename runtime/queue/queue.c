@@ -122,6 +122,15 @@ static void commit(struct ublk_queue *q, const struct ublk_io *io)
 		return;
 	}
 	if (q->c.batch) { /* sent with the pass's others (queue_batch.c) */
+		/* REGISTER: the slot is given back first, on an SQE of its own
+		 * (the kernel takes it beside the batch commands, 7.0+); it
+		 * goes ahead of the pass's COMMIT_IO_CMDS on the ring, and the
+		 * kernel completes the request only once both have come, in
+		 * either order (the buffer holds a reference on it) */
+		if (q->c.zero_copy == UBLK_ZC_REGISTER && ublk_io_buf_index(q, io) >= 0) {
+			reserve_sqes(q, 1);
+			prep_buf_cmd(q, io->tag, false);
+		}
 		ublk_batch_stage(q, io->tag, result);
 		return;
 	}

@@ -66,7 +66,8 @@ static void test_check_recovered(void)
 		{ UBLK_F_ZONED, "UBLK_F_ZONED" },
 		{ UBLK_F_INTEGRITY, "UBLK_F_INTEGRITY" },
 		{ UBLK_F_SHMEM_ZC, "UBLK_F_SHMEM_ZC" },
-		{ 1ull << 20, "flag bit 20" },
+		{ UBLK_F_IO_DESC_SIZE, "UBLK_F_IO_DESC_SIZE" },
+		{ 1ull << 21, "flag bit 21" },
 	};
 	static struct ublk_dev d;
 	int named = 1;
