@@ -80,7 +80,20 @@ local function bad_records(shown)
   end
 end
 
+-- Whether this kernel has the ublk driver: without it sysfs lists no
+-- device, which must not read as "no devices".  Only ENOENT says it is
+-- missing (a user who may not open it still has one).
+local function have_driver()
+  local f, _, errno = io.open("/dev/ublk-control")
+  if f then f:close() end
+  return errno ~= 2
+end
+
 function admin.list(o)
+  if not have_driver() then
+    complain("no ublk driver (modprobe ublk_drv)")
+    return 1
+  end
   local ids = o.id and { o.id } or core.dev_ids()
   local rows, shown = setmetatable({}, json.array), {}
   for _, id in ipairs(ids) do
@@ -99,6 +112,8 @@ function admin.list(o)
   if not o.id then bad_records(shown) end
   if o.json then
     out("%s", json.encode(rows))
+  elseif #rows == 0 then
+    out("no ublk devices")
   else
     for _, d in ipairs(rows) do
       out("%s", line(d))
