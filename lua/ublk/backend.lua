@@ -13,6 +13,7 @@ local ffi = require "ffi"
 local core = require "ublk.core"
 local params = require "ublk.params"
 local transfer = require "ublk.transfer"
+local globals = require "ublk.globals"
 
 local M = {}
 
@@ -236,8 +237,11 @@ function LuaBackend:core_opts(size, read_only, keep)
     if k ~= "on_start" and k ~= "on_stop" then copy[k] = v end
   end
   local s = self.spec
+  local visit, missing = globals.checker()
+  local chunk = transfer.pack(copy, special, visit)
+  for _, msg in ipairs(missing()) do core.log("warn", msg) end
   local opts = {
-    chunk = transfer.pack(copy, special), path = package.path, cpath = package.cpath,
+    chunk = chunk, path = package.path, cpath = package.cpath,
     async = flag(s.async == true), flush = flag(s.flush ~= nil),
     fua = flag(s.fua == true and s.flush ~= nil),
     discard = flag(s.discard ~= nil and not read_only),

@@ -90,11 +90,11 @@ local function have_driver()
 end
 
 function admin.list(o)
-  if not have_driver() then
+  local ids = o.id and { o.id } or core.dev_ids()
+  if #ids == 0 and not have_driver() then
     complain("no ublk driver (modprobe ublk_drv)")
     return 1
   end
-  local ids = o.id and { o.id } or core.dev_ids()
   local rows, shown = setmetatable({}, json.array), {}
   for _, id in ipairs(ids) do
     local d, err = describe(id)
