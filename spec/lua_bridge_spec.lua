@@ -123,6 +123,24 @@ describe("the Lua bridge on a host queue", function()
     assert.are.equal(512, q:io("read", 0, 512))
   end)
 
+  it("warns at creation of a handler reading a global the queue's state lacks", function()
+    local scale = 2 -- a local: it travels with the handler, no warning
+    local out = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB",
+        open = function() made_by_open = {} end, -- set in the queue: no warning
+        read = function()
+          made_by_open[1] = scale
+          return string.rep("x", 0) and blocks_per_sector -- luacheck: ignore
+        end,
+      }))
+    end)
+    assert.are.equal(1, messages(out), out)
+    assert.matches("^ublk%-lua: warning: the backend%.read %(spec/lua_bridge_spec%.lua:%d+%) reads "
+      .. "the global 'blocks_per_sector', which a queue's Lua state does not have: it will be nil "
+      .. "there %(a missing `local`%?", out)
+  end)
+
   it("maps results: byte counts, errno names and numbers, raises", function()
     local out = stderr.capture(function()
       q = assert(host.queue(ublk.backend {
