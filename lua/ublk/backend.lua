@@ -158,7 +158,26 @@ local HANDLERS = core.ops
 local HOOKS = { open = true, close = true, on_start = true, on_stop = true }
 M.HANDLERS = HANDLERS
 
--- ublk.backend(spec) -> backend.  spec: size, handlers (read, write, flush,
+-- Whether a field of spec (or of a table in it: `sides = { ... }`) is a
+-- delegate that knows its own size (a file's length, an export's): then
+-- a backend without a size takes the smallest of theirs (backend_lua.c).
+local SIZES_ITSELF = { file = true, nbd = true }
+local function sizes_itself(spec)
+  for _, v in pairs(spec) do
+    if getmetatable(v) == CBackend and SIZES_ITSELF[v.name] and v.size == nil then return true end
+    if type(v) == "table" and getmetatable(v) == nil then
+      for _, x in pairs(v) do
+        if getmetatable(x) == CBackend and SIZES_ITSELF[x.name] and x.size == nil then
+          return true
+        end
+      end
+    end
+  end
+  return false
+end
+
+-- ublk.backend(spec) -> backend.  spec: size (without one, the smallest
+-- size of its file and nbd delegates that have none of their own), handlers (read, write, flush,
 -- discard, write_zeroes), hooks (open, close per queue; on_start, on_stop
 -- per device), async = true to run handlers as coroutines, fua = true if
 -- write honours req.flags' FUA bit, timeout = seconds a request may take
@@ -185,7 +204,8 @@ function M.backend(spec)
     size, err = params.parse_size(spec.size)
     if not size then error("ublk.backend: bad size: " .. err, 2) end
   end
-  return setmetatable({ name = "lua", spec = spec, size = size }, LuaBackend)
+  return setmetatable({ name = "lua", spec = spec, size = size,
+    sized_by_delegates = size == nil and sizes_itself(spec) or nil }, LuaBackend)
 end
 
 local function flag(v) return v and "1" or nil end

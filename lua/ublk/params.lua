@@ -207,6 +207,8 @@ local function check_dev_size(t, bs)
   -- 0 asks the file backend for the file's own length, nbd for the export's
   local name = backend_name(t.backend)
   if v == nil and (name == "file" or name == "nbd") then return 0 end
+  -- a Lua backend without a size: its file and nbd delegates' (ublk.backend)
+  if v == nil and type(t.backend) == "table" and t.backend.sized_by_delegates then return 0 end
   if v == nil then
     fail("missing parameter 'size': required unless the backend provides"
       .. " one (bytes or a string like \"256MiB\")")
