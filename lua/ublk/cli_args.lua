@@ -170,9 +170,11 @@ on every device of that server.
 ]=],
   stats = [=[
 usage: ublk-lua stats -n ID [--json] [--watch SECONDS]
-IOPS, bandwidth, errors and latency percentiles (p50/p99/p99.9, the server's
-part of each request) per op over one second, or every SECONDS until a
-signal; read from the server's shared counters, without asking it anything.
+Requests, bytes, IOPS, bandwidth, errors and latency percentiles (p50/p99/
+p99.9, the server's part of each request) per op over the last second (or
+every SECONDS until a signal), and the same since the server started;
+read from the server's shared counters, without asking it anything.
+--json: the last interval's figures, and the totals under "total".
 ]=],
   features = [=[
 usage: ublk-lua features [--json]
