@@ -32,7 +32,8 @@ ARGS reach the script as `...`.
   recover   a new server for the devices whose server died with recovery
             on (QUIESCED), from the recorded script or SCRIPT
   stats     a device's IOPS, bandwidth, errors and latency percentiles
-            (p50/p99/p99.9) per op, over 1 s or every SECONDS
+            (p50/p99/p99.9) per op, over 1 s or every SECONDS, and
+            since its server started
   reload    replace a running server by a new one (SCRIPT, or the same
             script read again) without the devices going away
   features  what this kernel's ublk driver can do
@@ -181,5 +182,24 @@ usage: ublk-lua features [--json]
 The kernel's ublk features by name, and which of them ublk-lua uses.
 ]=],
 }
+
+-- The verbs in the order the usage names them, and each verb's options,
+-- { name, takes_value } in name order: what the man page and the shell
+-- completion are made from (contrib/man.lua, contrib/completion.lua).
+function args.verbs()
+  local verbs = {}
+  for verb in pairs(ALLOWED) do verbs[#verbs + 1] = verb end
+  table.sort(verbs, function(a, b)
+    return args.usage:find("ublk-lua " .. a, 1, true) < args.usage:find("ublk-lua " .. b, 1, true)
+  end)
+  return verbs
+end
+
+function args.options(verb)
+  local out = {}
+  for name in pairs(ALLOWED[verb] or {}) do out[#out + 1] = { name, OPTS[name][2] ~= true } end
+  table.sort(out, function(a, b) return a[1] < b[1] end)
+  return out
+end
 
 return args
