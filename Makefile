@@ -156,7 +156,10 @@ run: deps all
 test: deps
 	@spec/run-all
 
+# the host specs run the bridge and the C tests again under ASan+UBSan:
+# their build first (a fresh clone has none)
 test-host: deps all
+	@$(MAKE) -s SANITIZE=1 all
 	@spec/run-host
 
 test-guest: deps all
