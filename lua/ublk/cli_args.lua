@@ -12,6 +12,7 @@ usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua recover -n ID [SCRIPT [ARGS...]]
        ublk-lua reload -n ID [SCRIPT [ARGS...]]
        ublk-lua stats -n ID [--json] [--watch SECONDS]
+       ublk-lua stats --prom [-n ID] [--textfile FILE] [--watch SECONDS]
        ublk-lua features [--json]
 
 SCRIPT alone: serves the block devices that SCRIPT describes in the
@@ -72,14 +73,14 @@ local OPTS = {
   ["--watch"] = { "watch", number(false, 0.1, 86400, "seconds") },
   ["--restart"] = { "restart", number(true, 0, 1000000, "a whole number of restarts") },
   ["--uri"] = { "uri" }, ["--safe"] = { "safe", true },
-  ["-b"] = { "batch", true },
+  ["-b"] = { "batch", true }, ["--prom"] = { "prom", true }, ["--textfile"] = { "textfile" },
 }
 local ALLOWED = {
   add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-f"] = 1, ["-t"] = 1, ["-r"] = 1,
     ["--restart"] = 1, ["--uri"] = 1, ["-b"] = 1 },
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1, ["--safe"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
-  stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
+  stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1, ["--prom"] = 1, ["--textfile"] = 1 },
 }
 
 function args.parse(verb, argv)
@@ -111,7 +112,8 @@ function args.parse(verb, argv)
   o.script = argv[i]
   o.args = { select(i + 1, unpack(argv)) }
   if verb == "del" and not o.id == not o.all then return nil, "del: give -n ID or -a" end
-  if (verb == "recover" or verb == "reload" or verb == "stats") and not o.id then
+  if o.textfile and not o.prom then return nil, "stats: --textfile needs --prom" end
+  if (verb == "recover" or verb == "reload" or (verb == "stats" and not o.prom)) and not o.id then
     return nil, verb .. ": give -n ID"
   end
   if verb == "add" and not o.script == not o.type then
@@ -176,6 +178,13 @@ p99.9, the server's part of each request) per op over the last second (or
 every SECONDS until a signal), and the same since the server started;
 read from the server's shared counters, without asking it anything.
 --json: the last interval's figures, and the totals under "total".
+
+usage: ublk-lua stats --prom [-n ID] [--textfile FILE] [--watch SECONDS]
+The counters of device ID (or of every device ublk-lua serves) in the
+Prometheus text format: requests per op, failed requests and bytes per
+queue, the latency histogram per kind.  --textfile FILE: written there
+instead (a new file renamed over it, as node_exporter's textfile collector
+wants), every SECONDS with --watch.
 ]=],
   features = [=[
 usage: ublk-lua features [--json]

@@ -77,7 +77,43 @@ function cli_stats.text(id, last, total)
   return table.concat(lines, "\n")
 end
 
+-- `stats --prom`: the exposition text of device o.id, or of every device
+-- with a statistics mapping; to stdout or, atomically, to o.textfile.
+local function prom(o)
+  local ids = o.id and { o.id } or require("ublk.state").ids()
+  local readers = {}
+  for _, id in ipairs(ids) do
+    local r, err = stats.open(id)
+    if r then
+      readers[#readers + 1] = { id = id, r = r }
+    elseif o.id then
+      complain(("device %d: no statistics (is ublk-lua serving it?): %s"):format(id, err))
+      return 1
+    end
+  end
+  local metrics = require "ublk.metrics"
+  repeat
+    local devs = {}
+    for _, d in ipairs(readers) do devs[#devs + 1] = { id = d.id, snap = d.r:snapshot() } end
+    local text = metrics.render(devs)
+    if o.textfile then
+      local tmp = o.textfile .. ".tmp"
+      local f, err = io.open(tmp, "w")
+      if not f then complain(("--textfile: %s"):format(err)) return 1 end
+      f:write(text)
+      f:close()
+      local ok, rerr = os.rename(tmp, o.textfile)
+      if not ok then complain(("--textfile: %s"):format(rerr)) return 1 end
+    else
+      io.stdout:write(text)
+      io.stdout:flush()
+    end
+  until not o.watch or core.wait_signal(math.floor(o.watch * 1000 + 0.5))
+  return 0
+end
+
 function cli_stats.run(o)
+  if o.prom then return prom(o) end
   local reader, err = stats.open(o.id)
   if not reader then
     complain(("device %d: no statistics (is ublk-lua serving it?): %s"):format(o.id, err))

@@ -91,6 +91,40 @@ describe("#guest messages", function()
     G.must("rm -rf /tmp/ublk-msg")
   end)
 
+  it("stats --prom counts what dd did, and --textfile writes the same for a textfile collector", function()
+    local id = add("-t memory -s 16MiB -q 2")
+    local function read_prom(text)
+      local n, bytes, hist = 0, 0, 0
+      for q, v in text:gmatch('ublk_requests_total{dev="' .. id .. '",queue="(%d+)",op="read"} (%d+)') do
+        n = n + tonumber(v)
+      end
+      for v in text:gmatch('ublk_bytes_total{dev="' .. id .. '",queue="%d+",direction="read"} (%d+)') do
+        bytes = bytes + tonumber(v)
+      end
+      hist = tonumber(text:match('ublk_request_duration_seconds_count{dev="' .. id .. '",kind="read"} (%d+)'))
+      return n, bytes, hist
+    end
+    local rc, before = cli("stats --prom -n %d", id)
+    assert.are.equal(0, rc, before)
+    G.must("dd if=/dev/ublkb%d of=/dev/null bs=4096 count=256 iflag=direct status=none", id)
+    local after
+    rc, after = cli("stats --prom -n %d --textfile /tmp/ublk-msg.prom", id)
+    assert.are.equal(0, rc, after)
+    assert.are.equal("", after)
+    after = G.read_file("/tmp/ublk-msg.prom")
+    local n0, b0, h0 = read_prom(before)
+    local n1, b1, h1 = read_prom(after)
+    assert.are.equal(256, n1 - n0, after)
+    assert.are.equal(256 * 4096, b1 - b0)
+    assert.are.equal(256, h1 - h0)
+    assert.matches('ublk_request_duration_seconds_bucket{dev="' .. id .. '",kind="read",le="%+Inf"} ' .. h1, after)
+    -- every device ublk-lua serves, without -n
+    rc, after = cli("stats --prom")
+    assert.are.equal(0, rc, after)
+    assert.matches('ublk_requests_total{dev="' .. id .. '",queue="1",op="read"}', after)
+    os.remove("/tmp/ublk-msg.prom")
+  end)
+
   it("logs a handler's failure in the ready lines' shape, its traceback on the lines after", function()
     local script = "/tmp/ublk-msg-fail.lua"
     G.write_file(script, [[
