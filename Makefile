@@ -5,7 +5,8 @@
 #   make bench      side-by-side benchmarks in one guest boot
 #   make fuzz       libFuzzer on the request path + seeded property tests
 #                   (FUZZ_SECONDS=60 per target; the corpus is spec/fuzz/corpus)
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR=: the executable, the modules, ublk-lua(1),
+#                   bash completion, the systemd unit, the docs and examples
 #   make docs-options  the C backends' options table in docs/backends.md
 #   make rock       build/rock/ublk-lua-VERSION-1.src.rock: the committed tree as a
 #                   LuaRocks source rock (`luarocks --lua-version=5.1 build` it anywhere)
@@ -15,6 +16,11 @@ DESTDIR ?=
 LUADIR ?= $(PREFIX)/share/lua/5.1
 LIBDIR ?= $(PREFIX)/lib/lua/5.1
 BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/ublk-lua
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+LUAJIT ?= luajit
 
 CC ?= gcc
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
@@ -171,7 +177,10 @@ run: deps all
 test: deps
 	@spec/run-all
 
+# the host specs run the bridge and the C tests again under ASan+UBSan:
+# their build first (a fresh clone has none)
 test-host: deps all
+	@$(MAKE) -s SANITIZE=1 all
 	@spec/run-host
 
 test-guest: deps all
@@ -180,11 +189,33 @@ test-guest: deps all
 bench: deps all
 	@QUICK=$(QUICK) bench/run
 
-install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/ublk $(DESTDIR)$(LIBDIR)/ublk
+# The man page and the shell completion are written from the command
+# line's own text and tables (lua/ublk/cli_args.lua): they cannot drift
+# from --help.
+# (the usage names the registered backends: ublk.core, from this build)
+$(B)/ublk-lua.1: contrib/man.lua lua/ublk/cli_args.lua $(B)/ublk/core.so | $(B)/gen
+	LUA_CPATH="$(B)/?.so;;" $(LUAJIT) contrib/man.lua $(VERSION) > $@.tmp && mv $@.tmp $@
+
+$(B)/ublk-lua.bash: contrib/completion.lua lua/ublk/cli_args.lua $(B)/ublk/core.so | $(B)/gen
+	LUA_CPATH="$(B)/?.so;;" $(LUAJIT) contrib/completion.lua > $@.tmp && mv $@.tmp $@
+
+install: all $(B)/ublk-lua.1 $(B)/ublk-lua.bash
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/ublk $(DESTDIR)$(LIBDIR)/ublk \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(DOCDIR)/docs $(DESTDIR)$(DOCDIR)/examples
 	install -m 755 $(B)/ublk-lua $(DESTDIR)$(BINDIR)/ublk-lua
 	install -m 755 $(B)/ublk/core.so $(DESTDIR)$(LIBDIR)/ublk/core.so
 	install -m 644 $(LUA_MODULES) $(DESTDIR)$(LUADIR)/ublk/
+	install -m 644 $(B)/ublk-lua.1 $(DESTDIR)$(MANDIR)/man1/ublk-lua.1
+	install -m 644 $(B)/ublk-lua.bash $(DESTDIR)$(COMPLETIONDIR)/ublk-lua
+	# the unit names where this install put the executable and the docs
+	sed -e 's|/usr/local/bin/ublk-lua|$(BINDIR)/ublk-lua|' \
+	    -e 's|/usr/local/share/doc/ublk-lua|$(DOCDIR)|' contrib/ublk-lua@.service \
+	    > $(DESTDIR)$(UNITDIR)/ublk-lua@.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/ublk-lua@.service
+	install -m 644 README.md LICENSE CHANGELOG.md $(DESTDIR)$(DOCDIR)/
+	install -m 644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
+	install -m 644 examples/*.lua examples/*.sh $(DESTDIR)$(DOCDIR)/examples/
 
 # A release rockspec made from the scm one, its source the committed tree
 # (git archive), packed with it into one .src.rock that needs no network.

@@ -5,8 +5,9 @@
 -- one per request; the disk fails only when both do.
 -- Run: sudo build/ublk-lua examples/mirror-nbd.lua URI1 URI2 [SIZE]
 --      e.g. nbd://10.0.0.1/disk nbd+unix:///?socket=/tmp/nbd.sock 1GiB
--- SIZE (default 1 GiB) must fit in both exports: a smaller one is refused
--- at start, with its URI.
+-- Without SIZE the disk is as large as the smaller export (a backend
+-- without a size takes its delegates' smallest); a SIZE that does not fit
+-- in both is refused at start, with the URI of the export too small.
 local ublk = require "ublk"
 
 local uri1, uri2, size = ...
@@ -15,7 +16,7 @@ if not uri1 or not uri2 then
 end
 
 local disk = ublk.backend {
-  size = size or "1GiB",
+  size = size, -- nil: the smaller export's
   async = true, -- each side's completion is waited for
   sides = { ublk.nbd { uri = uri1 }, ublk.nbd { uri = uri2 } },
 

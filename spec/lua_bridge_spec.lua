@@ -7,6 +7,12 @@ local ublk = require "ublk"
 local host = require "ublk.host"
 local stderr = require "stderr"
 
+-- Log messages in `out`: a traceback's lines, indented under its
+-- message, are part of it.
+local function messages(out)
+  return select(2, ("\n" .. out):gsub("\n[^ \n]", ""))
+end
+
 local function pattern(n, seed)
   local t = {}
   for i = 1, n do t[i] = string.char((seed + i * 7) % 256) end
@@ -96,7 +102,7 @@ describe("the Lua bridge on a host queue", function()
         assert.are.equal(512, q:io("read", 4 * 512, 512, 0, 1))
       end)
       q:close(); q = nil
-      local lines = select(2, out:gsub("\n", "\n"))
+      local lines = messages(out)
       assert.are.equal(3, lines, out)
       for _, what in ipairs { "req:copy", "req.buf", "delegate read" } do
         assert.matches("ublk: " .. what .. " on the request of tag 0, which this handler does "
@@ -115,6 +121,24 @@ describe("the Lua bridge on a host queue", function()
       end,
     }))
     assert.are.equal(512, q:io("read", 0, 512))
+  end)
+
+  it("warns at creation of a handler reading a global the queue's state lacks", function()
+    local scale = 2 -- a local: it travels with the handler, no warning
+    local out = stderr.capture(function()
+      q = assert(host.queue(ublk.backend {
+        size = "64KiB",
+        open = function() made_by_open = {} end, -- set in the queue: no warning
+        read = function()
+          made_by_open[1] = scale
+          return string.rep("x", 0) and blocks_per_sector -- luacheck: ignore
+        end,
+      }))
+    end)
+    assert.are.equal(1, messages(out), out)
+    assert.matches("^ublk%-lua: warning: the backend%.read %(spec/lua_bridge_spec%.lua:%d+%) reads "
+      .. "the global 'blocks_per_sector', which a queue's Lua state does not have: it will be nil "
+      .. "there %(a missing `local`%?", out)
   end)
 
   it("maps results: byte counts, errno names and numbers, raises", function()
@@ -138,9 +162,13 @@ describe("the Lua bridge on a host queue", function()
       assert.are.equal(-28, q:io("read", 2048, 512))
       assert.are.equal(256, q:io("read", 2560, 512))
     end)
-    local lines = select(2, out:gsub("\n", "\n"))
-    assert.are.equal(1, lines, out)
-    assert.matches("tag 0: read handler failed: .*boom.*stack traceback", out)
+    -- one message: the error on its line, the traceback on the lines after
+    -- it, indented under it (not joined into one line)
+    local first, rest = out:match("^([^\n]*)\n(.*)$")
+    assert.matches("^ublk%-lua: error: dev %d+ queue 0 tag 0: read handler failed: .*boom$", first)
+    assert.matches("^    stack traceback:\n      %[C%]: in function 'error'\n", rest)
+    for l in rest:gmatch("[^\n]+") do assert.matches("^    ", l) end
+    assert.falsy(out:find("|", 1, true), out)
   end)
 
   it("takes a failure's errno from its number where ublk.errno does not know the name", function()
@@ -164,7 +192,7 @@ describe("the Lua bridge on a host queue", function()
         assert.are.equal(-5, q:io("read", 2048, 512))
       end)
       q:close(); q = nil
-      local lines = select(2, out:gsub("\n", "\n"))
+      local lines = messages(out)
       assert.are.equal(1, lines, out)
       assert.matches("tag 0: read handler failed with 'ENOKEY', not an errno name: EIO", out)
     end
@@ -274,7 +302,7 @@ describe("the Lua bridge on a host queue", function()
       assert.are.equal(512, q:io("read", 512, 512)) -- the queue serves on
       assert.are.equal(-5, q:io("read", 0, 512))
     end)
-    local lines = select(2, out:gsub("\n", "\n"))
+    local lines = messages(out)
     assert.are.equal(2, lines, out)
     assert.matches("ublk.sleep: the backend must set async = true to wait", out)
   end)
@@ -300,7 +328,7 @@ describe("the Lua bridge on a host queue", function()
         assert.are.equal(("\170"):rep(512), q:read(4096, 512)) -- the queue serves on
       end
     end)
-    local lines = select(2, out:gsub("\n", "\n"))
+    local lines = messages(out)
     assert.are.equal(3, lines, out)
     for _, name in ipairs { "pread", "pwrite", "fsync" } do
       assert.matches("ublk.io." .. name .. ": the backend must set async = true to wait", out, 1, true)

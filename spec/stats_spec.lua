@@ -85,4 +85,55 @@ describe("ublk.stats", function()
     assert.are.equal(250, s.write.iops)
     assert.are.equal(250 * 4096, s.write.bytes_per_s)
   end)
+
+  it("gives totals since the server started, beside the last interval", function()
+    local mem, q = mapping(1)
+    local r = stats.at(mem)
+    local h = ffi.cast("struct ublk_stats_header *", mem)
+    q[0].errors = 3 -- long ago: the last interval has none, the totals do
+    q[0].lat[0][bucket(20000)] = 1000
+    q[0].read_bytes = 1000 * 4096
+    local a = r:snapshot()
+    q[0].lat[0][bucket(20000)] = 1100
+    q[0].read_bytes = 1100 * 4096
+    local b = r:snapshot()
+    b.t = a.t + 1
+    b.started = b.t - 100
+    h.started_ns = 0
+    local last, total = stats.summary(b, a), stats.summary(b)
+    assert.are.equal(0, last.errors)
+    assert.are.equal(3, total.errors)
+    assert.are.equal(100, last.read.count)
+    assert.are.equal(1100, total.read.count)
+    assert.are.equal(100, total.seconds)
+    assert.are.equal(11, total.read.iops)
+    local text = require("ublk.cli_stats").text(7, last, total)
+    assert.matches("last 1%.00 s\n  read +100 +400 KiB +100 +400 KiB/s +19%.5 us", text)
+    assert.matches("since start, 1 min 40 s\n  read +1100 +4%.30 MiB +11 +44%.0 KiB/s", text)
+    assert.matches("\n  errors +0\n", text)
+    assert.matches("\n  errors +3$", text)
+  end)
+
+  it("says bytes, times and durations as a person reads them", function()
+    local cs = require "ublk.cli_stats"
+    assert.are.equal("0 B", cs.bytes(0))
+    assert.are.equal("1023 B", cs.bytes(1023))
+    assert.are.equal("1.00 KiB", cs.bytes(1024))
+    assert.are.equal("38.9 MiB", cs.bytes(38.9 * 1048576))
+    assert.are.equal("1.00 MiB", cs.bytes(1048575)) -- not "1024 KiB"
+    assert.are.equal("850 us", cs.time(850))
+    assert.are.equal("1.25 ms", cs.time(1250))
+    assert.are.equal("3.00 s", cs.time(3e6))
+    assert.are.equal("5 min 12 s", cs.duration(312))
+  end)
+
+  it("writes JSON without float noise", function()
+    local json = require "ublk.json"
+    assert.are.equal("172.032", json.encode(172.032))
+    assert.are.equal("[0.1, 1e+300, -2.5, 3]", json.encode(setmetatable({ 0.1, 1e300, -2.5, 3 }, json.array)))
+    -- and still exactly: what it writes reads back as the same double
+    for _, v in ipairs({ 1 / 3, math.pi, 2 ^ 60 + 0.0, 5e-324, 0.1 + 0.2 }) do
+      assert.are.equal(v, json.decode(json.encode(v)))
+    end
+  end)
 end)

@@ -14,6 +14,7 @@ local core = require "ublk.core"
 local options = require "ublk.options"
 local params = require "ublk.params"
 local transfer = require "ublk.transfer"
+local globals = require "ublk.globals"
 
 local M = {}
 
@@ -165,7 +166,27 @@ local HANDLERS = core.ops
 local HOOKS = { open = true, close = true, on_start = true, on_stop = true }
 M.HANDLERS = HANDLERS
 
--- ublk.backend(spec) -> backend.  spec: size, handlers (read, write, flush,
+-- Whether a field of spec (or of a table in it: `sides = { ... }`) is a
+-- delegate that knows its own size (a file's length, an export's): then
+-- a backend without a size takes the smallest of theirs (backend_lua.c).
+local function sizes_own(v)
+  local b = getmetatable(v) == CBackend and v.size == nil and options.find(v.name)
+  return b and b.sizes_itself
+end
+local function sizes_itself(spec)
+  for _, v in pairs(spec) do
+    if sizes_own(v) then return true end
+    if type(v) == "table" and getmetatable(v) == nil then
+      for _, x in pairs(v) do
+        if sizes_own(x) then return true end
+      end
+    end
+  end
+  return false
+end
+
+-- ublk.backend(spec) -> backend.  spec: size (without one, the smallest
+-- size of its file and nbd delegates that have none of their own), handlers (read, write, flush,
 -- discard, write_zeroes), hooks (open, close per queue; on_start, on_stop
 -- per device), async = true to run handlers as coroutines, fua = true if
 -- write honours req.flags' FUA bit, timeout = seconds a request may take
@@ -192,7 +213,8 @@ function M.backend(spec)
     size, err = params.parse_size(spec.size)
     if not size then error("ublk.backend: bad size: " .. err, 2) end
   end
-  return setmetatable({ name = "lua", spec = spec, size = size }, LuaBackend)
+  return setmetatable({ name = "lua", spec = spec, size = size,
+    sized_by_delegates = size == nil and sizes_itself(spec) or nil }, LuaBackend)
 end
 
 local function flag(v) return v and "1" or nil end
@@ -246,8 +268,11 @@ function LuaBackend:core_opts(size, read_only, keep)
     if k ~= "on_start" and k ~= "on_stop" then copy[k] = v end
   end
   local s = self.spec
+  local visit, missing = globals.checker()
+  local chunk = transfer.pack(copy, special, visit)
+  for _, msg in ipairs(missing()) do core.log("warn", msg) end
   local opts = {
-    chunk = transfer.pack(copy, special), path = package.path, cpath = package.cpath,
+    chunk = chunk, path = package.path, cpath = package.cpath,
     async = flag(s.async == true), flush = flag(s.flush ~= nil),
     fua = flag(s.fua == true and s.flush ~= nil),
     discard = flag(s.discard ~= nil and not read_only),

@@ -87,8 +87,21 @@ local function bad_records(shown)
   end
 end
 
+-- Whether this kernel has the ublk driver: without it sysfs lists no
+-- device, which must not read as "no devices".  Only ENOENT says it is
+-- missing (a user who may not open it still has one).
+local function have_driver()
+  local f, _, errno = io.open("/dev/ublk-control")
+  if f then f:close() end
+  return errno ~= 2
+end
+
 function admin.list(o)
   local ids = o.id and { o.id } or core.dev_ids()
+  if #ids == 0 and not have_driver() then
+    complain("no ublk driver (modprobe ublk_drv)")
+    return 1
+  end
   local rows, shown = setmetatable({}, json.array), {}
   for _, id in ipairs(ids) do
     local d, err = describe(id)
@@ -106,6 +119,8 @@ function admin.list(o)
   if not o.id then bad_records(shown) end
   if o.json then
     out("%s", json.encode(rows))
+  elseif #rows == 0 then
+    out("no ublk devices")
   else
     for _, d in ipairs(rows) do
       out("%s", line(d))
@@ -115,46 +130,8 @@ function admin.list(o)
   return 0
 end
 
-local function show_stats(id, s, as_json)
-  if as_json then
-    s.id = id
-    out("%s", json.encode(s))
-    return
-  end
-  out("dev id %d: %d queue%s, over %.2f s", id, s.queues, s.queues == 1 and "" or "s", s.seconds)
-  for _, kind in ipairs({ "read", "write", "other" }) do
-    local k = s[kind]
-    local line = ("  %-6s %9.0f IOPS %10s/s"):format(kind, k.iops or 0,
-      params.format_size(math.floor(k.bytes_per_s or 0)))
-    if k.count > 0 then
-      line = line .. ("   p50 %.0f us  p99 %.0f us  p99.9 %.0f us"):format(k.p50_us, k.p99_us, k.p999_us)
-    end
-    out("%s", line)
-  end
-  out("  errors %d", s.errors)
-end
-
--- `stats -n ID [--json] [--watch SECONDS]`: rates and latency percentiles
--- over one second (or every SECONDS until a signal), from the server's
--- shared counters: nothing is asked of the server itself.
-function admin.stats(o)
-  local reader, err = require("ublk.stats").open(o.id)
-  if not reader then
-    complain(("device %d: no statistics (is ublk-lua serving it?): %s"):format(o.id, err))
-    return 1
-  end
-  local summary = require("ublk.stats").summary
-  local interval = o.watch or 1
-  local before = reader:snapshot()
-  repeat
-    if core.wait_signal(math.floor(interval * 1000 + 0.5)) then return 0 end
-    local now = reader:snapshot()
-    show_stats(o.id, summary(now, before), o.json)
-    io.stdout:flush()
-    before = now
-  until not o.watch
-  return 0
-end
+-- `stats -n ID [--json] [--watch SECONDS]`: lua/ublk/cli_stats.lua
+function admin.stats(o) return require("ublk.cli_stats").run(o) end
 
 function admin.features(o)
   local f, err = core.features()

@@ -21,6 +21,7 @@ usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua quiesce -n ID
        ublk-lua resize -n ID SIZE [--force]
        ublk-lua stats -n ID [--json] [--watch SECONDS]
+       ublk-lua stats --prom [-n ID] [--textfile FILE] [--watch SECONDS]
        ublk-lua features [--json]
 
 SCRIPT alone: serves the block devices that SCRIPT describes in the
@@ -41,7 +42,8 @@ ARGS reach the script as `...`.
   recover   a new server for the devices whose server died with recovery
             on (QUIESCED), from the recorded script or SCRIPT
   stats     a device's IOPS, bandwidth, errors and latency percentiles
-            (p50/p99/p99.9) per op, over 1 s or every SECONDS
+            (p50/p99/p99.9) per op, over 1 s or every SECONDS, and
+            since its server started
   reload    replace a running server by a new one (SCRIPT, or the same
             script read again) without the devices going away
   quiesce   the server leaves its devices QUIESCED, their I/O waiting, for
@@ -84,6 +86,7 @@ local OPTS = {
   ["--restart"] = { "restart", number(true, 0, 1000000, "a whole number of restarts") },
   ["--safe"] = { "safe", true },
   ["-b"] = { "batch", true }, ["--force"] = { "force", true },
+  ["--prom"] = { "prom", true }, ["--textfile"] = { "textfile" },
 }
 local ALLOWED = {
   add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-t"] = 1, ["-r"] = 1,
@@ -91,7 +94,7 @@ local ALLOWED = {
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1, ["--safe"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
   quiesce = { ["-n"] = 1 }, resize = { ["-n"] = 1, ["--force"] = 1 },
-  stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
+  stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1, ["--prom"] = 1, ["--textfile"] = 1 },
 }
 
 -- The backend `add -t TYPE` names, wherever -t stands; nil, message when
@@ -177,8 +180,9 @@ function args.parse(verb, argv)
   o.script = argv[i]
   o.args = { select(i + 1, unpack(argv)) }
   if verb == "del" and not o.id == not o.all then return nil, "del: give -n ID or -a" end
-  if (verb == "recover" or verb == "reload" or verb == "stats" or verb == "quiesce"
-      or verb == "resize") and not o.id then
+  if o.textfile and not o.prom then return nil, "stats: --textfile needs --prom" end
+  if (verb == "recover" or verb == "reload" or (verb == "stats" and not o.prom)
+      or verb == "quiesce" or verb == "resize") and not o.id then
     return nil, verb .. ": give -n ID"
   end
   if verb == "add" and not o.script == not o.type then
@@ -257,14 +261,42 @@ unless --force (shrink the filesystem on it first).  Then e.g. resize2fs.
 ]=],
   stats = [=[
 usage: ublk-lua stats -n ID [--json] [--watch SECONDS]
-IOPS, bandwidth, errors and latency percentiles (p50/p99/p99.9, the server's
-part of each request) per op over one second, or every SECONDS until a
-signal; read from the server's shared counters, without asking it anything.
+Requests, bytes, IOPS, bandwidth, errors and latency percentiles (p50/p99/
+p99.9, the server's part of each request) per op over the last second (or
+every SECONDS until a signal), and the same since the server started;
+read from the server's shared counters, without asking it anything.
+--json: the last interval's figures, and the totals under "total".
+
+usage: ublk-lua stats --prom [-n ID] [--textfile FILE] [--watch SECONDS]
+The counters of device ID (or of every device ublk-lua serves) in the
+Prometheus text format: requests per op, failed requests and bytes per
+queue, the latency histogram per kind.  --textfile FILE: written there
+instead (a new file renamed over it, as node_exporter's textfile collector
+wants), every SECONDS with --watch.
 ]=],
   features = [=[
 usage: ublk-lua features [--json]
 The kernel's ublk features by name, and which of them ublk-lua uses.
 ]=],
 }
+
+-- The verbs in the order the usage names them, and each verb's options,
+-- { name, takes_value } in name order: what the man page and the shell
+-- completion are made from (contrib/man.lua, contrib/completion.lua).
+function args.verbs()
+  local verbs = {}
+  for verb in pairs(ALLOWED) do verbs[#verbs + 1] = verb end
+  table.sort(verbs, function(a, b)
+    return args.usage:find("ublk-lua " .. a, 1, true) < args.usage:find("ublk-lua " .. b, 1, true)
+  end)
+  return verbs
+end
+
+function args.options(verb)
+  local out = {}
+  for name in pairs(ALLOWED[verb] or {}) do out[#out + 1] = { name, OPTS[name][2] ~= true } end
+  table.sort(out, function(a, b) return a[1] < b[1] end)
+  return out
+end
 
 return args

@@ -17,10 +17,22 @@ daemon.LOG = state.dir .. "/server.log"
 
 local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
 
+-- A script's path as records and `list` show it, whoever started it:
+-- absolute, without "." and ".." (taken by name, as the shell's cd
+-- takes them: a symlinked folder stays the folder the user named).
 function daemon.absolute(path)
-  if path:sub(1, 1) == "/" then return path end
-  local pwd = os.getenv("PWD") or io.popen("pwd"):read("*l")
-  return pwd .. "/" .. path
+  if path:sub(1, 1) ~= "/" then
+    path = (os.getenv("PWD") or io.popen("pwd"):read("*l")) .. "/" .. path
+  end
+  local parts = {}
+  for part in path:gmatch("[^/]+") do
+    if part == ".." then
+      parts[#parts] = nil
+    elseif part ~= "." then
+      parts[#parts + 1] = part
+    end
+  end
+  return "/" .. table.concat(parts, "/")
 end
 local absolute = daemon.absolute
 

@@ -15,7 +15,7 @@ local C = ffi.C
 local supervise = {}
 
 local function log(fmt, ...)
-  io.stderr:write(("ublk-lua[%d] supervisor: "):format(C.getpid()), fmt:format(...), "\n")
+  io.stderr:write(("ublk-lua[%d]: supervisor: "):format(C.getpid()), fmt:format(...), "\n")
   io.stderr:flush()
 end
 

@@ -32,8 +32,18 @@ local function encode(v, out)
     if v ~= v or v == math.huge or v == -math.huge then
       error("json.encode: cannot encode " .. tostring(v) .. " (JSON numbers are finite)", 0)
     end
-    out[#out + 1] = (v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53)
-      and format("%.0f", v) or format("%.17g", v)
+    if v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then
+      out[#out + 1] = format("%.0f", v)
+    else
+      -- the shortest text that reads back as the same double: 172.032,
+      -- not 172.03200000000001 (%.17g always round-trips, often noisily)
+      local s
+      for digits = 15, 17 do
+        s = format("%." .. digits .. "g", v)
+        if tonumber(s) == v then break end
+      end
+      out[#out + 1] = s
+    end
   elseif tv == "boolean" then
     out[#out + 1] = tostring(v)
   elseif v == nil then

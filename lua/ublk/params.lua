@@ -226,6 +226,8 @@ local function check_dev_size(t, bs, decls)
   -- 0 asks a backend that sizes itself for its own (a file's length)
   local b = options.find(backend_name(t.backend) or DEFAULTS.backend, decls)
   if v == nil and b and b.sizes_itself then return 0 end
+  -- a Lua backend without a size: its delegates' that size themselves (ublk.backend)
+  if v == nil and type(t.backend) == "table" and t.backend.sized_by_delegates then return 0 end
   if v == nil then
     fail("missing parameter 'size': required unless the backend provides"
       .. " one (bytes or a string like \"256MiB\")")

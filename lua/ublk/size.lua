@@ -12,17 +12,21 @@ local KiB, MiB, GiB, TiB = 1024, 1024 ^ 2, 1024 ^ 3, 1024 ^ 4
 local MAX_BYTES = 2 ^ 53
 local MAX_BYTES_DIGITS = "9007199254740992"
 
--- Unit suffixes, matched case-insensitively.  KB/MB/GB/TB are powers of
--- 1024 too: that is the block-device convention (util-linux, lsblk, dd),
--- and nobody sizes a block device in powers of 1000.  Values are the
--- power-of-two exponent, because exact fraction handling needs it.
+-- Unit suffixes, matched case-insensitively: B, K/M/G/T and KiB/MiB/GiB/TiB,
+-- all powers of 1024.  KB/MB/GB/TB are refused (DECIMAL_UNITS): dd and
+-- truncate read "1GB" as 10^9 bytes, and ublk-lua 0.2.0 read it as 2^30;
+-- giving it either meaning now would surprise someone, and reading
+-- it as 10^9 would silently shrink a device whose script says "1GB" the
+-- next time it is recovered.  Values are the power-of-two exponent,
+-- because exact fraction handling needs it.
 local UNIT_SHIFT = {
   [""] = 0, b = 0,
-  k = 10, kb = 10, kib = 10,
-  m = 20, mb = 20, mib = 20,
-  g = 30, gb = 30, gib = 30,
-  t = 40, tb = 40, tib = 40,
+  k = 10, kib = 10,
+  m = 20, mib = 20,
+  g = 30, gib = 30,
+  t = 40, tib = 40,
 }
+local DECIMAL_UNITS = { kb = "K", mb = "M", gb = "G", tb = "T" }
 
 -- Divides a decimal digit string by 5; nil if it does not divide evenly.
 -- Done on strings because fraction digits can outgrow a double's precision.
@@ -78,8 +82,15 @@ local function parse_size_string(s)
     return nil, "not a size (expected e.g. 4096, \"512K\", \"256MiB\", \"1.5G\")"
   end
   local shift = UNIT_SHIFT[unit:lower()]
+  local binary = DECIMAL_UNITS[unit:lower()]
+  if binary then
+    return nil, ("unit '%s' is ambiguous (dd reads it as a power of 1000, ublk-lua once "
+      .. "read it as a power of 1024): write %s%siB (or %s%s) for powers of 1024, or the "
+      .. "number of bytes"):format(unit, s:match("^%s*([%d.]+)"), binary, s:match("^%s*([%d.]+)"),
+      binary)
+  end
   if not shift then
-    return nil, "unknown unit '" .. unit .. "' (use B, K, M, G, T, or KiB/KB ...)"
+    return nil, "unknown unit '" .. unit .. "' (use B, K, M, G, T, or KiB, MiB, GiB, TiB)"
   end
   local whole, part = whole_number(int), fraction_bytes(frac, shift)
   if not part then return nil, "is not a whole number of bytes" end

@@ -69,7 +69,8 @@ end
 -- Copies the counters now: { t = seconds, queues = { { ops = {read = n,
 -- ...}, errors, read_bytes, write_bytes, lat = { read = {...}, ... } } } }.
 function Reader:snapshot()
-  local snap = { t = core.clock(), queues = {} }
+  -- started: when the server made the mapping (same clock), for totals
+  local snap = { t = core.clock(), started = tonumber(self.h.started_ns) / 1e9, queues = {} }
   for i = 0, self.nr - 1 do
     local q = self.q[i]
     local s = { ops = {}, errors = tonumber(q.errors), read_bytes = tonumber(q.read_bytes),
@@ -113,6 +114,8 @@ function stats.percentiles(h)
   return n, out[1], out[2], out[3]
 end
 
+local function round(x, per) return math.floor(x * per + 0.5) / per end
+
 local function minus(b, a)
   if not a then return b end
   local d = {}
@@ -122,9 +125,12 @@ end
 
 -- stats.summary(now [, before]) -> per op kind { count, iops, bytes,
 -- bytes_per_s, p50_us, p99_us, p999_us } and errors, over what happened
--- between the snapshots (since the start without `before`).
+-- between the snapshots (since the start without `before`).  Rates are
+-- rounded to 0.1 request and 1 byte a second, times to the nanosecond.
 function stats.summary(now, before)
   local secs = before and (now.t - before.t) or nil
+  -- since the start: over the time since the server made the mapping
+  if not before and now.started and now.started > 0 then secs = now.t - now.started end
   local out = { errors = 0, seconds = secs, queues = #now.queues }
   for _, kind in ipairs(KINDS) do out[kind] = { hist = {}, bytes = 0 } end
   for i, q in ipairs(now.queues) do
@@ -143,10 +149,11 @@ function stats.summary(now, before)
     o.count, o.p50_us, o.p99_us, o.p999_us = stats.percentiles(o.hist)
     o.hist = nil
     if secs and secs > 0 then
-      o.iops = o.count / secs
-      o.bytes_per_s = o.bytes / secs
+      o.iops = round(o.count / secs, 10)
+      o.bytes_per_s = round(o.bytes / secs, 1)
     end
   end
+  if secs then out.seconds = round(secs, 1000) end
   return out
 end
 

@@ -44,9 +44,11 @@ local function literal(v)
   return format("%.17g", v)
 end
 
--- pack(root, special) -> chunk.  special(v) may return a list of literal
--- arguments to rebuild v on the other side with special(...).
-function transfer.pack(root, special)
+-- pack(root, special, visit) -> chunk.  special(v) may return a list of
+-- literal arguments to rebuild v on the other side with special(...).
+-- visit(f, where), if given, sees every Lua function that travels as
+-- bytecode (ublk.globals reads what they expect to find there).
+function transfer.pack(root, special, visit)
   local mods, fns = module_index()
   local ids, out, n = {}, { "local F, M, MF, S, U, J = ...\nlocal R = {}" }, 0
   local upvalues = {} -- upvalue id -> { node, index }: shared upvalues
@@ -74,6 +76,7 @@ function transfer.pack(root, special)
   local function lua_function(f, where)
     local ok, code = pcall(string.dump, f)
     if not ok then error(format("cannot copy %s to the queue threads: %s", where, code), 0) end
+    if visit then visit(f, where) end
     local id = new(f, "F(" .. literal(code) .. ")")
     local i = 1
     while true do

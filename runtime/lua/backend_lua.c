@@ -113,7 +113,9 @@ static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *co
 	struct lua_backend *lb;
 	int ret = -ENOMEM;
 
-	if (!ublk_conf_get(conf, "chunk") || !conf->size) {
+	/* size 0: the smallest of the delegates' (ublk.backend allows it
+	 * only with a delegate that sizes itself: a file's length, an export's) */
+	if (!ublk_conf_get(conf, "chunk") || (!conf->size && !nr_inner)) {
 		snprintf(b->err, sizeof(b->err), "a Lua backend needs its chunk and a size");
 		return -EINVAL;
 	}
@@ -134,6 +136,15 @@ static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *co
 			goto fail;
 	}
 	b->size = conf->size;
+	for (unsigned i = 0; !conf->size && i < lb->nr_inner; i++)
+		if (lb->inner[i].size && (!b->size || lb->inner[i].size < b->size))
+			b->size = lb->inner[i].size - lb->inner[i].size % conf->block_size;
+	if (!b->size) {
+		snprintf(b->err, sizeof(b->err), "a Lua backend without a size takes its "
+			 "delegates' smallest, and none of its %u has one", lb->nr_inner);
+		ret = -EINVAL;
+		goto fail;
+	}
 	timeout = ublk_conf_get(conf, "timeout_ms");
 	lb->budget_ms = timeout ? (unsigned)strtoul(timeout, NULL, 10) : 30000;
 	b->budget_ms = lb->budget_ms;

@@ -22,12 +22,13 @@
 #include "../queue/queue.h"
 #include "lua_bridge.h"
 
-/* ---- errors: one line each, at most 5 a second per queue ---- */
+/* ---- errors: one message each (a traceback on the lines after it, as
+ * the logger indents them), at most 5 a second per queue ---- */
 
 void lua_handler_error(struct ublk_lua_queue *lq, uint16_t tag, const char *fmt, ...)
 {
 	time_t now = time(NULL);
-	char msg[768];
+	char msg[2048];
 	va_list ap;
 
 	if (now != lq->log_second) {
@@ -44,10 +45,6 @@ void lua_handler_error(struct ublk_lua_queue *lq, uint16_t tag, const char *fmt,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	/* one line per error: the traceback's lines joined with " | " */
-	for (char *c = msg; *c; c++)
-		if (*c == '\n' || *c == '\t')
-			*c = *c == '\n' ? '|' : ' ';
 	ublk_err("dev %u queue %u tag %u: %s", ublk_queue_dev_id(lq->q), ublk_queue_id(lq->q),
 		 tag, msg);
 }

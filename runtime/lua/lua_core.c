@@ -311,6 +311,16 @@ static int l_set_log_level(lua_State *L)
 	return 0;
 }
 
+/* core.log(level, text): a line from Lua in the runtime's shape (log.h) */
+static int l_log(lua_State *L)
+{
+	static const char *const levels[] = { "error", "warn", "info", "debug", NULL };
+	int level = luaL_checkoption(L, 1, NULL, levels);
+
+	ublk_log(level, "%s", luaL_checkstring(L, 2));
+	return 0;
+}
+
 /* The script's code stops at a termination signal: at the next call,
  * return or few instructions (JIT-compiled loops excepted). */
 static void script_hook(lua_State *L, lua_Debug *ar)
@@ -378,6 +388,7 @@ int luaopen_ublk_core(lua_State *L)
 		{ "errmsg", l_errmsg },
 		{ "host_queue", lua_host_queue },
 		{ "set_log_level", l_set_log_level },
+		{ "log", l_log },
 		{ "wait_signal", l_wait_signal },
 		{ "signal_received", l_signal_received },
 		{ "abandon", l_abandon },

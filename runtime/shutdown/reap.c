@@ -78,6 +78,8 @@ int ublk_reap_main(int argc, char **argv)
 
 	if (argc < 3)
 		return 2;
+	/* its lines go to its server's log: in the same shape as the server's */
+	ublk_log_init_from_env();
 	ublk_signals_fill(&set);
 	for (int s = 1; s < NSIG; s++)
 		if (sigismember(&set, s) == 1)

@@ -105,7 +105,10 @@ describe("#guest device management", function()
     assert.truthy(sl.read.p50_us > 15000 and sl.read.p50_us < 40000, sl.read.p50_us)
     assert.truthy(f.read.p50_us < sl.read.p50_us / 4, f.read.p50_us)
     assert.are.equal(0, f.errors)
-    assert.matches("read .* IOPS .* p50 %d+ us", text)
+    -- the last second and the totals since the start, in a person's units
+    assert.matches("last 1%.%d%d s\n  read +%d+ +[%d.]+ %a+ +%d+ +[%d.]+ %a+/s +[%d.]+ [mu]?s", text)
+    assert.matches("since start, %d+ s\n  read +%d+ +[%d.]+ %a+ +%d+ +[%d.]+ %a+/s +[%d.]+ [mu]?s", text)
+    assert.truthy(f.total.read.count >= f.read.count and f.total.seconds >= f.seconds, f.total)
   end)
 
   it("dev:stats() in Lua has the same latency percentiles", function()

@@ -1,0 +1,111 @@
+-- ublk.metrics: devices' statistics (lua/ublk/stats.lua snapshots) in the
+-- Prometheus text exposition format (version 0.0.4): requests and bytes
+-- per device, queue and op; failed requests; the server's part of each
+-- request as a histogram per device and kind.  `ublk-lua stats --prom`
+-- prints it, or writes it to a file for node_exporter's textfile
+-- collector; nothing is asked of the servers.
+local metrics = {}
+
+local format, concat = string.format, table.concat
+
+-- Histogram bounds: powers of two from 1.024 us to 34.4 s.  Every one is a
+-- bound of the runtime's own buckets (runtime/queue/stats.h: a power of
+-- two starts a bucket), so each cumulative count is exact.
+local LE = {}
+for k = 10, 35 do LE[#LE + 1] = 2 ^ k end
+
+-- Bucket b's range in ns, [lo, hi), by stats.h's rule
+local function bucket_range(b)
+  if b < 8 then return b, b + 1 end
+  local msb, sub = math.floor(b / 8) + 2, b % 8
+  local width = 2 ^ (msb - 3)
+  local lo = (8 + sub) * width
+  return lo, lo + width
+end
+
+-- le values as Prometheus writes floats (shortest exact text)
+local function num(v)
+  if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return format("%d", v) end
+  for digits = 15, 17 do
+    local s = format("%." .. digits .. "g", v)
+    if tonumber(s) == v then return s end
+  end
+end
+
+local HELP = {
+  ublk_requests_total = { "counter", "Requests completed without error, by device, queue and op." },
+  ublk_request_errors_total = { "counter", "Requests that failed, by device and queue." },
+  ublk_bytes_total = { "counter", "Bytes read or written, by device, queue and direction." },
+  ublk_request_duration_seconds = { "histogram", "The server's part of each request (from the "
+    .. "loop pass that took it to the one that committed it), by device and kind; _sum is "
+    .. "estimated from the buckets' middles (within 6.25%)." },
+  ublk_server_uptime_seconds = { "gauge", "Seconds since the device's server made its statistics." },
+}
+local ORDER = { "ublk_requests_total", "ublk_request_errors_total", "ublk_bytes_total",
+  "ublk_request_duration_seconds", "ublk_server_uptime_seconds" }
+
+-- render({ { id = N, snap = snapshot }, ... }) -> exposition text
+function metrics.render(devices)
+  local by = {}
+  for _, name in ipairs(ORDER) do by[name] = {} end
+  local function add(name, line) local t = by[name]; t[#t + 1] = line end
+  for _, d in ipairs(devices) do
+    local dev, snap = d.id, d.snap
+    local hist = { read = {}, write = {}, other = {} }
+    for qi, q in ipairs(snap.queues) do
+      local labels = format('dev="%d",queue="%d"', dev, qi - 1)
+      local ops = {}
+      for op in pairs(q.ops) do ops[#ops + 1] = op end
+      table.sort(ops)
+      for _, op in ipairs(ops) do
+        add("ublk_requests_total", format('ublk_requests_total{%s,op="%s"} %s', labels, op,
+          num(q.ops[op])))
+      end
+      add("ublk_request_errors_total", format("ublk_request_errors_total{%s} %s", labels,
+        num(q.errors)))
+      add("ublk_bytes_total", format('ublk_bytes_total{%s,direction="read"} %s', labels,
+        num(q.read_bytes)))
+      add("ublk_bytes_total", format('ublk_bytes_total{%s,direction="write"} %s', labels,
+        num(q.write_bytes)))
+      for kind, h in pairs(q.lat) do
+        for b, c in pairs(h) do hist[kind][b] = (hist[kind][b] or 0) + c end
+      end
+    end
+    for _, kind in ipairs({ "read", "write", "other" }) do
+      local h, count, sum = hist[kind], 0, 0
+      local under = {} -- observations below each bound
+      for i = 1, #LE do under[i] = 0 end
+      for b, c in pairs(h) do
+        local lo, hi = bucket_range(b)
+        count, sum = count + c, sum + c * (lo + hi - 1) / 2
+        for i, le in ipairs(LE) do if hi <= le then under[i] = under[i] + c end end
+      end
+      local labels = format('dev="%d",kind="%s"', dev, kind)
+      for i, le in ipairs(LE) do
+        add("ublk_request_duration_seconds", format('ublk_request_duration_seconds_bucket{%s,le="%s"} %s',
+          labels, num(le / 1e9), num(under[i])))
+      end
+      add("ublk_request_duration_seconds", format('ublk_request_duration_seconds_bucket{%s,le="+Inf"} %s',
+        labels, num(count)))
+      add("ublk_request_duration_seconds", format("ublk_request_duration_seconds_sum{%s} %s", labels,
+        num(sum / 1e9)))
+      add("ublk_request_duration_seconds", format("ublk_request_duration_seconds_count{%s} %s",
+        labels, num(count)))
+    end
+    if snap.started and snap.started > 0 then
+      add("ublk_server_uptime_seconds", format('ublk_server_uptime_seconds{dev="%d"} %s', dev,
+        num(math.floor((snap.t - snap.started) * 1000 + 0.5) / 1000)))
+    end
+  end
+  local out = {}
+  for _, name in ipairs(ORDER) do
+    if #by[name] > 0 then
+      out[#out + 1] = format("# HELP %s %s", name, HELP[name][2])
+      out[#out + 1] = format("# TYPE %s %s", name, HELP[name][1])
+      for _, l in ipairs(by[name]) do out[#out + 1] = l end
+    end
+  end
+  return concat(out, "\n") .. "\n"
+end
+
+return metrics
