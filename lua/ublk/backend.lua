@@ -200,6 +200,8 @@ end
 -- A C backend's string options (runtime/backends/backend_*.c parse them); p holds
 -- the device's own path, direct and create, which the object's override.
 local function c_opts(b, p)
+  -- a policy (ublk.record, ublk.lying: lua/ublk/policy.lua) over a base
+  if b.policy_opts then return b:policy_opts(p, c_opts) end
   p = p or {}
   local conns, tries = b.connections or p.connections, b.reconnect or p.reconnect
   return { path = b.path or p.path, direct = choice(first(b.direct, p.direct)),
