@@ -69,4 +69,14 @@ function M.log_of(b)
   end
 end
 
+-- `add -t TYPE ... --record LOG` (lua/ublk/cli_daemon.lua): the -t
+-- form's parameters with the recorder put over its backend.
+function M.from_spec(spec)
+  if not spec.record then return spec end
+  local t = {}
+  for k, v in pairs(spec) do t[k] = v end
+  t.backend, t.record = M.record{ base = spec.backend or "memory", log = spec.record }, nil
+  return t
+end
+
 return M
