@@ -12,7 +12,7 @@ log=/tmp/ublk-crash-bench.log
 iops() {
 	fio --name=w --filename="$1" --rw=randwrite --bs=4k --iodepth=64 --ioengine=io_uring \
 		--direct=1 --time_based --runtime="$rt" --size=128M --output-format=terse \
-		--terse-version=3 2>/dev/null | cut -d';' -f49
+		--terse-version=3 2>/dev/null | tail -1 | cut -d';' -f49
 }
 one() { # add-args... -> iops
 	out=$("$bin" add -t memory -s 256MiB -r false "$@")
