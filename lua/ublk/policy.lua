@@ -76,6 +76,12 @@ function M.from_spec(spec)
   local t = {}
   for k, v in pairs(spec) do t[k] = v end
   t.backend, t.record = M.record{ base = spec.backend or "memory", log = spec.record }, nil
+  -- a file's own length, as the file backend takes it without a policy
+  -- (params.lua asks a policy object for a size)
+  if t.size == nil and spec.backend == "file" and type(spec.path) == "string" then
+    local f = io.open(spec.path, "rb")
+    if f then t.size = f:seek("end") f:close() end
+  end
   return t
 end
 
