@@ -84,6 +84,9 @@ describe("#guest power-cut testing", function()
     local t1 = clock()
     local ok, out = crashtest(log, "--seed 1 --states 30")
     print(("# crash: lying ext4: failure found in %.1f s"):format(clock() - t1))
+    for line in out:gmatch("[^\n]+") do
+      if line:match("FAIL") or line:match("^crash%-check") then print("#   " .. line) end
+    end
     assert.is_false(ok, out)
     local again = out:match("check it again with:\n(ublk%-lua crashtest [^\n]+)")
     assert(again, out)
