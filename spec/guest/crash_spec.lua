@@ -51,6 +51,23 @@ describe("#guest power-cut testing", function()
     G.sh("rm -rf %s", dir)
   end)
 
+  it("add --record and mark -n: a replay to the mark holds the bytes the device held then", function()
+    G.must("rm -rf %s && mkdir -p %s", dir, dir)
+    local log = dir .. "/cli.log"
+    local id = tonumber(G.must("%s add -t memory -s 16MiB -r false --record %s", G.bin, log)
+      :match("dev id (%d+):"))
+    local path = "/dev/ublkb" .. id
+    G.must("dd if=/dev/urandom of=%s bs=64k count=64 oflag=direct status=none", path)
+    local live = G.must("dd if=%s bs=1M count=4 iflag=direct status=none | md5sum", path)
+    G.must("%s mark -n %d written", G.bin, id)
+    G.must("dd if=/dev/zero of=%s bs=64k count=16 oflag=direct status=none", path)
+    G.must("%s del -n %d", G.bin, id)
+    G.must("%s replay %s --to written -o %s/at-mark.img", G.bin, log, dir)
+    assert.are.equal(live, G.must("head -c 4194304 %s/at-mark.img | md5sum", dir))
+    local ok, out = G.sh("%s mark -n %d nope", G.bin, id)
+    assert.is_false(ok, out)
+  end)
+
   it("ext4 on an honest disk: every crash state passes e2fsck and keeps every durable file", function()
     setup()
     local log = dir .. "/honest.log"
