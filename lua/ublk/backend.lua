@@ -223,6 +223,8 @@ local function flag(v) return v and "1" or nil end
 -- object's own, else the device's (p, validated against the same
 -- declaration).  An option left out is left to the backend.
 local function c_opts(b, p)
+  -- a policy (ublk.record, ublk.lying: lua/ublk/policy.lua) over a base
+  if b.policy_opts then return b:policy_opts(p, c_opts) end
   p = p or {}
   local out = {}
   for _, o in ipairs(options.find(b.name).options) do

@@ -126,7 +126,7 @@ local function bring_up(what)
   local backend = require "ublk.backend"
   backend.keep, backend.takeover_shared = true, what.shared
   if what.spec then
-    ret = what.spec
+    ret = require("ublk.policy").from_spec(what.spec) -- add -t ... --record LOG
   else
     local chunk
     chunk, src = load_script(what.source or script, script)
@@ -376,6 +376,8 @@ function cli.main(argv)
   elseif first == "-V" or first == "--version" then
     say("ublk-lua %s", ublk.version)
     return 0
+  elseif first == "mark" or first == "replay" or first == "crashtest" then
+    return require("ublk.cli_crash").main(first, argv) -- docs/crash-testing.md
   elseif VERBS[first] then
     local o, err, text = args.parse(first, argv)
     if err == "help" then io.stdout:write(text or args.help[first]) return 0 end

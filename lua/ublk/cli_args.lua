@@ -13,7 +13,8 @@ TYPES = table.concat(TYPES, "|")
 args.usage = ([=[
 usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua add [-t TYPES [-s SIZE] [--OPTION VALUE]... [-q QUEUES]
-                    [-d DEPTH] [-n ID] [-r RECOVERY]] [--restart N] [SCRIPT [ARGS...]]
+                    [-d DEPTH] [-n ID] [-r RECOVERY] [--record LOG]] [--restart N]
+                    [SCRIPT [ARGS...]]
        ublk-lua list [-n ID] [--json]
        ublk-lua del -n ID | -a [--safe]
        ublk-lua recover -n ID [SCRIPT [ARGS...]]
@@ -23,6 +24,10 @@ usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua stats -n ID [--json] [--watch SECONDS]
        ublk-lua stats --prom [-n ID] [--textfile FILE] [--watch SECONDS]
        ublk-lua features [--json]
+       ublk-lua mark -n ID NAME
+       ublk-lua replay LOG --to MARK|ENTRY -o IMAGE [--base IMG]
+       ublk-lua crashtest LOG --check 'CMD {dev}' [--base IMG] [--seed S] [--states N]
+                    [--torn] [--state ID]
 
 SCRIPT alone: serves the block devices that SCRIPT describes in the
 foreground until a termination signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
@@ -50,6 +55,8 @@ ARGS reach the script as `...`.
             a later recover
   resize    a running device serves SIZE bytes from now on
   features  what this kernel's ublk driver can do
+  mark, replay, crashtest   power-cut testing of a recorded device
+            (add --record LOG): docs/crash-testing.md
 
   -h, --help     show this help
   -V, --version  show the version
@@ -86,11 +93,11 @@ local OPTS = {
   ["--restart"] = { "restart", number(true, 0, 1000000, "a whole number of restarts") },
   ["--safe"] = { "safe", true },
   ["-b"] = { "batch", true }, ["--force"] = { "force", true },
-  ["--prom"] = { "prom", true }, ["--textfile"] = { "textfile" },
+  ["--prom"] = { "prom", true }, ["--textfile"] = { "textfile" }, ["--record"] = { "record" },
 }
 local ALLOWED = {
   add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-t"] = 1, ["-r"] = 1,
-    ["--restart"] = 1, ["-b"] = 1 },
+    ["--restart"] = 1, ["-b"] = 1, ["--record"] = 1 },
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1, ["--safe"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
   quiesce = { ["-n"] = 1 }, resize = { ["-n"] = 1, ["--force"] = 1 },
@@ -210,6 +217,7 @@ script's error, exit 1, and no device.  Output goes to /run/ublk-lua/server.log.
             -f FILE is --path FILE)
   -n ID     the device id to ask for       -r        recovery (default reissue)
   -b        batch I/O (batch = true, Linux 7.0+)
+  --record LOG  log every write and flush to LOG (a new file; docs/crash-testing.md)
   --restart N  a supervisor recovers the devices when the server dies from a
                signal, N times at most
 ]=],

@@ -27,6 +27,8 @@ Device.__index = Device
 
 -- Backends: a device's `backend` is a name or one of these (see
 -- ublk/backend.lua and docs/backends.md).
+-- policies over a C backend: lua/ublk/policy.lua, docs/crash-testing.md
+ublk.record, ublk.lying = require("ublk.policy").record, require("ublk.policy").lying
 ublk.backend, ublk.shared = backend.backend, backend.shared
 ublk._Shared = backend.Shared
 -- On queue threads ublk.queue replaces these with the working ones.
@@ -120,6 +122,7 @@ function ublk.device(t)
   local dev = setmetatable({
     _d = d, id = info.id, path = "/dev/ublkb" .. info.id,
     name = p.name, params = p, _spec = takeover and spec or nil,
+    log = require("ublk.policy").log_of(b), -- a recorder's log: dev:mark()
     -- keeps ublk.shared memory the handlers use alive too
     _hooks = getmetatable(b) == backend.LuaBackend and b.spec or nil,
   }, Device)
@@ -169,6 +172,17 @@ function Device:start()
     end
   end
   return true
+end
+
+-- dev:mark(name) -> true | nil, "ENAME: message": names this point of
+-- the recording (docs/crash-testing.md); only on a recorded device.
+function Device:mark(name)
+  check(self, "mark")
+  if not self.log then
+    error(("ublk: dev:mark: device %d does not record (backend = ublk.record{...})")
+      :format(self.id), 2)
+  end
+  return require("ublk.crash_log").mark(self.log, name)
 end
 
 function Device:stop()

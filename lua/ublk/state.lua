@@ -238,6 +238,7 @@ function state.record(dev, how)
   t.store = state.our_path(info.store) and info.store or nil
   t.backend, t.size, t.queues, t.depth = info.backend, info.size, info.queues, info.depth
   t.recovery = dev.params.recovery
+  t.log = dev.log -- a recorder's log, for `ublk-lua mark`
   local kept = require("ublk.backend").kept
   t.shared = #kept > 0 and { unpack(kept) } or nil
   for k, v in pairs(how or {}) do t[k] = v end

@@ -38,11 +38,23 @@ static const struct ublk_backend_ops *const builtin[] = {
 
 #define NR_BUILTIN (sizeof(builtin) / sizeof(builtin[0]))
 
+/* Policies over a base backend (policy.h): found by name, but not listed
+ * with the backends, since none serves a device by its name alone. */
+extern const struct ublk_backend_ops ublk_backend_record;
+extern const struct ublk_backend_ops ublk_backend_lying;
+static const struct ublk_backend_ops *const policies[] = {
+	&ublk_backend_record,
+	&ublk_backend_lying,
+};
+
 const struct ublk_backend_ops *ublk_backend_find(const char *name)
 {
 	for (size_t i = 0; i < NR_BUILTIN; i++)
 		if (!strcmp(builtin[i]->name, name))
 			return builtin[i];
+	for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++)
+		if (!strcmp(policies[i]->name, name))
+			return policies[i];
 	return NULL;
 }
 

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * backend_record.c - the recorder: a policy over any C backend that logs
+ * every write (with its data), discard, write-zeroes, FLUSH and FUA flag
+ * to an append-only, checksummed log (docs/crash-testing.md), then hands
+ * the request to the base unchanged.
+ *
+ * Options: log (the log's path; it must not exist), base.* (the base's).
+ *
+ * The hot path takes no lock of ours.  Each entry is one writev() on a
+ * file opened O_APPEND: the kernel places it whole at the end under the
+ * file's own lock, for which the queue threads (and `ublk-lua mark`)
+ * contend only for the length of the copy into the page cache.  The log is
+ * never fsynced: it must outlive the server, not the machine.  The entry
+ * is written before the base sees the request, so a write is in the log
+ * before it completes to the kernel.  The device moves data through the
+ * tag buffers (no user copy, no zero copy), so the data to log is there.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "../base/crc32c.h"
+#include "../base/log.h"
+#include "policy.h"
+
+#define LOG_MAGIC "UBLKLOG1"
+#define ENTRY_MAGIC 0x52454b42u
+
+enum { REC_WRITE = 1, REC_FLUSH = 2, REC_DISCARD = 3, REC_WRITE_ZEROES = 4, REC_MARK = 5 };
+enum { REC_FUA = 1 };
+
+struct rec_head {
+	uint32_t magic;
+	uint32_t crc;
+	uint64_t offset;
+	uint32_t len;
+	uint32_t data_len;
+	uint8_t type;
+	uint8_t flags;
+	uint8_t zero[14];
+};
+
+_Static_assert(sizeof(struct rec_head) == 40, "the log's entry head is 40 bytes");
+
+struct record {
+	struct ublk_backend base;
+	int fd;
+	bool failed;	/* said once that the log cannot be written */
+};
+
+static int write_header(int fd, const struct ublk_backend_conf *conf, uint64_t size)
+{
+	unsigned char h[64] = { 0 };
+	uint32_t v = 1, bs = conf->block_size, crc;
+
+	memcpy(h, LOG_MAGIC, 8);
+	memcpy(h + 8, &v, 4);
+	memcpy(h + 12, &bs, 4);
+	memcpy(h + 16, &size, 8);
+	crc = ublk_crc32c(0, h, 60);
+	memcpy(h + 60, &crc, 4);
+	return write(fd, h, sizeof(h)) == (ssize_t)sizeof(h) ? 0 : -EIO;
+}
+
+static int record_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
+{
+	const char *log = ublk_conf_get(conf, "log");
+	struct record *r;
+	int ret;
+
+	if (!log || !log[0]) {
+		snprintf(b->err, sizeof(b->err), "the recorder needs a log path (log = PATH)");
+		return -EINVAL;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->fd = -1;
+	ret = ublk_policy_base_create(b, &r->base, conf);
+	if (ret < 0) {
+		free(r);
+		return ret;
+	}
+	r->fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (r->fd < 0) {
+		ret = -errno;
+		snprintf(b->err, sizeof(b->err), "log %.100s: %s%s", log, strerror(errno),
+			 ret == -EEXIST ? " (a recording is never overwritten)" : "");
+		goto fail;
+	}
+	ret = write_header(r->fd, conf, r->base.size);
+	if (ret < 0) {
+		snprintf(b->err, sizeof(b->err), "log %.100s: cannot write its header", log);
+		unlink(log);
+		goto fail;
+	}
+	b->priv = r;
+	b->size = r->base.size;
+	/* a volatile cache and FUA whatever the base has, so that the file
+	 * system's flushes and FUA writes arrive where the log sees them;
+	 * data through the tag buffers, where the log can read it */
+	b->caps = (r->base.caps & ~(UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY)) |
+		  UBLK_CAN_FLUSH | UBLK_CAN_FUA;
+	return 0;
+fail:
+	if (r->fd >= 0)
+		close(r->fd);
+	r->base.ops->destroy(&r->base);
+	free(r);
+	return ret;
+}
+
+static void record_destroy(struct ublk_backend *b)
+{
+	struct record *r = b->priv;
+
+	r->base.ops->destroy(&r->base);
+	close(r->fd);
+	free(r);
+}
+
+static int append(struct record *r, const struct ublk_io *io, uint8_t type)
+{
+	struct rec_head h = { .magic = ENTRY_MAGIC, .offset = io->offset, .len = io->len,
+			      .type = type };
+	struct iovec iov[2] = { { &h, sizeof(h) }, { io->buf, 0 } };
+	ssize_t n;
+
+	if (type == REC_WRITE) {
+		h.data_len = io->len;
+		iov[1].iov_len = io->len;
+		if (io->flags & UBLK_IO_F_FUA)
+			h.flags = REC_FUA;
+	}
+	if (type == REC_FLUSH)
+		h.offset = h.len = 0;
+	h.crc = ublk_crc32c(ublk_crc32c(0, &h, sizeof(h)), iov[1].iov_base, iov[1].iov_len);
+	n = writev(r->fd, iov, 2);
+	if (n == (ssize_t)(sizeof(h) + iov[1].iov_len))
+		return 0;
+	if (!r->failed) {
+		r->failed = true;
+		ublk_err("recorder: cannot append to the log (%s): requests fail with EIO",
+			 n < 0 ? strerror(errno) : "short write");
+	}
+	return -EIO;
+}
+
+static int record_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io)
+{
+	struct record *r = b->priv;
+	int ret = 0;
+
+	switch (io->op) {
+	case UBLK_IO_OP_WRITE:
+		ret = append(r, io, REC_WRITE);
+		if (!(r->base.caps & UBLK_CAN_FUA))
+			io->flags &= ~UBLK_IO_F_FUA;
+		break;
+	case UBLK_IO_OP_FLUSH:
+		ret = append(r, io, REC_FLUSH);
+		if (ret == 0 && !(r->base.caps & UBLK_CAN_FLUSH))
+			return 0;
+		break;
+	case UBLK_IO_OP_DISCARD:
+		ret = append(r, io, REC_DISCARD);
+		break;
+	case UBLK_IO_OP_WRITE_ZEROES:
+		ret = append(r, io, REC_WRITE_ZEROES);
+		break;
+	}
+	if (ret < 0)
+		return ret;
+	return r->base.ops->handle_io(&r->base, q, io);
+}
+
+static int record_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
+			  int res)
+{
+	struct record *r = b->priv;
+
+	return r->base.ops->io_done(&r->base, q, io, res);
+}
+
+static int record_queue_init(struct ublk_backend *b, struct ublk_queue *q)
+{
+	struct record *r = b->priv;
+
+	return r->base.ops->queue_init ? r->base.ops->queue_init(&r->base, q) : 0;
+}
+
+static void record_queue_exit(struct ublk_backend *b, struct ublk_queue *q)
+{
+	struct record *r = b->priv;
+
+	if (r->base.ops->queue_exit)
+		r->base.ops->queue_exit(&r->base, q);
+}
+
+static void record_tick(struct ublk_backend *b, struct ublk_queue *q)
+{
+	struct record *r = b->priv;
+
+	if (r->base.ops->tick)
+		r->base.ops->tick(&r->base, q);
+}
+
+const struct ublk_backend_ops ublk_backend_record = {
+	.name = "record",
+	.create = record_create,
+	.destroy = record_destroy,
+	.queue_init = record_queue_init,
+	.queue_exit = record_queue_exit,
+	.handle_io = record_handle_io,
+	.io_done = record_io_done,
+	.tick = record_tick,
+};

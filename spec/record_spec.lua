@@ -1,0 +1,85 @@
+-- The recorder (runtime/backends/backend_record.c) and the lying disk
+-- (backend_lying.c) on a host queue (ublk.host: the runtime's request
+-- path, no kernel): what the C side appends, the Lua side reads back, and
+-- the state it rebuilds holds the bytes the device served.
+local ublk = require "ublk"
+local host = require "ublk.host"
+local crash = require "ublk.crash"
+
+local FUA = 0x2000 -- UBLK_IO_F_FUA (1 << 13)
+
+local function tmp()
+  local p = os.tmpname()
+  os.remove(p) -- the recorder makes its log itself, and never over a file
+  return p
+end
+
+local function random_bytes(n)
+  local t = {}
+  for i = 1, n do t[i] = string.char(math.random(0, 255)) end
+  return table.concat(t)
+end
+
+describe("ublk.record", function()
+  it("logs writes with their data, FUA, flushes, discards and marks, in order", function()
+    local log = tmp()
+    local q = assert(host.queue(ublk.record{ base = ublk.memory(), log = log }, { size = "1MiB" }))
+    local a, b = random_bytes(4096), random_bytes(8192)
+    assert(q:write(0, a))
+    assert(q:flush())
+    assert(q:write(65536, b, FUA))
+    assert(require("ublk.crash_log").mark(log, "after b"))
+    assert(q:discard(4096, 4096))
+    assert(q:write_zeroes(8192, 512))
+    assert.are.equal(a, q:read(0, 4096))
+    local l = assert(crash.read(log))
+    assert.are.equal(1024 * 1024, l.size)
+    assert.are.equal(512, l.block_size)
+    assert.are.equal(0, l.ignored)
+    local got = {}
+    for _, e in ipairs(l.entries) do
+      got[#got + 1] = ("%s %s %d %d"):format(e.type, tostring(e.fua), e.offset, e.len)
+    end
+    assert.are.same({ "write false 0 4096", "flush false 0 0", "write true 65536 8192",
+      "mark false 0 0", "discard false 4096 4096", "write_zeroes false 8192 512" }, got)
+    -- the last state is what the device serves
+    local img = tmp()
+    assert(crash.write_state(l, crash.prefix(l, #l.entries), img))
+    local s = assert(io.open(img, "rb")):read("*a")
+    assert.are.equal(q:read(0, 65536) .. q:read(65536, 8192), s:sub(1, 65536 + 8192))
+    q:close()
+    os.remove(img)
+    os.remove(log)
+  end)
+
+  it("refuses a log that exists, naming it", function()
+    local log = os.tmpname()
+    local q, err = host.queue(ublk.record{ base = "null", log = log }, { size = "1MiB" })
+    assert.is_nil(q)
+    assert.matches("never overwritten", err)
+    os.remove(log)
+  end)
+
+  it("refuses a base that is not a C backend, and unknown options", function()
+    assert.has_error(function() ublk.record{ base = ublk.backend{ read = function() end }, log = "x" } end)
+    assert.has_error(function() ublk.record{ base = "memory" } end)
+    assert.has_error(function() ublk.record{ base = "memory", log = "x", fast = true } end)
+  end)
+end)
+
+describe("ublk.lying", function()
+  it("over the recorder: FLUSH never reaches the log, FUA is dropped", function()
+    local log = tmp()
+    local q = assert(host.queue(ublk.lying{ base = ublk.record{ base = ublk.memory(), log = log } },
+      { size = "1MiB" }))
+    local a = random_bytes(4096)
+    assert(q:write(0, a, FUA))
+    assert.are.equal(0, (q:flush()))
+    assert.are.equal(a, q:read(0, 4096))
+    q:close()
+    local l = assert(crash.read(log))
+    assert.are.equal(1, #l.entries)
+    assert.are.same({ "write", false }, { l.entries[1].type, l.entries[1].fua })
+    os.remove(log)
+  end)
+end)
