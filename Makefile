@@ -15,6 +15,9 @@ DESTDIR ?=
 LUADIR ?= $(PREFIX)/share/lua/5.1
 LIBDIR ?= $(PREFIX)/lib/lua/5.1
 BINDIR ?= $(PREFIX)/bin
+# the backend contract for plugins (docs/c-backends.md) and its pkg-config file
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(PREFIX)/lib/pkgconfig
 
 CC ?= gcc
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
@@ -27,7 +30,7 @@ BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -fPIC -D_GNU_SOURCE -pthread
 NBD_CFLAGS := $(shell pkg-config --cflags libnbd 2>/dev/null)
 NBD_LIBS := $(shell pkg-config --libs libnbd 2>/dev/null || echo -lnbd)
 BASE_CFLAGS += $(NBD_CFLAGS)
-LDLIBS := -luring -lpthread $(NBD_LIBS)
+LDLIBS := -luring -lpthread -ldl $(NBD_LIBS)
 
 B ?= build
 ifeq ($(WERROR),1)
@@ -185,6 +188,13 @@ install: all
 	install -m 755 $(B)/ublk-lua $(DESTDIR)$(BINDIR)/ublk-lua
 	install -m 755 $(B)/ublk/core.so $(DESTDIR)$(LIBDIR)/ublk/core.so
 	install -m 644 $(LUA_MODULES) $(DESTDIR)$(LUADIR)/ublk/
+	install -d $(DESTDIR)$(INCLUDEDIR)/ublk-lua $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 runtime/include/backend.h runtime/include/ublk_uapi.h \
+		$(DESTDIR)$(INCLUDEDIR)/ublk-lua/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' \
+	    -e "s|@ABI@|$$(sed -n 's/^#define UBLK_BACKEND_ABI //p' runtime/include/backend.h)|" \
+		runtime/include/ublk-lua-backend.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/ublk-lua-backend.pc
 
 # A release rockspec made from the scm one, its source the committed tree
 # (git archive), packed with it into one .src.rock that needs no network.
