@@ -1,0 +1,64 @@
+-- The example plugin (examples/c/ramlat.c) on a real /dev/ublkbN: built
+-- as a user would (make install into a scratch root, its Makefile through
+-- pkg-config), served from a script's device table under fio verify with
+-- two queues, and by `add -t plugin --path X --fill N`.  Its histogram,
+-- written when the device goes, counts what fio sent.
+local G = require "guest"
+local M = require "manage"
+
+local ROOT, SO = "/tmp/plugin-root", "/tmp/plugin-src/ramlat.so"
+
+describe("#guest a C backend as a plugin", function()
+  local t0
+  setup(function()
+    t0 = G.now()
+    G.must("make -s install DESTDIR=%s PREFIX=/usr", ROOT)
+    G.must("mkdir -p /tmp/plugin-src && cp examples/c/ramlat.c examples/c/Makefile /tmp/plugin-src")
+    G.must("cd /tmp/plugin-src && PKG_CONFIG_PATH=%s/usr/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=%s"
+      .. " make -s", ROOT, ROOT)
+    print(("# plugin_spec: built in %.1f s"):format(G.now() - t0))
+  end)
+  teardown(function()
+    G.sh("rm -rf %s /tmp/plugin-src /tmp/ramlat.report", ROOT)
+    print(("# plugin_spec: %.1f s"):format(G.now() - t0))
+  end)
+  after_each(function()
+    G.no_leftovers()
+    M.reset()
+  end)
+
+  it("passes crc32c verify with 2 queues, and its histogram counts the requests", function()
+    local dev = G.device{ backend = "plugin", path = SO, size = "64MiB", queues = 2,
+      depth = 64, report = "/tmp/ramlat.report" }
+    local t = G.now()
+    G.fio_verify(dev.path, 32)
+    print(("# plugin_spec: fio verify %.1f s"):format(G.now() - t))
+    local s = dev:stats()
+    assert.truthy(s[1].writes > 0 and s[2].writes > 0, "both queues served")
+    assert.are.equal(0, s.total.errors)
+    dev:close()
+    local counted = { read = 0, write = 0 }
+    for op, n in G.read_file("/tmp/ramlat.report"):gmatch("(%a+) %d+%-%d+ ns: (%d+)") do
+      counted[op] = counted[op] + tonumber(n)
+    end
+    assert.are.equal(s.total.writes, counted.write)
+    assert.are.equal(s.total.reads, counted.read)
+  end)
+
+  it("serves add -t plugin --path X --fill N", function()
+    local id = M.add(("-t plugin --path %s -s 8MiB --fill 9 --report /tmp/ramlat.report"):format(SO))
+    local path = "/dev/ublkb" .. id
+    local tmp = os.tmpname()
+    G.write_file(tmp, ("\9"):rep(1048576))
+    local want = G.must("md5sum < %s", tmp):match("^(%x+)")
+    os.remove(tmp)
+    assert.are.equal(want, G.md5_at(path, 2 * 1048576, 1048576))
+    local md5 = G.write_random_at(path, 0, 1048576)
+    assert.are.equal(md5, G.md5_at(path, 0, 1048576))
+    local rc, out = M.cli("del -n %d", id)
+    assert.are.equal(0, rc, out)
+    rc, out = M.cli("add -t plugin --path %s -s 8MiB --fill 300", SO)
+    assert.are.equal(1, rc, out)
+    assert.matches("'fill' = 300", out, 1, true)
+  end)
+end)
