@@ -9,9 +9,11 @@ local ublk = require "ublk"
 local host = require "ublk.host"
 local args = require "ublk.cli_args"
 
+-- Runs a shell command (raising on failure): not under the sanitizers'
+-- LD_PRELOAD, which spec/run-host sets for this process, not for make.
 local function sh(fmt, ...)
   local cmd = fmt:format(...)
-  local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
+  local p = io.popen("unset LD_PRELOAD ASAN_OPTIONS; " .. cmd .. " 2>&1; echo \"rc=$?\"")
   local out = p:read("*a")
   p:close()
   local rc = tonumber(out:match("rc=(%d+)%s*$"))
