@@ -9,6 +9,7 @@ local libc = require "ublk.libc"
 local core = require "ublk.core"
 local json = require "ublk.json"
 local state = require "ublk.state"
+local options = require "ublk.options"
 
 local daemon = {}
 
@@ -69,6 +70,14 @@ local function spec_of(o)
   local t = { backend = o.type, id = o.id, queues = o.queues, depth = o.depth,
     size = o.size, recovery = o.recovery, batch = o.batch }
   for k, v in pairs(o.options or {}) do t[k] = v end
+  -- a plugin named relative to here (./x.so) is loaded again by servers
+  -- that recover the device from anywhere; one without a '/' is dlopen()'s
+  -- to search for, and stays as it is
+  local decl = options.find(o.type)
+  for _, x in ipairs(decl and decl.options or {}) do
+    local v = t[x.name]
+    if x.plugin and type(v) == "string" and v:find("/") then t[x.name] = absolute(v) end
+  end
   return t
 end
 
