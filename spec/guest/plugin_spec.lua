@@ -49,7 +49,10 @@ describe("#guest a C backend as a plugin", function()
 
   it("serves add -t plugin --path X --fill N", function()
     local t = G.now()
-    local id = M.add(("-t plugin --path %s -s 8MiB --fill 9 --report /tmp/ramlat.report"):format(SO))
+    local id, _, line = M.add(("-t plugin --path %s -s 8MiB --fill 9 --report /tmp/ramlat.report")
+      :format(SO))
+    -- the device is the plugin's: named by its own ops table
+    assert.matches(", ramlat, ", line, 1, true)
     local path = "/dev/ublkb" .. id
     local tmp = os.tmpname()
     G.write_file(tmp, ("\9"):rep(1048576))
