@@ -21,6 +21,9 @@ DOCDIR ?= $(PREFIX)/share/doc/ublk-lua
 COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 LUAJIT ?= luajit
+# the backend contract for plugins (docs/c-backends.md) and its pkg-config file
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(PREFIX)/lib/pkgconfig
 
 CC ?= gcc
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
@@ -33,7 +36,7 @@ BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -fPIC -D_GNU_SOURCE -pthread
 NBD_CFLAGS := $(shell pkg-config --cflags libnbd 2>/dev/null)
 NBD_LIBS := $(shell pkg-config --libs libnbd 2>/dev/null || echo -lnbd)
 BASE_CFLAGS += $(NBD_CFLAGS)
-LDLIBS := -luring -lpthread $(NBD_LIBS)
+LDLIBS := -luring -lpthread -ldl $(NBD_LIBS)
 
 B ?= build
 ifeq ($(WERROR),1)
@@ -216,6 +219,13 @@ install: all $(B)/ublk-lua.1 $(B)/ublk-lua.bash
 	install -m 644 README.md LICENSE CHANGELOG.md $(DESTDIR)$(DOCDIR)/
 	install -m 644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
 	install -m 644 examples/*.lua examples/*.sh $(DESTDIR)$(DOCDIR)/examples/
+	install -d $(DESTDIR)$(INCLUDEDIR)/ublk-lua $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 runtime/include/backend.h runtime/include/ublk_uapi.h \
+		$(DESTDIR)$(INCLUDEDIR)/ublk-lua/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' \
+	    -e "s|@ABI@|$$(sed -n 's/^#define UBLK_BACKEND_ABI //p' runtime/include/backend.h)|" \
+		runtime/include/ublk-lua-backend.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/ublk-lua-backend.pc
 
 # A release rockspec made from the scm one, its source the committed tree
 # (git archive), packed with it into one .src.rock that needs no network.

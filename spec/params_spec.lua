@@ -501,7 +501,7 @@ describe("ublk.params", function()
             { backends = decls }).backend)
         end
         has(verr({ size = "1M", backend = "nul" }),
-          "unknown backend 'nul' (memory, null, file, nbd, or ublk.backend{...})")
+          "unknown backend 'nul' (memory, null, file, nbd, plugin, or ublk.backend{...})")
       end)
 
       it("needs a path for the file backend, and takes the size from the file", function()
@@ -541,7 +541,7 @@ describe("ublk.params", function()
           "ublk: bad parameter 'path' = \"\": for the file backend must be a non-empty string")
         has(verr({ backend = "file", path = 5 }), "'path' = 5: for the file backend must be a")
         has(verr({ size = "1M", path = "/x" }),
-          "'path' = \"/x\": applies to the file backend only (backend \"memory\")")
+          "'path' = \"/x\": applies to the file and plugin backends only (backend \"memory\")")
         has(verr({ size = "1M", name = false }), "'name' = false: must be a string")
       end)
     end)

@@ -39,6 +39,10 @@ local function c_backend(name, t)
   end
   t = t or {}
   if type(t) ~= "table" then error(("ublk.%s: expected a table of options"):format(name), 3) end
+  -- ublk.plugin{ path = ... }: the plugin's declaration from here on
+  local perr
+  decl, perr = options.find(name, nil, t)
+  if not decl then error(("ublk.%s: %s"):format(name, perr), 3) end
   local b = setmetatable({ name = name }, CBackend)
   for k, v in pairs(t) do
     local o = decl.by[k]
@@ -227,7 +231,11 @@ local function c_opts(b, p)
   if b.policy_opts then return b:policy_opts(p, c_opts) end
   p = p or {}
   local out = {}
-  for _, o in ipairs(options.find(b.name).options) do
+  -- a plugin's path is the object's or, for a name, the device's
+  local decl = options.find(b.name)
+  decl = options.find(b.name, nil, b) ~= decl and options.find(b.name, nil, b)
+    or options.find(b.name, nil, p) or decl
+  for _, o in ipairs(decl.options) do
     local v = b[o.name]
     if v == nil then v = p[o.name] end
     if v ~= nil then out[o.name] = options.to_c(o, v) end
@@ -287,7 +295,7 @@ function LuaBackend:core_opts(size, read_only, keep)
     opts[prefix .. "backend"] = v.name
     -- 0: a backend that sizes itself finds its own (a file's length)
     opts[prefix .. "size"] = ("%d"):format(v.size
-      or (options.find(v.name).sizes_itself and 0 or size))
+      or (options.find(v.name, nil, v).sizes_itself and 0 or size))
     opts[prefix .. "read_only"] = flag(v.read_only or read_only)
     for k, x in pairs(c_opts(v)) do opts[prefix .. k] = x end
     local store = M.store_option(v.name)

@@ -104,13 +104,33 @@ local ALLOWED = {
   stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1, ["--prom"] = 1, ["--textfile"] = 1 },
 }
 
+-- b, or for a backend that loads a plugin (add -t plugin --path X.so) the
+-- plugin's declaration, whose options the words after it may be; nil,
+-- message when it cannot load.
+local function plugin_of(b, argv)
+  for _, o in ipairs(b.options) do
+    if o.plugin then
+      local flag, t = "--" .. o.name, {}
+      for j = 2, #argv do
+        local v = argv[j]:match("^" .. flag:gsub("%-", "%%-") .. "=(.*)$")
+        if v then t[o.name] = v end
+        if argv[j] == flag and argv[j + 1] then t[o.name] = argv[j + 1] end
+      end
+      local d, err = options.find(b.name, nil, t)
+      if not d then return nil, ("add: %s %s: %s"):format(flag, t[o.name], err) end
+      return d
+    end
+  end
+  return b
+end
+
 -- The backend `add -t TYPE` names, wherever -t stands; nil, message when
 -- it names none.
 local function add_type(argv)
   for j = 2, #argv - 1 do
     if argv[j] == "-t" then
       local b = options.find(argv[j + 1])
-      if b then return b end
+      if b then return plugin_of(b, argv) end
       return nil, ("add: unknown backend '%s' (-t %s)"):format(argv[j + 1], TYPES)
     end
   end
@@ -155,7 +175,7 @@ function args.parse(verb, argv)
   while argv[i] and argv[i]:sub(1, 1) == "-" do
     local a = argv[i]
     if a == "-h" or a == "--help" then
-      return nil, "help", btype and args.help.add .. "\n" .. options.help(btype.name)
+      return nil, "help", btype and args.help.add .. "\n" .. options.help(btype.name, nil, btype)
     end
     local spec = OPTS[a]
     if verb == "add" and not spec and (a:sub(1, 2) == "--" or a == "-f") then

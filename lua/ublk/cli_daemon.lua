@@ -9,6 +9,7 @@ local libc = require "ublk.libc"
 local core = require "ublk.core"
 local json = require "ublk.json"
 local state = require "ublk.state"
+local options = require "ublk.options"
 
 local daemon = {}
 
@@ -82,6 +83,14 @@ local function spec_of(o)
     size = o.size, recovery = o.recovery, batch = o.batch,
     record = o.record and absolute(o.record) }
   for k, v in pairs(o.options or {}) do t[k] = v end
+  -- a plugin named relative to here (./x.so) is loaded again by servers
+  -- that recover the device from anywhere; one without a '/' is dlopen()'s
+  -- to search for, and stays as it is
+  local decl = options.find(o.type)
+  for _, x in ipairs(decl and decl.options or {}) do
+    local v = t[x.name]
+    if x.plugin and type(v) == "string" and v:find("/") then t[x.name] = absolute(v) end
+  end
   return t
 end
 

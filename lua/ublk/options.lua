@@ -42,10 +42,38 @@ function options.backends(decls)
   return list, by_name
 end
 
--- options.find(name [, decls]) -> backend name's declaration, or nil
-function options.find(name, decls)
-  local _, t = options.backends(decls)
-  return t[name]
+-- A plugin's declaration joined to the plugin backend's (its path option
+-- first), by path: loaded once, as the runtime keeps it loaded.
+local plugins = {}
+
+local function plugin_decl(b, o, path)
+  local key = b.name .. "\0" .. path
+  if plugins[key] then return plugins[key] end
+  local p, err = core.plugin(path)
+  if not p then return nil, err end
+  local d = { name = b.name, plugin = p.name, sizes_itself = p.sizes_itself,
+    options = { o }, by = { [o.name] = o } }
+  for _, x in ipairs(p.options) do
+    d.options[#d.options + 1], d.by[x.name] = x, x
+  end
+  plugins[key] = d
+  return d
+end
+
+-- options.find(name [, decls [, t]]) -> backend name's declaration, or nil.
+-- With t (a device table, backend object or parameters) and a backend
+-- whose option declares a plugin (backend.h, UBLK_OPT_PLUGIN) that t
+-- names: that plugin's declaration, or nil, "ENAME: why it cannot load".
+function options.find(name, decls, t)
+  local _, by = options.backends(decls)
+  local b = by[name]
+  if not (b and t) then return b end
+  for _, o in ipairs(b.options) do
+    if o.plugin and type(t[o.name]) == "string" and t[o.name] ~= "" then
+      return plugin_decl(b, o, t[o.name])
+    end
+  end
+  return b
 end
 
 -- Every option name any backend declares, sorted: they are device fields.
@@ -159,8 +187,9 @@ local function allowed(o)
 end
 
 -- `ublk-lua add -t NAME --help`: the backend's options, one a line.
-function options.help(name, decls)
-  local b = options.find(name, decls)
+-- decl: the declaration to list, when not the registry's (a plugin's)
+function options.help(name, decls, decl)
+  local b = decl or options.find(name, decls)
   local out = { format("Options of the %s backend (also fields of a device table with"
     .. " backend = %q, and of ublk.%s{}):", name, name, name) }
   if #b.options == 0 then out[#out + 1] = "  none" end

@@ -150,11 +150,15 @@ local function suggest(key, fields)
   return best
 end
 
-local function check_unknown(t, decls)
+-- bdecl: the device's backend's declaration, whose options are fields
+-- too (a plugin's, which no list holds)
+local function check_unknown(t, decls, bdecl)
   local fields, known = fields_of(decls)
   local unknown = {}
   for k in pairs(t) do
-    if not known[k] then unknown[#unknown + 1] = k end
+    if not known[k] and not (bdecl and bdecl.by and bdecl.by[k]) then
+      unknown[#unknown + 1] = k
+    end
   end
   if #unknown == 0 then return end
   -- pairs() order is arbitrary; report the same key every run.
@@ -218,13 +222,13 @@ local function backend_name(b)
   return b
 end
 
-local function check_dev_size(t, bs, decls)
+local function check_dev_size(t, bs, decls, bdecl)
   local v, field = t.size, "size"
   if v == nil and type(t.backend) == "table" and t.backend.size ~= nil then
     v, field = t.backend.size, "backend.size"
   end
   -- 0 asks a backend that sizes itself for its own (a file's length)
-  local b = options.find(backend_name(t.backend) or DEFAULTS.backend, decls)
+  local b = bdecl
   if v == nil and b and b.sizes_itself then return 0 end
   -- a Lua backend without a size: its delegates' that size themselves (ublk.backend)
   if v == nil and type(t.backend) == "table" and t.backend.sized_by_delegates then return 0 end
@@ -279,9 +283,8 @@ end
 -- that t holds, checked against its declaration (ublk.options) into out;
 -- another backend's option is refused naming whose it is.  A required one
 -- may come from the backend object `obj` instead.
-local function check_options(t, name, obj, decls, out)
-  local b = name and options.find(name, decls)
-  for _, f in ipairs(options.names(decls)) do
+local function check_options(t, name, obj, decls, out, b)
+  local function check(f)
     local v = t[f]
     if v ~= nil then
       local o = b and b.by[f]
@@ -292,6 +295,14 @@ local function check_options(t, name, obj, decls, out)
       local ok, rule = options.check(o, v)
       if ok == nil then bad(f, v, format("for the %s backend %s", name, rule)) end
       out[f] = ok
+    end
+  end
+  local names = options.names(decls)
+  for _, f in ipairs(names) do check(f) end
+  -- a plugin's options are in no list of declarations
+  if b and b.plugin then
+    for _, o in ipairs(b.options) do
+      if out[o.name] == nil then check(o.name) end
     end
   end
   for _, o in ipairs(b and b.options or {}) do
@@ -381,7 +392,20 @@ local function normalise(t, limits)
   end
   limits = check_limits(limits)
   local decls = limits.backends
-  check_unknown(t, decls)
+  -- the backend's declaration: a plugin's (t.path) says what else t holds
+  local bname = backend_name(t.backend)
+  if bname == nil then bname = DEFAULTS.backend end
+  local bdecl, perr
+  if type(bname) == "string" then
+    local obj = type(t.backend) == "table" and t.backend or nil
+    bdecl, perr = options.find(bname, decls, obj or t)
+    if perr then
+      for _, o in ipairs(options.find(bname, decls).options) do
+        if o.plugin then bad(o.name, (obj or t)[o.name], perr) end
+      end
+    end
+  end
+  check_unknown(t, decls, bdecl)
   local function get(k)
     local v = t[k]
     if v == nil then return DEFAULTS[k] end
@@ -389,7 +413,7 @@ local function normalise(t, limits)
   end
   local out = {}
   out.block_size = check_block_size(get("block_size"))
-  out.size = check_dev_size(t, out.block_size, decls)
+  out.size = check_dev_size(t, out.block_size, decls, bdecl)
   out.queues = check_int("queues", get("queues"), 1, limits.max_queues)
   out.depth = check_int("depth", get("depth"), 1, limits.max_depth)
   out.max_io = check_max_io(get("max_io"), limits.max_io_max)
@@ -407,7 +431,7 @@ local function normalise(t, limits)
   -- a backend option left out is the backend's own default (file's direct)
   local obj = type(out.backend) == "table" and out.backend or nil
   local name = backend_name(out.backend)
-  check_options(t, name, obj, decls, out)
+  check_options(t, name, obj, decls, out, name and bdecl)
   return out
 end
 

@@ -18,6 +18,7 @@
 	X(null) \
 	X(file) \
 	X(nbd) \
+	X(plugin_loader) \
 	T(pattern)
 
 #ifdef UBLK_TEST_BACKENDS

@@ -24,4 +24,9 @@ const struct ublk_backend_ops *ublk_backend_find(const char *name);
  * default backend), for core.backends() and "unknown backend" messages. */
 const char *const *ublk_backend_names(void);
 
+/* Loads the plugin at `path` (backend_plugin.c) into *ops: 0, or -errno
+ * with why in err ("plugin ./x.so was built for backend ABI 1, ..."). */
+int ublk_plugin_load(const char *path, const struct ublk_backend_ops **ops, char *err,
+		     size_t errlen);
+
 #endif

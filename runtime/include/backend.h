@@ -25,6 +25,14 @@
 
 #include "ublk_uapi.h"	/* UBLK_IO_OP_*, UBLK_IO_F_* */
 
+/* The version of this contract.  A plugin (a backend built outside the
+ * tree as a shared object, docs/c-backends.md) records the number it was
+ * compiled against, and the runtime refuses one built for another: the
+ * structs below are shared by layout, so a plugin from another version
+ * would read the wrong fields.  Raised with any change to what this file
+ * declares. */
+#define UBLK_BACKEND_ABI 1
+
 struct ublk_queue;
 struct io_uring_sqe;
 
@@ -165,6 +173,9 @@ enum {
 	 * passes "recover" = "1" beside it to a server that takes the device
 	 * over, which then keeps what the file holds. */
 	UBLK_OPT_STORE = 1 << 1,
+	/* The path of a plugin whose declarations, not this backend's, say
+	 * what else the device takes (the plugin backend's "path"). */
+	UBLK_OPT_PLUGIN = 1 << 2,
 };
 
 struct ublk_backend_opt {
@@ -222,6 +233,15 @@ struct ublk_backend_ops {
 };
 
 #define UBLK_TICK_MS 250
+
+/* A plugin ends with UBLK_BACKEND_PLUGIN(its_ops): it exports the ABI it
+ * was built for and its ops table under the two names the runtime looks
+ * up (`backend = "plugin", path = "./x.so"`, `add -t plugin --path`).
+ * The runtime's functions below it finds in the process that loads it
+ * (ublk-lua, or ublk.core in LuaJIT): a plugin links no library of ours. */
+#define UBLK_BACKEND_PLUGIN(ops_table) \
+	const unsigned ublk_backend_abi = UBLK_BACKEND_ABI; \
+	const struct ublk_backend_ops *const ublk_backend_plugin = &(ops_table)
 
 /* ---- what a backend may call, on the queue's own thread ---- */
 

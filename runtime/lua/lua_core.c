@@ -233,6 +233,8 @@ static void push_opt(lua_State *L, const struct ublk_backend_opt *o)
 	lua_setfield(L, -2, "required");
 	lua_pushboolean(L, o->flags & UBLK_OPT_STORE);
 	lua_setfield(L, -2, "store");
+	lua_pushboolean(L, o->flags & UBLK_OPT_PLUGIN);
+	lua_setfield(L, -2, "plugin");
 	if (o->values) {
 		push_values(L, o->values);
 		lua_setfield(L, -2, "values");
@@ -251,34 +253,57 @@ static void push_opt(lua_State *L, const struct ublk_backend_opt *o)
 	lua_setfield(L, -2, "help");
 }
 
+/* One backend's declaration as a table: { name = "file", sizes_itself =
+ * true, options = { { name = "path", kind = "string", required = true,
+ * help = ... }, ... } }. */
+static void push_decl(lua_State *L, const struct ublk_backend_ops *ops)
+{
+	int n = 0;
+
+	lua_createtable(L, 0, 4);
+	lua_pushstring(L, ops->name);
+	lua_setfield(L, -2, "name");
+	lua_pushboolean(L, ops->sizes_itself);
+	lua_setfield(L, -2, "sizes_itself");
+	lua_pushboolean(L, ops->resize != NULL);
+	lua_setfield(L, -2, "resizable");
+	lua_newtable(L);
+	for (const struct ublk_backend_opt *o = ops->opts; o && o->name; o++) {
+		push_opt(L, o);
+		lua_rawseti(L, -2, ++n);
+	}
+	lua_setfield(L, -2, "options");
+}
+
 /* core.backends() -> the C backends' declarations (backend.h), in the
- * registry's order: { { name = "file", sizes_itself = true, options =
- * { { name = "path", kind = "string", required = true, help = ... }, ... } },
- * ... }.  lua/ublk/options.lua makes everything users see of them. */
+ * registry's order.  lua/ublk/options.lua makes everything users see of
+ * them. */
 static int l_backends(lua_State *L)
 {
 	const char *const *names = ublk_backend_names();
 
 	lua_newtable(L);
 	for (int i = 0; names[i]; i++) {
-		const struct ublk_backend_ops *ops = ublk_backend_find(names[i]);
-		int n = 0;
-
-		lua_createtable(L, 0, 4);
-		lua_pushstring(L, ops->name);
-		lua_setfield(L, -2, "name");
-		lua_pushboolean(L, ops->sizes_itself);
-		lua_setfield(L, -2, "sizes_itself");
-		lua_pushboolean(L, ops->resize != NULL);
-		lua_setfield(L, -2, "resizable");
-		lua_newtable(L);
-		for (const struct ublk_backend_opt *o = ops->opts; o && o->name; o++) {
-			push_opt(L, o);
-			lua_rawseti(L, -2, ++n);
-		}
-		lua_setfield(L, -2, "options");
+		push_decl(L, ublk_backend_find(names[i]));
 		lua_rawseti(L, -2, i + 1);
 	}
+	return 1;
+}
+
+/* core.plugin(path) -> the declaration of the plugin at path, as one of
+ * core.backends()'s | nil, "ENAME: plugin ./x.so was built for ...", errno.
+ * Loading it here checks it before any device exists; the plugin backend's
+ * create() loads the same object again, which costs nothing. */
+static int l_plugin(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	const struct ublk_backend_ops *ops;
+	char err[256];
+	int ret = ublk_plugin_load(path, &ops, err, sizeof(err));
+
+	if (ret < 0)
+		return lua_core_fail(L, err, ret);
+	push_decl(L, ops);
 	return 1;
 }
 
@@ -385,6 +410,7 @@ int luaopen_ublk_core(lua_State *L)
 		{ "feature_names", l_feature_names },
 		{ "nr_cpus", l_nr_cpus },
 		{ "backends", l_backends },
+		{ "plugin", l_plugin },
 		{ "errmsg", l_errmsg },
 		{ "host_queue", lua_host_queue },
 		{ "set_log_level", l_set_log_level },

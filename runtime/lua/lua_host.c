@@ -53,7 +53,7 @@ int lua_host_queue(lua_State *L)
 		return lua_core_fail(L, h->b.err[0] ? h->b.err : "backend create failed", ret);
 	ret = ublk_host_queue_open(&h->q, &h->b, depth, max_io);
 	if (ret < 0) {
-		ops->destroy(&h->b);
+		h->b.ops->destroy(&h->b);	/* a plugin's, once it took over */
 		return lua_core_fail(L, "host queue setup failed", ret);
 	}
 	luaL_getmetatable(L, HOST_MT);

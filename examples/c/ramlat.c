@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ramlat.c - an example plugin: a RAM disk that keeps a histogram of how
+ * long it takes to serve each read and write, written out when the device
+ * goes (to the file named by its `report` option, else to stderr).
+ * Built outside ublk-lua against the installed contract (Makefile here):
+ *
+ *   ublk-lua add -t plugin --path ./ramlat.so -s 64MiB --fill 7 --report /tmp/h
+ *
+ * and in a script: { backend = "plugin", path = "./ramlat.so", size = "64MiB" }
+ * or ublk.plugin{ path = "./ramlat.so", fill = 7 } as a Lua backend's delegate.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ublk-lua/backend.h>
+
+/* Bucket i counts requests served in [2^i, 2^(i+1)) ns. */
+#define BUCKETS 32
+
+struct ramlat {
+	unsigned char *data;
+	char *report;
+	/* bumped from every queue's thread at once: atomics, no lock */
+	unsigned long long hist[2][BUCKETS];	/* [0] reads, [1] writes */
+};
+
+static unsigned long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+static int ramlat_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
+{
+	const char *fill = ublk_conf_get(conf, "fill");
+	const char *report = ublk_conf_get(conf, "report");
+	struct ramlat *r;
+
+	if (!conf->size) {
+		snprintf(b->err, sizeof(b->err), "ramlat needs a size");
+		return -EINVAL;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->data = malloc(conf->size);
+	if (!r->data)
+		goto nomem;
+	if (report) {
+		r->report = strdup(report);
+		if (!r->report)
+			goto nomem;
+	}
+	/* fill was checked against its declaration: 0 to 255 */
+	memset(r->data, fill ? atoi(fill) : 0, conf->size);
+	b->priv = r;
+	b->size = conf->size;
+	b->caps = UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;
+	return 0;
+nomem:
+	free(r->data);
+	free(r);
+	return -ENOMEM;
+}
+
+static void write_report(const struct ramlat *r, FILE *f)
+{
+	static const char *const names[2] = { "read", "write" };
+
+	for (int op = 0; op < 2; op++)
+		for (int i = 0; i < BUCKETS; i++)
+			if (r->hist[op][i])
+				fprintf(f, "%s %llu-%llu ns: %llu\n", names[op], 1ull << i,
+					(1ull << (i + 1)) - 1, r->hist[op][i]);
+}
+
+static void ramlat_destroy(struct ublk_backend *b)
+{
+	struct ramlat *r = b->priv;
+	FILE *f = r->report ? fopen(r->report, "w") : stderr;
+
+	if (f) {
+		write_report(r, f);
+		if (f != stderr)
+			fclose(f);
+	} else {
+		fprintf(stderr, "ramlat: cannot write %s: %s\n", r->report, strerror(errno));
+	}
+	free(r->report);
+	free(r->data);
+	free(r);
+}
+
+static void count(struct ramlat *r, int op, unsigned long long ns)
+{
+	int i = 0;
+
+	while (i < BUCKETS - 1 && ns >> (i + 1))
+		i++;
+	__atomic_fetch_add(&r->hist[op][i], 1, __ATOMIC_RELAXED);
+}
+
+/* No UBLK_CAN_USER_COPY nor ZERO_COPY: io->buf is always the data. */
+static int ramlat_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io)
+{
+	struct ramlat *r = b->priv;
+	unsigned long long t0 = now_ns();
+
+	(void)q;
+	if (io->offset > b->size || io->len > b->size - io->offset)
+		return -EIO;
+	switch (io->op) {
+	case UBLK_IO_OP_READ:
+		memcpy(io->buf, r->data + io->offset, io->len);
+		count(r, 0, now_ns() - t0);
+		return (int)io->len;
+	case UBLK_IO_OP_WRITE:
+		memcpy(r->data + io->offset, io->buf, io->len);
+		count(r, 1, now_ns() - t0);
+		return (int)io->len;
+	case UBLK_IO_OP_DISCARD:
+	case UBLK_IO_OP_WRITE_ZEROES:
+		memset(r->data + io->offset, 0, io->len);
+		return (int)io->len;
+	case UBLK_IO_OP_FLUSH:
+		return 0;
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+static const struct ublk_backend_opt ramlat_opts[] = {
+	{ .name = "fill", .kind = UBLK_OPT_INT, .min = 0, .max = 255, .def = "0",
+	  .help = "the byte every block holds before it is written" },
+	{ .name = "report", .kind = UBLK_OPT_STRING, .def = "stderr",
+	  .help = "the file the latency histogram is written to when the device goes" },
+	{ 0 }
+};
+
+static const struct ublk_backend_ops ramlat_ops = {
+	.name = "ramlat",
+	.opts = ramlat_opts,
+	.create = ramlat_create,
+	.destroy = ramlat_destroy,
+	.handle_io = ramlat_handle_io,
+};
+
+UBLK_BACKEND_PLUGIN(ramlat_ops);
