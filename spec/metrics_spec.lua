@@ -7,20 +7,8 @@ local ffi = require "ffi"
 local stats = require "ublk.stats"
 local metrics = require "ublk.metrics"
 
-local function bucket(ns)
-  if ns < 8 then return ns end
-  local msb = math.floor(math.log(ns) / math.log(2) + 1e-9)
-  return (msb - 2) * 8 + math.floor(ns / 2 ^ (msb - 3)) % 8
-end
-
-local function mapping(nr)
-  local size = ffi.sizeof("struct ublk_stats_header") + nr * ffi.sizeof("struct ublk_queue_stats")
-  local mem = ffi.new("uint8_t[?]", size)
-  local h = ffi.cast("struct ublk_stats_header *", mem)
-  h.magic, h.version, h.nr_queues = ffi.C.UBLK_STATS_MAGIC, ffi.C.UBLK_STATS_VERSION, nr
-  h.queue_stats_size = ffi.sizeof("struct ublk_queue_stats")
-  return mem, ffi.cast("struct ublk_queue_stats *", h + 1)
-end
+local made = require "stats_mapping"
+local bucket, mapping = made.bucket, made.mapping
 
 -- The samples: { [name{labels}] = value }, checking each line's grammar.
 local function samples(text)
