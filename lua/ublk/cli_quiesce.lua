@@ -7,7 +7,6 @@
 -- the server has gone, as after a crash, and only recovery = "reissue"
 -- serves the I/O that was in flight again: with anything else it would
 -- fail, so that is refused.
-local ffi = require "ffi"
 local core = require "ublk.core"
 local state = require "ublk.state"
 
@@ -16,11 +15,7 @@ local quiesce = {}
 local function out(fmt, ...) io.stdout:write(fmt:format(...), "\n") end
 local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
 
-ffi.cdef [[ struct ublk_quiesce_ts { long s, ns; };
-            int nanosleep(const struct ublk_quiesce_ts *, void *); ]]
-local function sleep(s)
-  ffi.C.nanosleep(ffi.new("struct ublk_quiesce_ts", math.floor(s), (s % 1) * 1e9), nil)
-end
+local sleep = require("ublk.libc").sleep
 
 local function wait_for(cond, secs)
   for _ = 1, secs * 40 do

@@ -5,6 +5,7 @@
 -- looks for requests whenever it has waited 200 ms for a signal (one
 -- stat per device: nothing against the I/O), runs dev:resize and answers.
 local ffi = require "ffi"
+require "ublk.libc" -- rename (ffi.C)
 local core = require "ublk.core"
 local params = require "ublk.params"
 local state = require "ublk.state"
@@ -14,12 +15,7 @@ local resize = {}
 local function out(fmt, ...) io.stdout:write(fmt:format(...), "\n") end
 local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
 
-pcall(ffi.cdef, "int rename(const char *old, const char *new);")
-ffi.cdef [[ struct ublk_resize_ts { long s, ns; };
-            int nanosleep(const struct ublk_resize_ts *, void *); ]]
-local function sleep(s)
-  ffi.C.nanosleep(ffi.new("struct ublk_resize_ts", math.floor(s), (s % 1) * 1e9), nil)
-end
+local sleep = require("ublk.libc").sleep
 
 local function request_path(id) return ("%s/dev%d.resize"):format(state.dir, id) end
 

@@ -21,7 +21,7 @@ local clog = require "ublk.crash_log"
 
 local M = { read = clog.read }
 
-pcall(ffi.cdef, "int truncate(const char *path, int64_t length);")
+require "ublk.libc" -- truncate (ffi.C)
 
 local DATA = { write = true, discard = true, write_zeroes = true }
 
