@@ -129,7 +129,7 @@ static int file_open(struct ublk_backend *b, const char *path, int flags, bool c
 	}
 	if (!create || !conf->size || conf->read_only) {
 		snprintf(b->err, sizeof(b->err), "'%s' does not exist (create = true and a "
-			 "size make it)", path);
+			 "size make it; on the command line: --create -s SIZE)", path);
 		return -ENOENT;
 	}
 	fd = open(path, flags | O_CREAT | O_EXCL, 0600);

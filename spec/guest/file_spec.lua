@@ -20,7 +20,7 @@ describe("#guest file backend", function()
     local path = "/tmp/ublk-create.img"
     os.remove(path)
     refused({ backend = "file", path = path, size = "8MiB" },
-      "^ENOENT: backend 'file': '/tmp/ublk%-create.img' does not exist %(create = true and a size make it%)")
+      "^ENOENT: backend 'file': '/tmp/ublk%-create.img' does not exist %(create = true and a size make it; on the command line: %-%-create %-s SIZE%)")
     assert.falsy(G.sh("test -e %s", path))
     G.must("truncate -s 1M %s", path)
     refused({ backend = "file", path = path, size = "8MiB" },
