@@ -12,12 +12,14 @@ extern const struct ublk_backend_ops ublk_backend_memory;
 extern const struct ublk_backend_ops ublk_backend_null;
 extern const struct ublk_backend_ops ublk_backend_file;
 extern const struct ublk_backend_ops ublk_backend_nbd;
+extern const struct ublk_backend_ops ublk_backend_rbd;
 
 static const struct ublk_backend_ops *const builtin[] = {
 	&ublk_backend_memory,
 	&ublk_backend_null,
 	&ublk_backend_file,
 	&ublk_backend_nbd,
+	&ublk_backend_rbd,
 };
 
 #define NR_BUILTIN (sizeof(builtin) / sizeof(builtin[0]))
