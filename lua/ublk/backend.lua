@@ -13,6 +13,7 @@ local ffi = require "ffi"
 local core = require "ublk.core"
 local params = require "ublk.params"
 local transfer = require "ublk.transfer"
+local rbd = require "ublk.rbd"
 
 local M = {}
 
@@ -65,6 +66,17 @@ function M.nbd(t)
   local ok, err = params.check_nbd(b.uri, b.connections, b.reconnect, b.timeout,
     b.connect_timeout)
   if not ok then error("ublk.nbd: " .. err, 2) end
+  return b
+end
+
+-- ublk.rbd{ image = "pool/[namespace/]name[@snap]" [, conf = PATH] [, id = CLIENT]
+-- [, exclusive = true] [, read_only = true] [, osd_timeout = SECONDS] [, size = ...] },
+-- or the image alone (lua/ublk/rbd.lua)
+function M.rbd(t)
+  if type(t) == "string" then t = { image = t } end
+  local b = c_backend("rbd", t, rbd.options)
+  local ok, err = rbd.check(b)
+  if not ok then error("ublk.rbd: " .. err, 2) end
   return b
 end
 
@@ -202,13 +214,17 @@ end
 local function c_opts(b, p)
   p = p or {}
   local conns, tries = b.connections or p.connections, b.reconnect or p.reconnect
-  return { path = b.path or p.path, direct = choice(first(b.direct, p.direct)),
+  local o = { path = b.path or p.path, direct = choice(first(b.direct, p.direct)),
     create = flag(first(b.create, p.create)), uri = b.uri or p.uri, copy = b.copy or p.copy,
     store = b.store,
     connections = conns and ("%d"):format(conns) or nil,
     reconnect = tries and ("%d"):format(tries) or nil,
     timeout_ms = ms(first(b.timeout, p.timeout)),
     connect_timeout_ms = ms(first(b.connect_timeout, p.connect_timeout)) }
+  if b.name == "rbd" or p.backend == "rbd" then
+    for k, v in pairs(rbd.c_opts(b, p)) do o[k] = v end
+  end
+  return o
 end
 
 -- What the C runtime needs to build this backend for a device of `size`

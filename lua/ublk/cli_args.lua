@@ -5,7 +5,7 @@ local args = {}
 
 args.usage = [=[
 usage: ublk-lua SCRIPT [ARGS...]
-       ublk-lua add [-t memory|null|file|nbd [-s SIZE] [-f FILE] [--uri URI] [-q QUEUES]
+       ublk-lua add [-t memory|null|file|nbd|rbd [-s SIZE] [-f FILE] [--uri URI] [-q QUEUES]
                     [-d DEPTH] [-n ID] [-r RECOVERY]] [--restart N] [SCRIPT [ARGS...]]
        ublk-lua list [-n ID] [--json]
        ublk-lua del -n ID | -a [--safe]
@@ -70,12 +70,12 @@ local OPTS = {
   ["--json"] = { "json", true }, ["-a"] = { "all", true },
   ["--watch"] = { "watch", number(false, 0.1, 86400, "seconds") },
   ["--restart"] = { "restart", number(true, 0, 1000000, "a whole number of restarts") },
-  ["--uri"] = { "uri" }, ["--safe"] = { "safe", true },
+  ["--uri"] = { "uri" }, ["--image"] = { "image" }, ["--safe"] = { "safe", true },
   ["-b"] = { "batch", true },
 }
 local ALLOWED = {
   add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-f"] = 1, ["-t"] = 1, ["-r"] = 1,
-    ["--restart"] = 1, ["--uri"] = 1, ["-b"] = 1 },
+    ["--restart"] = 1, ["--uri"] = 1, ["--image"] = 1, ["-b"] = 1 },
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1, ["--safe"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
   stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
@@ -114,7 +114,7 @@ function args.parse(verb, argv)
     return nil, verb .. ": give -n ID"
   end
   if verb == "add" and not o.script == not o.type then
-    return nil, "add: give a SCRIPT or -t memory|null|file|nbd"
+    return nil, "add: give a SCRIPT or -t memory|null|file|nbd|rbd"
   end
   if (verb == "list" or verb == "features" or verb == "del" or verb == "stats") and o.script then
     return nil, ("%s: unexpected argument '%s'"):format(verb, o.script)
@@ -126,7 +126,7 @@ end
 args.help = {
   add = [=[
 usage: ublk-lua add [--restart N] SCRIPT [ARGS...]
-       ublk-lua add [--restart N] -t memory|null|file|nbd [-s SIZE] [-f FILE] [--uri URI]
+       ublk-lua add [--restart N] -t memory|null|file|nbd|rbd [-s SIZE] [-f FILE] [--uri URI]
                     [-q QUEUES] [-d DEPTH] [-n ID] [-r reissue|queue|fail|false] [-b]
 Serves in the background and returns once every device is usable, printing
 "dev id N: /dev/ublkbN SIZE, Q queues x D, BACKEND, pid P" for each; or the
@@ -134,6 +134,7 @@ script's error, exit 1, and no device.  Output goes to /run/ublk-lua/server.log.
   -t TYPE   a device without a script      -s SIZE   its size (e.g. 1GiB)
   -f FILE   the file backend's file        -q, -d    queues, depth per queue
   --uri URI the nbd backend's server (nbd://host:port/export, nbd+unix:///export?socket=PATH)
+  --image POOL/NAME the rbd backend's image (pool/[namespace/]name[@snap]; $CEPH_CONF)
   -n ID     the device id to ask for       -r        recovery (default reissue)
   -b        batch I/O (batch = true, Linux 7.0+)
   --restart N  a supervisor recovers the devices when the server dies from a

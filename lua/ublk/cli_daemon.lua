@@ -69,7 +69,7 @@ end
 -- The -t form: a device without a script, as kublk and ublksrv make one.
 local function spec_of(o)
   return { backend = o.type, id = o.id, queues = o.queues, depth = o.depth,
-    size = o.size, path = o.file, uri = o.uri, recovery = o.recovery, batch = o.batch }
+    size = o.size, path = o.file, uri = o.uri, image = o.image, recovery = o.recovery, batch = o.batch }
 end
 
 function daemon.add(o)

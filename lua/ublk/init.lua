@@ -26,7 +26,7 @@ Device.__index = Device
 -- Backends: a device's `backend` is a name or one of these (see
 -- ublk/backend.lua and docs/backends.md).
 ublk.memory, ublk.null, ublk.file = backend.memory, backend.null, backend.file
-ublk.nbd = backend.nbd
+ublk.nbd, ublk.rbd = backend.nbd, backend.rbd
 ublk.backend, ublk.shared = backend.backend, backend.shared
 ublk._Shared = backend.Shared
 -- On queue threads ublk.queue replaces these with the working ones.

@@ -74,6 +74,9 @@ local FIELDS = {
   "direct", "discard", "id", "latency", "max_io", "name", "path", "pin", "poll_us", "queues",
   "read_only", "reconnect", "recovery", "size", "timeout", "uri",
 }
+-- the rbd backend's device fields (image, conf, client, ...)
+local rbd = require "ublk.rbd"
+for f in pairs(rbd.device_fields) do FIELDS[#FIELDS + 1] = f end
 sort(FIELDS)
 
 local KNOWN = {}
@@ -206,7 +209,7 @@ local function check_dev_size(t, bs)
   end
   -- 0 asks the file backend for the file's own length, nbd for the export's
   local name = backend_name(t.backend)
-  if v == nil and (name == "file" or name == "nbd") then return 0 end
+  if v == nil and (name == "file" or name == "nbd" or name == "rbd") then return 0 end
   if v == nil then
     fail("missing parameter 'size': required unless the backend provides"
       .. " one (bytes or a string like \"256MiB\")")
@@ -385,6 +388,19 @@ local function normalise(t, limits)
     if not ok then fail(err) end
     out.uri, out.connections, out.reconnect = t.uri, t.connections, t.reconnect
     out.timeout, out.connect_timeout = t.timeout, t.connect_timeout
+  end
+  local rbd_fields = backend_name(out.backend) == "rbd"
+  for f in pairs(rbd.device_fields) do rbd_fields = rbd_fields or t[f] ~= nil end
+  if rbd_fields then
+    -- checked as ublk.rbd{} options: the object's, then the device's own
+    local b = type(out.backend) == "table" and out.backend or {}
+    local o = { read_only = out.read_only or b.read_only }
+    for f, opt in pairs(rbd.device_fields) do
+      if b[opt] ~= nil then o[opt] = b[opt] else o[opt] = t[f] end
+      out[f] = t[f]
+    end
+    local ok, err = rbd.check(o)
+    if not ok then fail(err) end
   end
   if backend_name(out.backend) == "file" and not out.path
       and not (type(out.backend) == "table" and out.backend.path) then
