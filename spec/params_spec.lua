@@ -168,10 +168,23 @@ describe("ublk.params", function()
   describe("fields and defaults", function()
     it("lists the known fields sorted", function()
       assert.are.same({
-        "backend", "batch", "block_size", "connect_timeout", "connections", "copy", "create",
-        "depth", "direct", "discard", "id", "latency", "max_io", "name", "path", "pin", "poll_us",
-        "queues", "read_only", "reconnect", "recovery", "size", "timeout", "uri",
+        "backend", "batch", "block_size", "client", "conf", "connect_timeout", "connections",
+        "copy", "create", "depth", "direct", "discard", "exclusive", "id", "image", "latency",
+        "max_io", "name", "osd_timeout", "path", "pin", "poll_us", "queues", "read_only",
+        "reconnect", "recovery", "size", "timeout", "uri",
       }, params.fields)
+    end)
+
+    it("checks the rbd backend's fields, naming them", function()
+      has(verr({ backend = "rbd" }), "image = nil: must be \"pool/name\"")
+      has(verr({ backend = "rbd", image = "pool" }), "image = \"pool\": must be")
+      has(verr({ backend = "rbd", image = "p/i@s" }), "snapshot, read-only: set read_only = true")
+      has(verr({ backend = "rbd", image = "p/i", osd_timeout = 0.5 }),
+        "osd_timeout = 0.5: must be whole seconds from 1 to 86400")
+      has(verr({ backend = "rbd", image = "p/i", exclusive = "yes" }), "exclusive = \"yes\"")
+      local p = params.validate({ backend = "rbd", image = "p/ns/i@s", read_only = true,
+        client = "u", osd_timeout = 5 })
+      assert.are.same({ "p/ns/i@s", "u", 5, 0 }, { p.image, p.client, p.osd_timeout, p.size })
     end)
 
     it("takes recovery as reissue, queue, fail or false (true is reissue)", function()
@@ -508,7 +521,7 @@ describe("ublk.params", function()
 
       it("lists the known names when nothing is close", function()
         local e = verr({ size = "1M", cpus = { 0, 1 } })
-        has(e, "ublk: unknown parameter 'cpus' (known: backend, batch, block_size, connect_timeout, connections,")
+        has(e, "ublk: unknown parameter 'cpus' (known: backend, batch, block_size, client, conf, connect_timeout,")
         assert.is_nil(e:find("did you mean", 1, true))
         -- Too short to be a typo of anything, though within 2 edits of 'id'.
         e = verr({ size = "1M", x = 1 })
