@@ -29,7 +29,7 @@ describe("rbd backend on a host queue", function()
     t_start = os.time()
     local ok, out = sh("spec/ceph/cluster start")
     assert(ok, "spec/ceph/cluster start: " .. out)
-    conf = out:match("([^\n]+ceph%.conf)\n?$")
+    conf = assert(out:match("([^\n]+ceph%.conf)\n?$"), "no conf path: " .. out)
     io.stderr:write("# ", (out:match("started in [^\n]*") or ""), "\n")
   end)
 
@@ -133,6 +133,14 @@ describe("rbd backend on a host queue", function()
     local none, err = host.queue(ublk.rbd{ image = "rbd/nosuch", conf = conf }, {})
     assert.is_nil(none)
     assert.matches("nosuch", err)
+    -- no conf anywhere: one line, and librados does not go looking in DNS
+    local ok, out = sh("env CEPH_CONF=/nonexistent/ceph.conf "
+      .. "LUA_PATH='%s' LUA_CPATH='%s' luajit -e \"local u = require 'ublk'; "
+      .. "print(select(2, require('ublk.host').queue(u.rbd{ image = 'rbd/x' }, {})))\"",
+      package.path, package.cpath)
+    assert(ok, out)
+    assert.matches("^ENOENT: .*no ceph.conf found", out)
+    assert.are.equal(1, select(2, out:gsub("\n", "")), out)
     assert.has_error(function() ublk.rbd{ image = "noslash" } end)
     assert.has_error(function() ublk.rbd{ image = "rbd/x@s" } end) -- a snapshot needs read_only
     assert.has_error(function() ublk.rbd{ image = "rbd/x", osd_timeout = 0 } end)

@@ -133,7 +133,14 @@ static int connect_cluster(struct ublk_backend *b, struct rbd_dev *d,
 	ret = path ? rados_conf_read_file(d->cluster, path) : rados_conf_parse_env(d->cluster, NULL);
 	if (ret >= 0 && !path)
 		ret = rados_conf_read_file(d->cluster, NULL);
-	if (ret < 0 && (path || ret != -ENOENT)) {
+	/* no conf at all would leave librados looking for monitors in DNS,
+	 * and saying so on stderr: refuse it here, in one line */
+	if (ret == -ENOENT && !path) {
+		snprintf(b->err, sizeof(b->err), "no ceph.conf found ($CEPH_CONF, "
+			 "/etc/ceph/ceph.conf): give conf = PATH");
+		return ret;
+	}
+	if (ret < 0) {
 		snprintf(b->err, sizeof(b->err), "conf = '%.60s': %s", path ? path : "(default)",
 			 strerror(-ret));
 		return ret;
