@@ -11,9 +11,10 @@
  *
  * One handle per queue, not one per device: a handle has one event queue,
  * and a completion drained by another queue's thread would have to cross
- * threads to be committed.  Handles of one image contend for its
- * exclusive lock (librbd passes it between them on every write), so an
- * image with the exclusive-lock feature gets one queue, said in a note.
+ * threads to be committed.  Handles of one image are separate lock
+ * owners: with the exclusive-lock feature librbd would hand the lock back
+ * and forth between queues that write (and exclusive = true would refuse
+ * the second handle), so such an image gets one queue, said in a note.
  *
  * The device has a volatile write cache (librbd's cache): FLUSH is
  * rbd_aio_flush, FUA a write and then a flush.  WRITE_ZEROES is
