@@ -6,6 +6,7 @@
 #   make fuzz       libFuzzer on the request path + seeded property tests
 #                   (FUZZ_SECONDS=60 per target; the corpus is spec/fuzz/corpus)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make docs-options  the C backends' options table in docs/backends.md
 #   make rock       build/rock/ublk-lua-VERSION-1.src.rock: the committed tree as a
 #                   LuaRocks source rock (`luarocks --lua-version=5.1 build` it anywhere)
 #   WERROR=1 adds -Werror; SANITIZE=1 builds with ASan+UBSan into build-san
@@ -53,8 +54,8 @@ LUA_MODULES := $(wildcard lua/ublk/*.lua)
 
 VERSION := $(shell sed -n 's/^\#define UBLK_LUA_VERSION "\(.*\)"/\1/p' runtime/lua/lua_core.c)
 
-.PHONY: all deps run test test-host test-guest bench fuzz install clean rock
-all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test $(B)/device-test
+.PHONY: all deps run test test-host test-guest bench fuzz install clean rock docs-options
+all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test $(B)/device-test $(B)/ublk-lua-test
 
 # One rule per folder, bottom up.  Its prerequisites are the headers it
 # may reach: its own and those of the folders beneath it (of which it
@@ -112,6 +113,22 @@ $(B)/obj $(FOLDERS:%=$(B)/obj/%) $(B)/obj/lua $(B)/ublk $(B)/gen:
 $(B)/ublk-lua: $(B)/obj/main.o $(BRIDGE_OBJS) $(OBJS)
 	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUAJIT_LIBS) $(LDLIBS)
 
+# ublk-lua with the test-only backends too (spec/backends/, registered by
+# the registry's UBLK_TEST_BACKEND lines): what adding a backend takes,
+# proven by spec/guest/test_backend_spec.lua.  A backend there exists to
+# test the runtime, so it is kept out of the binary users get (its
+# backends list, add -t, the docs table); never installed.
+TEST_BACKEND_OBJS := $(patsubst spec/backends/%.c,$(B)/obj/test-backends/%.o,$(wildcard spec/backends/*.c))
+$(B)/obj/test-backends:
+	mkdir -p $@
+$(B)/obj/test-backends/%.o: spec/backends/%.c $(call headers,) | $(B)/obj/test-backends
+	$(COMPILE)
+$(B)/obj/test-backends/registry.o: runtime/backends/backend.c $(call headers,base backends) | $(B)/obj/test-backends
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -DUBLK_TEST_BACKENDS -c -o $@ $<
+$(B)/ublk-lua-test: $(B)/obj/main.o $(BRIDGE_OBJS) $(filter-out $(B)/obj/backends/backend.o,$(OBJS)) \
+		$(B)/obj/test-backends/registry.o $(TEST_BACKEND_OBJS)
+	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUAJIT_LIBS) $(LDLIBS)
+
 # The module for plain LuaJIT (busted, user programs): Lua symbols come
 # from the host interpreter, so it does not link libluajit.
 $(B)/ublk/core.so: $(BRIDGE_OBJS) $(OBJS) | $(B)/ublk
@@ -141,6 +158,10 @@ $(B)/fuzz-recovery: spec/fuzz/fuzz_recovery.c $(RUNTIME_SRCS) $(RUNTIME_HDRS)
 FUZZ_SECONDS ?= 60
 fuzz: deps $(B)/fuzz-requests $(B)/fuzz-recovery
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) spec/run-fuzz
+
+# the options table of docs/backends.md, from the C declarations
+docs-options: $(B)/ublk/core.so
+	luajit tools/options-doc.lua
 
 deps:
 	@spec/deps

@@ -33,7 +33,8 @@ describe("ublk-lua command", function()
   end)
 
   it("gives each verb its own --help, and exit 2 for a verb used wrongly", function()
-    for _, verb in ipairs({ "add", "list", "del", "recover", "reload", "stats", "features" }) do
+    for _, verb in ipairs({ "add", "list", "del", "recover", "reload", "stats", "features",
+        "quiesce", "resize" }) do
       local rc, out = run(verb .. " --help")
       assert.are.equal(0, rc, verb)
       assert.matches("^usage: ublk%-lua " .. verb, out)
@@ -45,11 +46,57 @@ describe("ublk-lua command", function()
       ["add -t memory x.lua"] = "add: give a SCRIPT or %-t", ["list -n"] = "%-n needs a value",
       ["del -n one"] = "%-n needs a device id from 0 to 1048575, got 'one'",
       ["features extra"] = "unexpected argument",
+      ["quiesce"] = "quiesce: give %-n ID", ["quiesce -n 1 x"] = "unexpected argument 'x'",
+      ["resize -n 1"] = "resize: give %-n ID SIZE", ["resize 1GiB"] = "resize: give %-n ID",
+      ["resize -n 1 12parsecs"] = "resize: SIZE '12parsecs': unknown unit",
+      ["resize -n 1 1GiB --forc"] = "resize: unexpected argument '%-%-forc'",
     }) do
       local rc, out = run(args)
       assert.are.equal(2, rc, args)
       assert.matches(says, out)
     end
+  end)
+
+  describe("add -t TYPE: the backend's options, from its declaration in C", function()
+    local args = require "ublk.cli_args"
+    local core = require "ublk.core"
+
+    it("takes --OPTION VALUE, --OPTION=VALUE, a bool alone, and -f as --path", function()
+      local o = assert(args.parse("add", { "add", "--uri", "nbd://h/x", "-t", "nbd",
+        "--timeout", "2.5", "--connections=3", "--connect-timeout", "1" }))
+      assert.are.same({ uri = "nbd://h/x", timeout = 2.5, connections = 3, connect_timeout = 1 },
+        o.options)
+      o = assert(args.parse("add", { "add", "-t", "file", "-f", "/x", "--create",
+        "--direct=false", "-s", "1M" }))
+      assert.are.same({ path = "/x", create = true, direct = false }, o.options)
+    end)
+
+    it("refuses another backend's option naming the backend's own, and an unknown TYPE", function()
+      for cmd, says in pairs({
+        ["add -t memory -s 1M --uri nbd://h/"] =
+          "add: unknown option '%-%-uri': the memory backend takes %-%-copy, %-%-store",
+        ["add -t null -s 1M --copy ring"] = "the null backend takes no options",
+        ["add -t nul -s 1M"] = "add: unknown backend 'nul' %(%-t memory|null|file|nbd|rbd%)",
+        ["add --path /x"] = "add: unknown option '%-%-path' %(backend options follow %-t TYPE%)",
+        ["add -t nbd --uri"] = "add: %-%-uri needs a value",
+      }) do
+        local rc, out = run(cmd)
+        assert.are.equal(2, rc, cmd)
+        assert.matches(says, out, 1, false, cmd)
+      end
+    end)
+
+    it("lists every declared option in add -t TYPE --help", function()
+      for _, b in ipairs(core.backends()) do
+        local rc, out = run("add -t " .. b.name .. " --help")
+        assert.are.equal(0, rc, b.name)
+        assert.matches("Options of the " .. b.name .. " backend", out, 1, true)
+        for _, o in ipairs(b.options) do
+          assert.matches("--" .. o.name, out, 1, true)
+          assert.matches(o.help, out, 1, true)
+        end
+      end
+    end)
   end)
 
   it("refuses, by option and value, every number that is not finite, whole or in range", function()

@@ -26,6 +26,7 @@ local function live_pid()
 end
 
 -- core.dev_info as the kernel would answer for devices[id].
+local MiB = 1048576
 local function info(state_name, recovery)
   return { state = state_name, pid = -1, flags = { user_recovery = recovery or nil },
     size = 1048576, queues = 1, depth = 128, block_size = 512, max_io = 524288 }
@@ -113,6 +114,12 @@ describe("recover and reload, on records", function()
     devices[3] = info("LIVE", true)
     local what = assert(daemon.takeover(3))
     assert.are.same({ ["1"] = { id = 3 } }, what.takeover)
+    -- one `resize` changed: served at the size it has now, unless a
+    -- script named for the recovery says otherwise (it must match)
+    record(3, { pid = dead_pid(), spec = { backend = "memory" }, index = 1, resized = true })
+    devices[3].size = 4 * MiB
+    assert.are.same({ ["1"] = { id = 3, size = 4 * MiB } }, assert(daemon.takeover(3)).takeover)
+    assert.are.same({ ["1"] = { id = 3 } }, assert(daemon.takeover(3, "/s.lua", {})).takeover)
   end)
 
   it("refuses to take over a LIVE device whose server lives", function()
@@ -176,8 +183,16 @@ describe("recover and reload, on records", function()
     assert.are.same({ ["1"] = { id = 3 } }, assert(daemon.takeover(3)).takeover)
     local listed = outputs(admin.list, {})
     assert.matches("dev id 3: LIVE.*pid " .. pid .. " %(dead%)", listed)
-    -- del: the device is deleted directly, the process is not signalled
+    -- del: the process is not signalled; the device is deleted once the
+    -- kernel has released it (it is LIVE only until then: a few reads here)
+    local reads, dev_info = 0, core.dev_info
+    core.dev_info = function(id)
+      reads = reads + 1
+      if reads == 4 then devices[3].state = "DEAD" end
+      return dev_info(id)
+    end
     local _, _, dstatus = outputs(admin.del, { id = 3 })
+    core.dev_info = dev_info
     local lives = state.server_alive({ pid = pid, start = state.proc_start(pid) })
     os.execute("kill -9 " .. pid)
     assert.are.equal(0, dstatus)
@@ -240,6 +255,22 @@ describe("recover and reload, on records", function()
     assert.are.same({ 5 }, deleted)
     _, _, status = outputs(admin.del, { all = true })
     assert.are.equal(0, status, "del -a is clean the second time")
+  end)
+
+  it("leaves alone, and says so, a device the kernel keeps LIVE after its server has gone", function()
+    local pid = live_pid()
+    record(3, { pid = pid, start = state.proc_start(pid) - 1, script = "/s.lua", index = 1 })
+    devices[3] = info("LIVE", false)
+    devices[3].pid = pid -- the kernel names a process that does not hold /dev/ublkc3
+    local settle = admin.settle_s
+    admin.settle_s = 0.2
+    local _, said, status = outputs(admin.del, { id = 3 })
+    admin.settle_s = settle
+    os.execute("kill -9 " .. pid)
+    assert.are.equal(1, status)
+    assert.are.same({}, deleted, "DEL_DEV would wait for good with the control mutex held")
+    assert.matches("device 3 is still LIVE 0.2 s after its server %(pid " .. pid .. "%) ended: "
+      .. "the kernel has not released it; not deleted", said)
   end)
 
   it("leaves alone a LIVE device whose record is cut short and whose server runs", function()

@@ -156,7 +156,7 @@ describe("ublk.params", function()
       assert.are.equal("auto_reg",
         params.validate({ backend = "file", path = "/x", copy = "auto_reg" }).copy)
       has(verr({ size = "1M", copy = "zero" }),
-        [[bad parameter 'copy' = "zero": for the memory backend must be "inline", "ring", "buffer" or "auto_reg"]])
+        [[bad parameter 'copy' = "zero": for the memory backend must be "inline", "ring", "buffer", "auto_reg" or "register"]])
       has(verr({ backend = "file", path = "/x", copy = "inline" }),
         [[for the file backend must be "buffer", "auto_reg" or "register"]])
       has(verr({ backend = "null", size = "1M", copy = "buffer" }),
@@ -169,22 +169,42 @@ describe("ublk.params", function()
     it("lists the known fields sorted", function()
       assert.are.same({
         "backend", "batch", "block_size", "client", "conf", "connect_timeout", "connections",
-        "copy", "create", "depth", "direct", "discard", "exclusive", "id", "image", "latency",
-        "max_io", "name", "osd_timeout", "path", "pin", "poll_us", "queues", "read_only",
-        "reconnect", "recovery", "size", "timeout", "uri",
+        "copy", "create", "depth", "direct", "discard", "dma_align", "exclusive", "id", "image",
+        "latency", "max_io", "max_segment_size", "max_segments", "name", "no_auto_part_scan",
+        "osd_timeout", "path", "pin", "poll_us", "queues", "read_only", "reconnect", "recovery",
+        "segment_boundary", "size", "store", "timeout", "uri",
       }, params.fields)
     end)
 
-    it("checks the rbd backend's fields, naming them", function()
-      has(verr({ backend = "rbd" }), "image = nil: must be \"pool/name\"")
-      has(verr({ backend = "rbd", image = "pool" }), "image = \"pool\": must be")
-      has(verr({ backend = "rbd", image = "p/i@s" }), "snapshot, read-only: set read_only = true")
-      has(verr({ backend = "rbd", image = "p/i", osd_timeout = 0.5 }),
-        "osd_timeout = 0.5: must be whole seconds from 1 to 86400")
-      has(verr({ backend = "rbd", image = "p/i", exclusive = "yes" }), "exclusive = \"yes\"")
-      local p = params.validate({ backend = "rbd", image = "p/ns/i@s", read_only = true,
-        client = "u", osd_timeout = 5 })
-      assert.are.same({ "p/ns/i@s", "u", 5, 0 }, { p.image, p.client, p.osd_timeout, p.size })
+    it("takes the block layer's limits by the kernel's rules, absent unless given", function()
+      local p = params.validate({ size = "1MiB" })
+      assert.is_nil(p.dma_align or p.max_segments or p.max_segment_size or p.segment_boundary
+        or p.no_auto_part_scan)
+      p = params.validate({ size = "1MiB", dma_align = 512, max_segments = 4,
+        max_segment_size = "8KiB", segment_boundary = "64KiB", no_auto_part_scan = true })
+      assert.are.same({ 512, 4, 8192, 65536, true }, { p.dma_align, p.max_segments,
+        p.max_segment_size, p.segment_boundary, p.no_auto_part_scan })
+      local function refused(t, msg)
+        t.size = "1MiB"
+        local ok, err = pcall(params.validate, t)
+        assert.is_false(ok)
+        assert.are.equal(msg, err)
+      end
+      refused({ dma_align = 3 }, "ublk: bad parameter 'dma_align' = 3: must be a power of two "
+        .. "from 1 to 4096 bytes (a page)")
+      refused({ dma_align = 8192 }, "ublk: bad parameter 'dma_align' = 8192: must be a power "
+        .. "of two from 1 to 4096 bytes (a page)")
+      refused({ max_segments = 0 }, "ublk: bad parameter 'max_segments' = 0: must be an "
+        .. "integer from 1 to 65535")
+      refused({ segment_boundary = 2048 }, "ublk: bad parameter 'segment_boundary' = 2048: "
+        .. "must be a power of two from 4 KiB to 4 PiB (no segment crosses it)")
+      refused({ max_segment_size = 1024 }, "ublk: bad parameter 'max_segment_size' = 1024: "
+        .. "must be from 4096 to 4294967295 bytes")
+      refused({ max_segment_size = "128KiB", segment_boundary = "64KiB" }, "ublk: bad "
+        .. "parameter 'max_segment_size' = \"128KiB\": must be from 4096 to 65535 bytes "
+        .. "(segment_boundary - 1: no segment crosses it)")
+      refused({ no_auto_part_scan = 1 }, "ublk: bad parameter 'no_auto_part_scan' = 1: must "
+        .. "be true or false")
     end)
 
     it("takes recovery as reissue, queue, fail or false (true is reissue)", function()
@@ -225,7 +245,7 @@ describe("ublk.params", function()
     end)
 
     it("normalises every field", function()
-      local be = { size = 4 * GiB }
+      local be = { name = "file", size = 4 * GiB }
       local p = params.validate({
         size = "2G", block_size = "4K", queues = 4, depth = 64,
         max_io = "1MiB", read_only = true, discard = false, pin = false, id = 3,
@@ -430,7 +450,8 @@ describe("ublk.params", function()
       end)
 
       it("keep explicit values", function()
-        local p = params.validate({ size = "1M", read_only = true, discard = false, direct = true })
+        local p = params.validate({ size = "1M", read_only = true, discard = false, direct = true,
+          backend = "file", path = "/x" })
         assert.are.equal(true, p.read_only)
         assert.are.equal(false, p.discard)
         assert.are.equal(true, p.direct)
@@ -440,8 +461,10 @@ describe("ublk.params", function()
         has(verr({ size = "1M", read_only = 1 }),
           "ublk: bad parameter 'read_only' = 1: must be true or false")
         has(verr({ size = "1M", discard = "yes" }), "'discard' = \"yes\": must be true or false")
-        has(verr({ size = "1M", direct = 0 }), "'direct' = 0: must be true or false")
-        has(verr({ size = "1M", create = "yes" }), "'create' = \"yes\": must be true or false")
+        has(verr({ backend = "file", path = "/x", direct = 0 }),
+          "'direct' = 0: for the file backend must be true or false")
+        has(verr({ backend = "file", path = "/x", create = "yes" }),
+          "'create' = \"yes\": for the file backend must be true or false")
       end)
     end)
 
@@ -462,11 +485,19 @@ describe("ublk.params", function()
     end)
 
     describe("backend", function()
-      it("defaults to \"memory\" and accepts valid names", function()
+      it("defaults to the registry's first (\"memory\") and accepts the runtime's names", function()
         assert.are.equal("memory", params.validate({ size = "1M" }).backend)
-        for _, name in ipairs({ "null", "_x", "my-backend_2", "Zero" }) do
-          assert.are.equal(name, params.validate({ size = "1M", backend = name }).backend)
+        assert.are.equal("null", params.validate({ size = "1M", backend = "null" }).backend)
+        local decls = {}
+        for i, name in ipairs({ "memory", "_x", "my-backend_2", "Zero" }) do
+          decls[i] = { name = name, options = {} }
         end
+        for _, name in ipairs({ "_x", "my-backend_2", "Zero" }) do
+          assert.are.equal(name, params.validate({ size = "1M", backend = name },
+            { backends = decls }).backend)
+        end
+        has(verr({ size = "1M", backend = "nul" }),
+          "unknown backend 'nul' (memory, null, file, nbd, rbd, or ublk.backend{...})")
       end)
 
       it("needs a path for the file backend, and takes the size from the file", function()
@@ -502,9 +533,11 @@ describe("ublk.params", function()
       end)
 
       it("reject bad values", function()
-        has(verr({ size = "1M", path = "" }),
-          "ublk: bad parameter 'path' = \"\": must be a non-empty string")
-        has(verr({ size = "1M", path = 5 }), "'path' = 5: must be a non-empty string")
+        has(verr({ backend = "file", path = "" }),
+          "ublk: bad parameter 'path' = \"\": for the file backend must be a non-empty string")
+        has(verr({ backend = "file", path = 5 }), "'path' = 5: for the file backend must be a")
+        has(verr({ size = "1M", path = "/x" }),
+          "'path' = \"/x\": applies to the file backend only (backend \"memory\")")
         has(verr({ size = "1M", name = false }), "'name' = false: must be a string")
       end)
     end)
@@ -550,35 +583,36 @@ describe("ublk.params", function()
 
       it("names a bad uri or connection count and what is allowed", function()
         has(verr({ backend = "nbd", uri = "http://x/" }),
-          'uri = "http://x/": must start with nbd://, nbds://, nbd+unix://')
-        has(verr({ backend = "nbd", uri = 7 }), "uri = 7: must be a string such as")
+          [['uri' = "http://x/": for the nbd backend must be a string starting with nbd://, nbds://, nbd+unix://]])
+        has(verr({ backend = "nbd", uri = 7 }), "'uri' = 7: for the nbd backend must be a string starting")
         has(verr({ backend = "nbd", uri = "nbd+unix:///?socket=/tmp/s", connections = 0 }),
-          "connections = 0: must be an integer from 1 to 4096")
+          "'connections' = 0: for the nbd backend must be an integer from 1 to 4096")
         assert.are.equal(2, params.validate({ backend = "nbd", uri = "nbd://h/",
           connections = 2 }).connections)
         has(verr({ backend = "nbd", uri = "nbd://h/", reconnect = -1 }),
-          "reconnect = -1: must be a number of tries from 0 to 1000")
+          "'reconnect' = -1: for the nbd backend must be an integer from 0 to 1000")
       end)
 
       it("names a bad timeout or connect_timeout and the range of seconds allowed", function()
         for _, v in ipairs({ 0, -1, 0.0001, 86401, 0 / 0, math.huge, "5" }) do
           has(verr({ backend = "nbd", uri = "nbd://h/", timeout = v }),
-            "timeout = " .. (type(v) == "string" and '"5"' or tostring(v))
-            .. ": must be a number of seconds from 0.001 to 86400")
+            "'timeout' = " .. (type(v) == "string" and '"5"' or tostring(v))
+            .. ": for the nbd backend must be a number of seconds from 0.001 to 86400")
           has(verr({ backend = "nbd", uri = "nbd://h/", connect_timeout = v }),
-            "connect_timeout = ")
+            "'connect_timeout' = ")
         end
         local p = params.validate({ backend = "nbd", uri = "nbd://h/", timeout = 0.5,
           connect_timeout = 2 })
         assert.are.equal(0.5, p.timeout)
         assert.are.equal(2, p.connect_timeout)
         local b = require("ublk.backend")
-        local ok, err = pcall(b.nbd, { uri = "nbd://h/", timeout = 0 })
+        local ok, err = pcall(b.c_backends.nbd, { uri = "nbd://h/", timeout = 0 })
         assert.is_false(ok)
         assert.matches("ublk.nbd: timeout = 0: must be a number of seconds", err)
         local spec = b.core_spec(p)
-        assert.are.equal("500", spec.opts.timeout_ms)
-        assert.are.equal("2000", spec.opts.connect_timeout_ms)
+        -- create() gets milliseconds (backend.h, UBLK_OPT_SECONDS)
+        assert.are.equal("500", spec.opts.timeout)
+        assert.are.equal("2000", spec.opts.connect_timeout)
       end)
     end)
 

@@ -141,9 +141,17 @@ describe("rbd backend on a host queue", function()
     assert(ok, out)
     assert.matches("^ENOENT: .*no ceph.conf found", out)
     assert.are.equal(1, select(2, out:gsub("\n", "")), out)
-    assert.has_error(function() ublk.rbd{ image = "noslash" } end)
-    assert.has_error(function() ublk.rbd{ image = "rbd/x@s" } end) -- a snapshot needs read_only
+    -- the declaration's kinds: raised when the object is made
     assert.has_error(function() ublk.rbd{ image = "rbd/x", osd_timeout = 0 } end)
+    assert.has_error(function() ublk.rbd{ image = "rbd/x", exclusive = "yes" } end)
+    -- what they cannot say, create() refuses before it connects: the
+    -- image's syntax, and a snapshot needs read_only
+    none, err = host.queue(ublk.rbd{ image = "noslash", conf = conf }, {})
+    assert.is_nil(none)
+    assert.matches([[image = 'noslash': must be "pool/name"]], err, 1, true)
+    none, err = host.queue(ublk.rbd{ image = "rbd/x@s", conf = conf }, {})
+    assert.is_nil(none)
+    assert.matches("image = 'rbd/x@s' is a snapshot, read-only: set read_only = true", err, 1, true)
   end)
 
   it("an unreachable cluster: one line, in the timeout, nothing left", function()

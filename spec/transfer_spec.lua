@@ -77,7 +77,7 @@ describe("ublk.backend", function()
 
   it("refuses unknown options on C backends", function()
     assert.has_error(function() ublk.file { path = "/x", drect = true } end,
-      "ublk.file: unknown option 'drect'")
+      "ublk.file: unknown option 'drect' (known: path, direct, create, copy, read_only, size)")
   end)
 
   it("says where delegate and queue helpers work", function()

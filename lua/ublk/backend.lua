@@ -1,8 +1,8 @@
 -- ublk.backend: the objects a device's `backend` can be, on the control
 -- side (the script's own Lua state).
 --
---   ublk.memory{}, ublk.null{}, ublk.file{ path = ... },
---   ublk.nbd{ uri = ... }                                C backends
+--   ublk.NAME{ OPTION = ... }  a C backend (ublk.file{ path = ... }): each
+--                              declares its options (ublk.options)
 --   ublk.backend{ size = ..., read = function(self, req) ... end, ... }
 --   ublk.shared(bytes)   memory every queue's Lua state sees at one address
 --
@@ -11,9 +11,9 @@
 -- locks, no hand-off.  C backends it captures become delegates there.
 local ffi = require "ffi"
 local core = require "ublk.core"
+local options = require "ublk.options"
 local params = require "ublk.params"
 local transfer = require "ublk.transfer"
-local rbd = require "ublk.rbd"
 
 local M = {}
 
@@ -23,15 +23,44 @@ local CBackend = {}
 CBackend.__index = CBackend
 M.CBackend = CBackend
 
-local function c_backend(name, t, fields)
+-- What every C backend object takes besides its declared options.
+local COMMON = { size = true, read_only = true }
+
+-- ublk.NAME{...} for C backend `name`: its declared options (ublk.options)
+-- and size, read_only; a string alone is its first required option
+-- (ublk.file "disk.img").
+local function c_backend(name, t)
+  local decl = options.find(name)
+  if type(t) == "string" then
+    for _, o in ipairs(decl.options) do
+      if o.required then t = { [o.name] = t } break end
+    end
+  end
   t = t or {}
   if type(t) ~= "table" then error(("ublk.%s: expected a table of options"):format(name), 3) end
   local b = setmetatable({ name = name }, CBackend)
   for k, v in pairs(t) do
-    if not fields[k] then
-      error(("ublk.%s: unknown option '%s'"):format(name, tostring(k)), 3)
+    local o = decl.by[k]
+    if not o and not COMMON[k] then
+      local known = {}
+      for _, x in ipairs(decl.options) do known[#known + 1] = x.name end
+      known[#known + 1] = "read_only, size"
+      error(("ublk.%s: unknown option '%s' (known: %s)"):format(name, tostring(k),
+        table.concat(known, ", ")), 3)
+    end
+    if o then
+      local ok, rule = options.check(o, v)
+      if ok == nil then
+        error(("ublk.%s: %s = %s: %s"):format(name, k, type(v) == "string"
+          and ("%q"):format(v) or tostring(v), rule), 3)
+      end
     end
     b[k] = v
+  end
+  for _, o in ipairs(decl.options) do
+    if o.required and b[o.name] == nil then
+      error(("ublk.%s: missing option '%s' (%s)"):format(name, o.name, o.help), 3)
+    end
   end
   if b.size ~= nil then
     local n, err = params.parse_size(b.size)
@@ -41,43 +70,10 @@ local function c_backend(name, t, fields)
   return b
 end
 
--- store: a file (on /dev/shm) that holds the data beyond this process
-function M.memory(t) return c_backend("memory", t, { size = true, copy = true, store = true }) end
-function M.null(t) return c_backend("null", t, { size = true }) end
-function M.file(t)
-  if type(t) == "string" then t = { path = t } end
-  local b = c_backend("file", t, { path = true, direct = true, size = true, read_only = true,
-    create = true, copy = true })
-  if type(b.path) ~= "string" or b.path == "" then
-    error("ublk.file: expected { path = \"...\" [, size = ...] [, create = true]"
-      .. " [, direct = true] }", 2)
-  end
-  return b
-end
-
--- ublk.nbd{ uri = "nbd://host:port/export" | "nbd+unix:///export?socket=PATH"
--- [, connections = N] [, reconnect = TRIES] [, timeout = SECONDS]
--- [, connect_timeout = SECONDS] [, size = ...] [, read_only = true] },
--- or the URI alone
-function M.nbd(t)
-  if type(t) == "string" then t = { uri = t } end
-  local b = c_backend("nbd", t, { uri = true, connections = true, reconnect = true,
-    timeout = true, connect_timeout = true, size = true, read_only = true })
-  local ok, err = params.check_nbd(b.uri, b.connections, b.reconnect, b.timeout,
-    b.connect_timeout)
-  if not ok then error("ublk.nbd: " .. err, 2) end
-  return b
-end
-
--- ublk.rbd{ image = "pool/[namespace/]name[@snap]" [, conf = PATH] [, id = CLIENT]
--- [, exclusive = true] [, read_only = true] [, osd_timeout = SECONDS] [, size = ...] },
--- or the image alone (lua/ublk/rbd.lua)
-function M.rbd(t)
-  if type(t) == "string" then t = { image = t } end
-  local b = c_backend("rbd", t, rbd.options)
-  local ok, err = rbd.check(b)
-  if not ok then error("ublk.rbd: " .. err, 2) end
-  return b
+-- ublk.memory{}, ublk.file{ path = ... }, ...: one for each C backend
+M.c_backends = {}
+for _, decl in ipairs((options.backends())) do
+  M.c_backends[decl.name] = function(t) return c_backend(decl.name, t) end
 end
 
 -- Delegate methods exist only on queue threads; calling them here is a
@@ -200,38 +196,36 @@ function M.backend(spec)
 end
 
 local function flag(v) return v and "1" or nil end
--- "1", "0", or nil: absent leaves the choice to the backend
-local function choice(v) if v == nil then return nil end return v and "1" or "0" end
-local function first(a, b) if a == nil then return b end return a end
 
--- seconds (params.check_nbd has checked them) as the runtime's milliseconds
-local function ms(seconds)
-  return seconds and ("%d"):format(math.ceil(seconds * 1000)) or nil
-end
-
--- A C backend's string options (runtime/backends/backend_*.c parse them); p holds
--- the device's own path, direct and create, which the object's override.
+-- A C backend's string options for create(), from its declaration: the
+-- object's own, else the device's (p, validated against the same
+-- declaration).  An option left out is left to the backend.
 local function c_opts(b, p)
   p = p or {}
-  local conns, tries = b.connections or p.connections, b.reconnect or p.reconnect
-  local o = { path = b.path or p.path, direct = choice(first(b.direct, p.direct)),
-    create = flag(first(b.create, p.create)), uri = b.uri or p.uri, copy = b.copy or p.copy,
-    store = b.store,
-    connections = conns and ("%d"):format(conns) or nil,
-    reconnect = tries and ("%d"):format(tries) or nil,
-    timeout_ms = ms(first(b.timeout, p.timeout)),
-    connect_timeout_ms = ms(first(b.connect_timeout, p.connect_timeout)) }
-  if b.name == "rbd" or p.backend == "rbd" then
-    for k, v in pairs(rbd.c_opts(b, p)) do o[k] = v end
+  local out = {}
+  for _, o in ipairs(options.find(b.name).options) do
+    local v = b[o.name]
+    if v == nil then v = p[o.name] end
+    if v ~= nil then out[o.name] = options.to_c(o, v) end
   end
-  return o
+  return out
+end
+
+-- The option of backend `name` that holds its data beyond the server
+-- (backend.h, UBLK_OPT_STORE), or nil.
+function M.store_option(name)
+  local decl = options.find(name)
+  for _, o in ipairs(decl and decl.options or {}) do
+    if o.store then return o.name end
+  end
 end
 
 -- What the C runtime needs to build this backend for a device of `size`
 -- bytes: its string options (runtime/lua/backend_lua.c reads them): the
 -- packed handlers, the C delegates it captured, what to advertise.  With
--- `keep` (recovery on) memory delegates keep their data in /dev/shm as
--- ublk.shared regions do, and are taken over the same way.
+-- `keep` (recovery on) delegates with a store option (the memory
+-- backend's) keep their data in /dev/shm as ublk.shared regions do, and
+-- are taken over the same way.
 function LuaBackend:core_opts(size, read_only, keep)
   local inner, index = {}, {}
   local function special(v)
@@ -264,12 +258,15 @@ function LuaBackend:core_opts(size, read_only, keep)
   for i, v in ipairs(inner) do
     local prefix = "delegate." .. (i - 1) .. "."
     opts[prefix .. "backend"] = v.name
-    opts[prefix .. "size"] = ("%d"):format(v.size or (v.name ~= "file" and size or 0))
+    -- 0: a backend that sizes itself finds its own (a file's length)
+    opts[prefix .. "size"] = ("%d"):format(v.size
+      or (options.find(v.name).sizes_itself and 0 or size))
     opts[prefix .. "read_only"] = flag(v.read_only or read_only)
     for k, x in pairs(c_opts(v)) do opts[prefix .. k] = x end
-    if v.name == "memory" and keep then
+    local store = M.store_option(v.name)
+    if store and keep and v[store] == nil then
       local path, existing = kept_path()
-      opts[prefix .. "store"], opts[prefix .. "recover"] = path, existing and "1" or nil
+      opts[prefix .. store], opts[prefix .. "recover"] = path, existing and "1" or nil
     end
   end
   return opts
@@ -288,9 +285,10 @@ function M.core_spec(p)
   elseif mt == CBackend then
     return { backend = b.name, opts = c_opts(b, p), read_only = read_only }
   elseif type(b) == "table" then
-    error("backend must be a name, ublk.backend{...}, or a C backend such as ublk.memory()", 0)
+    error("backend must be a name, ublk.backend{...}, or a C backend such as ublk."
+      .. options.backends()[1].name .. "()", 0)
   end
-  return { backend = b, opts = c_opts({}, p), read_only = read_only }
+  return { backend = b, opts = c_opts({ name = b }, p), read_only = read_only }
 end
 
 -- Helpers that only make sense on a queue thread (ublk.queue replaces

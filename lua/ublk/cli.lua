@@ -9,6 +9,7 @@
 -- the same way.  Any failure prints one line on stderr, removes what
 -- exists, exits non-zero.
 local ffi = require "ffi"
+require "ublk.libc" -- the C library calls below (ffi.C)
 local ublk = require "ublk"
 local core = require "ublk.core"
 local params = require "ublk.params"
@@ -19,8 +20,6 @@ local args = require "ublk.cli_args"
 local cli = {}
 
 
-pcall(ffi.cdef, "int close(int fd);")
-pcall(ffi.cdef, "void _exit(int status);")
 
 -- A background server (cli_daemon.lua) writes to its log: say whose line.
 local tag = os.getenv("UBLK_SERVE") and ("[%d]"):format(ffi.C.getpid()) or ""
@@ -50,11 +49,23 @@ local COPY_TEXT = { auto_reg = "zero copy (auto_reg)", register = "zero copy (re
   user_copy = "user copy", buffer = "buffer copy",
   ["auto_reg+user_copy"] = "zero copy (auto_reg) + user copy" }
 
+-- "2 queues x 128", and why when fewer queues were made than asked for
+local function queues_text(info)
+  local s = ("%d queue%s x %d"):format(info.queues, info.queues == 1 and "" or "s", info.depth)
+  if not info.queues_asked then return s end
+  if info.queues_limited_by == "kernel" then
+    return s .. (" (queues = %d asked: the kernel allows %d, one per CPU)"):format(
+      info.queues_asked, info.queues)
+  end
+  return s .. (" (queues = %d asked: backend %s serves at most %d)"):format(info.queues_asked,
+    info.backend, info.queues)
+end
+
 local function describe(dev)
   local info = dev:info()
-  return ("%s ready (%s, %d queue%s x %d, %s, %s%s%s)"):format(dev.path,
-    params.format_size(info.size), info.queues, info.queues == 1 and "" or "s",
-    info.depth, info.backend, COPY_TEXT[info.copy] or info.copy,
+  return ("%s ready (%s, %s, %s, %s%s%s%s)"):format(dev.path,
+    params.format_size(info.size), queues_text(info), info.backend, COPY_TEXT[info.copy] or info.copy,
+    params.limits_text(info),
     info.note and ", " .. info.note or "", info.recovered and ", recovered" or "")
 end
 
@@ -166,9 +177,9 @@ local function report(devices, err)
     else
       for _, dev in ipairs(devices) do
         local info = dev:info()
-        f:write(("dev id %d: %s %s, %d queue%s x %d, %s, %s, pid %d%s\n"):format(dev.id,
-          dev.path, params.format_size(info.size), info.queues, info.queues == 1 and "" or "s",
-          info.depth, info.backend, COPY_TEXT[info.copy] or info.copy, ffi.C.getpid(),
+        f:write(("dev id %d: %s %s, %s, %s, %s%s, pid %d%s\n"):format(dev.id,
+          dev.path, params.format_size(info.size), queues_text(info), info.backend,
+          COPY_TEXT[info.copy] or info.copy, params.limits_text(info), ffi.C.getpid(),
           info.recovered and ", recovered" or ""))
       end
       f:write("ready\n")
@@ -269,7 +280,12 @@ local function serve(what)
   -- under systemd (Type=notify): ready only once every device is usable
   if ok then core.sd_notify(("READY=1\nMAINPID=%d"):format(ffi.C.getpid())) end
   -- a script may wait for the signal itself (ublk.wait_signal)
-  sig = sig or core.wait_signal()
+  -- waiting, it answers `ublk-lua resize` (cli_resize.lua) now and then
+  local requests = require("ublk.cli_resize").serve_requests
+  while not sig do
+    sig = core.wait_signal(200)
+    if not sig then requests(ublk.devices()) end
+  end
   if state.handover_asked(ublk.devices()) then return handover(0) end
   local status, stuck = 0, false
   for _, dev in ipairs(ublk.devices()) do
@@ -295,6 +311,8 @@ local VERBS = {
   add = function(o) return require("ublk.cli_daemon").add(o) end,
   recover = function(o) return require("ublk.cli_daemon").recover(o) end,
   reload = function(o) return require("ublk.cli_daemon").reload(o) end,
+  quiesce = function(o) return require("ublk.cli_quiesce").run(o) end,
+  resize = function(o) return require("ublk.cli_resize").run(o) end,
   list = function(o) return require("ublk.cli_admin").list(o) end,
   del = function(o) return require("ublk.cli_admin").del(o) end,
   features = function(o) return require("ublk.cli_admin").features(o) end,
@@ -321,8 +339,8 @@ function cli.main(argv)
     say("ublk-lua %s", ublk.version)
     return 0
   elseif VERBS[first] then
-    local o, err = args.parse(first, argv)
-    if err == "help" then io.stdout:write(args.help[first]) return 0 end
+    local o, err, text = args.parse(first, argv)
+    if err == "help" then io.stdout:write(text or args.help[first]) return 0 end
     if not o then complain(err .. " (try --help)") return 2 end
     return VERBS[first](o)
   elseif first:sub(1, 1) == "-" then

@@ -2,6 +2,7 @@
 -- on the machine as the kernel reports it, with what ublk-lua recorded of
 -- the ones it serves (lua/ublk/state.lua).
 local ffi = require "ffi"
+local libc = require "ublk.libc"
 local core = require "ublk.core"
 local json = require "ublk.json"
 local params = require "ublk.params"
@@ -28,7 +29,10 @@ local function describe(id)
   if not info then return nil, err end
   local d = { id = id, state = info.state, pid = info.pid, queues = info.queues,
     depth = info.depth, size = info.size, block_size = info.block_size,
-    max_io = info.max_io, flags = sorted_names(info.flags), path = "/dev/ublkb" .. id }
+    max_io = info.max_io, flags = sorted_names(info.flags), path = "/dev/ublkb" .. id,
+    releasing = info.releasing or nil,
+    dma_align = info.dma_align, max_segments = info.max_segments,
+    max_segment_size = info.max_segment_size, segment_boundary = info.segment_boundary }
   local st, bad = state.read(id)
   d.recoverable = state.recoverable(info, st)
   if st then
@@ -46,8 +50,11 @@ local function describe(id)
 end
 
 local function line(d)
-  local s = ("dev id %d: %s, %s, %d queue%s x %d, block size %d"):format(d.id, d.state,
+  local s = ("dev id %d: %s, %s, %d queue%s x %d, block size %d"):format(d.id,
+    d.releasing and d.state .. " (its server has ended: the kernel is releasing it)" or d.state,
     params.format_size(d.size), d.queues, d.queues == 1 and "" or "s", d.depth, d.block_size)
+    .. params.limits_text({ dma_align = d.dma_align, max_segments = d.max_segments,
+      max_segment_size = d.max_segment_size, segment_boundary = d.segment_boundary })
   local u = d.ublk_lua
   if u then
     s = s .. (", %s, pid %s (%s)"):format(u.backend or "?", tostring(u.pid), u.server)
@@ -158,15 +165,15 @@ function admin.features(o)
     for _, n in ipairs(names) do if USED[n] then used[#used + 1] = n end end
     out("%s", json.encode({ features = names, used = used }))
   else
-    for _, n in ipairs(names) do out("%s%s", n, USED[n] and "  (used by ublk-lua)" or "") end
+    for _, n in ipairs(names) do
+      out("%s%s", n, USED[n] and "  (used by ublk-lua)"
+        or n:match("^bit %d+$") and "  (newer than this ublk-lua: no name for it)" or "")
+    end
   end
   return 0
 end
 
-ffi.cdef [[ struct ublk_admin_ts { long s, ns; }; int nanosleep(const struct ublk_admin_ts *, void *); ]]
-local function sleep(s)
-  ffi.C.nanosleep(ffi.new("struct ublk_admin_ts", math.floor(s), (s % 1) * 1e9), nil)
-end
+local sleep = libc.sleep
 
 -- How many devices server rec serves: the records that name it, or where
 -- its own record cannot be read, the kernel's LIVE devices of its pid.
@@ -186,7 +193,6 @@ local function devices_of(rec)
   return n
 end
 
-pcall(ffi.cdef, "long readlink(const char *path, char *buf, size_t len);")
 
 -- Does process pid hold /dev/ublkcN open?  Then it serves device id: the
 -- kernel lets one process at a time have it.
@@ -208,6 +214,35 @@ local function kernel_server(id, info)
   if start and holds_cdev(info.pid, id) and state.proc_start(info.pid) == start then
     return { pid = info.pid, start = start, from_kernel = true }
   end
+end
+
+-- A device still LIVE after the process the kernel names as its server
+-- has let go of its char device (ended, or a zombie): the kernel is
+-- releasing it (it waits for the dead server's io_uring to give back the
+-- request buffers it registered, then fails or requeues the requests that
+-- server held).  That takes milliseconds; but if a buffer were never
+-- given back, a DEL_DEV would wait in del_gendisk for good holding the
+-- driver's one control mutex, and every ADD_DEV and DEL_DEV on the
+-- machine behind it.  So wait for the kernel first, and if it does not
+-- finish, leave this one device and say so: the others stay manageable.
+admin.settle_s = 10 -- (a spec shortens it)
+local function settled(id)
+  local info, waited = core.dev_info(id), 0
+  local function serverless(i)
+    -- (a zombie still has a pid, but no longer the char device)
+    return i and i.state == "LIVE" and not (i.pid and i.pid > 0 and holds_cdev(i.pid, id))
+  end
+  while serverless(info) and waited < admin.settle_s do
+    sleep(0.05)
+    waited = waited + 0.05
+    info = core.dev_info(id)
+  end
+  if not serverless(info) then return true end
+  complain(("device %d is still LIVE %g s after its server (pid %d) ended: the kernel has not "
+    .. "released it; not deleted, as DEL_DEV would wait for its requests with every device's "
+    .. "control path locked (dmesg may say why; `ublk-lua del -n %d` again later)")
+    :format(id, admin.settle_s, info.pid, id))
+  return false
 end
 
 -- Removes device id, whatever its server's state: a live ublk-lua server
@@ -277,6 +312,7 @@ local function del_one(id, safe)
       .. "alone"):format(id, info.pid, id))
     return false
   end
+  if not settled(id) then return false end
   local ok, err = core.delete(id)
   if not ok then
     complain(("device %d: %s"):format(id, err))

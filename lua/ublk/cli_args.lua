@@ -1,16 +1,25 @@
 -- ublk.cli_args: the command line's words: the usage, each verb's help,
 -- and the options of a verb parsed into a table (lua/ublk/cli.lua runs
 -- them).  Exit status 2 for what this refuses.
+local options = require "ublk.options"
+
 local args = {}
 
-args.usage = [=[
+-- "memory|null|file|nbd": the C backends, from their registry
+local TYPES = {}
+for i, b in ipairs((options.backends())) do TYPES[i] = b.name end
+TYPES = table.concat(TYPES, "|")
+
+args.usage = ([=[
 usage: ublk-lua SCRIPT [ARGS...]
-       ublk-lua add [-t memory|null|file|nbd|rbd [-s SIZE] [-f FILE] [--uri URI] [-q QUEUES]
+       ublk-lua add [-t TYPES [-s SIZE] [--OPTION VALUE]... [-q QUEUES]
                     [-d DEPTH] [-n ID] [-r RECOVERY]] [--restart N] [SCRIPT [ARGS...]]
        ublk-lua list [-n ID] [--json]
        ublk-lua del -n ID | -a [--safe]
        ublk-lua recover -n ID [SCRIPT [ARGS...]]
        ublk-lua reload -n ID [SCRIPT [ARGS...]]
+       ublk-lua quiesce -n ID
+       ublk-lua resize -n ID SIZE [--force]
        ublk-lua stats -n ID [--json] [--watch SECONDS]
        ublk-lua features [--json]
 
@@ -18,7 +27,7 @@ SCRIPT alone: serves the block devices that SCRIPT describes in the
 foreground until a termination signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
 SIGUSR1, ...), then removes them.  SCRIPT returns a table of device
 parameters, e.g.
-  return { size = "256MiB", queues = 2, depth = 128, backend = "memory" }
+  return { size = "256MiB", queues = 2, depth = 128, backend = "FIRST" }
 (or a list of such tables), or creates devices with require "ublk".
 ARGS reach the script as `...`.
 
@@ -35,6 +44,9 @@ ARGS reach the script as `...`.
             (p50/p99/p99.9) per op, over 1 s or every SECONDS
   reload    replace a running server by a new one (SCRIPT, or the same
             script read again) without the devices going away
+  quiesce   the server leaves its devices QUIESCED, their I/O waiting, for
+            a later recover
+  resize    a running device serves SIZE bytes from now on
   features  what this kernel's ublk driver can do
 
   -h, --help     show this help
@@ -43,7 +55,7 @@ Environment: UBLK_LOG=error|warn|info|debug
   UBLK_STOP_TIMEOUT=SECONDS  after a signal, how long the script may take to
                  remove its devices before they are removed without it (5)
 Exit status: 0 ok, 1 failure, 2 usage.  State: /run/ublk-lua.
-]=]
+]=]):gsub("TYPES", TYPES):gsub("FIRST", options.backends()[1].name)
 
 -- A number option's rule: integral or not, its range, and its words for
 -- the error.  Checked here, so that nan, inf, 1e300 or 2.5 never reach a
@@ -66,31 +78,86 @@ local ID = number(true, 0, 1048575, "a device id")
 local OPTS = {
   ["-n"] = { "id", ID }, ["-q"] = { "queues", number(true, 1, 4096, "a whole number of queues") },
   ["-d"] = { "depth", number(true, 1, 4096, "a whole queue depth") },
-  ["-s"] = { "size" }, ["-f"] = { "file" }, ["-t"] = { "type" }, ["-r"] = { "recovery" },
+  ["-s"] = { "size" }, ["-t"] = { "type" }, ["-r"] = { "recovery" },
   ["--json"] = { "json", true }, ["-a"] = { "all", true },
   ["--watch"] = { "watch", number(false, 0.1, 86400, "seconds") },
   ["--restart"] = { "restart", number(true, 0, 1000000, "a whole number of restarts") },
-  ["--uri"] = { "uri" }, ["--image"] = { "image" }, ["--safe"] = { "safe", true },
-  ["-b"] = { "batch", true },
+  ["--safe"] = { "safe", true },
+  ["-b"] = { "batch", true }, ["--force"] = { "force", true },
 }
 local ALLOWED = {
-  add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-f"] = 1, ["-t"] = 1, ["-r"] = 1,
-    ["--restart"] = 1, ["--uri"] = 1, ["--image"] = 1, ["-b"] = 1 },
+  add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-t"] = 1, ["-r"] = 1,
+    ["--restart"] = 1, ["-b"] = 1 },
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1, ["--safe"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
+  quiesce = { ["-n"] = 1 }, resize = { ["-n"] = 1, ["--force"] = 1 },
   stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1 },
 }
 
+-- The backend `add -t TYPE` names, wherever -t stands; nil, message when
+-- it names none.
+local function add_type(argv)
+  for j = 2, #argv - 1 do
+    if argv[j] == "-t" then
+      local b = options.find(argv[j + 1])
+      if b then return b end
+      return nil, ("add: unknown backend '%s' (-t %s)"):format(argv[j + 1], TYPES)
+    end
+  end
+end
+
+-- `add -t TYPE --OPTION VALUE`, `--OPTION=VALUE`, and a bool option
+-- alone (`--create`) for true: one of TYPE's declared options (ublk.options)
+-- into o.options; -f FILE is --path FILE.  Returns how many words it took,
+-- or nil, message.
+local function backend_option(b, o, argv, i)
+  local a = argv[i]
+  local name, v = a:match("^%-%-([^=]+)=(.*)$")
+  name = (name or a:sub(3)):gsub("%-", "_")
+  if a == "-f" then name = "path" end
+  local opt = b and b.by[name]
+  if not opt then
+    local known = {}
+    for _, x in ipairs(b and b.options or {}) do known[#known + 1] = "--" .. x.name end
+    if not b then return nil, ("add: unknown option '%s' (backend options follow -t TYPE)"):format(a) end
+    return nil, ("add: unknown option '%s': the %s backend takes %s"):format(a, b.name,
+      #known > 0 and table.concat(known, ", ") or "no options")
+  end
+  local took = 1
+  if v == nil and opt.kind == "bool" then
+    v = "true"
+  elseif v == nil then
+    v, took = argv[i + 1], 2
+    if v == nil then return nil, ("add: %s needs a value"):format(a) end
+  end
+  o.options = o.options or {}
+  o.options[name] = options.from_cli(opt, v)
+  return took
+end
+
 function args.parse(verb, argv)
   local o, i = {}, 2
+  local btype, terr
+  if verb == "add" then
+    btype, terr = add_type(argv)
+    if terr then return nil, terr end
+  end
   while argv[i] and argv[i]:sub(1, 1) == "-" do
     local a = argv[i]
-    if a == "-h" or a == "--help" then return nil, "help" end
-    local spec = OPTS[a]
-    if not spec or not ALLOWED[verb][a] then
-      return nil, ("%s: unknown option '%s'"):format(verb, a)
+    if a == "-h" or a == "--help" then
+      return nil, "help", btype and args.help.add .. "\n" .. options.help(btype.name)
     end
-    if spec[2] == true then
+    local spec = OPTS[a]
+    if verb == "add" and not spec and (a:sub(1, 2) == "--" or a == "-f") then
+      local took, err = backend_option(btype, o, argv, i)
+      if not took then return nil, err end
+      i = i + took
+      spec = false
+    end
+    if spec == false then -- taken above
+    elseif not spec or not ALLOWED[verb][a] then
+      return nil, ("%s: unknown option '%s'"):format(verb, a)
+    elseif spec[2] == true then
       o[spec[1]] = true
       i = i + 1
     else
@@ -110,13 +177,15 @@ function args.parse(verb, argv)
   o.script = argv[i]
   o.args = { select(i + 1, unpack(argv)) }
   if verb == "del" and not o.id == not o.all then return nil, "del: give -n ID or -a" end
-  if (verb == "recover" or verb == "reload" or verb == "stats") and not o.id then
+  if (verb == "recover" or verb == "reload" or verb == "stats" or verb == "quiesce"
+      or verb == "resize") and not o.id then
     return nil, verb .. ": give -n ID"
   end
   if verb == "add" and not o.script == not o.type then
-    return nil, "add: give a SCRIPT or -t memory|null|file|nbd|rbd"
+    return nil, "add: give a SCRIPT or -t " .. TYPES
   end
-  if (verb == "list" or verb == "features" or verb == "del" or verb == "stats") and o.script then
+  if (verb == "list" or verb == "features" or verb == "del" or verb == "stats"
+      or verb == "quiesce") and o.script then
     return nil, ("%s: unexpected argument '%s'"):format(verb, o.script)
   end
   return o
@@ -126,15 +195,15 @@ end
 args.help = {
   add = [=[
 usage: ublk-lua add [--restart N] SCRIPT [ARGS...]
-       ublk-lua add [--restart N] -t memory|null|file|nbd|rbd [-s SIZE] [-f FILE] [--uri URI]
+       ublk-lua add [--restart N] -t TYPE [-s SIZE] [--OPTION VALUE]...
                     [-q QUEUES] [-d DEPTH] [-n ID] [-r reissue|queue|fail|false] [-b]
 Serves in the background and returns once every device is usable, printing
 "dev id N: /dev/ublkbN SIZE, Q queues x D, BACKEND, pid P" for each; or the
 script's error, exit 1, and no device.  Output goes to /run/ublk-lua/server.log.
-  -t TYPE   a device without a script      -s SIZE   its size (e.g. 1GiB)
-  -f FILE   the file backend's file        -q, -d    queues, depth per queue
-  --uri URI the nbd backend's server (nbd://host:port/export, nbd+unix:///export?socket=PATH)
-  --image POOL/NAME the rbd backend's image (pool/[namespace/]name[@snap]; $CEPH_CONF)
+  -t TYPE   a device without a script: ]=] .. TYPES .. "\n" .. [=[
+  -s SIZE   its size (e.g. 1GiB)           -q, -d    queues, depth per queue
+  --OPTION VALUE  one of TYPE's options (`add -t TYPE --help` lists them;
+            -f FILE is --path FILE)
   -n ID     the device id to ask for       -r        recovery (default reissue)
   -b        batch I/O (batch = true, Linux 7.0+)
   --restart N  a supervisor recovers the devices when the server dies from a
@@ -168,6 +237,23 @@ Replaces the running server of device ID by a new one (SCRIPT, or the same
 script read again) without the devices going away: edit a Lua backend,
 reload, keep testing with the filesystem still mounted.  Needs recovery on,
 on every device of that server.
+]=],
+  quiesce = [=[
+usage: ublk-lua quiesce -n ID
+The server of device ID leaves it, and every other device it serves,
+QUIESCED: new I/O waits, nothing fails, until `ublk-lua recover -n ID`
+starts a server that serves it.  Needs recovery on.  QUIESCE_DEV (Linux
+6.16+) lets the I/O in flight finish first; on older kernels the server
+leaves as a crash would, so the device needs recovery = "reissue" there
+(the I/O then in flight is served again).
+]=],
+  resize = [=[
+usage: ublk-lua resize -n ID SIZE [--force]
+Device ID serves SIZE bytes (e.g. 2GiB) from now on, without going away:
+its server grows the backend (memory; a file, which grows; a block device
+or an NBD export only as far as it goes), then the kernel's disk
+(UPDATE_SIZE, Linux 6.16+).  A smaller SIZE cuts the data past it: refused
+unless --force (shrink the filesystem on it first).  Then e.g. resize2fs.
 ]=],
   stats = [=[
 usage: ublk-lua stats -n ID [--json] [--watch SECONDS]

@@ -5,6 +5,7 @@
 -- nothing left behind.  The server is this executable with UBLK_SERVE (what
 -- to serve, JSON) and UBLK_READY_FD (where to say it is ready): cli.lua.
 local ffi = require "ffi"
+local libc = require "ublk.libc"
 local core = require "ublk.core"
 local json = require "ublk.json"
 local state = require "ublk.state"
@@ -13,10 +14,6 @@ local daemon = {}
 
 daemon.LOG = state.dir .. "/server.log"
 
-pcall(ffi.cdef, "int close(int fd);")
-pcall(ffi.cdef, "int mkdir(const char *path, unsigned mode);")
-pcall(ffi.cdef, "int waitpid(int pid, int *status, int options);")
-pcall(ffi.cdef, "long write(int fd, const void *buf, unsigned long n);")
 
 local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
 
@@ -67,9 +64,12 @@ local function spawn(what)
 end
 
 -- The -t form: a device without a script, as kublk and ublksrv make one.
+-- o.options: the backend's own (--OPTION VALUE, cli_args.lua).
 local function spec_of(o)
-  return { backend = o.type, id = o.id, queues = o.queues, depth = o.depth,
-    size = o.size, path = o.file, uri = o.uri, image = o.image, recovery = o.recovery, batch = o.batch }
+  local t = { backend = o.type, id = o.id, queues = o.queues, depth = o.depth,
+    size = o.size, recovery = o.recovery, batch = o.batch }
+  for k, v in pairs(o.options or {}) do t[k] = v end
+  return t
 end
 
 function daemon.add(o)
@@ -99,7 +99,14 @@ function daemon.takeover(id, script, args, live)
     return nil, ("device %d: ublk-lua has no record of what served it: name the script "
       .. "(ublk-lua recover -n %d SCRIPT [ARGS...])"):format(id, id)
   end
-  what.takeover[tostring(st and st.index or 1)] = { id = id, store = st and st.store }
+  -- a device `resize` changed (its record says so) is served at the size
+  -- it has now by the script that made it; a script named here must
+  -- serve the size the device has, as ever
+  local function resized(rec, i)
+    return not script and rec and rec.resized and i.size > 0 and i.size or nil
+  end
+  what.takeover[tostring(st and st.index or 1)] = { id = id, store = st and st.store,
+    size = resized(st, info) }
   what.shared = st and st.shared -- its ublk.shared regions, in order
   -- its siblings, LIVE ones too while the kernel has not yet seen their
   -- server die: the recovery waits for that (runtime/device/device_recover.c)
@@ -109,7 +116,8 @@ function daemon.takeover(id, script, args, live)
       local oi = other and other.pid == st.pid and other.start == st.start
         and core.dev_info(other_id)
       if oi and other.index and (live or state.recoverable(oi, other)) then
-        what.takeover[tostring(other.index)] = { id = other_id, store = other.store }
+        what.takeover[tostring(other.index)] = { id = other_id, store = other.store,
+          size = resized(other, oi) }
       end
     end
   end
@@ -177,11 +185,7 @@ end
 
 -- (not core.wait_signal: once a signal has come that answers at once, and
 -- the waits below would spin through their limits)
-ffi.cdef [[ struct ublk_daemon_ts { long s, ns; };
-            int nanosleep(const struct ublk_daemon_ts *, void *); ]]
-local function sleep(s)
-  ffi.C.nanosleep(ffi.new("struct ublk_daemon_ts", math.floor(s), (s % 1) * 1e9), nil)
-end
+local sleep = libc.sleep
 
 -- Waits up to `secs` for child pid to end (and reaps it): whether it did.
 local function reaped(pid, secs)
@@ -205,6 +209,7 @@ local function siblings(st)
   end
   return ids
 end
+daemon.siblings = siblings -- `quiesce` leaves them all (cli_quiesce.lua)
 
 -- After a new server failed with the devices handed over: the previous
 -- script (the copy the old server ran, kept in the state directory)

@@ -5,14 +5,11 @@
 -- (SIGTERM, `ublk-lua del`) ends the supervisor too; SIGTERM to the
 -- supervisor is passed on to the server.
 local ffi = require "ffi"
+require "ublk.libc" -- the C library calls below (ffi.C)
 local core = require "ublk.core"
 local json = require "ublk.json"
 local daemon = require "ublk.cli_daemon"
 
-pcall(ffi.cdef, "int waitpid(int pid, int *status, int options);")
-pcall(ffi.cdef, "int kill(int pid, int sig);")
-pcall(ffi.cdef, "int close(int fd);")
-pcall(ffi.cdef, "int getpid(void);")
 
 local C = ffi.C
 local supervise = {}

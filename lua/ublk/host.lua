@@ -13,6 +13,7 @@ local ffi = require "ffi"
 local core = require "ublk.core"
 local params = require "ublk.params"
 local backend = require "ublk.backend"
+local options = require "ublk.options"
 
 local M = {}
 
@@ -30,7 +31,7 @@ function M.queue(b, t)
   local dev = {}
   for k, v in pairs(t) do if k ~= "depth" then dev[k] = v end end
   dev.backend = b
-  local ok, p = pcall(params.validate, dev, { backends = core.backends() })
+  local ok, p = pcall(params.validate, dev, { backends = options.backends() })
   if not ok then error(p, 2) end
   local okb, spec = pcall(backend.core_spec, p)
   if not okb then error("ublk.host.queue: " .. spec, 2) end

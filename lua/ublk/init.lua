@@ -10,9 +10,11 @@
 -- Operational failures (the kernel refuses, no ublk driver) return
 -- nil, "ENAME: message", errno.
 local ffi = require "ffi"
+local libc = require "ublk.libc"
 local core = require "ublk.core"
 local params = require "ublk.params"
 local backend = require "ublk.backend"
+local options = require "ublk.options"
 
 local ublk = { version = core.version, params = params, errno = require "ublk.errno" }
 
@@ -25,28 +27,26 @@ Device.__index = Device
 
 -- Backends: a device's `backend` is a name or one of these (see
 -- ublk/backend.lua and docs/backends.md).
-ublk.memory, ublk.null, ublk.file = backend.memory, backend.null, backend.file
-ublk.nbd, ublk.rbd = backend.nbd, backend.rbd
 ublk.backend, ublk.shared = backend.backend, backend.shared
 ublk._Shared = backend.Shared
 -- On queue threads ublk.queue replaces these with the working ones.
 ublk.sleep, ublk.io, ublk.queue_id = backend.queue_side.sleep,
   backend.queue_side.io, backend.queue_side.queue_id
 ublk.thread_id = core.gettid
-
-ffi.cdef [[
-struct ublk_timespec { long tv_sec; long tv_nsec; };
-int clock_gettime(int clk, struct ublk_timespec *ts);
-]]
-local now = ffi.new("struct ublk_timespec")
--- ublk.clock() -> seconds on the monotonic clock, for measuring latency
-function ublk.clock()
-  ffi.C.clock_gettime(1, now)
-  return tonumber(now.tv_sec) + tonumber(now.tv_nsec) * 1e-9
+-- ublk.NAME{...} for each C backend (ublk.memory, ublk.file, ...); a
+-- backend named as one of the functions above would hide it.
+for name, make in pairs(backend.c_backends) do
+  if ublk[name] ~= nil then error("ublk: C backend '" .. name .. "' hides ublk." .. name) end
+  ublk[name] = make
 end
 
+-- ublk.clock() -> seconds on the monotonic clock, for measuring latency
+ublk.clock = libc.clock
+
 local function limits()
-  return { max_queues = core.nr_cpus(), backends = core.backends() }
+  -- queues: the kernel's own limit (UBLK_MAX_NR_QUEUES); it makes at most
+  -- one per CPU and the device takes what it made (dev:info().queues_asked)
+  return { max_queues = 4096, backends = options.backends() }
 end
 
 -- UBLK_F_USER_RECOVERY (8) with _REISSUE (16) or _FAIL_IO (512)
@@ -65,7 +65,8 @@ local stores = 0
 ublk._takeover, ublk._made, ublk._gate = {}, 0, nil
 
 -- The recovery the user asked for, or by default "reissue" where the
--- kernel has it; a memory device keeps its data in /dev/shm for it.
+-- kernel has it; a backend with a store option (the memory backend's)
+-- keeps its data in /dev/shm for it.
 local function recovery_of(p, spec)
   local r = p.recovery
   if r == nil then
@@ -74,9 +75,10 @@ local function recovery_of(p, spec)
   end
   p.recovery = r
   if not r then return 0 end
-  if spec.backend == "memory" and not spec.opts.store then
+  local store = backend.store_option(spec.backend)
+  if store and not spec.opts[store] then
     stores = stores + 1
-    spec.opts.store = backend.new_path(stores)
+    spec.opts[store] = backend.new_path(stores)
   end
   return RECOVERY_FLAGS[r]
 end
@@ -92,14 +94,23 @@ function ublk.device(t)
   spec.size, spec.block_size, spec.queues, spec.depth = p.size, p.block_size, p.queues, p.depth
   spec.max_io, spec.discard, spec.pin, spec.id = p.max_io, p.discard, p.pin, p.id
   spec.latency, spec.poll_us, spec.batch = p.latency, p.poll_us, p.batch
+  spec.no_auto_part_scan, spec.dma_align = p.no_auto_part_scan, p.dma_align or 0
+  spec.max_segments, spec.max_segment_size = p.max_segments or 0, p.max_segment_size or 0
+  spec.segment_boundary = p.segment_boundary or 0
   ublk._made = ublk._made + 1
   local takeover = ublk._takeover[ublk._made]
   if takeover then
     spec.recover, spec.prepare = takeover.id, true
     -- the recorded store (or the user's own) is taken with its data: only
-    -- here, a server recovering that device (runtime/backends/backend_memory.c)
-    if spec.backend == "memory" and takeover.store then spec.opts.store = takeover.store end
-    if spec.backend == "memory" and spec.opts.store then spec.opts.recover = "1" end
+    -- here, a server recovering that device (backend.h: UBLK_OPT_STORE)
+    local store = backend.store_option(spec.backend)
+    if store and takeover.store then spec.opts[store] = takeover.store end
+    if store and spec.opts[store] then spec.opts.recover = "1" end
+    -- a device `resize` changed since its script was written is served at
+    -- the size it has now (a C backend that resizes; a Lua backend's script
+    -- says its own)
+    local c = options.find(spec.backend)
+    if takeover.size and c and c.resizable then spec.size = takeover.size end
   end
   spec.recovery_flags = recovery_of(p, spec)
   local d, err, errno = core.create(spec)
@@ -188,6 +199,23 @@ function Device:close()
   end
   if self._d:state() == "closed" then open_devices[self] = nil end
   return ok, err, errno
+end
+
+-- dev:resize(size [, force]) -> true | nil, "ENAME: message", errno: a
+-- started device serves `size` bytes from now on (UPDATE_SIZE, Linux
+-- 6.16+); memory, file and nbd backends grow.  A smaller size cuts the
+-- data past it: refused unless force is true.
+function Device:resize(size, force)
+  local state = check(self, "resize")
+  local bytes, err = params.parse_size(size)
+  if not bytes then error(("ublk: resize: size = %s: %s"):format(tostring(size), err), 2) end
+  if force ~= nil and type(force) ~= "boolean" then
+    error("ublk: resize: force must be true or false, got " .. tostring(force), 2)
+  end
+  if state ~= "started" then
+    error(("ublk: cannot resize device %d: it is %s"):format(self.id, state), 2)
+  end
+  return self._d:resize(bytes, force == true)
 end
 
 function Device:state()

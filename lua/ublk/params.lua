@@ -3,8 +3,9 @@
 -- runtime, the backends, the CLI) may then trust the normalised table and
 -- never re-check types or ranges.
 --
--- Pure Lua, Lua 5.1 / LuaJIT compatible.  Sizes are parsed by ublk.size,
--- exact up to 2^53 bytes (LuaJIT numbers are doubles).
+-- Lua 5.1 / LuaJIT compatible.  Sizes are parsed by ublk.size, exact up
+-- to 2^53 bytes (LuaJIT numbers are doubles).  A C backend's own options
+-- are checked against its declaration (ublk.options): none is named here.
 
 local params = {}
 
@@ -35,6 +36,7 @@ local function show(v)
 end
 
 local size = require "ublk.size"
+local options = require "ublk.options"
 -- parse_size(v) -> bytes | nil, message; format_size(bytes) -> "256 MiB"
 params.parse_size, params.format_size = size.parse, size.format
 
@@ -43,7 +45,8 @@ params.parse_size, params.format_size = size.parse, size.format
 ---------------------------------------------------------------------------
 
 -- Defaults in normalised form: what validate() puts in its output.
--- size, path and name have no default (size may come from the backend).
+-- size and name have no default (size may come from the backend); the
+-- backend is the registry's first (runtime/backends/backend.c).
 local DEFAULTS = {
   block_size = 512,
   queues = 1,
@@ -56,7 +59,7 @@ local DEFAULTS = {
   poll_us = 0,        -- no spinning before a queue thread sleeps
   batch = false,      -- per-request FETCH/COMMIT (docs/tuning.md: batch I/O)
   id = -1,            -- -1: the kernel picks the device number
-  backend = "memory",
+  backend = options.backends()[1].name,
 }
 
 local DEFAULT_LIMITS = {
@@ -69,18 +72,30 @@ local DEFAULT_LIMITS = {
 local MAX_POLL_US = 10000
 local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 
-local FIELDS = {
-  "backend", "batch", "block_size", "connect_timeout", "connections", "copy", "create", "depth",
-  "direct", "discard", "id", "latency", "max_io", "name", "path", "pin", "poll_us", "queues",
-  "read_only", "reconnect", "recovery", "size", "timeout", "uri",
+-- The device's own fields; the C backends' options (ublk.options) join
+-- them in fields_of().
+local DEVICE_FIELDS = {
+  "backend", "batch", "block_size", "depth", "discard", "id", "latency", "max_io", "name",
+  "pin", "poll_us", "queues", "read_only", "recovery", "size",
+  -- the block layer's limits and partition scan (check_limits_of)
+  "dma_align", "max_segment_size", "max_segments", "no_auto_part_scan", "segment_boundary",
 }
--- the rbd backend's device fields (image, conf, client, ...)
-local rbd = require "ublk.rbd"
-for f in pairs(rbd.device_fields) do FIELDS[#FIELDS + 1] = f end
-sort(FIELDS)
 
-local KNOWN = {}
-for _, f in ipairs(FIELDS) do KNOWN[f] = true end
+-- fields_of([decls]) -> every field, sorted, and a set of them; kept
+-- for each list of declarations (ublk.options says why)
+local fields_cache = setmetatable({}, { __mode = "k" })
+local function fields_of(decls)
+  local key = options.backends(decls)
+  local c = fields_cache[key]
+  if c then return c[1], c[2] end
+  local list, set = {}, {}
+  for _, f in ipairs(DEVICE_FIELDS) do list[#list + 1] = f end
+  for _, f in ipairs(options.names(decls)) do list[#list + 1] = f end
+  sort(list)
+  for _, f in ipairs(list) do set[f] = true end
+  fields_cache[key] = { list, set }
+  return list, set
+end
 
 local function copy(t)
   local c = {}
@@ -90,7 +105,7 @@ end
 
 -- Exported as copies: validate() reads the private tables, so a caller
 -- scribbling on params.defaults cannot change what later devices get.
-params.fields = copy(FIELDS)
+params.fields = copy(fields_of())
 params.defaults = copy(DEFAULTS)
 
 ---------------------------------------------------------------------------
@@ -125,9 +140,9 @@ local function distance(a, b)
   return prev[#b]
 end
 
-local function suggest(key)
+local function suggest(key, fields)
   local best, best_d = nil, 3  -- only suggest within distance 2
-  for _, f in ipairs(FIELDS) do  -- sorted, so ties pick a stable name
+  for _, f in ipairs(fields) do  -- sorted, so ties pick a stable name
     local d = distance(key:lower(), f)
     -- d < #key: "x" is 2 edits from "id" but that is no typo of it.
     if d < best_d and d < #key then best, best_d = f, d end
@@ -135,10 +150,11 @@ local function suggest(key)
   return best
 end
 
-local function check_unknown(t)
+local function check_unknown(t, decls)
+  local fields, known = fields_of(decls)
   local unknown = {}
   for k in pairs(t) do
-    if not KNOWN[k] then unknown[#unknown + 1] = k end
+    if not known[k] then unknown[#unknown + 1] = k end
   end
   if #unknown == 0 then return end
   -- pairs() order is arbitrary; report the same key every run.
@@ -146,13 +162,13 @@ local function check_unknown(t)
   local k = unknown[1]
   if type(k) ~= "string" then
     fail(format("unknown parameter [%s] (parameters are named fields: %s)",
-      show(k), concat(FIELDS, ", ")))
+      show(k), concat(fields, ", ")))
   end
-  local hint = suggest(k)
+  local hint = suggest(k, fields)
   if hint then
     fail(format("unknown parameter '%s' (did you mean '%s'?)", k, hint))
   end
-  fail(format("unknown parameter '%s' (known: %s)", k, concat(FIELDS, ", ")))
+  fail(format("unknown parameter '%s' (known: %s)", k, concat(fields, ", ")))
 end
 
 local function check_int(field, v, lo, hi)
@@ -202,14 +218,14 @@ local function backend_name(b)
   return b
 end
 
-local function check_dev_size(t, bs)
+local function check_dev_size(t, bs, decls)
   local v, field = t.size, "size"
   if v == nil and type(t.backend) == "table" and t.backend.size ~= nil then
     v, field = t.backend.size, "backend.size"
   end
-  -- 0 asks the file backend for the file's own length, nbd for the export's
-  local name = backend_name(t.backend)
-  if v == nil and (name == "file" or name == "nbd" or name == "rbd") then return 0 end
+  -- 0 asks a backend that sizes itself for its own (a file's length)
+  local b = options.find(backend_name(t.backend) or DEFAULTS.backend, decls)
+  if v == nil and b and b.sizes_itself then return 0 end
   if v == nil then
     fail("missing parameter 'size': required unless the backend provides"
       .. " one (bytes or a string like \"256MiB\")")
@@ -222,20 +238,16 @@ local function check_dev_size(t, bs)
   return n
 end
 
-local function check_backend(v, known)
+local function check_backend(v, decls)
   if type(v) == "table" then return v end  -- a backend object: pass through
   if type(v) ~= "string" or not v:match("^[%a_][%w_%-]*$") then
     bad("backend", v, "must be a backend name (letters, digits, '_' or '-',"
       .. " not starting with a digit or '-') or a backend object")
   end
-  if known then
-    for _, name in ipairs(known) do
-      if name == v then return v end
-    end
-    fail(format("unknown backend '%s' (%s, or ublk.backend{...})", v,
-      concat(known, ", ")))
-  end
-  return v
+  if options.find(v, decls) then return v end
+  local names = {}
+  for _, b in ipairs((options.backends(decls))) do names[#names + 1] = b.name end
+  fail(format("unknown backend '%s' (%s, or ublk.backend{...})", v, concat(names, ", ")))
 end
 
 local function check_string(field, v, allow_empty)
@@ -261,25 +273,31 @@ local function check_recovery(v)
   bad("recovery", v, 'must be "reissue", "queue", "fail" or false')
 end
 
-local function first_non_nil(a, b) if a == nil then return b end return a end
-
--- How request data moves (docs/tuning.md): each C backend has its modes.
-local COPY_MODES = {
-  memory = { inline = true, ring = true, buffer = true, auto_reg = true,
-    list = '"inline", "ring", "buffer" or "auto_reg"' },
-  file = { buffer = true, auto_reg = true, register = true,
-    list = '"buffer", "auto_reg" or "register"' },
-}
-local function check_copy(v, name)
-  if v == nil then return nil end
-  local modes = COPY_MODES[type(name) == "string" and name or ""]
-  if not modes then
-    bad("copy", v, "applies to the memory and file backends only (backend " .. show(name) .. ")")
+-- The options of backend `name` (nil: a Lua backend, which has none)
+-- that t holds, checked against its declaration (ublk.options) into out;
+-- another backend's option is refused naming whose it is.  A required one
+-- may come from the backend object `obj` instead.
+local function check_options(t, name, obj, decls, out)
+  local b = name and options.find(name, decls)
+  for _, f in ipairs(options.names(decls)) do
+    local v = t[f]
+    if v ~= nil then
+      local o = b and b.by[f]
+      if not o then
+        bad(f, v, format("applies to %s only (backend %s)", options.owners(f, decls),
+          show(name)))
+      end
+      local ok, rule = options.check(o, v)
+      if ok == nil then bad(f, v, format("for the %s backend %s", name, rule)) end
+      out[f] = ok
+    end
   end
-  if type(v) ~= "string" or not modes[v] or v == "list" then
-    bad("copy", v, "for the " .. name .. " backend must be " .. modes.list)
+  for _, o in ipairs(b and b.options or {}) do
+    if o.required and out[o.name] == nil and not (obj and obj[o.name] ~= nil) then
+      fail(format("missing parameter '%s': the %s backend needs it (%s)", o.name, name,
+        o.help))
+    end
   end
-  return v
 end
 
 local function check_limits(limits)
@@ -290,7 +308,7 @@ local function check_limits(limits)
   local out = copy(DEFAULT_LIMITS)
   for k, v in pairs(limits) do
     if k == "backends" and type(v) == "table" then
-      out.backends = v -- the backend names the runtime has
+      out.backends = v -- the runtime's backends as core.backends() gives them
     elseif DEFAULT_LIMITS[k] == nil then
       fail(format("unknown limit %s (known: backends, max_depth, max_io_max,"
         .. " max_queues)", show(k)))
@@ -302,42 +320,55 @@ local function check_limits(limits)
   return out
 end
 
--- params.check_nbd(uri, connections, reconnect, timeout, connect_timeout)
--- -> true | nil, message: what the nbd backend (ublk.nbd{} or backend =
--- "nbd") accepts.  The timeouts are seconds (fractions too), at least a
--- millisecond: the runtime counts in milliseconds.
-local NBD_SCHEMES = { "nbd://", "nbds://", "nbd+unix://", "nbds+unix://", "nbd+vsock://" }
-
-function params.check_nbd(uri, connections, reconnect, timeout, connect_timeout)
-  if type(uri) ~= "string" then
-    return nil, format("uri = %s: must be a string such as \"nbd://host:port/export\""
-      .. " or \"nbd+unix:///export?socket=PATH\"", show(uri))
-  end
-  local known = false
-  for _, s in ipairs(NBD_SCHEMES) do
-    if uri:sub(1, #s) == s then known = true end
-  end
-  if not known then
-    return nil, format("uri = %s: must start with %s", show(uri), concat(NBD_SCHEMES, ", "))
-  end
-  if connections ~= nil and (not is_int(connections) or connections < 1
-      or connections > 4096) then
-    return nil, format("connections = %s: must be an integer from 1 to 4096",
-      show(connections))
-  end
-  if reconnect ~= nil and (not is_int(reconnect) or reconnect < 0 or reconnect > 1000) then
-    return nil, format("reconnect = %s: must be a number of tries from 0 to 1000",
-      show(reconnect))
-  end
-  for _, f in ipairs({ { "timeout", timeout }, { "connect_timeout", connect_timeout } }) do
-    local v = f[2]
-    -- not (v >= ...) also refuses nan
-    if v ~= nil and (type(v) ~= "number" or not (v >= 0.001) or not (v <= 86400)) then
-      return nil, format("%s = %s: must be a number of seconds from 0.001 to 86400",
-        f[1], show(v))
+-- The block layer's limits a device may set (UBLK_PARAM_TYPE_DMA_ALIGN and
+-- _SEGMENT, Linux 6.15+), each absent unless given, with the kernel's own
+-- rules (ublk_validate_params): a DMA alignment below a page, a segment
+-- boundary and size of at least 4 KiB (UBLK_MIN_SEGMENT_SIZE).  A segment
+-- never crosses the boundary, so none can be larger than it.
+local function check_limits_of(t, out)
+  if t.dma_align ~= nil then
+    local n = check_size("dma_align", t.dma_align)
+    if n > 4096 or not is_pow2(n) then
+      bad("dma_align", t.dma_align, "must be a power of two from 1 to 4096 bytes (a page)")
     end
+    out.dma_align = n
   end
-  return true
+  if t.max_segments ~= nil then
+    out.max_segments = check_int("max_segments", t.max_segments, 1, 65535)
+  end
+  if t.segment_boundary ~= nil then
+    local n = check_size("segment_boundary", t.segment_boundary)
+    if n < 4096 or n > 2 ^ 52 or not is_pow2(n) then
+      bad("segment_boundary", t.segment_boundary,
+        "must be a power of two from 4 KiB to 4 PiB (no segment crosses it)")
+    end
+    out.segment_boundary = n
+  end
+  if t.max_segment_size ~= nil then
+    local n = check_size("max_segment_size", t.max_segment_size)
+    local hi = math.min(out.segment_boundary or 2 ^ 32, 2 ^ 32) - 1
+    if n < 4096 or n > hi then
+      bad("max_segment_size", t.max_segment_size, format("must be from 4096 to %d bytes%s",
+        hi, out.segment_boundary and " (segment_boundary - 1: no segment crosses it)" or ""))
+    end
+    out.max_segment_size = n
+  end
+  if t.no_auto_part_scan ~= nil then
+    out.no_auto_part_scan = check_bool("no_auto_part_scan", t.no_auto_part_scan)
+  end
+end
+
+-- params.limits_text(info) -> ", dma_align 512, ..." for what a device
+-- was given of the limits above (dev:info(), core.dev_info), or ""
+function params.limits_text(info)
+  local s = {}
+  if info.flags and info.flags.no_auto_part_scan then s[#s + 1] = "no auto partition scan" end
+  if info.dma_align then s[#s + 1] = "dma_align " .. info.dma_align end
+  if info.max_segments then
+    s[#s + 1] = ("segments %d x %s, boundary %s"):format(info.max_segments,
+      params.format_size(info.max_segment_size), params.format_size(info.segment_boundary))
+  end
+  return #s > 0 and ", " .. concat(s, ", ") or ""
 end
 
 -- Does the work; raises Failure.  Field order matters only where one check
@@ -347,7 +378,8 @@ local function normalise(t, limits)
     fail("device parameters must be a table, got " .. show(t))
   end
   limits = check_limits(limits)
-  check_unknown(t)
+  local decls = limits.backends
+  check_unknown(t, decls)
   local function get(k)
     local v = t[k]
     if v == nil then return DEFAULTS[k] end
@@ -355,7 +387,7 @@ local function normalise(t, limits)
   end
   local out = {}
   out.block_size = check_block_size(get("block_size"))
-  out.size = check_dev_size(t, out.block_size)
+  out.size = check_dev_size(t, out.block_size, decls)
   out.queues = check_int("queues", get("queues"), 1, limits.max_queues)
   out.depth = check_int("depth", get("depth"), 1, limits.max_depth)
   out.max_io = check_max_io(get("max_io"), limits.max_io_max)
@@ -366,46 +398,14 @@ local function normalise(t, limits)
   out.poll_us = check_int("poll_us", get("poll_us"), 0, MAX_POLL_US)
   out.latency = check_bool("latency", get("latency"))
   out.recovery = check_recovery(t.recovery)
-  -- file backend: absent means its own default (O_DIRECT for block devices)
-  if t.direct ~= nil then out.direct = check_bool("direct", t.direct) end
-  if t.create ~= nil then out.create = check_bool("create", t.create) end
+  check_limits_of(t, out)
   out.id = check_int("id", get("id"), -1, MAX_ID)
-  out.backend = check_backend(get("backend"), limits.backends)
-  out.copy = check_copy(first_non_nil(t.copy, type(out.backend) == "table"
-    and getmetatable(out.backend) ~= nil and out.backend.copy or nil), backend_name(out.backend))
-  out.path = check_string("path", t.path, false)
+  out.backend = check_backend(get("backend"), decls)
   out.name = check_string("name", t.name, true)
-  if t.uri ~= nil or t.connections ~= nil or t.reconnect ~= nil or t.timeout ~= nil
-      or t.connect_timeout ~= nil or backend_name(out.backend) == "nbd" then
-    local b = type(out.backend) == "table" and out.backend or {}
-    local uri = t.uri or b.uri
-    if uri == nil and backend_name(out.backend) == "nbd" then
-      fail("missing parameter 'uri': the nbd backend needs \"nbd://host:port/export\""
-        .. " or \"nbd+unix:///export?socket=PATH\"")
-    end
-    local ok, err = params.check_nbd(uri, t.connections, t.reconnect, t.timeout,
-      t.connect_timeout)
-    if not ok then fail(err) end
-    out.uri, out.connections, out.reconnect = t.uri, t.connections, t.reconnect
-    out.timeout, out.connect_timeout = t.timeout, t.connect_timeout
-  end
-  local rbd_fields = backend_name(out.backend) == "rbd"
-  for f in pairs(rbd.device_fields) do rbd_fields = rbd_fields or t[f] ~= nil end
-  if rbd_fields then
-    -- checked as ublk.rbd{} options: the object's, then the device's own
-    local b = type(out.backend) == "table" and out.backend or {}
-    local o = { read_only = out.read_only or b.read_only }
-    for f, opt in pairs(rbd.device_fields) do
-      if b[opt] ~= nil then o[opt] = b[opt] else o[opt] = t[f] end
-      out[f] = t[f]
-    end
-    local ok, err = rbd.check(o)
-    if not ok then fail(err) end
-  end
-  if backend_name(out.backend) == "file" and not out.path
-      and not (type(out.backend) == "table" and out.backend.path) then
-    fail("missing parameter 'path': the file backend needs the file to serve")
-  end
+  -- a backend option left out is the backend's own default (file's direct)
+  local obj = type(out.backend) == "table" and out.backend or nil
+  local name = backend_name(out.backend)
+  check_options(t, name, obj, decls, out)
   return out
 end
 

@@ -7,16 +7,13 @@
 -- once), and the C entry points in struct ublk_lua_ctx never call back
 -- into Lua.  Both types come from runtime/lua/lua_ffi.h through core.cdef.
 local ffi = require "ffi"
+require "ublk.libc" -- the C library calls below (ffi.C)
 local core = require "ublk.core"
 local ublk = require "ublk"
 local errno = require "ublk.errno"
 local transfer = require "ublk.transfer"
 
 ffi.cdef(core.cdef)
-ffi.cdef [[
-int open(const char *path, int flags, ...);
-int close(int fd);
-]]
 
 local M = {}
 

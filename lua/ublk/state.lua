@@ -14,17 +14,11 @@
 -- Every check of a server and every signal to one goes through
 -- state.server_alive and state.signal.
 local ffi = require "ffi"
+require "ublk.libc" -- the C library calls below (ffi.C)
 local json = require "ublk.json"
 
 local state = { dir = "/run/ublk-lua" }
 
-ffi.cdef [[
-int kill(int pid, int sig);
-int rename(const char *old, const char *new);
-long syscall(long number, ...);
-]]
-pcall(ffi.cdef, "int getpid(void);")
-pcall(ffi.cdef, "int close(int fd);")
 
 function state.path(id)
   return ("%s/dev%d"):format(state.dir, id)

@@ -5,13 +5,10 @@
 -- snapshots; percentiles are the middle of their histogram bucket (within
 -- 6.25%).
 local ffi = require "ffi"
+require "ublk.libc" -- the C library calls below (ffi.C)
 local core = require "ublk.core"
 
 ffi.cdef(core.stats_cdef)
-pcall(ffi.cdef, "int open(const char *path, int flags, ...);")
-pcall(ffi.cdef, "int close(int fd);")
-pcall(ffi.cdef, "void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off);")
-pcall(ffi.cdef, "int munmap(void *addr, size_t len);")
 
 local C = ffi.C
 local stats = {}

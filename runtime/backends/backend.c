@@ -6,21 +6,36 @@
  */
 #include <string.h>
 
-#include "../include/backend.h"
+#include "backends.h"
 
-extern const struct ublk_backend_ops ublk_backend_memory;
-extern const struct ublk_backend_ops ublk_backend_null;
-extern const struct ublk_backend_ops ublk_backend_file;
-extern const struct ublk_backend_ops ublk_backend_nbd;
-extern const struct ublk_backend_ops ublk_backend_rbd;
+/* The registry, one line a backend, in the order users see them (the
+ * first is the default backend).  UBLK_TEST_BACKEND lines name backends
+ * that exist only to test the runtime (spec/backends/): they are built
+ * into build/ublk-lua-test, which compiles this file with
+ * UBLK_TEST_BACKENDS, and are in no other binary. */
+#define UBLK_BACKENDS(X, T) \
+	X(memory) \
+	X(null) \
+	X(file) \
+	X(nbd) \
+	X(rbd) \
+	T(pattern)
 
+#ifdef UBLK_TEST_BACKENDS
+#define UBLK_TEST_BACKEND(name) UBLK_BUILTIN(name)
+#else
+#define UBLK_TEST_BACKEND(name)
+#endif
+
+#define UBLK_BUILTIN(name) extern const struct ublk_backend_ops ublk_backend_##name;
+UBLK_BACKENDS(UBLK_BUILTIN, UBLK_TEST_BACKEND)
+#undef UBLK_BUILTIN
+
+#define UBLK_BUILTIN(name) &ublk_backend_##name,
 static const struct ublk_backend_ops *const builtin[] = {
-	&ublk_backend_memory,
-	&ublk_backend_null,
-	&ublk_backend_file,
-	&ublk_backend_nbd,
-	&ublk_backend_rbd,
+	UBLK_BACKENDS(UBLK_BUILTIN, UBLK_TEST_BACKEND)
 };
+#undef UBLK_BUILTIN
 
 #define NR_BUILTIN (sizeof(builtin) / sizeof(builtin[0]))
 

@@ -28,6 +28,7 @@
 
 struct file {
 	int fd;
+	bool read_only;
 	bool no_zero_range;	/* the filesystem said EOPNOTSUPP to ZERO_RANGE */
 };
 
@@ -198,6 +199,7 @@ static int file_create(struct ublk_backend *b, const struct ublk_backend_conf *c
 		return ret;
 	}
 	b->priv = f;
+	f->read_only = conf->read_only;
 	b->caps |= UBLK_CAN_FLUSH | UBLK_CAN_FUA | UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;
 	/* O_DIRECT I/O on the request's own pages needs them aligned as the
 	 * file wants its buffers: its logical block size, 512 at least */
@@ -316,10 +318,61 @@ static int file_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ubl
 	return (int)io->len;
 }
 
+static const struct ublk_backend_opt file_opts[] = {
+	{ .name = "path", .kind = UBLK_OPT_STRING, .flags = UBLK_OPT_REQUIRED,
+	  .help = "the file or block device to serve" },
+	{ .name = "direct", .kind = UBLK_OPT_BOOL, .def = "on for block devices only",
+	  .help = "open it with O_DIRECT" },
+	{ .name = "create", .kind = UBLK_OPT_BOOL, .def = "false",
+	  .help = "make a missing file, grow a short one, to the device's size" },
+	{ .name = "copy", .kind = UBLK_OPT_CHOICE, .values = "buffer|auto_reg|register",
+	  .def = "zero copy where the kernel has it, else buffer",
+	  .help = "how request data moves (docs/tuning.md)" },
+	{ 0 }
+};
+
+/* A regular file shorter than `size` grows (as create = true grows one);
+ * a block device serves only what it has.  Shrinking leaves the file as
+ * it is: its data past the new end stays the user's. */
+static int file_resize(struct ublk_backend *b, uint64_t size)
+{
+	struct file *f = b->priv;
+	struct stat st;
+	uint64_t have;
+
+	if (fstat(f->fd, &st) < 0)
+		return -errno;
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(f->fd, BLKGETSIZE64, &have) < 0)
+			return -errno;
+	} else {
+		have = (uint64_t)st.st_size;
+	}
+	if (have >= size)
+		return 0;
+	if (S_ISBLK(st.st_mode) || f->read_only) {
+		snprintf(b->err, sizeof(b->err), "the %s holds %llu bytes, less than %llu",
+			 S_ISBLK(st.st_mode) ? "block device" : "read-only file",
+			 (unsigned long long)have, (unsigned long long)size);
+		return -EFBIG;
+	}
+	if (ftruncate(f->fd, (off_t)size) < 0) {
+		int err = errno;
+
+		snprintf(b->err, sizeof(b->err), "cannot grow the file to %llu bytes: %s",
+			 (unsigned long long)size, strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
 const struct ublk_backend_ops ublk_backend_file = {
 	.name = "file",
+	.opts = file_opts,
+	.sizes_itself = true,
 	.create = file_create,
 	.destroy = file_destroy,
 	.handle_io = file_handle_io,
 	.io_done = file_io_done,
+	.resize = file_resize,
 };

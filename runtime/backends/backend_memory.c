@@ -17,12 +17,17 @@
  *   inline    user copy on the queue thread (pread/pwrite of /dev/ublkcN);
  *   ring      user copy by an SQE (served by an io_uring worker);
  *   auto_reg  zero copy for every request;
+ *   register  zero copy for every request, its pages registered by the
+ *             queue per request (REGISTER_IO_BUF, 6.15+: the mode kernels
+ *             without auto_reg have);
  *   buffer    no user copy: memcpy to the tag's buffer, which the kernel
  *             copies again at the commit.
  * Discard and write-zeroes give whole pages back (MADV_REMOVE) and zero
  * the edges; a store is allocated whole when it is made and its pages
  * taken again after a discard (store.h: a full /dev/shm is refused at
  * create, never met by SIGBUS in a copy).
+ * The mapping spans more than the device (MEMORY_SPAN): a resize grows or
+ * shrinks the file under it, and the queues' pointer never moves.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,7 +44,8 @@
 #include "../include/backend.h"
 #include "store.h"
 
-enum memory_copy { COPY_DEFAULT, COPY_INLINE, COPY_RING, COPY_BUFFER, COPY_AUTO_REG };
+enum memory_copy { COPY_DEFAULT, COPY_INLINE, COPY_RING, COPY_BUFFER, COPY_AUTO_REG,
+		   COPY_REGISTER };
 
 /* Below this, the default mode copies inline even where zero copy is
  * granted.  Measured on 7.3 (bench/, one round, build/nb runs of this
@@ -52,9 +58,21 @@ enum memory_copy { COPY_DEFAULT, COPY_INLINE, COPY_RING, COPY_BUFFER, COPY_AUTO_
  * MiB/s against 299 for the buffer mode. */
 #define ZC_MIN (64u << 10)
 
+/* Address space a device's mapping takes, so that it can grow in place:
+ * four times its size, 64 GiB at least.  It costs no memory (NORESERVE,
+ * nothing past the file's end is touched); 64 GiB each leaves room for
+ * a thousand devices in x86-64's 128 TiB. */
+static uint64_t memory_span(uint64_t size)
+{
+	uint64_t min = 64ull << 30;
+
+	return size > min / 4 ? size * 4 : min;
+}
+
 struct memory {
 	char *base;
-	uint64_t size;
+	uint64_t size;	/* read by the queues, changed by a resize: atomic */
+	uint64_t span;	/* the mapping's length (memory_span) */
 	uint64_t page;
 	int fd;		/* the store's or the memfd's: zero copy reads and writes it */
 	enum memory_copy copy;
@@ -65,15 +83,16 @@ struct memory {
 
 static int parse_copy(struct ublk_backend *b, const char *v, enum memory_copy *out)
 {
-	static const char *const names[] = { "", "inline", "ring", "buffer", "auto_reg" };
+	static const char *const names[] = { "", "inline", "ring", "buffer", "auto_reg",
+					     "register" };
 
 	for (unsigned i = 1; i < sizeof(names) / sizeof(names[0]); i++)
 		if (!strcmp(v, names[i])) {
 			*out = (enum memory_copy)i;
 			return 0;
 		}
-	snprintf(b->err, sizeof(b->err), "copy: '%.40s' is not inline, ring, buffer or auto_reg",
-		 v);
+	snprintf(b->err, sizeof(b->err), "copy: '%.40s' is not inline, ring, buffer, auto_reg "
+		 "or register", v);
 	return -EINVAL;
 }
 
@@ -133,7 +152,7 @@ static int map_store(struct ublk_backend *b, struct memory *m, const char *path,
 			 strerror(-ret));
 		goto out;
 	}
-	m->base = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	m->base = mmap(NULL, m->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
 	if (m->base == MAP_FAILED) {
 		ret = -errno;
 		snprintf(b->err, sizeof(b->err), "store %s: mmap: %s", path, strerror(errno));
@@ -160,7 +179,7 @@ static int map_memfd(struct memory *m)
 	m->fd = memfd_create("ublk-memory", MFD_CLOEXEC);
 	if (m->fd < 0 || ftruncate(m->fd, (off_t)m->size) < 0)
 		return -errno;
-	m->base = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+	m->base = mmap(NULL, m->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
 		       m->fd, 0);
 	return m->base == MAP_FAILED ? -errno : 0;
 }
@@ -186,6 +205,7 @@ static int memory_create(struct ublk_backend *b, const struct ublk_backend_conf 
 		return -EINVAL;
 	}
 	m->size = conf->size;
+	m->span = memory_span(conf->size);
 	m->page = (uint64_t)sysconf(_SC_PAGESIZE);
 	m->fd = -1;
 	if (store)
@@ -201,12 +221,14 @@ static int memory_create(struct ublk_backend *b, const struct ublk_backend_conf 
 	b->priv = m;
 	b->size = m->size;
 	b->caps = UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;
-	if (m->copy != COPY_BUFFER && m->copy != COPY_AUTO_REG)
+	if (m->copy != COPY_BUFFER && m->copy != COPY_AUTO_REG && m->copy != COPY_REGISTER)
 		b->caps |= UBLK_CAN_USER_COPY;
-	if (m->copy == COPY_DEFAULT || m->copy == COPY_AUTO_REG)
+	if (m->copy == COPY_DEFAULT || m->copy == COPY_AUTO_REG || m->copy == COPY_REGISTER)
 		b->caps |= UBLK_CAN_ZERO_COPY;
 	if (m->copy == COPY_AUTO_REG)
 		b->zc_only = UBLK_ZC_AUTO_REG;
+	if (m->copy == COPY_REGISTER)
+		b->zc_only = UBLK_ZC_REGISTER;
 	return 0;
 }
 
@@ -214,7 +236,7 @@ static void memory_destroy(struct ublk_backend *b)
 {
 	struct memory *m = b->priv;
 
-	munmap(m->base, m->size);
+	munmap(m->base, m->span);
 	close(m->fd);
 	free(m);
 }
@@ -271,13 +293,15 @@ static int memory_handle_io(struct ublk_backend *b, struct ublk_queue *q,
 			    struct ublk_io *io)
 {
 	struct memory *m = b->priv;
+	uint64_t size = __atomic_load_n(&m->size, __ATOMIC_ACQUIRE);
 
-	if (io->offset > m->size || io->len > m->size - io->offset)
+	if (io->offset > size || io->len > size - io->offset)
 		return -EIO;
 	/* Zero copy: the kernel copies between the request's pages and the
 	 * store's file, as a *_FIXED read or write on our ring. */
 	if (ublk_io_buf_index(q, io) >= 0 &&
-	    (m->copy == COPY_AUTO_REG || io->len >= ZC_MIN || !ublk_io_user_copy(q, io))) {
+	    (m->copy == COPY_AUTO_REG || m->copy == COPY_REGISTER || io->len >= ZC_MIN ||
+	     !ublk_io_user_copy(q, io))) {
 		struct io_uring_sqe *sqe = ublk_io_sqe(q, io);
 
 		if (io->op == UBLK_IO_OP_READ)
@@ -326,10 +350,65 @@ static int memory_io_done(struct ublk_backend *b, struct ublk_queue *q, struct u
 	return (uint32_t)res == io->len ? (int)io->len : -EIO;
 }
 
+static const struct ublk_backend_opt memory_opts[] = {
+	{ .name = "copy", .kind = UBLK_OPT_CHOICE, .values = "inline|ring|buffer|auto_reg|register",
+	  .def = "zero copy where the kernel has it, else inline",
+	  .help = "how request data moves (docs/tuning.md)" },
+	{ .name = "store", .kind = UBLK_OPT_STRING, .flags = UBLK_OPT_STORE,
+	  .def = "memory of its own; with recovery on, a new /dev/shm/ublk-lua.* file",
+	  .help = "a file that holds the data beyond the server, for recovery" },
+	{ 0 }
+};
+
+/* Grows the file (a store's new pages reserved, as at create) before the
+ * queues may use them; shrinks it after they no longer may, which gives
+ * the cut pages back.  A copy still in flight past the new end meets a
+ * missing page: EIO for that request (store.h), never SIGBUS. */
+static int memory_resize(struct ublk_backend *b, uint64_t size)
+{
+	struct memory *m = b->priv;
+	uint64_t old = m->size;
+	int ret;
+
+	if (size > m->span) {
+		snprintf(b->err, sizeof(b->err), "the memory backend grows to at most %llu MiB "
+			 "(4 times its size at create, 64 GiB at least)",
+			 (unsigned long long)(m->span >> 20));
+		return -EFBIG;
+	}
+	ret = ublk_store_guard();
+	if (ret < 0)
+		return ret;
+	if (size < old) {
+		__atomic_store_n(&m->size, size, __ATOMIC_RELEASE);
+		if (ftruncate(m->fd, (off_t)size) < 0)
+			ublk_warn("memory: the cut pages could not be given back: %s", strerror(errno));
+		return 0;
+	}
+	if (ftruncate(m->fd, (off_t)size) < 0) {
+		ret = -errno;
+		snprintf(b->err, sizeof(b->err), "cannot grow the memory to %llu bytes: %s",
+			 (unsigned long long)size, strerror(-ret));
+		return ret;
+	}
+	if (m->reserved) {
+		ret = ublk_store_reserve(m->fd, old, size - old, b->store, b->err, sizeof(b->err));
+		if (ret < 0) {
+			if (ftruncate(m->fd, (off_t)old) < 0)
+				ublk_warn("memory: could not shrink the store back: %s", strerror(errno));
+			return ret;
+		}
+	}
+	__atomic_store_n(&m->size, size, __ATOMIC_RELEASE);
+	return 0;
+}
+
 const struct ublk_backend_ops ublk_backend_memory = {
 	.name = "memory",
+	.opts = memory_opts,
 	.create = memory_create,
 	.destroy = memory_destroy,
 	.handle_io = memory_handle_io,
 	.io_done = memory_io_done,
+	.resize = memory_resize,
 };

@@ -34,10 +34,12 @@ struct nbd_dev {
 	char *uri;
 	struct nbd_conn_conf conf;	/* what each queue's connection does */
 	struct nbd_conn **conns;	/* by queue id */
+	uint64_t export_size;		/* the server's: as far as a resize can grow */
 };
 
-/* Option `key` in milliseconds, 1 to 86400000 (lua/ublk/params.lua has
- * checked what users write; this is for callers of the C API). */
+/* Option `key` in milliseconds, 1 to 86400000 (lua/ublk/options.lua has
+ * checked the seconds users write against nbd_opts; this is for callers
+ * of the C API). */
 static int option_ms(struct ublk_backend *b, const struct ublk_backend_conf *conf,
 		     const char *key, unsigned def, unsigned *out)
 {
@@ -85,6 +87,7 @@ static int probe(struct ublk_backend *b, struct nbd_handle *h, const char *uri,
 		return -EINVAL;
 	}
 	b->size = conf->size ? conf->size : (uint64_t)size - (uint64_t)size % conf->block_size;
+	((struct nbd_dev *)b->priv)->export_size = (uint64_t)size;
 	b->caps = (nbd_can_flush(h) == 1 ? UBLK_CAN_FLUSH : 0) |
 		  (nbd_can_fua(h) == 1 ? UBLK_CAN_FUA : 0) |
 		  (nbd_can_trim(h) == 1 ? UBLK_CAN_DISCARD : 0) |
@@ -132,9 +135,9 @@ static int nbd_backend_create(struct ublk_backend *b, const struct ublk_backend_
 	d->conf.uri = d->uri;
 	if (reconnect)
 		d->conf.reconnect = (unsigned)strtoul(reconnect, NULL, 10);
-	if ((ret = option_ms(b, conf, "connect_timeout_ms", CONNECT_TIMEOUT_MS,
+	if ((ret = option_ms(b, conf, "connect_timeout", CONNECT_TIMEOUT_MS,
 			     &d->conf.connect_timeout_ms)) < 0 ||
-	    (ret = option_ms(b, conf, "timeout_ms", TIMEOUT_MS, &d->conf.timeout_ms)) < 0)
+	    (ret = option_ms(b, conf, "timeout", TIMEOUT_MS, &d->conf.timeout_ms)) < 0)
 		goto fail;
 	h = nbd_conn_connect(uri, d->conf.connect_timeout_ms, b->err, sizeof(b->err), &ret);
 	if (!h) {
@@ -189,24 +192,46 @@ static void nbd_tick(struct ublk_backend *b, struct ublk_queue *q)
 		nbd_conn_tick(c, ublk_queue_draining(q));
 }
 
-/* The command's result, as nbd_conn.c made it: bytes, the server's
- * -errno, -EIO for a lost connection, -ETIMEDOUT for no answer in time. */
-static int nbd_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
-		       int res)
+static const struct ublk_backend_opt nbd_opts[] = {
+	{ .name = "uri", .kind = UBLK_OPT_URI, .flags = UBLK_OPT_REQUIRED,
+	  .values = "nbd://|nbds://|nbd+unix://|nbds+unix://|nbd+vsock://",
+	  .help = "the server: nbd://host:port/export or nbd+unix:///export?socket=PATH" },
+	{ .name = "connections", .kind = UBLK_OPT_INT, .min = 1, .max = 4096,
+	  .def = "one a queue",
+	  .help = "the most connections, one a queue (1 without the server's multi-conn)" },
+	{ .name = "reconnect", .kind = UBLK_OPT_INT, .min = 0, .max = 1000, .def = "0",
+	  .help = "tries to connect again before a lost connection's requests fail" },
+	{ .name = "timeout", .kind = UBLK_OPT_SECONDS, .min = 0.001, .max = 86400,
+	  .def = "30", .help = "seconds a request may wait for its answer" },
+	{ .name = "connect_timeout", .kind = UBLK_OPT_SECONDS, .min = 0.001, .max = 86400,
+	  .def = "10", .help = "seconds each connect and handshake may take" },
+	{ 0 }
+};
+
+/* The export is the server's: a device grows only as far as it goes (a
+ * device made smaller than its export, or an export grown since, counts
+ * from what the server said at connect) */
+static int nbd_resize(struct ublk_backend *b, uint64_t size)
 {
-	(void)b;
-	(void)q;
-	(void)io;
-	return res;
+	struct nbd_dev *d = b->priv;
+
+	if (size > d->export_size) {
+		snprintf(b->err, sizeof(b->err), "'%s' holds %llu bytes, less than %llu", d->uri,
+			 (unsigned long long)d->export_size, (unsigned long long)size);
+		return -EFBIG;
+	}
+	return 0;
 }
 
 const struct ublk_backend_ops ublk_backend_nbd = {
 	.name = "nbd",
+	.opts = nbd_opts,
+	.sizes_itself = true,
 	.create = nbd_backend_create,
 	.destroy = nbd_destroy,
 	.queue_init = nbd_queue_init,
 	.queue_exit = nbd_queue_exit,
 	.handle_io = nbd_handle_io,
-	.io_done = nbd_io_done,
 	.tick = nbd_tick,
+	.resize = nbd_resize,
 };

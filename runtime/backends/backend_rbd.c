@@ -21,13 +21,11 @@
  * rbd_aio_write_zeroes, never a discard: librbd rounds discards to its
  * granularity and leaves the rest unchanged.  Discard is rbd_aio_discard.
  *
- * Options: image ("pool/[namespace/]name[@snap]"), conf (a ceph.conf;
- * default: $CEPH_CONF, then Ceph's search path), id (the client's name
- * without "client."; default admin), exclusive (take the exclusive lock at
- * start: a second writer is refused, and a server whose lock is broken
- * gets EIO), osd_timeout (seconds, default 30: librados's own default
- * waits for ever on a dead cluster; also bounds the connect at start and
- * every monitor command).
+ * Options (rbd_opts below): image, conf, client, exclusive (take the
+ * exclusive lock at start: a second writer is refused, and a server whose
+ * lock is broken gets EIO), osd_timeout (librados's own default waits for
+ * ever on a dead cluster; it also bounds the connect at start and every
+ * monitor command).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -93,8 +91,8 @@ bad:
 }
 
 /* osd_timeout in whole seconds, 1 to 86400: Ceph's timeouts are whole
- * seconds (its option parser refuses "2.5").  lua/ublk/rbd.lua has
- * checked what users write; this is for callers of the C API. */
+ * seconds (its option parser refuses "2.5").  Lua has checked what users
+ * write against rbd_opts; this is for callers of the C API. */
 static int parse_timeout(struct ublk_backend *b, const char *v, char *out, size_t n)
 {
 	char *end;
@@ -120,7 +118,7 @@ static int connect_cluster(struct ublk_backend *b, struct rbd_dev *d,
 			   const struct ublk_backend_conf *conf, const char *timeout)
 {
 	const char *path = ublk_conf_get(conf, "conf");
-	const char *id = ublk_conf_get(conf, "id");
+	const char *id = ublk_conf_get(conf, "client");
 	static const char *const quiet[] = { "log_to_stderr", "err_to_stderr",
 					     "log_to_syslog", "err_to_syslog" };
 	int ret;
@@ -435,8 +433,29 @@ static int rbd_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk
 	return io->op == UBLK_IO_OP_FLUSH ? 0 : (int)io->len;
 }
 
+/* The image's syntax and a snapshot's need of read_only are checked in
+ * create() (parse_image): the kinds here cannot say them. */
+static const struct ublk_backend_opt rbd_opts[] = {
+	{ .name = "image", .kind = UBLK_OPT_STRING, .flags = UBLK_OPT_REQUIRED,
+	  .help = "the image: pool/name or pool/namespace/name, @snap for a snapshot "
+		  "(read_only = true)" },
+	{ .name = "conf", .kind = UBLK_OPT_STRING, .def = "$CEPH_CONF, then Ceph's search path",
+	  .help = "the ceph.conf naming the monitors (and the keyring)" },
+	{ .name = "client", .kind = UBLK_OPT_STRING, .def = "admin",
+	  .help = "the Ceph client's name, without \"client.\"" },
+	{ .name = "exclusive", .kind = UBLK_OPT_BOOL, .def = "false",
+	  .help = "take the image's exclusive lock at start: a second writer is refused" },
+	/* INT, not SECONDS: Ceph takes whole seconds only */
+	{ .name = "osd_timeout", .kind = UBLK_OPT_INT, .min = 1, .max = 86400,
+	  .def = OSD_TIMEOUT,
+	  .help = "seconds a connect, monitor command or OSD operation may take" },
+	{ 0 }
+};
+
 const struct ublk_backend_ops ublk_backend_rbd = {
 	.name = "rbd",
+	.opts = rbd_opts,
+	.sizes_itself = true,
 	.create = rbd_backend_create,
 	.destroy = rbd_destroy,
 	.queue_init = rbd_queue_init,

@@ -36,14 +36,6 @@ static struct nbd_conn *conn_of(const struct ublk_io *io)
 	return (struct nbd_conn *)(uintptr_t)(io->scratch & ~(uint64_t)CALLED);
 }
 
-uint64_t nbd_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* libnbd's reason, without the call's name it starts with */
 static const char *reason(void)
 {
@@ -61,7 +53,7 @@ struct nbd_handle *nbd_conn_connect(const char *uri, unsigned timeout_ms, char *
 				    int *errnum)
 {
 	struct nbd_handle *h = nbd_create();
-	uint64_t deadline = nbd_now_ms() + timeout_ms;
+	uint64_t deadline = ublk_now_ms() + timeout_ms;
 
 	if (!h) {
 		*errnum = nbd_get_errno() ? nbd_get_errno() : ENOMEM;
@@ -73,7 +65,7 @@ struct nbd_handle *nbd_conn_connect(const char *uri, unsigned timeout_ms, char *
 	while (nbd_aio_is_connecting(h) == 1) {
 		unsigned dir = (unsigned)nbd_aio_get_direction(h);
 		struct pollfd p = { .fd = nbd_aio_get_fd(h) };
-		uint64_t now = nbd_now_ms();
+		uint64_t now = ublk_now_ms();
 		int n;
 
 		if (now >= deadline) {
@@ -286,7 +278,7 @@ void nbd_conn_send(struct nbd_conn *c, struct ublk_io *io)
 
 void nbd_conn_submit(struct nbd_conn *c, struct ublk_io *io)
 {
-	uint64_t now = nbd_now_ms();
+	uint64_t now = ublk_now_ms();
 
 	io->scratch = (uint64_t)(uintptr_t)c;
 	ublk_io_external(c->q, io);
@@ -401,7 +393,7 @@ static void expire_link(struct nbd_conn *c, uint64_t now, uint64_t limit)
 
 void nbd_conn_tick(struct nbd_conn *c, bool draining)
 {
-	uint64_t now = nbd_now_ms();
+	uint64_t now = ublk_now_ms();
 	/* a stop waits for every request: a second is grace enough for a
 	 * server that is answering, and bounds how long the stop (and the
 	 * server's exit on SIGTERM) can take */

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../base/clock.h"
 #include "nbd_conn.h"
 
 struct nbd_link {
@@ -22,7 +23,7 @@ struct nbd_link {
 /* A request this connection holds, by tag (one at a time per tag). */
 struct nbd_cmd {
 	struct ublk_io *io;	/* NULL: none */
-	uint64_t since_ms;	/* when it arrived (nbd_now_ms) */
+	uint64_t since_ms;	/* when it arrived (ublk_now_ms) */
 	bool waiting;		/* in `waiting`, not on the link */
 };
 
@@ -46,7 +47,6 @@ struct nbd_conn {
 };
 
 /* CLOCK_MONOTONIC in milliseconds. */
-uint64_t nbd_now_ms(void);
 
 /* nbd_conn.c */
 /* Polls a new link's socket as libnbd wants (its ready callbacks set). */

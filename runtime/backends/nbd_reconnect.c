@@ -35,7 +35,7 @@ void nbd_conn_give_up(struct nbd_conn *c)
 	c->given_up = true;
 	if (c->backoff_ms < BACKOFF_MIN_MS)
 		c->backoff_ms = BACKOFF_MIN_MS;
-	c->retry_ms = nbd_now_ms() + c->backoff_ms;
+	c->retry_ms = ublk_now_ms() + c->backoff_ms;
 	c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 	while (c->nr_waiting)
 		nbd_conn_finish(c, c->waiting[--c->nr_waiting], -EIO);

@@ -176,6 +176,14 @@ int ublk_ctrl_quiesce_dev(struct ublk_ctrl *c, uint32_t dev_id, uint64_t timeout
 	return ctrl_cmd(c, UBLK_CMD_QUIESCE_DEV, UBLK_U_CMD_QUIESCE_DEV, &cmd);
 }
 
+int ublk_ctrl_update_size(struct ublk_ctrl *c, uint32_t dev_id, uint64_t sectors)
+{
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
+
+	cmd.data[0] = sectors;
+	return ctrl_cmd(c, UBLK_CMD_UPDATE_SIZE, UBLK_U_CMD_UPDATE_SIZE, &cmd);
+}
+
 int ublk_ctrl_stop_dev(struct ublk_ctrl *c, uint32_t dev_id)
 {
 	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, NULL, 0);
@@ -217,7 +225,7 @@ const char *ublk_feature_name(unsigned bit)
 		"user_copy", "zoned", "user_recovery_fail_io", "update_size",
 		"auto_buf_reg", "quiesce", "per_io_daemon", "buf_reg_off_daemon",
 		"batch_io", "integrity", "safe_stop_dev", "no_auto_part_scan",
-		"shmem_zc",
+		"shmem_zc", "io_desc_size",
 	};
 
 	return bit < sizeof(names) / sizeof(names[0]) ? names[bit] : NULL;

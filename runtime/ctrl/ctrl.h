@@ -14,6 +14,9 @@
 #include "../include/ublk_uapi.h"
 
 #define UBLK_CTRL_DEV "/dev/ublk-control"
+/* What every caller says when opening UBLK_CTRL_DEV gives ENOENT. */
+#define UBLK_NO_DRIVER UBLK_CTRL_DEV " not found: this kernel has no ublk driver " \
+	"(load it with 'modprobe ublk_drv')"
 
 struct ublk_ctrl {
 	int fd;
@@ -57,6 +60,9 @@ int ublk_ctrl_end_user_recovery(struct ublk_ctrl *c, uint32_t dev_id, int pid);
  * in flight, then aborts every fetch; new I/O waits for a recovering
  * server. */
 int ublk_ctrl_quiesce_dev(struct ublk_ctrl *c, uint32_t dev_id, uint64_t timeout_ms);
+/* UPDATE_SIZE (UBLK_F_UPDATE_SIZE, 6.16+): the disk's capacity becomes
+ * `sectors` at once (set_capacity_and_notify: a uevent, no I/O drained). */
+int ublk_ctrl_update_size(struct ublk_ctrl *c, uint32_t dev_id, uint64_t sectors);
 int ublk_ctrl_get_dev_info(struct ublk_ctrl *c, uint32_t dev_id,
 			   struct ublksrv_ctrl_dev_info *info);
 int ublk_ctrl_get_queue_affinity(struct ublk_ctrl *c, uint32_t dev_id,

@@ -11,16 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../base/clock.h"
 #include "../base/log.h"
 #include "device_private.h"
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 int ublk_dev_fail(struct ublk_dev *d, int ret, const char *fmt, ...)
 {
@@ -46,8 +39,7 @@ int ublk_dev_open_ctrl(struct ublk_dev *d)
 	int ret = ublk_ctrl_open(&d->ctrl);
 
 	if (ret == -ENOENT)
-		return ublk_dev_fail(d, ret, "%s not found: this kernel has no ublk driver "
-			    "(load it with 'modprobe ublk_drv')", UBLK_CTRL_DEV);
+		return ublk_dev_fail(d, ret, UBLK_NO_DRIVER);
 	if (ret == -EACCES || ret == -EPERM)
 		return ublk_dev_fail(d, ret, "cannot open %s: %s (run as root)",
 			    UBLK_CTRL_DEV, strerror(-ret));
@@ -115,6 +107,23 @@ static int set_params(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	if (ublk_dev_zero_copy(d->info.flags) != UBLK_ZC_NONE && d->backend.dma_align > 1) {
 		p.types |= UBLK_PARAM_TYPE_DMA_ALIGN;
 		p.dma.alignment = d->backend.dma_align - 1;
+	}
+	/* the user's, where stricter (both are powers of two) */
+	if (conf->dma_align > p.dma.alignment + 1) {
+		p.types |= UBLK_PARAM_TYPE_DMA_ALIGN;
+		p.dma.alignment = conf->dma_align - 1;
+	}
+	/* params.lua checked them against the kernel's rules; what is not
+	 * set is the block layer's widest: no boundary below 4 GiB, segments
+	 * up to it, as many as a request has */
+	if (conf->max_segments || conf->max_segment_size || conf->segment_boundary) {
+		uint64_t boundary = conf->segment_boundary ? conf->segment_boundary : 1ull << 32;
+
+		p.types |= UBLK_PARAM_TYPE_SEGMENT;
+		p.seg.seg_boundary_mask = boundary - 1;
+		p.seg.max_segment_size = (uint32_t)(conf->max_segment_size ? conf->max_segment_size
+					 : (boundary > UINT32_MAX ? UINT32_MAX : boundary));
+		p.seg.max_segments = (uint16_t)(conf->max_segments ? conf->max_segments : 65535);
 	}
 	ret = ublk_ctrl_set_params(&d->ctrl, d->info.dev_id, &p);
 	if (ret < 0)
@@ -258,7 +267,9 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 	if (ret < 0)
 		return ret;
 	/* a backend whose queues cannot be independent asks for fewer */
+	d->queues_asked = conf->queues;
 	if (d->backend.max_queues && conf->queues > d->backend.max_queues) {
+		d->queues_by_backend = true;
 		lowered = *conf;
 		lowered.queues = d->backend.max_queues;
 		conf = &lowered;
@@ -279,7 +290,7 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		return ret;
 	}
 	ublk_dev_remove_orphans(&d->ctrl);
-	t0 = now_ns();
+	t0 = ublk_now_ns();
 	ret = add_dev(d, conf);
 	if (ret < 0) {
 		ublk_dev_release(d, false); /* the kernel made no device */
@@ -297,7 +308,7 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		ublk_dev_release(d, true);
 		return ret;
 	}
-	d->create_ns = now_ns() - t0;
+	d->create_ns = ublk_now_ns() - t0;
 	d->state = UBLK_DEV_CREATED;
 	return 0;
 }
@@ -313,7 +324,7 @@ void ublk_dev_stop_queues(struct ublk_dev *d, unsigned nr)
 int ublk_dev_start(struct ublk_dev *d)
 {
 	unsigned nr = d->info.nr_hw_queues, started = 0;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = ublk_now_ns();
 	int ret = 0;
 
 	if (d->state != UBLK_DEV_CREATED)
@@ -351,7 +362,7 @@ int ublk_dev_start(struct ublk_dev *d)
 		ublk_dev_register(d->info.dev_id, d->backend.store, true);
 		ublk_dev_recover_unlock(d);
 	}
-	d->start_ns = now_ns() - t0;
+	d->start_ns = ublk_now_ns() - t0;
 	d->state = UBLK_DEV_STARTED;
 	return 0;
 }

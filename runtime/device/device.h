@@ -35,6 +35,13 @@ struct ublk_dev_conf {
 	/* 0, or UBLK_F_USER_RECOVERY with _REISSUE or _FAIL_IO: what the
 	 * kernel does with the device when its server dies (see README) */
 	uint64_t recovery;
+	bool no_auto_part_scan;	/* UBLK_F_NO_AUTO_PART_SCAN (7.0+) */
+	/* block layer limits, 0 where not set: UBLK_PARAM_TYPE_DMA_ALIGN and
+	 * _SEGMENT (6.15+) */
+	unsigned dma_align;	/* bytes */
+	unsigned max_segments;
+	uint64_t max_segment_size;
+	uint64_t segment_boundary; /* bytes: a power of two */
 };
 
 /* PREPARED: a recovery whose backend is ready and whose device has been
@@ -58,12 +65,21 @@ struct ublk_dev {
 	bool read_only;		/* the user's read_only: the backend serves no writes */
 	uint64_t create_ns;	/* ADD_DEV .. params set */
 	uint64_t start_ns;	/* threads .. START_DEV returned */
+	/* queues the user asked for, when fewer were made: the backend's
+	 * limit (queues_by_backend) or the kernel's, one per CPU */
+	unsigned queues_asked;
+	bool queues_by_backend;
 	char err[256];
 };
 
 /* The zero-copy mode device flags (as granted) give its queues. */
 enum ublk_zc ublk_dev_zero_copy(uint64_t flags);
 
+/* A started device serves `size` bytes from now on (UPDATE_SIZE, 6.16+):
+ * the backend grows first, then the kernel is told; a smaller size is
+ * refused unless `force` (the data past it would be cut), and then the
+ * kernel is told first.  The device keeps serving throughout. */
+int ublk_dev_resize(struct ublk_dev *d, uint64_t size, bool force);
 int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		    const struct ublk_backend_ops *ops,
 		    const struct ublk_backend_conf *bconf);

@@ -45,6 +45,10 @@ uint64_t ublk_dev_wanted_flags(const struct ublk_dev *d, const struct ublk_dev_c
 		want |= UBLK_F_BATCH_IO;
 	if (conf->recovery) /* a clean hand-over to a new server (reload) */
 		want |= UBLK_F_QUIESCE;
+	if (conf->no_auto_part_scan)
+		want |= UBLK_F_NO_AUTO_PART_SCAN;
+	if (d->backend.ops->resize) /* dev:resize, where the kernel has it */
+		want |= UBLK_F_UPDATE_SIZE;
 	return (d->features & want) | conf->recovery;
 }
 
@@ -57,11 +61,20 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	if (conf->batch && !(d->features & UBLK_F_BATCH_IO))
 		return ublk_dev_fail(d, -ENOTSUP, "batch = true needs UBLK_F_BATCH_IO (Linux 7.0+), "
 			    "which this kernel lacks: leave batch unset");
-	/* REGISTER's unregister is linked to its tag's own commit, which a
-	 * batch commit is not (and every kernel with batch I/O has auto_reg) */
-	if (conf->batch && zero_copy_flag(d) == UBLK_F_SUPPORT_ZERO_COPY)
-		return ublk_dev_fail(d, -ENOTSUP, "batch = true does not go with copy = "
-			    "\"register\": leave copy unset or use \"auto_reg\"");
+
+	if (conf->no_auto_part_scan && !(d->features & UBLK_F_NO_AUTO_PART_SCAN))
+		return ublk_dev_fail(d, -ENOTSUP, "no_auto_part_scan = true needs "
+			    "UBLK_F_NO_AUTO_PART_SCAN (Linux 7.0+), which this kernel lacks: leave "
+			    "it unset");
+	/* DMA_ALIGN and SEGMENT came with working zero copy (6.15), which an
+	 * older kernel does not report; one before would drop them unread */
+	if ((conf->dma_align || conf->max_segments || conf->max_segment_size ||
+	     conf->segment_boundary) && !(d->features & UBLK_F_SUPPORT_ZERO_COPY))
+		return ublk_dev_fail(d, -ENOTSUP, "%s needs UBLK_PARAM_TYPE_%s (Linux 6.15+), "
+			    "which this kernel lacks: leave it unset",
+			    conf->dma_align ? "dma_align" : conf->max_segments ? "max_segments" :
+			    conf->max_segment_size ? "max_segment_size" : "segment_boundary",
+			    conf->dma_align ? "DMA_ALIGN" : "SEGMENT");
 
 	if (d->backend.zc_only != UBLK_ZC_NONE && !zero_copy_flag(d))
 		return ublk_dev_fail(d, -ENOTSUP, "copy = \"%s\" needs %s (Linux %s), which "
@@ -82,8 +95,10 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 		    missing & UBLK_F_USER_RECOVERY_REISSUE ? "_REISSUE" : "");
 }
 
-/* The kernel clamps queues to its CPU count and drops flags it does not
- * know: check that it gave us what we asked for. */
+/* The kernel drops flags it does not know: check that it gave us what we
+ * asked for.  It also clamps queues to its CPU count (nr_cpu_ids): that
+ * is taken, the queues are made from what it granted, and dev:info()
+ * says what was asked (queues_asked). */
 int ublk_dev_check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 {
 	uint64_t want = ublk_dev_wanted_flags(d, conf);
@@ -94,9 +109,12 @@ int ublk_dev_check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	if ((info->flags & want) != want)
 		return ublk_dev_fail(d, -ENOTSUP, "the kernel refused device flags %#llx",
 			    (unsigned long long)(want & ~info->flags));
-	if (info->nr_hw_queues != conf->queues)
-		return ublk_dev_fail(d, -EINVAL, "queues = %u, but this kernel allows at most %u",
+	if (info->nr_hw_queues < 1 || info->nr_hw_queues > conf->queues)
+		return ublk_dev_fail(d, -EINVAL, "queues = %u, but the kernel made %u",
 			    conf->queues, info->nr_hw_queues);
+	if (info->nr_hw_queues < conf->queues)
+		ublk_dbg("dev %u: queues = %u asked, the kernel allows %u (one per CPU)",
+			  info->dev_id, conf->queues, info->nr_hw_queues);
 	if (info->queue_depth != conf->depth)
 		return ublk_dev_fail(d, -EINVAL, "depth = %u, but the kernel set %u", conf->depth,
 			    info->queue_depth);

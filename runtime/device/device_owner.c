@@ -147,11 +147,21 @@ bool ublk_dev_recoverable(const struct ublksrv_ctrl_dev_info *info)
 	return (info->flags & UBLK_F_USER_RECOVERY) && info->state != UBLK_S_DEV_DEAD;
 }
 
-static bool recoverable(struct ublk_ctrl *c, uint32_t id)
+/* Is an orphan to be left where it is?  Recoverable ones wait for
+ * `ublk-lua recover` or `del`.  LIVE ones too: their server has ended but
+ * the kernel is still releasing them (it waits for the dead server's
+ * io_uring to give back the request buffers it registered, then fails or
+ * requeues its requests).  That takes milliseconds, but should a buffer
+ * never be given back, a DEL_DEV would wait in del_gendisk for good
+ * holding the driver's one control mutex, and every ADD_DEV and DEL_DEV on
+ * the machine behind it.  Once released, the next sweep or `del` takes it
+ * (cli_admin.lua's `settled` is the same rule). */
+static bool leave_alone(struct ublk_ctrl *c, uint32_t id)
 {
 	struct ublksrv_ctrl_dev_info info;
 
-	return ublk_ctrl_get_dev_info(c, id, &info) >= 0 && ublk_dev_recoverable(&info);
+	return ublk_ctrl_get_dev_info(c, id, &info) >= 0 &&
+	       (ublk_dev_recoverable(&info) || info.state == UBLK_S_DEV_LIVE);
 }
 
 void ublk_dev_remove_orphans(struct ublk_ctrl *c)
@@ -169,8 +179,8 @@ void ublk_dev_remove_orphans(struct ublk_ctrl *c)
 		if (ublk_dev_read_owner(id, &o, NULL, 0) <= 0 || ublk_owner_same(&o, &self) ||
 		    ublk_owner_alive(&o) != 0)
 			continue; /* its server lives (or we cannot tell) */
-		if (recoverable(c, id))
-			continue; /* waits for `ublk-lua recover` or `del` */
+		if (leave_alone(c, id))
+			continue;
 		ublk_warn("removing device %u, left by a server that ended without removing "
 			  "it (pid %d)", id, o.pid);
 		ublk_ctrl_del_dev_async(c, id);

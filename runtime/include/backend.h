@@ -9,7 +9,8 @@
  * backend starts for an io (an SQE from ublk_io_sqe(), or a delegate's
  * queued request from ublk_io_delegate()) counts as one outstanding on that
  * io.  Each one's completion is handed to the backend's io_done(), which
- * again returns a result or UBLK_IO_QUEUED.  The last result returned is
+ * again returns a result or UBLK_IO_QUEUED (a backend without io_done
+ * passes the completion's own result on).  The last result returned is
  * the io's; the queue commits it to the kernel exactly once, when nothing
  * is outstanding any more (kublk's ublk_queued_tgt_io/ublk_completed_tgt_io).
  * A delegated io's result goes to its parent's backend instead, as one of
@@ -28,8 +29,9 @@ struct ublk_queue;
 struct io_uring_sqe;
 
 /* What the user configured.  size, block_size and read_only concern every
- * backend; anything else is a string option the backend parses itself
- * (nbdkit's config keys): the file backend reads "path" and "direct". */
+ * backend; anything else is one of the options it declares (ops->opts),
+ * checked against that declaration and passed as a string: the file
+ * backend reads "path" and "direct". */
 struct ublk_backend_conf {
 	uint64_t size;		/* bytes; 0 = the backend decides (file) */
 	unsigned block_size;
@@ -115,15 +117,12 @@ struct ublk_io {
 	void *buf;		/* READ: fill it; WRITE: read it */
 	uint64_t scratch;	/* free for the backend serving this io */
 
-	/* queue.c's bookkeeping: set there, never by backends (which read the
-	 * count through ublk_io_outstanding()) */
-	struct ublk_backend *backend;	/* whose io_done() gets completions */
-	struct ublk_io *parent;		/* NULL: commit to the kernel */
-	int result;
-	unsigned outstanding;
-	uint64_t start_ns;		/* when the queue took the request (stats.h) */
-	struct ublk_io *done_next;	/* ublk_io_external_done()'s queue */
-	int done_res;
+	/* The queue's bookkeeping of this io (who serves it, for whom, what
+	 * is outstanding: runtime/queue/queue_private.h), opaque here: a
+	 * backend that makes a delegate's io zeroes it with the rest and
+	 * never touches it after; ublk_io_outstanding() is the one fact of
+	 * it a backend may ask for. */
+	uint64_t queue_private[8];
 };
 
 /* handle_io() and io_done() return this when operations are outstanding. */
@@ -137,13 +136,58 @@ struct ublk_io {
 #define UBLK_MAX_REQ_BYTES (((uint32_t)INT32_MAX >> 12) << 12)
 
 /* How many operations on io have not completed yet (0: none in flight). */
-static inline unsigned ublk_io_outstanding(const struct ublk_io *io)
-{
-	return io->outstanding;
-}
+unsigned ublk_io_outstanding(const struct ublk_io *io);
+
+/* ---- the options a backend takes: declared once, beside its ops ----
+ *
+ * Everything users see of a C backend's options comes from its
+ * declaration (as nbdkit's config/config_help): the checks made before a
+ * device exists (lua/ublk/options.lua), ublk.NAME{...}, the fields of a
+ * device table with backend = "NAME", `ublk-lua add -t NAME --OPTION
+ * VALUE`, `add -t NAME --help` and the table in docs/backends.md.  What
+ * passes the checks reaches create() as a string in conf->opts. */
+enum ublk_opt_kind {
+	UBLK_OPT_STRING,	/* a non-empty string */
+	UBLK_OPT_BOOL,		/* the user's true/false; create() sees "1" or "0" */
+	UBLK_OPT_INT,		/* a whole number from min to max, in decimal */
+	UBLK_OPT_SECONDS,	/* the user's seconds from min to max (fractions
+				 * too); create() sees whole milliseconds */
+	UBLK_OPT_CHOICE,	/* one of `values` */
+	UBLK_OPT_URI,		/* a string that starts with one of `values` */
+};
+
+enum {
+	/* no device without it */
+	UBLK_OPT_REQUIRED = 1 << 0,
+	/* A file that holds the backend's data beyond the server (the
+	 * memory backend's "store"): with recovery on and no file named, the
+	 * runtime names one in /dev/shm, records it with the device, and
+	 * passes "recover" = "1" beside it to a server that takes the device
+	 * over, which then keeps what the file holds. */
+	UBLK_OPT_STORE = 1 << 1,
+};
+
+struct ublk_backend_opt {
+	const char *name;	/* NULL ends the list */
+	enum ublk_opt_kind kind;
+	unsigned flags;		/* UBLK_OPT_* */
+	/* CHOICE: the values, '|' between them ("inline|ring"); URI: the
+	 * prefixes allowed ("nbd://|nbd+unix://") */
+	const char *values;
+	double min, max;	/* INT, SECONDS */
+	/* What applies when the option is absent, in words for the help
+	 * ("30", "O_DIRECT for block devices"); NULL: nothing to say */
+	const char *def;
+	const char *help;	/* one line */
+};
 
 struct ublk_backend_ops {
 	const char *name;
+	/* Its options (above), ended by one whose name is NULL; NULL: none. */
+	const struct ublk_backend_opt *opts;
+	/* Without a size, create() finds one (a file's length, an export's):
+	 * a device of this backend may leave its size out. */
+	bool sizes_itself;
 	/* Device-wide setup, run before ADD_DEV so that a bad path or size is
 	 * refused before any device exists.  Sets b->size, b->caps, b->priv;
 	 * on failure may explain in b->err. */
@@ -159,13 +203,22 @@ struct ublk_backend_ops {
 	/* Bytes done (>= 0), -errno, or UBLK_IO_QUEUED.  `b` is passed
 	 * explicitly because a backend may serve as another one's delegate. */
 	int (*handle_io)(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io);
-	/* One of io's operations finished with `res` (a CQE's res, or a
-	 * delegate's result).  Required if handle_io can return QUEUED. */
+	/* Optional: one of io's operations finished with `res` (a CQE's res,
+	 * or a delegate's result).  Without it `res` itself is the result
+	 * (nbd's commands complete with theirs: bytes, the server's -errno,
+	 * -EIO for a lost connection, -ETIMEDOUT for no answer in time). */
 	int (*io_done)(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
 		       int res);
 	/* Optional: called on the queue's thread about every
 	 * UBLK_TICK_MS, e.g. to give up on requests that wait too long. */
 	void (*tick)(struct ublk_backend *b, struct ublk_queue *q);
+	/* Optional: serve `size` bytes from now on (ublk_dev_resize, on the
+	 * script's thread while the queues serve): called before the kernel
+	 * is told of a larger size and after it was told of a smaller one,
+	 * so no request ever lies past what the backend serves.  0, or
+	 * -errno with b->err saying why.  Without it a device cannot be
+	 * resized. */
+	int (*resize)(struct ublk_backend *b, uint64_t size);
 };
 
 #define UBLK_TICK_MS 250
@@ -253,19 +306,5 @@ uint32_t ublk_queue_max_io(const struct ublk_queue *q);
 /* The backend's per-queue state, set in queue_init. */
 void *ublk_queue_priv(const struct ublk_queue *q);
 void ublk_queue_set_priv(struct ublk_queue *q, void *priv);
-
-/* ---- ops and the registry of C backends (backend.c) ---- */
-
-/* UBLK_IO_OP_* the data plane serves: names for handlers and logs ("read"),
- * and for counters ("reads").  NULL for any other op. */
-enum { UBLK_NR_OPS = 6 };
-const char *ublk_op_name(unsigned op);
-const char *ublk_op_stat_name(unsigned op);
-
-/* The built-in C backends by name; NULL if unknown.  (The Lua backend is
- * not here: it belongs to the Lua bridge.) */
-const struct ublk_backend_ops *ublk_backend_find(const char *name);
-/* Their names, NULL-terminated, for messages such as "unknown backend". */
-const char *const *ublk_backend_names(void);
 
 #endif

@@ -179,6 +179,7 @@ struct ublk_elem_header {
 #define UBLK_F_SAFE_STOP_DEV		(1ULL << 17)
 #define UBLK_F_NO_AUTO_PART_SCAN	(1ULL << 18)
 #define UBLK_F_SHMEM_ZC			(1ULL << 19)
+#define UBLK_F_IO_DESC_SIZE		(1ULL << 20)	/* 7.3: dev_info picks the descriptor size */
 
 /* device state (dev_info.state) */
 #define UBLK_S_DEV_DEAD			0

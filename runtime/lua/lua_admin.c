@@ -21,6 +21,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "../base/clock.h"
 #include "../device/device.h"
 #include "lua_bridge.h"
 
@@ -82,8 +83,7 @@ static int open_ctrl(lua_State *L, struct ublk_ctrl *c)
 	int ret = ublk_ctrl_open(c);
 
 	if (ret == -ENOENT)
-		return lua_core_fail(L, UBLK_CTRL_DEV " not found: this kernel has no ublk driver",
-				     ret);
+		return lua_core_fail(L, UBLK_NO_DRIVER, ret);
 	if (ret < 0)
 		return lua_core_fail(L, strerror(-ret), ret);
 	ublk_ctrl_get_features(c, &(uint64_t){ 0 });
@@ -96,8 +96,65 @@ static void set_num(lua_State *L, const char *k, lua_Number v)
 	lua_setfield(L, -2, k);
 }
 
+/* Has process pid ended (gone, or a zombie)? */
+static bool ended(pid_t pid)
+{
+	char path[64], buf[512], *close_paren;
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = 0;
+	close_paren = strrchr(buf, ')'); /* the name may hold ')' */
+	return !close_paren || close_paren[1] != ' ' || close_paren[2] == 'Z' ||
+	       close_paren[2] == 'X';
+}
+
+/* A LIVE device whose server has ended is being released by the kernel:
+ * 6.12 quiesces it from a work item that holds the device's mutex until
+ * every request the dead server held is requeued (under heavy buffered
+ * I/O, 30 s: the block layer's request timeout), and GET_PARAMS takes that
+ * mutex, uninterruptibly.  Its size and block size are in sysfs too, and
+ * reading them there keeps `ublk-lua list` from hanging with it. */
+static void params_from_sysfs(uint32_t id, struct ublk_params *p)
+{
+	char path[96];
+	unsigned long long sectors = 0;
+	unsigned bs = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/block/ublkb%u/size", id);
+	if ((f = fopen(path, "re"))) {
+		if (fscanf(f, "%llu", &sectors) != 1)
+			sectors = 0;
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/sys/block/ublkb%u/queue/logical_block_size", id);
+	if ((f = fopen(path, "re"))) {
+		if (fscanf(f, "%u", &bs) != 1)
+			bs = 0;
+		fclose(f);
+	}
+	if (!sectors || !bs || (bs & (bs - 1)))
+		return;
+	p->types = UBLK_PARAM_TYPE_BASIC;
+	p->basic.dev_sectors = sectors;
+	p->basic.logical_bs_shift = (uint8_t)__builtin_ctz(bs);
+}
+
 /* core.dev_info(id) -> { id, state, pid, queues, depth, max_io, flags,
- * size, block_size } | nil, "ENODEV: ...", errno */
+ * size, block_size, releasing } | nil, "ENODEV: ...", errno.  `releasing`:
+ * LIVE, its server ended, the kernel not yet done with it; its size and
+ * block size then come from sysfs (params_from_sysfs says why). */
 static int l_dev_info(lua_State *L)
 {
 	static const char *const states[] = { "DEAD", "LIVE", "QUIESCED", "FAIL_IO" };
@@ -105,6 +162,7 @@ static int l_dev_info(lua_State *L)
 	struct ublksrv_ctrl_dev_info info;
 	struct ublk_params p;
 	struct ublk_ctrl c;
+	bool releasing;
 	int ret = open_ctrl(L, &c);
 
 	if (ret)
@@ -113,7 +171,10 @@ static int l_dev_info(lua_State *L)
 	if (ret >= 0)
 		c.ioctl_encode = c.ioctl_encode || (info.flags & UBLK_F_CMD_IOCTL_ENCODE);
 	memset(&p, 0, sizeof(p));
-	if (ret >= 0 && ublk_ctrl_get_params(&c, id, &p) < 0)
+	releasing = ret >= 0 && info.state == UBLK_S_DEV_LIVE && ended(info.ublksrv_pid);
+	if (releasing)
+		params_from_sysfs(id, &p);
+	else if (ret >= 0 && ublk_ctrl_get_params(&c, id, &p) < 0)
 		memset(&p, 0, sizeof(p)); /* before SET_PARAMS: no size yet */
 	ublk_ctrl_close(&c);
 	if (ret < 0)
@@ -131,6 +192,10 @@ static int l_dev_info(lua_State *L)
 	set_num(L, "block_size", p.types ? 1u << p.basic.logical_bs_shift : 0);
 	lua_core_push_features(L, info.flags);
 	lua_setfield(L, -2, "flags");
+	lua_pushboolean(L, releasing);
+	lua_setfield(L, -2, "releasing");
+
+	lua_core_push_limits(L, &p);
 	return 1;
 }
 
@@ -300,10 +365,7 @@ static int l_sd_notify(lua_State *L)
 /* core.clock() -> seconds on the monotonic clock (for rates) */
 static int l_clock(lua_State *L)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+	lua_pushnumber(L, (lua_Number)ublk_now_ns() * 1e-9);
 	return 1;
 }
 

@@ -16,7 +16,7 @@
 
 #include <lua.h>
 
-#include "../include/backend.h"
+#include "../backends/backends.h"
 #include "lua_ffi.h"
 
 /* Device-wide: what ublk.backend{} packed, and the C delegates. */
@@ -97,6 +97,7 @@ int luaopen_ublk_core(lua_State *L);
 /* Pushes nil, "ENAME: msg", errno; returns 3. */
 int lua_core_fail(lua_State *L, const char *msg, int err);
 void lua_core_push_features(lua_State *L, uint64_t features);
+void lua_core_push_limits(lua_State *L, const struct ublk_params *p);
 
 /* lua_device.c: core.create and the device userdata */
 int lua_device_create(lua_State *L);

@@ -249,7 +249,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 	if (!lq || !lq->running)
 		return;
 	t = &lq->tags[lq->cur_tag];
-	if (!overdue(lq, t, ublk_watch_now_ms())) /* a late poke: that request has finished */
+	if (!overdue(lq, t, ublk_now_ms_coarse())) /* a late poke: that request has finished */
 		return;
 	t->expired = true;
 	luaL_error(L, "over its time budget of %u ms", lq->lb->budget_ms);
@@ -319,7 +319,7 @@ static int finish(struct ublk_lua_queue *lq, struct lua_tag *t, int ret)
 void lua_call_expire(struct ublk_lua_queue *lq)
 {
 	unsigned depth = ublk_queue_depth(lq->q);
-	uint64_t now = ublk_watch_now_ms();
+	uint64_t now = ublk_now_ms_coarse();
 
 	for (unsigned tag = 0; tag < depth; tag++) {
 		struct lua_tag *t = &lq->tags[tag];
@@ -356,7 +356,7 @@ int lua_call_handler(struct ublk_lua_queue *lq, struct ublk_io *io)
 	r->flags = io->flags;
 	r->op = io->op;
 	t->io = io;
-	t->started_ms = ublk_watch_now_ms();
+	t->started_ms = ublk_now_ms_coarse();
 	t->expired = false;
 	return finish(lq, t, run(lq, t, ref, tag, 0, false));
 }

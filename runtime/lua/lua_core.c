@@ -21,7 +21,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "../backends/store.h"
+#include "../backends/backends.h"
 #include "../base/log.h"
 #include "../device/device.h"
 #include "../shutdown/signals.h"
@@ -31,17 +31,31 @@
 
 #define UBLK_LUA_VERSION "0.2.0"
 
-/* core.features() -> { name = true, ... } or nil, msg, errno */
+/* core.features() -> { name = true, ... }, mask (a number: every bit
+ * the kernel has is below 53) or nil, msg, errno */
 static int l_features(lua_State *L)
 {
 	uint64_t f;
 	int ret = ublk_probe_features(&f);
 
 	if (ret == -ENOENT)
-		return lua_core_fail(L, UBLK_CTRL_DEV " not found: this kernel has no ublk driver", ret);
+		return lua_core_fail(L, UBLK_NO_DRIVER, ret);
 	if (ret < 0)
 		return lua_core_fail(L, strerror(-ret), ret);
 	lua_core_push_features(L, f);
+	lua_pushnumber(L, (lua_Number)f);
+	return 2;
+}
+
+/* core.feature_names(mask) -> { name = true, ... }, bits without a name
+ * as "bit N" (a mask from another kernel, or a device's flags) */
+static int l_feature_names(lua_State *L)
+{
+	lua_Number m = luaL_checknumber(L, 1);
+
+	if (m < 0 || m >= 9007199254740992.0 || m != (lua_Number)(uint64_t)m)
+		return luaL_argerror(L, 1, "a whole number in 0 .. 2^53 - 1");
+	lua_core_push_features(L, (uint64_t)m);
 	return 1;
 }
 
@@ -188,13 +202,81 @@ static int l_nr_cpus(lua_State *L)
 	return 1;
 }
 
+static const char *const opt_kinds[] = {
+	[UBLK_OPT_STRING] = "string", [UBLK_OPT_BOOL] = "bool", [UBLK_OPT_INT] = "int",
+	[UBLK_OPT_SECONDS] = "seconds", [UBLK_OPT_CHOICE] = "choice", [UBLK_OPT_URI] = "uri",
+};
+
+/* "a|b|c" -> { "a", "b", "c" } */
+static void push_values(lua_State *L, const char *v)
+{
+	int n = 0;
+
+	lua_newtable(L);
+	while (*v) {
+		size_t len = strcspn(v, "|");
+
+		lua_pushlstring(L, v, len);
+		lua_rawseti(L, -2, ++n);
+		v += len + (v[len] == '|');
+	}
+}
+
+static void push_opt(lua_State *L, const struct ublk_backend_opt *o)
+{
+	lua_createtable(L, 0, 9);
+	lua_pushstring(L, o->name);
+	lua_setfield(L, -2, "name");
+	lua_pushstring(L, opt_kinds[o->kind]);
+	lua_setfield(L, -2, "kind");
+	lua_pushboolean(L, o->flags & UBLK_OPT_REQUIRED);
+	lua_setfield(L, -2, "required");
+	lua_pushboolean(L, o->flags & UBLK_OPT_STORE);
+	lua_setfield(L, -2, "store");
+	if (o->values) {
+		push_values(L, o->values);
+		lua_setfield(L, -2, "values");
+	}
+	if (o->kind == UBLK_OPT_INT || o->kind == UBLK_OPT_SECONDS) {
+		lua_pushnumber(L, o->min);
+		lua_setfield(L, -2, "min");
+		lua_pushnumber(L, o->max);
+		lua_setfield(L, -2, "max");
+	}
+	if (o->def) {
+		lua_pushstring(L, o->def);
+		lua_setfield(L, -2, "default");
+	}
+	lua_pushstring(L, o->help ? o->help : "");
+	lua_setfield(L, -2, "help");
+}
+
+/* core.backends() -> the C backends' declarations (backend.h), in the
+ * registry's order: { { name = "file", sizes_itself = true, options =
+ * { { name = "path", kind = "string", required = true, help = ... }, ... } },
+ * ... }.  lua/ublk/options.lua makes everything users see of them. */
 static int l_backends(lua_State *L)
 {
 	const char *const *names = ublk_backend_names();
 
 	lua_newtable(L);
 	for (int i = 0; names[i]; i++) {
-		lua_pushstring(L, names[i]);
+		const struct ublk_backend_ops *ops = ublk_backend_find(names[i]);
+		int n = 0;
+
+		lua_createtable(L, 0, 4);
+		lua_pushstring(L, ops->name);
+		lua_setfield(L, -2, "name");
+		lua_pushboolean(L, ops->sizes_itself);
+		lua_setfield(L, -2, "sizes_itself");
+		lua_pushboolean(L, ops->resize != NULL);
+		lua_setfield(L, -2, "resizable");
+		lua_newtable(L);
+		for (const struct ublk_backend_opt *o = ops->opts; o && o->name; o++) {
+			push_opt(L, o);
+			lua_rawseti(L, -2, ++n);
+		}
+		lua_setfield(L, -2, "options");
 		lua_rawseti(L, -2, i + 1);
 	}
 	return 1;
@@ -290,6 +372,7 @@ int luaopen_ublk_core(lua_State *L)
 	static const luaL_Reg funcs[] = {
 		{ "create", lua_device_create },
 		{ "features", l_features },
+		{ "feature_names", l_feature_names },
 		{ "nr_cpus", l_nr_cpus },
 		{ "backends", l_backends },
 		{ "errmsg", l_errmsg },

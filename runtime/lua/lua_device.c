@@ -137,6 +137,11 @@ static void read_conf(lua_State *L, int t, struct ublk_dev_conf *conf)
 	conf->poll_us = (unsigned)num_field(L, t, "poll_us");
 	conf->latency = bool_field(L, t, "latency");
 	conf->recovery = (uint64_t)num_field(L, t, "recovery_flags");
+	conf->no_auto_part_scan = bool_field(L, t, "no_auto_part_scan");
+	conf->dma_align = (unsigned)num_field(L, t, "dma_align");
+	conf->max_segments = (unsigned)num_field(L, t, "max_segments");
+	conf->max_segment_size = (uint64_t)num_field(L, t, "max_segment_size");
+	conf->segment_boundary = (uint64_t)num_field(L, t, "segment_boundary");
 }
 
 /* core.create{ size=, block_size=, queues=, depth=, max_io=, read_only=,
@@ -214,6 +219,22 @@ static int l_stop(lua_State *L) { return lifecycle(L, ublk_dev_stop); }
 static int l_close(lua_State *L) { return lifecycle(L, ublk_dev_close); }
 static int l_handover(lua_State *L) { return lifecycle(L, ublk_dev_handover); }
 
+/* d:resize(bytes, force) -> true | nil, msg, errno */
+static int l_resize(lua_State *L)
+{
+	struct ublk_dev *d = check_dev(L);
+	lua_Number size = luaL_checknumber(L, 2);
+	int ret;
+
+	if (size < 0 || size >= 18446744073709551616.0)
+		return luaL_argerror(L, 2, "a size in bytes");
+	ret = ublk_dev_resize(d, (uint64_t)size, lua_toboolean(L, 3));
+	if (ret < 0)
+		return lua_core_fail(L, d->err, ret);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* __gc: the safety net for a device nobody closed. */
 static int l_gc(lua_State *L)
 {
@@ -265,6 +286,11 @@ static int l_info(lua_State *L)
 	lua_newtable(L);
 	set_num(L, "id", d->info.dev_id);
 	set_num(L, "queues", d->info.nr_hw_queues);
+	if (d->queues_asked > d->info.nr_hw_queues) {
+		set_num(L, "queues_asked", d->queues_asked);
+		lua_pushstring(L, d->queues_by_backend ? "backend" : "kernel");
+		lua_setfield(L, -2, "queues_limited_by");
+	}
 	set_num(L, "depth", d->info.queue_depth);
 	set_num(L, "max_io", d->info.max_io_buf_bytes);
 	set_num(L, "size", (lua_Number)d->backend.size);
@@ -297,6 +323,7 @@ static int l_info(lua_State *L)
 	lua_setfield(L, -2, "copy");
 	lua_core_push_features(L, d->info.flags);
 	lua_setfield(L, -2, "flags");
+	lua_core_push_limits(L, &d->params);
 	return 1;
 }
 
@@ -381,6 +408,7 @@ void lua_device_register(lua_State *L)
 		{ "start", l_start },	{ "stop", l_stop },   { "close", l_close },
 		{ "info", l_info },	{ "stats", l_stats }, { "state", l_state },
 		{ "stats_address", l_stats_address }, { "handover", l_handover },
+		{ "resize", l_resize },
 		{ "resume_recovery", l_resume_recovery },
 		{ NULL, NULL },
 	};

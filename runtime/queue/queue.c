@@ -100,7 +100,7 @@ static void time_pass(struct ublk_queue *q);
 static void commit(struct ublk_queue *q, const struct ublk_io *io)
 {
 	struct ublk_queue_stats *st = q->stats;
-	int result = io->result;
+	int result = ublk_io_track(io)->result;
 
 	if (q->c.latency) { /* timed at the end of the pass (time_pass) */
 		if (q->nr_timed == q->c.depth)
@@ -122,6 +122,15 @@ static void commit(struct ublk_queue *q, const struct ublk_io *io)
 		return;
 	}
 	if (q->c.batch) { /* sent with the pass's others (queue_batch.c) */
+		/* REGISTER: the slot is given back first, on an SQE of its own
+		 * (the kernel takes it beside the batch commands, 7.0+); it
+		 * goes ahead of the pass's COMMIT_IO_CMDS on the ring, and the
+		 * kernel completes the request only once both have come, in
+		 * either order (the buffer holds a reference on it) */
+		if (q->c.zero_copy == UBLK_ZC_REGISTER && ublk_io_buf_index(q, io) >= 0) {
+			reserve_sqes(q, 1);
+			prep_buf_cmd(q, io->tag, false);
+		}
 		ublk_batch_stage(q, io->tag, result);
 		return;
 	}
@@ -140,37 +149,45 @@ static void op_done(struct ublk_queue *q, struct ublk_io *io, int res);
  * result it returned is io's: committed, or handed to the parent. */
 static void settle(struct ublk_queue *q, struct ublk_io *io, int ret)
 {
+	struct ublk_io_track *t = ublk_io_track(io);
+
 	if (ret != UBLK_IO_QUEUED)
-		io->result = ret;
-	if (io->outstanding)
+		t->result = ret;
+	if (t->outstanding)
 		return;
-	if (io->result == UBLK_IO_QUEUED) {
+	if (t->result == UBLK_IO_QUEUED) {
 		ublk_err("dev %u queue %u tag %u: backend '%s' said queued with nothing "
 			 "outstanding: EIO", q->c.dev_id, q->c.q_id, io->tag,
-			 io->backend->ops->name);
-		io->result = -EIO;
+			 t->backend->ops->name);
+		t->result = -EIO;
 	}
-	if (io->parent)
-		op_done(q, io->parent, io->result);
+	if (t->parent)
+		op_done(q, t->parent, t->result);
 	else
 		commit(q, io);
 }
 
+/* One of io's operations finished with res: its backend's io_done says
+ * what that makes of the io; a backend without io_done passes res on as
+ * the io's result (backend.h). */
 static void op_done(struct ublk_queue *q, struct ublk_io *io, int res)
 {
-	struct ublk_backend *b = io->backend;
+	struct ublk_io_track *t = ublk_io_track(io);
+	struct ublk_backend *b = t->backend;
 
-	io->outstanding--;
-	settle(q, io, b->ops->io_done(b, q, io, res));
+	t->outstanding--;
+	settle(q, io, b->ops->io_done ? b->ops->io_done(b, q, io, res) : res);
 }
 
 /* Starts io on backend b, the queue's or a delegate's. */
 static void begin(struct ublk_io *io, struct ublk_backend *b)
 {
-	io->backend = b;
-	io->parent = NULL;
-	io->result = UBLK_IO_QUEUED;
-	io->outstanding = 0;
+	struct ublk_io_track *t = ublk_io_track(io);
+
+	t->backend = b;
+	t->parent = NULL;
+	t->result = UBLK_IO_QUEUED;
+	t->outstanding = 0;
 	io->scratch = 0;
 }
 
@@ -205,7 +222,7 @@ void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag)
 	struct ublk_backend *b = q->c.backend;
 
 	begin(io, b);
-	io->start_ns = q->pass_ns;
+	ublk_io_track(io)->start_ns = q->pass_ns;
 	io->op = (uint8_t)ublksrv_get_op(iod);
 	io->flags = iod->op_flags & ~0xffu;
 	io->len = iod->nr_sectors << 9;
@@ -284,12 +301,14 @@ static void deliver_external(struct ublk_queue *q)
 	struct ublk_io *io;
 
 	while ((io = q->done_head)) {
-		q->done_head = io->done_next;
+		struct ublk_io_track *t = ublk_io_track(io);
+
+		q->done_head = t->done_next;
 		if (!q->done_head)
 			q->done_tail = NULL;
-		io->done_next = NULL;
+		t->done_next = NULL;
 		q->backend_inflight--;
-		op_done(q, io, io->done_res);
+		op_done(q, io, t->done_res);
 	}
 }
 
@@ -308,7 +327,9 @@ static void time_pass(struct ublk_queue *q)
 	for (unsigned i = 0; i < q->nr_timed; i++) {
 		const struct ublk_io *io = q->timed[i];
 
-		stat_add(&st->lat[ublk_lat_kind(io->op)][ublk_lat_bucket(now - io->start_ns)], 1);
+		uint64_t ns = now - ublk_io_track(io)->start_ns;
+
+		stat_add(&st->lat[ublk_lat_kind(io->op)][ublk_lat_bucket(ns)], 1);
 	}
 	q->nr_timed = 0;
 }
@@ -350,17 +371,18 @@ int ublk_queue_run_once(struct ublk_queue *q)
 int ublk_io_delegate(struct ublk_queue *q, struct ublk_io *parent, struct ublk_io *sub,
 		     struct ublk_backend *b)
 {
+	struct ublk_io_track *t = ublk_io_track(sub);
 	int ret;
 
-	if (sub->outstanding)
+	if (t->outstanding)
 		return -EBUSY;
 	begin(sub, b);
 	ret = b->ops->handle_io(b, q, sub);
 	if (ret != UBLK_IO_QUEUED)
-		sub->result = ret;
-	if (!sub->outstanding)
-		return sub->result == UBLK_IO_QUEUED ? -EIO : sub->result;
-	sub->parent = parent;
-	parent->outstanding++;
+		t->result = ret;
+	if (!t->outstanding)
+		return t->result == UBLK_IO_QUEUED ? -EIO : t->result;
+	t->parent = parent;
+	ublk_io_track(parent)->outstanding++;
 	return UBLK_IO_QUEUED;
 }

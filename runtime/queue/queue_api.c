@@ -18,26 +18,33 @@ struct io_uring_sqe *ublk_io_sqe(struct ublk_queue *q, struct ublk_io *io)
 
 	/* liburing's prep helpers leave user_data alone, so set it here */
 	sqe->user_data = ublk_ud_io(io);
-	io->outstanding++;
+	ublk_io_track(io)->outstanding++;
 	q->backend_inflight++;
 	return sqe;
 }
 
 void ublk_io_external(struct ublk_queue *q, struct ublk_io *io)
 {
-	io->outstanding++;
+	ublk_io_track(io)->outstanding++;
 	q->backend_inflight++;
 }
 
 void ublk_io_external_done(struct ublk_queue *q, struct ublk_io *io, int res)
 {
-	io->done_res = res;
-	io->done_next = NULL;
+	struct ublk_io_track *t = ublk_io_track(io);
+
+	t->done_res = res;
+	t->done_next = NULL;
 	if (q->done_tail)
-		q->done_tail->done_next = io;
+		ublk_io_track(q->done_tail)->done_next = io;
 	else
 		q->done_head = io;
 	q->done_tail = io;
+}
+
+unsigned ublk_io_outstanding(const struct ublk_io *io)
+{
+	return ublk_io_track(io)->outstanding;
 }
 
 void ublk_poll_arm(struct ublk_queue *q, struct ublk_poll *p, unsigned events)
@@ -53,7 +60,7 @@ void ublk_io_cancel(struct ublk_queue *q, struct ublk_io *io)
 {
 	struct io_uring_sqe *sqe;
 
-	if (!io->outstanding)
+	if (!ublk_io_track(io)->outstanding)
 		return;
 	sqe = ublk_queue_get_sqe(q);
 	io_uring_prep_cancel64(sqe, ublk_ud_io(io), IORING_ASYNC_CANCEL_ALL);

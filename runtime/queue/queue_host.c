@@ -75,7 +75,7 @@ int ublk_host_queue_io(struct ublk_queue *q, uint16_t tag, uint8_t op, uint32_t 
 		if ((ret = ublk_queue_run_once(q)) < 0)
 			return ret;
 	}
-	return q->ios[tag].result;
+	return ublk_io_track(&q->ios[tag])->result;
 }
 
 void *ublk_host_queue_buf(struct ublk_queue *q, uint16_t tag)

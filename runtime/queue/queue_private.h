@@ -14,9 +14,30 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "../base/clock.h"
 #include "../include/ublk_uapi.h"
 #include "queue.h"
 #include "watchdog.h"
+
+/* What the queue keeps of each io, in its queue_private bytes
+ * (backend.h), where backends cannot reach it: set when a backend starts
+ * serving the io (queue.c's begin()), counted by what it starts. */
+struct __attribute__((may_alias)) ublk_io_track {
+	struct ublk_backend *backend;	/* whose io_done() gets completions */
+	struct ublk_io *parent;		/* NULL: commit to the kernel */
+	int result;
+	unsigned outstanding;
+	uint64_t start_ns;		/* when the queue took the request (stats.h) */
+	struct ublk_io *done_next;	/* ublk_io_external_done()'s queue */
+	int done_res;
+};
+_Static_assert(sizeof(struct ublk_io_track) <= sizeof(((struct ublk_io *)0)->queue_private),
+	       "struct ublk_io_track outgrew backend.h's queue_private");
+
+static inline struct ublk_io_track *ublk_io_track(const struct ublk_io *io)
+{
+	return (struct ublk_io_track *)(uintptr_t)io->queue_private;
+}
 
 /* UBLK_F_BATCH_IO's state (queue_batch.c).  Commits are staged in one of
  * a few element buffers and sent as one COMMIT_IO_CMDS per pass; a sent
@@ -147,14 +168,5 @@ bool ublk_batch_idle(const struct ublk_queue *q);
 
 /* queue.c: starts a request the kernel delivered on `tag` */
 void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag);
-
-/* CLOCK_MONOTONIC in ns: a vDSO read, no syscall. */
-static inline uint64_t ublk_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 #endif

@@ -98,7 +98,7 @@ uint64_t ublk_queue_busy_ms(const struct ublk_queue *q)
 {
 	uint64_t since = __atomic_load_n(&q->watch.busy_since_ms, __ATOMIC_RELAXED);
 
-	return since ? ublk_watch_now_ms() - since : 0;
+	return since ? ublk_now_ms_coarse() - since : 0;
 }
 
 int ublk_queue_ring_init(struct ublk_queue *q, int fd)

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../base/clock.h"
 #include "../base/log.h"
 #include "../include/state.h"
 #include "stats.h"
@@ -29,7 +30,6 @@ struct ublk_stats_header *ublk_stats_map(uint32_t dev_id, unsigned nr_queues)
 {
 	size_t size = map_size(nr_queues);
 	struct ublk_stats_header *h = MAP_FAILED;
-	struct timespec ts;
 	char path[64];
 	int fd;
 
@@ -49,11 +49,10 @@ struct ublk_stats_header *ublk_stats_map(uint32_t dev_id, unsigned nr_queues)
 		close(fd);
 	if (h == MAP_FAILED)
 		return NULL;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 	h->version = UBLK_STATS_VERSION;
 	h->nr_queues = nr_queues;
 	h->queue_stats_size = sizeof(struct ublk_queue_stats);
-	h->started_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	h->started_ns = ublk_now_ns();
 	__atomic_store_n(&h->magic, UBLK_STATS_MAGIC, __ATOMIC_RELEASE); /* complete now */
 	return h;
 }

@@ -24,14 +24,6 @@ static pthread_t thread;
 static bool running;
 static unsigned long generation;
 
-uint64_t ublk_watch_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void check(struct ublk_watch *w, uint64_t now)
 {
 	uint64_t since = __atomic_load_n(&w->busy_since_ms, __ATOMIC_RELAXED);
@@ -88,7 +80,7 @@ static void *watchdog_thread(void *arg)
 			;
 		if (generation != mine)
 			break;
-		uint64_t now = ublk_watch_now_ms();
+		uint64_t now = ublk_now_ms_coarse();
 
 		for (struct ublk_watch *w = watched; w; w = w->next)
 			if (w->budget_ms)

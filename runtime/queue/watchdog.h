@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../base/clock.h"
+
 /* Sent to a queue thread over its budget; its handler (lua_interrupt.c)
  * makes the Lua code running there raise. */
 #define UBLK_INTERRUPT_SIGNAL (SIGRTMIN + 1)
@@ -36,7 +38,6 @@ struct ublk_watch {
 enum { UBLK_WATCH_OK, UBLK_WATCH_POKED, UBLK_WATCH_WEDGED };
 
 /* A coarse monotonic clock in ms: a vDSO read, no syscall. */
-uint64_t ublk_watch_now_ms(void);
 
 /* Watches w until ublk_watch_del; starts the thread the first time. */
 void ublk_watch_add(struct ublk_watch *w);
@@ -45,7 +46,7 @@ void ublk_watch_del(struct ublk_watch *w);
 static inline void ublk_watch_enter(struct ublk_watch *w)
 {
 	if (w->budget_ms)
-		__atomic_store_n(&w->busy_since_ms, ublk_watch_now_ms(), __ATOMIC_RELAXED);
+		__atomic_store_n(&w->busy_since_ms, ublk_now_ms_coarse(), __ATOMIC_RELAXED);
 }
 
 static inline void ublk_watch_leave(struct ublk_watch *w)

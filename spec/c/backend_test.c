@@ -22,7 +22,7 @@
 
 #include <liburing.h>
 
-#include "../../runtime/include/backend.h"
+#include "../../runtime/backends/backends.h"
 #include "../../runtime/base/log.h"
 #include "../../runtime/queue/queue.h"
 #include "../../runtime/queue/queue_private.h"
@@ -401,6 +401,61 @@ static void test_memory_store(void)
 	unlink(path);
 }
 
+/* Resize (ublk_dev_resize calls the op: larger before the kernel is told,
+ * smaller after): a memory store grows in place with its new pages
+ * reserved and zero, data kept; shrinking gives pages back and refuses
+ * what lies past the end; a file grows, and keeps its data on a shrink. */
+static void test_resize(void)
+{
+	const char *path = "/dev/shm/ublk-backend-test-resize";
+	const char *opts[] = { "store", path, "copy", "buffer", NULL };
+	struct ublk_backend b = { .ops = ublk_backend_find("memory") };
+	struct ublk_backend_conf conf = { .size = 4 << 20, .block_size = 512, .opts = opts };
+	struct stat st;
+
+	unlink(path);
+	check(b.ops->create(&b, &conf) == 0, "resize: memory store created");
+	queue_open(&b);
+	fill(8192, 4);
+	run(UBLK_IO_OP_WRITE, 0, (4 << 20) - 8192, 8192);
+	check(run(UBLK_IO_OP_READ, 0, 6 << 20, 4096) == -EIO, "resize: past 4 MiB is EIO before");
+	check(b.ops->resize(&b, 8 << 20) == 0 && stat(path, &st) == 0 && st.st_size == 8 << 20 &&
+		      (uint64_t)st.st_blocks * 512 >= 8u << 20,
+	      "resize: memory grows to 8 MiB, the store's new pages reserved");
+	check(run(UBLK_IO_OP_READ, 0, 6 << 20, 4096) == 4096 && is_zero(buf(), 4096),
+	      "resize: the new part reads as zeroes");
+	fill(8192, 6);
+	check(run(UBLK_IO_OP_WRITE, 0, (8 << 20) - 8192, 8192) == 8192,
+	      "resize: a write at the new end is served");
+	run(UBLK_IO_OP_READ, 0, (4 << 20) - 8192, 8192);
+	check(is_pattern(buf(), 8192, 4), "resize: what was there before is kept");
+	check(b.ops->resize(&b, 2 << 20) == 0 && stat(path, &st) == 0 && st.st_size == 2 << 20,
+	      "resize: memory shrinks to 2 MiB, the store too");
+	check(run(UBLK_IO_OP_READ, 0, 3 << 20, 4096) == -EIO, "resize: past the new end is EIO");
+	check(b.ops->resize(&b, 4 << 20) == 0 && run(UBLK_IO_OP_READ, 0, 3 << 20, 4096) == 4096 &&
+		      is_zero(buf(), 4096),
+	      "resize: grown again, what was cut reads as zeroes, never as old data");
+	check(b.ops->resize(&b, 1ull << 50) == -EFBIG && strstr(b.err, "grows to at most"),
+	      "resize: memory past its reserved span is refused, saying how far it goes");
+	queue_close(&b);
+	unlink(path);
+
+	char fpath[] = "/tmp/ublk-backend-test-resize-XXXXXX";
+	int fd = mkstemp(fpath);
+	struct ublk_backend f = { .ops = ublk_backend_find("file") };
+	const char *fopts[] = { "path", fpath, "create", "1", NULL };
+	struct ublk_backend_conf fconf = { .size = 1 << 20, .block_size = 512, .opts = fopts };
+
+	check(f.ops->create(&f, &fconf) == 0 && f.ops->resize(&f, 3 << 20) == 0 &&
+		      fstat(fd, &st) == 0 && st.st_size == 3 << 20,
+	      "resize: a file grows");
+	check(f.ops->resize(&f, 1 << 20) == 0 && fstat(fd, &st) == 0 && st.st_size == 3 << 20,
+	      "resize: a file keeps its data when the device shrinks");
+	f.ops->destroy(&f);
+	close(fd);
+	unlink(fpath);
+}
+
 /* The pid nbdkit wrote to PIDFILE, waiting up to 5 s for it: nbdkit's
  * parent may exit before its daemon has written the file, and the daemon
  * creates it before it writes the number, so an empty file means "not yet"
@@ -611,11 +666,11 @@ static void test_nbd_timeouts(void)
 	const char *mute = "/tmp/ublk-backend-test-mute.sock";
 	const char *sock = "/tmp/ublk-backend-test-nbd.sock", *pidfile = "/tmp/ublk-backend-test-nbd.pid";
 	const char *mute_opts[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-mute.sock",
-				    "connect_timeout_ms", "500", NULL };
+				    "connect_timeout", "500", NULL };
 	const char *opts[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-nbd.sock",
-			       "timeout_ms", "1000", NULL };
+			       "timeout", "1000", NULL };
 	const char *bad[] = { "uri", "nbd+unix:///?socket=/tmp/ublk-backend-test-nbd.sock",
-			      "timeout_ms", "0", NULL };
+			      "timeout", "0", NULL };
 	struct ublk_backend b = { .ops = ublk_backend_find("nbd") };
 	struct ublk_backend_conf conf = { .block_size = 512, .opts = mute_opts };
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -647,7 +702,7 @@ static void test_nbd_timeouts(void)
 	memset(&b, 0, sizeof(b));
 	b.ops = ublk_backend_find("nbd");
 	conf.opts = bad;
-	check(b.ops->create(&b, &conf) == -EINVAL && strstr(b.err, "timeout_ms = '0'"),
+	check(b.ops->create(&b, &conf) == -EINVAL && strstr(b.err, "timeout = '0'"),
 	      "nbd timeouts: a timeout of 0 is refused by name");
 
 	pid = nbdkit_start(sock, pidfile, "--filter=delay", "memory 16M delay-read=10");
@@ -726,6 +781,7 @@ int main(void)
 	test_file();
 	test_memory();
 	test_memory_store();
+	test_resize();
 	test_null();
 	test_protocol();
 	test_nbd();

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../runtime/backends/backends.h"
 #include "../../runtime/device/device_private.h"
 #include "../../runtime/include/state.h"
 #include "tap.h"
@@ -65,7 +66,8 @@ static void test_check_recovered(void)
 		{ UBLK_F_ZONED, "UBLK_F_ZONED" },
 		{ UBLK_F_INTEGRITY, "UBLK_F_INTEGRITY" },
 		{ UBLK_F_SHMEM_ZC, "UBLK_F_SHMEM_ZC" },
-		{ 1ull << 20, "flag bit 20" },
+		{ UBLK_F_IO_DESC_SIZE, "UBLK_F_IO_DESC_SIZE" },
+		{ 1ull << 21, "flag bit 21" },
 	};
 	static struct ublk_dev d;
 	int named = 1;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../runtime/backends/backends.h"
 #include "../../runtime/device/device_private.h"
 
 /* Flags whose requests or commands our queues do not speak: whatever else

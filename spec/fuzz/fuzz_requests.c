@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../runtime/include/backend.h"
+#include "../../runtime/backends/backends.h"
 #include "../../runtime/base/log.h"
 #include "../../runtime/queue/queue.h"
 

@@ -18,8 +18,8 @@ describe("#guest copy modes", function()
   after_each(G.no_leftovers)
 
   local MEMORY_COPY = { inline = "user_copy", ring = "user_copy", buffer = "buffer",
-    auto_reg = "auto_reg" }
-  for _, mode in ipairs{ "default", "inline", "ring", "buffer", "auto_reg" } do
+    auto_reg = "auto_reg", register = "register" }
+  for _, mode in ipairs{ "default", "inline", "ring", "buffer", "auto_reg", "register" } do
     it("memory, copy = " .. mode .. ": fio crc32c verify, or refused by name", function()
       local t = { size = "64MiB", queues = 2, depth = 64, copy = mode ~= "default" and mode or nil }
       if ZC_NEEDS[mode] and not features[ZC_NEEDS[mode]] then

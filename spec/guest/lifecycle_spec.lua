@@ -82,10 +82,9 @@ describe("#guest lifecycle", function()
     assert.are.equal(17, errno) -- EEXIST
   end)
 
-  it("refuses more queues than the kernel has CPUs, before any device exists", function()
-    local n = G.ncpus()
-    assert.has_error(function() ublk.device{ size = "4MiB", queues = n + 1 } end,
-      ("ublk: bad parameter 'queues' = %d: must be an integer from 1 to %d"):format(n + 1, n))
+  it("refuses more queues than the kernel's limit (4096), before any device exists", function()
+    assert.has_error(function() ublk.device{ size = "4MiB", queues = 4097 } end,
+      "ublk: bad parameter 'queues' = 4097: must be an integer from 1 to 4096")
   end)
 
   it("reads the kernel's features", function()

@@ -1,0 +1,129 @@
+-- ublk.cli_resize: `ublk-lua resize -n ID SIZE [--force]`, both halves.
+-- The backend lives in the server, so the server resizes: the CLI leaves
+-- a request in the state directory (devN.resize: bytes and force) and
+-- waits for the answer (devN.resize.out); a server serving from cli.lua
+-- looks for requests whenever it has waited 200 ms for a signal (one
+-- stat per device: nothing against the I/O), runs dev:resize and answers.
+local ffi = require "ffi"
+local core = require "ublk.core"
+local params = require "ublk.params"
+local state = require "ublk.state"
+
+local resize = {}
+
+local function out(fmt, ...) io.stdout:write(fmt:format(...), "\n") end
+local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
+
+pcall(ffi.cdef, "int rename(const char *old, const char *new);")
+ffi.cdef [[ struct ublk_resize_ts { long s, ns; };
+            int nanosleep(const struct ublk_resize_ts *, void *); ]]
+local function sleep(s)
+  ffi.C.nanosleep(ffi.new("struct ublk_resize_ts", math.floor(s), (s % 1) * 1e9), nil)
+end
+
+local function request_path(id) return ("%s/dev%d.resize"):format(state.dir, id) end
+
+-- Written whole or not at all: the reader never sees half a line.
+local function write_atomic(path, text)
+  local f = io.open(path .. ".tmp", "w")
+  if not f then return false end
+  f:write(text)
+  f:close()
+  if ffi.C.rename(path .. ".tmp", path) ~= 0 then os.remove(path .. ".tmp") return false end
+  return true
+end
+
+local function read_all(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- The server's half: answers each request left for one of its devices.
+function resize.serve_requests(devices)
+  for _, dev in ipairs(devices) do
+    local path = request_path(dev.id)
+    local req = read_all(path)
+    if req then
+      os.remove(path)
+      local bytes, force = req:match("^(%d+) (%a+)")
+      local ok, err
+      if not bytes then
+        err = "EINVAL: unreadable resize request"
+      elseif dev:state() ~= "started" then
+        err = "EINVAL: the device is " .. dev:state()
+      else
+        local okc, r, e = pcall(dev.resize, dev, tonumber(bytes), force == "force")
+        ok, err = okc and r, okc and e or r
+        -- a recovery by the recorded script serves the new size
+        -- (cli_daemon.lua: takeover)
+        if ok then state.record(dev, { resized = true }) end
+      end
+      write_atomic(path .. ".out", ok and ("ok %d\n"):format(dev:info().size)
+        or ("error %s\n"):format(tostring(err):gsub("\n", " ")))
+    end
+  end
+end
+
+-- The CLI's half: 0 resized, 1 refused or failed, 2 a SIZE that is none.
+function resize.run(o)
+  local bytes, perr = params.parse_size(o.script or "")
+  if not o.script then complain("resize: give -n ID SIZE") return 2 end
+  -- `resize -n ID SIZE --force`, as the usage writes it: after SIZE too
+  for _, a in ipairs(o.args or {}) do
+    if a ~= "--force" then complain(("resize: unexpected argument '%s'"):format(a)) return 2 end
+    o.force = true
+  end
+  if not bytes then complain(("resize: SIZE '%s': %s"):format(o.script, perr)) return 2 end
+  local info, err = core.dev_info(o.id)
+  if not info then complain(("device %d: %s"):format(o.id, err)) return 1 end
+  local f = core.features() or {}
+  if not f.update_size then
+    complain(("device %d: resize needs UBLK_F_UPDATE_SIZE (Linux 6.16+), which this kernel "
+      .. "lacks"):format(o.id))
+    return 1
+  end
+  if bytes < info.size and not o.force then
+    complain(("device %d: %s is smaller than its %s: the data past it would be cut; shrink "
+      .. "what is on it first (e.g. resize2fs), then resize --force"):format(o.id,
+      params.format_size(bytes), params.format_size(info.size)))
+    return 1
+  end
+  local st = state.read(o.id)
+  if not (st and state.server_alive(st) and info.state == "LIVE") then
+    complain(("device %d has no running ublk-lua server: its server resizes it"):format(o.id))
+    return 1
+  end
+  local path = request_path(o.id)
+  os.remove(path .. ".out")
+  if not write_atomic(path, ("%d %s\n"):format(bytes, o.force and "force" or "keep")) then
+    complain(("device %d: cannot write %s"):format(o.id, path))
+    return 1
+  end
+  local answer
+  for _ = 1, 15 * 40 do
+    answer = read_all(path .. ".out")
+    if answer then break end
+    sleep(0.025)
+  end
+  os.remove(path .. ".out")
+  if not answer then
+    os.remove(path)
+    complain(("device %d: its server (pid %d) did not answer in 15 s (a script that waits "
+      .. "for signals itself does not take requests: dev:resize() in it does)"):format(o.id,
+      st.pid))
+    return 1
+  end
+  local now = answer:match("^ok (%d+)")
+  if not now then
+    complain(("device %d: %s"):format(o.id, (answer:match("^error (.-)%s*$") or answer)))
+    return 1
+  end
+  out("dev id %d: resized from %s to %s", o.id, params.format_size(info.size),
+    params.format_size(tonumber(now)))
+  return 0
+end
+
+return resize

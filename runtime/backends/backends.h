@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * backends.h - the backends folder as the runtime above it sees it: the
+ * registry of built-in C backends and the names of the ops they serve
+ * (backend.c), and the memory store (store.h).  A backend's author needs
+ * none of this: runtime/include/backend.h is their contract.
+ */
+#ifndef UBLK_BACKENDS_H
+#define UBLK_BACKENDS_H
+
+#include "../include/backend.h"
+#include "store.h"
+
+/* UBLK_IO_OP_* the data plane serves: names for handlers and logs ("read"),
+ * and for counters ("reads").  NULL for any other op. */
+enum { UBLK_NR_OPS = 6 };
+const char *ublk_op_name(unsigned op);
+const char *ublk_op_stat_name(unsigned op);
+
+/* The built-in C backends by name; NULL if unknown.  (The Lua backend is
+ * not here: it belongs to the Lua bridge.) */
+const struct ublk_backend_ops *ublk_backend_find(const char *name);
+/* Their names, NULL-terminated, in the registry's order (the first is the
+ * default backend), for core.backends() and "unknown backend" messages. */
+const char *const *ublk_backend_names(void);
+
+#endif

@@ -1,0 +1,221 @@
+-- Kernel parity (issue 22): what the running kernel's driver can do, a
+-- script and the CLI can ask for; a 7.x-only feature says on 6.12 that it
+-- skips, by name.
+local G = require "guest"
+local json = require "ublk.json"
+local M = require "manage"
+local ublk = require "ublk"
+local cli, add, listed, clean = M.cli, M.add, M.listed, M.clean
+
+local features, mask = ublk.features() -- nil on a host without ublk (busted loads this file there too)
+features = features or {}
+
+local t_start
+local function skip_line(what, needs)
+  print(("# SKIP %s: needs %s, which kernel %s lacks"):format(what, needs,
+    G.must("uname -r"):gsub("%s+$", "")))
+end
+
+describe("#guest kernel parity", function()
+  setup(function() t_start = G.now() end)
+  teardown(function() print(("# parity_spec: %.1f s"):format(G.now() - t_start)) end)
+  after_each(function()
+    G.close_all()
+    M.reset()
+  end)
+
+  it("features shows every bit the kernel reports, unnamed ones as 'bit N'", function()
+    local n = 0
+    for bit = 0, 52 do
+      if math.floor(mask / 2 ^ bit) % 2 == 1 then n = n + 1 end
+    end
+    local rc, out = cli("features --json")
+    assert.are.equal(0, rc, out)
+    local f = assert(json.decode(out))
+    assert.are.equal(n, #f.features, out)
+    for _, name in ipairs(f.features) do assert.is_true(features[name], name) end
+    if math.floor(mask / 2 ^ 20) % 2 == 1 then -- 7.3: UBLK_F_IO_DESC_SIZE
+      assert.is_true(features.io_desc_size)
+    else
+      assert.is_nil(features.io_desc_size)
+    end
+    assert.is_nil(out:match('"bit %d"'), "a bit this ublk-lua names shown as a number: " .. out)
+  end)
+
+  it("more queues than CPUs: the kernel's count is taken, and said", function()
+    local n = G.ncpus()
+    local dev = G.device{ size = "16MiB", queues = n + 3 }
+    local info = dev:info()
+    assert.are.equal(n, info.queues)
+    assert.are.equal(n + 3, info.queues_asked)
+    assert.are.equal("kernel", info.queues_limited_by)
+    -- every queue serves: data through all of them, by checksum
+    local md5 = G.write_random_at(dev.path, 0, 4 * 1048576)
+    assert.are.equal(md5, G.md5_at(dev.path, 0, 4 * 1048576))
+    dev:close()
+    local id, _, line = add(("-t memory -s 16MiB -q %d"):format(n + 3))
+    assert.matches(("%d queues? x 128 %%(queues = %d asked: the kernel allows %d, one per CPU%%)")
+      :format(n, n + 3, n), line)
+    assert.are.equal(n, listed(id).queues)
+    assert.are.equal(0, (cli("del -n %d", id)))
+    clean()
+  end)
+
+  it("quiesce under fio verify: list shows QUIESCED, I/O waits, recover serves it, 0 errors", function()
+    local id, pid = add("-t memory -s 128MiB -q 2")
+    local path = "/dev/ublkb" .. id
+    local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
+      .. "--bs=4k --iodepth=16 --numjobs=2 --size=16M --offset_increment=64M --rate_iops=1500 "
+      .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting")
+      :format(path), true)
+    G.sh("sleep 2")
+    local rc, out = cli("quiesce -n %d", id)
+    assert.are.equal(0, rc, out)
+    assert.matches("dev id " .. id .. ": QUIESCED in %d+ ms, its I/O waits", out)
+    if not features.quiesce then assert.matches("this kernel has no QUIESCE_DEV", out) end
+    print("\n  " .. out:gsub("%s+$", ""))
+    assert.falsy(M.alive(pid), "the server is still there")
+    local d = listed(id)
+    assert.are.equal("QUIESCED", d.state)
+    assert.is_true(d.recoverable)
+    -- a read waits, neither served nor failed, while no server is there
+    local reader = G.spawn(("dd if=%s of=/dev/null bs=4k count=1 iflag=direct"):format(path), true)
+    G.sh("sleep 1")
+    assert.falsy(reader:exited(), "a read completed on a QUIESCED device")
+    assert.falsy(fio:exited(), "fio ended while the device was QUIESCED: " .. fio:out())
+    rc, out = cli("recover -n %d", id)
+    assert.are.equal(0, rc, out)
+    assert.matches("dev id " .. id .. ": " .. path .. " 128 MiB, 2 queues x 128, .*recovered", out)
+    assert.are.equal(0, reader:wait(30), reader:err())
+    reader:cleanup()
+    assert.are.equal(0, fio:wait(300), fio:out() .. fio:err())
+    assert.matches("err= 0", fio:out())
+    assert.not_matches("verify", fio:err())
+    fio:cleanup()
+    assert.are.equal("LIVE", listed(id).state)
+    assert.are.equal(0, (cli("del -n %d", id)))
+    clean()
+  end)
+
+  it("quiesce refuses, by name, a device that could not wait QUIESCED", function()
+    local id, pid = add("-t memory -s 16MiB -r false")
+    local rc, out = cli("quiesce -n %d", id)
+    assert.are.equal(1, rc, out)
+    assert.matches("recovery = false", out)
+    assert.truthy(M.alive(pid))
+    assert.are.equal("LIVE", listed(id).state)
+    assert.are.equal(0, (cli("del -n %d", id)))
+    id, pid = add("-t memory -s 16MiB -r queue")
+    rc, out = cli("quiesce -n %d", id)
+    if features.quiesce then
+      assert.are.equal(0, rc, out)
+      assert.are.equal("QUIESCED", listed(id).state)
+    else
+      assert.are.equal(1, rc, out)
+      assert.matches("quiesce needs UBLK_F_QUIESCE %(Linux 6.16%+%)", out)
+      assert.truthy(M.alive(pid))
+      assert.are.equal("LIVE", listed(id).state)
+    end
+    assert.are.equal(0, (cli("del -n %d", id)))
+    if features.user_recovery_fail_io then
+      id = add("-t memory -s 16MiB -r fail")
+      rc, out = cli("quiesce -n %d", id)
+      assert.are.equal(1, rc, out)
+      assert.matches('recovery = "fail"', out)
+      assert.are.equal(0, (cli("del -n %d", id)))
+    else
+      skip_line("quiesce of a recovery = \"fail\" device", "USER_RECOVERY_FAIL_IO (Linux 6.13+)")
+    end
+    rc, out = cli("quiesce -n 4242")
+    assert.are.equal(1, rc, out)
+    clean()
+  end)
+
+  -- An MBR with one Linux partition from sector 2048 to the end, written
+  -- by hand (the guest has no sfdisk).
+  local function mbr_image(path, mib)
+    local sectors = mib * 2048
+    local function le32(n)
+      return string.char(n % 256, math.floor(n / 256) % 256, math.floor(n / 65536) % 256,
+        math.floor(n / 16777216) % 256)
+    end
+    local entry = "\0\0\0\0" .. "\131" .. "\0\0\0" .. le32(2048) .. le32(sectors - 2048)
+    local sector0 = ("\0"):rep(446) .. entry .. ("\0"):rep(48) .. "\85\170"
+    G.must("truncate -s %dM %s", mib, path)
+    local f = assert(io.open(path, "r+b"))
+    f:write(sector0)
+    f:close()
+  end
+  local function has_part(path)
+    return G.sh("test -e /sys/block/%s/%sp1", path:match("ublkb%d+"), path:match("ublkb%d+"))
+  end
+
+  it("no_auto_part_scan: START_DEV reads no partition table; a rescan still finds it", function()
+    local img = "/tmp/ublk-parts.img"
+    mbr_image(img, 16)
+    -- without it the kernel finds the partition by itself: the image is right
+    local dev = G.device{ backend = "file", path = img }
+    assert.truthy(M.wait_until(function() return has_part(dev.path) end, 5), "no p1 at all")
+    dev:close()
+    if not features.no_auto_part_scan then
+      local none, msg = ublk.device{ backend = "file", path = img, no_auto_part_scan = true }
+      assert.is_nil(none)
+      assert.matches("no_auto_part_scan = true needs UBLK_F_NO_AUTO_PART_SCAN %(Linux 7%.0%+%)", msg)
+      assert.are.same({}, G.leftovers())
+      skip_line("no_auto_part_scan on a device", "UBLK_F_NO_AUTO_PART_SCAN (Linux 7.0+)")
+      os.remove(img)
+      return
+    end
+    dev = G.device{ backend = "file", path = img, no_auto_part_scan = true }
+    assert.is_true(dev:info().flags.no_auto_part_scan)
+    G.sh("sleep 0.5")
+    assert.falsy(has_part(dev.path), "partitions scanned despite no_auto_part_scan")
+    G.must("blockdev --rereadpt %s", dev.path)
+    assert.truthy(M.wait_until(function() return has_part(dev.path) end, 5), "rescan found no p1")
+    dev:close()
+    local id, _, line = add("-t file -f " .. img .. " -s 16MiB")
+    assert.are.equal(0, (cli("del -n %d", id)))
+    assert.not_matches("no auto partition scan", line)
+    G.write_file("/tmp/ublk-noscan.lua", ('return { backend = "file", path = %q, '
+      .. 'no_auto_part_scan = true }\n'):format(img))
+    id, _, line = add("/tmp/ublk-noscan.lua")
+    assert.matches("no auto partition scan", line)
+    assert.matches("no_auto_part_scan", table.concat(listed(id).flags, " "))
+    assert.are.equal(0, (cli("del -n %d", id)))
+    os.remove(img)
+    clean()
+  end)
+
+  it("DMA alignment and segment limits reach the block layer; data split by them is intact", function()
+    local t = { size = "32MiB", dma_align = 512, max_segments = 4, max_segment_size = "8KiB",
+      segment_boundary = "64KiB" }
+    if not features.zero_copy then -- 6.15 brought these with working zero copy
+      local dev, msg = ublk.device(t)
+      assert.is_nil(dev)
+      assert.matches("dma_align needs UBLK_PARAM_TYPE_DMA_ALIGN %(Linux 6%.15%+%)", msg)
+      t.dma_align = nil
+      dev, msg = ublk.device(t)
+      assert.is_nil(dev)
+      assert.matches("max_segments needs UBLK_PARAM_TYPE_SEGMENT %(Linux 6%.15%+%)", msg)
+      assert.are.same({}, G.leftovers())
+      skip_line("dma_align and segment limits", "UBLK_PARAM_TYPE_DMA_ALIGN and _SEGMENT (Linux 6.15+)")
+      return
+    end
+    local dev = G.device(t)
+    local info = dev:info()
+    assert.are.same({ 512, 4, 8192, 65536 }, { info.dma_align, info.max_segments,
+      info.max_segment_size, info.segment_boundary })
+    local q = "/sys/block/" .. dev.path:match("ublkb%d+") .. "/queue/"
+    assert.are.equal("4", G.read_file(q .. "max_segments"):match("%d+"))
+    assert.are.equal("8192", G.read_file(q .. "max_segment_size"):match("%d+"))
+    assert.are.equal("511", G.read_file(q .. "dma_alignment"):match("%d+"))
+    -- 4 KiB..512 KiB writes, each split into requests of at most 4 segments
+    G.fio_verify(dev.path, 16)
+    local d = listed(dev.id)
+    assert.are.same({ 512, 4, 8192, 65536 }, { d.dma_align, d.max_segments,
+      d.max_segment_size, d.segment_boundary })
+    local _, text = cli("list -n %d", dev.id)
+    assert.matches("dma_align 512, segments 4 x 8 KiB, boundary 64 KiB", text)
+    dev:close()
+  end)
+end)
