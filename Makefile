@@ -36,7 +36,8 @@ BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -fPIC -D_GNU_SOURCE -pthread
 NBD_CFLAGS := $(shell pkg-config --cflags libnbd 2>/dev/null)
 NBD_LIBS := $(shell pkg-config --libs libnbd 2>/dev/null || echo -lnbd)
 BASE_CFLAGS += $(NBD_CFLAGS)
-LDLIBS := -luring -lpthread -ldl $(NBD_LIBS)
+# librbd and librados: the rbd backend's client (Debian librbd-dev)
+LDLIBS := -luring -lpthread -ldl $(NBD_LIBS) -lrbd -lrados
 
 B ?= build
 ifeq ($(WERROR),1)

@@ -76,7 +76,7 @@ describe("ublk-lua command", function()
         ["add -t memory -s 1M --uri nbd://h/"] =
           "add: unknown option '%-%-uri': the memory backend takes %-%-copy, %-%-store",
         ["add -t null -s 1M --copy ring"] = "the null backend takes no options",
-        ["add -t nul -s 1M"] = "add: unknown backend 'nul' %(%-t memory|null|file|nbd|plugin%)",
+        ["add -t nul -s 1M"] = "add: unknown backend 'nul' %(%-t memory|null|file|nbd|rbd|plugin%)",
         ["add --path /x"] = "add: unknown option '%-%-path' %(backend options follow %-t TYPE%)",
         ["add -t nbd --uri"] = "add: %-%-uri needs a value",
       }) do

@@ -172,11 +172,11 @@ describe("ublk.params", function()
   describe("fields and defaults", function()
     it("lists the known fields sorted", function()
       assert.are.same({
-        "backend", "batch", "block_size", "connect_timeout", "connections", "copy", "create",
-        "depth", "direct", "discard", "dma_align", "id", "latency", "max_io",
-        "max_segment_size", "max_segments", "name", "no_auto_part_scan", "path", "pin",
-        "poll_us", "queues", "read_only", "reconnect", "recovery", "segment_boundary", "size",
-        "store", "timeout", "uri",
+        "backend", "batch", "block_size", "client", "conf", "connect_timeout", "connections",
+        "copy", "create", "depth", "direct", "discard", "dma_align", "exclusive", "id", "image",
+        "latency", "max_io", "max_segment_size", "max_segments", "name", "no_auto_part_scan",
+        "osd_timeout", "path", "pin", "poll_us", "queues", "read_only", "reconnect", "recovery",
+        "segment_boundary", "size", "store", "timeout", "uri",
       }, params.fields)
     end)
 
@@ -501,7 +501,7 @@ describe("ublk.params", function()
             { backends = decls }).backend)
         end
         has(verr({ size = "1M", backend = "nul" }),
-          "unknown backend 'nul' (memory, null, file, nbd, plugin, or ublk.backend{...})")
+          "unknown backend 'nul' (memory, null, file, nbd, rbd, plugin, or ublk.backend{...})")
       end)
 
       it("needs a path for the file backend, and takes the size from the file", function()
@@ -558,7 +558,7 @@ describe("ublk.params", function()
 
       it("lists the known names when nothing is close", function()
         local e = verr({ size = "1M", cpus = { 0, 1 } })
-        has(e, "ublk: unknown parameter 'cpus' (known: backend, batch, block_size, connect_timeout, connections,")
+        has(e, "ublk: unknown parameter 'cpus' (known: backend, batch, block_size, client, conf, connect_timeout,")
         assert.is_nil(e:find("did you mean", 1, true))
         -- Too short to be a typo of anything, though within 2 edits of 'id'.
         e = verr({ size = "1M", x = 1 })

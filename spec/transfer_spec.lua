@@ -115,7 +115,7 @@ describe("ublk.backend", function()
 
   it("names the backends there are when one is misspelt", function()
     assert.has_error(function() ublk.device{ size = "1MiB", backend = "memroy" } end,
-      "ublk: unknown backend 'memroy' (memory, null, file, nbd, plugin, or ublk.backend{...})")
+      "ublk: unknown backend 'memroy' (memory, null, file, nbd, rbd, plugin, or ublk.backend{...})")
   end)
 
   it("gives shared memory one address and a size", function()

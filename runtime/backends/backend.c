@@ -18,6 +18,7 @@
 	X(null) \
 	X(file) \
 	X(nbd) \
+	X(rbd) \
 	X(plugin_loader) \
 	T(pattern)
 

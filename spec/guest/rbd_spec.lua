@@ -1,0 +1,187 @@
+-- The rbd backend through a real /dev/ublkbN, against a real Ceph cluster
+-- that spec/ceph/cluster starts inside the guest (one mon, one OSD on
+-- memstore) once for this file.  Bytes are checked by fio's crc32c and by
+-- `rbd export` compared with what the device holds; a server killed under
+-- fio verify is recovered with no error; a stalled OSD fails I/O with EIO
+-- within osd_timeout and, once it is back, the same device serves again.
+local ublk = require "ublk"
+local G = require "guest"
+local M = require "manage"
+
+describe("#guest rbd backend", function()
+  local conf, dir, t_file
+  local n = 0
+
+  setup(function()
+    t_file = G.now()
+    G.sh("ip link set lo up")
+    assert(G.sh("command -v ceph-mon && command -v rbd"),
+      "ceph-mon and rbd (ceph-common) are needed: spec/deps installs them")
+    local out = G.must("spec/ceph/cluster start")
+    conf = out:match("([^\n]+ceph%.conf)\n?$")
+    dir = conf:match("^(.*)/ceph%.conf$")
+    print(("\n  cluster: %s"):format(out:match("started in [^\n]*") or out))
+  end)
+
+  teardown(function()
+    if conf then G.must("spec/ceph/cluster stop %s", conf) end
+    print(("\n  rbd_spec: %.1f s with the cluster"):format(G.now() - t_file))
+  end)
+
+  after_each(function()
+    ublk.close_all()
+    M.reset()
+    assert.are.same({}, G.leftovers())
+  end)
+
+  -- a new image (layering only, unless features say otherwise): its name
+  local function image(size, features)
+    n = n + 1
+    local name = "rbd/img" .. n
+    G.must("rbd -c %s create --size %s --image-feature %s %s", conf, size,
+      features or "layering", name)
+    return name
+  end
+
+  -- G.md5_at and G.write_random_at move 512 bytes an I/O, each a round
+  -- trip to the OSD under TCG: these move a MiB (len a whole MiB)
+  local MiB = 1048576
+  local function md5_mib(path, off, len)
+    return G.must("dd if=%s bs=1M skip=%d count=%d iflag=direct status=none | md5sum",
+      path, off / MiB, len / MiB):match("^(%x+)")
+  end
+  local function write_mib(path, off, len)
+    G.must("head -c %d /dev/urandom > /tmp/ublk-rbd-data", len)
+    G.must("dd if=/tmp/ublk-rbd-data of=%s bs=1M seek=%d oflag=direct conv=notrunc status=none",
+      path, off / MiB)
+    local md5 = G.must("md5sum < /tmp/ublk-rbd-data"):match("^(%x+)")
+    os.remove("/tmp/ublk-rbd-data")
+    return md5
+  end
+
+  -- md5 of the image's first `len` bytes as the cluster has them
+  local function export_md5(name, len)
+    local f = "/tmp/ublk-rbd-export.img"
+    os.remove(f)
+    G.must("rbd -c %s export %s %s", conf, name, f)
+    local md5 = G.must("head -c %d %s | md5sum", len, f):match("%x+")
+    os.remove(f)
+    return md5
+  end
+
+  it("passes fio crc32c verify on 2 queues, and rbd export holds what the device holds", function()
+    local t0 = G.now()
+    local img = image("64M")
+    local dev = G.device{ backend = "rbd", image = img, conf = conf, queues = 2, depth = 32 }
+    assert.are.equal(64 * 1048576, dev:info().size)
+    G.fio_verify(dev.path, 32)
+    local s = dev:stats()
+    assert.truthy(s[1].writes > 0 and s[2].writes > 0, "both queues served")
+    assert.are.equal(0, s.total.errors)
+    -- after a flush (fsync of the disk) the cluster has every byte
+    G.must("dd if=/dev/null of=%s conv=fsync status=none", dev.path)
+    assert.truthy(dev:stats().total.flushes > 0, "the fsync's FLUSH reached the backend")
+    local md5 = md5_mib(dev.path, 0, 64 * MiB)
+    assert.are.equal(md5, export_md5(img, 64 * 1048576))
+    dev:close()
+    print(("\n  fio verify 32 MiB + export: %.1f s"):format(G.now() - t0))
+  end)
+
+  it("write_zeroes reads zeroes (blkdiscard -z), discard frees space in the cluster", function()
+    local img = image("16M")
+    local dev = G.device{ backend = ublk.rbd{ image = img, conf = conf } }
+    write_mib(dev.path, 0, 8 * MiB)
+    G.must("blkdiscard -z -o 4096 -l 8192 %s", dev.path)
+    assert.are.equal(G.must("head -c 8192 /dev/zero | md5sum"):match("%x+"),
+      G.md5_at(dev.path, 4096, 8192))
+    G.must("dd if=/dev/null of=%s conv=fsync status=none", dev.path)
+    local function used()
+      return tonumber(G.must("rbd -c %s du --format json %s", conf, img):match('"used_size":(%d+)'))
+    end
+    local before = used()
+    G.must("blkdiscard -o 4194304 -l 4194304 %s", dev.path)
+    G.must("dd if=/dev/null of=%s conv=fsync status=none", dev.path)
+    assert.is_true(used() < before, "rbd du did not shrink after a discard")
+    local s = dev:stats().total
+    assert.truthy(s.write_zeroes > 0 and s.discards > 0)
+    assert.are.equal(0, s.errors)
+  end)
+
+  it("ublk-lua add -t rbd --image: an exclusive-lock image, one queue, bytes in the cluster", function()
+    local img = image("32M", "layering,exclusive-lock")
+    local ok, out = G.sh("CEPH_CONF=%s %s add -t rbd --image %s -q 2", conf, G.bin, img)
+    assert(ok, out)
+    local id = assert(tonumber(out:match("dev id (%d+): /dev/ublkb%d+ 32 MiB, 1 queue x 128 "
+      .. "%(queues = 2 asked: backend rbd serves at most 1%), rbd")), out)
+    local path = "/dev/ublkb" .. id
+    local md5 = write_mib(path, MiB, MiB)
+    assert.are.equal(md5, md5_mib(path, MiB, MiB))
+    ok, out = G.sh("%s del -n %d", G.bin, id)
+    assert(ok, out)
+    -- the server's end (rbd_close) left every byte in the cluster
+    assert.are.equal(md5, G.must("rbd -c %s export %s - 2>/dev/null | tail -c +1048577 "
+      .. "| head -c 1048576 | md5sum", conf, img):match("%x+"))
+  end)
+
+  it("refuses an unreachable cluster in one line within osd_timeout, leaving nothing", function()
+    G.write_file("/tmp/ublk-rbd-dead.conf",
+      "[global]\nmon host = v2:127.0.0.1:9\nauth client required = none\n")
+    local t0 = G.now()
+    local ok, out = G.sh("printf 'return { backend = \"rbd\", image = \"rbd/x\", conf = "
+      .. "\"/tmp/ublk-rbd-dead.conf\", osd_timeout = 2 }' > /tmp/ublk-rbd-dead.lua && "
+      .. "%s add /tmp/ublk-rbd-dead.lua", G.bin)
+    local took = G.now() - t0
+    assert.is_false(ok)
+    assert.matches("cannot reach the Ceph cluster", out)
+    assert.are.equal(1, select(2, out:gsub("\n", "")), out)
+    print(("\n  unreachable cluster refused in %.1f s"):format(took))
+    M.clean()
+  end)
+
+  it("a server killed under fio verify: recover, 0 errors, data in the cluster", function()
+    local img = image("128M")
+    local id, pid = M.add(("spec/guest/scripts/rbd.lua %s %s 2"):format(img, conf))
+    local path = "/dev/ublkb" .. id
+    local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
+      .. "--bs=4k --iodepth=16 --numjobs=2 --size=8M --offset_increment=64M --rate_iops=400 "
+      .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting"):format(path), true)
+    G.sh("sleep 3")
+    G.must("kill -9 %d", pid)
+    assert.truthy(M.wait_until(function() return M.listed(id).state == "QUIESCED" end), "not QUIESCED")
+    local t0 = G.now()
+    local rc, out = M.cli("recover -n %d", id)
+    assert.are.equal(0, rc, out)
+    print(("\n  kill -9 -> recovered: %.2f s"):format(G.now() - t0))
+    assert.are.equal(0, fio:wait(300), fio:out() .. fio:err())
+    assert.matches("err= 0", fio:out())
+    fio:cleanup()
+    G.must("dd if=/dev/null of=%s conv=fsync status=none", path)
+    local md5 = md5_mib(path, 0, 128 * MiB)
+    rc, out = M.cli("del -n %d", id)
+    assert.are.equal(0, rc, out)
+    assert.are.equal(md5, export_md5(img, 128 * 1048576))
+    M.clean()
+  end)
+
+  it("a stalled OSD fails I/O with EIO within osd_timeout; back, the device serves again", function()
+    local img = image("16M")
+    local dev = G.device{ backend = "rbd", image = img, conf = conf, osd_timeout = 3 }
+    local md5 = write_mib(dev.path, 0, MiB)
+    local osd = tonumber(G.read_file(dir .. "/run/osd.0.pid"))
+    G.must("kill -STOP %d", osd)
+    local t0 = G.now()
+    local ok, out = G.sh("dd if=%s of=/dev/null bs=4096 skip=1000 count=1 iflag=direct", dev.path)
+    local took = G.now() - t0
+    G.must("kill -CONT %d", osd)
+    assert.is_false(ok, out)
+    assert.matches("Input/output error", out)
+    print(("\n  stalled OSD -> EIO in %.1f s (osd_timeout 3)"):format(took))
+    assert.is_true(took < 10, ("EIO after %.1f s"):format(took))
+    -- the OSD is back: the same device reads and writes again
+    assert.truthy(M.wait_until(function()
+      return G.sh("dd if=%s of=/dev/null bs=4096 count=1 iflag=direct", dev.path)
+    end, 30), "no I/O after the OSD came back")
+    assert.are.equal(md5, md5_mib(dev.path, 0, MiB))
+    dev:close()
+  end)
+end)
