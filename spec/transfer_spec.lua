@@ -108,7 +108,9 @@ describe("ublk.backend", function()
     local f, m = by_name.file, by_name.memory
     assert.are.equal("/tmp/x", opts[f .. "path"])
     assert.are.equal("1", opts[f .. "read_only"])
-    assert.are.equal("0", opts[f .. "size"])
+    -- a delegate holds the device: a shorter file is refused at create
+    assert.are.equal(tostring(8 * 2^20), opts[f .. "size"])
+    assert.are.equal("0", b:core_opts(0, false)["delegate.0.size"], "sized by its delegates")
     assert.is_nil(opts[m .. "read_only"])
     assert.are.equal(tostring(8 * 2^20), opts[m .. "size"])
   end)

@@ -293,9 +293,11 @@ function LuaBackend:core_opts(size, read_only, keep)
   for i, v in ipairs(inner) do
     local prefix = "delegate." .. (i - 1) .. "."
     opts[prefix .. "backend"] = v.name
-    -- 0: a backend that sizes itself finds its own (a file's length)
-    opts[prefix .. "size"] = ("%d"):format(v.size
-      or (options.find(v.name, nil, v).sizes_itself and 0 or size))
+    -- the device's size: a delegate must hold it (an export or a file
+    -- shorter than the device is refused at create, naming both sizes);
+    -- 0 when the device takes its size from the delegates: each that
+    -- sizes itself finds its own (a file's length, an export's)
+    opts[prefix .. "size"] = ("%d"):format(v.size or size)
     opts[prefix .. "read_only"] = flag(v.read_only or read_only)
     for k, x in pairs(c_opts(v)) do opts[prefix .. k] = x end
     local store = M.store_option(v.name)
