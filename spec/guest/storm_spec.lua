@@ -86,6 +86,10 @@ end
 describe("#guest kill storm", function()
   after_each(function()
     G.sh("kill -9 $(cat %s/fio.pids 2>/dev/null) 2>/dev/null", DIR)
+    -- and if any fio made a regular file where a device node was, it goes
+    local _, files = G.sh("find /dev -maxdepth 1 -name 'ublkb*' -type f")
+    G.sh("find /dev -maxdepth 1 -name 'ublkb*' -type f -delete")
+    assert.are.equal("", files, "fio made regular files in /dev")
     M.reset()
     G.sh("rm -rf %s", DIR)
   end)
@@ -114,7 +118,11 @@ describe("#guest kill storm", function()
         for _, job in ipairs { "--ioengine=libaio",
             "--ioengine=io_uring --iodepth_batch_submit=32 --iodepth_batch_complete_min=32 "
               .. "--force_async=7" } do
+          -- allow_file_create=0: a job that starts after its device is
+          -- gone must fail, not make /dev/ublkbN a regular file (which
+          -- would take the next device's I/O into devtmpfs)
           G.must("timeout 60 fio --name=s --filename=/dev/ublkb%d %s --rw=randrw --norandommap "
+            .. "--allow_file_create=0 "
             .. "--iodepth=256 --numjobs=2 --size=%s --runtime=12 --time_based > /dev/null 2>&1 & "
             .. "echo $! >> %s/fio.pids", d.id, job, FIO_SIZE, DIR)
         end
