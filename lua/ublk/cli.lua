@@ -319,32 +319,13 @@ local VERBS = {
   stats = function(o) return require("ublk.cli_admin").stats(o) end,
 }
 
--- Edit distance (insertions, deletions, substitutions, swaps of two
--- neighbours), for the verb a mistyped word was meant to be.
-local function distance(a, b)
-  local d = {}
-  for i = 0, #a do d[i] = { [0] = i } end
-  for j = 0, #b do d[0][j] = j end
-  for i = 1, #a do
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      d[i][j] = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
-      if i > 1 and j > 1 and a:sub(i, i) == b:sub(j - 1, j - 1)
-          and a:sub(i - 1, i - 1) == b:sub(j, j) then
-        d[i][j] = math.min(d[i][j], d[i - 2][j - 2] + 1)
-      end
-    end
-  end
-  return d[#a][#b]
-end
-
 -- A first word that is no file and looks like no path (no '/', no '.')
 -- was meant as a verb: the message says so, not "cannot open".
 local function unknown_verb(word)
   if word:find("[/.]") or io.open(word) then return nil end
   local best, best_d
   for verb in pairs(VERBS) do
-    local d = distance(word:lower(), verb)
+    local d = require("ublk.check").distance(word:lower(), verb)
     if d <= 2 and (not best_d or d < best_d or (d == best_d and verb < best)) then
       best, best_d = verb, d
     end

@@ -9,34 +9,17 @@
 
 local params = {}
 
-local floor, huge = math.floor, math.huge
 local format, concat, sort = string.format, table.concat, table.sort
 
 local KiB, MiB = 1024, 1024 ^ 2
 
----------------------------------------------------------------------------
--- Values in messages
----------------------------------------------------------------------------
-
-local function is_int(v)
-  -- floor(inf) == inf, so rule infinities out explicitly; NaN fails ==.
-  return type(v) == "number" and v == floor(v) and v ~= huge and v ~= -huge
-end
-
--- Renders a value for an error message: strings quoted so "" and " " are
--- visible, whole numbers without exponent so 1e15 reads as 1000000000000000.
-local function show(v)
-  if type(v) == "string" then return format("%q", v) end
-  if is_int(v) and v > -2 ^ 63 and v < 2 ^ 63 then return format("%.0f", v) end
-  if type(v) == "table" or type(v) == "function" or type(v) == "userdata"
-    or type(v) == "thread" then
-    return "<" .. type(v) .. ">"
-  end
-  return tostring(v)
-end
-
 local size = require "ublk.size"
 local options = require "ublk.options"
+local check = require "ublk.check"
+local block_limits = require "ublk.block_limits"
+local is_int, show, fail, bad = check.is_int, check.show, check.fail, check.bad
+local check_int, check_bool, check_size, check_string =
+  check.int, check.bool, check.size, check.string
 -- parse_size(v) -> bytes | nil, message; format_size(bytes) -> "256 MiB"
 params.parse_size, params.format_size = size.parse, size.format
 
@@ -77,9 +60,9 @@ local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 local DEVICE_FIELDS = {
   "backend", "batch", "block_size", "depth", "discard", "id", "latency", "max_io", "name",
   "pin", "poll_us", "queues", "read_only", "recovery", "size",
-  -- the block layer's limits and partition scan (check_limits_of)
-  "dma_align", "max_segment_size", "max_segments", "no_auto_part_scan", "segment_boundary",
 }
+-- the block layer's limits and partition scan
+for _, f in ipairs(block_limits.fields) do DEVICE_FIELDS[#DEVICE_FIELDS + 1] = f end
 
 -- fields_of([decls]) -> every field, sorted, and a set of them; kept
 -- for each list of declarations (ublk.options says why)
@@ -112,44 +95,6 @@ params.defaults = copy(DEFAULTS)
 -- Validation
 ---------------------------------------------------------------------------
 
--- Internal failures are raised as a tagged table and turned into a string
--- error at level 2 by validate(), so the position blames validate's caller
--- however deep the check that failed.
-local Failure = {}
-
-local function fail(msg)
-  error(setmetatable({ msg = "ublk: " .. msg }, Failure), 0)
-end
-
-local function bad(field, value, rule)
-  fail(format("bad parameter '%s' = %s: %s", field, show(value), rule))
-end
-
--- Levenshtein distance, two rows; names are short so this is cheap.
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = a:byte(i) == b:byte(j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
-local function suggest(key, fields)
-  local best, best_d = nil, 3  -- only suggest within distance 2
-  for _, f in ipairs(fields) do  -- sorted, so ties pick a stable name
-    local d = distance(key:lower(), f)
-    -- d < #key: "x" is 2 edits from "id" but that is no typo of it.
-    if d < best_d and d < #key then best, best_d = f, d end
-  end
-  return best
-end
-
 -- bdecl: the device's backend's declaration, whose options are fields
 -- too (a plugin's, which no list holds)
 local function check_unknown(t, decls, bdecl)
@@ -168,39 +113,16 @@ local function check_unknown(t, decls, bdecl)
     fail(format("unknown parameter [%s] (parameters are named fields: %s)",
       show(k), concat(fields, ", ")))
   end
-  local hint = suggest(k, fields)
+  local hint = check.suggest(k, fields)
   if hint then
     fail(format("unknown parameter '%s' (did you mean '%s'?)", k, hint))
   end
   fail(format("unknown parameter '%s' (known: %s)", k, concat(fields, ", ")))
 end
 
-local function check_int(field, v, lo, hi)
-  if not is_int(v) or v < lo or v > hi then
-    bad(field, v, format("must be an integer from %s to %s", show(lo), show(hi)))
-  end
-  return v
-end
-
-local function check_bool(field, v)
-  if type(v) ~= "boolean" then bad(field, v, "must be true or false") end
-  return v
-end
-
-local function check_size(field, v)
-  local bytes, err = params.parse_size(v)
-  if not bytes then bad(field, v, err) end
-  return bytes
-end
-
-local function is_pow2(n)
-  while n > 1 and n % 2 == 0 do n = n / 2 end
-  return n == 1
-end
-
 local function check_block_size(v)
   local bs = check_size("block_size", v)
-  if bs < 512 or bs > 4096 or not is_pow2(bs) then
+  if bs < 512 or bs > 4096 or not check.is_pow2(bs) then
     bad("block_size", v, "must be a power of two from 512 to 4096")
   end
   return bs
@@ -254,15 +176,6 @@ local function check_backend(v, decls)
   local names = {}
   for _, b in ipairs((options.backends(decls))) do names[#names + 1] = b.name end
   fail(format("unknown backend '%s' (%s, or ublk.backend{...})", v, concat(names, ", ")))
-end
-
-local function check_string(field, v, allow_empty)
-  if v == nil then return nil end
-  if type(v) ~= "string" or (v == "" and not allow_empty) then
-    bad(field, v, allow_empty and "must be a string"
-      or "must be a non-empty string")
-  end
-  return v
 end
 
 -- What the kernel does with the device when its server dies: keep it for
@@ -333,56 +246,8 @@ local function check_limits(limits)
   return out
 end
 
--- The block layer's limits a device may set (UBLK_PARAM_TYPE_DMA_ALIGN and
--- _SEGMENT, Linux 6.15+), each absent unless given, with the kernel's own
--- rules (ublk_validate_params): a DMA alignment below a page, a segment
--- boundary and size of at least 4 KiB (UBLK_MIN_SEGMENT_SIZE).  A segment
--- never crosses the boundary, so none can be larger than it.
-local function check_limits_of(t, out)
-  if t.dma_align ~= nil then
-    local n = check_size("dma_align", t.dma_align)
-    if n > 4096 or not is_pow2(n) then
-      bad("dma_align", t.dma_align, "must be a power of two from 1 to 4096 bytes (a page)")
-    end
-    out.dma_align = n
-  end
-  if t.max_segments ~= nil then
-    out.max_segments = check_int("max_segments", t.max_segments, 1, 65535)
-  end
-  if t.segment_boundary ~= nil then
-    local n = check_size("segment_boundary", t.segment_boundary)
-    if n < 4096 or n > 2 ^ 52 or not is_pow2(n) then
-      bad("segment_boundary", t.segment_boundary,
-        "must be a power of two from 4 KiB to 4 PiB (no segment crosses it)")
-    end
-    out.segment_boundary = n
-  end
-  if t.max_segment_size ~= nil then
-    local n = check_size("max_segment_size", t.max_segment_size)
-    local hi = math.min(out.segment_boundary or 2 ^ 32, 2 ^ 32) - 1
-    if n < 4096 or n > hi then
-      bad("max_segment_size", t.max_segment_size, format("must be from 4096 to %d bytes%s",
-        hi, out.segment_boundary and " (segment_boundary - 1: no segment crosses it)" or ""))
-    end
-    out.max_segment_size = n
-  end
-  if t.no_auto_part_scan ~= nil then
-    out.no_auto_part_scan = check_bool("no_auto_part_scan", t.no_auto_part_scan)
-  end
-end
-
--- params.limits_text(info) -> ", dma_align 512, ..." for what a device
--- was given of the limits above (dev:info(), core.dev_info), or ""
-function params.limits_text(info)
-  local s = {}
-  if info.flags and info.flags.no_auto_part_scan then s[#s + 1] = "no auto partition scan" end
-  if info.dma_align then s[#s + 1] = "dma_align " .. info.dma_align end
-  if info.max_segments then
-    s[#s + 1] = ("segments %d x %s, boundary %s"):format(info.max_segments,
-      params.format_size(info.max_segment_size), params.format_size(info.segment_boundary))
-  end
-  return #s > 0 and ", " .. concat(s, ", ") or ""
-end
+-- params.limits_text(info) -> ", dma_align 512, ..." (ublk.block_limits)
+params.limits_text = block_limits.text
 
 -- Does the work; raises Failure.  Field order matters only where one check
 -- uses another's result (size is a multiple of block_size).
@@ -424,7 +289,7 @@ local function normalise(t, limits)
   out.poll_us = check_int("poll_us", get("poll_us"), 0, MAX_POLL_US)
   out.latency = check_bool("latency", get("latency"))
   out.recovery = check_recovery(t.recovery)
-  check_limits_of(t, out)
+  block_limits.check(t, out)
   out.id = check_int("id", get("id"), -1, MAX_ID)
   out.backend = check_backend(get("backend"), decls)
   out.name = check_string("name", t.name, true)
@@ -441,7 +306,7 @@ end
 function params.validate(t, limits)
   local ok, res = pcall(normalise, t, limits)
   if ok then return res end
-  if getmetatable(res) == Failure then error(res.msg, 2) end
+  if getmetatable(res) == check.Failure then error(res.msg, 2) end
   error(res, 0)  -- a bug in this module: keep its original message
 end
 
