@@ -52,6 +52,27 @@ describe("ublk.record", function()
     os.remove(log)
   end)
 
+  it("passes the results of a base without io_done through (nbd)", function()
+    local sock, pidf, log = tmp(), os.tmpname(), tmp()
+    assert(os.execute(("nbdkit -U %s -P %s memory 1M"):format(sock, pidf)) == 0)
+    for _ = 1, 100 do
+      if io.open(sock) then break end
+      os.execute("sleep 0.05")
+    end
+    local q = assert(host.queue(ublk.record{ base = ublk.nbd{ uri = "nbd+unix:///?socket=" .. sock },
+      log = log }, { size = "1MiB" }))
+    local a = random_bytes(4096)
+    assert(q:write(0, a))
+    assert(q:flush())
+    assert.are.equal(a, q:read(0, 4096))
+    q:close()
+    os.execute(("kill $(cat %s)"):format(pidf))
+    local l = assert(crash.read(log))
+    assert.are.equal(2, #l.entries)
+    os.remove(pidf)
+    os.remove(log)
+  end)
+
   it("refuses a log that exists, naming it", function()
     local log = os.tmpname()
     local q, err = host.queue(ublk.record{ base = "null", log = log }, { size = "1MiB" })

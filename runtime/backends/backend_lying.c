@@ -53,44 +53,13 @@ static int lying_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct 
 	return base->ops->handle_io(base, q, io);
 }
 
-static int lying_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
-			 int res)
-{
-	struct ublk_backend *base = b->priv;
-
-	return base->ops->io_done(base, q, io, res);
-}
-
-static int lying_queue_init(struct ublk_backend *b, struct ublk_queue *q)
-{
-	struct ublk_backend *base = b->priv;
-
-	return base->ops->queue_init ? base->ops->queue_init(base, q) : 0;
-}
-
-static void lying_queue_exit(struct ublk_backend *b, struct ublk_queue *q)
-{
-	struct ublk_backend *base = b->priv;
-
-	if (base->ops->queue_exit)
-		base->ops->queue_exit(base, q);
-}
-
-static void lying_tick(struct ublk_backend *b, struct ublk_queue *q)
-{
-	struct ublk_backend *base = b->priv;
-
-	if (base->ops->tick)
-		base->ops->tick(base, q);
-}
-
 const struct ublk_backend_ops ublk_backend_lying = {
 	.name = "lying",
 	.create = lying_create,
 	.destroy = lying_destroy,
-	.queue_init = lying_queue_init,
-	.queue_exit = lying_queue_exit,
+	.queue_init = ublk_policy_queue_init,
+	.queue_exit = ublk_policy_queue_exit,
 	.handle_io = lying_handle_io,
-	.io_done = lying_io_done,
-	.tick = lying_tick,
+	.io_done = ublk_policy_io_done,
+	.tick = ublk_policy_tick,
 };

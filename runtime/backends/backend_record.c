@@ -48,7 +48,7 @@ struct rec_head {
 _Static_assert(sizeof(struct rec_head) == 40, "the log's entry head is 40 bytes");
 
 struct record {
-	struct ublk_backend base;
+	struct ublk_backend base;	/* first: policy.c finds it at b->priv */
 	int fd;
 	bool failed;	/* said once that the log cannot be written */
 };
@@ -179,44 +179,13 @@ static int record_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct
 	return r->base.ops->handle_io(&r->base, q, io);
 }
 
-static int record_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
-			  int res)
-{
-	struct record *r = b->priv;
-
-	return r->base.ops->io_done(&r->base, q, io, res);
-}
-
-static int record_queue_init(struct ublk_backend *b, struct ublk_queue *q)
-{
-	struct record *r = b->priv;
-
-	return r->base.ops->queue_init ? r->base.ops->queue_init(&r->base, q) : 0;
-}
-
-static void record_queue_exit(struct ublk_backend *b, struct ublk_queue *q)
-{
-	struct record *r = b->priv;
-
-	if (r->base.ops->queue_exit)
-		r->base.ops->queue_exit(&r->base, q);
-}
-
-static void record_tick(struct ublk_backend *b, struct ublk_queue *q)
-{
-	struct record *r = b->priv;
-
-	if (r->base.ops->tick)
-		r->base.ops->tick(&r->base, q);
-}
-
 const struct ublk_backend_ops ublk_backend_record = {
 	.name = "record",
 	.create = record_create,
 	.destroy = record_destroy,
-	.queue_init = record_queue_init,
-	.queue_exit = record_queue_exit,
+	.queue_init = ublk_policy_queue_init,
+	.queue_exit = ublk_policy_queue_exit,
 	.handle_io = record_handle_io,
-	.io_done = record_io_done,
-	.tick = record_tick,
+	.io_done = ublk_policy_io_done,
+	.tick = ublk_policy_tick,
 };

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * policy.c - what policies share: making the base backend they wrap from
- * their own options.
+ * their own options, and passing it what they leave alone.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -37,8 +37,8 @@ int ublk_policy_base_create(struct ublk_backend *b, struct ublk_backend *base,
 	name = ublk_conf_get(&c, "backend");
 	ops = name ? ublk_backend_find(name) : NULL;
 	if (!ops) {
-		snprintf(b->err, sizeof(b->err), "base backend '%.32s' is not a C backend (%s)",
-			 name ? name : "", "memory, null, file, nbd, record, lying");
+		snprintf(b->err, sizeof(b->err), "base backend '%.32s' is not a C backend",
+			 name ? name : "");
 		ret = -EINVAL;
 		goto out;
 	}
@@ -62,4 +62,36 @@ int ublk_policy_base_create(struct ublk_backend *b, struct ublk_backend *base,
 out:
 	free(opts);
 	return ret;
+}
+
+/* A base without io_done passes its results through (backend.h). */
+int ublk_policy_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
+			int res)
+{
+	struct ublk_backend *base = b->priv;
+
+	return base->ops->io_done ? base->ops->io_done(base, q, io, res) : res;
+}
+
+int ublk_policy_queue_init(struct ublk_backend *b, struct ublk_queue *q)
+{
+	struct ublk_backend *base = b->priv;
+
+	return base->ops->queue_init ? base->ops->queue_init(base, q) : 0;
+}
+
+void ublk_policy_queue_exit(struct ublk_backend *b, struct ublk_queue *q)
+{
+	struct ublk_backend *base = b->priv;
+
+	if (base->ops->queue_exit)
+		base->ops->queue_exit(base, q);
+}
+
+void ublk_policy_tick(struct ublk_backend *b, struct ublk_queue *q)
+{
+	struct ublk_backend *base = b->priv;
+
+	if (base->ops->tick)
+		base->ops->tick(base, q);
 }

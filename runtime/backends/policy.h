@@ -16,4 +16,12 @@
 int ublk_policy_base_create(struct ublk_backend *b, struct ublk_backend *base,
 			    const struct ublk_backend_conf *conf);
 
+/* The ops a policy passes to its base unchanged.  They find the base at
+ * b->priv: a policy's private struct begins with its base backend. */
+int ublk_policy_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io,
+			int res);
+int ublk_policy_queue_init(struct ublk_backend *b, struct ublk_queue *q);
+void ublk_policy_queue_exit(struct ublk_backend *b, struct ublk_queue *q);
+void ublk_policy_tick(struct ublk_backend *b, struct ublk_queue *q);
+
 #endif
