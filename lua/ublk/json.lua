@@ -22,6 +22,19 @@ end
 
 json.array = {} -- setmetatable({}, json.array): an empty array, not {}
 
+-- json.number(v) -> the shortest text that reads back as the same double
+-- (a finite v): 172.032, not 172.03200000000001 (%.17g always
+-- round-trips, often noisily); whole numbers without exponent
+function json.number(v)
+  if v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then return format("%.0f", v) end
+  local s
+  for digits = 15, 17 do
+    s = format("%." .. digits .. "g", v)
+    if tonumber(s) == v then break end
+  end
+  return s
+end
+
 local function encode(v, out)
   local tv = type(v)
   if tv == "string" then
@@ -32,18 +45,7 @@ local function encode(v, out)
     if v ~= v or v == math.huge or v == -math.huge then
       error("json.encode: cannot encode " .. tostring(v) .. " (JSON numbers are finite)", 0)
     end
-    if v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then
-      out[#out + 1] = format("%.0f", v)
-    else
-      -- the shortest text that reads back as the same double: 172.032,
-      -- not 172.03200000000001 (%.17g always round-trips, often noisily)
-      local s
-      for digits = 15, 17 do
-        s = format("%." .. digits .. "g", v)
-        if tonumber(s) == v then break end
-      end
-      out[#out + 1] = s
-    end
+    out[#out + 1] = json.number(v)
   elseif tv == "boolean" then
     out[#out + 1] = tostring(v)
   elseif v == nil then

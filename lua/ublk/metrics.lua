@@ -4,6 +4,9 @@
 -- request as a histogram per device and kind.  `ublk-lua stats --prom`
 -- prints it, or writes it to a file for node_exporter's textfile
 -- collector; nothing is asked of the servers.
+local stats = require "ublk.stats"
+local json = require "ublk.json"
+
 local metrics = {}
 
 local format, concat = string.format, table.concat
@@ -14,23 +17,9 @@ local format, concat = string.format, table.concat
 local LE = {}
 for k = 10, 35 do LE[#LE + 1] = 2 ^ k end
 
--- Bucket b's range in ns, [lo, hi), by stats.h's rule
-local function bucket_range(b)
-  if b < 8 then return b, b + 1 end
-  local msb, sub = math.floor(b / 8) + 2, b % 8
-  local width = 2 ^ (msb - 3)
-  local lo = (8 + sub) * width
-  return lo, lo + width
-end
-
+local bucket_range = stats.bucket_range
 -- le values as Prometheus writes floats (shortest exact text)
-local function num(v)
-  if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return format("%d", v) end
-  for digits = 15, 17 do
-    local s = format("%." .. digits .. "g", v)
-    if tonumber(s) == v then return s end
-  end
-end
+local num = json.number
 
 local HELP = {
   ublk_requests_total = { "counter", "Requests completed without error, by device, queue and op." },

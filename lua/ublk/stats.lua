@@ -89,12 +89,21 @@ function Reader:snapshot()
   return snap
 end
 
--- The middle of bucket b, in ns (runtime/queue/stats.h's layout).
+-- stats.bucket_range(b) -> lo, hi: bucket b's range in ns, [lo, hi)
+-- (runtime/queue/stats.h's layout: 8 buckets to each power of two)
+function stats.bucket_range(b)
+  if b < 8 then return b, b + 1 end
+  local msb, sub = math.floor(b / 8) + 2, b % 8
+  local width = 2 ^ (msb - 3)
+  local lo = (8 + sub) * width
+  return lo, lo + width
+end
+
+-- The middle of bucket b, in ns
 local function bucket_ns(b)
   if b < 8 then return b end
-  local msb, sub = math.floor(b / 8) + 2, b % 8
-  local lo = (8 + sub) * 2 ^ (msb - 3)
-  return lo + 2 ^ (msb - 3) / 2
+  local lo, hi = stats.bucket_range(b)
+  return (lo + hi) / 2
 end
 
 -- { [bucket] = count } -> count, p50, p99, p99.9 in microseconds
