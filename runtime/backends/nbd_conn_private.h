@@ -46,8 +46,6 @@ struct nbd_conn {
 	unsigned backoff_ms;	/* the next wait between giving up and retrying */
 };
 
-/* CLOCK_MONOTONIC in milliseconds. */
-
 /* nbd_conn.c */
 /* Polls a new link's socket as libnbd wants (its ready callbacks set). */
 void nbd_link_init(struct nbd_link *l);

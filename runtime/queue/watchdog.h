@@ -37,8 +37,6 @@ struct ublk_watch {
 
 enum { UBLK_WATCH_OK, UBLK_WATCH_POKED, UBLK_WATCH_WEDGED };
 
-/* A coarse monotonic clock in ms: a vDSO read, no syscall. */
-
 /* Watches w until ublk_watch_del; starts the thread the first time. */
 void ublk_watch_add(struct ublk_watch *w);
 void ublk_watch_del(struct ublk_watch *w);
