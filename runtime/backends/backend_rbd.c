@@ -28,7 +28,6 @@
  * monitor command).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +44,8 @@
 #define OSD_TIMEOUT "30"
 #define MAX_EVENTS 64
 
-/* io->scratch: what the io waits for */
+/* io->scratch: what the io waits for (the queue starts every io at 0:
+ * WAIT_OP) */
 enum { WAIT_OP, WAIT_FUA_FLUSH };
 
 struct rbd_queue {
@@ -60,8 +60,10 @@ struct rbd_dev {
 	rados_ioctx_t ioctx;
 	char *pool, *ns, *name, *snap;
 	bool read_only;
-	/* queue 0's image is the one create() opened (and maybe locked) */
-	struct rbd_queue queues[UBLK_MAX_NR_QUEUES];
+	/* By queue id, each made by its queue's first queue_init, on its
+	 * thread; queue 0's by create(), with the image it opened (and maybe
+	 * locked) */
+	struct rbd_queue **queues;
 };
 
 /* "pool/[ns/]name[@snap]" into d's strings (one allocation each). */
@@ -189,7 +191,7 @@ static int probe(struct ublk_backend *b, struct rbd_dev *d, const struct ublk_ba
 			 d->snap ? d->snap : "", strerror(-ret));
 		return ret;
 	}
-	d->queues[0].image = image;
+	d->queues[0]->image = image;
 	if ((ret = rbd_get_size(image, &size)) < 0 ||
 	    (ret = rbd_get_features(image, &features)) < 0) {
 		snprintf(b->err, sizeof(b->err), "image '%s': %s", d->name, strerror(-ret));
@@ -223,15 +225,28 @@ static int probe(struct ublk_backend *b, struct rbd_dev *d, const struct ublk_ba
 	return 0;
 }
 
+static struct rbd_queue *rbd_queue_new(void)
+{
+	struct rbd_queue *rq = calloc(1, sizeof(*rq));
+
+	if (rq)
+		rq->efd = -1;
+	return rq;
+}
+
 static void rbd_destroy(struct ublk_backend *b)
 {
 	struct rbd_dev *d = b->priv;
 
 	if (!d)
 		return;
-	for (unsigned i = 0; i < UBLK_MAX_NR_QUEUES; i++)
-		if (d->queues[i].image)
-			rbd_close(d->queues[i].image);
+	for (unsigned i = 0; d->queues && i < UBLK_MAX_NR_QUEUES; i++)
+		if (d->queues[i]) {
+			if (d->queues[i]->image)
+				rbd_close(d->queues[i]->image);
+			free(d->queues[i]);
+		}
+	free(d->queues);
 	if (d->ioctx)
 		rados_ioctx_destroy(d->ioctx);
 	if (d->cluster)
@@ -260,8 +275,11 @@ static int rbd_backend_create(struct ublk_backend *b, const struct ublk_backend_
 	if (!d)
 		return -ENOMEM;
 	b->priv = d;
-	for (unsigned i = 0; i < UBLK_MAX_NR_QUEUES; i++)
-		d->queues[i].efd = -1;
+	d->queues = calloc(UBLK_MAX_NR_QUEUES, sizeof(*d->queues));
+	if (!d->queues || !(d->queues[0] = rbd_queue_new())) {
+		ret = -ENOMEM;
+		goto fail;
+	}
 	d->read_only = conf->read_only;
 	if ((ret = parse_image(b, d, image)) < 0 ||
 	    (ret = parse_timeout(b, ublk_conf_get(conf, "osd_timeout"), timeout,
@@ -313,9 +331,11 @@ static void rbd_events(struct ublk_queue *q, struct ublk_poll *p, int revents)
 static int rbd_queue_init(struct ublk_backend *b, struct ublk_queue *q)
 {
 	struct rbd_dev *d = b->priv;
-	struct rbd_queue *rq = &d->queues[ublk_queue_id(q)];
+	struct rbd_queue *rq = d->queues[ublk_queue_id(q)];
 	int ret;
 
+	if (!rq && !(rq = d->queues[ublk_queue_id(q)] = rbd_queue_new()))
+		return -ENOMEM;
 	if (!rq->image && (ret = open_image(d, &rq->image)) < 0) {
 		rq->image = NULL;
 		ublk_err("rbd: queue %u: image '%s': %s", ublk_queue_id(q),
@@ -342,8 +362,10 @@ static int rbd_queue_init(struct ublk_backend *b, struct ublk_queue *q)
 static void rbd_queue_exit(struct ublk_backend *b, struct ublk_queue *q)
 {
 	struct rbd_dev *d = b->priv;
-	struct rbd_queue *rq = &d->queues[ublk_queue_id(q)];
+	struct rbd_queue *rq = d->queues[ublk_queue_id(q)];
 
+	if (!rq)
+		return;
 	/* rbd_close waits for what is in flight, which osd_timeout bounds */
 	if (rq->image)
 		rbd_close(rq->image);
@@ -393,12 +415,11 @@ static int rbd_submit(struct rbd_queue *rq, struct ublk_queue *q, struct ublk_io
 static int rbd_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io)
 {
 	struct rbd_dev *d = b->priv;
-	struct rbd_queue *rq = &d->queues[ublk_queue_id(q)];
+	struct rbd_queue *rq = d->queues[ublk_queue_id(q)];
 	int ret;
 
-	if (!rq->image)
+	if (!rq || !rq->image)
 		return -EIO;
-	io->scratch = WAIT_OP;
 	ret = rbd_submit(rq, q, io, io->op);
 	return ret < 0 ? ret : UBLK_IO_QUEUED;
 }
@@ -409,7 +430,7 @@ static int rbd_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk
 	struct rbd_dev *d = b->priv;
 
 	if (res < 0) {
-		struct rbd_queue *rq = &d->queues[ublk_queue_id(q)];
+		struct rbd_queue *rq = d->queues[ublk_queue_id(q)];
 
 		/* a client blocklisted (Ceph's EBLOCKLISTED is ESHUTDOWN) after
 		 * another broke its lock fails every request from then on:
@@ -427,7 +448,7 @@ static int rbd_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk
 	if (io->op == UBLK_IO_OP_WRITE && io->flags & UBLK_IO_F_FUA &&
 	    io->scratch == WAIT_OP) {
 		io->scratch = WAIT_FUA_FLUSH;
-		res = rbd_submit(&d->queues[ublk_queue_id(q)], q, io, UBLK_IO_OP_FLUSH);
+		res = rbd_submit(d->queues[ublk_queue_id(q)], q, io, UBLK_IO_OP_FLUSH);
 		return res < 0 ? res : UBLK_IO_QUEUED;
 	}
 	return io->op == UBLK_IO_OP_FLUSH ? 0 : (int)io->len;
