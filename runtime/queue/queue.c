@@ -121,23 +121,23 @@ static void commit(struct ublk_queue *q, const struct ublk_io *io)
 		q->host_commits++; /* a host queue has no kernel to commit to */
 		return;
 	}
+	/* REGISTER: the slot is given back first.  Under batch I/O on an SQE
+	 * of its own (the kernel takes it beside the batch commands, 7.0+):
+	 * it goes ahead of the pass's COMMIT_IO_CMDS on the ring, and the
+	 * kernel completes the request only once both have come, in either
+	 * order (the buffer holds a reference on it).  Otherwise hard-linked
+	 * to the COMMIT_AND_FETCH, which commits whatever it says. */
+	if (q->c.zero_copy == UBLK_ZC_REGISTER && ublk_io_buf_index(q, io) >= 0) {
+		struct io_uring_sqe *unreg;
+
+		reserve_sqes(q, q->c.batch ? 1 : 2);
+		unreg = prep_buf_cmd(q, io->tag, false);
+		if (!q->c.batch)
+			unreg->flags |= IOSQE_IO_HARDLINK;
+	}
 	if (q->c.batch) { /* sent with the pass's others (queue_batch.c) */
-		/* REGISTER: the slot is given back first, on an SQE of its own
-		 * (the kernel takes it beside the batch commands, 7.0+); it
-		 * goes ahead of the pass's COMMIT_IO_CMDS on the ring, and the
-		 * kernel completes the request only once both have come, in
-		 * either order (the buffer holds a reference on it) */
-		if (q->c.zero_copy == UBLK_ZC_REGISTER && ublk_io_buf_index(q, io) >= 0) {
-			reserve_sqes(q, 1);
-			prep_buf_cmd(q, io->tag, false);
-		}
 		ublk_batch_stage(q, io->tag, result);
 		return;
-	}
-	if (q->c.zero_copy == UBLK_ZC_REGISTER && ublk_io_buf_index(q, io) >= 0) {
-		/* unregister, then commit whatever that says: a hard link */
-		reserve_sqes(q, 2);
-		prep_buf_cmd(q, io->tag, false)->flags |= IOSQE_IO_HARDLINK;
 	}
 	ublk_queue_prep_cmd(q, io->tag, UBLK_IO_COMMIT_AND_FETCH_REQ,
 			    UBLK_U_IO_COMMIT_AND_FETCH_REQ, result);
