@@ -5,16 +5,40 @@
  * inside what the backend serves.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "../backends/backends.h"
 #include "../base/log.h"
 #include "device_private.h"
+
+/* The registered backends that have a resize op, as the refusal of one
+ * without names them ("memory, file and nbd"): from the registry, so the
+ * text cannot lag behind a backend that learns to resize. */
+static const char *resizable(char *buf, size_t len)
+{
+	const char *const *names = ublk_backend_names();
+	size_t n = 0, k = 0, at = 0;
+
+	for (size_t i = 0; names[i]; i++)
+		n += ublk_backend_find(names[i])->resize != NULL;
+	buf[0] = '\0';
+	for (size_t i = 0; names[i] && at < len; i++) {
+		if (!ublk_backend_find(names[i])->resize)
+			continue;
+		at += (size_t)snprintf(buf + at, len - at, "%s%s",
+				       !k ? "" : k == n - 1 ? " and " : ", ", names[i]);
+		k++;
+	}
+	return buf;
+}
 
 int ublk_dev_resize(struct ublk_dev *d, uint64_t size, bool force)
 {
 	const struct ublk_backend_ops *ops = d->backend.ops;
 	uint64_t old = d->backend.size;
 	unsigned bs = 1u << d->params.basic.logical_bs_shift;
+	char can[96];
 	int ret;
 
 	if (d->state != UBLK_DEV_STARTED)
@@ -23,8 +47,8 @@ int ublk_dev_resize(struct ublk_dev *d, uint64_t size, bool force)
 		return ublk_dev_fail(d, -ENOTSUP, "resize needs UBLK_F_UPDATE_SIZE (Linux 6.16+), "
 				     "which this kernel lacks");
 	if (!ops->resize)
-		return ublk_dev_fail(d, -ENOTSUP, "backend '%s' cannot be resized (memory, file "
-				     "and nbd can)", ops->name);
+		return ublk_dev_fail(d, -ENOTSUP, "backend '%s' cannot be resized (%s can)",
+				     ops->name, resizable(can, sizeof(can)));
 	if (!(d->info.flags & UBLK_F_UPDATE_SIZE))
 		return ublk_dev_fail(d, -ENOTSUP, "device %u was added without UBLK_F_UPDATE_SIZE "
 				     "(by an older server): it cannot be resized", d->info.dev_id);
