@@ -119,6 +119,22 @@ static bool ended(pid_t pid)
 	       close_paren[2] == 'X';
 }
 
+/* The number in /sys/block/ublkb<id>/<what>; 0 if it cannot be read. */
+static unsigned long long sysfs_number(uint32_t id, const char *what)
+{
+	char path[96];
+	unsigned long long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/block/ublkb%u/%s", id, what);
+	if ((f = fopen(path, "re"))) {
+		if (fscanf(f, "%llu", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v;
+}
+
 /* A LIVE device whose server has ended is being released by the kernel:
  * 6.12 quiesces it from a work item that holds the device's mutex until
  * every request the dead server held is requeued (under heavy buffered
@@ -127,28 +143,14 @@ static bool ended(pid_t pid)
  * reading them there keeps `ublk-lua list` from hanging with it. */
 static void params_from_sysfs(uint32_t id, struct ublk_params *p)
 {
-	char path[96];
-	unsigned long long sectors = 0;
-	unsigned bs = 0;
-	FILE *f;
+	unsigned long long sectors = sysfs_number(id, "size");
+	unsigned long long bs = sysfs_number(id, "queue/logical_block_size");
 
-	snprintf(path, sizeof(path), "/sys/block/ublkb%u/size", id);
-	if ((f = fopen(path, "re"))) {
-		if (fscanf(f, "%llu", &sectors) != 1)
-			sectors = 0;
-		fclose(f);
-	}
-	snprintf(path, sizeof(path), "/sys/block/ublkb%u/queue/logical_block_size", id);
-	if ((f = fopen(path, "re"))) {
-		if (fscanf(f, "%u", &bs) != 1)
-			bs = 0;
-		fclose(f);
-	}
 	if (!sectors || !bs || (bs & (bs - 1)))
 		return;
 	p->types = UBLK_PARAM_TYPE_BASIC;
 	p->basic.dev_sectors = sectors;
-	p->basic.logical_bs_shift = (uint8_t)__builtin_ctz(bs);
+	p->basic.logical_bs_shift = (uint8_t)__builtin_ctzll(bs);
 }
 
 /* core.dev_info(id) -> { id, state, pid, queues, depth, max_io, flags,
