@@ -151,6 +151,11 @@ struct ublk_owner {
 	bool has_start;
 	unsigned long long start;
 };
+/* Reads the /proc stat file at `path` (/proc/PID/stat,
+ * /proc/self/task/TID/stat) into buf: *rest points at its third field
+ * (the state), past the command name, which may hold spaces and
+ * parentheses.  0, or -errno (-ESRCH: empty; -EINVAL: no end of the name). */
+int ublk_proc_stat(const char *path, char *buf, size_t len, char **rest);
 /* Process pid's start time: 0, or -ENOENT when there is no such process. */
 int ublk_proc_start(int pid, unsigned long long *start);
 /* 1 if o's process runs (the same process, by its start time), 0 if it

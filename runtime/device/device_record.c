@@ -30,25 +30,40 @@ void ublk_record_path(char *buf, size_t len, uint32_t id)
 	snprintf(buf, len, "%s/dev%u", UBLK_STATE_DIR, id);
 }
 
-int ublk_proc_start(int pid, unsigned long long *start)
+int ublk_proc_stat(const char *path, char *buf, size_t len, char **rest)
 {
-	char path[64], buf[1024], *p;
 	ssize_t n;
-	int fd, field;
+	char *p;
+	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
+	n = read(fd, buf, len - 1);
 	close(fd);
 	if (n <= 0)
 		return n < 0 ? -errno : -ESRCH;
 	buf[n] = 0;
-	/* the name (field 2) may hold spaces and parentheses: count from
-	 * its last ')', which is followed by field 3 */
+	/* the name (field 2) may hold spaces and parentheses: its last ')'
+	 * ends it, and one space is between it and field 3 */
 	p = strrchr(buf, ')');
-	for (field = 2; p && field < 22; field++)
+	if (!p || p[1] != ' ')
+		return -EINVAL;
+	*rest = p + 2;
+	return 0;
+}
+
+int ublk_proc_start(int pid, unsigned long long *start)
+{
+	char path[64], buf[1024], *p;
+	int ret, field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	ret = ublk_proc_stat(path, buf, sizeof(buf), &p);
+	if (ret < 0)
+		return ret;
+	/* p is at field 3: the space before field 22 is its 19th */
+	for (p--, field = 3; p && field < 22; field++)
 		p = strchr(p + 1, ' ');
 	if (!p)
 		return -EINVAL;

@@ -99,24 +99,13 @@ static void set_num(lua_State *L, const char *k, lua_Number v)
 /* Has process pid ended (gone, or a zombie)? */
 static bool ended(pid_t pid)
 {
-	char path[64], buf[512], *close_paren;
-	ssize_t n;
-	int fd;
+	char path[64], buf[512], *state;
 
 	if (pid <= 0)
 		return true;
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return true;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return true;
-	buf[n] = 0;
-	close_paren = strrchr(buf, ')'); /* the name may hold ')' */
-	return !close_paren || close_paren[1] != ' ' || close_paren[2] == 'Z' ||
-	       close_paren[2] == 'X';
+	return ublk_proc_stat(path, buf, sizeof(buf), &state) < 0 || *state == 'Z' ||
+	       *state == 'X';
 }
 
 /* The number in /sys/block/ublkb<id>/<what>; 0 if it cannot be read. */

@@ -6,11 +6,9 @@
  * only against a programming mistake.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -332,21 +330,12 @@ static int last_cpu(pid_t tid)
 {
 	char path[64], buf[1024], *p;
 	int cpu = -1, field = 3;
-	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (ublk_proc_stat(path, buf, sizeof(buf), &p) < 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	/* after the command name, which may hold spaces: ") state ..." */
-	p = strrchr(buf, ')');
-	for (p = p ? p + 2 : NULL; p && *p; p++)
+	/* p is at field 3 (the state) */
+	for (; *p; p++)
 		if (*p == ' ' && ++field == 39) {
 			cpu = atoi(p + 1);
 			break;
