@@ -12,15 +12,19 @@
  * first is the default backend).  UBLK_TEST_BACKEND lines name backends
  * that exist only to test the runtime (spec/backends/): they are built
  * into build/ublk-lua-test, which compiles this file with
- * UBLK_TEST_BACKENDS, and are in no other binary. */
-#define UBLK_BACKENDS(X, T) \
+ * UBLK_TEST_BACKENDS, and are in no other binary.  UBLK_POLICY lines name
+ * policies over a base backend (policy.h): found by name, but not listed
+ * with the backends, since none serves a device by its name alone. */
+#define UBLK_BACKENDS(X, T, P) \
 	X(memory) \
 	X(null) \
 	X(file) \
 	X(nbd) \
 	X(rbd) \
 	X(plugin_loader) \
-	T(pattern)
+	T(pattern) \
+	P(record) \
+	P(lying)
 
 #ifdef UBLK_TEST_BACKENDS
 #define UBLK_TEST_BACKEND(name) UBLK_BUILTIN(name)
@@ -29,43 +33,40 @@
 #endif
 
 #define UBLK_BUILTIN(name) extern const struct ublk_backend_ops ublk_backend_##name;
-UBLK_BACKENDS(UBLK_BUILTIN, UBLK_TEST_BACKEND)
+#define UBLK_POLICY(name) UBLK_BUILTIN(name)
+UBLK_BACKENDS(UBLK_BUILTIN, UBLK_TEST_BACKEND, UBLK_POLICY)
 #undef UBLK_BUILTIN
+#undef UBLK_POLICY
 
-#define UBLK_BUILTIN(name) &ublk_backend_##name,
-static const struct ublk_backend_ops *const builtin[] = {
-	UBLK_BACKENDS(UBLK_BUILTIN, UBLK_TEST_BACKEND)
+#define UBLK_BUILTIN(name) { &ublk_backend_##name, true },
+#define UBLK_POLICY(name) { &ublk_backend_##name, false },
+static const struct {
+	const struct ublk_backend_ops *ops;
+	bool listed;
+} builtin[] = {
+	UBLK_BACKENDS(UBLK_BUILTIN, UBLK_TEST_BACKEND, UBLK_POLICY)
 };
 #undef UBLK_BUILTIN
+#undef UBLK_POLICY
 
 #define NR_BUILTIN (sizeof(builtin) / sizeof(builtin[0]))
-
-/* Policies over a base backend (policy.h): found by name, but not listed
- * with the backends, since none serves a device by its name alone. */
-extern const struct ublk_backend_ops ublk_backend_record;
-extern const struct ublk_backend_ops ublk_backend_lying;
-static const struct ublk_backend_ops *const policies[] = {
-	&ublk_backend_record,
-	&ublk_backend_lying,
-};
 
 const struct ublk_backend_ops *ublk_backend_find(const char *name)
 {
 	for (size_t i = 0; i < NR_BUILTIN; i++)
-		if (!strcmp(builtin[i]->name, name))
-			return builtin[i];
-	for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++)
-		if (!strcmp(policies[i]->name, name))
-			return policies[i];
+		if (!strcmp(builtin[i].ops->name, name))
+			return builtin[i].ops;
 	return NULL;
 }
 
 const char *const *ublk_backend_names(void)
 {
 	static const char *names[NR_BUILTIN + 1];
+	size_t n = 0;
 
 	for (size_t i = 0; i < NR_BUILTIN; i++)
-		names[i] = builtin[i]->name;
+		if (builtin[i].listed)
+			names[n++] = builtin[i].ops->name;
 	return names;
 }
 
