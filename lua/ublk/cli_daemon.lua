@@ -207,17 +207,15 @@ end
 
 -- (not core.wait_signal: once a signal has come that answers at once, and
 -- the waits below would spin through their limits)
-local sleep = libc.sleep
+local wait_until = libc.wait_until
 
 -- Waits up to `secs` for child pid to end (and reaps it): whether it did.
 local function reaped(pid, secs)
   local status = ffi.new("int[1]")
-  for _ = 1, secs * 40 do
+  return wait_until(function()
     local r = ffi.C.waitpid(pid, status, 1) -- WNOHANG
-    if r == pid or r < 0 then return true end
-    sleep(0.025)
-  end
-  return false
+    return r == pid or r < 0
+  end, secs)
 end
 
 -- The ids of the devices the server a record names serves.
@@ -329,11 +327,7 @@ function daemon.reload(o)
       .. "was called off"):format(o.id, serr))
     return 1
   end
-  local gone = false
-  for _ = 1, 400 do
-    if not state.server_alive(st) then gone = true break end
-    sleep(0.025)
-  end
+  local gone = wait_until(function() return not state.server_alive(st) end, 10)
   for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end
   if not gone then
     ffi.C.close(go)

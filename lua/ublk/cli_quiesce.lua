@@ -15,15 +15,7 @@ local quiesce = {}
 local function out(fmt, ...) io.stdout:write(fmt:format(...), "\n") end
 local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
 
-local sleep = require("ublk.libc").sleep
-
-local function wait_for(cond, secs)
-  for _ = 1, secs * 40 do
-    if cond() then return true end
-    sleep(0.025)
-  end
-  return cond()
-end
+local wait_for = require("ublk.libc").wait_until
 
 -- Why device id (info: core.dev_info) cannot wait QUIESCED without a
 -- server, or nil

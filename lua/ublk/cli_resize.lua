@@ -15,7 +15,7 @@ local resize = {}
 local function out(fmt, ...) io.stdout:write(fmt:format(...), "\n") end
 local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
 
-local sleep = require("ublk.libc").sleep
+local wait_until = require("ublk.libc").wait_until
 
 local function request_path(id) return ("%s/dev%d.resize"):format(state.dir, id) end
 
@@ -99,11 +99,10 @@ function resize.run(o)
     return 1
   end
   local answer
-  for _ = 1, 15 * 40 do
+  wait_until(function()
     answer = read_all(path .. ".out")
-    if answer then break end
-    sleep(0.025)
-  end
+    return answer
+  end, 15)
   os.remove(path .. ".out")
   if not answer then
     os.remove(path)
