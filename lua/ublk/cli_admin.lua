@@ -13,8 +13,8 @@ local admin = {}
 local USED = { cmd_ioctl_encode = true, user_copy = true, user_recovery = true,
   user_recovery_reissue = true, user_recovery_fail_io = true }
 
-local function out(fmt, ...) io.stdout:write(fmt:format(...), "\n") end
-local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
+local cli_out = require "ublk.cli_out"
+local out, complain = cli_out.out, cli_out.complain
 
 local function sorted_names(set)
   local names = setmetatable({}, json.array)

@@ -16,7 +16,7 @@ local daemon = {}
 daemon.LOG = state.dir .. "/server.log"
 
 
-local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
+local complain = require("ublk.cli_out").complain
 
 -- A script's path as records and `list` show it, whoever started it:
 -- absolute, without "." and ".." (taken by name, as the shell's cd

@@ -12,8 +12,8 @@ local state = require "ublk.state"
 
 local quiesce = {}
 
-local function out(fmt, ...) io.stdout:write(fmt:format(...), "\n") end
-local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
+local cli_out = require "ublk.cli_out"
+local out, complain = cli_out.out, cli_out.complain
 
 local wait_for = require("ublk.libc").wait_until
 

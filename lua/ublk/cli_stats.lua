@@ -12,8 +12,8 @@ local cli_stats = {}
 
 local KINDS = { "read", "write", "other" }
 
-local function out(fmt, ...) io.stdout:write(fmt:format(...), "\n") end
-local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
+local cli_out = require "ublk.cli_out"
+local out, complain = cli_out.out, cli_out.complain
 
 -- Three significant digits: 9.87, 98.7, 987.
 local function sig3(x)
