@@ -242,7 +242,7 @@ local function serve(what)
   -- Restart=): its devices, waiting recoverable, are taken back
   if what.script and not what.takeover and not what.spec then
     local daemon = require "ublk.cli_daemon"
-    what.script = daemon.absolute(what.script)
+    what.script = state.absolute(what.script)
     local back, id, pid = daemon.restart_of(what.script, what.args)
     if back then
       say("taking back device %d (and any sibling) that pid %d, which ran this script, left",

@@ -15,27 +15,9 @@ local daemon = {}
 
 daemon.LOG = state.dir .. "/server.log"
 
-
 local complain = require("ublk.cli_out").complain
-
--- A script's path as records and `list` show it, whoever started it:
--- absolute, without "." and ".." (taken by name, as the shell's cd
--- takes them: a symlinked folder stays the folder the user named).
-function daemon.absolute(path)
-  if path:sub(1, 1) ~= "/" then
-    path = (os.getenv("PWD") or io.popen("pwd"):read("*l")) .. "/" .. path
-  end
-  local parts = {}
-  for part in path:gmatch("[^/]+") do
-    if part == ".." then
-      parts[#parts] = nil
-    elseif part ~= "." then
-      parts[#parts + 1] = part
-    end
-  end
-  return "/" .. table.concat(parts, "/")
-end
-local absolute = daemon.absolute
+-- scripts, plugins and logs as records name them (state.absolute)
+local absolute = state.absolute
 
 -- Reads what a spawned server says on its ready pipe: each line to
 -- on_line, until one of `stops` ("ready", "prepared"), an "error: ..."

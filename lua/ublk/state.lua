@@ -20,6 +20,25 @@ local json = require "ublk.json"
 local state = { dir = "/run/ublk-lua" }
 
 
+-- A path as records and `list` show it, whoever started the server and
+-- from where: absolute, without "." and ".." (taken by name, as the
+-- shell's cd takes them: a symlinked folder stays the folder the user
+-- named).  Scripts, plugins and a recorder's log are named so.
+function state.absolute(path)
+  if path:sub(1, 1) ~= "/" then
+    path = (os.getenv("PWD") or io.popen("pwd"):read("*l")) .. "/" .. path
+  end
+  local parts = {}
+  for part in path:gmatch("[^/]+") do
+    if part == ".." then
+      parts[#parts] = nil
+    elseif part ~= "." then
+      parts[#parts + 1] = part
+    end
+  end
+  return "/" .. table.concat(parts, "/")
+end
+
 function state.path(id)
   return ("%s/dev%d"):format(state.dir, id)
 end
