@@ -61,11 +61,16 @@ local function queues_text(info)
     info.backend, info.queues)
 end
 
+-- A device (dev:info()) as the server's lines and `add`'s show it: size,
+-- queues, backend, copy mode and the block limits that are not defaults.
+local function device_text(info)
+  return ("%s, %s, %s, %s%s"):format(params.format_size(info.size), queues_text(info),
+    info.backend, COPY_TEXT[info.copy] or info.copy, params.limits_text(info))
+end
+
 local function describe(dev)
   local info = dev:info()
-  return ("%s ready (%s, %s, %s, %s%s%s%s)"):format(dev.path,
-    params.format_size(info.size), queues_text(info), info.backend, COPY_TEXT[info.copy] or info.copy,
-    params.limits_text(info),
+  return ("%s ready (%s%s%s)"):format(dev.path, device_text(info),
     info.note and ", " .. info.note or "", info.recovered and ", recovered" or "")
 end
 
@@ -177,10 +182,8 @@ local function report(devices, err)
     else
       for _, dev in ipairs(devices) do
         local info = dev:info()
-        f:write(("dev id %d: %s %s, %s, %s, %s%s, pid %d%s\n"):format(dev.id,
-          dev.path, params.format_size(info.size), queues_text(info), info.backend,
-          COPY_TEXT[info.copy] or info.copy, params.limits_text(info), ffi.C.getpid(),
-          info.recovered and ", recovered" or ""))
+        f:write(("dev id %d: %s %s, pid %d%s\n"):format(dev.id, dev.path, device_text(info),
+          ffi.C.getpid(), info.recovered and ", recovered" or ""))
       end
       f:write("ready\n")
     end

@@ -53,8 +53,8 @@ local function line(d)
   local s = ("dev id %d: %s, %s, %d queue%s x %d, block size %d"):format(d.id,
     d.releasing and d.state .. " (its server has ended: the kernel is releasing it)" or d.state,
     params.format_size(d.size), d.queues, d.queues == 1 and "" or "s", d.depth, d.block_size)
-    .. params.limits_text({ dma_align = d.dma_align, max_segments = d.max_segments,
-      max_segment_size = d.max_segment_size, segment_boundary = d.segment_boundary })
+    -- (d.flags is a list of names here: no_auto_part_scan shows on the flags line)
+    .. params.limits_text(d)
   local u = d.ublk_lua
   if u then
     s = s .. (", %s, pid %s (%s)"):format(u.backend or "?", tostring(u.pid), u.server)
