@@ -211,7 +211,37 @@ local function siblings(st)
   end
   return ids
 end
-daemon.siblings = siblings -- `quiesce` leaves them all (cli_quiesce.lua)
+
+-- The devices of the server record st names, if each may be handed over:
+-- refuse(id, info) (info: core.dev_info(id), nil if it has just gone)
+-- says why one may not, or nil.  ids | nil, refuse's why.
+function daemon.check_siblings(st, refuse)
+  local ids = siblings(st)
+  for _, id in ipairs(ids) do
+    local why = refuse(id, core.dev_info(id))
+    if why then return nil, why end
+  end
+  return ids
+end
+
+-- The server record st names leaves devices `ids` to the next one (`reload`,
+-- `quiesce`): each is marked (state.handover_path: the server leaves it
+-- instead of removing it), the server is asked to end (SIGTERM), and the
+-- marks go once it has gone or after `secs`.  true once it has gone;
+-- false if it has not in secs; nil, why if it could not be signalled.
+function daemon.hand_over(st, ids, secs)
+  local marked = {}
+  for _, id in ipairs(ids) do
+    local f = io.open(state.handover_path(id), "w")
+    if f then f:close() marked[#marked + 1] = id end
+  end
+  local function unmark() for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end end
+  local sent, serr = state.signal(st, 15)
+  if not sent then unmark() return nil, serr end
+  local gone = wait_until(function() return not state.server_alive(st) end, secs)
+  unmark()
+  return gone
+end
 
 -- After a new server failed with the devices handed over: the previous
 -- script (the copy the old server ran, kept in the state directory)
@@ -261,16 +291,14 @@ function daemon.reload(o)
   end
   -- the server hands over all its devices: one without recovery would be
   -- left to the kernel (DEAD), so then nothing is asked of the server
-  local ids = siblings(st)
-  for _, id in ipairs(ids) do
-    local oi = core.dev_info(id)
+  local ids, why = daemon.check_siblings(st, function(id, oi)
     if oi and not oi.flags.user_recovery then
-      complain(("device %d, served by the same server (pid %d) as device %d, was added with "
+      return ("device %d, served by the same server (pid %d) as device %d, was added with "
         .. "recovery = false: a reload hands over every device of its server, so each needs "
-        .. "recovery on; nothing was reloaded"):format(id, st.pid, o.id))
-      return 1
+        .. "recovery on; nothing was reloaded"):format(id, st.pid, o.id)
     end
-  end
+  end)
+  if not ids then complain(why) return 1 end
   local what, terr = daemon.takeover(o.id, o.script, o.args, true)
   if not what then complain(terr) return 1 end
   what.gate = true
@@ -294,14 +322,8 @@ function daemon.reload(o)
   end
   -- the new server is ready to take them: the old one hands them over
   local t_pause = core.clock()
-  local marked = {}
-  for _, id in ipairs(ids) do
-    local f = io.open(state.handover_path(id), "w")
-    if f then f:close() marked[#marked + 1] = id end
-  end
-  local sent, serr = state.signal(st, 15)
-  if not sent then
-    for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end
+  local gone, serr = daemon.hand_over(st, ids, 10)
+  if gone == nil then
     ffi.C.close(go)
     pipe:close()
     reaped(pid, 15)
@@ -309,8 +331,6 @@ function daemon.reload(o)
       .. "was called off"):format(o.id, serr))
     return 1
   end
-  local gone = wait_until(function() return not state.server_alive(st) end, 10)
-  for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end
   if not gone then
     ffi.C.close(go)
     pipe:close()
