@@ -7,9 +7,15 @@
 package.path = "lua/?.lua;" .. package.path
 local args = require "ublk.cli_args"
 
--- What a value of an option completes to, by option (files by default)
+-- -t: the backends this build registers (core.backends()), as the usage's
+-- TYPES names them (cli_args.lua)
+local types = {}
+for i, b in ipairs((require("ublk.options").backends())) do types[i] = b.name end
+
+-- What a value of an option completes to, by option (one not here
+-- completes to nothing)
 local VALUES = {
-  ["-n"] = "$(__ublk_lua_ids)", ["-t"] = "memory null file nbd",
+  ["-n"] = "$(__ublk_lua_ids)", ["-t"] = table.concat(types, " "),
   ["-r"] = "reissue queue fail false",
 }
 
@@ -45,8 +51,6 @@ for _, verb in ipairs(verbs) do
       local v = VALUES[o]
       if v then
         out[#out + 1] = ("\t\t%s) COMPREPLY=($(compgen -W \"%s\" -- \"$cur\")); return ;;"):format(o, v)
-      elseif o == "-f" then
-        out[#out + 1] = ("\t\t%s) COMPREPLY=($(compgen -f -- \"$cur\")); return ;;"):format(o)
       else
         out[#out + 1] = ("\t\t%s) return ;;"):format(o) -- a number or a URI: nothing to offer
       end

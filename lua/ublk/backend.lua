@@ -231,10 +231,12 @@ local function c_opts(b, p)
   if b.policy_opts then return b:policy_opts(p, c_opts) end
   p = p or {}
   local out = {}
-  -- a plugin's path is the object's or, for a name, the device's
+  -- a plugin's path is the object's or, for a name, the device's (a
+  -- plugin that does not load leaves the backend's own declaration)
   local decl = options.find(b.name)
-  decl = options.find(b.name, nil, b) ~= decl and options.find(b.name, nil, b)
-    or options.find(b.name, nil, p) or decl
+  local own = options.find(b.name, nil, b)
+  if own == nil or own == decl then own = options.find(b.name, nil, p) end
+  decl = own or decl
   for _, o in ipairs(decl.options) do
     local v = b[o.name]
     if v == nil then v = p[o.name] end
@@ -247,9 +249,7 @@ end
 -- (backend.h, UBLK_OPT_STORE), or nil.
 function M.store_option(name)
   local decl = options.find(name)
-  for _, o in ipairs(decl and decl.options or {}) do
-    if o.store then return o.name end
-  end
+  return decl and decl.store_opt
 end
 
 -- What the C runtime needs to build this backend for a device of `size`

@@ -61,11 +61,16 @@ local function queues_text(info)
     info.backend, info.queues)
 end
 
+-- A device (dev:info()) as the server's lines and `add`'s show it: size,
+-- queues, backend, copy mode and the block limits that are not defaults.
+local function device_text(info)
+  return ("%s, %s, %s, %s%s"):format(params.format_size(info.size), queues_text(info),
+    info.backend, COPY_TEXT[info.copy] or info.copy, params.limits_text(info))
+end
+
 local function describe(dev)
   local info = dev:info()
-  return ("%s ready (%s, %s, %s, %s%s%s%s)"):format(dev.path,
-    params.format_size(info.size), queues_text(info), info.backend, COPY_TEXT[info.copy] or info.copy,
-    params.limits_text(info),
+  return ("%s ready (%s%s%s)"):format(dev.path, device_text(info),
     info.note and ", " .. info.note or "", info.recovered and ", recovered" or "")
 end
 
@@ -177,10 +182,8 @@ local function report(devices, err)
     else
       for _, dev in ipairs(devices) do
         local info = dev:info()
-        f:write(("dev id %d: %s %s, %s, %s, %s%s, pid %d%s\n"):format(dev.id,
-          dev.path, params.format_size(info.size), queues_text(info), info.backend,
-          COPY_TEXT[info.copy] or info.copy, params.limits_text(info), ffi.C.getpid(),
-          info.recovered and ", recovered" or ""))
+        f:write(("dev id %d: %s %s, pid %d%s\n"):format(dev.id, dev.path, device_text(info),
+          ffi.C.getpid(), info.recovered and ", recovered" or ""))
       end
       f:write("ready\n")
     end
@@ -242,7 +245,7 @@ local function serve(what)
   -- Restart=): its devices, waiting recoverable, are taken back
   if what.script and not what.takeover and not what.spec then
     local daemon = require "ublk.cli_daemon"
-    what.script = daemon.absolute(what.script)
+    what.script = state.absolute(what.script)
     local back, id, pid = daemon.restart_of(what.script, what.args)
     if back then
       say("taking back device %d (and any sibling) that pid %d, which ran this script, left",

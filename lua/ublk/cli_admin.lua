@@ -13,8 +13,8 @@ local admin = {}
 local USED = { cmd_ioctl_encode = true, user_copy = true, user_recovery = true,
   user_recovery_reissue = true, user_recovery_fail_io = true }
 
-local function out(fmt, ...) io.stdout:write(fmt:format(...), "\n") end
-local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
+local cli_out = require "ublk.cli_out"
+local out, complain = cli_out.out, cli_out.complain
 
 local function sorted_names(set)
   local names = setmetatable({}, json.array)
@@ -53,8 +53,8 @@ local function line(d)
   local s = ("dev id %d: %s, %s, %d queue%s x %d, block size %d"):format(d.id,
     d.releasing and d.state .. " (its server has ended: the kernel is releasing it)" or d.state,
     params.format_size(d.size), d.queues, d.queues == 1 and "" or "s", d.depth, d.block_size)
-    .. params.limits_text({ dma_align = d.dma_align, max_segments = d.max_segments,
-      max_segment_size = d.max_segment_size, segment_boundary = d.segment_boundary })
+    -- (d.flags is a list of names here: no_auto_part_scan shows on the flags line)
+    .. params.limits_text(d)
   local u = d.ublk_lua
   if u then
     s = s .. (", %s, pid %s (%s)"):format(u.backend or "?", tostring(u.pid), u.server)
@@ -150,7 +150,7 @@ function admin.features(o)
   return 0
 end
 
-local sleep = libc.sleep
+local wait_until = libc.wait_until
 
 -- How many devices server rec serves: the records that name it, or where
 -- its own record cannot be read, the kernel's LIVE devices of its pid.
@@ -204,17 +204,15 @@ end
 -- finish, leave this one device and say so: the others stay manageable.
 admin.settle_s = 10 -- (a spec shortens it)
 local function settled(id)
-  local info, waited = core.dev_info(id), 0
+  local info
   local function serverless(i)
     -- (a zombie still has a pid, but no longer the char device)
     return i and i.state == "LIVE" and not (i.pid and i.pid > 0 and holds_cdev(i.pid, id))
   end
-  while serverless(info) and waited < admin.settle_s do
-    sleep(0.05)
-    waited = waited + 0.05
+  if wait_until(function()
     info = core.dev_info(id)
-  end
-  if not serverless(info) then return true end
+    return not serverless(info)
+  end, admin.settle_s, 0.05) then return true end
   complain(("device %d is still LIVE %g s after its server (pid %d) ended: the kernel has not "
     .. "released it; not deleted, as DEL_DEV would wait for its requests with every device's "
     .. "control path locked (dmesg may say why; `ublk-lua del -n %d` again later)")
@@ -260,11 +258,9 @@ local function del_one(id, safe)
     -- process, not for the device, which a mount keeps (DEL_DEV_ASYNC
     -- frees its number only once they let go).
     local limit = (tonumber(os.getenv("UBLK_STOP_TIMEOUT")) or 5) + 5
-    local ended = false
-    for _ = 1, limit * 20 do
-      if not state.server_alive(server) or not core.dev_info(id) then ended = true break end
-      sleep(0.05)
-    end
+    local ended = wait_until(function()
+      return not state.server_alive(server) or not core.dev_info(id)
+    end, limit, 0.05)
     if ended and not core.dev_info(id) then
       out("dev id %d: removed (its server, pid %d, ended)", id, server.pid)
       return true
@@ -275,10 +271,7 @@ local function del_one(id, safe)
       complain(("device %d: its server (pid %d) did not remove it in %d s: killing it "
         .. "and deleting the device"):format(id, server.pid, limit))
       state.signal(server, 9)
-      for _ = 1, 100 do
-        if not state.server_alive(server) then break end
-        sleep(0.05)
-      end
+      wait_until(function() return not state.server_alive(server) end, 5, 0.05)
     end
     -- ended, and the device is still there: held open (mounted); deleting
     -- it again says by whom

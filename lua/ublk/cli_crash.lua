@@ -27,7 +27,7 @@ local USAGE = {
     .. "Stops at the first failing state and prints the line that checks it again.\n",
 }
 
-local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
+local complain = require("ublk.cli_out").complain
 
 -- Options of `verb` (name -> true if it takes no value) from argv[2..];
 -- -> options, positional words | nil, message

@@ -15,27 +15,9 @@ local daemon = {}
 
 daemon.LOG = state.dir .. "/server.log"
 
-
-local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
-
--- A script's path as records and `list` show it, whoever started it:
--- absolute, without "." and ".." (taken by name, as the shell's cd
--- takes them: a symlinked folder stays the folder the user named).
-function daemon.absolute(path)
-  if path:sub(1, 1) ~= "/" then
-    path = (os.getenv("PWD") or io.popen("pwd"):read("*l")) .. "/" .. path
-  end
-  local parts = {}
-  for part in path:gmatch("[^/]+") do
-    if part == ".." then
-      parts[#parts] = nil
-    elseif part ~= "." then
-      parts[#parts + 1] = part
-    end
-  end
-  return "/" .. table.concat(parts, "/")
-end
-local absolute = daemon.absolute
+local complain = require("ublk.cli_out").complain
+-- scripts, plugins and logs as records name them (state.absolute)
+local absolute = state.absolute
 
 -- Reads what a spawned server says on its ready pipe: each line to
 -- on_line, until one of `stops` ("ready", "prepared"), an "error: ..."
@@ -207,17 +189,15 @@ end
 
 -- (not core.wait_signal: once a signal has come that answers at once, and
 -- the waits below would spin through their limits)
-local sleep = libc.sleep
+local wait_until = libc.wait_until
 
 -- Waits up to `secs` for child pid to end (and reaps it): whether it did.
 local function reaped(pid, secs)
   local status = ffi.new("int[1]")
-  for _ = 1, secs * 40 do
+  return wait_until(function()
     local r = ffi.C.waitpid(pid, status, 1) -- WNOHANG
-    if r == pid or r < 0 then return true end
-    sleep(0.025)
-  end
-  return false
+    return r == pid or r < 0
+  end, secs)
 end
 
 -- The ids of the devices the server a record names serves.
@@ -231,7 +211,37 @@ local function siblings(st)
   end
   return ids
 end
-daemon.siblings = siblings -- `quiesce` leaves them all (cli_quiesce.lua)
+
+-- The devices of the server record st names, if each may be handed over:
+-- refuse(id, info) (info: core.dev_info(id), nil if it has just gone)
+-- says why one may not, or nil.  ids | nil, refuse's why.
+function daemon.check_siblings(st, refuse)
+  local ids = siblings(st)
+  for _, id in ipairs(ids) do
+    local why = refuse(id, core.dev_info(id))
+    if why then return nil, why end
+  end
+  return ids
+end
+
+-- The server record st names leaves devices `ids` to the next one (`reload`,
+-- `quiesce`): each is marked (state.handover_path: the server leaves it
+-- instead of removing it), the server is asked to end (SIGTERM), and the
+-- marks go once it has gone or after `secs`.  true once it has gone;
+-- false if it has not in secs; nil, why if it could not be signalled.
+function daemon.hand_over(st, ids, secs)
+  local marked = {}
+  for _, id in ipairs(ids) do
+    local f = io.open(state.handover_path(id), "w")
+    if f then f:close() marked[#marked + 1] = id end
+  end
+  local function unmark() for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end end
+  local sent, serr = state.signal(st, 15)
+  if not sent then unmark() return nil, serr end
+  local gone = wait_until(function() return not state.server_alive(st) end, secs)
+  unmark()
+  return gone
+end
 
 -- After a new server failed with the devices handed over: the previous
 -- script (the copy the old server ran, kept in the state directory)
@@ -281,16 +291,14 @@ function daemon.reload(o)
   end
   -- the server hands over all its devices: one without recovery would be
   -- left to the kernel (DEAD), so then nothing is asked of the server
-  local ids = siblings(st)
-  for _, id in ipairs(ids) do
-    local oi = core.dev_info(id)
+  local ids, why = daemon.check_siblings(st, function(id, oi)
     if oi and not oi.flags.user_recovery then
-      complain(("device %d, served by the same server (pid %d) as device %d, was added with "
+      return ("device %d, served by the same server (pid %d) as device %d, was added with "
         .. "recovery = false: a reload hands over every device of its server, so each needs "
-        .. "recovery on; nothing was reloaded"):format(id, st.pid, o.id))
-      return 1
+        .. "recovery on; nothing was reloaded"):format(id, st.pid, o.id)
     end
-  end
+  end)
+  if not ids then complain(why) return 1 end
   local what, terr = daemon.takeover(o.id, o.script, o.args, true)
   if not what then complain(terr) return 1 end
   what.gate = true
@@ -314,14 +322,8 @@ function daemon.reload(o)
   end
   -- the new server is ready to take them: the old one hands them over
   local t_pause = core.clock()
-  local marked = {}
-  for _, id in ipairs(ids) do
-    local f = io.open(state.handover_path(id), "w")
-    if f then f:close() marked[#marked + 1] = id end
-  end
-  local sent, serr = state.signal(st, 15)
-  if not sent then
-    for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end
+  local gone, serr = daemon.hand_over(st, ids, 10)
+  if gone == nil then
     ffi.C.close(go)
     pipe:close()
     reaped(pid, 15)
@@ -329,12 +331,6 @@ function daemon.reload(o)
       .. "was called off"):format(o.id, serr))
     return 1
   end
-  local gone = false
-  for _ = 1, 400 do
-    if not state.server_alive(st) then gone = true break end
-    sleep(0.025)
-  end
-  for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end
   if not gone then
     ffi.C.close(go)
     pipe:close()

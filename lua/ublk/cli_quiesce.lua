@@ -12,18 +12,10 @@ local state = require "ublk.state"
 
 local quiesce = {}
 
-local function out(fmt, ...) io.stdout:write(fmt:format(...), "\n") end
-local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
+local cli_out = require "ublk.cli_out"
+local out, complain = cli_out.out, cli_out.complain
 
-local sleep = require("ublk.libc").sleep
-
-local function wait_for(cond, secs)
-  for _ = 1, secs * 40 do
-    if cond() then return true end
-    sleep(0.025)
-  end
-  return cond()
-end
+local wait_for = require("ublk.libc").wait_until
 
 -- Why device id (info: core.dev_info) cannot wait QUIESCED without a
 -- server, or nil
@@ -64,34 +56,23 @@ function quiesce.run(o)
     return 1
   end
   -- the server leaves all its devices: each must be able to wait
-  local ids = require("ublk.cli_daemon").siblings(st)
-  for _, id in ipairs(ids) do
-    local why = refusal(id, core.dev_info(id) or info)
-    if why then
-      if id ~= o.id then
-        why = ("%s; it has the same server (pid %d) as device %d, which leaves all its "
-          .. "devices together"):format(why, st.pid, o.id)
-      end
-      complain(why .. "; nothing was quiesced")
-      return 1
+  local daemon = require "ublk.cli_daemon"
+  local ids, why = daemon.check_siblings(st, function(id, i)
+    local w = refusal(id, i or info)
+    if w and id ~= o.id then
+      w = ("%s; it has the same server (pid %d) as device %d, which leaves all its "
+        .. "devices together"):format(w, st.pid, o.id)
     end
-  end
-  local marked = {}
-  for _, id in ipairs(ids) do
-    local f = io.open(state.handover_path(id), "w")
-    if f then f:close() marked[#marked + 1] = id end
-  end
-  local function unmark() for _, id in ipairs(marked) do os.remove(state.handover_path(id)) end end
+    return w
+  end)
+  if not ids then complain(why .. "; nothing was quiesced") return 1 end
   local t0 = core.clock()
-  local sent, serr = state.signal(st, 15)
-  if not sent then
-    unmark()
+  local gone, serr = daemon.hand_over(st, ids, 15)
+  if gone == nil then
     complain(("device %d: its server (pid %d) could not be asked to leave: %s"):format(o.id,
       st.pid, serr))
     return 1
   end
-  local gone = wait_for(function() return not state.server_alive(st) end, 15)
-  unmark()
   if not gone then
     complain(("device %d: its server (pid %d) did not leave in 15 s; it serves on"):format(
       o.id, st.pid))

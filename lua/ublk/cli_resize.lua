@@ -4,44 +4,26 @@
 -- waits for the answer (devN.resize.out); a server serving from cli.lua
 -- looks for requests whenever it has waited 200 ms for a signal (one
 -- stat per device: nothing against the I/O), runs dev:resize and answers.
-local ffi = require "ffi"
-require "ublk.libc" -- rename (ffi.C)
 local core = require "ublk.core"
 local params = require "ublk.params"
 local state = require "ublk.state"
 
 local resize = {}
 
-local function out(fmt, ...) io.stdout:write(fmt:format(...), "\n") end
-local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
+local cli_out = require "ublk.cli_out"
+local out, complain = cli_out.out, cli_out.complain
 
-local sleep = require("ublk.libc").sleep
+local wait_until = require("ublk.libc").wait_until
 
+-- Requests and answers go through state.write_file, whole or not at all:
+-- the reader never sees half a line.
 local function request_path(id) return ("%s/dev%d.resize"):format(state.dir, id) end
-
--- Written whole or not at all: the reader never sees half a line.
-local function write_atomic(path, text)
-  local f = io.open(path .. ".tmp", "w")
-  if not f then return false end
-  f:write(text)
-  f:close()
-  if ffi.C.rename(path .. ".tmp", path) ~= 0 then os.remove(path .. ".tmp") return false end
-  return true
-end
-
-local function read_all(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 -- The server's half: answers each request left for one of its devices.
 function resize.serve_requests(devices)
   for _, dev in ipairs(devices) do
     local path = request_path(dev.id)
-    local req = read_all(path)
+    local req = state.read_file(path)
     if req then
       os.remove(path)
       local bytes, force = req:match("^(%d+) (%a+)")
@@ -57,7 +39,7 @@ function resize.serve_requests(devices)
         -- (cli_daemon.lua: takeover)
         if ok then state.record(dev, { resized = true }) end
       end
-      write_atomic(path .. ".out", ok and ("ok %d\n"):format(dev:info().size)
+      state.write_file(path .. ".out", ok and ("ok %d\n"):format(dev:info().size)
         or ("error %s\n"):format(tostring(err):gsub("\n", " ")))
     end
   end
@@ -94,16 +76,15 @@ function resize.run(o)
   end
   local path = request_path(o.id)
   os.remove(path .. ".out")
-  if not write_atomic(path, ("%d %s\n"):format(bytes, o.force and "force" or "keep")) then
+  if not state.write_file(path, ("%d %s\n"):format(bytes, o.force and "force" or "keep")) then
     complain(("device %d: cannot write %s"):format(o.id, path))
     return 1
   end
   local answer
-  for _ = 1, 15 * 40 do
-    answer = read_all(path .. ".out")
-    if answer then break end
-    sleep(0.025)
-  end
+  wait_until(function()
+    answer = state.read_file(path .. ".out")
+    return answer
+  end, 15)
   os.remove(path .. ".out")
   if not answer then
     os.remove(path)

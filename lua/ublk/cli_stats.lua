@@ -12,8 +12,8 @@ local cli_stats = {}
 
 local KINDS = { "read", "write", "other" }
 
-local function out(fmt, ...) io.stdout:write(fmt:format(...), "\n") end
-local function complain(msg) io.stderr:write("ublk-lua: ", msg, "\n") end
+local cli_out = require "ublk.cli_out"
+local out, complain = cli_out.out, cli_out.complain
 
 -- Three significant digits: 9.87, 98.7, 987.
 local function sig3(x)
@@ -97,13 +97,8 @@ local function prom(o)
     for _, d in ipairs(readers) do devs[#devs + 1] = { id = d.id, snap = d.r:snapshot() } end
     local text = metrics.render(devs)
     if o.textfile then
-      local tmp = o.textfile .. ".tmp"
-      local f, err = io.open(tmp, "w")
-      if not f then complain(("--textfile: %s"):format(err)) return 1 end
-      f:write(text)
-      f:close()
-      local ok, rerr = os.rename(tmp, o.textfile)
-      if not ok then complain(("--textfile: %s"):format(rerr)) return 1 end
+      local ok, err = require("ublk.state").write_file(o.textfile, text)
+      if not ok then complain(("--textfile: %s"):format(err)) return 1 end
     else
       io.stdout:write(text)
       io.stdout:flush()

@@ -9,7 +9,6 @@
 -- Mistakes (bad parameters, start twice, use after close) raise errors.
 -- Operational failures (the kernel refuses, no ublk driver) return
 -- nil, "ENAME: message", errno.
-local ffi = require "ffi"
 local libc = require "ublk.libc"
 local core = require "ublk.core"
 local params = require "ublk.params"
@@ -28,7 +27,8 @@ Device.__index = Device
 -- Backends: a device's `backend` is a name or one of these (see
 -- ublk/backend.lua and docs/backends.md).
 -- policies over a C backend: lua/ublk/policy.lua, docs/crash-testing.md
-ublk.record, ublk.lying = require("ublk.policy").record, require("ublk.policy").lying
+local policy = require "ublk.policy"
+ublk.record, ublk.lying = policy.record, policy.lying
 ublk.backend, ublk.shared = backend.backend, backend.shared
 ublk._Shared = backend.Shared
 -- On queue threads ublk.queue replaces these with the working ones.
@@ -122,7 +122,7 @@ function ublk.device(t)
   local dev = setmetatable({
     _d = d, id = info.id, path = "/dev/ublkb" .. info.id,
     name = p.name, params = p, _spec = takeover and spec or nil,
-    log = require("ublk.policy").log_of(b), -- a recorder's log: dev:mark()
+    log = policy.log_of(b), -- a recorder's log: dev:mark()
     -- keeps ublk.shared memory the handlers use alive too
     _hooks = getmetatable(b) == backend.LuaBackend and b.spec or nil,
   }, Device)

@@ -43,4 +43,18 @@ function libc.sleep(s)
   ffi.C.nanosleep(ffi.new("struct ublk_timespec", math.floor(s), (s % 1) * 1e9), nil)
 end
 
+-- Polls cond() every `step` seconds (0.025 unless given) for up to `secs`:
+-- whether it came true.  It is asked once more at the end, so a condition
+-- met during the last sleep counts.  Polling, as the waits it serves are
+-- for other processes (a server to end, a file to appear) that signal
+-- nothing this process could block on.
+function libc.wait_until(cond, secs, step)
+  step = step or 0.025
+  for _ = 1, math.floor(secs / step + 0.5) do
+    if cond() then return true end
+    libc.sleep(step)
+  end
+  return cond() and true or false
+end
+
 return libc

@@ -16,15 +16,23 @@ local format, concat, ceil, floor = string.format, table.concat, math.ceil, math
 local by_list = setmetatable({}, { __mode = "k" })
 local names_of = setmetatable({}, { __mode = "k" })
 
--- The backends by name; each gets `by`, its options by name.
+-- The backends by name; each gets `by`, its options by name,
+-- `plugin_opts`, those that name a plugin (backend.h, UBLK_OPT_PLUGIN),
+-- and `store_opt`, the name of the one that holds its data beyond the
+-- server (UBLK_OPT_STORE) if any: asked for each device and object made,
+-- worked out once.
 local function index(decls)
   local t = by_list[decls]
   if t then return t end
   t = {}
   for _, b in ipairs(decls) do
-    if not b.by then
-      b.by = {}
-      for _, o in ipairs(b.options) do b.by[o.name] = o end
+    if not b.plugin_opts then
+      b.by, b.plugin_opts = {}, {}
+      for _, o in ipairs(b.options) do
+        b.by[o.name] = o
+        if o.plugin then b.plugin_opts[#b.plugin_opts + 1] = o end
+        if o.store and not b.store_opt then b.store_opt = o.name end
+      end
     end
     t[b.name] = b
   end
@@ -68,8 +76,8 @@ function options.find(name, decls, t)
   local _, by = options.backends(decls)
   local b = by[name]
   if not (b and t) then return b end
-  for _, o in ipairs(b.options) do
-    if o.plugin and type(t[o.name]) == "string" and t[o.name] ~= "" then
+  for _, o in ipairs(b.plugin_opts) do
+    if type(t[o.name]) == "string" and t[o.name] ~= "" then
       return plugin_decl(b, o, t[o.name])
     end
   end

@@ -7,6 +7,7 @@
 -- another policy) or a C backend's name.  Docs: docs/crash-testing.md.
 local backend = require "ublk.backend"
 local options = require "ublk.options"
+local absolute = require("ublk.state").absolute
 
 local M = {}
 
@@ -37,11 +38,6 @@ local function check_keys(what, t, allowed)
         allowed._list), 3)
     end
   end
-end
-
-local function absolute(path)
-  if path:sub(1, 1) == "/" then return path end
-  return (os.getenv("PWD") or ".") .. "/" .. path
 end
 
 function M.record(t)

@@ -20,6 +20,25 @@ local json = require "ublk.json"
 local state = { dir = "/run/ublk-lua" }
 
 
+-- A path as records and `list` show it, whoever started the server and
+-- from where: absolute, without "." and ".." (taken by name, as the
+-- shell's cd takes them: a symlinked folder stays the folder the user
+-- named).  Scripts, plugins and a recorder's log are named so.
+function state.absolute(path)
+  if path:sub(1, 1) ~= "/" then
+    path = (os.getenv("PWD") or io.popen("pwd"):read("*l")) .. "/" .. path
+  end
+  local parts = {}
+  for part in path:gmatch("[^/]+") do
+    if part == ".." then
+      parts[#parts] = nil
+    elseif part ~= "." then
+      parts[#parts + 1] = part
+    end
+  end
+  return "/" .. table.concat(parts, "/")
+end
+
 function state.path(id)
   return ("%s/dev%d"):format(state.dir, id)
 end
@@ -73,6 +92,29 @@ local function invalid(t, id)
   if t.spec ~= nil and type(t.spec) ~= "table" then return "spec is not an object" end
 end
 
+-- state.write_file(path, text) -> true | nil, message, errno: replaces
+-- the file in one rename (through PATH.tmp, removed if the rename fails),
+-- so a reader sees the old text or the new, never half of it.
+function state.write_file(path, text)
+  local tmp = path .. ".tmp"
+  local f, err, errno = io.open(tmp, "w")
+  if not f then return nil, err, errno end
+  f:write(text)
+  f:close()
+  local ok, rerr, rerrno = os.rename(tmp, path)
+  if not ok then os.remove(tmp) return nil, rerr, rerrno end
+  return true
+end
+
+-- state.read_file(path) -> the file's text | nil if it cannot be read
+function state.read_file(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
 -- state.read(id) -> record | nil (no record) | nil, "why it is not one we
 -- can believe" (cut short, not JSON, a bad field): such a record is shown
 -- by `list` and removed by `del`, and nothing it says is used.
@@ -90,15 +132,9 @@ end
 
 -- Replaces the file in one rename: a reader sees the old or the new one.
 function state.write(id, t)
-  local path = state.path(id)
-  local tmp = path .. ".tmp"
   local ok, text = pcall(json.encode, t)
   if not ok then return nil, text end
-  local f = io.open(tmp, "w")
-  if not f then return nil end
-  f:write(text, "\n")
-  f:close()
-  if ffi.C.rename(tmp, path) ~= 0 then os.remove(tmp); return nil end
+  if not state.write_file(state.path(id), text .. "\n") then return nil end
   return true
 end
 
@@ -137,11 +173,7 @@ end
 
 function state.save_script(id, source)
   local path = state.script_copy_path(id)
-  local f = io.open(path .. ".tmp", "w")
-  if not f then return nil end
-  f:write(source)
-  f:close()
-  if ffi.C.rename(path .. ".tmp", path) ~= 0 then os.remove(path .. ".tmp") return nil end
+  if not state.write_file(path, source) then return nil end
   return path
 end
 
