@@ -36,8 +36,10 @@ BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -fPIC -D_GNU_SOURCE -pthread
 NBD_CFLAGS := $(shell pkg-config --cflags libnbd 2>/dev/null)
 NBD_LIBS := $(shell pkg-config --libs libnbd 2>/dev/null || echo -lnbd)
 BASE_CFLAGS += $(NBD_CFLAGS)
-# librbd and librados: the rbd backend's client (Debian librbd-dev)
-LDLIBS := -luring -lpthread -ldl $(NBD_LIBS) -lrbd -lrados
+# librbd and librados, the rbd backend's client, are not linked: the
+# backend loads them at its first device (runtime/backends/rbd_lib.h);
+# their headers (Debian librbd-dev) are needed to build.
+LDLIBS := -luring -lpthread -ldl $(NBD_LIBS)
 
 B ?= build
 ifeq ($(WERROR),1)

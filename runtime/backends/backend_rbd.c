@@ -35,11 +35,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <rados/librados.h>
-#include <rbd/librbd.h>
-
 #include "../include/backend.h"
 #include "../base/log.h"
+#include "rbd_lib.h"
 
 #define OSD_TIMEOUT "30"
 #define MAX_EVENTS 64
@@ -125,15 +123,16 @@ static int connect_cluster(struct ublk_backend *b, struct rbd_dev *d,
 					     "log_to_syslog", "err_to_syslog" };
 	int ret;
 
-	ret = rados_create(&d->cluster, id && *id ? id : NULL);
+	ret = ublk_rbd.rados_create(&d->cluster, id && *id ? id : NULL);
 	if (ret < 0) {
 		snprintf(b->err, sizeof(b->err), "rados client '%.40s': %s", id ? id : "admin",
 			 strerror(-ret));
 		return ret;
 	}
-	ret = path ? rados_conf_read_file(d->cluster, path) : rados_conf_parse_env(d->cluster, NULL);
+	ret = path ? ublk_rbd.rados_conf_read_file(d->cluster, path)
+		   : ublk_rbd.rados_conf_parse_env(d->cluster, NULL);
 	if (ret >= 0 && !path)
-		ret = rados_conf_read_file(d->cluster, NULL);
+		ret = ublk_rbd.rados_conf_read_file(d->cluster, NULL);
 	/* no conf at all would leave librados looking for monitors in DNS,
 	 * and saying so on stderr: refuse it here, in one line */
 	if (ret == -ENOENT && !path) {
@@ -148,33 +147,33 @@ static int connect_cluster(struct ublk_backend *b, struct rbd_dev *d,
 	}
 	/* the server's stderr is one line per failure: librados keeps quiet */
 	for (size_t i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++)
-		rados_conf_set(d->cluster, quiet[i], "false");
-	if ((ret = rados_conf_set(d->cluster, "rados_osd_op_timeout", timeout)) < 0 ||
-	    (ret = rados_conf_set(d->cluster, "rados_mon_op_timeout", timeout)) < 0 ||
-	    (ret = rados_conf_set(d->cluster, "client_mount_timeout", timeout)) < 0) {
+		ublk_rbd.rados_conf_set(d->cluster, quiet[i], "false");
+	if ((ret = ublk_rbd.rados_conf_set(d->cluster, "rados_osd_op_timeout", timeout)) < 0 ||
+	    (ret = ublk_rbd.rados_conf_set(d->cluster, "rados_mon_op_timeout", timeout)) < 0 ||
+	    (ret = ublk_rbd.rados_conf_set(d->cluster, "client_mount_timeout", timeout)) < 0) {
 		snprintf(b->err, sizeof(b->err), "osd_timeout = %s: %s", timeout, strerror(-ret));
 		return ret;
 	}
-	ret = rados_connect(d->cluster);
+	ret = ublk_rbd.rados_connect(d->cluster);
 	if (ret < 0) {
 		snprintf(b->err, sizeof(b->err), "cannot reach the Ceph cluster (conf %.60s): %s%s",
 			 path ? path : "default", strerror(-ret),
 			 ret == -ETIMEDOUT ? " (osd_timeout)" : "");
 		return ret;
 	}
-	ret = rados_ioctx_create(d->cluster, d->pool, &d->ioctx);
+	ret = ublk_rbd.rados_ioctx_create(d->cluster, d->pool, &d->ioctx);
 	if (ret < 0) {
 		snprintf(b->err, sizeof(b->err), "pool '%.40s': %s", d->pool, strerror(-ret));
 		return ret;
 	}
-	rados_ioctx_set_namespace(d->ioctx, d->ns);
+	ublk_rbd.rados_ioctx_set_namespace(d->ioctx, d->ns);
 	return 0;
 }
 
 static int open_image(struct rbd_dev *d, rbd_image_t *image)
 {
-	return d->read_only ? rbd_open_read_only(d->ioctx, d->name, image, d->snap)
-			    : rbd_open(d->ioctx, d->name, image, d->snap);
+	return d->read_only ? ublk_rbd.rbd_open_read_only(d->ioctx, d->name, image, d->snap)
+			    : ublk_rbd.rbd_open(d->ioctx, d->name, image, d->snap);
 }
 
 /* The image's size and what it allows; queue 0's handle stays open. */
@@ -192,8 +191,8 @@ static int probe(struct ublk_backend *b, struct rbd_dev *d, const struct ublk_ba
 		return ret;
 	}
 	d->queues[0]->image = image;
-	if ((ret = rbd_get_size(image, &size)) < 0 ||
-	    (ret = rbd_get_features(image, &features)) < 0) {
+	if ((ret = ublk_rbd.rbd_get_size(image, &size)) < 0 ||
+	    (ret = ublk_rbd.rbd_get_features(image, &features)) < 0) {
 		snprintf(b->err, sizeof(b->err), "image '%s': %s", d->name, strerror(-ret));
 		return ret;
 	}
@@ -208,7 +207,7 @@ static int probe(struct ublk_backend *b, struct rbd_dev *d, const struct ublk_ba
 		return -EINVAL;
 	}
 	if (ublk_conf_flag(conf, "exclusive")) {
-		ret = rbd_lock_acquire(image, RBD_LOCK_MODE_EXCLUSIVE);
+		ret = ublk_rbd.rbd_lock_acquire(image, RBD_LOCK_MODE_EXCLUSIVE);
 		if (ret < 0) {
 			snprintf(b->err, sizeof(b->err), "image '%s': exclusive lock: %s%s",
 				 d->name, strerror(-ret),
@@ -243,14 +242,14 @@ static void rbd_destroy(struct ublk_backend *b)
 	for (unsigned i = 0; d->queues && i < UBLK_MAX_NR_QUEUES; i++)
 		if (d->queues[i]) {
 			if (d->queues[i]->image)
-				rbd_close(d->queues[i]->image);
+				ublk_rbd.rbd_close(d->queues[i]->image);
 			free(d->queues[i]);
 		}
 	free(d->queues);
 	if (d->ioctx)
-		rados_ioctx_destroy(d->ioctx);
+		ublk_rbd.rados_ioctx_destroy(d->ioctx);
 	if (d->cluster)
-		rados_shutdown(d->cluster);
+		ublk_rbd.rados_shutdown(d->cluster);
 	free(d->pool);
 	free(d->ns);
 	free(d->name);
@@ -291,7 +290,8 @@ static int rbd_backend_create(struct ublk_backend *b, const struct ublk_backend_
 		ret = -EROFS;
 		goto fail;
 	}
-	if ((ret = connect_cluster(b, d, conf, timeout)) < 0 ||
+	if ((ret = ublk_rbd_lib_load(b->err, sizeof(b->err))) < 0 ||
+	    (ret = connect_cluster(b, d, conf, timeout)) < 0 ||
 	    (ret = probe(b, d, conf)) < 0)
 		goto fail;
 	return 0;
@@ -316,12 +316,12 @@ static void rbd_events(struct ublk_queue *q, struct ublk_poll *p, int revents)
 		ublk_err("rbd: queue %u: eventfd: %s", ublk_queue_id(q),
 			 strerror(errno));
 	do {
-		n = rbd_poll_io_events(rq->image, comps, MAX_EVENTS);
+		n = ublk_rbd.rbd_poll_io_events(rq->image, comps, MAX_EVENTS);
 		for (int i = 0; i < n; i++) {
-			struct ublk_io *io = rbd_aio_get_arg(comps[i]);
-			ssize_t res = rbd_aio_get_return_value(comps[i]);
+			struct ublk_io *io = ublk_rbd.rbd_aio_get_arg(comps[i]);
+			ssize_t res = ublk_rbd.rbd_aio_get_return_value(comps[i]);
 
-			rbd_aio_release(comps[i]);
+			ublk_rbd.rbd_aio_release(comps[i]);
 			ublk_io_external_done(q, io, res < 0 ? (int)res : 0);
 		}
 	} while (n == MAX_EVENTS);
@@ -345,7 +345,7 @@ static int rbd_queue_init(struct ublk_backend *b, struct ublk_queue *q)
 	rq->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (rq->efd < 0)
 		return -errno;
-	ret = rbd_set_image_notification(rq->image, rq->efd, EVENT_TYPE_EVENTFD);
+	ret = ublk_rbd.rbd_set_image_notification(rq->image, rq->efd, EVENT_TYPE_EVENTFD);
 	if (ret < 0) {
 		ublk_err("rbd: queue %u: rbd_set_image_notification: %s",
 			 ublk_queue_id(q), strerror(-ret));
@@ -368,7 +368,7 @@ static void rbd_queue_exit(struct ublk_backend *b, struct ublk_queue *q)
 		return;
 	/* rbd_close waits for what is in flight, which osd_timeout bounds */
 	if (rq->image)
-		rbd_close(rq->image);
+		ublk_rbd.rbd_close(rq->image);
 	rq->image = NULL;
 	if (rq->efd >= 0)
 		close(rq->efd);
@@ -382,30 +382,30 @@ static int rbd_submit(struct rbd_queue *rq, struct ublk_queue *q, struct ublk_io
 	rbd_completion_t c;
 	int ret;
 
-	ret = rbd_aio_create_completion(io, NULL, &c);
+	ret = ublk_rbd.rbd_aio_create_completion(io, NULL, &c);
 	if (ret < 0)
 		return ret;
 	switch (op) {
 	case UBLK_IO_OP_READ:
-		ret = rbd_aio_read(rq->image, io->offset, io->len, io->buf, c);
+		ret = ublk_rbd.rbd_aio_read(rq->image, io->offset, io->len, io->buf, c);
 		break;
 	case UBLK_IO_OP_WRITE:
-		ret = rbd_aio_write(rq->image, io->offset, io->len, io->buf, c);
+		ret = ublk_rbd.rbd_aio_write(rq->image, io->offset, io->len, io->buf, c);
 		break;
 	case UBLK_IO_OP_FLUSH:
-		ret = rbd_aio_flush(rq->image, c);
+		ret = ublk_rbd.rbd_aio_flush(rq->image, c);
 		break;
 	case UBLK_IO_OP_DISCARD:
-		ret = rbd_aio_discard(rq->image, io->offset, io->len, c);
+		ret = ublk_rbd.rbd_aio_discard(rq->image, io->offset, io->len, c);
 		break;
 	case UBLK_IO_OP_WRITE_ZEROES:
-		ret = rbd_aio_write_zeroes(rq->image, io->offset, io->len, c, 0, 0);
+		ret = ublk_rbd.rbd_aio_write_zeroes(rq->image, io->offset, io->len, c, 0, 0);
 		break;
 	default:
 		ret = -EOPNOTSUPP;
 	}
 	if (ret < 0) {
-		rbd_aio_release(c);
+		ublk_rbd.rbd_aio_release(c);
 		return ret;
 	}
 	ublk_io_external(q, io);
