@@ -102,3 +102,103 @@ for fam in text_string_to_metric_families(open(sys.argv[1]).read()):
     assert.matches("histogram ublk_request_duration_seconds_count write %- 12\n", out)
   end)
 end)
+
+-- The exporter's HTTP side on the host (no device needed: the text is the
+-- one above's renderer; a guest spec, messages_spec, scrapes real devices).
+describe("stats --prom --listen", function()
+  local function sh(cmd)
+    local p = io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
+    local out = p:read("*a")
+    p:close()
+    local rc = tonumber(out:match("__rc=(%d+)%s*$"))
+    return rc, (out:gsub("__rc=%d+%s*$", ""))
+  end
+  -- starts an exporter: its pid, once it says it serves
+  local function start(args, log)
+    local _, pid = sh(("build/ublk-lua stats --prom %s > %s 2>&1 & echo $!"):format(args, log))
+    pid = tonumber(pid)
+    for _ = 1, 200 do
+      local f = io.open(log)
+      local said = f and f:read("*a") or ""
+      if f then f:close() end
+      if said:match("serving") then return pid, said end
+      os.execute("sleep 0.05")
+    end
+    error("the exporter did not start: " .. (io.open(log) and io.open(log):read("*a") or ""))
+  end
+  local function gone(pid)
+    for _ = 1, 100 do
+      if os.execute(("kill -0 %d 2>/dev/null"):format(pid)) ~= 0 then return true end
+      os.execute("sleep 0.05")
+    end
+    return false
+  end
+  local port = 20000 + math.random(0, 9999)
+  local url = ("http://127.0.0.1:%d"):format(port)
+  local log = os.tmpname()
+
+  it("answers GET /metrics with the exposition type, other requests with their status", function()
+    local pid, said = start("--listen 127.0.0.1:" .. port, log)
+    assert.matches(("serving %s/metrics"):format(url), said, 1, true)
+    local rc, head = sh(("curl -sS -D - -o /dev/null %s/metrics"):format(url))
+    assert.are.equal(0, rc, head)
+    assert.matches("^HTTP/1.1 200 OK\r\n", head)
+    assert.matches("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n", head, 1, true)
+    for _, c in ipairs({ { "-X POST " .. url .. "/metrics", "405" }, { url .. "/nothing", "404" },
+        { url .. "/", "200" } }) do
+      local _, code = sh(("curl -s -o /dev/null -w '%%{http_code}' %s"):format(c[1]))
+      assert.are.equal(c[2], code, c[1])
+    end
+    -- a request line that is no HTTP: 400; a client that says nothing is
+    -- dropped after 2 s and the next one is served
+    rc, head = sh(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; printf \"hello\\r\\n\\r\\n\" >&3; head -1 <&3'")
+      :format(port))
+    assert.matches("HTTP/1.1 400 Bad Request", head)
+    rc, head = sh(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; sleep 4' & sleep 0.2; "
+      .. "curl -sS --fail --max-time 10 -o /dev/null -w '%%{http_code} %%{time_total}' %s/metrics; wait")
+      :format(port, url))
+    assert.are.equal(0, rc, head)
+    local code, secs = head:match("^(%d+) ([%d.]+)$")
+    assert.are.equal("200", code, head)
+    -- served once the silent one was dropped: after about 2 s, before its 4
+    assert.truthy(tonumber(secs) > 1.5 and tonumber(secs) < 3.5, head)
+    os.execute("kill -TERM " .. pid)
+    assert.is_true(gone(pid), "the exporter did not end at SIGTERM")
+    os.remove(log)
+  end)
+
+  it("serves on a unix socket, removes it at SIGTERM, takes over one a killed exporter left", function()
+    local sock = os.tmpname()
+    os.remove(sock)
+    local pid = start("--listen " .. sock, log)
+    local rc, out = sh(("curl -sS --fail --unix-socket %s http://localhost/metrics"):format(sock))
+    assert.are.equal(0, rc, out)
+    os.execute("kill -KILL " .. pid)
+    assert.is_true(gone(pid))
+    assert.are.equal(0, os.execute("test -S " .. sock), "a killed exporter leaves its socket file")
+    pid = start("--listen " .. sock, log)
+    rc, out = sh(("curl -sS --fail --unix-socket %s http://localhost/metrics"):format(sock))
+    assert.are.equal(0, rc, out)
+    os.execute("kill -TERM " .. pid)
+    assert.is_true(gone(pid))
+    assert.are_not.equal(0, os.execute("test -e " .. sock))
+    os.remove(log)
+  end)
+
+  it("refuses an address it cannot listen on, naming it and the forms allowed", function()
+    local rc, out = sh("build/ublk-lua stats --prom --listen localhost")
+    assert.are.equal(1, rc, out)
+    assert.matches("--listen 'localhost': give HOST:PORT (127.0.0.1:9850), [HOST]:PORT (IPv6) "
+      .. "or a unix socket's path", out, 1, true)
+    rc, out = sh("build/ublk-lua stats --prom --listen 127.0.0.1:70000")
+    assert.are.equal(1, rc, out)
+    rc, out = sh("build/ublk-lua stats --prom --listen /nonexistent/dir/m.sock")
+    assert.are.equal(1, rc, out)
+    assert.matches("--listen '/nonexistent/dir/m.sock': ENOENT", out, 1, true)
+    rc, out = sh("build/ublk-lua stats --listen 127.0.0.1:9850")
+    assert.are.equal(2, rc, out)
+    assert.matches("--listen needs --prom", out, 1, true)
+    rc, out = sh("build/ublk-lua stats --prom --listen 127.0.0.1:9850 --watch 5")
+    assert.are.equal(2, rc, out)
+  end)
+end)

@@ -23,6 +23,7 @@ usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua resize -n ID SIZE [--force]
        ublk-lua stats -n ID [--json] [--watch SECONDS]
        ublk-lua stats --prom [-n ID] [--textfile FILE] [--watch SECONDS]
+       ublk-lua stats --prom [-n ID] --listen ADDR
        ublk-lua features [--json]
        ublk-lua mark -n ID NAME
        ublk-lua replay LOG --to MARK|ENTRY -o IMAGE [--base IMG]
@@ -93,7 +94,8 @@ local OPTS = {
   ["--restart"] = { "restart", number(true, 0, 1000000, "a whole number of restarts") },
   ["--safe"] = { "safe", true },
   ["-b"] = { "batch", true }, ["--force"] = { "force", true },
-  ["--prom"] = { "prom", true }, ["--textfile"] = { "textfile" }, ["--record"] = { "record" },
+  ["--prom"] = { "prom", true }, ["--textfile"] = { "textfile" },
+  ["--listen"] = { "listen" }, ["--record"] = { "record" },
 }
 local ALLOWED = {
   add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-t"] = 1, ["-r"] = 1,
@@ -101,7 +103,8 @@ local ALLOWED = {
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1, ["--safe"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
   quiesce = { ["-n"] = 1 }, resize = { ["-n"] = 1, ["--force"] = 1 },
-  stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1, ["--prom"] = 1, ["--textfile"] = 1 },
+  stats = { ["-n"] = 1, ["--json"] = 1, ["--watch"] = 1, ["--prom"] = 1, ["--textfile"] = 1,
+    ["--listen"] = 1 },
 }
 
 -- b, or for a backend that loads a plugin (add -t plugin --path X.so) the
@@ -208,6 +211,10 @@ function args.parse(verb, argv)
   o.args = { select(i + 1, unpack(argv)) }
   if verb == "del" and not o.id == not o.all then return nil, "del: give -n ID or -a" end
   if o.textfile and not o.prom then return nil, "stats: --textfile needs --prom" end
+  if o.listen and not o.prom then return nil, "stats: --listen needs --prom" end
+  if o.listen and (o.textfile or o.watch) then
+    return nil, "stats: --listen answers each scrape: no --textfile or --watch with it"
+  end
   if (verb == "recover" or verb == "reload" or (verb == "stats" and not o.prom)
       or verb == "quiesce" or verb == "resize") and not o.id then
     return nil, verb .. ": give -n ID"
@@ -301,6 +308,11 @@ Prometheus text format: requests per op, failed requests and bytes per
 queue, the latency histogram per kind.  --textfile FILE: written there
 instead (a new file renamed over it, as node_exporter's textfile collector
 wants), every SECONDS with --watch.
+
+usage: ublk-lua stats --prom [-n ID] --listen ADDR
+The same text on GET /metrics, read afresh at each scrape, until a
+termination signal: a Prometheus target.  ADDR: HOST:PORT (127.0.0.1:9850),
+[HOST]:PORT for IPv6, or a unix socket's path (a word with a '/').
 ]=],
   features = [=[
 usage: ublk-lua features [--json]

@@ -77,34 +77,46 @@ function cli_stats.text(id, last, total)
   return table.concat(lines, "\n")
 end
 
--- `stats --prom`: the exposition text of device o.id, or of every device
--- with a statistics mapping; to stdout or, atomically, to o.textfile.
-local function prom(o)
-  local ids = o.id and { o.id } or require("ublk.state").ids()
-  local readers = {}
-  for _, id in ipairs(ids) do
-    local r, err = stats.open(id)
+-- The snapshots of device id, or of every device with a statistics
+-- mapping, found again at each call: a device added since shows, and one
+-- removed and made again is read from its new mapping.
+local function snapshots(id)
+  local devs = {}
+  for _, i in ipairs(id and { id } or require("ublk.state").ids()) do
+    local r, err = stats.open(i)
     if r then
-      readers[#readers + 1] = { id = id, r = r }
-    elseif o.id then
-      complain(("device %d: no statistics (is ublk-lua serving it?): %s"):format(id, err))
-      return 1
+      devs[#devs + 1] = { id = i, snap = r:snapshot() }
+    elseif id then
+      return nil, ("device %d: no statistics (is ublk-lua serving it?): %s"):format(i, err)
     end
   end
+  return devs
+end
+
+-- `stats --prom`: the exposition text of device o.id, or of every device;
+-- to stdout, atomically to o.textfile, or on GET /metrics at o.listen.
+local function prom(o)
   local metrics = require "ublk.metrics"
-  repeat
-    local devs = {}
-    for _, d in ipairs(readers) do devs[#devs + 1] = { id = d.id, snap = d.r:snapshot() } end
+  local devs, err = snapshots(o.id)
+  if not devs then complain(err) return 1 end
+  if o.listen then
+    -- a device of -n that has gone is left out, as a removed one is
+    return require("ublk.metrics_http").run(o.listen,
+      function() return metrics.render(snapshots(o.id) or {}) end, complain,
+      function(text) out("%s", text) io.stdout:flush() end)
+  end
+  while true do
     local text = metrics.render(devs)
     if o.textfile then
-      local ok, err = require("ublk.state").write_file(o.textfile, text)
-      if not ok then complain(("--textfile: %s"):format(err)) return 1 end
+      local ok, werr = require("ublk.state").write_file(o.textfile, text)
+      if not ok then complain(("--textfile: %s"):format(werr)) return 1 end
     else
       io.stdout:write(text)
       io.stdout:flush()
     end
-  until not o.watch or core.wait_signal(math.floor(o.watch * 1000 + 0.5))
-  return 0
+    if not o.watch or core.wait_signal(math.floor(o.watch * 1000 + 0.5)) then return 0 end
+    devs = snapshots(o.id) or {}
+  end
 end
 
 function cli_stats.run(o)

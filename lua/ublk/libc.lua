@@ -23,6 +23,22 @@ int kill(int pid, int sig);
 int waitpid(int pid, int *status, int options);
 void _exit(int status);
 long syscall(long number, ...);
+struct ublk_pollfd { int fd; short events, revents; };
+int poll(struct ublk_pollfd *fds, unsigned long n, int timeout);
+struct ublk_sockaddr_in { uint16_t sin_family; uint16_t sin_port; uint8_t sin_addr[4]; uint8_t zero[8]; };
+struct ublk_sockaddr_in6 { uint16_t sin6_family; uint16_t sin6_port; uint32_t flow;
+                           uint8_t sin6_addr[16]; uint32_t scope; };
+struct ublk_sockaddr_un { uint16_t sun_family; char sun_path[108]; };
+int socket(int domain, int type, int protocol);
+int setsockopt(int fd, int level, int name, const void *value, unsigned len);
+int bind(int fd, const void *addr, unsigned len);
+int connect(int fd, const void *addr, unsigned len);
+int listen(int fd, int backlog);
+int accept4(int fd, void *addr, unsigned *len, int flags);
+long send(int fd, const void *buf, size_t n, int flags);
+long recv(int fd, void *buf, size_t n, int flags);
+int inet_pton(int family, const char *text, void *out);
+uint16_t htons(uint16_t port);
 ]]
 
 local libc = { C = ffi.C }

@@ -138,6 +138,73 @@ describe("#guest messages", function()
     os.remove("/tmp/ublk-msg.prom")
   end)
 
+  it("stats --prom --listen serves /metrics to a scraper: the kernel's counts, a device added later, "
+    .. "a unix socket, nothing left at SIGTERM", function()
+    local id = add("-t memory -s 16MiB -q 2")
+    local url = "http://127.0.0.1:19850/metrics"
+    local tcp = G.spawn("stats --prom --listen 127.0.0.1:19850")
+    assert.truthy(tcp:wait_output("serving (http://%S+)", 30), tcp:err())
+    local sock = "/tmp/ublk-msg-metrics.sock"
+    local unix = G.spawn(("stats --prom -n %d --listen %s"):format(id, sock))
+    assert.truthy(unix:wait_output("serving /metrics on the unix socket", 30), unix:err())
+    local function scrape(how)
+      local ok, text = G.sh("curl -sS --fail --max-time 10 %s", how)
+      assert.is_true(ok, text)
+      return text
+    end
+    local function reads(text, dev)
+      local n, bytes = 0, 0
+      for v in text:gmatch('ublk_requests_total{dev="' .. dev .. '",queue="%d+",op="read"} (%d+)') do
+        n = n + tonumber(v)
+      end
+      for v in text:gmatch('ublk_bytes_total{dev="' .. dev .. '",queue="%d+",direction="read"} (%d+)') do
+        bytes = bytes + tonumber(v)
+      end
+      return n, bytes
+    end
+    local function kernel_reads()
+      local f = G.read_file(("/sys/block/ublkb%d/stat"):format(id))
+      local r, _, sectors = f:match("^%s*(%d+)%s+(%d+)%s+(%d+)")
+      return tonumber(r), tonumber(sectors) * 512
+    end
+    local k0, kb0 = kernel_reads()
+    local n0, b0 = reads(scrape(url), id)
+    G.must("dd if=/dev/ublkb%d of=/dev/null bs=4096 count=256 iflag=direct status=none", id)
+    local k1, kb1 = kernel_reads()
+    local text = scrape(url)
+    local n1, b1 = reads(text, id)
+    assert.truthy(n1 - n0 >= 256, text)
+    assert.are.equal(k1 - k0, n1 - n0, text)
+    assert.are.equal(kb1 - kb0, b1 - b0, text)
+    print(("# /metrics: %d reads, %d bytes; the kernel: %d, %d"):format(n1 - n0, b1 - b0,
+      k1 - k0, kb1 - kb0))
+    -- the same counters through the unix socket (device id only)
+    local u = scrape(("--unix-socket %s http://localhost/metrics"):format(sock))
+    assert.are.equal(n1, (reads(u, id)))
+    -- a device added after the exporter started is in its next scrape
+    local id2 = add("-t null -s 8MiB")
+    assert.matches('ublk_requests_total{dev="' .. id2 .. '",queue="0",op="read"}', scrape(url))
+    assert.not_matches('dev="' .. id2 .. '"', scrape(("--unix-socket %s http://localhost/metrics"):format(sock)))
+    -- anything but GET /metrics (and /) is refused with its status
+    local _, code = G.sh("curl -s -o /dev/null -w '%%{http_code}' %s/nothing", url:gsub("/metrics$", ""))
+    assert.are.equal("404", code)
+    _, code = G.sh("curl -s -o /dev/null -w '%%{http_code}' -X POST %s", url)
+    assert.are.equal("405", code)
+    -- SIGTERM: exit 0, the socket file gone, the port free for the next
+    tcp:kill("TERM")
+    unix:kill("TERM")
+    assert.are.equal(0, tcp:wait(10), tcp:err())
+    assert.are.equal(0, unix:wait(10), unix:err())
+    assert.is_false((G.sh("test -e %s", sock)))
+    tcp:cleanup()
+    unix:cleanup()
+    local again = G.spawn("stats --prom --listen 127.0.0.1:19850")
+    assert.truthy(again:wait_output("serving (http://%S+)", 30), again:err())
+    again:kill("TERM")
+    assert.are.equal(0, again:wait(10), again:err())
+    again:cleanup()
+  end)
+
   it("logs a handler's failure in the ready lines' shape, its traceback on the lines after", function()
     local script = "/tmp/ublk-msg-fail.lua"
     G.write_file(script, [[
