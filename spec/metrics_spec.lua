@@ -38,6 +38,7 @@ describe("ublk.metrics", function()
   q[0].lat[0][bucket(10000)] = 900
   q[0].lat[0][bucket(3000000)] = 100
   q[1].ops[1], q[1].write_bytes, q[1].errors = 10, 10 * 4096, 2
+  q[1].errnos[5], q[1].errnos[0], q[1].inflight = 1, 1, 3
   q[1].lat[1][bucket(40000)] = 12
   local snap = stats.at(mem):snapshot()
   snap.started = snap.t - 60
@@ -49,6 +50,11 @@ describe("ublk.metrics", function()
     assert.are.equal(0, s['ublk_requests_total{dev="4",queue="0",op="write"}'])
     assert.are.equal(10, s['ublk_requests_total{dev="4",queue="1",op="write"}'])
     assert.are.equal(2, s['ublk_request_errors_total{dev="4",queue="1"}'])
+    assert.are.equal(1, s['ublk_request_errno_total{dev="4",queue="1",errno="EIO"}'])
+    assert.are.equal(1, s['ublk_request_errno_total{dev="4",queue="1",errno="other"}'])
+    assert.is_nil(s['ublk_request_errno_total{dev="4",queue="0",errno="EIO"}'])
+    assert.are.equal(3, s['ublk_requests_inflight{dev="4",queue="1"}'])
+    assert.are.equal(0, s['ublk_requests_inflight{dev="4",queue="0"}'])
     assert.are.equal(4096000, s['ublk_bytes_total{dev="4",queue="0",direction="read"}'])
     assert.are.equal(40960, s['ublk_bytes_total{dev="4",queue="1",direction="write"}'])
     assert.are.equal(60, s['ublk_server_uptime_seconds{dev="4"}'])

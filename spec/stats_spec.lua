@@ -78,6 +78,8 @@ describe("ublk.stats", function()
     local r = stats.at(mem)
     local h = ffi.cast("struct ublk_stats_header *", mem)
     q[0].errors = 3 -- long ago: the last interval has none, the totals do
+    q[0].errnos[5], q[0].errnos[110] = 2, 1
+    q[0].inflight = 4
     q[0].lat[0][bucket(20000)] = 1000
     q[0].read_bytes = 1000 * 4096
     local a = r:snapshot()
@@ -98,7 +100,10 @@ describe("ublk.stats", function()
     assert.matches("last 1%.00 s\n  read +100 +400 KiB +100 +400 KiB/s +19%.5 us", text)
     assert.matches("since start, 1 min 40 s\n  read +1100 +4%.30 MiB +11 +44%.0 KiB/s", text)
     assert.matches("\n  errors +0\n", text)
-    assert.matches("\n  errors +3$", text)
+    assert.are.same({}, last.errnos)
+    assert.are.same({ EIO = 2, ETIMEDOUT = 1 }, total.errnos)
+    assert.matches("^dev id 7: 1 queue, 4 requests in flight\n", text)
+    assert.matches("\n  errors +3  %(EIO 2, ETIMEDOUT 1%)$", text)
   end)
 
   it("says bytes, times and durations as a person reads them", function()

@@ -62,13 +62,18 @@ local function block(lines, title, s)
     end
     lines[#lines + 1] = (row:gsub("%s+$", ""))
   end
+  local by = {}
+  for name, c in pairs(s.errnos or {}) do by[#by + 1] = ("%s %d"):format(name, c) end
+  table.sort(by)
   lines[#lines + 1] = ("  %-8s %10d"):format("errors", s.errors)
+    .. (#by > 0 and "  (" .. table.concat(by, ", ") .. ")" or "")
 end
 
 -- The text: the last interval, then the totals since the server started,
 -- in the same columns.
 function cli_stats.text(id, last, total)
-  local lines = { ("dev id %d: %d queue%s"):format(id, last.queues, last.queues == 1 and "" or "s"),
+  local lines = { ("dev id %d: %d queue%s, %d request%s in flight"):format(id, last.queues,
+    last.queues == 1 and "" or "s", last.inflight or 0, last.inflight == 1 and "" or "s"),
     ("  %-8s %10s %10s %9s  %12s  %9s %9s %9s"):format("", "requests", "bytes", "IOPS",
       "bandwidth", "p50", "p99", "p99.9") }
   block(lines, ("last %.2f s"):format(last.seconds), last)

@@ -266,6 +266,8 @@ function Device:stats()
         total[k] = (total[k] or 0) + v
       end
     end
+    total.errnos = total.errnos or {}
+    for name, n in pairs(q.errnos or {}) do total.errnos[name] = (total.errnos[name] or 0) + n end
   end
   queues.total = total
   return queues

@@ -1,6 +1,7 @@
 -- ublk.metrics: devices' statistics (lua/ublk/stats.lua snapshots) in the
 -- Prometheus text exposition format (version 0.0.4): requests and bytes
--- per device, queue and op; failed requests; the server's part of each
+-- per device, queue and op; failed requests, also by errno; requests in
+-- flight; the server's part of each
 -- request as a histogram per device and kind.  `ublk-lua stats --prom`
 -- prints it, or writes it to a file for node_exporter's textfile
 -- collector; nothing is asked of the servers.
@@ -24,13 +25,18 @@ local num = json.number
 local HELP = {
   ublk_requests_total = { "counter", "Requests completed without error, by device, queue and op." },
   ublk_request_errors_total = { "counter", "Requests that failed, by device and queue." },
+  ublk_request_errno_total = { "counter", "Requests that failed, by device, queue and errno "
+    .. "(only the errnos that happened)." },
+  ublk_requests_inflight = { "gauge", "Requests the server holds: taken from the kernel, not "
+    .. "yet committed." },
   ublk_bytes_total = { "counter", "Bytes read or written, by device, queue and direction." },
   ublk_request_duration_seconds = { "histogram", "The server's part of each request (from the "
     .. "loop pass that took it to the one that committed it), by device and kind; _sum is "
     .. "estimated from the buckets' middles (within 6.25%)." },
   ublk_server_uptime_seconds = { "gauge", "Seconds since the device's server made its statistics." },
 }
-local ORDER = { "ublk_requests_total", "ublk_request_errors_total", "ublk_bytes_total",
+local ORDER = { "ublk_requests_total", "ublk_request_errors_total", "ublk_request_errno_total",
+  "ublk_requests_inflight", "ublk_bytes_total",
   "ublk_request_duration_seconds", "ublk_server_uptime_seconds" }
 
 -- render({ { id = N, snap = snapshot }, ... }) -> exposition text
@@ -52,6 +58,16 @@ function metrics.render(devices)
       end
       add("ublk_request_errors_total", format("ublk_request_errors_total{%s} %s", labels,
         num(q.errors)))
+      local names = {}
+      for name in pairs(q.errnos or {}) do names[#names + 1] = name end
+      table.sort(names)
+      for _, name in ipairs(names) do
+        add("ublk_request_errno_total", format('ublk_request_errno_total{%s,errno="%s"} %s', labels,
+          name, num(q.errnos[name])))
+      end
+      if q.inflight then
+        add("ublk_requests_inflight", format("ublk_requests_inflight{%s} %s", labels, num(q.inflight)))
+      end
       add("ublk_bytes_total", format('ublk_bytes_total{%s,direction="read"} %s', labels,
         num(q.read_bytes)))
       add("ublk_bytes_total", format('ublk_bytes_total{%s,direction="write"} %s', labels,

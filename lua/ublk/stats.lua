@@ -7,6 +7,7 @@
 local ffi = require "ffi"
 require "ublk.libc" -- the C library calls below (ffi.C)
 local core = require "ublk.core"
+local errno = require "ublk.errno"
 
 ffi.cdef(core.stats_cdef)
 
@@ -74,7 +75,15 @@ function Reader:snapshot()
   for i = 0, self.nr - 1 do
     local q = self.q[i]
     local s = { ops = {}, errors = tonumber(q.errors), read_bytes = tonumber(q.read_bytes),
-      write_bytes = tonumber(q.write_bytes), lat = {} }
+      write_bytes = tonumber(q.write_bytes), inflight = tonumber(q.inflight), errnos = {},
+      lat = {} }
+    -- by name (ublk.errno's, else "errno N"; [0] holds the numbers past the table's end)
+    for e = 0, C.UBLK_STATS_ERRNOS - 1 do
+      local c = q.errnos[e]
+      if c ~= 0 then
+        s.errnos[e == 0 and "other" or errno[e] or ("errno " .. e)] = tonumber(c)
+      end
+    end
     for n, name in pairs(OPS) do s.ops[name] = tonumber(q.ops[n]) end
     for k, kind in ipairs(KINDS) do
       local h = {}
@@ -140,11 +149,15 @@ function stats.summary(now, before)
   local secs = before and (now.t - before.t) or nil
   -- since the start: over the time since the server made the mapping
   if not before and now.started and now.started > 0 then secs = now.t - now.started end
-  local out = { errors = 0, seconds = secs, queues = #now.queues }
+  local out = { errors = 0, errnos = {}, inflight = 0, seconds = secs, queues = #now.queues }
   for _, kind in ipairs(KINDS) do out[kind] = { hist = {}, bytes = 0 } end
   for i, q in ipairs(now.queues) do
     local p = before and before.queues[i]
     out.errors = out.errors + q.errors - (p and p.errors or 0)
+    for name, c in pairs(minus(q.errnos, p and p.errnos)) do
+      if c ~= 0 then out.errnos[name] = (out.errnos[name] or 0) + c end
+    end
+    out.inflight = out.inflight + q.inflight -- now, whatever the interval
     out.read.bytes = out.read.bytes + q.read_bytes - (p and p.read_bytes or 0)
     out.write.bytes = out.write.bytes + q.write_bytes - (p and p.write_bytes or 0)
     for _, kind in ipairs(KINDS) do

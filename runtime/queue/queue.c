@@ -107,8 +107,10 @@ static void commit(struct ublk_queue *q, const struct ublk_io *io)
 			time_pass(q);
 		q->timed[q->nr_timed++] = io;
 	}
+	stat_add(&st->inflight, (uint64_t)-1);
 	if (result < 0) {
 		stat_add(&st->errors, 1);
+		stat_add(&st->errnos[(unsigned)-(long)result < UBLK_STATS_ERRNOS ? -result : 0], 1);
 	} else {
 		if (io->op < UBLK_STATS_OPS)
 			stat_add(&st->ops[io->op], 1);
@@ -222,6 +224,7 @@ void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag)
 	struct ublk_backend *b = q->c.backend;
 
 	begin(io, b);
+	stat_add(&q->stats->inflight, 1);
 	ublk_io_track(io)->start_ns = q->pass_ns;
 	io->op = (uint8_t)ublksrv_get_op(iod);
 	io->flags = iod->op_flags & ~0xffu;

@@ -22,8 +22,9 @@
 /* BEGIN FFI */
 enum {
 	UBLK_STATS_MAGIC = 0x75626c6b,	/* "ublk" */
-	UBLK_STATS_VERSION = 1,
+	UBLK_STATS_VERSION = 2,		/* 2: inflight and errnos */
 	UBLK_STATS_OPS = 8,		/* counters by UBLK_IO_OP_* (0..7) */
+	UBLK_STATS_ERRNOS = 134,	/* Linux's errnos are 1..133; [0] counts any other */
 	UBLK_LAT_BUCKETS = 320,		/* up to 2^42 ns: over an hour */
 	UBLK_LAT_READ = 0, UBLK_LAT_WRITE = 1, UBLK_LAT_OTHER = 2, UBLK_LAT_KINDS = 3,
 };
@@ -33,6 +34,8 @@ struct ublk_queue_stats {
 	uint64_t errors;		/* requests that failed */
 	uint64_t read_bytes;
 	uint64_t write_bytes;
+	uint64_t inflight;		/* taken from the kernel, not yet committed: a gauge */
+	uint64_t errnos[UBLK_STATS_ERRNOS];	/* the failed requests by errno */
 	uint64_t lat[UBLK_LAT_KINDS][UBLK_LAT_BUCKETS];	/* every request */
 };
 

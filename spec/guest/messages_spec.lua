@@ -239,6 +239,16 @@ return { backend = ublk.backend {
     assert.are.equal("      [C]: in function 'error'", lines[at + 2], said)
     assert.matches("^      /tmp/ublk%-msg%-fail%.lua:5: ", lines[at + 3], said)
     assert.falsy(said:find("|", 1, true), said)
+    -- the failure counts by its errno (a raised handler fails with EIO),
+    -- and nothing is left in flight
+    local rc, prom = cli("stats --prom -n %d", id)
+    assert.are.equal(0, rc, prom)
+    local eio = 0
+    for v in prom:gmatch('ublk_request_errno_total{dev="' .. id .. '",queue="%d+",errno="EIO"} (%d+)') do
+      eio = eio + tonumber(v)
+    end
+    assert.truthy(eio >= 1, prom)
+    assert.not_matches('ublk_requests_inflight{dev="' .. id .. '",queue="%d+"} [1-9]', prom)
     os.remove(script)
   end)
 end)
