@@ -318,6 +318,33 @@ termination signal: a Prometheus target.  ADDR: HOST:PORT (127.0.0.1:9850),
 usage: ublk-lua features [--json]
 The kernel's ublk features by name, and which of them ublk-lua uses.
 ]=],
+  mark = [=[
+usage: ublk-lua mark -n ID NAME
+Appends mark NAME to the log of recorded device ID (add --record LOG).
+]=],
+  replay = [=[
+usage: ublk-lua replay LOG --to MARK|ENTRY -o IMAGE [--base IMG]
+Writes the disk as it was after entry ENTRY (or the last mark MARK) of LOG onto
+IMAGE: a copy of IMG (the disk the recording started from), or zeroes.
+]=],
+  crashtest = [=[
+usage: ublk-lua crashtest LOG --check 'CMD {dev}' [--base IMG] [--seed S]
+                          [--states N] [--torn] [--state ID] [--dir DIR]
+Checks the crash states of LOG: every FLUSH boundary, then N (16) samples of
+seed S (1) within an epoch, with torn writes under --torn; --state ID only that
+one.  Each is written onto an image in DIR (/tmp) and CMD runs with {dev} its
+path, {marks} a file of the marks made before its power cut, {state} its id.
+Stops at the first failing state and prints the line that checks it again.
+]=],
+}
+
+-- The power-cut verbs' options (cli_crash.lua parses them: its words come
+-- in any order), name -> true for one that takes no value.
+args.crash_options = {
+  mark = { ["-n"] = false },
+  replay = { ["--to"] = false, ["-o"] = false, ["--base"] = false },
+  crashtest = { ["--check"] = false, ["--base"] = false, ["--seed"] = false,
+    ["--states"] = false, ["--torn"] = true, ["--state"] = false, ["--dir"] = false },
 }
 
 -- The verbs in the order the usage names them, and each verb's options,
@@ -326,6 +353,7 @@ The kernel's ublk features by name, and which of them ublk-lua uses.
 function args.verbs()
   local verbs = {}
   for verb in pairs(ALLOWED) do verbs[#verbs + 1] = verb end
+  for verb in pairs(args.crash_options) do verbs[#verbs + 1] = verb end
   table.sort(verbs, function(a, b)
     return args.usage:find("ublk-lua " .. a, 1, true) < args.usage:find("ublk-lua " .. b, 1, true)
   end)
@@ -335,6 +363,7 @@ end
 function args.options(verb)
   local out = {}
   for name in pairs(ALLOWED[verb] or {}) do out[#out + 1] = { name, OPTS[name][2] ~= true } end
+  for name, flag in pairs(args.crash_options[verb] or {}) do out[#out + 1] = { name, not flag } end
   table.sort(out, function(a, b) return a[1] < b[1] end)
   return out
 end

@@ -12,20 +12,9 @@ local crash = require "ublk.crash"
 
 local M = {}
 
-local USAGE = {
-  mark = "usage: ublk-lua mark -n ID NAME\n"
-    .. "Appends mark NAME to the log of recorded device ID (add --record LOG).\n",
-  replay = "usage: ublk-lua replay LOG --to MARK|ENTRY -o IMAGE [--base IMG]\n"
-    .. "Writes the disk as it was after entry ENTRY (or the last mark MARK) of LOG onto\n"
-    .. "IMAGE: a copy of IMG (the disk the recording started from), or zeroes.\n",
-  crashtest = "usage: ublk-lua crashtest LOG --check 'CMD {dev}' [--base IMG] [--seed S]\n"
-    .. "                          [--states N] [--torn] [--state ID] [--dir DIR]\n"
-    .. "Checks the crash states of LOG: every FLUSH boundary, then N (16) samples of\n"
-    .. "seed S (1) within an epoch, with torn writes under --torn; --state ID only that\n"
-    .. "one.  Each is written onto an image in DIR (/tmp) and CMD runs with {dev} its\n"
-    .. "path, {marks} a file of the marks made before its power cut, {state} its id.\n"
-    .. "Stops at the first failing state and prints the line that checks it again.\n",
-}
+-- The verbs' usage and options are the command line's tables
+-- (cli_args.lua), which the man page and the completion are made from.
+local args = require "ublk.cli_args"
 
 local complain = require("ublk.cli_out").complain
 
@@ -155,18 +144,13 @@ local function crashtest(o, words)
   return 0
 end
 
-local VERBS = {
-  mark = { mark, { ["-n"] = false } },
-  replay = { replay, { ["--to"] = false, ["-o"] = false, ["--base"] = false } },
-  crashtest = { crashtest, { ["--check"] = false, ["--base"] = false, ["--seed"] = false,
-    ["--states"] = false, ["--torn"] = true, ["--state"] = false, ["--dir"] = false } },
-}
+local VERBS = { mark = mark, replay = replay, crashtest = crashtest }
 
 function M.main(verb, argv)
-  local o, words = parse(verb, argv, VERBS[verb][2])
-  if o == nil and words == "help" then io.stdout:write(USAGE[verb]) return 0 end
+  local o, words = parse(verb, argv, args.crash_options[verb])
+  if o == nil and words == "help" then io.stdout:write(args.help[verb]) return 0 end
   if not o then complain(words .. " (try --help)") return 2 end
-  local status, err = VERBS[verb][1](o, words)
+  local status, err = VERBS[verb](o, words)
   if status == nil then complain(err .. " (try --help)") return 2 end
   if err then complain(err) end
   return status
