@@ -171,6 +171,51 @@ describe("the Lua bridge on a host queue", function()
     assert.falsy(out:find("|", 1, true), out)
   end)
 
+  it("keeps a backend's own counters and gauges where stats reads them, and failures by errno", function()
+    q = assert(host.queue(ublk.backend {
+      size = "64KiB",
+      counters = { reads = "counter", read_bytes_seen = "counter", last_offset = "gauge" },
+      read = function(self, req)
+        local c = self.counters
+        c.reads = c.reads + 1
+        c.read_bytes_seen = c.read_bytes_seen + req.length
+        c.last_offset = req.offset
+        if req.offset == 4096 then return nil, "ENOSPC" end
+        return true
+      end,
+      write = function(self, req) self.counters.writes = 1 end, -- not declared: raises
+    }))
+    for i = 0, 7 do assert.are.equal(512, q:io("read", i * 512, 512)) end
+    assert.are.equal(-28, q:io("read", 4096, 1024))
+    local out = stderr.capture(function() assert.are.equal(-5, q:io("write", 0, 512)) end)
+    assert.matches("self.counters has no 'writes' (the backend's counters declare last_offset, "
+      .. "read_bytes_seen, reads)", out, 1, true)
+    local s = q:stats()
+    assert.are.same({ reads = 9, read_bytes_seen = 8 * 512 + 1024 }, s.counters)
+    assert.are.same({ last_offset = 4096 }, s.gauges)
+    assert.are.same({ ENOSPC = 1, EIO = 1 }, s.errnos)
+    assert.are.equal(2, s.errors)
+    assert.are.equal(8, s.ops.read)
+    assert.are.equal(0, s.inflight)
+  end)
+
+  it("refuses counters that are not name = \"counter\" | \"gauge\", at most 16", function()
+    local function refused(counters)
+      local ok, err = pcall(ublk.backend, { read = function() end, counters = counters })
+      assert.is_false(ok)
+      return err
+    end
+    assert.matches("'counters' must be a table", refused(3), 1, true)
+    assert.matches("counters.hits = count: must be \"counter\" (only grows) or \"gauge\"",
+      refused({ hits = "count" }), 1, true)
+    assert.matches("counters: '1st' is no name", refused({ ["1st"] = "counter" }), 1, true)
+    assert.matches("is no name: letters, digits and _, not first a digit, at most 31",
+      refused({ [("x"):rep(32)] = "gauge" }), 1, true)
+    local many = {}
+    for i = 1, 17 do many["c" .. i] = "counter" end
+    assert.matches("counters: 17 declared, at most 16", refused(many), 1, true)
+  end)
+
   it("takes a failure's errno from its number where ublk.errno does not know the name", function()
     for _, async in ipairs { false, true } do
       local out = stderr.capture(function()

@@ -39,6 +39,13 @@ describe("ublk.metrics", function()
   q[0].lat[0][bucket(3000000)] = 100
   q[1].ops[1], q[1].write_bytes, q[1].errors = 10, 10 * 4096, 2
   q[1].errnos[5], q[1].errnos[0], q[1].inflight = 1, 1, 3
+  -- a Lua backend's own: a counter on both queues, a gauge
+  for i = 0, 1 do
+    ffi.copy(q[i].counter_names[0], "hits")
+    ffi.copy(q[i].counter_names[1], "cached_bytes")
+    q[i].counter_gauge[1] = 1
+    q[i].counters[0], q[i].counters[1] = 5 + i, 4096 * (i + 1)
+  end
   q[1].lat[1][bucket(40000)] = 12
   local snap = stats.at(mem):snapshot()
   snap.started = snap.t - 60
@@ -55,6 +62,11 @@ describe("ublk.metrics", function()
     assert.is_nil(s['ublk_request_errno_total{dev="4",queue="0",errno="EIO"}'])
     assert.are.equal(3, s['ublk_requests_inflight{dev="4",queue="1"}'])
     assert.are.equal(0, s['ublk_requests_inflight{dev="4",queue="0"}'])
+    assert.are.equal(5, s['ublk_backend_hits_total{dev="4",queue="0"}'])
+    assert.are.equal(6, s['ublk_backend_hits_total{dev="4",queue="1"}'])
+    assert.are.equal(8192, s['ublk_backend_cached_bytes{dev="4",queue="1"}'])
+    assert.matches("# TYPE ublk_backend_hits_total counter\n", text)
+    assert.matches("# TYPE ublk_backend_cached_bytes gauge\n", text)
     assert.are.equal(4096000, s['ublk_bytes_total{dev="4",queue="0",direction="read"}'])
     assert.are.equal(40960, s['ublk_bytes_total{dev="4",queue="1",direction="write"}'])
     assert.are.equal(60, s['ublk_server_uptime_seconds{dev="4"}'])

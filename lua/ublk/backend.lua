@@ -194,7 +194,9 @@ end
 -- discard, write_zeroes), hooks (open, close per queue; on_start, on_stop
 -- per device), async = true to run handlers as coroutines, fua = true if
 -- write honours req.flags' FUA bit, timeout = seconds a request may take
--- (30).  Any other field is the author's own
+-- (30), counters = { name = "counter" | "gauge", ... } the backend's own
+-- numbers (at most 16), which its handlers set as self.counters.name and
+-- stats, dev:stats() and /metrics show.  Any other field is the author's own
 -- state, copied to every queue as `self`.
 function M.backend(spec)
   if type(spec) ~= "table" then error("ublk.backend: expected a table", 2) end
@@ -210,6 +212,29 @@ function M.backend(spec)
       or spec.timeout > 86400) then
     error(("ublk.backend: 'timeout' must be a number of seconds from 0 to 86400, got %s")
       :format(tostring(spec.timeout)), 2)
+  end
+  if spec.counters ~= nil then
+    if type(spec.counters) ~= "table" then
+      error(("ublk.backend: 'counters' must be a table of name = \"counter\" or \"gauge\", got a %s")
+        :format(type(spec.counters)), 2)
+    end
+    require "ublk.stats" -- the statistics block's cdef: how many, how long
+    local most, longest = ffi.C.UBLK_STATS_COUNTERS, ffi.C.UBLK_STATS_COUNTER_NAME - 1
+    local n = 0
+    for name, kind in pairs(spec.counters) do
+      n = n + 1
+      if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") or #name > longest then
+        error(("ublk.backend: counters: '%s' is no name: letters, digits and _, not first a "
+          .. "digit, at most %d"):format(tostring(name), longest), 2)
+      end
+      if kind ~= "counter" and kind ~= "gauge" then
+        error(("ublk.backend: counters.%s = %s: must be \"counter\" (only grows) or \"gauge\""
+          .. " (goes up and down)"):format(name, tostring(kind)), 2)
+      end
+    end
+    if n > most then
+      error(("ublk.backend: counters: %d declared, at most %d"):format(n, most), 2)
+    end
   end
   local size
   if spec.size ~= nil then

@@ -67,6 +67,12 @@ local function block(lines, title, s)
   table.sort(by)
   lines[#lines + 1] = ("  %-8s %10d"):format("errors", s.errors)
     .. (#by > 0 and "  (" .. table.concat(by, ", ") .. ")" or "")
+  -- a Lua backend's own: counters over the block's time, gauges now
+  local own = {}
+  for name, v in pairs(s.counters or {}) do own[#own + 1] = ("%s %s"):format(name, json.number(v)) end
+  for name, v in pairs(s.gauges or {}) do own[#own + 1] = ("%s %s"):format(name, json.number(v)) end
+  table.sort(own)
+  if #own > 0 then lines[#lines + 1] = "  backend  " .. table.concat(own, ", ") end
 end
 
 -- The text: the last interval, then the totals since the server started,

@@ -52,6 +52,13 @@ local function result(r)
   return r
 end
 
+-- stats() -> the queue's counters now, as stats.queue gives them: ops,
+-- errors, errnos, inflight, bytes, and a Lua backend's own counters and
+-- gauges (self.counters in its handlers)
+function Queue:stats()
+  return require("ublk.stats").queue(self._q:stats_address())
+end
+
 -- buffer(tag) -> uint8_t * to the tag's buffer (max_io bytes)
 function Queue:buffer(tag)
   return ffi.cast("uint8_t *", self._q:buf(tag or 0))

@@ -266,8 +266,9 @@ function Device:stats()
         total[k] = (total[k] or 0) + v
       end
     end
-    total.errnos = total.errnos or {}
+    total.errnos, total.counters = total.errnos or {}, total.counters or {}
     for name, n in pairs(q.errnos or {}) do total.errnos[name] = (total.errnos[name] or 0) + n end
+    for name, n in pairs(q.counters or {}) do total.counters[name] = (total.counters[name] or 0) + n end
   end
   queues.total = total
   return queues

@@ -1,7 +1,7 @@
 -- ublk.metrics: devices' statistics (lua/ublk/stats.lua snapshots) in the
 -- Prometheus text exposition format (version 0.0.4): requests and bytes
 -- per device, queue and op; failed requests, also by errno; requests in
--- flight; the server's part of each
+-- flight; a Lua backend's own counters and gauges; the server's part of each
 -- request as a histogram per device and kind.  `ublk-lua stats --prom`
 -- prints it, or writes it to a file for node_exporter's textfile
 -- collector; nothing is asked of the servers.
@@ -41,7 +41,7 @@ local ORDER = { "ublk_requests_total", "ublk_request_errors_total", "ublk_reques
 
 -- render({ { id = N, snap = snapshot }, ... }) -> exposition text
 function metrics.render(devices)
-  local by = {}
+  local by, own, HELP_OWN = {}, {}, {}
   for _, name in ipairs(ORDER) do by[name] = {} end
   local function add(name, line) local t = by[name]; t[#t + 1] = line end
   for _, d in ipairs(devices) do
@@ -67,6 +67,18 @@ function metrics.render(devices)
       end
       if q.inflight then
         add("ublk_requests_inflight", format("ublk_requests_inflight{%s} %s", labels, num(q.inflight)))
+      end
+      -- a Lua backend's own: ublk_backend_NAME_total (counter), ublk_backend_NAME (gauge)
+      for kind, t in pairs({ counter = q.counters or {}, gauge = q.gauges or {} }) do
+        for name, v in pairs(t) do
+          local metric = "ublk_backend_" .. name .. (kind == "counter" and "_total" or "")
+          if not by[metric] then
+            by[metric], own[#own + 1] = {}, metric
+            HELP_OWN[metric] = { kind, ("The Lua backend's own %s '%s' (its counters), by device "
+              .. "and queue."):format(kind, name) }
+          end
+          add(metric, format("%s{%s} %s", metric, labels, num(v)))
+        end
       end
       add("ublk_bytes_total", format('ublk_bytes_total{%s,direction="read"} %s', labels,
         num(q.read_bytes)))
@@ -103,10 +115,14 @@ function metrics.render(devices)
     end
   end
   local out = {}
-  for _, name in ipairs(ORDER) do
+  table.sort(own)
+  local order = { unpack(ORDER) }
+  for _, name in ipairs(own) do order[#order + 1] = name end
+  for _, name in ipairs(order) do
     if #by[name] > 0 then
-      out[#out + 1] = format("# HELP %s %s", name, HELP[name][2])
-      out[#out + 1] = format("# TYPE %s %s", name, HELP[name][1])
+      local help = HELP[name] or HELP_OWN[name]
+      out[#out + 1] = format("# HELP %s %s", name, help[2])
+      out[#out + 1] = format("# TYPE %s %s", name, help[1])
       for _, l in ipairs(by[name]) do out[#out + 1] = l end
     end
   end

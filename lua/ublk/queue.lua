@@ -25,6 +25,40 @@ local function fail(r)
   return nil, errmsg(-r), -r
 end
 
+-- self.counters in the handlers: the backend's own counters and gauges
+-- (ublk.backend's `counters`), kept in the queue's statistics block where
+-- `ublk-lua stats`, dev:stats() and /metrics read them.  A handler writes
+-- them as fields: self.counters.hits = self.counters.hits + 1.
+local function counters(stats_block, declared)
+  require "ublk.stats" -- its cdef: struct ublk_queue_stats
+  local st = ffi.cast("struct ublk_queue_stats *", stats_block)
+  local names, slot = {}, {}
+  for name in pairs(declared) do names[#names + 1] = name end
+  table.sort(names)
+  for i, name in ipairs(names) do
+    slot[name] = i - 1
+    st.counter_gauge[i - 1] = declared[name] == "gauge" and 1 or 0
+    ffi.copy(st.counter_names[i - 1], name)
+  end
+  local values = st.counters
+  local function unknown(name)
+    error(("ublk: self.counters has no '%s' (the backend's counters declare %s)"):format(
+      tostring(name), table.concat(names, ", ")), 3)
+  end
+  return setmetatable({}, {
+    __index = function(_, name)
+      local i = slot[name]
+      if not i then unknown(name) end
+      return values[i]
+    end,
+    __newindex = function(_, name, v)
+      local i = slot[name]
+      if not i then unknown(name) end
+      values[i] = v
+    end,
+  })
+end
+
 -- init(ctx, chunk) -> self, handlers (by op), reqs (by tag), errno
 function M.init(ctx_ptr, chunk)
   local ctx = ffi.cast("struct ublk_lua_ctx *", ctx_ptr)
@@ -174,6 +208,7 @@ function M.init(ctx_ptr, chunk)
   function ublk.queue_id() return queue_id end
 
   local self = transfer.unpack(chunk, special)
+  if type(self.counters) == "table" then self.counters = counters(ctx.stats, self.counters) end
   local reqs = {}
   for t = 0, ctx.depth - 1 do reqs[t] = ctx.reqs + t end
   if self.open then self:open({ id = ctx.queue, depth = ctx.depth }) end

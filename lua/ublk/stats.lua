@@ -67,33 +67,48 @@ function stats.at(address)
   return reader(address, 0, false)
 end
 
+-- stats.queue(block) -> one queue's counters now (struct ublk_queue_stats *
+-- or its address): { ops = {read = n, ...}, errors, errnos = {EIO = n},
+-- inflight, read_bytes, write_bytes, counters and gauges (a Lua
+-- backend's own, by name), lat = { read = { [bucket] = n }, ... } }
+function stats.queue(block)
+  local q = ffi.cast("struct ublk_queue_stats *", block)
+  local s = { ops = {}, errors = tonumber(q.errors), read_bytes = tonumber(q.read_bytes),
+    write_bytes = tonumber(q.write_bytes), inflight = tonumber(q.inflight), errnos = {},
+    counters = {}, gauges = {}, lat = {} }
+  -- a Lua backend's own, by name: counters (only grow) and gauges
+  for c = 0, C.UBLK_STATS_COUNTERS - 1 do
+    if q.counter_names[c][0] == 0 then break end
+    local name = ffi.string(q.counter_names[c], C.UBLK_STATS_COUNTER_NAME):match("^[^%z]*")
+    local into = q.counter_gauge[c] ~= 0 and s.gauges or s.counters
+    into[name] = tonumber(q.counters[c])
+  end
+  -- by name (ublk.errno's, else "errno N"; [0] holds the numbers past the table's end)
+  for e = 0, C.UBLK_STATS_ERRNOS - 1 do
+    local c = q.errnos[e]
+    if c ~= 0 then
+      s.errnos[e == 0 and "other" or errno[e] or ("errno " .. e)] = tonumber(c)
+    end
+  end
+  for n, name in pairs(OPS) do s.ops[name] = tonumber(q.ops[n]) end
+  for k, kind in ipairs(KINDS) do
+    local h = {}
+    for b = 0, C.UBLK_LAT_BUCKETS - 1 do
+      local c = q.lat[k - 1][b]
+      if c ~= 0 then h[b] = tonumber(c) end
+    end
+    s.lat[kind] = h
+  end
+  return s
+end
+
 -- Copies the counters now: { t = seconds, queues = { { ops = {read = n,
 -- ...}, errors, read_bytes, write_bytes, lat = { read = {...}, ... } } } }.
 function Reader:snapshot()
   -- started: when the server made the mapping (same clock), for totals
   local snap = { t = core.clock(), started = tonumber(self.h.started_ns) / 1e9, queues = {} }
   for i = 0, self.nr - 1 do
-    local q = self.q[i]
-    local s = { ops = {}, errors = tonumber(q.errors), read_bytes = tonumber(q.read_bytes),
-      write_bytes = tonumber(q.write_bytes), inflight = tonumber(q.inflight), errnos = {},
-      lat = {} }
-    -- by name (ublk.errno's, else "errno N"; [0] holds the numbers past the table's end)
-    for e = 0, C.UBLK_STATS_ERRNOS - 1 do
-      local c = q.errnos[e]
-      if c ~= 0 then
-        s.errnos[e == 0 and "other" or errno[e] or ("errno " .. e)] = tonumber(c)
-      end
-    end
-    for n, name in pairs(OPS) do s.ops[name] = tonumber(q.ops[n]) end
-    for k, kind in ipairs(KINDS) do
-      local h = {}
-      for b = 0, C.UBLK_LAT_BUCKETS - 1 do
-        local c = q.lat[k - 1][b]
-        if c ~= 0 then h[b] = tonumber(c) end
-      end
-      s.lat[kind] = h
-    end
-    snap.queues[i + 1] = s
+    snap.queues[i + 1] = stats.queue(self.q + i)
   end
   return snap
 end
@@ -149,7 +164,8 @@ function stats.summary(now, before)
   local secs = before and (now.t - before.t) or nil
   -- since the start: over the time since the server made the mapping
   if not before and now.started and now.started > 0 then secs = now.t - now.started end
-  local out = { errors = 0, errnos = {}, inflight = 0, seconds = secs, queues = #now.queues }
+  local out = { errors = 0, errnos = {}, inflight = 0, counters = {}, gauges = {}, seconds = secs,
+    queues = #now.queues }
   for _, kind in ipairs(KINDS) do out[kind] = { hist = {}, bytes = 0 } end
   for i, q in ipairs(now.queues) do
     local p = before and before.queues[i]
@@ -158,6 +174,10 @@ function stats.summary(now, before)
       if c ~= 0 then out.errnos[name] = (out.errnos[name] or 0) + c end
     end
     out.inflight = out.inflight + q.inflight -- now, whatever the interval
+    for name, c in pairs(minus(q.counters or {}, p and p.counters)) do
+      out.counters[name] = (out.counters[name] or 0) + c
+    end
+    for name, v in pairs(q.gauges or {}) do out.gauges[name] = (out.gauges[name] or 0) + v end
     out.read.bytes = out.read.bytes + q.read_bytes - (p and p.read_bytes or 0)
     out.write.bytes = out.write.bytes + q.write_bytes - (p and p.write_bytes or 0)
     for _, kind in ipairs(KINDS) do

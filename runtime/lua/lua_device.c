@@ -380,6 +380,14 @@ static int l_stats(lua_State *L)
 			lua_rawset(L, -3);
 		}
 		lua_setfield(L, -2, "errnos");
+		lua_newtable(L); /* counters: the Lua backend's own, by name */
+		for (int c = 0; c < UBLK_STATS_COUNTERS && st.counter_names[c][0]; c++) {
+			lua_pushlstring(L, st.counter_names[c],
+					strnlen(st.counter_names[c], UBLK_STATS_COUNTER_NAME));
+			lua_pushnumber(L, st.counters[c]);
+			lua_rawset(L, -3);
+		}
+		lua_setfield(L, -2, "counters");
 		set_num(L, "tid", tid);
 		set_num(L, "cpu", tid ? last_cpu(tid) : -1);
 		lua_newtable(L);

@@ -11,6 +11,7 @@
 
 #include <liburing.h>
 
+#include "../queue/queue.h"
 #include "lua_bridge.h"
 
 _Static_assert(UBLK_LUA_QUEUED == UBLK_IO_QUEUED, "lua_ffi.h and backend.h agree on 'queued'");
@@ -225,5 +226,6 @@ void lua_ffi_fill(struct ublk_lua_queue *lq)
 		.buffer = ffi_buffer,
 		.copy = ffi_copy,
 		.region = ffi_region,
+		.stats = ublk_queue_stats_block(lq->q),
 	};
 }

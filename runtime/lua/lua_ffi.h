@@ -61,6 +61,9 @@ struct ublk_lua_ctx {
 	/* a ublk.shared region [base, base + size) mapped from file fd: a
 	 * req:copy of a whole large request into it may go by zero copy */
 	int (*region)(struct ublk_lua_queue *q, void *base, double size, int fd);
+	/* the queue's struct ublk_queue_stats (runtime/queue/stats.h): the
+	 * backend's own counters go there */
+	void *stats;
 };
 
 /* An entry point's "submitted: wait for the completion". */

@@ -87,6 +87,14 @@ static int l_buf(lua_State *L)
 	return 1;
 }
 
+/* q:stats_address() -> the queue's struct ublk_queue_stats (stats.h), as
+ * a light userdata: ublk.host's Queue:stats() reads it */
+static int l_stats_address(lua_State *L)
+{
+	lua_pushlightuserdata(L, ublk_queue_stats_block(check_host(L)->q));
+	return 1;
+}
+
 /* q:close(): idempotent; also the __gc */
 static int l_close(lua_State *L)
 {
@@ -103,7 +111,8 @@ static int l_close(lua_State *L)
 void lua_host_register(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
-		{ "io", l_io }, { "buf", l_buf }, { "close", l_close }, { NULL, NULL },
+		{ "io", l_io }, { "buf", l_buf }, { "close", l_close },
+		{ "stats_address", l_stats_address }, { NULL, NULL },
 	};
 
 	if (luaL_newmetatable(L, HOST_MT)) {

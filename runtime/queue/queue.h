@@ -73,6 +73,9 @@ void ublk_queue_join(struct ublk_queue *q);
 
 /* A copy of its counters (histograms included), read while it runs. */
 void ublk_queue_get_stats(const struct ublk_queue *q, struct ublk_queue_stats *out);
+/* Its counters themselves, for what writes them on its own thread (a Lua
+ * backend's counters). */
+struct ublk_queue_stats *ublk_queue_stats_block(struct ublk_queue *q);
 /* The watchdog found the thread stuck in its backend for good. */
 bool ublk_queue_wedged(const struct ublk_queue *q);
 /* How long the thread has been inside its backend now (0: it is not, or

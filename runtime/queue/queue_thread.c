@@ -279,6 +279,11 @@ void ublk_queue_get_stats(const struct ublk_queue *q, struct ublk_queue_stats *o
 		to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
 }
 
+struct ublk_queue_stats *ublk_queue_stats_block(struct ublk_queue *q)
+{
+	return q->stats;
+}
+
 pid_t ublk_queue_tid(const struct ublk_queue *q)
 {
 	return __atomic_load_n(&q->tid, __ATOMIC_RELAXED);

@@ -22,9 +22,11 @@
 /* BEGIN FFI */
 enum {
 	UBLK_STATS_MAGIC = 0x75626c6b,	/* "ublk" */
-	UBLK_STATS_VERSION = 2,		/* 2: inflight and errnos */
+	UBLK_STATS_VERSION = 2,		/* 2: inflight, errnos, counters */
 	UBLK_STATS_OPS = 8,		/* counters by UBLK_IO_OP_* (0..7) */
 	UBLK_STATS_ERRNOS = 134,	/* Linux's errnos are 1..133; [0] counts any other */
+	UBLK_STATS_COUNTERS = 16,	/* a Lua backend's own, at most */
+	UBLK_STATS_COUNTER_NAME = 32,	/* bytes of a name, its NUL included */
 	UBLK_LAT_BUCKETS = 320,		/* up to 2^42 ns: over an hour */
 	UBLK_LAT_READ = 0, UBLK_LAT_WRITE = 1, UBLK_LAT_OTHER = 2, UBLK_LAT_KINDS = 3,
 };
@@ -36,6 +38,13 @@ struct ublk_queue_stats {
 	uint64_t write_bytes;
 	uint64_t inflight;		/* taken from the kernel, not yet committed: a gauge */
 	uint64_t errnos[UBLK_STATS_ERRNOS];	/* the failed requests by errno */
+	/* A Lua backend's own counters and gauges (ublk.backend's `counters`,
+	 * lua/ublk/queue.lua): named by the queue's thread before its first
+	 * request, then written by its handlers; the names end at the first
+	 * empty one.  Doubles, as Lua numbers are: exact up to 2^53. */
+	char counter_names[UBLK_STATS_COUNTERS][UBLK_STATS_COUNTER_NAME];
+	uint8_t counter_gauge[UBLK_STATS_COUNTERS];	/* 1: a gauge, 0: a counter */
+	double counters[UBLK_STATS_COUNTERS];
 	uint64_t lat[UBLK_LAT_KINDS][UBLK_LAT_BUCKETS];	/* every request */
 };
 
@@ -48,6 +57,10 @@ struct ublk_stats_header {
 	uint64_t reserved[5];
 };
 /* END FFI */
+
+/* read word by word (ublk_queue_get_stats) */
+_Static_assert(sizeof(struct ublk_queue_stats) % sizeof(uint64_t) == 0,
+	       "ublk_queue_stats is whole 64-bit words");
 
 static inline unsigned ublk_lat_bucket(uint64_t ns)
 {

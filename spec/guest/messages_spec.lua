@@ -205,6 +205,50 @@ describe("#guest messages", function()
     again:cleanup()
   end)
 
+  it("shows a Lua backend's own counters in stats, --prom and /metrics, as many as it counted", function()
+    local script = "/tmp/ublk-msg-counters.lua"
+    G.write_file(script, [[
+local ublk = require "ublk"
+return { queues = 2, backend = ublk.backend {
+  size = "8MiB",
+  counters = { reads = "counter", last_read_kib = "gauge" },
+  read = function(self, req)
+    self.counters.reads = self.counters.reads + 1
+    self.counters.last_read_kib = req.length / 1024
+    return true
+  end,
+} }
+]])
+    local id = add(script)
+    local function kernel_reads()
+      return tonumber(G.read_file(("/sys/block/ublkb%d/stat"):format(id)):match("^%s*(%d+)"))
+    end
+    local function counted(text)
+      local n = 0
+      for v in text:gmatch('ublk_backend_reads_total{dev="' .. id .. '",queue="%d+"} (%d+)') do
+        n = n + tonumber(v)
+      end
+      return n
+    end
+    local k0 = kernel_reads()
+    local _, before = cli("stats --prom -n %d", id)
+    G.must("dd if=/dev/ublkb%d of=/dev/null bs=8192 count=100 iflag=direct status=none", id)
+    local rc, after = cli("stats --prom -n %d", id)
+    assert.are.equal(0, rc, after)
+    local k1 = kernel_reads()
+    assert.truthy(counted(after) - counted(before) >= 100, after)
+    assert.are.equal(k1 - k0, counted(after) - counted(before), after)
+    assert.matches("# TYPE ublk_backend_last_read_kib gauge", after, 1, true)
+    assert.matches('ublk_backend_last_read_kib{dev="' .. id .. '",queue="%d"} 8\n', after)
+    -- the text: the totals' line names both
+    local text
+    rc, text = cli("stats -n %d", id)
+    assert.are.equal(0, rc, text)
+    assert.matches("since start[^\n]*\n.-\n  backend  last_read_kib %d+, reads " .. counted(after), text)
+    print(("# backend counted %d reads, the kernel %d"):format(counted(after) - counted(before), k1 - k0))
+    os.remove(script)
+  end)
+
   it("logs a handler's failure in the ready lines' shape, its traceback on the lines after", function()
     local script = "/tmp/ublk-msg-fail.lua"
     G.write_file(script, [[
