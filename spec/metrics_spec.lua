@@ -49,7 +49,7 @@ describe("ublk.metrics", function()
   q[1].lat[1][bucket(40000)] = 12
   local snap = stats.at(mem):snapshot()
   snap.started = snap.t - 60
-  local text = metrics.render({ { id = 4, snap = snap } })
+  local text = metrics.render({ { id = 4, snap = snap, recoveries = 2, reloads = 1 } })
 
   it("writes the exposition format, counters per queue and op", function()
     local s = samples(text)
@@ -70,6 +70,8 @@ describe("ublk.metrics", function()
     assert.are.equal(4096000, s['ublk_bytes_total{dev="4",queue="0",direction="read"}'])
     assert.are.equal(40960, s['ublk_bytes_total{dev="4",queue="1",direction="write"}'])
     assert.are.equal(60, s['ublk_server_uptime_seconds{dev="4"}'])
+    assert.are.equal(2, s['ublk_device_recoveries_total{dev="4"}'])
+    assert.are.equal(1, s['ublk_device_reloads_total{dev="4"}'])
     assert.matches("# TYPE ublk_request_duration_seconds histogram\n", text)
   end)
 

@@ -165,7 +165,7 @@ local function bring_up(what)
     end
     local saved = src and state.save_script(dev.id, src)
     state.record(dev, { script = what.script, args = what.args, spec = what.spec, index = i,
-      saved = saved or nil })
+      saved = saved or nil }, what.gate and "reload" or dev:info().recovered and "recovery" or nil)
     say("%s", describe(dev))
   end
   return devices

@@ -96,7 +96,11 @@ local function snapshots(id)
   for _, i in ipairs(id and { id } or require("ublk.state").ids()) do
     local r, err = stats.open(i)
     if r then
-      devs[#devs + 1] = { id = i, snap = r:snapshot() }
+      -- the record's takeovers: counted there, as the statistics start anew
+      -- with each server
+      local rec = require("ublk.state").read(i) or {}
+      devs[#devs + 1] = { id = i, snap = r:snapshot(), recoveries = tonumber(rec.recoveries) or 0,
+        reloads = tonumber(rec.reloads) or 0 }
     elseif id then
       return nil, ("device %d: no statistics (is ublk-lua serving it?): %s"):format(i, err)
     end

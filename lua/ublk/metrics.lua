@@ -34,12 +34,17 @@ local HELP = {
     .. "loop pass that took it to the one that committed it), by device and kind; _sum is "
     .. "estimated from the buckets' middles (within 6.25%)." },
   ublk_server_uptime_seconds = { "gauge", "Seconds since the device's server made its statistics." },
+  ublk_device_recoveries_total = { "counter", "Times a new server recovered the device (a crash, "
+    .. "add --restart, recover) since it was added." },
+  ublk_device_reloads_total = { "counter", "Times `ublk-lua reload` handed the device to a new "
+    .. "server since it was added." },
 }
 local ORDER = { "ublk_requests_total", "ublk_request_errors_total", "ublk_request_errno_total",
   "ublk_requests_inflight", "ublk_bytes_total",
-  "ublk_request_duration_seconds", "ublk_server_uptime_seconds" }
+  "ublk_request_duration_seconds", "ublk_server_uptime_seconds", "ublk_device_recoveries_total",
+  "ublk_device_reloads_total" }
 
--- render({ { id = N, snap = snapshot }, ... }) -> exposition text
+-- render({ { id = N, snap = snapshot [, recoveries = n, reloads = n] }, ... }) -> exposition text
 function metrics.render(devices)
   local by, own, HELP_OWN = {}, {}, {}
   for _, name in ipairs(ORDER) do by[name] = {} end
@@ -112,6 +117,14 @@ function metrics.render(devices)
     if snap.started and snap.started > 0 then
       add("ublk_server_uptime_seconds", format('ublk_server_uptime_seconds{dev="%d"} %s', dev,
         num(math.floor((snap.t - snap.started) * 1000 + 0.5) / 1000)))
+    end
+    if d.recoveries then
+      add("ublk_device_recoveries_total", format('ublk_device_recoveries_total{dev="%d"} %s', dev,
+        num(d.recoveries)))
+    end
+    if d.reloads then
+      add("ublk_device_reloads_total", format('ublk_device_reloads_total{dev="%d"} %s', dev,
+        num(d.reloads)))
     end
   end
   local out = {}

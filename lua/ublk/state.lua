@@ -260,8 +260,11 @@ function state.recoverable(info, st)
 end
 
 -- Records what a started device's server is: the CLI's `how` says how it
--- was made ({ script =, args = } or { spec = }) and which device of it.
-function state.record(dev, how)
+-- was made ({ script =, args = } or { spec = }) and which device of it;
+-- `taken` "reload" or "recovery" when this server took the device over,
+-- counted in the record (reloads, recoveries: /metrics shows them) for
+-- as long as the device lives.
+function state.record(dev, how, taken)
   local info = dev:info()
   local t = state.read(dev.id) or {}
   local self = state.self()
@@ -274,6 +277,8 @@ function state.record(dev, how)
   local kept = require("ublk.backend").kept
   t.shared = #kept > 0 and { unpack(kept) } or nil
   for k, v in pairs(how or {}) do t[k] = v end
+  if taken == "reload" then t.reloads = (t.reloads or 0) + 1 end
+  if taken == "recovery" then t.recoveries = (t.recoveries or 0) + 1 end
   return state.write(dev.id, t)
 end
 
