@@ -277,8 +277,8 @@ function state.record(dev, how, taken)
   local kept = require("ublk.backend").kept
   t.shared = #kept > 0 and { unpack(kept) } or nil
   for k, v in pairs(how or {}) do t[k] = v end
-  if taken == "reload" then t.reloads = (t.reloads or 0) + 1 end
-  if taken == "recovery" then t.recoveries = (t.recoveries or 0) + 1 end
+  if taken == "reload" then t.reloads = (tonumber(t.reloads) or 0) + 1 end
+  if taken == "recovery" then t.recoveries = (tonumber(t.recoveries) or 0) + 1 end
   return state.write(dev.id, t)
 end
 
