@@ -140,6 +140,7 @@ describe("#guest messages", function()
 
   it("stats --prom --listen serves /metrics to a scraper: the kernel's counts, a device added later, "
     .. "a unix socket, nothing left at SIGTERM", function()
+    G.sh("ip link set lo up") -- the guest boots with it down
     local id = add("-t memory -s 16MiB -q 2")
     local url = "http://127.0.0.1:19850/metrics"
     local tcp = G.spawn("stats --prom --listen 127.0.0.1:19850")
