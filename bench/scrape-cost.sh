@@ -1,8 +1,10 @@
 #!/bin/sh
 # bench/scrape-cost.sh: what a Prometheus scrape costs the data path
 # (README, stats --prom --listen): fio 4k randread QD64 on a null device,
-# rounds alternating without and with an exporter scraped 10 times a
-# second, in one guest boot, one line.
+# rounds alternating: no scraper; one curl asking the exporter for "/" 10
+# times a second (the scraper's own CPU, which a 2-vCPU guest shares with
+# fio); the same for /metrics (that plus the exporter reading every
+# queue's counters and writing the text).  One guest boot, one line.
 #   flock /tmp/ublk-guest.lock env UBLK_VM_KERNEL=trixie spec/vm/run sh bench/scrape-cost.sh
 # RUNTIME (seconds, 5) per case, ROUNDS (3) pairs.
 set -eu
@@ -15,38 +17,39 @@ iops() {
 		--direct=1 --time_based --runtime="$rt" --size=128M --output-format=terse \
 		--terse-version=3 2>/dev/null | tail -1 | cut -d';' -f8
 }
+ip link set lo up 2>/dev/null || true # the guest boots with it down
 out=$("$bin" add -t null -s 1GiB -q 2 -d 128)
 id=$(echo "$out" | sed -n 's/^dev id \([0-9]*\):.*/\1/p')
 "$bin" stats --prom --listen 127.0.0.1:19851 > /dev/null &
 exporter=$!
 sleep 1
-plain="" scraped="" scrapes=0
+n=$((rt * 10 + 10))
+# fio's IOPS while one curl asks for PATH 10 times a second; the answers
+# that were 200 go to /tmp/ublk-scrapes
+scraped() {
+	curl -s --rate 10/s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:19851$1?[1-$n]" \
+		> /tmp/ublk-scrapes &
+	c=$!
+	iops "/dev/ublkb$id"
+	kill "$c" 2>/dev/null || true
+	wait "$c" 2>/dev/null || true
+}
+plain="" root="" metrics="" ok=0
 i=0
 while [ "$i" -lt "$rounds" ]; do
 	plain="$plain $(iops "/dev/ublkb$id")"
-	# the scraper: 10 scrapes a second for as long as fio runs
-	(
-		n=0
-		end=$(($(date +%s) + rt + 1))
-		while [ "$(date +%s)" -lt "$end" ]; do
-			curl -sf -o /dev/null http://127.0.0.1:19851/metrics && n=$((n + 1))
-			sleep 0.1
-		done
-		echo "$n" > /tmp/ublk-scrapes
-	) &
-	scraper=$!
-	scraped="$scraped $(iops "/dev/ublkb$id")"
-	wait "$scraper"
-	scrapes=$((scrapes + $(cat /tmp/ublk-scrapes)))
+	root="$root $(scraped /)"
+	metrics="$metrics $(scraped /metrics)"
+	ok=$((ok + $(grep -c '^200$' /tmp/ublk-scrapes)))
 	i=$((i + 1))
 done
 kill "$exporter"
 wait "$exporter" || true
 "$bin" del -n "$id" > /dev/null
 rm -f /tmp/ublk-scrapes
-echo "$plain" "|" "$scraped" | awk -v k="$(uname -r)" -v s="$scrapes" -v rt="$rt" '{
-	n = 0; m = 0; p = 0; q = 0
-	for (i = 1; i <= NF; i++) { if ($i == "|") { m = 1; continue }
-		if (m) { q += $i; nq++ } else { p += $i; np++ } }
-	printf "scrape-cost %s: 4k randread QD64 on null: %d IOPS without, %d with %d scrapes (%.1f a second): %.3fx\n",
-		k, p / np, q / nq, s, s / (nq * (rt + 1)), (q / nq) / (p / np) }'
+echo "$plain | $root | $metrics" | awk -v k="$(uname -r)" -v ok="$ok" -v r="$rounds" '{
+	g = 0
+	for (i = 1; i <= NF; i++) { if ($i == "|") { g++; continue } s[g] += $i; c[g]++ }
+	p = s[0] / c[0]; a = s[1] / c[1]; m = s[2] / c[2]
+	printf "scrape-cost %s: 4k randread QD64 on null, means of %d: %d IOPS alone, %d with 10 scrapes/s of / (%.3fx), %d of /metrics (%.3fx; %d answered 200): /metrics against /: %.3fx\n",
+		k, r, p, a, a / p, m, m / p, ok, m / a }'

@@ -129,9 +129,9 @@ function http.serve(fd, scrape)
     if head then respond(fd, 400, "bad request\n") end
   elseif method ~= "GET" then
     respond(fd, 405, "only GET\n")
-  elseif path:match("^/metrics") then
+  elseif path:gsub("%?.*", "") == "/metrics" then -- a query (?name[]=...) asks nothing more
     respond(fd, 200, scrape(), "text/plain; version=0.0.4; charset=utf-8")
-  elseif path == "/" then
+  elseif path:gsub("%?.*", "") == "/" then
     respond(fd, 200, "ublk-lua metrics: GET /metrics\n")
   else
     respond(fd, 404, "not found: GET /metrics\n")
