@@ -23,7 +23,7 @@ id=$(echo "$out" | sed -n 's/^dev id \([0-9]*\):.*/\1/p')
 "$bin" stats --prom --listen 127.0.0.1:19851 > /dev/null &
 exporter=$!
 sleep 1
-n=$((rt * 10 + 10))
+n=$((rt * 10)) # as long as fio runs
 # fio's IOPS while one curl asks for PATH 10 times a second; the answers
 # that were 200 go to /tmp/ublk-scrapes
 scraped() {
@@ -31,8 +31,7 @@ scraped() {
 		> /tmp/ublk-scrapes &
 	c=$!
 	iops "/dev/ublkb$id"
-	kill "$c" 2>/dev/null || true
-	wait "$c" 2>/dev/null || true
+	wait "$c" || true # curl writes its lines at its end
 }
 plain="" root="" metrics="" ok=0
 i=0
@@ -40,7 +39,7 @@ while [ "$i" -lt "$rounds" ]; do
 	plain="$plain $(iops "/dev/ublkb$id")"
 	root="$root $(scraped /)"
 	metrics="$metrics $(scraped /metrics)"
-	ok=$((ok + $(grep -c '^200$' /tmp/ublk-scrapes)))
+	ok=$((ok + $(grep -c '^200$' /tmp/ublk-scrapes || true)))
 	i=$((i + 1))
 done
 kill "$exporter"
