@@ -33,12 +33,16 @@ scraped() {
 	iops "/dev/ublkb$id"
 	wait "$c" || true # curl writes its lines at its end
 }
-plain="" root="" metrics="" ok=0
+# the exporter's CPU time so far, in clock ticks
+cpu() { awk '{ print $14 + $15 }' "/proc/$exporter/stat"; }
+plain="" root="" metrics="" ok=0 ticks=0
 i=0
 while [ "$i" -lt "$rounds" ]; do
 	plain="$plain $(iops "/dev/ublkb$id")"
 	root="$root $(scraped /)"
+	t0=$(cpu)
 	metrics="$metrics $(scraped /metrics)"
+	ticks=$((ticks + $(cpu) - t0))
 	ok=$((ok + $(grep -c '^200$' /tmp/ublk-scrapes || true)))
 	i=$((i + 1))
 done
@@ -46,9 +50,10 @@ kill "$exporter"
 wait "$exporter" || true
 "$bin" del -n "$id" > /dev/null
 rm -f /tmp/ublk-scrapes
-echo "$plain | $root | $metrics" | awk -v k="$(uname -r)" -v ok="$ok" -v r="$rounds" '{
+echo "$plain | $root | $metrics" | awk -v k="$(uname -r)" -v ok="$ok" -v r="$rounds" \
+	-v ms="$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$ok" 'BEGIN { printf "%.2f", n ? t * 1000 / hz / n : 0 }')" '{
 	g = 0
 	for (i = 1; i <= NF; i++) { if ($i == "|") { g++; continue } s[g] += $i; c[g]++ }
 	p = s[0] / c[0]; a = s[1] / c[1]; m = s[2] / c[2]
-	printf "scrape-cost %s: 4k randread QD64 on null, means of %d: %d IOPS alone, %d with 10 scrapes/s of / (%.3fx), %d of /metrics (%.3fx; %d answered 200): /metrics against /: %.3fx\n",
-		k, r, p, a, a / p, m, m / p, ok, m / a }'
+	printf "scrape-cost %s: 4k randread QD64 on null, means of %d: %d IOPS alone, %d with 10 scrapes/s of / (%.3fx), %d of /metrics (%.3fx; %d answered 200, %s ms of exporter CPU each): /metrics against /: %.3fx\n",
+		k, r, p, a, a / p, m, m / p, ok, ms, m / a }'
