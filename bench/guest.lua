@@ -233,6 +233,19 @@ local function user_ns(pid)
   return ticks and ticks * TICK_NS
 end
 
+-- Context switches of every thread of a process (/proc status: voluntary,
+-- which is the thread going to sleep, so one wakeup each, plus involuntary
+-- ones): per I/O beside CPU per I/O, the count that shows a server sleeping
+-- and waking once a request, or a tick that wakes it for nothing.
+local function switches(pid)
+  if not pid then return nil end
+  local total = 0
+  for n in must("cat /proc/%d/task/*/status", pid):gmatch("ctxt_switches:%s*(%d+)") do
+    total = total + tonumber(n)
+  end
+  return total
+end
+
 -- fio's I/Os as the block device counted them: reads and writes completed
 -- plus those merged into another request (/sys/block/*/stat fields 1, 2, 5,
 -- 6). The server's CPU time and this count are read over the same window,
@@ -262,7 +275,7 @@ end
 local function run_fio(d, w)
   local file = "/tmp/fio-bench.json"
   -- the per-thread reads (a `cat` each) outside the guest-wide window
-  local c0, u0 = cpu_ns(d.pid), user_ns(d.pid)
+  local c0, u0, s0 = cpu_ns(d.pid), user_ns(d.pid), switches(d.pid)
   local n0, b0 = done_ios(d.path), busy_ns()
   must("fio --output-format=json --output=%s --name=b --filename=%s --ioengine=io_uring "
     .. "--direct=1 --rw=%s --bs=%s --iodepth=%d --numjobs=%d --cpus_allowed=0,1 "
@@ -270,7 +283,7 @@ local function run_fio(d, w)
     .. "--group_reporting --percentile_list=50:99:99.9",
     file, d.path, w.rw, w.bs, w.qd, w.jobs, SPAN, RUNTIME)
   local b1, n1 = busy_ns(), done_ios(d.path)
-  local c1, u1 = cpu_ns(d.pid), user_ns(d.pid)
+  local c1, u1, s1 = cpu_ns(d.pid), user_ns(d.pid), switches(d.pid)
   local f = assert(io.open(file))
   local report = assert(json.decode(f:read("*a"):match("{.*}")))
   f:close()
@@ -284,6 +297,7 @@ local function run_fio(d, w)
     cpu_ns_per_io = c0 and n1 > n0 and (c1 - c0) / (n1 - n0) or nil,
     user_cpu_ns_per_io = u0 and n1 > n0 and (u1 - u0) / (n1 - n0) or nil,
     all_cpu_ns_per_io = n1 > n0 and (b1 - b0) / (n1 - n0) or nil,
+    switches_per_io = s0 and n1 > n0 and (s1 - s0) / (n1 - n0) or nil,
   }
 end
 
@@ -375,7 +389,7 @@ results.summary = {}
 for key, runs in pairs(results.runs) do
   local s = { n = #runs }
   for _, field in ipairs({ "iops", "mibs", "p50_us", "p99_us", "p999_us", "cpu_ns_per_io",
-      "user_cpu_ns_per_io", "all_cpu_ns_per_io" }) do
+      "user_cpu_ns_per_io", "all_cpu_ns_per_io", "switches_per_io" }) do
     local vals = {}
     for _, r in ipairs(runs) do vals[#vals + 1] = r[field] end
     if #vals > 0 then
