@@ -105,6 +105,47 @@ describe("rbd backend on a host queue", function()
     assert.are.equal(("\0"):rep(4096), q:read(4 * 1048576, 4096))
   end)
 
+  it("examples/rbd-cache.lua: a second read hits, a write drops the blocks it covers, the image has every byte", function()
+    if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/deps") return end
+    local img = image("cache", "16M")
+    -- a 64 KiB cache: 16 slots, so block 16 shares block 0's
+    local t = assert(loadfile("examples/rbd-cache.lua"))(img, "64KiB", conf)
+    assert.are.equal(1, t.queues)
+    q = assert(host.queue(t.backend, { depth = 4, block_size = t.block_size }))
+    local a, b = pattern(16384, 11), pattern(8192, 12)
+    assert.are.equal(16384, assert(q:write(0, a)))
+    local function counted() return q:stats().counters, q:stats().gauges end
+    assert.are.equal(a, q:read(0, 16384))   -- a miss: fills blocks 0-3
+    assert.are.equal(a, q:read(0, 16384))   -- a hit
+    assert.are.equal(a:sub(4097, 8192), q:read(4096, 4096)) -- inside: a hit
+    local c, g = counted()
+    assert.are.same({ hits = 2, misses = 1 }, c)
+    assert.are.same({ cached_blocks = 4 }, g)
+    -- a write over blocks 1-2 drops them; the next read misses and sees it
+    assert.are.equal(8192, assert(q:write(4096, b)))
+    g = select(2, counted())
+    assert.are.equal(2, g.cached_blocks)
+    local want = a:sub(1, 4096) .. b .. a:sub(12289)
+    assert.are.equal(want, q:read(0, 16384))
+    c = counted()
+    assert.are.same({ hits = 2, misses = 2 }, c)
+    assert.are.equal(want, q:read(0, 16384))
+    -- block 16 takes block 0's slot: a miss, and block 0 then misses too
+    local far = pattern(4096, 13)
+    assert(q:write(16 * 4096, far))
+    assert.are.equal(far, q:read(16 * 4096, 4096))
+    assert.are.equal(want, q:read(0, 16384))
+    c = counted()
+    assert.are.same({ hits = 3, misses = 4 }, c)
+    -- write_zeroes and discard go through and drop too
+    assert.are.equal(4096, assert(q:write_zeroes(0, 4096)))
+    assert.are.equal(("\0"):rep(4096) .. want:sub(4097), q:read(0, 16384))
+    assert(q:flush())
+    local data = export("cache")
+    assert.are.equal(("\0"):rep(4096) .. want:sub(4097), data:sub(1, 16384))
+    assert.are.equal(far, data:sub(16 * 4096 + 1, 17 * 4096))
+  end)
+
   it("exclusive: a second writer is refused; a broken lock fails I/O with EIO, never hangs", function()
     if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/deps") return end
     local img = image("ex", "16M")

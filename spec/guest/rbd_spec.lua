@@ -123,6 +123,25 @@ describe("#guest rbd backend", function()
       .. "| head -c 1048576 | md5sum", conf, img):match("%x+"))
   end)
 
+  it("examples/rbd-cache.lua: fio verify through the cache, a second read from it, the image has every byte", function()
+    local t0 = G.now()
+    local img = image("32M")
+    local id = M.add(("examples/rbd-cache.lua %s 32MiB %s"):format(img, conf))
+    local path = "/dev/ublkb" .. id
+    G.fio_verify(path, 16)
+    local md5 = md5_mib(path, 0, 16 * MiB) -- what misses fills
+    assert.are.equal(md5, md5_mib(path, 0, 16 * MiB)) -- from the cache
+    local rc, prom = M.cli("stats --prom -n %d", id)
+    assert.are.equal(0, rc, prom)
+    local hits = tonumber(prom:match('ublk_backend_hits_total{dev="' .. id .. '",queue="0"} (%d+)'))
+    local misses = tonumber(prom:match('ublk_backend_misses_total{dev="' .. id .. '",queue="0"} (%d+)'))
+    assert.truthy(hits and hits > 0 and misses and misses > 0, prom)
+    G.must("dd if=/dev/null of=%s conv=fsync status=none", path)
+    assert.are.equal(md5, export_md5(img, 16 * MiB))
+    assert.are.equal(0, (M.cli("del -n %d", id)))
+    print(("\n  cache: %d hits, %d misses; %.1f s"):format(hits, misses, G.now() - t0))
+  end)
+
   it("refuses an unreachable cluster in one line within osd_timeout, leaving nothing", function()
     G.write_file("/tmp/ublk-rbd-dead.conf",
       "[global]\nmon host = v2:127.0.0.1:9\nauth client required = none\n")
