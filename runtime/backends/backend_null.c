@@ -2,17 +2,41 @@
 /*
  * backend_null.c - completes every request at once and moves no data, like
  * the kernel's null_blk: the cost of ublk itself, with nothing behind it.
+ *
+ * Its "copy" picks which of the kernel's data paths the device takes,
+ * though nothing is copied (as kublk's null target does with -z and
+ * --auto_zc), so that a test can drive the driver in each: the tag's
+ * buffer (the kernel copies between it and the request), user copy
+ * (UBLK_F_USER_COPY: no copy at all), auto_reg (the kernel registers and
+ * unregisters the request's pages around it) or register (the queue does,
+ * with REGISTER_IO_BUF and UNREGISTER_IO_BUF per request).
  */
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "../include/backend.h"
 
 static int null_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
+	const char *copy = ublk_conf_get(conf, "copy");
+
 	if (!conf->size)
 		return -EINVAL;
 	b->size = conf->size;
 	b->caps = UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;
+	if (!copy || !strcmp(copy, "buffer"))
+		return 0;
+	if (!strcmp(copy, "inline")) {
+		b->caps |= UBLK_CAN_USER_COPY;
+	} else if (!strcmp(copy, "auto_reg") || !strcmp(copy, "register")) {
+		b->caps |= UBLK_CAN_ZERO_COPY;
+		b->zc_only = copy[0] == 'a' ? UBLK_ZC_AUTO_REG : UBLK_ZC_REGISTER;
+	} else {
+		snprintf(b->err, sizeof(b->err), "copy: '%.40s' is not buffer, inline, auto_reg "
+			 "or register", copy);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -38,8 +62,16 @@ static int null_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct u
 	}
 }
 
+static const struct ublk_backend_opt null_opts[] = {
+	{ .name = "copy", .kind = UBLK_OPT_CHOICE, .values = "buffer|inline|auto_reg|register",
+	  .def = "buffer",
+	  .help = "the kernel's data path the device takes, nothing copied (docs/tuning.md)" },
+	{ 0 }
+};
+
 const struct ublk_backend_ops ublk_backend_null = {
 	.name = "null",
+	.opts = null_opts,
 	.create = null_create,
 	.destroy = null_destroy,
 	.handle_io = null_handle_io,

@@ -39,6 +39,30 @@ describe("#guest copy modes", function()
     end)
   end
 
+  -- null moves no data, but its device takes the kernel's path of each
+  -- mode (kublk's null -z / --auto_zc): fio through it, no error
+  local NULL_COPY = { buffer = "buffer", inline = "user_copy", auto_reg = "auto_reg",
+    register = "register" }
+  for _, mode in ipairs{ "buffer", "inline", "auto_reg", "register" } do
+    it("null, copy = " .. mode .. ": the kernel's path for it under fio, or refused by name", function()
+      local t = { backend = "null", size = "64MiB", queues = 2, depth = 64, copy = mode }
+      if ZC_NEEDS[mode] and not features[ZC_NEEDS[mode]] then
+        local dev, err = ublk.device(t)
+        assert.is_nil(dev)
+        assert.matches('copy = "' .. mode .. '" needs UBLK_F_', err)
+        return
+      end
+      local dev = G.device(t)
+      assert.are.equal(NULL_COPY[mode], dev:info().copy)
+      G.must("fio --name=n --filename=%s --ioengine=io_uring --direct=1 --rw=randrw "
+        .. "--bsrange=4k-256k --iodepth=32 --numjobs=2 --size=64M --io_size=32M "
+        .. "--group_reporting >/dev/null", dev.path)
+      local s = dev:stats().total
+      assert.truthy(s.reads > 0 and s.writes > 0)
+      assert.are.equal(0, s.errors)
+    end)
+  end
+
   it("file: zero copy by default where the kernel has it", function()
     local path = "/tmp/ublk-copy-default.img"
     local dev = G.device{ backend = "file", path = path, size = "64MiB", create = true }
