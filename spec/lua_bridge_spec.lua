@@ -199,6 +199,35 @@ describe("the Lua bridge on a host queue", function()
     assert.are.equal(0, s.inflight)
   end)
 
+  it("moves the right bytes by req.buf and req:copy in each copy it is given", function()
+    for _, mode in ipairs{ "buffer", "inline", "auto_reg", false } do
+      local mem = ublk.shared("1MiB")
+      q = assert(host.queue(ublk.backend {
+        size = "1MiB", copy = mode or nil, store = mem,
+        -- below 64 KiB by req.buf, above by req:copy
+        read = function(self, req)
+          if req.offset >= 65536 then return req:copy(self.store.ptr + req.offset) end
+          ffi.copy(req.buf, self.store.ptr + req.offset, req.length)
+        end,
+        write = function(self, req)
+          if req.offset >= 65536 then return req:copy(self.store.ptr + req.offset) end
+          ffi.copy(self.store.ptr + req.offset, req.buf, req.length)
+        end,
+      }))
+      local a, b = pattern(8192, 21), pattern(16384, 22)
+      assert.are.equal(8192, q:write(4096, a))
+      assert.are.equal(16384, q:write(131072, b))
+      assert.are.equal(a, q:read(4096, 8192), tostring(mode))
+      assert.are.equal(b, q:read(131072, 16384), tostring(mode))
+      assert.are.equal(b, ffi.string(mem.ptr + 131072, 16384))
+      q:close()
+      q = nil
+    end
+    local ok, err = pcall(ublk.backend, { read = function() end, copy = "register" })
+    assert.is_false(ok)
+    assert.matches('copy = "register": a Lua backend\'s requests move by "buffer"', err, 1, true)
+  end)
+
   it("refuses counters that are not name = \"counter\" | \"gauge\", at most 16", function()
     local function refused(counters)
       local ok, err = pcall(ublk.backend, { read = function() end, counters = counters })

@@ -194,7 +194,9 @@ end
 -- discard, write_zeroes), hooks (open, close per queue; on_start, on_stop
 -- per device), async = true to run handlers as coroutines, fua = true if
 -- write honours req.flags' FUA bit, timeout = seconds a request may take
--- (30), counters = { name = "counter" | "gauge", ... } the backend's own
+-- (30), copy = "buffer" | "inline" | "auto_reg" how its requests' data moves
+-- (docs/tuning.md; the best the kernel has without it),
+-- counters = { name = "counter" | "gauge", ... } the backend's own
 -- numbers (at most 16), which its handlers set as self.counters.name and
 -- stats, dev:stats() and /metrics show.  Any other field is the author's own
 -- state, copied to every queue as `self`.
@@ -212,6 +214,13 @@ function M.backend(spec)
       or spec.timeout > 86400) then
     error(("ublk.backend: 'timeout' must be a number of seconds from 0 to 86400, got %s")
       :format(tostring(spec.timeout)), 2)
+  end
+  if spec.copy ~= nil and spec.copy ~= "buffer" and spec.copy ~= "inline"
+      and spec.copy ~= "auto_reg" then
+    error(("ublk.backend: copy = %s: a Lua backend's requests move by \"buffer\" (the tag's "
+      .. "buffer), \"inline\" (user copy) or \"auto_reg\" (user copy, and zero copy of "
+      .. "large ones into ublk.shared); without copy, the best the kernel has")
+      :format(type(spec.copy) == "string" and ('"' .. spec.copy .. '"') or tostring(spec.copy)), 2)
   end
   if spec.counters ~= nil then
     if type(spec.counters) ~= "table" then
@@ -308,7 +317,7 @@ function LuaBackend:core_opts(size, read_only, keep)
   for _, msg in ipairs(missing()) do core.log("warn", msg) end
   local opts = {
     chunk = chunk, path = package.path, cpath = package.cpath,
-    async = flag(s.async == true), flush = flag(s.flush ~= nil),
+    async = flag(s.async == true), flush = flag(s.flush ~= nil), copy = s.copy,
     fua = flag(s.fua == true and s.flush ~= nil),
     discard = flag(s.discard ~= nil and not read_only),
     write_zeroes = flag(s.write_zeroes ~= nil and not read_only),

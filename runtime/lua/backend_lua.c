@@ -108,7 +108,7 @@ out:
 
 static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
-	const char *nr = ublk_conf_get(conf, "delegates"), *timeout;
+	const char *nr = ublk_conf_get(conf, "delegates"), *timeout, *copy;
 	unsigned nr_inner = nr ? (unsigned)strtoul(nr, NULL, 10) : 0;
 	struct lua_backend *lb;
 	int ret = -ENOMEM;
@@ -151,9 +151,18 @@ static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *co
 	lua_interrupt_install();
 	/* user copy: req:copy moves data straight between the request and
 	 * the backend's memory (zero copy for large requests where the kernel
-	 * has auto_reg); req.buf still works, copied at need */
-	b->caps = UBLK_CAN_INTERRUPT | UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY |
-		  (ublk_conf_flag(conf, "flush") ? UBLK_CAN_FLUSH : 0) |
+	 * has auto_reg); req.buf still works, copied at need.  The script's
+	 * copy (ublk.backend checked it) narrows that: "buffer" neither,
+	 * "inline" user copy only, "auto_reg" both or a refusal. */
+	copy = ublk_conf_get(conf, "copy");
+	b->caps = UBLK_CAN_INTERRUPT;
+	if (!copy || strcmp(copy, "buffer"))
+		b->caps |= UBLK_CAN_USER_COPY;
+	if (!copy || !strcmp(copy, "auto_reg"))
+		b->caps |= UBLK_CAN_ZERO_COPY;
+	if (copy && !strcmp(copy, "auto_reg"))
+		b->zc_only = UBLK_ZC_AUTO_REG;
+	b->caps |= (ublk_conf_flag(conf, "flush") ? UBLK_CAN_FLUSH : 0) |
 		  (ublk_conf_flag(conf, "fua") ? UBLK_CAN_FUA : 0) |
 		  (ublk_conf_flag(conf, "discard") ? UBLK_CAN_DISCARD : 0) |
 		  (ublk_conf_flag(conf, "write_zeroes") ? UBLK_CAN_WRITE_ZEROES : 0);

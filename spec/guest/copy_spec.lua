@@ -135,31 +135,43 @@ describe("#guest copy modes", function()
     end)
   end
 
-  it("Lua backend: req:copy and req.buf both move the right bytes", function()
-    local size = 32 * 1024 * 1024
-    local mem = ublk.shared(size)
-    local dev = G.device{ queues = 2, depth = 64, backend = ublk.backend {
-      size = size, store = mem,
-      -- odd sectors of every 64 KiB go through req.buf, the rest by req:copy
-      read = function(self, req)
-        if req.offset % 131072 >= 65536 then
-          require("ffi").copy(req.buf, self.store.ptr + req.offset, req.length)
-          return
-        end
-        return req:copy(self.store.ptr + req.offset)
-      end,
-      write = function(self, req)
-        if req.offset % 131072 >= 65536 then
-          require("ffi").copy(self.store.ptr + req.offset, req.buf, req.length)
-          return
-        end
-        return req:copy(self.store.ptr + req.offset)
-      end,
-    } }
-    assert.are.equal(LUA_COPY, dev:info().copy)
-    G.fio_verify(dev.path, 16)
-    assert.are.equal(0, errors(dev))
-  end)
+  -- a Lua backend's copy: the best the kernel has, or the one it names
+  local LUA_NAMED = { buffer = "buffer", inline = "user_copy", auto_reg = "auto_reg+user_copy" }
+  for _, mode in ipairs{ "default", "buffer", "inline", "auto_reg" } do
+    it("Lua backend, copy = " .. mode .. ": req:copy and req.buf both move the right bytes", function()
+      local size = 32 * 1024 * 1024
+      local mem = ublk.shared(size)
+      local copy = mode ~= "default" and mode or nil
+      if ZC_NEEDS[mode] and not features[ZC_NEEDS[mode]] then
+        local dev, err = ublk.device{ backend = ublk.backend { size = size, copy = copy,
+          read = function() end } }
+        assert.is_nil(dev)
+        assert.matches('copy = "' .. mode .. '" needs UBLK_F_', err)
+        return
+      end
+      local dev = G.device{ queues = 2, depth = 64, backend = ublk.backend {
+        size = size, store = mem, copy = copy,
+        -- odd sectors of every 64 KiB go through req.buf, the rest by req:copy
+        read = function(self, req)
+          if req.offset % 131072 >= 65536 then
+            require("ffi").copy(req.buf, self.store.ptr + req.offset, req.length)
+            return
+          end
+          return req:copy(self.store.ptr + req.offset)
+        end,
+        write = function(self, req)
+          if req.offset % 131072 >= 65536 then
+            require("ffi").copy(self.store.ptr + req.offset, req.buf, req.length)
+            return
+          end
+          return req:copy(self.store.ptr + req.offset)
+        end,
+      } }
+      assert.are.equal(LUA_NAMED[mode] or LUA_COPY, dev:info().copy)
+      G.fio_verify(dev.path, 16)
+      assert.are.equal(0, errors(dev))
+    end)
+  end
 
   -- requests of 64 KiB and more go by zero copy where the kernel has
   -- auto_reg: an async handler waits for the copy, a sync one hands over
