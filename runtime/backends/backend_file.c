@@ -33,19 +33,23 @@ struct file {
 };
 
 /* Option "copy": absent, the best zero copy the kernel has (else the tag's
- * buffer); "buffer" never zero copy; "auto_reg" or "register" only that
- * mode (backend.h, enum ublk_zc). */
+ * buffer); "buffer" never zero copy; "inline" user copy between the
+ * request and the tag's buffer on the queue thread, around the file I/O
+ * (kublk's loop -u: two copies, for testing the driver's user copy);
+ * "auto_reg" or "register" only that mode (backend.h, enum ublk_zc). */
 static int parse_copy(struct ublk_backend *b, const char *v)
 {
 	if (!v)
 		b->caps |= UBLK_CAN_ZERO_COPY;
+	else if (!strcmp(v, "inline"))
+		b->caps |= UBLK_CAN_USER_COPY;
 	else if (!strcmp(v, "auto_reg"))
 		b->zc_only = UBLK_ZC_AUTO_REG;
 	else if (!strcmp(v, "register"))
 		b->zc_only = UBLK_ZC_REGISTER;
 	else if (strcmp(v, "buffer")) {
 		snprintf(b->err, sizeof(b->err), "copy = '%.40s': the file backend takes "
-			 "buffer, auto_reg or register", v);
+			 "buffer, inline, auto_reg or register", v);
 		return -EINVAL;
 	}
 	if (b->zc_only != UBLK_ZC_NONE)
@@ -266,8 +270,15 @@ static int file_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct u
 	struct file *f = b->priv;
 
 	switch (io->op) {
-	case UBLK_IO_OP_READ:
 	case UBLK_IO_OP_WRITE:
+		if (ublk_io_user_copy(q, io)) { /* copy = "inline": the data first */
+			int ret = ublk_io_copy_user(q, io, io->buf, io->len, 0);
+
+			if (ret < 0)
+				return ret;
+		}
+		/* fall through */
+	case UBLK_IO_OP_READ:
 		file_submit_rw(f, q, io);
 		return UBLK_IO_QUEUED;
 	case UBLK_IO_OP_FLUSH:
@@ -315,6 +326,8 @@ static int file_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ubl
 		file_submit_rw(f, q, io);
 		return UBLK_IO_QUEUED;
 	}
+	if (io->op == UBLK_IO_OP_READ && ublk_io_user_copy(q, io))
+		return ublk_io_copy_user(q, io, io->buf, io->len, 0); /* len, or -errno */
 	return (int)io->len;
 }
 
@@ -325,7 +338,7 @@ static const struct ublk_backend_opt file_opts[] = {
 	  .help = "open it with O_DIRECT" },
 	{ .name = "create", .kind = UBLK_OPT_BOOL, .def = "false",
 	  .help = "make a missing file, grow a short one, to the device's size" },
-	{ .name = "copy", .kind = UBLK_OPT_CHOICE, .values = "buffer|auto_reg|register",
+	{ .name = "copy", .kind = UBLK_OPT_CHOICE, .values = "buffer|inline|auto_reg|register",
 	  .def = "zero copy where the kernel has it, else buffer",
 	  .help = "how request data moves (docs/tuning.md)" },
 	{ 0 }

@@ -73,7 +73,7 @@ describe("#guest copy modes", function()
     os.remove(path)
   end)
 
-  for _, mode in ipairs{ "buffer", "auto_reg", "register" } do
+  for _, mode in ipairs{ "buffer", "inline", "auto_reg", "register" } do
     it("file on tmpfs, copy = " .. mode .. ": fio crc32c verify, or refused by name", function()
       local path = "/tmp/ublk-copy-" .. mode .. ".img"
       local t = { backend = "file", path = path, size = "64MiB", create = true, queues = 2,
@@ -86,7 +86,7 @@ describe("#guest copy modes", function()
         return
       end
       local dev = G.device(t)
-      assert.are.equal(mode, dev:info().copy)
+      assert.are.equal(mode == "inline" and "user_copy" or mode, dev:info().copy)
       G.fio_verify(dev.path, 32)
       assert.are.equal(0, errors(dev))
       dev:close()
