@@ -485,6 +485,12 @@ describe("the Lua bridge on a host queue", function()
     assert.are.equal(pattern(4096, 5), file_bytes(path, 4096, 4096))
     assert.are.equal(0, q:flush())
     q:close(); q = nil
+    -- user copy around the file I/O (copy = "inline"), both ways
+    q = assert(host.queue("file", { path = path, copy = "inline" }))
+    assert.are.equal(8192, q:write(16384, pattern(8192, 6)))
+    assert.are.equal(pattern(8192, 6), file_bytes(path, 16384, 8192))
+    assert.are.equal(pattern(8192, 6), q:read(16384, 8192))
+    q:close(); q = nil
     os.remove(path)
     local none, err, errno = host.queue("file", { path = "/nonexistent/x", size = "1MiB" })
     assert.is_nil(none)
