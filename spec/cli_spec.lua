@@ -75,7 +75,8 @@ describe("ublk-lua command", function()
       for cmd, says in pairs({
         ["add -t memory -s 1M --uri nbd://h/"] =
           "add: unknown option '%-%-uri': the memory backend takes %-%-copy, %-%-store",
-        ["add -t null -s 1M --copy ring"] = "the null backend takes no options",
+        ["add -t null -s 1M --store /x"] =
+          "add: unknown option '%-%-store': the null backend takes %-%-copy",
         ["add -t nul -s 1M"] = "add: unknown backend 'nul' %(%-t memory|null|file|nbd|rbd|plugin%)",
         ["add --path /x"] = "add: unknown option '%-%-path' %(backend options follow %-t TYPE%)",
         ["add -t nbd --uri"] = "add: %-%-uri needs a value",
@@ -84,6 +85,10 @@ describe("ublk-lua command", function()
         assert.are.equal(2, rc, cmd)
         assert.matches(says, out, 1, false, cmd)
       end
+      -- a value the option does not take: the parameter's refusal, exit 1
+      local rc, out = run("add -t null -s 1M --copy ring")
+      assert.are.equal(1, rc, out)
+      assert.matches('copy.* must be "buffer", "inline", "auto_reg" or "register"', out)
     end)
 
     it("lists every declared option in add -t TYPE --help", function()

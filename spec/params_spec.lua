@@ -161,10 +161,12 @@ describe("ublk.params", function()
         params.validate({ backend = "file", path = "/x", copy = "auto_reg" }).copy)
       has(verr({ size = "1M", copy = "zero" }),
         [[bad parameter 'copy' = "zero": for the memory backend must be "inline", "ring", "buffer", "auto_reg" or "register"]])
-      has(verr({ backend = "file", path = "/x", copy = "inline" }),
-        [[for the file backend must be "buffer", "auto_reg" or "register"]])
-      has(verr({ backend = "null", size = "1M", copy = "buffer" }),
-        [[applies to the memory and file backends only (backend "null")]])
+      has(verr({ backend = "file", path = "/x", copy = "ring" }),
+        [[for the file backend must be "buffer", "inline", "auto_reg" or "register"]])
+      has(verr({ backend = "null", size = "1M", copy = "ring" }),
+        [[for the null backend must be "buffer", "inline", "auto_reg" or "register"]])
+      has(verr({ backend = "nbd", uri = "nbd://h/", copy = "buffer" }),
+        [[applies to the memory, null and file backends only (backend "nbd")]])
       has(verr({ size = "1M", copy = true }), [[bad parameter 'copy' = true]])
     end)
   end)
