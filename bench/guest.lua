@@ -128,6 +128,11 @@ local function setup()
   end
   ublk_dev("ublk-lua-memory", "examples/luamem.lua 256MiB")
   ublk_dev("ublk-lua-policy", "bench/policy.lua 256MiB")
+  -- the same policy with copy = "buffer": no user copy after the delegate
+  -- filled the tag's buffer (docs/tuning.md, Lua backends)
+  if os.getenv("UBLK_BENCH_COSTS") then
+    ublk_dev("ublk-lua-policy-buffer", "bench/policy.lua 256MiB buffer")
+  end
 
   local nbd_rows = false
   for _, n in ipairs{ "nbdkit-memory", "nbdkit-lua", "nbdkit-memory-tcp", "ublk-nbd", "ublk-nbd-tcp" } do
