@@ -388,6 +388,13 @@ end)
 teardown()
 if not ok then error(err, 0) end
 results.creation = creation()
+-- what a Prometheus scrape costs (bench/scrape-cost.sh: its own device
+-- and exporter, after the others are gone)
+if wanted("scrape-cost") then
+  local okc, line = sh("ROUNDS=%d sh bench/scrape-cost.sh", ROUNDS)
+  results.scrape_cost = okc and line:match("scrape%-cost [^\n]+") or nil
+  if not results.scrape_cost then log("bench: scrape-cost failed: %s", line) end
+end
 
 -- medians and spread per cell
 results.summary = {}

@@ -85,6 +85,10 @@ for _, w in ipairs(R.workloads) do
   end
 end
 p("")
+if R.scrape_cost then
+  p("**What a scrape costs** (bench/scrape-cost.sh): %s", R.scrape_cost)
+  p("")
+end
 p("**Device creation**: ADD_DEV to a completed 4 KiB read (median ms; in brackets the")
 p("runtime's own ADD_DEV..START_DEV time)")
 p("")
