@@ -38,6 +38,13 @@ local disk = ublk.backend {
     self.tag = ffi.cast("uint64_t *", self.tags.ptr)
     self.writing = {} -- slot -> writes in flight over it
     self.written = {} -- slot -> writes started over it, ever
+    -- a recovered server finds the cache its predecessor left (the
+    -- ublk.shared regions outlive it): count what is there
+    local n = 0
+    for s = 0, SLOTS - 1 do
+      if self.tag[s] ~= 0 then n = n + 1 end
+    end
+    self.counters.cached_blocks = n
   end,
 
   read = function(self, req)
@@ -66,7 +73,10 @@ local disk = ublk.backend {
     for i = 0, n - 1 do
       local s = (first + i) % SLOTS
       if before[i] and before[i] == (self.written[s] or 0) and not self.writing[s] then
+        -- untagged while its bytes change: a server that dies in the copy
+        -- leaves an empty slot to the next one, never a torn block
         if tag[s] == 0 then c.cached_blocks = c.cached_blocks + 1 end
+        tag[s] = 0
         ffi.copy(self.data.ptr + s * BLOCK, req.buf + i * BLOCK, BLOCK)
         tag[s] = first + i + 1
       end

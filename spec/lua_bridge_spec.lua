@@ -184,22 +184,28 @@ describe("the Lua bridge on a host queue", function()
         return true
       end,
       write = function(self, req) self.counters.writes = 1 end, -- not declared: raises
+      discard = function(self, req) self.counters.reads = 0 / 0 end, -- not a number: raises
     }))
     for i = 0, 7 do assert.are.equal(512, q:io("read", i * 512, 512)) end
     assert.are.equal(-28, q:io("read", 4096, 1024))
     local out = stderr.capture(function() assert.are.equal(-5, q:io("write", 0, 512)) end)
     assert.matches("self.counters has no 'writes' (the backend's counters declare last_offset, "
       .. "read_bytes_seen, reads)", out, 1, true)
+    out = stderr.capture(function() assert.are.equal(-5, q:io("discard", 0, 4096)) end)
+    assert.matches("self.counters.reads = nan: a finite number", out, 1, true)
     local s = q:stats()
     assert.are.same({ reads = 9, read_bytes_seen = 8 * 512 + 1024 }, s.counters)
     assert.are.same({ last_offset = 4096 }, s.gauges)
-    assert.are.same({ ENOSPC = 1, EIO = 1 }, s.errnos)
-    assert.are.equal(2, s.errors)
+    assert.are.same({ ENOSPC = 1, EIO = 2 }, s.errnos)
+    assert.are.equal(3, s.errors)
     assert.are.equal(8, s.ops.read)
     assert.are.equal(0, s.inflight)
   end)
 
-  it("moves the right bytes by req.buf and req:copy in each copy it is given", function()
+  -- A host queue has no kernel: in every mode its data moves by the
+  -- buffer path; this checks each mode is taken and serves.  The kernel's
+  -- path of each is spec/guest/copy_spec.lua's.
+  it("takes each copy it is given and serves by req.buf and req:copy", function()
     for _, mode in ipairs{ "buffer", "inline", "auto_reg", false } do
       local mem = ublk.shared("1MiB")
       q = assert(host.queue(ublk.backend {
@@ -240,6 +246,8 @@ describe("the Lua bridge on a host queue", function()
     assert.matches("counters: '1st' is no name", refused({ ["1st"] = "counter" }), 1, true)
     assert.matches("is no name: letters, digits and _, not first a digit, at most 31",
       refused({ [("x"):rep(32)] = "gauge" }), 1, true)
+    assert.matches("counters: 'hits_total' ends in _total, which /metrics adds to a counter's "
+      .. "name itself: call it 'hits'", refused({ hits_total = "gauge" }), 1, true)
     local many = {}
     for i = 1, 17 do many["c" .. i] = "counter" end
     assert.matches("counters: 17 declared, at most 16", refused(many), 1, true)
@@ -485,7 +493,8 @@ describe("the Lua bridge on a host queue", function()
     assert.are.equal(pattern(4096, 5), file_bytes(path, 4096, 4096))
     assert.are.equal(0, q:flush())
     q:close(); q = nil
-    -- user copy around the file I/O (copy = "inline"), both ways
+    -- copy = "inline" is taken (a host queue has no kernel to copy from:
+    -- the buffer path; copy_spec drives the user copy), both ways
     q = assert(host.queue("file", { path = path, copy = "inline" }))
     assert.are.equal(8192, q:write(16384, pattern(8192, 6)))
     assert.are.equal(pattern(8192, 6), file_bytes(path, 16384, 8192))

@@ -169,18 +169,19 @@ describe("stats --prom --listen", function()
       local _, code = sh(("curl -s -o /dev/null -w '%%{http_code}' %s"):format(c[1]))
       assert.are.equal(c[2], code, c[1])
     end
-    -- a request line that is no HTTP: 400; a client that says nothing is
-    -- dropped after 2 s and the next one is served
+    -- a request line that is no HTTP: 400; a client that trickles a byte
+    -- every 0.5 s is dropped 2 s after it came, and the next one served
     rc, head = sh(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; printf \"hello\\r\\n\\r\\n\" >&3; head -1 <&3'")
       :format(port))
     assert.matches("HTTP/1.1 400 Bad Request", head)
-    rc, head = sh(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; sleep 4' & sleep 0.2; "
+    rc, head = sh(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; for i in 1 2 3 4 5 6 7 8; do "
+      .. "printf G >&3 2>/dev/null; sleep 0.5; done' & sleep 0.2; "
       .. "curl -sS --fail --max-time 10 -o /dev/null -w '%%{http_code} %%{time_total}' %s/metrics; wait")
       :format(port, url))
     assert.are.equal(0, rc, head)
     local code, secs = head:match("^(%d+) ([%d.]+)$")
     assert.are.equal("200", code, head)
-    -- served once the silent one was dropped: after about 2 s, before its 4
+    -- served once the trickling one was dropped: after about 2 s, not its 4
     assert.truthy(tonumber(secs) > 1.5 and tonumber(secs) < 3.5, head)
     os.execute("kill -TERM " .. pid)
     assert.is_true(gone(pid), "the exporter did not end at SIGTERM")
@@ -212,6 +213,13 @@ describe("stats --prom --listen", function()
       .. "or a unix socket's path", out, 1, true)
     rc, out = sh("build/ublk-lua stats --prom --listen 127.0.0.1:70000")
     assert.are.equal(1, rc, out)
+    -- a path that is some other file is not taken for a stale socket
+    local file = os.tmpname()
+    rc, out = sh("build/ublk-lua stats --prom --listen " .. file)
+    assert.are.equal(1, rc, out)
+    assert.matches("EADDRINUSE", out, 1, true)
+    assert.truthy(io.open(file), "the file is still there")
+    os.remove(file)
     rc, out = sh("build/ublk-lua stats --prom --listen /nonexistent/dir/m.sock")
     assert.are.equal(1, rc, out)
     assert.matches("--listen '/nonexistent/dir/m.sock': ENOENT", out, 1, true)

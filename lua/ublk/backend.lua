@@ -236,6 +236,11 @@ function M.backend(spec)
         error(("ublk.backend: counters: '%s' is no name: letters, digits and _, not first a "
           .. "digit, at most %d"):format(tostring(name), longest), 2)
       end
+      -- a counter's metric is NAME_total: x_total would meet counter x's
+      if name:match("_total$") then
+        error(("ublk.backend: counters: '%s' ends in _total, which /metrics adds to a "
+          .. "counter's name itself: call it '%s'"):format(name, name:gsub("_total$", "")), 2)
+      end
       if kind ~= "counter" and kind ~= "gauge" then
         error(("ublk.backend: counters.%s = %s: must be \"counter\" (only grows) or \"gauge\""
           .. " (goes up and down)"):format(name, tostring(kind)), 2)

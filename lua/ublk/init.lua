@@ -251,24 +251,34 @@ end
 -- Per-queue counters plus their sum in `total`, and `latency`: for read,
 -- write and other requests since the start { count, p50_us, p99_us,
 -- p999_us } (the server's part of each request, runtime/queue/stats.h).
+-- errnos, and a Lua backend's counters and gauges, by name as `stats`
+-- and /metrics name them (ublk.stats).
 function Device:stats()
   check(self, "stats")
   local queues = self._d:stats()
   local address = self._d:stats_address()
+  local total = { errnos = {}, counters = {}, gauges = {} }
   if address then
-    local s = require("ublk.stats").summary(require("ublk.stats").at(address):snapshot())
+    local stats = require "ublk.stats"
+    local snap = stats.at(address):snapshot()
+    local s = stats.summary(snap)
     queues.latency = { read = s.read, write = s.write, other = s.other }
+    for i, q in ipairs(queues) do
+      local sq = snap.queues[i] or {}
+      q.errnos, q.counters, q.gauges = sq.errnos or {}, sq.counters or {}, sq.gauges or {}
+    end
   end
-  local total = {}
   for _, q in ipairs(queues) do
     for k, v in pairs(q) do
       if type(v) == "number" and k ~= "tid" and k ~= "cpu" then
         total[k] = (total[k] or 0) + v
       end
     end
-    total.errnos, total.counters = total.errnos or {}, total.counters or {}
-    for name, n in pairs(q.errnos or {}) do total.errnos[name] = (total.errnos[name] or 0) + n end
-    for name, n in pairs(q.counters or {}) do total.counters[name] = (total.counters[name] or 0) + n end
+    for _, field in ipairs({ "errnos", "counters", "gauges" }) do
+      for name, n in pairs(q[field] or {}) do
+        total[field][name] = (total[field][name] or 0) + n
+      end
+    end
   end
   queues.total = total
   return queues

@@ -39,7 +39,12 @@ long send(int fd, const void *buf, size_t n, int flags);
 long recv(int fd, void *buf, size_t n, int flags);
 int inet_pton(int family, const char *text, void *out);
 uint16_t htons(uint16_t port);
+struct ublk_statx { uint32_t mask, blksize; uint64_t attributes; uint32_t nlink, uid, gid;
+                    uint16_t mode, pad; uint8_t rest[232]; };
+int statx(int dirfd, const char *path, int flags, unsigned mask, struct ublk_statx *buf);
 ]]
+
+local bit = require "bit"
 
 local libc = { C = ffi.C }
 
@@ -71,6 +76,15 @@ function libc.wait_until(cond, secs, step)
     libc.sleep(step)
   end
   return cond() and true or false
+end
+
+-- The type bits of path's mode (S_IFMT: 0xc000 a socket, 0x8000 a file),
+-- not following a symbolic link | nil, errno.
+local stx = ffi.new("struct ublk_statx")
+function libc.file_type(path)
+  -- AT_FDCWD, AT_SYMLINK_NOFOLLOW, STATX_TYPE
+  if ffi.C.statx(-100, path, 0x100, 1, stx) ~= 0 then return nil, ffi.errno() end
+  return bit.band(stx.mode, 0xf000)
 end
 
 return libc

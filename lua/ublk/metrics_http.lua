@@ -5,8 +5,8 @@
 -- mappings (ublk.stats), which the queues fill without locks, so a scrape
 -- costs the data path nothing but the cache lines it reads.  One
 -- connection at a time, each answered and closed: a scraper asks every
--- few seconds, and a client that sends nothing, or reads nothing, is
--- dropped after 2 s.
+-- few seconds, and a connection gets 2 s in all to ask and take the
+-- answer, however it trickles.
 -- The devices are found again at every scrape, so a device added or
 -- removed later shows, or stops showing, at the next one.
 local ffi = require "ffi"
@@ -17,9 +17,10 @@ local C = libc.C
 
 local AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 local SOCK_STREAM, SOCK_CLOEXEC = 1, 0x80000
-local SOL_SOCKET, SO_REUSEADDR, SO_RCVTIMEO, SO_SNDTIMEO = 1, 2, 20, 21
+local SOL_SOCKET, SO_REUSEADDR = 1, 2
 local POLLIN, MSG_NOSIGNAL = 1, 0x4000
 local EINTR, EAGAIN, ECONNREFUSED = 4, 11, 111
+local S_IFSOCK = 0xc000
 
 local http = {}
 
@@ -67,7 +68,8 @@ function http.listen(addr)
   if fd < 0 then return nil, ("--listen '%s': %s"):format(addr, core.errmsg(ffi.errno())) end
   C.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, ffi.new("int[1]", 1), ffi.sizeof("int"))
   -- a socket file nobody listens on is one a killed exporter left
-  if family == AF_UNIX then
+  -- (a connect to any other kind of file is refused too: a socket only)
+  if family == AF_UNIX and libc.file_type(addr) == S_IFSOCK then
     local probe = C.socket(AF_UNIX, SOCK_STREAM + SOCK_CLOEXEC, 0)
     if C.connect(probe, ffi.cast("const void *", sa), len) < 0 and ffi.errno() == ECONNREFUSED then
       os.remove(addr)
@@ -82,12 +84,34 @@ function http.listen(addr)
   return fd, family
 end
 
-local function send_all(fd, text)
+-- A connection has 2 s in all (CONNECTION_S) to send its request and take
+-- the answer: each recv and send waits in poll for what is left of it, so
+-- a client that trickles a byte at a time holds the exporter no longer.
+local CONNECTION_S = 2
+local POLLOUT, MSG_DONTWAIT = 4, 0x40
+local pfd = ffi.new("struct ublk_pollfd[1]")
+
+-- Waits until fd is ready for `events` before the deadline: true, or
+-- false once it has passed.
+local function ready(fd, events, deadline)
+  while true do
+    local left = math.floor((deadline - libc.clock()) * 1000)
+    if left <= 0 then return false end
+    pfd[0].fd, pfd[0].events, pfd[0].revents = fd, events, 0
+    local n = C.poll(pfd, 1, left)
+    if n > 0 then return true end
+    if n < 0 and ffi.errno() ~= EINTR then return false end
+  end
+end
+
+local function send_all(fd, text, deadline)
   local p, left = ffi.cast("const char *", text), #text
   while left > 0 do
-    local n = C.send(fd, p, left, MSG_NOSIGNAL)
+    if not ready(fd, POLLOUT, deadline) then return false end
+    local n = C.send(fd, p, left, MSG_NOSIGNAL + MSG_DONTWAIT)
     if n < 0 then
-      if ffi.errno() ~= EINTR then return false end -- gone, or 2 s without reading
+      local e = ffi.errno()
+      if e ~= EINTR and e ~= EAGAIN then return false end -- gone
     else
       p, left = p + n, left - n
     end
@@ -98,19 +122,26 @@ end
 local REASON = { [200] = "OK", [404] = "Not Found", [405] = "Method Not Allowed",
   [400] = "Bad Request" }
 
-local function respond(fd, status, body, ctype)
+local function respond(fd, deadline, status, body, ctype)
   send_all(fd, ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
     .. "Connection: close\r\n\r\n%s"):format(status, REASON[status],
-    ctype or "text/plain; charset=utf-8", #body, body))
+    ctype or "text/plain; charset=utf-8", #body, body), deadline)
 end
 
 -- The request's head (up to its blank line, 8 KiB at most) | nil.
 local buf = ffi.new("char[8192]")
-local function read_head(fd)
+local function read_head(fd, deadline)
   local got = 0
   while got < ffi.sizeof(buf) do
-    local n = C.recv(fd, buf + got, ffi.sizeof(buf) - got, 0)
-    if n < 0 and ffi.errno() == EINTR then n = 0 elseif n <= 0 then return nil end
+    if not ready(fd, POLLIN, deadline) then return nil end
+    local n = C.recv(fd, buf + got, ffi.sizeof(buf) - got, MSG_DONTWAIT)
+    if n < 0 then
+      local e = ffi.errno()
+      if e ~= EINTR and e ~= EAGAIN then return nil end
+      n = 0
+    elseif n == 0 then
+      return nil -- the client closed
+    end
     got = got + n
     local head = ffi.string(buf, got)
     if head:find("\r?\n\r?\n") then return head end
@@ -120,21 +151,19 @@ end
 
 -- Answers one connection: scrape() gives /metrics's text.
 function http.serve(fd, scrape)
-  local tv = ffi.new("struct ublk_timespec", 2, 0) -- a struct timeval's layout
-  C.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, ffi.sizeof(tv))
-  C.setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, tv, ffi.sizeof(tv))
-  local head = read_head(fd)
+  local deadline = libc.clock() + CONNECTION_S
+  local head = read_head(fd, deadline)
   local method, path = (head or ""):match("^(%u+) (%S+) HTTP/1%.[01]\r?\n")
   if not method then
-    if head then respond(fd, 400, "bad request\n") end
+    if head then respond(fd, deadline, 400, "bad request\n") end
   elseif method ~= "GET" then
-    respond(fd, 405, "only GET\n")
+    respond(fd, deadline, 405, "only GET\n")
   elseif path:gsub("%?.*", "") == "/metrics" then -- a query (?name[]=...) asks nothing more
-    respond(fd, 200, scrape(), "text/plain; version=0.0.4; charset=utf-8")
+    respond(fd, deadline, 200, scrape(), "text/plain; version=0.0.4; charset=utf-8")
   elseif path:gsub("%?.*", "") == "/" then
-    respond(fd, 200, "ublk-lua metrics: GET /metrics\n")
+    respond(fd, deadline, 200, "ublk-lua metrics: GET /metrics\n")
   else
-    respond(fd, 404, "not found: GET /metrics\n")
+    respond(fd, deadline, 404, "not found: GET /metrics\n")
   end
 end
 
@@ -145,10 +174,10 @@ function http.run(addr, scrape, complain, say)
   if not lfd then complain(family) return 1 end
   say(family == AF_UNIX and ("serving /metrics on the unix socket %s"):format(addr)
     or ("serving http://%s/metrics"):format(addr))
-  local pfd = ffi.new("struct ublk_pollfd[1]")
-  pfd[0].fd, pfd[0].events = lfd, POLLIN
+  local lp = ffi.new("struct ublk_pollfd[1]")
+  lp[0].fd, lp[0].events = lfd, POLLIN
   while not core.signal_received() do
-    if C.poll(pfd, 1, 250) > 0 then
+    if C.poll(lp, 1, 250) > 0 then
       local fd = C.accept4(lfd, nil, nil, SOCK_CLOEXEC)
       if fd >= 0 then
         http.serve(fd, scrape)

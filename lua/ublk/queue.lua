@@ -54,6 +54,10 @@ local function counters(stats_block, declared)
     __newindex = function(_, name, v)
       local i = slot[name]
       if not i then unknown(name) end
+      -- what /metrics and stats --json can say: a finite number
+      if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then
+        error(("ublk: self.counters.%s = %s: a finite number"):format(name, tostring(v)), 2)
+      end
       values[i] = v
     end,
   })

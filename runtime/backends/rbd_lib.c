@@ -22,7 +22,7 @@ static const char *const sonames[] = { [rados] = "librados.so.2", [rbd] = "librb
 
 int ublk_rbd_lib_load(char *err, size_t len)
 {
-	void *h[2];
+	void *h[2] = { NULL, NULL };
 	int ret = 0;
 
 	pthread_mutex_lock(&lock);
@@ -49,6 +49,10 @@ int ublk_rbd_lib_load(char *err, size_t len)
 #undef UBLK_RBD_LOAD
 	loaded = 1;
 out:
+	/* a failed load keeps no reference: the next try starts afresh */
+	for (int i = rados; ret < 0 && i <= rbd; i++)
+		if (h[i])
+			dlclose(h[i]);
 	pthread_mutex_unlock(&lock);
 	return ret;
 }

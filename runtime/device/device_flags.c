@@ -84,6 +84,15 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 								   : "UBLK_F_SUPPORT_ZERO_COPY",
 			    d->backend.zc_only == UBLK_ZC_AUTO_REG ? "6.16+" : "6.15+");
 
+	/* User copy without zero copy beside it is a mode the user named
+	 * (copy = "inline" or "ring"); beside it, the runtime's own pick,
+	 * which falls back to the tag's buffer. */
+	if ((d->backend.caps & (UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY)) == UBLK_CAN_USER_COPY &&
+	    !(d->features & UBLK_F_USER_COPY))
+		return ublk_dev_fail(d, -ENOTSUP, "copy by user copy (\"inline\", \"ring\") needs "
+			    "UBLK_F_USER_COPY (Linux 6.5+), which this kernel lacks: leave copy "
+			    "unset for the best it has");
+
 	if (!missing)
 		return 0;
 	if (missing & UBLK_F_USER_RECOVERY_FAIL_IO)

@@ -366,28 +366,6 @@ static int l_stats(lua_State *L)
 		set_num(L, "read_bytes", (lua_Number)st.read_bytes);
 		set_num(L, "write_bytes", (lua_Number)st.write_bytes);
 		set_num(L, "inflight", (lua_Number)st.inflight);
-		lua_newtable(L); /* errnos: { EIO = n, ... }, the ones that happened */
-		for (int e = 0; e < UBLK_STATS_ERRNOS; e++) {
-			const char *name = e ? strerrorname_np(e) : "other";
-
-			if (!st.errnos[e])
-				continue;
-			if (name)
-				lua_pushstring(L, name);
-			else
-				lua_pushfstring(L, "errno %d", e);
-			lua_pushnumber(L, (lua_Number)st.errnos[e]);
-			lua_rawset(L, -3);
-		}
-		lua_setfield(L, -2, "errnos");
-		lua_newtable(L); /* counters: the Lua backend's own, by name */
-		for (int c = 0; c < UBLK_STATS_COUNTERS && st.counter_names[c][0]; c++) {
-			lua_pushlstring(L, st.counter_names[c],
-					strnlen(st.counter_names[c], UBLK_STATS_COUNTER_NAME));
-			lua_pushnumber(L, st.counters[c]);
-			lua_rawset(L, -3);
-		}
-		lua_setfield(L, -2, "counters");
 		set_num(L, "tid", tid);
 		set_num(L, "cpu", tid ? last_cpu(tid) : -1);
 		lua_newtable(L);
