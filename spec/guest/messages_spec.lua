@@ -170,10 +170,11 @@ describe("#guest messages", function()
     end
     local k0, kb0 = kernel_reads()
     local n0, b0 = reads(scrape(url), id)
-    -- fio reads 2048 blocks of 4 KiB while the scraper asks every 0.1 s:
+    -- fio reads 2048 blocks of 4 KiB over about 4 s while the scraper asks
+    -- every 0.1 s (a scrape and its sleep take 0.25 s under TCG):
     -- every answer whole, the count never going back
     local fio = G.spawn(("fio --name=r --filename=/dev/ublkb%d --ioengine=io_uring --direct=1 "
-      .. "--rw=randread --bs=4k --iodepth=8 --size=16M --io_size=8M --rate_iops=2000 "
+      .. "--rw=randread --bs=4k --iodepth=8 --size=16M --io_size=8M --rate_iops=500 "
       .. "--output-format=json"):format(id), true)
     local seen, last = 0, n0
     while not fio:exited() do
@@ -188,7 +189,7 @@ describe("#guest messages", function()
     local k1, kb1 = kernel_reads()
     local text = scrape(url)
     local n1, b1 = reads(text, id)
-    assert.truthy(seen >= 5, "scraped while fio ran: " .. seen)
+    assert.truthy(seen >= 3, "scraped while fio ran: " .. seen)
     assert.are.equal(2048, ios)
     -- fio's, and whatever else read the disk meanwhile (a udev probe):
     -- the kernel counted both
