@@ -11,6 +11,18 @@ local features = ublk.features() or {} -- nil on a host without ublk (busted loa
 local ZC_NEEDS = { auto_reg = "auto_buf_reg", register = "zero_copy" }
 
 local function errors(dev) return dev:stats().total.errors end
+
+-- G.device(t), or nil once the refusal of a zero-copy `mode` the kernel
+-- lacks has been checked: refused by name, never skipped silently.
+local function device_or_refused(t, mode)
+  if ZC_NEEDS[mode] and not features[ZC_NEEDS[mode]] then
+    local dev, err = ublk.device(t)
+    assert.is_nil(dev)
+    assert.matches('copy = "' .. mode .. '" needs UBLK_F_', err)
+    return nil
+  end
+  return G.device(t)
+end
 local LUA_COPY = features.auto_buf_reg and "auto_reg+user_copy"
   or features.user_copy and "user_copy" or "buffer"
 
@@ -22,13 +34,8 @@ describe("#guest copy modes", function()
   for _, mode in ipairs{ "default", "inline", "ring", "buffer", "auto_reg", "register" } do
     it("memory, copy = " .. mode .. ": fio crc32c verify, or refused by name", function()
       local t = { size = "64MiB", queues = 2, depth = 64, copy = mode ~= "default" and mode or nil }
-      if ZC_NEEDS[mode] and not features[ZC_NEEDS[mode]] then
-        local dev, err = ublk.device(t)
-        assert.is_nil(dev)
-        assert.matches('copy = "' .. mode .. '" needs UBLK_F_', err)
-        return
-      end
-      local dev = G.device(t)
+      local dev = device_or_refused(t, mode)
+      if not dev then return end
       -- by default: zero copy for large requests and user copy for small
       -- ones where the kernel has auto buffer registration
       local want = MEMORY_COPY[mode]
@@ -46,13 +53,8 @@ describe("#guest copy modes", function()
   for _, mode in ipairs{ "buffer", "inline", "auto_reg", "register" } do
     it("null, copy = " .. mode .. ": the kernel's path for it under fio, or refused by name", function()
       local t = { backend = "null", size = "64MiB", queues = 2, depth = 64, copy = mode }
-      if ZC_NEEDS[mode] and not features[ZC_NEEDS[mode]] then
-        local dev, err = ublk.device(t)
-        assert.is_nil(dev)
-        assert.matches('copy = "' .. mode .. '" needs UBLK_F_', err)
-        return
-      end
-      local dev = G.device(t)
+      local dev = device_or_refused(t, mode)
+      if not dev then return end
       assert.are.equal(NULL_COPY[mode], dev:info().copy)
       G.must("fio --name=n --filename=%s --ioengine=io_uring --direct=1 --rw=randrw "
         .. "--bsrange=4k-256k --iodepth=32 --numjobs=2 --size=64M --io_size=32M "
@@ -78,14 +80,11 @@ describe("#guest copy modes", function()
       local path = "/tmp/ublk-copy-" .. mode .. ".img"
       local t = { backend = "file", path = path, size = "64MiB", create = true, queues = 2,
         depth = 64, copy = mode }
-      if ZC_NEEDS[mode] and not features[ZC_NEEDS[mode]] then
-        local dev, err = ublk.device(t)
-        assert.is_nil(dev)
-        assert.matches('copy = "' .. mode .. '" needs UBLK_F_', err)
+      local dev = device_or_refused(t, mode)
+      if not dev then
         assert.falsy(G.sh("test -e %s", path), "nothing left behind")
         return
       end
-      local dev = G.device(t)
       assert.are.equal(mode == "inline" and "user_copy" or mode, dev:info().copy)
       G.fio_verify(dev.path, 32)
       assert.are.equal(0, errors(dev))
