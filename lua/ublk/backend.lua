@@ -220,7 +220,7 @@ function M.backend(spec)
     error(("ublk.backend: copy = %s: a Lua backend's requests move by \"buffer\" (the tag's "
       .. "buffer), \"inline\" (user copy) or \"auto_reg\" (user copy, and zero copy of "
       .. "large ones into ublk.shared); without copy, the best the kernel has")
-      :format(type(spec.copy) == "string" and ('"' .. spec.copy .. '"') or tostring(spec.copy)), 2)
+      :format(require("ublk.check").show(spec.copy)), 2)
   end
   if spec.counters ~= nil then
     if type(spec.counters) ~= "table" then

@@ -267,16 +267,12 @@ function Device:stats()
       local sq = snap.queues[i] or {}
       q.errnos, q.counters, q.gauges = sq.errnos or {}, sq.counters or {}, sq.gauges or {}
     end
+    total.errnos, total.counters, total.gauges = s.errnos, s.counters, s.gauges
   end
   for _, q in ipairs(queues) do
     for k, v in pairs(q) do
       if type(v) == "number" and k ~= "tid" and k ~= "cpu" then
         total[k] = (total[k] or 0) + v
-      end
-    end
-    for _, field in ipairs({ "errnos", "counters", "gauges" }) do
-      for name, n in pairs(q[field] or {}) do
-        total[field][name] = (total[field][name] or 0) + n
       end
     end
   end

@@ -14,7 +14,6 @@ int close(int fd);
 long write(int fd, const void *buf, unsigned long n);
 long readlink(const char *path, char *buf, size_t len);
 int mkdir(const char *path, unsigned mode);
-int rename(const char *old, const char *new);
 int truncate(const char *path, int64_t length);
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off);
 int munmap(void *addr, size_t len);

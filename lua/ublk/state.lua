@@ -181,10 +181,7 @@ end
 -- ticks since boot), or nil if there is no such process.
 function state.proc_start(pid)
   if not uint(pid, 4194304) or pid == 0 then return nil end
-  local f = io.open(("/proc/%d/stat"):format(pid))
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
+  local s = state.read_file(("/proc/%d/stat"):format(pid))
   -- the name (field 2) may hold spaces and ')': fields 3.. follow its last ')'
   local rest = s and s:match("^.*%)%s+(.*)$")
   if not rest then return nil end

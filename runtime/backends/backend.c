@@ -4,6 +4,8 @@
  * backends (adding one is a file plus a line here), the op names, and
  * option lookup.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "backends.h"
@@ -89,6 +91,21 @@ const char *ublk_op_name(unsigned op)
 const char *ublk_op_stat_name(unsigned op)
 {
 	return op < UBLK_NR_OPS ? ops[op].stat : NULL;
+}
+
+int ublk_backend_copy_mode(struct ublk_backend *b, const char *copy)
+{
+	if (!strcmp(copy, "inline")) {
+		b->caps |= UBLK_CAN_USER_COPY;
+	} else if (!strcmp(copy, "auto_reg") || !strcmp(copy, "register")) {
+		b->caps |= UBLK_CAN_ZERO_COPY;
+		b->zc_only = copy[0] == 'a' ? UBLK_ZC_AUTO_REG : UBLK_ZC_REGISTER;
+	} else if (strcmp(copy, "buffer")) {
+		snprintf(b->err, sizeof(b->err), "copy = '%.40s': the %s backend takes buffer, "
+			 "inline, auto_reg or register", copy, b->ops ? b->ops->name : "");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 const char *ublk_conf_get(const struct ublk_backend_conf *c, const char *key)

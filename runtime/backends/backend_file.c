@@ -25,6 +25,7 @@
 #include <liburing.h>
 
 #include "../include/backend.h"
+#include "backends.h"
 
 struct file {
 	int fd;
@@ -39,22 +40,11 @@ struct file {
  * "auto_reg" or "register" only that mode (backend.h, enum ublk_zc). */
 static int parse_copy(struct ublk_backend *b, const char *v)
 {
-	if (!v)
+	if (!v) {
 		b->caps |= UBLK_CAN_ZERO_COPY;
-	else if (!strcmp(v, "inline"))
-		b->caps |= UBLK_CAN_USER_COPY;
-	else if (!strcmp(v, "auto_reg"))
-		b->zc_only = UBLK_ZC_AUTO_REG;
-	else if (!strcmp(v, "register"))
-		b->zc_only = UBLK_ZC_REGISTER;
-	else if (strcmp(v, "buffer")) {
-		snprintf(b->err, sizeof(b->err), "copy = '%.40s': the file backend takes "
-			 "buffer, inline, auto_reg or register", v);
-		return -EINVAL;
+		return 0;
 	}
-	if (b->zc_only != UBLK_ZC_NONE)
-		b->caps |= UBLK_CAN_ZERO_COPY;
-	return 0;
+	return ublk_backend_copy_mode(b, v);
 }
 
 static int file_size(struct ublk_backend *b, int fd, const char *path,

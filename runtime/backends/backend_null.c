@@ -12,10 +12,9 @@
  * with REGISTER_IO_BUF and UNREGISTER_IO_BUF per request).
  */
 #include <errno.h>
-#include <stdio.h>
-#include <string.h>
 
 #include "../include/backend.h"
+#include "backends.h"
 
 static int null_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
@@ -25,19 +24,7 @@ static int null_create(struct ublk_backend *b, const struct ublk_backend_conf *c
 		return -EINVAL;
 	b->size = conf->size;
 	b->caps = UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;
-	if (!copy || !strcmp(copy, "buffer"))
-		return 0;
-	if (!strcmp(copy, "inline")) {
-		b->caps |= UBLK_CAN_USER_COPY;
-	} else if (!strcmp(copy, "auto_reg") || !strcmp(copy, "register")) {
-		b->caps |= UBLK_CAN_ZERO_COPY;
-		b->zc_only = copy[0] == 'a' ? UBLK_ZC_AUTO_REG : UBLK_ZC_REGISTER;
-	} else {
-		snprintf(b->err, sizeof(b->err), "copy: '%.40s' is not buffer, inline, auto_reg "
-			 "or register", copy);
-		return -EINVAL;
-	}
-	return 0;
+	return copy ? ublk_backend_copy_mode(b, copy) : 0;
 }
 
 static void null_destroy(struct ublk_backend *b)

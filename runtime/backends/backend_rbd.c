@@ -362,10 +362,8 @@ static int rbd_queue_init(struct ublk_backend *b, struct ublk_queue *q)
 static void rbd_queue_exit(struct ublk_backend *b, struct ublk_queue *q)
 {
 	struct rbd_dev *d = b->priv;
-	struct rbd_queue *rq = d->queues[ublk_queue_id(q)];
+	struct rbd_queue *rq = d->queues[ublk_queue_id(q)]; /* queue_init made it */
 
-	if (!rq)
-		return;
 	/* rbd_close waits for what is in flight, which osd_timeout bounds */
 	if (rq->image)
 		ublk_rbd.rbd_close(rq->image);
@@ -418,7 +416,7 @@ static int rbd_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ub
 	struct rbd_queue *rq = d->queues[ublk_queue_id(q)];
 	int ret;
 
-	if (!rq || !rq->image)
+	if (!rq->image)
 		return -EIO;
 	ret = rbd_submit(rq, q, io, io->op);
 	return ret < 0 ? ret : UBLK_IO_QUEUED;

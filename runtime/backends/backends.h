@@ -29,4 +29,10 @@ const char *const *ublk_backend_names(void);
 int ublk_plugin_load(const char *path, const struct ublk_backend_ops **ops, char *err,
 		     size_t errlen);
 
+/* A named copy mode (option "copy" of null and file) onto b's caps and
+ * zc_only: "buffer" neither, "inline" user copy, "auto_reg"/"register"
+ * that zero copy only (backend.h, enum ublk_zc).  0, or -EINVAL with
+ * b->err naming the value. */
+int ublk_backend_copy_mode(struct ublk_backend *b, const char *copy);
+
 #endif
