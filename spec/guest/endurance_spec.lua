@@ -58,7 +58,7 @@ describe("#guest endurance", function()
       procs[#procs + 1] = p
       local fio = G.spawn(table.concat({
         "fio --name=v --filename=" .. path, "--ioengine=io_uring --direct=1",
-        "--rw=randwrite --bsrange=4k-128k --iodepth=16 --size=48M --loops=20",
+        "--rw=randwrite --bsrange=4k-128k --iodepth=16 --size=48M --loops=5",
         "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0",
       }, " "), true)
       procs[#procs + 1] = fio

@@ -43,21 +43,7 @@ describe("#guest rbd backend", function()
     return name
   end
 
-  -- G.md5_at and G.write_random_at move 512 bytes an I/O, each a round
-  -- trip to the OSD under TCG: these move a MiB (len a whole MiB)
   local MiB = 1048576
-  local function md5_mib(path, off, len)
-    return G.must("dd if=%s bs=1M skip=%d count=%d iflag=direct status=none | md5sum",
-      path, off / MiB, len / MiB):match("^(%x+)")
-  end
-  local function write_mib(path, off, len)
-    G.must("head -c %d /dev/urandom > /tmp/ublk-rbd-data", len)
-    G.must("dd if=/tmp/ublk-rbd-data of=%s bs=1M seek=%d oflag=direct conv=notrunc status=none",
-      path, off / MiB)
-    local md5 = G.must("md5sum < /tmp/ublk-rbd-data"):match("^(%x+)")
-    os.remove("/tmp/ublk-rbd-data")
-    return md5
-  end
 
   -- md5 of the image's first `len` bytes as the cluster has them
   local function export_md5(name, len)
@@ -81,7 +67,7 @@ describe("#guest rbd backend", function()
     -- after a flush (fsync of the disk) the cluster has every byte
     G.must("dd if=/dev/null of=%s conv=fsync status=none", dev.path)
     assert.truthy(dev:stats().total.flushes > 0, "the fsync's FLUSH reached the backend")
-    local md5 = md5_mib(dev.path, 0, 64 * MiB)
+    local md5 = G.md5_at(dev.path, 0, 64 * MiB)
     assert.are.equal(md5, export_md5(img, 64 * 1048576))
     dev:close()
     print(("\n  fio verify 32 MiB + export: %.1f s"):format(G.now() - t0))
@@ -90,7 +76,7 @@ describe("#guest rbd backend", function()
   it("write_zeroes reads zeroes (blkdiscard -z), discard frees space in the cluster", function()
     local img = image("16M")
     local dev = G.device{ backend = ublk.rbd{ image = img, conf = conf } }
-    write_mib(dev.path, 0, 8 * MiB)
+    G.write_random_at(dev.path, 0, 8 * MiB)
     G.must("blkdiscard -z -o 4096 -l 8192 %s", dev.path)
     assert.are.equal(G.must("head -c 8192 /dev/zero | md5sum"):match("%x+"),
       G.md5_at(dev.path, 4096, 8192))
@@ -114,8 +100,8 @@ describe("#guest rbd backend", function()
     local id = assert(tonumber(out:match("dev id (%d+): /dev/ublkb%d+ 32 MiB, 1 queue x 128 "
       .. "%(queues = 2 asked: backend rbd serves at most 1%), rbd")), out)
     local path = "/dev/ublkb" .. id
-    local md5 = write_mib(path, MiB, MiB)
-    assert.are.equal(md5, md5_mib(path, MiB, MiB))
+    local md5 = G.write_random_at(path, MiB, MiB)
+    assert.are.equal(md5, G.md5_at(path, MiB, MiB))
     ok, out = G.sh("%s del -n %d", G.bin, id)
     assert(ok, out)
     -- the server's end (rbd_close) left every byte in the cluster
@@ -129,8 +115,8 @@ describe("#guest rbd backend", function()
     local id = M.add(("examples/rbd-cache.lua %s 32MiB %s"):format(img, conf))
     local path = "/dev/ublkb" .. id
     G.fio_verify(path, 16)
-    local md5 = md5_mib(path, 0, 16 * MiB) -- what misses fills
-    assert.are.equal(md5, md5_mib(path, 0, 16 * MiB)) -- from the cache
+    local md5 = G.md5_at(path, 0, 16 * MiB) -- what misses fills
+    assert.are.equal(md5, G.md5_at(path, 0, 16 * MiB)) -- from the cache
     local rc, prom = M.cli("stats --prom -n %d", id)
     assert.are.equal(0, rc, prom)
     local hits = tonumber(prom:match('ublk_backend_hits_total{dev="' .. id .. '",queue="0"} (%d+)'))
@@ -158,11 +144,11 @@ describe("#guest rbd backend", function()
   end)
 
   it("a server killed under fio verify: recover, 0 errors, data in the cluster", function()
-    local img = image("128M")
+    local img = image("32M")
     local id, pid = M.add(("spec/guest/scripts/rbd.lua %s %s 2"):format(img, conf))
     local path = "/dev/ublkb" .. id
     local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
-      .. "--bs=4k --iodepth=16 --numjobs=2 --size=8M --offset_increment=64M --rate_iops=400 "
+      .. "--bs=4k --iodepth=16 --numjobs=2 --size=8M --offset_increment=16M --rate_iops=400 "
       .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting"):format(path), true)
     G.sh("sleep 3")
     G.must("kill -9 %d", pid)
@@ -175,17 +161,17 @@ describe("#guest rbd backend", function()
     assert.matches("err= 0", fio:out())
     fio:cleanup()
     G.must("dd if=/dev/null of=%s conv=fsync status=none", path)
-    local md5 = md5_mib(path, 0, 128 * MiB)
+    local md5 = G.md5_at(path, 0, 32 * MiB)
     rc, out = M.cli("del -n %d", id)
     assert.are.equal(0, rc, out)
-    assert.are.equal(md5, export_md5(img, 128 * 1048576))
+    assert.are.equal(md5, export_md5(img, 32 * MiB))
     M.clean()
   end)
 
   it("a stalled OSD fails I/O with EIO within osd_timeout; back, the device serves again", function()
     local img = image("16M")
     local dev = G.device{ backend = "rbd", image = img, conf = conf, osd_timeout = 3 }
-    local md5 = write_mib(dev.path, 0, MiB)
+    local md5 = G.write_random_at(dev.path, 0, MiB)
     local osd = tonumber(G.read_file(dir .. "/run/osd.0.pid"))
     G.must("kill -STOP %d", osd)
     local t0 = G.now()
@@ -200,7 +186,7 @@ describe("#guest rbd backend", function()
     assert.truthy(M.wait_until(function()
       return G.sh("dd if=%s of=/dev/null bs=4096 count=1 iflag=direct", dev.path)
     end, 30), "no I/O after the OSD came back")
-    assert.are.equal(md5, md5_mib(dev.path, 0, MiB))
+    assert.are.equal(md5, G.md5_at(dev.path, 0, MiB))
     dev:close()
   end)
 end)

@@ -48,23 +48,34 @@ function G.leftovers()
   return list
 end
 
+-- The block size dd moves `len` bytes at `off` in: the largest power of two
+-- up to 1 MiB dividing both, so an unaligned range still goes 512 bytes an
+-- I/O while a MiB goes in one.  (512 bytes an I/O made a MiB 2048 requests:
+-- 82 of slow.lua's 100 s at 20 ms each, on 7.3 under TCG.)
+local function dd_bs(off, len)
+  assert(off % 512 == 0 and len % 512 == 0, "not whole sectors")
+  local bs = 512
+  while bs < 1048576 and off % (bs * 2) == 0 and len % (bs * 2) == 0 do bs = bs * 2 end
+  return bs
+end
+
 -- md5 of `len` bytes at `off` of a block device, read with O_DIRECT so the
 -- page cache cannot answer for the device.
 function G.md5_at(path, off, len)
-  assert(off % 512 == 0 and len % 512 == 0)
-  local out = G.must("dd if=%s bs=512 skip=%d count=%d iflag=direct status=none | md5sum",
-    path, off / 512, len / 512)
+  local bs = dd_bs(off, len)
+  local out = G.must("dd if=%s bs=%d skip=%d count=%d iflag=direct status=none | md5sum",
+    path, bs, off / bs, len / bs)
   return out:match("^(%x+)")
 end
 
 -- Writes `len` random bytes at `off` (O_DIRECT); returns their md5.
 function G.write_random_at(path, off, len, cpu)
-  assert(off % 512 == 0 and len % 512 == 0)
+  local bs = dd_bs(off, len)
   local tmp = os.tmpname()
   G.must("head -c %d /dev/urandom > %s", len, tmp)
   local md5 = G.must("md5sum < %s", tmp):match("^(%x+)")
-  G.must("%sdd if=%s of=%s bs=512 seek=%d oflag=direct conv=notrunc status=none",
-    cpu and ("taskset -c %d "):format(cpu) or "", tmp, path, off / 512)
+  G.must("%sdd if=%s of=%s bs=%d seek=%d oflag=direct conv=notrunc status=none",
+    cpu and ("taskset -c %d "):format(cpu) or "", tmp, path, bs, off / bs)
   os.remove(tmp)
   return md5
 end
