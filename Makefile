@@ -76,7 +76,7 @@ all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test $(B)/device-test $(B)/ubl
 headers = $(wildcard runtime/include/*.h $(foreach d,$(1),runtime/$(d)/*.h))
 COMPILE = $(CC) $(BASE_CFLAGS) $(CFLAGS) -c -o $@ $<
 COMPILE_LUA = $(CC) $(BASE_CFLAGS) $(CFLAGS) $(LUAJIT_CFLAGS) -I$(B)/gen -c -o $@ $<
-CDEFS := $(B)/gen/lua_ffi_cdef.h $(B)/gen/stats_cdef.h
+CDEFS := $(B)/gen/lua_ffi_cdef.h $(B)/gen/stats_cdef.h $(B)/gen/record_log_cdef.h
 
 $(B)/obj/base/%.o: runtime/base/%.c $(call headers,base) | $(B)/obj/base
 	$(COMPILE)
@@ -103,9 +103,10 @@ $(B)/obj/main.o: runtime/main.c $(call headers,base ctrl queue backends device s
 	$(COMPILE_LUA)
 
 # What C and Lua share is written once, in a header (runtime/lua/lua_ffi.h, the
-# bridge's entry points; runtime/queue/stats.h, the statistics mapping); its FFI
-# part becomes a C string that ublk.core hands to Lua (core.cdef,
-# core.stats_cdef).
+# bridge's entry points; runtime/queue/stats.h, the statistics mapping;
+# runtime/backends/record_log.h, the recorder's log); its FFI part becomes a C
+# string that ublk.core hands to Lua (core.cdef, core.stats_cdef,
+# core.record_log_cdef).
 define cdef
 { echo '/* generated from $< by the Makefile */'; \
   echo 'static const char ublk_$*_cdef[] ='; \
@@ -115,6 +116,8 @@ endef
 $(B)/gen/%_cdef.h: runtime/lua/%.h | $(B)/gen
 	$(cdef)
 $(B)/gen/%_cdef.h: runtime/queue/%.h | $(B)/gen
+	$(cdef)
+$(B)/gen/%_cdef.h: runtime/backends/%.h | $(B)/gen
 	$(cdef)
 
 $(B)/obj $(FOLDERS:%=$(B)/obj/%) $(B)/obj/lua $(B)/ublk $(B)/gen:

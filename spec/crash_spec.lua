@@ -182,3 +182,156 @@ describe("ublk.crash states", function()
     assert.is_nil((crash.find(log, "nope")))
   end)
 end)
+
+describe("ublk.crash harsher samples", function()
+  -- one epoch, ended by the log: a then b over the same block, c beside
+  local path = make_log({ { "write", 0, block("a") }, { "write", 0, block("b") },
+    { "write", 512, block("c") } })
+  local log = assert(crash.read(path))
+  local base = tmp()
+  local f = assert(io.open(base, "wb"))
+  f:write(("B"):rep(8192))
+  f:close()
+  teardown(function() os.remove(path) os.remove(base) end)
+
+  it("reorder lands the kept writes in any order: the older of two may end on top", function()
+    local older_on_top = false
+    for k = 1, 200 do
+      local st = crash.sample(log, 3, k, { reorder = true })
+      local s = image_of(log, st)
+      if st.keep[1] and st.keep[2] and s:sub(1, BS) == block("a") then older_on_top = true end
+      -- in log order, b always wins
+      local plain = crash.sample(log, 3, k, false)
+      if plain.keep[1] and plain.keep[2] then assert.are.equal(block("b"), image_of(log, plain):sub(1, BS)) end
+    end
+    assert.is_true(older_on_top)
+  end)
+
+  it("lost blocks read as zeroes, or as garbage that is neither old nor new and the same from the id", function()
+    local zeroed, garbage = false, false
+    for k = 1, 100 do
+      local st = crash.sample(log, 9, k, { lost = "zero" })
+      local s = image_of(log, st, base)
+      if st.cut >= 3 and not st.keep[3] then
+        assert.are.equal(block("\0"), s:sub(BS + 1, 2 * BS))
+        zeroed = true
+      end
+      st = crash.sample(log, 9, k, { lost = "garbage" })
+      s = image_of(log, st, base)
+      if st.cut >= 3 and not st.keep[3] then
+        local b = s:sub(BS + 1, 2 * BS)
+        assert.is_true(b ~= block("c") and b ~= block("B") and b ~= block("\0"))
+        assert.are.equal(s, image_of(log, assert(crash.state(log, st.id)), base))
+        garbage = true
+      end
+      -- a kept write still lands whole
+      if st.keep[3] == true then assert.are.equal(block("c"), s:sub(BS + 1, 2 * BS)) end
+    end
+    assert.is_true(zeroed and garbage)
+  end)
+
+  it("names the mode in the id, and rebuilds it from the id alone", function()
+    local st = crash.sample(log, 4, 2, { torn = true, reorder = true, lost = "garbage", epoch = 1 })
+    assert.are.equal("t4-2og@1", st.id)
+    assert.are.same(st, assert(crash.state(log, st.id)))
+    assert.are.equal("r4-2z", crash.sample(log, 4, 2, { lost = "zero" }).id)
+    assert.is_nil((crash.state(log, "r4-2x")))
+    assert.is_nil((crash.state(log, "r4-2@")))
+    assert.is_nil((crash.sample(log, 4, 2, { epoch = 2 }))) -- the log has one epoch
+  end)
+end)
+
+describe("ublk-lua crashtest", function()
+  -- epoch 1: a, b; epoch 2: c, d; epoch 3: e.  The check fails on half a
+  -- pair: a without b (or b without a), c without d.
+  local path = make_log({ { "write", 0, block("a") }, { "write", 512, block("b") }, { "flush" },
+    { "write", 1024, block("c") }, { "write", 1536, block("d") }, { "flush" },
+    { "write", 2048, block("e") } })
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir))
+  local check = dir .. "/pair.sh"
+  local f = assert(io.open(check, "w"))
+  f:write([[
+has() { [ "$(dd if="$1" bs=512 skip=$2 count=1 status=none | head -c1)" = "$3" ]; }
+x() { if has "$1" $2 $3; then echo 1; else echo 0; fi; }
+[ "$(x "$1" 0 a)" = "$(x "$1" 1 b)" ] && [ "$(x "$1" 2 c)" = "$(x "$1" 3 d)" ] || { echo "pair: half a pair"; exit 1; }
+]])
+  f:close()
+  teardown(function() os.execute("rm -rf " .. dir) os.remove(path) end)
+
+  local function crashtest(extra, cmd)
+    local p = io.popen(("build/ublk-lua crashtest %s --check '%s' --dir %s %s 2>&1; echo \"__rc=$?\"")
+      :format(path, cmd or ("sh " .. check .. " {dev}"), dir, extra))
+    local out = p:read("*a")
+    p:close()
+    local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
+    return tonumber(rc), body
+  end
+
+  it("reports in the states' order whatever --jobs, and stops at the same first failure", function()
+    local rc1, one = crashtest("--seed 2")
+    local rc3, three = crashtest("--seed 2 --jobs 3")
+    assert.are.equal(1, rc1, one)
+    assert.are.equal(1, rc3, three)
+    local function verdicts(out)
+      return (out:gsub("%(%d+%.%d/s%) ", ""):gsub("image [^;]+;", "image X;"))
+    end
+    assert.are.equal(verdicts(one), verdicts(three))
+    assert.matches("state 4/19 FAIL [^\n]* r2%-1: epoch 2 of 3", three)
+    assert.matches("pair: half a pair", three, 1, true)
+    assert.matches("check it again with:\nublk%-lua crashtest [^\n]*%-%-state r2%-1\n", three)
+  end)
+
+  it("--bisect finds an earlier epoch that fails, and its line fails again", function()
+    local rc, out = crashtest("--seed 2 --bisect --jobs 2")
+    assert.are.equal(1, rc, out)
+    local id = out:match("the earliest failing epoch is 1 of 3: state (%S+);")
+    assert.truthy(id and id:match("@1$"), out)
+    local again
+    rc, again = crashtest("--state " .. id)
+    assert.are.equal(1, rc, again)
+    assert.matches("FAIL", again)
+  end)
+
+  it("--json gives a line a state and a summary that names the failure and the earliest epoch", function()
+    local json = require "ublk.json"
+    local rc, out = crashtest("--seed 2 --bisect --json")
+    assert.are.equal(1, rc, out)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = json.decode(line) end
+    local last = lines[#lines].summary
+    assert.are.same({ "fail", "r2-1", 1 }, { last.result, last.failed, last.earliest.epoch })
+    assert.matches("%-%-state r2%-1$", last.again)
+    assert.are.same({ "p3", "explore", true, 19 }, { lines[1].state, lines[1].phase, lines[1].ok, lines[1].total })
+    assert.are.equal(last.checked, #lines - 1)
+  end)
+
+  it("passes every state of a check that holds, and says how many and how fast", function()
+    local rc, out = crashtest("--torn --reorder --lost garbage --states 8 --jobs 2", "true")
+    assert.are.equal(0, rc, out)
+    assert.matches("crashtest: 11 states of [^\n]* pass %(7 entries, 3 epochs, %d+ s, [%d.]+ states/s, 2 jobs%)", out)
+    assert.matches("t1%-1og", out)
+  end)
+
+  it("refuses a bad --lost, --jobs, or --bisect with --state, naming what is allowed", function()
+    local rc, out = crashtest("--lost ones")
+    assert.are.equal(2, rc)
+    assert.matches("--lost is zero or garbage", out, 1, true)
+    rc, out = crashtest("--jobs 0")
+    assert.are.equal(2, rc)
+    assert.matches("--jobs needs a whole number from 1", out, 1, true)
+    rc, out = crashtest("--bisect --state p3")
+    assert.are.equal(2, rc)
+    assert.matches("--bisect searches the epochs before a failure", out, 1, true)
+  end)
+
+  it("leaves only the failing states' images", function()
+    crashtest("--seed 2 --bisect --jobs 3")
+    local p = io.popen("ls " .. dir)
+    local names = p:read("*a")
+    p:close()
+    assert.is_nil(names:match("%.marks") or names:match("%.out") or names:match("%.rc") or names:match("%.%d+%.img"),
+      names)
+  end)
+end)

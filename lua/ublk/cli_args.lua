@@ -28,7 +28,8 @@ usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua mark -n ID NAME
        ublk-lua replay LOG --to MARK|ENTRY -o IMAGE [--base IMG]
        ublk-lua crashtest LOG --check 'CMD {dev}' [--base IMG] [--seed S] [--states N]
-                    [--torn] [--state ID]
+                    [--torn] [--reorder] [--lost zero|garbage] [--jobs J] [--bisect]
+                    [--json] [--state ID]
 
 SCRIPT alone: serves the block devices that SCRIPT describes in the
 foreground until a termination signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
@@ -329,12 +330,17 @@ IMAGE: a copy of IMG (the disk the recording started from), or zeroes.
 ]=],
   crashtest = [=[
 usage: ublk-lua crashtest LOG --check 'CMD {dev}' [--base IMG] [--seed S]
-                          [--states N] [--torn] [--state ID] [--dir DIR]
+                          [--states N] [--torn] [--reorder] [--lost zero|garbage]
+                          [--jobs J] [--bisect] [--json] [--state ID] [--dir DIR]
 Checks the crash states of LOG: every FLUSH boundary, then N (16) samples of
-seed S (1) within an epoch, with torn writes under --torn; --state ID only that
-one.  Each is written onto an image in DIR (/tmp) and CMD runs with {dev} its
-path, {marks} a file of the marks made before its power cut, {state} its id.
-Stops at the first failing state and prints the line that checks it again.
+seed S (1) within an epoch; --torn tears writes (each block old or new),
+--reorder lands the epoch's writes in a shuffled order, --lost makes a lost
+block read as zeroes or garbage instead of its old bytes; --state ID checks
+only that one.  Each is written onto an image in DIR (/tmp) and CMD runs with
+{dev} its path, {marks} a file of the marks made before its power cut, {state}
+its id; J checks at once (1).  Stops at the first failing state and prints the
+line that checks it again; --bisect then searches the epochs before it for the
+earliest that fails.  --json: a JSON object a line, one a state, then a summary.
 ]=],
 }
 
@@ -344,7 +350,9 @@ args.crash_options = {
   mark = { ["-n"] = false },
   replay = { ["--to"] = false, ["-o"] = false, ["--base"] = false },
   crashtest = { ["--check"] = false, ["--base"] = false, ["--seed"] = false,
-    ["--states"] = false, ["--torn"] = true, ["--state"] = false, ["--dir"] = false },
+    ["--states"] = false, ["--torn"] = true, ["--reorder"] = true, ["--lost"] = false,
+    ["--jobs"] = false, ["--bisect"] = true, ["--json"] = true, ["--state"] = false,
+    ["--dir"] = false },
 }
 
 -- The verbs in the order the usage names them, and each verb's options,

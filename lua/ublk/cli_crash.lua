@@ -2,13 +2,16 @@
 --   ublk-lua mark -n ID NAME
 --   ublk-lua replay LOG --to MARK|ENTRY -o IMAGE [--base IMG]
 --   ublk-lua crashtest LOG --check 'CMD {dev}' [--base IMG] [--seed S]
---                      [--states N] [--torn] [--state ID] [--dir DIR]
+--                      [--states N] [--torn] [--reorder] [--lost zero|garbage]
+--                      [--jobs J] [--bisect] [--json] [--state ID] [--dir DIR]
 -- crashtest writes each crash state onto an image file and runs CMD with
 -- {dev} replaced by its path, {marks} by a file listing the marks made
 -- before the state's power cut (one a line) and {state} by its id.  It
 -- stops at the first state whose CMD exits non-zero and prints the line
--- that rebuilds and checks exactly that state again.
+-- that rebuilds and checks exactly that state again; --bisect then
+-- searches for the earliest epoch that fails.
 local crash = require "ublk.crash"
+local libc = require "ublk.libc"
 
 local M = {}
 
@@ -78,14 +81,96 @@ end
 
 local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
-local function run_check(cmd, image, marks_path, id)
-  local line = cmd:gsub("{dev}", function() return quote(image) end)
-    :gsub("{marks}", function() return quote(marks_path) end)
-    :gsub("{state}", function() return id end)
-  local ok, how, code = os.execute(line)
-  -- Lua 5.1 (LuaJIT without 5.2 compat) gives the status alone
-  if type(ok) == "number" then return ok == 0, ok >= 256 and math.floor(ok / 256) or ok end
-  return ok == true, code or how
+local function read_all(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- ---- crashtest: checks run in the background, up to --jobs at once ----
+--
+-- Each check gets its own image (STEM.N.img, N counting every check this
+-- run starts: a slot's next check must not meet the files of the one
+-- before it, which are dropped only when reported) and runs as `sh -c CMD`
+-- with its output kept in a file and its exit status written last (by a
+-- rename, so a status is never read half written).  Results are reported
+-- in the states' order, so --jobs changes how fast, never what is said:
+-- the first failing state in that order ends the run, and what ran after
+-- it is dropped.
+
+local function start_check(ctx, st)
+  ctx.seq = (ctx.seq or 0) + 1
+  local image = ("%s.%d.img"):format(ctx.stem, ctx.seq)
+  local ok, werr = crash.write_state(ctx.log, st, image, { base = ctx.base })
+  if not ok then return nil, werr end
+  local marks = image .. ".marks"
+  local f = assert(io.open(marks, "w"))
+  for _, m in ipairs(crash.marks(ctx.log, st)) do f:write(m, "\n") end
+  f:close()
+  local line = ctx.check:gsub("{dev}", function() return quote(image) end)
+    :gsub("{marks}", function() return quote(marks) end)
+    :gsub("{state}", function() return st.id end)
+  local job = { st = st, image = image, marks = marks, out = image .. ".out", rc = image .. ".rc",
+    t0 = libc.clock() }
+  os.remove(job.rc)
+  os.execute(("(sh -c %s > %s 2>&1 < /dev/null; echo $? > %s.tmp; mv %s.tmp %s) &"):format(
+    quote(line), quote(job.out), quote(job.rc), quote(job.rc), quote(job.rc)))
+  return job
+end
+
+local function finished(job)
+  local code = tonumber(read_all(job.rc))
+  if not code then return false end
+  job.code, job.seconds, job.output = code, libc.clock() - job.t0, read_all(job.out)
+  return true
+end
+
+-- Removes a check's files; a failing image is kept, renamed to `keep`.
+local function drop(job, keep)
+  if keep then os.rename(job.image, keep) job.image = keep else os.remove(job.image) end
+  os.remove(job.marks)
+  os.remove(job.out)
+  os.remove(job.rc)
+end
+
+-- Checks `states` in order; report(job) for each result until the first
+-- failure, which is returned (its image kept as `keep`).  -> job | nil
+-- | nil, nil, "ENAME: message" when a state cannot be written.
+local function run(ctx, states, report, keep)
+  local running, done, free = {}, {}, {}
+  for slot = ctx.jobs, 1, -1 do free[#free + 1] = slot end
+  local nxt, head, failure, err = 1, 1, nil, nil
+  while true do
+    while not failure and not err and nxt <= #states and #free > 0 do
+      local slot = table.remove(free)
+      local job, werr = start_check(ctx, states[nxt])
+      if not job then err = werr free[#free + 1] = slot break end
+      job.i, job.slot = nxt, slot
+      running[slot] = job
+      nxt = nxt + 1
+    end
+    local progressed = false
+    for slot, job in pairs(running) do
+      if finished(job) then
+        running[slot], done[job.i] = nil, job
+        free[#free + 1] = slot
+        progressed = true
+      end
+    end
+    while not failure and done[head] do
+      local job = done[head]
+      done[head], head = nil, head + 1
+      report(job)
+      if job.code ~= 0 then failure = job drop(job, keep) else drop(job) end
+    end
+    if next(running) == nil and (failure or err or head > #states) then break end
+    if not progressed then libc.sleep(0.01) end
+  end
+  for _, job in pairs(done) do if job ~= failure then drop(job) end end
+  if err then return nil, nil, err end
+  return failure
 end
 
 local function crashtest(o, words)
@@ -96,21 +181,36 @@ local function crashtest(o, words)
   if not seed then return nil, "crashtest: " .. serr end
   local n, nerr = whole(o["--states"] or 16, "--states", 0)
   if not n then return nil, "crashtest: " .. nerr end
+  local jobs, jerr = whole(o["--jobs"] or 1, "--jobs", 1)
+  if not jobs or jobs > 256 then
+    return nil, "crashtest: " .. (jerr or ("--jobs needs a whole number from 1 to 256, got '%s'"):format(o["--jobs"]))
+  end
+  local lost = o["--lost"]
+  if lost and lost ~= "zero" and lost ~= "garbage" then
+    return nil, ("crashtest: --lost is zero or garbage (what a lost block reads as), got '%s'"):format(lost)
+  end
+  if o["--bisect"] and o["--state"] then
+    return nil, "crashtest: --bisect searches the epochs before a failure it finds; --state checks one state"
+  end
   local path = words[1]
   local log, err = crash.read(path)
   if not log then return 1, "crashtest: " .. err end
   local dir = o["--dir"] or os.getenv("TMPDIR") or "/tmp"
   local name = os.tmpname() -- a unique name (the file it makes goes at once)
   os.remove(name)
-  local image = ("%s/ublk-crash.%s.img"):format(dir, name:match("[^/]+$"))
-  local marks_path = image .. ".marks"
-  local list
+  local mode = { torn = o["--torn"], reorder = o["--reorder"], lost = lost }
+  local ctx = { log = log, base = o["--base"], check = o["--check"], jobs = jobs,
+    stem = ("%s/ublk-crash.%s"):format(dir, name:match("[^/]+$")) }
+  local states = {}
   if o["--state"] then
     local st, why = crash.state(log, o["--state"])
     if not st then return nil, "crashtest: " .. why end
-    list = function() local s = st st = nil return s end
+    states[1] = st
   else
-    list = crash.states(log, { seed = seed, states = n, torn = o["--torn"] })
+    for st in crash.states(log, { seed = seed, states = n, torn = mode.torn, reorder = mode.reorder,
+        lost = lost }) do
+      states[#states + 1] = st
+    end
   end
   local function again(id)
     local t = { "ublk-lua crashtest", quote(path), "--check", quote(o["--check"]) }
@@ -118,30 +218,74 @@ local function crashtest(o, words)
     t[#t + 1] = "--state " .. id
     return table.concat(t, " ")
   end
-  local done, t0 = 0, os.time()
-  for st in list do
-    local ok, werr = crash.write_state(log, st, image, { base = o["--base"] })
-    if not ok then return 1, "crashtest: " .. werr end
-    local f = assert(io.open(marks_path, "w"))
-    for _, m in ipairs(crash.marks(log, st)) do f:write(m, "\n") end
-    f:close()
-    local passed, code = run_check(o["--check"], image, marks_path, st.id)
-    done = done + 1
-    io.stdout:write(("state %d %s %s\n"):format(done, passed and "ok  " or "FAIL",
-      crash.describe(log, st)))
-    io.stdout:flush()
-    if not passed then
-      io.stdout:write(("crashtest: state %s fails the check (exit %s); image %s;"
-        .. " check it again with:\n%s\n"):format(st.id, tostring(code), image, again(st.id)))
-      os.remove(marks_path)
-      return 1
+  local json = o["--json"] and require("ublk.json")
+  local function say(line) io.stdout:write(line, "\n") io.stdout:flush() end
+  local t0, checked = libc.clock(), 0
+  -- one line a state: how far (done/total), how fast, and what it is
+  local function reporter(total, phase)
+    local i = 0
+    return function(job)
+      i, checked = i + 1, checked + 1
+      local ok = job.code == 0
+      if json then
+        say(json.encode({ state = job.st.id, phase = phase, n = i, total = total, kind = job.st.kind,
+          epoch = job.st.epoch, ok = ok, exit = job.code, seconds = job.seconds, output = job.output }))
+        return
+      end
+      say(("state %d/%d %s (%.1f/s) %s"):format(i, total, ok and "ok  " or "FAIL",
+        checked / math.max(libc.clock() - t0, 1e-3), crash.describe(log, job.st)))
+      if job.output ~= "" then io.stdout:write(job.output) end
     end
-    os.remove(image)
-    os.remove(marks_path)
   end
-  io.stdout:write(("crashtest: %d states of %s pass (%d entries, %d epochs, %d s)\n"):format(
-    done, path, #log.entries, #crash.epochs(log), os.time() - t0))
-  return 0
+  local failed, _, werr = run(ctx, states, reporter(#states, "explore"), ctx.stem .. ".img")
+  if werr then return 1, "crashtest: " .. werr end
+  local summary = { log = path, total = #states, entries = #log.entries, epochs = #crash.epochs(log),
+    jobs = jobs }
+  if not failed then
+    summary.result, summary.checked, summary.seconds = "pass", checked, libc.clock() - t0
+    if json then say(json.encode({ summary = summary })) return 0 end
+    say(("crashtest: %d states of %s pass (%d entries, %d epochs, %.0f s, %.1f states/s, %d job%s)")
+      :format(checked, path, #log.entries, #crash.epochs(log), summary.seconds,
+        checked / math.max(summary.seconds, 1e-3), jobs, jobs == 1 and "" or "s"))
+    return 0
+  end
+  summary.result, summary.failed, summary.exit = "fail", failed.st.id, failed.code
+  summary.image, summary.again = failed.image, again(failed.st.id)
+  if not json then
+    say(("crashtest: state %s fails the check (exit %s); image %s; check it again with:\n%s")
+      :format(failed.st.id, tostring(failed.code), failed.image, again(failed.st.id)))
+  end
+  if o["--bisect"] then
+    -- The earliest epoch whose own samples fail: a binary search over the
+    -- epochs up to the failing one, each tried with the same seed, count
+    -- and mode, drawn from it alone (ids "...@E").  It assumes what
+    -- fails once keeps failing in later epochs; an epoch whose samples all
+    -- pass moves the search later.
+    local lo, hi, best = 1, failed.st.epoch, failed
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      local cands = {}
+      for k = 1, n do
+        cands[#cands + 1] = crash.sample(log, seed, k, { torn = mode.torn, reorder = mode.reorder,
+          lost = lost, epoch = mid })
+      end
+      local f, _, berr = run(ctx, cands, reporter(#cands, "bisect"), ctx.stem .. ".earliest.img")
+      if berr then return 1, "crashtest: " .. berr end
+      if not json then
+        say(("bisect: epoch %d of %d: %s"):format(mid, #crash.epochs(log),
+          f and ("%s fails"):format(f.st.id) or ("%d samples pass"):format(#cands)))
+      end
+      if f then hi, best = mid, f else lo = mid + 1 end
+    end
+    summary.earliest = { epoch = hi, state = best.st.id, image = best.image, again = again(best.st.id) }
+    if not json then
+      say(("bisect: the earliest failing epoch is %d of %d: state %s; image %s; check it again with:\n%s")
+        :format(hi, #crash.epochs(log), best.st.id, best.image, again(best.st.id)))
+    end
+  end
+  summary.checked, summary.seconds = checked, libc.clock() - t0
+  if json then say(json.encode({ summary = summary })) end
+  return 1
 end
 
 local VERBS = { mark = mark, replay = replay, crashtest = crashtest }

@@ -1,27 +1,30 @@
 -- ublk.crash_log: the recorder's log (docs/crash-testing.md) from Lua:
 -- read it (entries up to the last whole one whose CRC matches) and append
--- a mark to it.  Pure Lua and FFI: no ublk.core, no kernel.
+-- a mark to it.  No kernel: the format is the C header's
+-- (runtime/backends/record_log.h, as core.record_log_cdef), so the
+-- recorder and this reader cannot drift.
 local ffi = require "ffi"
 local bit = require "bit"
+local C = ffi.C
 
 local M = {}
 
-ffi.cdef [[
-struct ublk_crash_head {
-  uint32_t magic, crc;
-  uint64_t offset;
-  uint32_t len, data_len;
-  uint8_t type, flags, zero[14];
-};
-]]
+ffi.cdef(require("ublk.core").record_log_cdef)
 
-local HEAD = 40
-local ENTRY_MAGIC = 0x52454b42
+local HEAD = ffi.sizeof("struct ublk_log_head")
+local HEADER = ffi.sizeof("struct ublk_log_header")
+local CRC_AT = ffi.offsetof("struct ublk_log_header", "crc")
+local ENTRY_MAGIC = C.UBLK_LOG_ENTRY_MAGIC
 local LOG_MAGIC = "UBLKLOG1"
-M.TYPES = { "write", "flush", "discard", "write_zeroes", "mark" }
+-- by type number
+M.TYPES = {}
+for name, num in pairs({ write = C.UBLK_LOG_WRITE, flush = C.UBLK_LOG_FLUSH,
+    discard = C.UBLK_LOG_DISCARD, write_zeroes = C.UBLK_LOG_WRITE_ZEROES, mark = C.UBLK_LOG_MARK }) do
+  M.TYPES[num] = name
+end
 local TYPE_NUM = {}
 for i, t in ipairs(M.TYPES) do TYPE_NUM[t] = i end
-local FUA = 1
+local FUA = C.UBLK_LOG_FUA
 -- the largest payload: a request (max_io is at most 1 MiB) or a mark's name
 local MAX_DATA = 64 * 1024 * 1024
 
@@ -48,20 +51,19 @@ function M.crc32c(crc, s, len)
   return (bit.bnot(c) % 2 ^ 32)
 end
 
-local head = ffi.new("struct ublk_crash_head")
-local function u32(s, at)
-  local b1, b2, b3, b4 = s:byte(at + 1, at + 4)
-  return b1 + b2 * 256 + b3 * 65536 + b4 * 16777216
-end
+local head = ffi.new("struct ublk_log_head")
+local header = ffi.new("struct ublk_log_header")
 
--- The 64-byte file header: { block_size, size } or nil, why.
+-- The file header: { block_size, size } or nil, why.
 local function parse_header(h)
-  if not h or #h < 64 then return nil, "shorter than its 64-byte header" end
+  if not h or #h < HEADER then return nil, ("shorter than its %d-byte header"):format(HEADER) end
   if h:sub(1, 8) ~= LOG_MAGIC then return nil, "not a ublk-lua log (no UBLKLOG1 magic)" end
-  if u32(h, 60) ~= M.crc32c(0, h, 60) then return nil, "its header's checksum does not match" end
-  local version = u32(h, 8)
-  if version ~= 1 then return nil, ("version %d, this reader knows 1"):format(version) end
-  return { block_size = u32(h, 12), size = u32(h, 16) + u32(h, 20) * 2 ^ 32 }
+  ffi.copy(header, h, HEADER)
+  if header.crc ~= M.crc32c(0, h, CRC_AT) then return nil, "its header's checksum does not match" end
+  if header.version ~= C.UBLK_LOG_VERSION then
+    return nil, ("version %d, this reader knows %d"):format(header.version, C.UBLK_LOG_VERSION)
+  end
+  return { block_size = header.block_size, size = tonumber(header.size) }
 end
 
 -- read(path) -> log | nil, "ENAME: message"
@@ -71,10 +73,10 @@ end
 function M.read(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, "ENOENT: log " .. tostring(err) end
-  local info, why = parse_header(f:read(64))
+  local info, why = parse_header(f:read(HEADER))
   if not info then f:close() return nil, ("EINVAL: log %s: %s"):format(path, why) end
   local log = { path = path, block_size = info.block_size, size = info.size, entries = {} }
-  local pos = 64
+  local pos = HEADER
   while true do
     local h = f:read(HEAD)
     if not h or #h < HEAD then break end
@@ -105,7 +107,7 @@ end
 -- payload).  Specs build logs with it; mark() appends one.
 function M.entry(type, offset, len, data, fua)
   data = data or ""
-  local h = ffi.new("struct ublk_crash_head")
+  local h = ffi.new("struct ublk_log_head")
   h.magic, h.offset, h.len, h.data_len = ENTRY_MAGIC, offset or 0, len or #data, #data
   h.type = assert(TYPE_NUM[type], "unknown entry type")
   h.flags = fua and FUA or 0
@@ -115,13 +117,11 @@ end
 
 -- The file header for a device of `size` bytes and `block_size`.
 function M.header(block_size, size)
-  local function le(v, n)
-    local t = {}
-    for i = 1, n do t[i] = string.char(v % 256) v = math.floor(v / 256) end
-    return table.concat(t)
-  end
-  local h = LOG_MAGIC .. le(1, 4) .. le(block_size, 4) .. le(size, 8) .. ("\0"):rep(36)
-  return h .. le(M.crc32c(0, h, 60), 4)
+  local h = ffi.new("struct ublk_log_header")
+  ffi.copy(h.magic, LOG_MAGIC, 8)
+  h.version, h.block_size, h.size = C.UBLK_LOG_VERSION, block_size, size
+  h.crc = M.crc32c(0, ffi.cast("const uint8_t *", h), CRC_AT)
+  return ffi.string(h, HEADER)
 end
 
 -- mark(path, name) -> true | nil, "ENAME: message"

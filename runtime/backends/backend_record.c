@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,25 +28,7 @@
 #include "../base/crc32c.h"
 #include "../base/log.h"
 #include "policy.h"
-
-#define LOG_MAGIC "UBLKLOG1"
-#define ENTRY_MAGIC 0x52454b42u
-
-enum { REC_WRITE = 1, REC_FLUSH = 2, REC_DISCARD = 3, REC_WRITE_ZEROES = 4, REC_MARK = 5 };
-enum { REC_FUA = 1 };
-
-struct rec_head {
-	uint32_t magic;
-	uint32_t crc;
-	uint64_t offset;
-	uint32_t len;
-	uint32_t data_len;
-	uint8_t type;
-	uint8_t flags;
-	uint8_t zero[14];
-};
-
-_Static_assert(sizeof(struct rec_head) == 40, "the log's entry head is 40 bytes");
+#include "record_log.h"
 
 struct record {
 	struct ublk_backend base;	/* first: policy.c finds it at b->priv */
@@ -55,16 +38,12 @@ struct record {
 
 static int write_header(int fd, const struct ublk_backend_conf *conf, uint64_t size)
 {
-	unsigned char h[64] = { 0 };
-	uint32_t v = 1, bs = conf->block_size, crc;
+	struct ublk_log_header h = { .version = UBLK_LOG_VERSION, .block_size = conf->block_size,
+				     .size = size };
 
-	memcpy(h, LOG_MAGIC, 8);
-	memcpy(h + 8, &v, 4);
-	memcpy(h + 12, &bs, 4);
-	memcpy(h + 16, &size, 8);
-	crc = ublk_crc32c(0, h, 60);
-	memcpy(h + 60, &crc, 4);
-	return write(fd, h, sizeof(h)) == (ssize_t)sizeof(h) ? 0 : -EIO;
+	memcpy(h.magic, UBLK_LOG_MAGIC, sizeof(h.magic));
+	h.crc = ublk_crc32c(0, &h, offsetof(struct ublk_log_header, crc));
+	return write(fd, &h, sizeof(h)) == (ssize_t)sizeof(h) ? 0 : -EIO;
 }
 
 static int record_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
@@ -126,18 +105,18 @@ static void record_destroy(struct ublk_backend *b)
 
 static int append(struct record *r, const struct ublk_io *io, uint8_t type)
 {
-	struct rec_head h = { .magic = ENTRY_MAGIC, .offset = io->offset, .len = io->len,
-			      .type = type };
+	struct ublk_log_head h = { .magic = UBLK_LOG_ENTRY_MAGIC, .offset = io->offset,
+				   .len = io->len, .type = type };
 	struct iovec iov[2] = { { &h, sizeof(h) }, { io->buf, 0 } };
 	ssize_t n;
 
-	if (type == REC_WRITE) {
+	if (type == UBLK_LOG_WRITE) {
 		h.data_len = io->len;
 		iov[1].iov_len = io->len;
 		if (io->flags & UBLK_IO_F_FUA)
-			h.flags = REC_FUA;
+			h.flags = UBLK_LOG_FUA;
 	}
-	if (type == REC_FLUSH)
+	if (type == UBLK_LOG_FLUSH)
 		h.offset = h.len = 0;
 	h.crc = ublk_crc32c(ublk_crc32c(0, &h, sizeof(h)), iov[1].iov_base, iov[1].iov_len);
 	n = writev(r->fd, iov, 2);
@@ -158,20 +137,20 @@ static int record_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct
 
 	switch (io->op) {
 	case UBLK_IO_OP_WRITE:
-		ret = append(r, io, REC_WRITE);
+		ret = append(r, io, UBLK_LOG_WRITE);
 		if (!(r->base.caps & UBLK_CAN_FUA))
 			io->flags &= ~UBLK_IO_F_FUA;
 		break;
 	case UBLK_IO_OP_FLUSH:
-		ret = append(r, io, REC_FLUSH);
+		ret = append(r, io, UBLK_LOG_FLUSH);
 		if (ret == 0 && !(r->base.caps & UBLK_CAN_FLUSH))
 			return 0;
 		break;
 	case UBLK_IO_OP_DISCARD:
-		ret = append(r, io, REC_DISCARD);
+		ret = append(r, io, UBLK_LOG_DISCARD);
 		break;
 	case UBLK_IO_OP_WRITE_ZEROES:
-		ret = append(r, io, REC_WRITE_ZEROES);
+		ret = append(r, io, UBLK_LOG_WRITE_ZEROES);
 		break;
 	}
 	if (ret < 0)

@@ -27,6 +27,7 @@
 #include "../shutdown/signals.h"
 #include "lua_bridge.h"
 #include "lua_ffi_cdef.h"
+#include "record_log_cdef.h"
 #include "stats_cdef.h"
 
 #define UBLK_LUA_VERSION "0.2.0"
@@ -447,6 +448,8 @@ int luaopen_ublk_core(lua_State *L)
 	lua_setfield(L, -2, "cdef");
 	lua_pushstring(L, ublk_stats_cdef);
 	lua_setfield(L, -2, "stats_cdef");
+	lua_pushstring(L, ublk_record_log_cdef);
+	lua_setfield(L, -2, "record_log_cdef");
 	push_ops(L);
 	lua_setfield(L, -2, "ops");
 	return 1;

@@ -12,9 +12,9 @@ VM_TEST_MODULES="brd null_blk nbd"
 # Loaded at boot too, for storage stacked on ublk devices: md RAID-1, LVM and
 # LUKS2 (dm-crypt with the algorithms of its default cipher, which the
 # kernel would otherwise ask modprobe for, and the guest has none), plus
-# whatever the user names in UBLK_VM_MODULES (e.g. "xfs raid456"),
-# dependencies resolved.
-VM_STACK_MODULES="md_mod raid1 dm_mod dm_crypt xts aes_generic aesni_intel sha256_generic"
+# XFS (crash_spec's power-cut states), plus whatever the user names in
+# UBLK_VM_MODULES (e.g. "raid456"), dependencies resolved.
+VM_STACK_MODULES="md_mod raid1 dm_mod dm_crypt xts aes_generic aesni_intel sha256_generic xfs"
 VM_BOOT_MODULES="$VM_BOOT_MODULES $VM_STACK_MODULES ${UBLK_VM_MODULES:-}"
 # Asked for, and not missed where a kernel has no module of that name:
 # virtio_pci is built in, and 7.x's packages ship no modules.builtin that

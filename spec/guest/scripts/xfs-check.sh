@@ -1,0 +1,27 @@
+#!/bin/sh
+# xfs-check.sh IMAGE MARKS: the check crash_spec.lua gives `ublk-lua
+# crashtest` for an XFS image of a power-cut state.  Mounting replays the
+# log (the image is a scratch copy); every file a mark in MARKS ("NAME
+# MD5", one a line) reported durable must be there with those bytes; then
+# xfs_repair -n must find nothing.  Exit 0 pass, 1 fail (saying why).
+set -u
+img=$1
+marks=$2
+mnt=$(mktemp -d)
+if ! out=$(mount -t xfs -o loop "$img" "$mnt" 2>&1); then
+	echo "xfs-check: mount (log recovery) failed: $out"; rmdir "$mnt"; exit 1
+fi
+status=0
+while read -r name sum; do
+	got=$(md5sum < "$mnt/$name" 2>/dev/null | cut -d' ' -f1)
+	if [ "$got" != "$sum" ]; then
+		echo "xfs-check: $name reported durable: md5 ${got:-missing}, not $sum"
+		status=1
+	fi
+done < "$marks"
+umount "$mnt"
+rmdir "$mnt"
+if ! out=$(xfs_repair -n "$img" 2>&1); then
+	echo "xfs-check: xfs_repair -n:"; echo "$out" | tail -20; status=1
+fi
+exit $status
