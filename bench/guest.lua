@@ -41,6 +41,9 @@ local function exists(path) return sh("test -b %s", path) end
 -- ---- devices ----
 
 local devices = {} -- { name, path, pid?, kind }
+-- the kublk rows made, each with the row of ours it is compared with
+local peers = {} -- { peer, ours }
+local kublk = dofile("bench/peers/kublk.lua")
 
 -- UBLK_BENCH_ONLY (below): devices outside it are not even set up
 local WANT = os.getenv("UBLK_BENCH_ONLY")
@@ -52,22 +55,38 @@ local function add(name, path, pid, kind)
   devices[#devices + 1] = { name = name, path = path, pid = pid, kind = kind }
 end
 
-local function spawn(cmd)
-  return tonumber(must("sh -c '%s > /tmp/bench-spawn.$$ 2>&1 & echo $!'", cmd):match("%d+"))
+-- its output in LOG, by default one file per spawning shell
+local function spawn(cmd, log)
+  return tonumber(must("sh -c '%s > %s 2>&1 & echo $!'", cmd, log or "/tmp/bench-spawn.$$"):match("%d+"))
 end
 
-local function ublk_dev(name, script)
-  if not wanted(name) then return end
+-- not exited (a zombie has)
+local function running(pid)
+  local ok, stat = sh("cat /proc/%d/stat", pid)
+  return ok and not stat:match("^%d+ %b() Z")
+end
+
+-- A server process that makes one ublk device, the ublkbN that appears.
+-- Returns false and its output if it exits first.
+local function ublk_server(name, cmd, kind)
   local before = must("ls /sys/block")
-  local pid = spawn("build/ublk-lua " .. script)
-  local path
+  local log = "/tmp/bench-" .. name .. ".log"
+  local pid = spawn(cmd, log)
+  local path, gone
   wait_for(function()
     for dev in must("ls /sys/block"):gmatch("ublkb%d+") do
       if not before:find(dev .. "\n", 1, true) then path = "/dev/" .. dev end
     end
-    return path and exists(path)
+    gone = not path and not running(pid)
+    return gone or path and exists(path)
   end, name)
-  add(name, path, pid, "ublk")
+  if gone then return false, select(2, sh("cat %s", log)) end
+  add(name, path, pid, kind)
+  return true
+end
+
+local function ublk_dev(name, script)
+  if wanted(name) then ublk_server(name, "build/ublk-lua " .. script, "ublk") end
 end
 
 local function setup()
@@ -167,6 +186,25 @@ local function setup()
     add("nbdkit-memory-tcp", "/dev/nbd2", pid, "nbd")
     ublk_dev("ublk-nbd-tcp", "bench/device.lua nbd nbd://127.0.0.1:10809/")
   end
+  -- UBLK_BENCH_PEERS=1 (make bench PEERS=1): the kernel's reference
+  -- server beside ours; a row it cannot start is left out, said why
+  if os.getenv("UBLK_BENCH_PEERS") == "1" then
+    if not sh("test -x %s", kublk.BIN) then
+      log("bench: UBLK_BENCH_PEERS=1 but no %s (bench/peers/build-kublk makes it): no kublk rows", kublk.BIN)
+    else
+      for _, row in ipairs(kublk.rows(features, modes.buffer)) do
+        if wanted(row.name) then
+          if row.file then must("truncate -s 256M %s", row.file) end
+          local started, out = ublk_server(row.name, kublk.command(row), "kublk")
+          if started then
+            peers[#peers + 1] = { peer = row.name, ours = row.ours }
+          else
+            log("bench: %s exited: %s\n%s", row.name, kublk.command(row), out)
+          end
+        end
+      end
+    end
+  end
   for _, d in ipairs(devices) do
     must("fio --name=fill --filename=%s --rw=write --bs=1M --iodepth=8 --ioengine=io_uring "
       .. "--direct=1 --size=%s", d.path, SPAN)
@@ -179,6 +217,8 @@ local function teardown()
   for i = #devices, 1, -1 do
     local d = devices[i]
     if d.kind == "nbd" then sh("nbd-client -d %s", d.path) end
+    -- kublk stops and removes its device, then its server exits
+    if d.kind == "kublk" then sh(kublk.del(d.path)) end
     if d.pid then sh("kill -TERM %d; while kill -0 %d 2>/dev/null; do sleep 0.05; done", d.pid, d.pid) end
   end
   sh("losetup -D")
@@ -365,7 +405,7 @@ local results = {
   date = os.date("!%Y-%m-%dT%H:%M:%SZ"), kernel = must("uname -r"):match("%S+"),
   cpus = tonumber(must("nproc"):match("%d+")), quick = quick, rounds = ROUNDS,
   runtime_s = RUNTIME, guest = "QEMU TCG (software emulation), " .. must("nproc"):match("%d+") .. " vCPUs",
-  workloads = WORKLOADS, devices = {}, runs = {},
+  workloads = WORKLOADS, devices = {}, runs = {}, peers = peers,
 }
 local ok, err = pcall(function()
   log("bench: setting up devices")

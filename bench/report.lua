@@ -67,6 +67,32 @@ for _, w in ipairs(R.workloads) do
   p(table.concat(row))
 end
 p("")
+-- make bench PEERS=1: each kublk row beside the row of ours that takes
+-- the same path through the driver (bench/peers/kublk.lua); results
+-- before PEERS have no `peers`
+if R.peers and #R.peers > 0 then
+  p("**Against kublk**, the kernel's reference ublk server, same boot: ours over kublk's")
+  p("throughput (above 1x: ours is faster) / the server's CPU time per I/O (below 1x: ours")
+  p("costs less). kublk pins each queue's thread to its CPUs; these rows of ours do not.")
+  p("")
+  local ph, pr = { "| workload |" }, { "|---|" }
+  for _, x in ipairs(R.peers) do
+    ph[#ph + 1] = (" %s / %s |"):format(x.ours, x.peer)
+    pr[#pr + 1] = "---|"
+  end
+  p(table.concat(ph))
+  p(table.concat(pr))
+  for _, w in ipairs(R.workloads) do
+    local row = { "| " .. w.id .. " |" }
+    for _, x in ipairs(R.peers) do
+      local a, b = cell(w, x.ours) or {}, cell(w, x.peer) or {}
+      row[#row + 1] = (" %s / %s |"):format(fmt_ratio(ratio(value(w, x.ours), value(w, x.peer))),
+        fmt_ratio(ratio(a.cpu_ns_per_io, b.cpu_ns_per_io)))
+    end
+    p(table.concat(row))
+  end
+  p("")
+end
 p("**Latency** p50 / p99 / p99.9 in us; CPU time per I/O (us): the server's, the part of")
 p("it in user space, and the whole guest's (fio, kernel and server: what the I/O costs in all);")
 p("the server's threads' context switches per I/O (each sleep is one, and one wakeup)")
