@@ -1,12 +1,8 @@
 -- The ublk-lua command on the host: options, and bad scripts refused
 -- before any kernel call (these need no ublk driver).
-local function run(args)
-  local p = io.popen("build/ublk-lua " .. args .. " 2>&1; echo \"__rc=$?\"")
-  local out = p:read("*a")
-  p:close()
-  local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
-  return tonumber(rc), body
-end
+local shell = require "shell"
+
+local function run(args) return shell.run("build/ublk-lua " .. args) end
 
 local function script(text)
   local path = os.tmpname() .. ".lua"

@@ -261,12 +261,8 @@ x() { if has "$1" $2 $3; then echo 1; else echo 0; fi; }
   teardown(function() os.execute("rm -rf " .. dir) os.remove(path) end)
 
   local function crashtest(extra, cmd)
-    local p = io.popen(("build/ublk-lua crashtest %s --check '%s' --dir %s %s 2>&1; echo \"__rc=$?\"")
+    return require("shell").run(("build/ublk-lua crashtest %s --check '%s' --dir %s %s")
       :format(path, cmd or ("sh " .. check .. " {dev}"), dir, extra))
-    local out = p:read("*a")
-    p:close()
-    local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
-    return tonumber(rc), body
   end
 
   it("reports in the states' order whatever --jobs, and stops at the same first failure", function()

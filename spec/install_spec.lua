@@ -3,13 +3,7 @@
 -- completion made from the same tables as the option parser, the unit
 -- naming the installed executable and docs, a LICENSE that is the
 -- rockspec's.
-local function sh(cmd)
-  local p = io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
-  local out = p:read("*a")
-  p:close()
-  local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
-  return tonumber(rc), body
-end
+local sh = require("shell").run
 
 local function read(path)
   local f = assert(io.open(path))

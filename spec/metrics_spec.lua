@@ -126,13 +126,7 @@ end)
 -- The exporter's HTTP side on the host (no device needed: the text is the
 -- one above's renderer; a guest spec, messages_spec, scrapes real devices).
 describe("stats --prom --listen", function()
-  local function sh(cmd)
-    local p = io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
-    local out = p:read("*a")
-    p:close()
-    local rc = tonumber(out:match("__rc=(%d+)%s*$"))
-    return rc, (out:gsub("__rc=%d+%s*$", ""))
-  end
+  local sh = require("shell").run
   -- starts an exporter: its pid, once it says it serves
   local function start(args, log)
     local _, pid = sh(("build/ublk-lua stats --prom %s > %s 2>&1 & echo $!"):format(args, log))

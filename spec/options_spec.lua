@@ -65,13 +65,7 @@ describe("C backend option declarations", function()
 end)
 
 describe("a test-only C backend (spec/backends/, UBLK_TEST_BACKEND)", function()
-  local function run(bin, args)
-    local p = io.popen(bin .. " " .. args .. " 2>&1; echo \"__rc=$?\"")
-    local out = p:read("*a")
-    p:close()
-    local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
-    return tonumber(rc), body
-  end
+  local function run(bin, args) return require("shell").run(bin .. " " .. args) end
 
   it("is in build/ublk-lua-test, from its declaration alone, and not in build/ublk-lua", function()
     local rc, out = run("build/ublk-lua-test", "add -t pattern --help")

@@ -64,9 +64,37 @@ local function sqlite_workload(dev, sync, n)
   G.must("umount %s", mnt)
 end
 
-local function crashtest(log, extra)
-  return G.sh("%s crashtest %s --base %s/base.img --check '%s' --dir %s %s", G.bin, log, dir,
-    CHECK, dir, extra or "")
+-- Records work(dev) on a file device over work.img (wrap: a policy over
+-- the recorder, as ublk.lying), then runs crashtest on its log with
+-- `check`, printing the times and the failing lines.  -> { ok, out, log,
+-- states }
+local function record_and_crashtest(what, size, work, check, extra, wrap)
+  local log = ("%s/%s.log"):format(dir, what:gsub("%W", "-"))
+  local backend = ublk.record{ base = ublk.file{ path = dir .. "/work.img" }, log = log }
+  local dev = G.device{ size = size, recovery = false, backend = wrap and wrap{ base = backend } or backend }
+  local t0 = clock()
+  work(dev)
+  dev:close()
+  local t1 = clock()
+  local ok, out = G.sh("%s crashtest %s --base %s/base.img --check '%s' --dir %s %s", G.bin, log, dir,
+    check, dir, extra)
+  local states = select(2, out:gsub("\nstate ", "")) + (out:match("^state ") and 1 or 0)
+  print(("# crash: %s: workload %.1f s, %d states checked in %.1f s"):format(what, t1 - t0, states,
+    clock() - t1))
+  for line in out:gmatch("[^\n]+") do
+    if line:match("FAIL") or line:match("^%a+%-check") or line:match("^bisect") then print("#   " .. line) end
+  end
+  return { ok = ok, out = out, log = log, states = states }
+end
+
+-- The line a failing run printed to check its state again fails again;
+-- -> that line
+local function fails_again(out)
+  local again = assert(out:match("check it again with:\n(ublk%-lua crashtest [^\n]+)"), out)
+  local ok, out2 = G.sh("%s%s --dir %s", G.bin, again:sub(#"ublk-lua" + 1), dir)
+  assert.is_false(ok, out2)
+  assert.matches("FAIL", out2)
+  return again
 end
 
 describe("#guest power-cut testing", function()
@@ -96,48 +124,25 @@ describe("#guest power-cut testing", function()
 
   it("ext4 on an honest disk: every crash state passes e2fsck and keeps every durable file", function()
     setup()
-    local log = dir .. "/honest.log"
-    local dev = G.device{ size = SIZE, recovery = false,
-      backend = ublk.record{ base = ublk.file{ path = dir .. "/work.img" }, log = log } }
-    local t0 = clock()
-    workload(dev, 4)
-    dev:close()
-    local t1 = clock()
-    local ok, out = crashtest(log, "--seed 7 --states 8 --jobs 2")
-    local states = select(2, out:gsub("\nstate ", "")) + (out:match("^state ") and 1 or 0)
-    print(("# crash: honest ext4: workload %.1f s, %d states checked in %.1f s"):format(
-      t1 - t0, states, clock() - t1))
-    assert(ok, out)
-    assert.matches("crashtest: %d+ states of .* pass", out)
+    local r = record_and_crashtest("honest ext4", SIZE, function(dev) workload(dev, 4) end, CHECK,
+      "--seed 7 --states 8 --jobs 2")
+    assert(r.ok, r.out)
+    assert.matches("crashtest: %d+ states of .* pass", r.out)
     -- the FLUSH boundaries are there: ext4's fsyncs reached the log
-    assert.is_true(states >= 4 + 8, out)
+    assert.is_true(r.states >= 4 + 8, r.out)
     -- and the last state is the disk as the device left it
-    G.must("%s replay %s --to %d -o %s/end.img --base %s/base.img", G.bin, log,
-      #require("ublk.crash").read(log).entries, dir, dir)
+    G.must("%s replay %s --to %d -o %s/end.img --base %s/base.img", G.bin, r.log,
+      #require("ublk.crash").read(r.log).entries, dir, dir)
     G.must("cmp %s/end.img %s/work.img", dir, dir)
   end)
 
   it("ext4 on a disk that lies about flushes: a failing state is found and fails again", function()
     setup()
-    local log = dir .. "/lying.log"
-    local dev = G.device{ size = SIZE, recovery = false, backend = ublk.lying{
-      base = ublk.record{ base = ublk.file{ path = dir .. "/work.img" }, log = log } } }
-    workload(dev, 4)
-    dev:close()
-    local t1 = clock()
-    local ok, out = crashtest(log, "--seed 1 --states 30 --bisect --jobs 2")
-    print(("# crash: lying ext4: failure found and bisected in %.1f s"):format(clock() - t1))
-    for line in out:gmatch("[^\n]+") do
-      if line:match("FAIL") or line:match("^crash%-check") then print("#   " .. line) end
-    end
-    assert.is_false(ok, out)
-    local again = out:match("check it again with:\n(ublk%-lua crashtest [^\n]+)")
-    assert(again, out)
-    assert.matches("%-%-state [rt]%d+%-%d+", again) -- a sample, not a FLUSH boundary
-    local ok2, out2 = G.sh("%s%s --dir %s", G.bin, again:sub(#"ublk-lua" + 1), dir)
-    assert.is_false(ok2, out2)
-    assert.matches("FAIL", out2)
-    assert.matches("bisect: the earliest failing epoch is %d+ of %d+: state [rt]%d+%-%d+", out)
+    local r = record_and_crashtest("lying ext4", SIZE, function(dev) workload(dev, 4) end, CHECK,
+      "--seed 1 --states 30 --bisect --jobs 2", ublk.lying)
+    assert.is_false(r.ok, r.out)
+    assert.matches("%-%-state [rt]%d+%-%d+", fails_again(r.out)) -- a sample, not a FLUSH boundary
+    assert.matches("bisect: the earliest failing epoch is %d+ of %d+: state [rt]%d+%-%d+", r.out)
   end)
 
   for _, case in ipairs({ { "FULL", true }, { "OFF", false } }) do
@@ -146,51 +151,27 @@ describe("#guest power-cut testing", function()
         and "every commit it reported survives every crash state"
         or "a state that lost a reported commit is found, and fails again"), function()
       setup()
-      local log = dir .. "/sqlite-" .. sync .. ".log"
-      local dev = G.device{ size = SIZE, recovery = false,
-        backend = ublk.record{ base = ublk.file{ path = dir .. "/work.img" }, log = log } }
-      local t0 = clock()
-      sqlite_workload(dev, sync, 6)
-      dev:close()
-      local t1 = clock()
-      local ok, out = G.sh("%s crashtest %s --base %s/base.img --check '%s' --dir %s --seed 3 --states 8 --jobs 2",
-        G.bin, log, dir, "sh spec/guest/scripts/sqlite-check.sh {dev} {marks}", dir)
-      print(("# crash: SQLite synchronous=%s: workload %.1f s, crashtest %.1f s"):format(sync, t1 - t0,
-        clock() - t1))
-      for line in out:gmatch("[^\n]+") do
-        if line:match("FAIL") or line:match("^sqlite%-check") then print("#   " .. line) end
-      end
+      local r = record_and_crashtest("SQLite synchronous=" .. sync, SIZE,
+        function(dev) sqlite_workload(dev, sync, 6) end,
+        "sh spec/guest/scripts/sqlite-check.sh {dev} {marks}", "--seed 3 --states 8 --jobs 2")
       if holds then
-        assert(ok, out)
-        assert.matches("crashtest: %d+ states of .* pass", out)
+        assert(r.ok, r.out)
+        assert.matches("crashtest: %d+ states of .* pass", r.out)
       else
-        assert.is_false(ok, out)
+        assert.is_false(r.ok, r.out)
         -- a commit lost, or the database torn by a checkpoint nobody synced
-        assert.matches("sqlite%-check: ", out)
-        local again = assert(out:match("check it again with:\n(ublk%-lua crashtest [^\n]+)"), out)
-        local ok2, out2 = G.sh("%s%s --dir %s", G.bin, again:sub(#"ublk-lua" + 1), dir)
-        assert.is_false(ok2, out2)
-        assert.matches("FAIL", out2)
+        assert.matches("sqlite%-check: ", r.out)
+        fails_again(r.out)
       end
     end)
   end
 
   it("XFS on an honest disk: every crash state passes xfs_repair -n and keeps every durable file", function()
     setup_xfs()
-    local log = dir .. "/xfs.log"
-    local dev = G.device{ size = XFS_SIZE, recovery = false,
-      backend = ublk.record{ base = ublk.file{ path = dir .. "/work.img" }, log = log } }
-    local t0 = clock()
-    workload(dev, 3)
-    dev:close()
-    local t1 = clock()
-    local ok, out = G.sh("%s crashtest %s --base %s/base.img --check '%s' --dir %s --seed 5 --states 4 --jobs 2",
-      G.bin, log, dir, "sh spec/guest/scripts/xfs-check.sh {dev} {marks}", dir)
-    local states = select(2, out:gsub("\nstate ", "")) + (out:match("^state ") and 1 or 0)
-    print(("# crash: honest XFS: workload %.1f s, %d states checked in %.1f s"):format(t1 - t0, states,
-      clock() - t1))
-    assert(ok, out)
-    assert.matches("crashtest: %d+ states of .* pass", out)
-    assert.is_true(states >= 3 + 4, out) -- a FLUSH boundary an fsync at least
+    local r = record_and_crashtest("honest XFS", XFS_SIZE, function(dev) workload(dev, 3) end,
+      "sh spec/guest/scripts/xfs-check.sh {dev} {marks}", "--seed 5 --states 4 --jobs 2")
+    assert(r.ok, r.out)
+    assert.matches("crashtest: %d+ states of .* pass", r.out)
+    assert.is_true(r.states >= 3 + 4, r.out) -- a FLUSH boundary an fsync at least
   end)
 end)

@@ -16,14 +16,8 @@ fi
 [ -s "$marks" ] || exit 0
 mnt=$(mktemp -d)
 if ! mount -o loop,ro "$img" "$mnt"; then echo "crash-check: mount failed"; rmdir "$mnt"; exit 1; fi
-status=0
-while read -r name sum; do
-	got=$(md5sum < "$mnt/$name" 2>/dev/null | cut -d' ' -f1)
-	if [ "$got" != "$sum" ]; then
-		echo "crash-check: $name reported durable: md5 ${got:-missing}, not $sum"
-		status=1
-	fi
-done < "$marks"
+sh "$(dirname "$0")/durable-files.sh" "$mnt" "$marks"
+status=$?
 umount "$mnt"
 rmdir "$mnt"
 exit $status

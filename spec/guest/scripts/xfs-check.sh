@@ -11,14 +11,8 @@ mnt=$(mktemp -d)
 if ! out=$(mount -t xfs -o loop "$img" "$mnt" 2>&1); then
 	echo "xfs-check: mount (log recovery) failed: $out"; rmdir "$mnt"; exit 1
 fi
-status=0
-while read -r name sum; do
-	got=$(md5sum < "$mnt/$name" 2>/dev/null | cut -d' ' -f1)
-	if [ "$got" != "$sum" ]; then
-		echo "xfs-check: $name reported durable: md5 ${got:-missing}, not $sum"
-		status=1
-	fi
-done < "$marks"
+sh "$(dirname "$0")/durable-files.sh" "$mnt" "$marks"
+status=$?
 umount "$mnt"
 rmdir "$mnt"
 if ! out=$(xfs_repair -n "$img" 2>&1); then
