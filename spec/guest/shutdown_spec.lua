@@ -17,15 +17,15 @@ local function gone(path)
 end
 
 -- Every signal whose default action ends a process (SIGINT and SIGTERM:
--- spec/guest/cli_spec).  The eleven servers start at once and each test
--- ends its own: started one after another they took 37 s of this file's
--- 80 on 7.3 under TCG.
+-- spec/guest/cli_spec).  The eleven servers (16 MiB RAM disks) start at
+-- once and each test ends its own: started one after another they took
+-- 37 s of this file's 80 on 7.3 under TCG.
 describe("#guest shutdown", function()
   local SIGNALS = { "HUP", "QUIT", "USR1", "USR2", "ALRM", "VTALRM", "PROF", "XCPU", "XFSZ", "IO",
     "PWR" }
   local servers = {}
   lazy_setup(function()
-    for _, sig in ipairs(SIGNALS) do servers[sig] = { p = G.spawn("examples/mydisk.lua") } end
+    for _, sig in ipairs(SIGNALS) do servers[sig] = { p = G.spawn("spec/guest/scripts/small-disk.lua") } end
     for _, sig in ipairs(SIGNALS) do
       local s = servers[sig]
       s.path, s.err = s.p:wait_output("(/dev/ublkb%d+) ready", 120)
