@@ -148,7 +148,7 @@ describe("#guest rbd backend", function()
     local id, pid = M.add(("spec/guest/scripts/rbd.lua %s %s 2"):format(img, conf))
     local path = "/dev/ublkb" .. id
     local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
-      .. "--bs=4k --iodepth=16 --numjobs=2 --size=8M --offset_increment=16M --rate_iops=400 "
+      .. "--bs=4k --iodepth=16 --numjobs=2 --size=4M --offset_increment=16M --rate_iops=400 "
       .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting"):format(path), true)
     G.sh("sleep 3")
     G.must("kill -9 %d", pid)
