@@ -4,12 +4,14 @@
 # log (the image is a scratch copy); every file a mark in MARKS ("NAME
 # MD5", one a line) reported durable must be there with those bytes; then
 # xfs_repair -n must find nothing.  Exit 0 pass, 1 fail (saying why).
+# nouuid: under --jobs two states of one file system are mounted at once,
+# and XFS refuses a second mount of a UUID it has mounted.
 set -u
 img=$1
 marks=$2
 mnt=$(mktemp -d)
-if ! out=$(mount -t xfs -o loop "$img" "$mnt" 2>&1); then
-	echo "xfs-check: mount (log recovery) failed: $out"; rmdir "$mnt"; exit 1
+if ! out=$(mount -t xfs -o loop,nouuid "$img" "$mnt" 2>&1); then
+	echo "xfs-check: mount (log recovery) failed: $out"; dmesg | tail -n 5; rmdir "$mnt"; exit 1
 fi
 sh "$(dirname "$0")/durable-files.sh" "$mnt" "$marks"
 status=$?
