@@ -152,8 +152,8 @@ describe("#guest power-cut testing", function()
         or "a state that lost a reported commit is found, and fails again"), function()
       setup()
       local r = record_and_crashtest("SQLite synchronous=" .. sync, SIZE,
-        function(dev) sqlite_workload(dev, sync, 3) end,
-        "sh spec/guest/scripts/sqlite-check.sh {dev} {marks}", "--seed 3 --states 6 --jobs 2")
+        function(dev) sqlite_workload(dev, sync, 2) end,
+        "sh spec/guest/scripts/sqlite-check.sh {dev} {marks}", "--seed 3 --states 4 --jobs 2")
       if holds then
         assert(r.ok, r.out)
         assert.matches("crashtest: %d+ states of .* pass", r.out)
