@@ -230,6 +230,38 @@ describe("ublk.crash harsher samples", function()
     assert.is_true(zeroed and garbage)
   end)
 
+  it("reorder never lands an older write over a FUA write", function()
+    -- a, then b over it with FUA, then c beside: b is durable once it
+    -- completed, so a can never end on top of it
+    local p2 = make_log({ { "write", 0, block("a") }, { "write", 0, block("b"), true },
+      { "write", 512, block("c") } })
+    local l2 = assert(crash.read(p2))
+    local moved = false
+    for k = 1, 200 do
+      local st = crash.sample(l2, 5, k, { reorder = true, lost = "garbage" })
+      if st.cut >= 2 then assert.are.equal(block("b"), image_of(l2, st):sub(1, BS), st.id) end
+      if st.order and st.order[1] ~= 1 then moved = true end
+    end
+    os.remove(p2)
+    -- (and c, after it, is never placed before it)
+    assert.is_false(moved)
+  end)
+
+  it("copies a sparse base by its data, to the log's size", function()
+    local sparse = tmp()
+    local f = assert(io.open(sparse, "wb"))
+    f:write(block("x"))
+    f:seek("set", 4096)
+    f:write(block("y"))
+    f:seek("set", 16384 - 1)
+    f:write("z") -- longer than the log's 8 KiB disk
+    f:close()
+    local s = image_of(log, crash.prefix(log, 0), sparse)
+    assert.are.equal(8192, #s)
+    assert.are.equal(block("x") .. ("\0"):rep(4096 - BS) .. block("y") .. ("\0"):rep(4096 - BS), s)
+    os.remove(sparse)
+  end)
+
   it("names the mode in the id, and rebuilds it from the id alone", function()
     local st = crash.sample(log, 4, 2, { torn = true, reorder = true, lost = "garbage", epoch = 1 })
     assert.are.equal("t4-2og@1", st.id)
@@ -266,8 +298,11 @@ x() { if has "$1" $2 $3; then echo 1; else echo 0; fi; }
   end
 
   it("reports in the states' order whatever --jobs, and stops at the same first failure", function()
-    local rc1, one = crashtest("--seed 2")
-    local rc3, three = crashtest("--seed 2 --jobs 3")
+    -- the first state's check is the slowest: with 3 jobs the ones after
+    -- it end first, and must wait for it to be reported
+    local slow_first = ("case {state} in p3) sleep 1;; esac; sh %s {dev}"):format(check)
+    local rc1, one = crashtest("--seed 2", slow_first)
+    local rc3, three = crashtest("--seed 2 --jobs 3", slow_first)
     assert.are.equal(1, rc1, one)
     assert.are.equal(1, rc3, three)
     local function verdicts(out)
@@ -320,6 +355,30 @@ x() { if has "$1" $2 $3; then echo 1; else echo 0; fi; }
     rc, out = crashtest("--bisect --state p3")
     assert.are.equal(2, rc)
     assert.matches("--bisect searches the epochs before a failure", out, 1, true)
+  end)
+
+  it("--json carries a check's output as valid UTF-8, an invalid byte as U+FFFD", function()
+    local json = require "ublk.json"
+    local rc, out = crashtest("--json --state p3", [[printf "caf\303\251 \377bad\n"; exit 1]])
+    assert.are.equal(1, rc, out)
+    local first = json.decode(out:match("^[^\n]+"))
+    assert.are.equal("caf\195\169 \239\191\189bad\n", first.output)
+  end)
+
+  it("a termination signal kills the checks running and leaves no file", function()
+    local marker = "ublk-crash-spec-" .. os.time()
+    local sub = dir .. "/int"
+    local shell = require "shell"
+    assert(os.execute("mkdir -p " .. sub))
+    local rc, out = shell.run(("build/ublk-lua crashtest %s --check 'sleep 30 # %s' --dir %s --jobs 2 & "
+      .. "pid=$!; sleep 1; kill -INT $pid; wait $pid"):format(path, marker, sub))
+    assert.are.equal(1, rc, out)
+    assert.matches("stopped by a termination signal; the checks still running were killed", out, 1, true)
+    -- ([s]: the pattern does not match the shell that runs pgrep)
+    local _, running = shell.run(("pgrep -f '[s]leep 30 # %s'"):format(marker))
+    assert.are.equal("", running)
+    local _, left = shell.run("ls -A " .. sub)
+    assert.are.equal("", left)
   end)
 
   it("leaves only the failing states' images", function()

@@ -10,6 +10,7 @@
 -- stops at the first state whose CMD exits non-zero and prints the line
 -- that rebuilds and checks exactly that state again; --bisect then
 -- searches for the earliest epoch that fails.
+local core = require "ublk.core"
 local crash = require "ublk.crash"
 local libc = require "ublk.libc"
 
@@ -92,13 +93,16 @@ end
 -- ---- crashtest: checks run in the background, up to --jobs at once ----
 --
 -- Each check gets its own image (STEM.N.img, N counting every check this
--- run starts: a slot's next check must not meet the files of the one
--- before it, which are dropped only when reported) and runs as `sh -c CMD`
--- with its output kept in a file and its exit status written last (by a
--- rename, so a status is never read half written).  Results are reported
--- in the states' order, so --jobs changes how fast, never what is said:
--- the first failing state in that order ends the run, and what ran after
--- it is dropped.
+-- run starts, so no two checks ever share a file) and runs as `sh -c CMD`
+-- in a session of its own (setsid: its process group can be killed
+-- whole), its output kept in a file and its exit status written last (by
+-- a rename, so a status is never read half written).  A passing check's
+-- files go as soon as it ends; a failing one's wait for its turn.
+-- Results are reported in the states' order, so --jobs changes how fast,
+-- never what is said: the first failing state in that order ends the run,
+-- and what ran after it is dropped.  If the run itself fails (a state
+-- that cannot be written, a signal), the checks still running are killed
+-- and every file but a reported failure's image is removed.
 
 local function start_check(ctx, st)
   ctx.seq = (ctx.seq or 0) + 1
@@ -113,18 +117,12 @@ local function start_check(ctx, st)
     :gsub("{marks}", function() return quote(marks) end)
     :gsub("{state}", function() return st.id end)
   local job = { st = st, image = image, marks = marks, out = image .. ".out", rc = image .. ".rc",
-    t0 = libc.clock() }
+    pid = image .. ".pid", t0 = libc.clock() }
   os.remove(job.rc)
-  os.execute(("(sh -c %s > %s 2>&1 < /dev/null; echo $? > %s.tmp; mv %s.tmp %s) &"):format(
-    quote(line), quote(job.out), quote(job.rc), quote(job.rc), quote(job.rc)))
+  local wrapper = ("echo $$ > %s; sh -c %s > %s 2>&1 < /dev/null; echo $? > %s.tmp; mv %s.tmp %s")
+    :format(quote(job.pid), quote(line), quote(job.out), quote(job.rc), quote(job.rc), quote(job.rc))
+  os.execute(("setsid sh -c %s > /dev/null 2>&1 < /dev/null &"):format(quote(wrapper)))
   return job
-end
-
-local function finished(job)
-  local code = tonumber(read_all(job.rc))
-  if not code then return false end
-  job.code, job.seconds, job.output = code, libc.clock() - job.t0, read_all(job.out)
-  return true
 end
 
 -- Removes a check's files; a failing image is kept, renamed to `keep`.
@@ -133,44 +131,77 @@ local function drop(job, keep)
   os.remove(job.marks)
   os.remove(job.out)
   os.remove(job.rc)
+  os.remove(job.pid)
+end
+
+local function finished(job)
+  local code = tonumber(read_all(job.rc))
+  if not code then return false end
+  job.code, job.seconds, job.output = code, libc.clock() - job.t0, read_all(job.out)
+  if code == 0 then drop(job) end
+  return true
+end
+
+-- Kills a check still running (its whole session) and removes its files.
+local function abandon(job)
+  local pid = tonumber(read_all(job.pid))
+  if pid then
+    libc.C.kill(-pid, 9) -- SIGKILL: its mask blocks what a signal could stop
+    libc.wait_until(function() return libc.C.kill(pid, 0) ~= 0 end, 2)
+  end
+  drop(job)
 end
 
 -- Checks `states` in order; report(job) for each result until the first
 -- failure, which is returned (its image kept as `keep`).  -> job | nil
 -- | nil, nil, "ENAME: message" when a state cannot be written.
+local STOPPED = {}
+
 local function run(ctx, states, report, keep)
   local running, done, free = {}, {}, {}
   for slot = ctx.jobs, 1, -1 do free[#free + 1] = slot end
-  local nxt, head, failure, err = 1, 1, nil, nil
-  while true do
-    while not failure and not err and nxt <= #states and #free > 0 do
-      local slot = table.remove(free)
-      local job, werr = start_check(ctx, states[nxt])
-      if not job then err = werr free[#free + 1] = slot break end
-      job.i, job.slot = nxt, slot
-      running[slot] = job
-      nxt = nxt + 1
-    end
-    local progressed = false
-    for slot, job in pairs(running) do
-      if finished(job) then
-        running[slot], done[job.i] = nil, job
-        free[#free + 1] = slot
-        progressed = true
+  -- err_at: the state that could not be written; those before it are
+  -- still reported, so an earlier failure wins whatever --jobs is
+  local nxt, head, failure, err, err_at = 1, 1, nil, nil, nil
+  local ok, raised = pcall(function()
+    while true do
+      while not failure and not err and nxt <= #states and #free > 0 do
+        local slot = table.remove(free)
+        local job, werr = start_check(ctx, states[nxt])
+        if not job then err, err_at = werr, nxt free[#free + 1] = slot break end
+        job.i, job.slot = nxt, slot
+        running[slot] = job
+        nxt = nxt + 1
       end
+      local progressed = false
+      for slot, job in pairs(running) do
+        if finished(job) then
+          running[slot], done[job.i] = nil, job
+          free[#free + 1] = slot
+          progressed = true
+        end
+      end
+      while not failure and done[head] do
+        local job = done[head]
+        done[head], head = nil, head + 1
+        report(job)
+        if job.code ~= 0 then failure = job drop(job, keep) end
+      end
+      if next(running) == nil and (failure or err or head > #states) then break end
+      -- a termination signal ends the run (its checks killed), not the
+      -- process: a sleep in an FFI call could not be interrupted
+      if not progressed and core.wait_signal(10) then error(STOPPED, 0) end
     end
-    while not failure and done[head] do
-      local job = done[head]
-      done[head], head = nil, head + 1
-      report(job)
-      if job.code ~= 0 then failure = job drop(job, keep) else drop(job) end
-    end
-    if next(running) == nil and (failure or err or head > #states) then break end
-    if not progressed then libc.sleep(0.01) end
-  end
+  end)
+  for _, job in pairs(running) do abandon(job) end
   for _, job in pairs(done) do if job ~= failure then drop(job) end end
-  if err then return nil, nil, err end
-  return failure
+  if not ok and raised == STOPPED then
+    return nil, nil, "stopped by a termination signal; the checks still running were killed"
+  end
+  if not ok then error(raised, 0) end
+  if failure then return failure end
+  if err then return nil, nil, ("%s (state %s)"):format(err, states[err_at].id) end
+  return nil
 end
 
 local function crashtest(o, words)
@@ -219,6 +250,25 @@ local function crashtest(o, words)
     return table.concat(t, " ")
   end
   local json = o["--json"] and require("ublk.json")
+  -- a check's output as JSON can carry it: valid UTF-8 (e2fsck prints
+  -- the names a damaged state holds, bytes and all), a byte that starts
+  -- no valid sequence as U+FFFD
+  local function utf8(text)
+    if not text:find("[\128-\255]") then return text end
+    local out, i = {}, 1
+    while i <= #text do
+      local c = text:byte(i)
+      local len = c < 0x80 and 1 or (c >= 0xc2 and c <= 0xdf) and 2 or (c >= 0xe0 and c <= 0xef) and 3
+        or (c >= 0xf0 and c <= 0xf4) and 4 or 0
+      for j = i + 1, i + len - 1 do
+        local d = text:byte(j)
+        if not d or d < 0x80 or d > 0xbf then len = 0 break end
+      end
+      if len > 0 then out[#out + 1], i = text:sub(i, i + len - 1), i + len
+      else out[#out + 1], i = "\239\191\189", i + 1 end
+    end
+    return table.concat(out)
+  end
   local function say(line) io.stdout:write(line, "\n") io.stdout:flush() end
   local t0, checked = libc.clock(), 0
   -- one line a state: how far (done/total), how fast, and what it is
@@ -229,7 +279,7 @@ local function crashtest(o, words)
       local ok = job.code == 0
       if json then
         say(json.encode({ state = job.st.id, phase = phase, n = i, total = total, kind = job.st.kind,
-          epoch = job.st.epoch, ok = ok, exit = job.code, seconds = job.seconds, output = job.output }))
+          epoch = job.st.epoch, ok = ok, exit = job.code, seconds = job.seconds, output = utf8(job.output) }))
         return
       end
       say(("state %d/%d %s (%.1f/s) %s"):format(i, total, ok and "ok  " or "FAIL",

@@ -1,6 +1,6 @@
 -- ublk.crash: the crash states of a recorded log (docs/crash-testing.md),
--- and each written out onto an image file.  Pure Lua: no kernel, no
--- ublk.core.
+-- and each written out onto an image file.  No kernel; ublk.core only for
+-- the log's layout (ublk.crash_log).
 --
 --   local crash = require "ublk.crash"
 --   local log = assert(crash.read(path))
@@ -124,15 +124,31 @@ function M.sample(log, seed, k, mode)
   end
   local order
   if mode.reorder then
-    -- the writes of the epoch, kept or lost, land in a shuffled order
+    -- the writes of the epoch, kept or lost, land in a shuffled order,
+    -- except across a FUA write: it is durable when it completes, so no
+    -- older write may land over it, and no newer one before it
     order = {}
+    local run = {}
+    local function shuffled()
+      for i = #run, 2, -1 do
+        local j = r(i) + 1
+        run[i], run[j] = run[j], run[i]
+      end
+      for _, n in ipairs(run) do order[#order + 1] = n end
+      run = {}
+    end
     for n = ep.lo + 1, cut do
-      if DATA[log.entries[n].type] then order[#order + 1] = n end
+      local e = log.entries[n]
+      if DATA[e.type] then
+        if e.fua then
+          shuffled()
+          order[#order + 1] = n
+        else
+          run[#run + 1] = n
+        end
+      end
     end
-    for i = #order, 2, -1 do
-      local j = r(i) + 1
-      order[i], order[j] = order[j], order[i]
-    end
+    shuffled()
   end
   return { id = id, kind = "sample", epoch = ei, lo = ep.lo, cut = cut, keep = keep,
     order = order, lost = mode.lost, seed = seed, k = k }
@@ -233,6 +249,11 @@ local function copy_base(log, image, base)
     local inp = C.open(base, bit.bor(O_RDONLY, O_CLOEXEC))
     if inp < 0 then return fail(oserr("base", base)) end
     local size, pos = C.lseek(inp, 0, SEEK_END), 0
+    if size < 0 then
+      local msg = oserr("base", base)
+      C.close(inp)
+      return fail(msg)
+    end
     while pos < size do
       local from = C.lseek(inp, pos, SEEK_DATA)
       if from < 0 then
@@ -249,7 +270,7 @@ local function copy_base(log, image, base)
           return fail(msg)
         end
         if ffi.string(chunk, n) ~= (n == CHUNK and ZEROES or ZEROES:sub(1, n)) and C.pwrite(out, chunk, n, from) ~= n then
-          local msg = oserr("image", image)
+          local msg = ffi.errno() ~= 0 and oserr("image", image) or "ENOSPC: image " .. image .. ": short write"
           C.close(inp)
           return fail(msg)
         end
@@ -296,22 +317,29 @@ end
 -- What a lost block of entry n reads as under st.lost: zeroes, or bytes
 -- drawn from the state's seed, sample, entry and block (the same each
 -- time the id is rebuilt).
+-- (One block of garbage per entry, repeated over its lost blocks, and
+-- each run of lost blocks written in chunks: a lost discard of a whole
+-- disk is millions of blocks.)
 local function lose(log, out, st, n, kept)
   local e, bs = log.entries[n], log.block_size
   local landed = {}
   if type(kept) == "table" then for _, b in ipairs(kept) do landed[b] = true end end
-  for b = 0, math.ceil(e.len / bs) - 1 do
-    if not landed[b] then
-      local len = math.min(bs, e.len - b * bs)
-      local bytes
-      if st.lost == "zero" then bytes = ZEROES:sub(1, len)
-      else
-        local r, t = rng(st.seed, st.k * 1000003 + n * 4099 + b), {}
-        for i = 1, len do t[i] = string.char(r(256)) end
-        bytes = table.concat(t)
-      end
-      out:seek("set", e.offset + b * bs)
-      out:write(bytes)
+  local pattern = ZEROES:sub(1, bs)
+  if st.lost == "garbage" then
+    local r, t = rng(st.seed, st.k * 1000003 + n * 4099), {}
+    for i = 1, bs do t[i] = string.char(r(256)) end
+    pattern = table.concat(t)
+  end
+  local per_chunk = math.max(1, math.floor(CHUNK / bs))
+  local blocks = math.ceil(e.len / bs)
+  local b = 0
+  while b < blocks do
+    if landed[b] then b = b + 1
+    else
+      local first = b
+      while b < blocks and not landed[b] and b - first < per_chunk do b = b + 1 end
+      out:seek("set", e.offset + first * bs)
+      out:write((pattern:rep(b - first)):sub(1, math.min((b - first) * bs, e.len - first * bs)))
     end
   end
 end
@@ -324,8 +352,9 @@ function M.write_state(log, st, image, opts)
   local ok, err = copy_base(log, image, opts.base)
   if not ok then return nil, err end
   local lf, lerr = io.open(log.path, "rb")
-  if not lf then return nil, "ENOENT: log " .. lerr end
-  local out = assert(io.open(image, "r+b"))
+  if not lf then os.remove(image) return nil, "ENOENT: log " .. lerr end
+  local out, oerr = io.open(image, "r+b")
+  if not out then lf:close() os.remove(image) return nil, "EIO: image " .. tostring(oerr) end
   for n = 1, st.lo do apply(log, lf, out, log.entries[n]) end
   local order = st.order
   if not order then
@@ -339,7 +368,7 @@ function M.write_state(log, st, image, opts)
   end
   lf:close()
   local cok, cerr = out:close()
-  if not cok then return nil, "EIO: image " .. image .. ": " .. tostring(cerr) end
+  if not cok then os.remove(image) return nil, "EIO: image " .. image .. ": " .. tostring(cerr) end
   return true
 end
 

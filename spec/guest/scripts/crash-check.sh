@@ -16,7 +16,7 @@ fi
 [ -s "$marks" ] || exit 0
 mnt=$(mktemp -d)
 if ! mount -o loop,ro "$img" "$mnt"; then echo "crash-check: mount failed"; rmdir "$mnt"; exit 1; fi
-sh "$(dirname "$0")/durable-files.sh" "$mnt" "$marks"
+sh "$(dirname "$0")/durable-files.sh" "$mnt" "$marks" crash-check
 status=$?
 umount "$mnt"
 rmdir "$mnt"

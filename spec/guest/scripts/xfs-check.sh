@@ -13,7 +13,7 @@ mnt=$(mktemp -d)
 if ! out=$(mount -t xfs -o loop,nouuid "$img" "$mnt" 2>&1); then
 	echo "xfs-check: mount (log recovery) failed: $out"; dmesg | tail -n 5; rmdir "$mnt"; exit 1
 fi
-sh "$(dirname "$0")/durable-files.sh" "$mnt" "$marks"
+sh "$(dirname "$0")/durable-files.sh" "$mnt" "$marks" xfs-check
 status=$?
 umount "$mnt"
 rmdir "$mnt"
