@@ -30,14 +30,6 @@ local FIO_SIZE = os.getenv("UBLK_STORM_FIO_SIZE") or "64M"
 -- this load some come back only at the block layer's 30 s request timeout.
 local KMAJOR = tonumber((select(2, G.sh("uname -r")) or ""):match("^(%d+)")) or 0
 local SETTLE_S = KMAJOR >= 7 and 15 or 45
--- 6.12.95 panics (a NULL dereference in __io_read, run by io_uring's
--- exit-time fallback, io_fallback_tw) when a server is SIGKILLed with
--- reads of its backing file in flight on its ring: in 3 of the last 4 CI
--- runs on 6.12, twice in one of them.  A kernel bug that ends the whole
--- guest, not a verdict on ublk-lua: there the two file servers are memory
--- ones, and the spec says so (UBLK_STORM_FILES=1 keeps them, to hunt it).
--- 7.x kills them all.
-local FILES = KMAJOR >= 7 or os.getenv("UBLK_STORM_FILES") == "1"
 local DIR = "/tmp/ublk-storm"
 local FILE, LUA_FILE = DIR .. "/file.img", DIR .. "/lua.img"
 
@@ -48,10 +40,8 @@ local function add_four(recovery)
   local adds = {
     ("add -t null -s 1GiB -q 2 -r %s"):format(r),
     ("add -t null -s 1GiB -q 2 -r %s"):format(r),
-    FILES and ("add spec/guest/scripts/storm-file.lua %s %s %s"):format(FILE, FILE_COPY, r)
-      or ("add -t memory -s 128MiB -q 2 -r %s"):format(r),
-    FILES and ("add spec/guest/scripts/storm-lua.lua %s %s"):format(LUA_FILE, r)
-      or ("add -t memory -s 128MiB -q 2 -r %s"):format(r),
+    ("add spec/guest/scripts/storm-file.lua %s %s %s"):format(FILE, FILE_COPY, r),
+    ("add spec/guest/scripts/storm-lua.lua %s %s"):format(LUA_FILE, r),
   }
   local cmd = {}
   for i, a in ipairs(adds) do
@@ -104,17 +94,11 @@ describe("#guest kill storm", function()
     G.sh("rm -rf %s", DIR)
   end)
 
-  it(("%d rounds of 4 devices (null x2, %s) under buffered fio "
+  it(("%d rounds of 4 devices (null x2, file %s, Lua async file) under buffered fio "
       .. "(libaio, io_uring force_async) iodepth 256 x2, every server killed: none stays LIVE, "
       .. "`del` at once never wedges, the control path answers, nothing is left"):format(ROUNDS,
-        not FILES and "memory x2 in place of the file servers, which 6.12.95's io_uring panics on"
-        or ("file %s, Lua async file"):format(FILE_COPY == "auto_reg" and "auto_reg"
-          or "in its default copy (no auto_reg on this kernel)")),
+        FILE_COPY == "auto_reg" and "auto_reg" or "in its default copy (no auto_reg on this kernel)"),
       function()
-    if not FILES then
-      print("\n  kill storm on " .. KMAJOR .. ".x: memory servers in place of the file and Lua file ones "
-        .. "(6.12.95 panics in io_fallback_tw/__io_read when one with file reads in flight is killed)")
-    end
     G.must("mkdir -p %s", DIR)
     local t_all = G.now()
     for round = 1, ROUNDS do
