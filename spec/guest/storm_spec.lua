@@ -30,6 +30,15 @@ local FIO_SIZE = os.getenv("UBLK_STORM_FIO_SIZE") or "64M"
 -- this load some come back only at the block layer's 30 s request timeout.
 local KMAJOR = tonumber((select(2, G.sh("uname -r")) or ""):match("^(%d+)")) or 0
 local SETTLE_S = KMAJOR >= 7 and 15 or 45
+-- 6.12.95 panics under this storm: a NULL dereference in io_fallback_tw
+-- (io_uring's exit-time task work, run by do_exit of a SIGKILLed ublk-lua
+-- server), with file, memory or null servers alike.  It did in 4 of the
+-- last 5 runs on 6.12, and again in the boot that reran from here, which
+-- fails the whole guest run.  A kernel bug, not a verdict on ublk-lua: on
+-- 6.12 the storm is skipped, by name (UBLK_STORM_612=1 runs it, to hunt
+-- the bug).  Single kills under lighter load (recovery_spec, rbd_spec,
+-- service_spec) still run there; 7.x runs the storm.
+local RUN_STORM = KMAJOR >= 7 or os.getenv("UBLK_STORM_612") == "1"
 local DIR = "/tmp/ublk-storm"
 local FILE, LUA_FILE = DIR .. "/file.img", DIR .. "/lua.img"
 
@@ -99,6 +108,11 @@ describe("#guest kill storm", function()
       .. "`del` at once never wedges, the control path answers, nothing is left"):format(ROUNDS,
         FILE_COPY == "auto_reg" and "auto_reg" or "in its default copy (no auto_reg on this kernel)"),
       function()
+    if not RUN_STORM then
+      print(("# SKIP kill storm on %s: its io_uring panics (io_fallback_tw) when a ublk server is "
+        .. "SIGKILLed under this load; UBLK_STORM_612=1 runs it"):format((G.must("uname -r"):gsub("%s+$", ""))))
+      return
+    end
     G.must("mkdir -p %s", DIR)
     local t_all = G.now()
     for round = 1, ROUNDS do
