@@ -238,8 +238,7 @@ local function crashtest(o, words)
     if not st then return nil, "crashtest: " .. why end
     states[1] = st
   else
-    for st in crash.states(log, { seed = seed, states = n, torn = mode.torn, reorder = mode.reorder,
-        lost = lost }) do
+    for st in crash.states(log, setmetatable({ seed = seed, states = n }, { __index = mode })) do
       states[#states + 1] = st
     end
   end
@@ -316,8 +315,7 @@ local function crashtest(o, words)
       local mid = math.floor((lo + hi) / 2)
       local cands = {}
       for k = 1, n do
-        cands[#cands + 1] = crash.sample(log, seed, k, { torn = mode.torn, reorder = mode.reorder,
-          lost = lost, epoch = mid })
+        cands[#cands + 1] = crash.sample(log, seed, k, setmetatable({ epoch = mid }, { __index = mode }))
       end
       local f, _, berr = run(ctx, cands, reporter(#cands, "bisect"), ctx.stem .. ".earliest.img")
       if berr then return 1, "crashtest: " .. berr end

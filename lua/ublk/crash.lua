@@ -156,11 +156,10 @@ end
 
 -- states(log, opts) -> iterator of states: every FLUSH boundary and the
 -- end of the log first, then opts.states samples (default 16) of seed
--- opts.seed (default 1), in the mode opts.torn, opts.reorder and
--- opts.lost give (M.sample).
+-- opts.seed (default 1); opts is also their mode (M.sample: torn,
+-- reorder, lost).
 function M.states(log, opts)
   opts = opts or {}
-  local mode = { torn = opts.torn, reorder = opts.reorder, lost = opts.lost }
   local list = {}
   for _, ep in ipairs(M.epochs(log)) do list[#list + 1] = ep.hi end
   local i, k, n = 0, 0, opts.states or 16
@@ -169,7 +168,7 @@ function M.states(log, opts)
     if list[i] then return M.prefix(log, list[i]) end
     while k < n do
       k = k + 1
-      local st = M.sample(log, opts.seed or 1, k, mode)
+      local st = M.sample(log, opts.seed or 1, k, opts)
       if st then return st end
     end
   end
