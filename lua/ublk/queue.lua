@@ -63,28 +63,26 @@ local function counters(stats_block, declared)
   })
 end
 
--- init(ctx, chunk) -> self, handlers (by op), reqs (by tag), errno
-function M.init(ctx_ptr, chunk)
-  local ctx = ffi.cast("struct ublk_lua_ctx *", ctx_ptr)
-  local q, async, QUEUED = ctx.q, ctx.async, ffi.C.UBLK_LUA_QUEUED
-  local c_delegate, c_sleep, c_rw, c_fsync = ctx.delegate, ctx.sleep, ctx.rw, ctx.fsync
-  local c_buffer, c_copy = ctx.buffer, ctx.copy
+-- A req used outside its own handler call is the handler's bug: it raises.
+local function stale(what, req, level)
+  error(("ublk: %s on the request of tag %d, which this handler does not serve"
+    .. " (a req is only good in its own handler call)"):format(what, req.tag), level + 1)
+end
 
-  -- req.buf: the tag's buffer, filled (for a write) at its first use and
-  -- copied into the request (for a read) once the handler is done, where
-  -- data moves by user copy; req:copy(mem [, len [, off]]) moves the data
-  -- between the request and mem with no buffer in between: a read copies
-  -- mem into the request, a write the request into mem.  A whole request
-  -- of 64 KiB or more into a ublk.shared region goes by zero copy where
-  -- the kernel has it (runtime/lua/lua_ffi.c): an async handler waits for it;
-  -- a sync handler's request ends when it does, as with a delegate.
-  -- A req is good only in its own handler call: the C side refuses any
-  -- other's tag (ESTALE), and that is the handler's bug, so it raises.
+-- The request type, struct ublk_lua_req: req.buf and req:copy.
+-- req.buf: the tag's buffer, filled (for a write) at its first use and
+-- copied into the request (for a read) once the handler is done, where
+-- data moves by user copy; req:copy(mem [, len [, off]]) moves the data
+-- between the request and mem with no buffer in between: a read copies
+-- mem into the request, a write the request into mem.  A whole request
+-- of 64 KiB or more into a ublk.shared region goes by zero copy where
+-- the kernel has it (runtime/lua/lua_ffi.c): an async handler waits for it;
+-- a sync handler's request ends when it does, as with a delegate.
+-- A req is good only in its own handler call: the C side refuses any
+-- other's tag (ESTALE), and that is the handler's bug, so it raises.
+local function request_type(ctx)
+  local q, QUEUED, c_buffer, c_copy = ctx.q, ffi.C.UBLK_LUA_QUEUED, ctx.buffer, ctx.copy
   local ESTALE = errno.ESTALE
-  local function stale(what, req, level)
-    error(("ublk: %s on the request of tag %d, which this handler does not serve"
-      .. " (a req is only good in its own handler call)"):format(what, req.tag), level + 1)
-  end
   local Req = {}
   function Req.copy(req, mem, len, off)
     local r = c_copy(q, req.tag, mem, len or req.length - (off or 0), off or 0)
@@ -108,20 +106,14 @@ function M.init(ctx_ptr, chunk)
       return Req[k]
     end,
   })
+end
 
-  -- Waiting needs a coroutine: say so before anything is submitted.
-  local function may_wait(name)
-    if not async or running() == nil then
-      error("ublk." .. name .. ": the backend must set async = true to wait"
-        .. " (and call it from a handler)", 3)
-    end
-  end
-  local function wait(r)
-    if r == QUEUED then return yield() end
-    return r
-  end
-
-  -- C backends captured by the handlers become delegates on this queue.
+-- The delegate class: C backends captured by the handlers become
+-- delegates on this queue, with one method per op the C side names
+-- (core.ops: name -> UBLK_IO_OP_*): read/write move data (req [, buf,
+-- len, off]), flush carries none, the others a range (req [, len, off]).
+local function delegate_class(ctx)
+  local q, async, QUEUED, c_delegate = ctx.q, ctx.async, ffi.C.UBLK_LUA_QUEUED, ctx.delegate
   local Delegate = {}
   Delegate.__index = Delegate
   local op_names = {}
@@ -145,15 +137,12 @@ function M.init(ctx_ptr, chunk)
       r = yield()
     elseif r == -errno.EBUSY then
       error("ublk: this request's delegate is still busy with an earlier call", 3)
-    elseif r == -ESTALE then
+    elseif r == -errno.ESTALE then
       stale("delegate " .. op_names[op], req, 3)
     end
     if r < 0 then return fail(r) end
     return r
   end
-  -- one method per op the C side names (core.ops: name -> UBLK_IO_OP_*):
-  -- read/write move data (req [, buf, len, off]), flush carries none,
-  -- the others a range (req [, len, off])
   for name, op in pairs(core.ops) do
     if name == "read" or name == "write" then
       Delegate[name] = function(self, req, buf, len, off) return call(self, op, req, buf, len, off) end
@@ -163,18 +152,25 @@ function M.init(ctx_ptr, chunk)
       Delegate[name] = function(self, req, len, off) return call(self, op, req, nil, len, off) end
     end
   end
+  return Delegate
+end
 
-  local function special(kind, a, b, fd)
-    if kind == "inner" then return setmetatable({ index = a }, Delegate) end
-    if kind == "shared" then
-      local ptr = ffi.cast("uint8_t *", a)
-      if fd and fd >= 0 then ctx.region(q, ptr, b, fd) end -- for req:copy's zero copy
-      return setmetatable({ ptr = ptr, size = b }, ublk._Shared)
+-- The queue-side helpers (ublk.sleep, ublk.io, ublk.queue_id), replacing
+-- the control side's stubs.  Waiting needs a coroutine: each says so
+-- before anything is submitted.
+local function install_helpers(ctx)
+  local q, async, QUEUED = ctx.q, ctx.async, ffi.C.UBLK_LUA_QUEUED
+  local c_sleep, c_rw, c_fsync = ctx.sleep, ctx.rw, ctx.fsync
+  local function may_wait(name)
+    if not async or running() == nil then
+      error("ublk." .. name .. ": the backend must set async = true to wait"
+        .. " (and call it from a handler)", 3)
     end
-    error("ublk.queue: unknown special value " .. tostring(kind))
   end
-
-  -- The queue-side helpers, replacing the control side's stubs.
+  local function wait(r)
+    if r == QUEUED then return yield() end
+    return r
+  end
   function ublk.sleep(ms)
     may_wait("sleep")
     local r = wait(c_sleep(q, ms))
@@ -210,7 +206,26 @@ function M.init(ctx_ptr, chunk)
   }
   local queue_id = ctx.queue
   function ublk.queue_id() return queue_id end
+end
 
+-- init(ctx, chunk) -> self, handlers (by op), reqs (by tag), errno
+function M.init(ctx_ptr, chunk)
+  local ctx = ffi.cast("struct ublk_lua_ctx *", ctx_ptr)
+  request_type(ctx)
+  local Delegate = delegate_class(ctx)
+  install_helpers(ctx)
+
+  -- the backend's table as the control side packed it: captured C
+  -- backends come back as delegates, ublk.shared regions as regions
+  local function special(kind, a, b, fd)
+    if kind == "inner" then return setmetatable({ index = a }, Delegate) end
+    if kind == "shared" then
+      local ptr = ffi.cast("uint8_t *", a)
+      if fd and fd >= 0 then ctx.region(ctx.q, ptr, b, fd) end -- for req:copy's zero copy
+      return setmetatable({ ptr = ptr, size = b }, ublk._Shared)
+    end
+    error("ublk.queue: unknown special value " .. tostring(kind))
+  end
   local self = transfer.unpack(chunk, special)
   if type(self.counters) == "table" then self.counters = counters(ctx.stats, self.counters) end
   local reqs = {}
