@@ -146,6 +146,26 @@ const struct ublk_backend_ops *const ublk_backend_plugin = &ops;
     assert.matches("was built for backend ABI", err, 1, true)
   end)
 
+  it("refuses a plugin whose option is named like a device field", function()
+    local clash = build("clash", [[
+static const struct ublk_backend_opt opts[] = {
+	{ .name = "queues", .kind = UBLK_OPT_INT, .min = 1, .max = 8, .help = "its own queues" },
+	{ 0 }
+};
+static int create(struct ublk_backend *b, const struct ublk_backend_conf *c) { (void)b; (void)c; return 0; }
+static void destroy(struct ublk_backend *b) { (void)b; }
+static int handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io)
+{ (void)b; (void)q; (void)io; return 0; }
+static const struct ublk_backend_ops ops = { .name = "clash", .opts = opts, .create = create,
+	.destroy = destroy, .handle_io = handle_io };
+UBLK_BACKEND_PLUGIN(ops);
+]])
+    local ok, err = pcall(host.queue, "plugin", { size = "1MiB", path = clash })
+    assert.is_false(ok)
+    assert.matches(("bad parameter 'path' = \"%s\": the plugin declares an option 'queues',"
+      .. " which is the name of a device field"):format(clash), err, 1, true)
+  end)
+
   it("refuses a plugin missing either symbol, naming it", function()
     local no_ops = build("noops", "const unsigned ublk_backend_abi = UBLK_BACKEND_ABI;\n")
     local ok, err = pcall(host.queue, "plugin", { size = "1MiB", path = no_ops })

@@ -63,6 +63,8 @@ local DEVICE_FIELDS = {
 }
 -- the block layer's limits and partition scan
 for _, f in ipairs(block_limits.fields) do DEVICE_FIELDS[#DEVICE_FIELDS + 1] = f end
+local IS_DEVICE_FIELD = {}
+for _, f in ipairs(DEVICE_FIELDS) do IS_DEVICE_FIELD[f] = true end
 
 -- fields_of([decls]) -> every field, sorted, and a set of them; kept
 -- for each list of declarations (ublk.options says why)
@@ -267,6 +269,18 @@ local function normalise(t, limits)
     if perr then
       for _, o in ipairs(options.find(bname, decls).options) do
         if o.plugin then bad(o.name, (obj or t)[o.name], perr) end
+      end
+    end
+    -- A built-in backend's option names are checked by options_spec; a
+    -- plugin's arrive only now, and one named like a device field would
+    -- be read as both.
+    if bdecl and bdecl.plugin then
+      for i, o in ipairs(bdecl.options) do
+        if i > 1 and IS_DEVICE_FIELD[o.name] then
+          local path = bdecl.options[1].name
+          bad(path, (obj or t)[path], format("the plugin declares an option '%s', which is"
+            .. " the name of a device field: the plugin must rename it", o.name))
+        end
       end
     end
   end
