@@ -9,12 +9,22 @@
  *
  * and in a script: { backend = "plugin", path = "./ramlat.so", size = "64MiB" }
  * or ublk.plugin{ path = "./ramlat.so", fill = 7 } as a Lua backend's delegate.
+ *
+ * Its data outlives the server, so that `recover` and `reload` keep it:
+ * the `store` option is declared UBLK_OPT_STORE, so with recovery on the
+ * runtime names a file in /dev/shm for it, records it with the device,
+ * deletes it with the device, and passes "recover" = "1" to the server
+ * that takes the device over.  Without a store (recovery off) the data is
+ * anonymous memory and goes with the process.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ublk-lua/backend.h>
 
@@ -22,7 +32,8 @@
 #define BUCKETS 32
 
 struct ramlat {
-	unsigned char *data;
+	unsigned char *data;	/* mapped: the store file's, or anonymous */
+	size_t size;
 	char *report;
 	/* bumped from every queue's thread at once: atomics, no lock */
 	unsigned long long hist[2][BUCKETS];	/* [0] reads, [1] writes */
@@ -36,37 +47,94 @@ static unsigned long long now_ns(void)
 	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
 }
 
+/* The store at `path`, taken over (`recover`: it must exist, holding the
+ * device's data) or made anew; all of it allocated now, so that a full
+ * /dev/shm is an error here rather than a SIGBUS at some later write. */
+static int map_store(struct ublk_backend *b, struct ramlat *r, const char *path, bool recover)
+{
+	int fd = open(path, recover ? O_RDWR | O_CLOEXEC : O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+		      0600);
+	int ret;
+
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(b->err, sizeof(b->err), "store %s: %s", path, strerror(errno));
+		return ret;
+	}
+	ret = -posix_fallocate(fd, 0, (off_t)r->size);
+	if (!ret) {
+		r->data = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (r->data == MAP_FAILED)
+			ret = -errno;
+	}
+	close(fd);
+	if (ret < 0) {
+		r->data = NULL;
+		snprintf(b->err, sizeof(b->err), "store %s: %s", path, strerror(-ret));
+		if (!recover)
+			unlink(path);
+		return ret;
+	}
+	/* recorded with the device and deleted with it */
+	snprintf(b->store, sizeof(b->store), "%s", path);
+	return 0;
+}
+
 static int ramlat_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
 	const char *fill = ublk_conf_get(conf, "fill");
 	const char *report = ublk_conf_get(conf, "report");
+	const char *store = ublk_conf_get(conf, "store");
+	bool recover = ublk_conf_get(conf, "recover") != NULL;
 	struct ramlat *r;
+	int ret = -ENOMEM;
 
 	if (!conf->size) {
 		snprintf(b->err, sizeof(b->err), "ramlat needs a size");
 		return -EINVAL;
 	}
+	if (store && strlen(store) >= sizeof(b->store)) {
+		snprintf(b->err, sizeof(b->err), "store: a path of at most %zu bytes",
+			 sizeof(b->store) - 1);
+		return -ENAMETOOLONG;
+	}
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	r->data = malloc(conf->size);
-	if (!r->data)
-		goto nomem;
+	r->size = conf->size;
+	if (store) {
+		ret = map_store(b, r, store, recover);
+		if (ret < 0)
+			goto fail;
+	} else {
+		r->data = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (r->data == MAP_FAILED) {
+			r->data = NULL;
+			goto fail;
+		}
+	}
 	if (report) {
 		r->report = strdup(report);
 		if (!r->report)
-			goto nomem;
+			goto fail;
 	}
-	/* fill was checked against its declaration: 0 to 255 */
-	memset(r->data, fill ? atoi(fill) : 0, conf->size);
+	/* fill was checked against its declaration: 0 to 255; new memory
+	 * reads as zeroes, and a store taken over keeps what it holds */
+	if (!recover && fill && atoi(fill))
+		memset(r->data, atoi(fill), conf->size);
 	b->priv = r;
 	b->size = conf->size;
 	b->caps = UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;
 	return 0;
-nomem:
-	free(r->data);
+fail:
+	if (r->data)
+		munmap(r->data, r->size);
+	if (store && !recover && r->data)
+		unlink(store);
+	b->store[0] = '\0';
 	free(r);
-	return -ENOMEM;
+	return ret;
 }
 
 static void write_report(const struct ramlat *r, FILE *f)
@@ -93,7 +161,7 @@ static void ramlat_destroy(struct ublk_backend *b)
 		fprintf(stderr, "ramlat: cannot write %s: %s\n", r->report, strerror(errno));
 	}
 	free(r->report);
-	free(r->data);
+	munmap(r->data, r->size);
 	free(r);
 }
 
@@ -140,6 +208,9 @@ static const struct ublk_backend_opt ramlat_opts[] = {
 	  .help = "the byte every block holds before it is written" },
 	{ .name = "report", .kind = UBLK_OPT_STRING, .def = "stderr",
 	  .help = "the file the latency histogram is written to when the device goes" },
+	{ .name = "store", .kind = UBLK_OPT_STRING, .flags = UBLK_OPT_STORE,
+	  .def = "one in /dev/shm with recovery on",
+	  .help = "the file holding the data, so that recover and reload keep it" },
 	{ 0 }
 };
 

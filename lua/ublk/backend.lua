@@ -285,9 +285,10 @@ local function c_opts(b, p)
 end
 
 -- The option of backend `name` that holds its data beyond the server
--- (backend.h, UBLK_OPT_STORE), or nil.
-function M.store_option(name)
-  local decl = options.find(name)
+-- (backend.h, UBLK_OPT_STORE), or nil.  t (the options, or the backend
+-- object) names a plugin, whose declaration is the one that says.
+function M.store_option(name, t)
+  local decl = options.find(name, nil, t)
   return decl and decl.store_opt
 end
 
@@ -339,7 +340,7 @@ function LuaBackend:core_opts(size, read_only, keep)
     opts[prefix .. "size"] = ("%d"):format(v.size or size)
     opts[prefix .. "read_only"] = flag(v.read_only or read_only)
     for k, x in pairs(c_opts(v)) do opts[prefix .. k] = x end
-    local store = M.store_option(v.name)
+    local store = M.store_option(v.name, v)
     if store and keep and v[store] == nil then
       local path, existing = kept_path()
       opts[prefix .. store], opts[prefix .. "recover"] = path, existing and "1" or nil

@@ -77,7 +77,7 @@ local function recovery_of(p, spec)
   end
   p.recovery = r
   if not r then return 0 end
-  local store = backend.store_option(spec.backend)
+  local store = backend.store_option(spec.backend, spec.opts)
   if store and not spec.opts[store] then
     stores = stores + 1
     spec.opts[store] = backend.new_path(stores)
@@ -105,7 +105,7 @@ function ublk.device(t)
     spec.recover, spec.prepare = takeover.id, true
     -- the recorded store (or the user's own) is taken with its data: only
     -- here, a server recovering that device (backend.h: UBLK_OPT_STORE)
-    local store = backend.store_option(spec.backend)
+    local store = backend.store_option(spec.backend, spec.opts)
     if store and takeover.store then spec.opts[store] = takeover.store end
     if store and spec.opts[store] then spec.opts.recover = "1" end
     -- a device `resize` changed since its script was written is served at

@@ -63,6 +63,7 @@ local function plugin_decl(b, o, path)
     options = { o }, by = { [o.name] = o } }
   for _, x in ipairs(p.options) do
     d.options[#d.options + 1], d.by[x.name] = x, x
+    if x.store and not d.store_opt then d.store_opt = x.name end
   end
   plugins[key] = d
   return d

@@ -1,7 +1,8 @@
 -- The example plugin (examples/c/ramlat.c) on a real /dev/ublkbN: served
 -- from a script's device table under fio verify with two queues, and by
 -- `add -t plugin --path X --fill N`.  Its histogram, written when the
--- device goes, counts what fio sent.  It is built here against a copy of
+-- device goes, counts what fio sent.  Its store (a UBLK_OPT_STORE option)
+-- keeps its bytes across kill -9 + `recover` and across `reload`.  It is built here against a copy of
 -- the contract headers placed as `make install` places them; the install
 -- and the pkg-config build themselves are spec/plugin_spec.lua's, on the
 -- host, where they cost no guest time.
@@ -45,6 +46,33 @@ describe("#guest a C backend as a plugin", function()
     end
     assert.are.equal(s.total.writes, counted.write)
     assert.are.equal(s.total.reads, counted.read)
+  end)
+
+  it("keeps its bytes in its store across kill -9 + recover and reload, options and all", function()
+    local t = G.now()
+    local id, pid = M.add(("-t plugin --path %s -s 8MiB --fill 9"):format(SO))
+    local path = "/dev/ublkb" .. id
+    local store = M.listed(id).ublk_lua.store
+    assert.matches("^/dev/shm/ublk%-lua%.", store)
+    local fill = G.md5_at(path, 2 * 1048576, 1048576)
+    local md5 = G.write_random_at(path, 0, 1048576)
+    G.must("kill -9 %d", pid)
+    assert.truthy(M.wait_until(function() return M.listed(id).state == "QUIESCED" end),
+      "not QUIESCED")
+    local rc, out = M.cli("recover -n %d", id)
+    assert.are.equal(0, rc, out)
+    assert.matches("dev id " .. id .. ": " .. path .. " .*recovered", out)
+    assert.are.equal(md5, G.md5_at(path, 0, 1048576))
+    assert.are.equal(fill, G.md5_at(path, 2 * 1048576, 1048576)) -- --fill 9, not refilled
+    assert.are.equal(store, M.listed(id).ublk_lua.store)
+    rc, out = M.cli("reload -n %d", id)
+    assert.are.equal(0, rc, out)
+    assert.are.equal(md5, G.md5_at(path, 0, 1048576))
+    assert.are.equal(fill, G.md5_at(path, 2 * 1048576, 1048576))
+    rc, out = M.cli("del -n %d", id)
+    assert.are.equal(0, rc, out)
+    M.clean() -- the store went with the device
+    print(("# plugin_spec: recover + reload %.1f s"):format(G.now() - t))
   end)
 
   it("serves add -t plugin --path X --fill N", function()
