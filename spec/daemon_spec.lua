@@ -296,3 +296,44 @@ describe("recover and reload, on records", function()
     assert.is_nil(io.open(state.path(3)))
   end)
 end)
+
+-- A serving process waits for a termination signal or a resize request
+-- (cli.lua): core.wait_signal(ms, fd) returns once the inotify watch of
+-- cli_resize.watch() sees a request renamed into the state directory.
+describe("a server's wait for resize requests", function()
+  local resize = require "ublk.cli_resize"
+  local libc = require "ublk.libc"
+  local ffi = require "ffi"
+  local saved, dir
+
+  before_each(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    saved, state.dir = state.dir, dir
+  end)
+  after_each(function()
+    state.dir = saved
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("wakes at a request written whole into the state directory, and sleeps again once drained", function()
+    local fd = assert(resize.watch())
+    assert.is_nil(core.wait_signal(0, fd)) -- nothing yet
+    assert.is_true(state.write_file(dir .. "/dev7.resize", "1048576 keep\n"))
+    local t0 = libc.clock()
+    -- woken by the watch, not by the 3 s timeout (nor a signal)
+    assert.is_nil(core.wait_signal(3000, fd))
+    assert.is_true(libc.clock() - t0 < 2.5, "the request did not wake the wait")
+    local p = ffi.new("struct ublk_pollfd[1]", { { fd = fd, events = 1 } })
+    assert.are.equal(1, ffi.C.poll(p, 1, 0)) -- readable until drained
+    resize.drain(fd)
+    assert.are.equal(0, ffi.C.poll(p, 1, 0))
+    ffi.C.close(fd)
+  end)
+
+  it("has no watch where the state directory does not exist (the server then looks every 200 ms)", function()
+    state.dir = dir .. "/none"
+    assert.is_nil(resize.watch())
+  end)
+end)

@@ -283,12 +283,17 @@ local function serve(what)
   -- under systemd (Type=notify): ready only once every device is usable
   if ok then core.sd_notify(("READY=1\nMAINPID=%d"):format(ffi.C.getpid())) end
   -- a script may wait for the signal itself (ublk.wait_signal)
-  -- waiting, it answers `ublk-lua resize` (cli_resize.lua) now and then
-  local requests = require("ublk.cli_resize").serve_requests
+  -- waiting, it answers `ublk-lua resize` (cli_resize.lua) as requests come
+  local resize = require "ublk.cli_resize"
+  local watch = resize.watch()
   while not sig do
-    sig = core.wait_signal(200)
-    if not sig then requests(ublk.devices()) end
+    sig = core.wait_signal(watch and -1 or 200, watch)
+    if not sig then
+      if watch then resize.drain(watch) end
+      resize.serve_requests(ublk.devices())
+    end
   end
+  if watch then ffi.C.close(watch) end
   if state.handover_asked(ublk.devices()) then return handover(0) end
   local status, stuck = 0, false
   for _, dev in ipairs(ublk.devices()) do

@@ -356,8 +356,9 @@ static void script_hook(lua_State *L, lua_Debug *ar)
 	luaL_error(L, "interrupted by %s", ublk_signal_name(ublk_signals_received()));
 }
 
-/* core.wait_signal([timeout_ms]) -> "SIGTERM" | nil on timeout: the first
- * termination signal (signals.h), also if it came before the call.  Code
+/* core.wait_signal([timeout_ms [, fd]]) -> "SIGTERM" | nil on timeout
+ * or once fd is readable: the first termination signal (signals.h), also
+ * if it came before the call.  Code
  * that waits for signals handles them: from now on a signal does not
  * interrupt it, and a poke that came during the wait is dropped. */
 static int l_wait_signal(lua_State *L)
@@ -365,7 +366,7 @@ static int l_wait_signal(lua_State *L)
 	int sig;
 
 	lua_interrupt_target(NULL, NULL, NULL, NULL);
-	sig = ublk_signals_wait((int)luaL_optinteger(L, 1, -1));
+	sig = ublk_signals_wait((int)luaL_optinteger(L, 1, -1), (int)luaL_optinteger(L, 2, -1));
 	if (lua_gethook(L) == script_hook)
 		lua_sethook(L, NULL, 0, 0);
 

@@ -155,15 +155,16 @@ int ublk_signals_start(unsigned grace_ms, void (*interrupt)(int sig))
 	return 0;
 }
 
-int ublk_signals_wait(int timeout_ms)
+int ublk_signals_wait(int timeout_ms, int fd)
 {
 	if (wake_fd >= 0) {
-		struct pollfd p = { .fd = wake_fd, .events = POLLIN };
+		struct pollfd p[2] = { { .fd = wake_fd, .events = POLLIN },
+				       { .fd = fd, .events = POLLIN } };
 		int ret;
 
 		if (ublk_signals_received())
 			return ublk_signals_received();
-		ret = poll(&p, 1, timeout_ms);
+		ret = poll(p, fd >= 0 ? 2 : 1, timeout_ms);
 		if (ret < 0 && errno != EINTR)
 			return -errno;
 		return ublk_signals_received();
@@ -176,6 +177,13 @@ int ublk_signals_wait(int timeout_ms)
 		return ublk_signals_received();
 	ublk_signals_fill(&set);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (fd >= 0 && (timeout_ms < 0 || timeout_ms > 200)) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (poll(&p, 1, 0) > 0)
+			return 0;
+		timeout_ms = 200;
+	}
 	if (timeout_ms < 0) {
 		while ((sig = sigwaitinfo(&set, NULL)) < 0 && errno == EINTR)
 			;

@@ -34,9 +34,12 @@ int ublk_signals_start(unsigned grace_ms, void (*interrupt)(int sig));
 _Noreturn void ublk_signals_abandon(int status);
 
 /* The first termination signal, waiting up to timeout_ms (< 0: forever);
- * 0 on timeout.  Without ublk_signals_start (ublk.core loaded by a plain
- * LuaJIT), it blocks them in the calling thread and waits for them there. */
-int ublk_signals_wait(int timeout_ms);
+ * 0 on timeout or, with fd >= 0, as soon as fd is readable (a server
+ * waits for signals and for requests at once).  Without
+ * ublk_signals_start (ublk.core loaded by a plain LuaJIT), it blocks them
+ * in the calling thread and waits for them there, and fd is only looked
+ * at between waits of at most 200 ms. */
+int ublk_signals_wait(int timeout_ms, int fd);
 /* The first termination signal received so far, or 0. */
 int ublk_signals_received(void);
 
