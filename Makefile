@@ -63,11 +63,13 @@ BRIDGE_SRCS := $(wildcard runtime/lua/*.c)
 OBJS := $(RUNTIME_SRCS:runtime/%.c=$(B)/obj/%.o)
 BRIDGE_OBJS := $(BRIDGE_SRCS:runtime/%.c=$(B)/obj/%.o)
 LUA_MODULES := $(wildcard lua/ublk/*.lua)
+# the C test programs, one a backend or concern: spec/c/test_NAME.c -> $(B)/test-NAME
+C_TESTS := $(patsubst spec/c/test_%.c,$(B)/test-%,$(wildcard spec/c/test_*.c))
 
 VERSION := $(shell sed -n 's/^\#define UBLK_LUA_VERSION "\(.*\)"/\1/p' runtime/lua/lua_core.c)
 
 .PHONY: all deps run test test-host test-guest bench fuzz install clean rock docs-options
-all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test $(B)/device-test $(B)/ublk-lua-test
+all: $(B)/ublk-lua $(B)/ublk/core.so $(C_TESTS) $(B)/ublk-lua-test
 
 # One rule per folder, bottom up.  Its prerequisites are the headers it
 # may reach: its own and those of the folders beneath it (of which it
@@ -149,13 +151,11 @@ $(B)/ublk-lua-test: $(B)/obj/main.o $(BRIDGE_OBJS) $(filter-out $(B)/obj/backend
 $(B)/ublk/core.so: $(BRIDGE_OBJS) $(OBJS) | $(B)/ublk
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
 
-# C backends on the host's io_uring (spec/run-host runs it): no Lua at all
-$(B)/backend-test: spec/c/backend_test.c spec/c/tap.h $(OBJS)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS)
-
-# the device lifecycle's decisions that need no kernel (spec/run-host)
-$(B)/device-test: spec/c/device_test.c spec/c/tap.h $(OBJS)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS)
+# The C backends, the queue's protocol and the device lifecycle's
+# decisions on the host's io_uring, no Lua, no kernel ublk (spec/run-host
+# runs every one)
+$(B)/test-%: spec/c/test_%.c spec/c/host.h spec/c/tap.h $(OBJS)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OBJS) $(LDLIBS)
 
 # libFuzzer needs clang; the runtime is compiled again with its
 # instrumentation (and ASan+UBSan) into the fuzz binary.

@@ -5,7 +5,7 @@
  * calling thread, with no ublk driver.  Descriptors are ours instead of
  * the kernel's, the ring's fixed file 0 is /dev/null, and the commit each
  * request ends with is counted instead of sent.
- * For tests of backends: spec/c/backend_test.c, spec/lua_bridge_spec.lua.
+ * For tests of backends: spec/c/test_*.c (spec/c/host.h), spec/lua_bridge_spec.lua.
  */
 #include <errno.h>
 #include <fcntl.h>

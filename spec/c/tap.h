@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tap.h - TAP output for the C test programs (backend_test.c,
- * device_test.c): one line per check; main prints the plan and exits 1
+ * tap.h - TAP output for the C test programs (spec/c/test_*.c):
+ * one line per check; main prints the plan and exits 1
  * when `failed` is not 0.
  */
 #ifndef UBLK_SPEC_TAP_H

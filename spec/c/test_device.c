@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * spec/c/device_test.c - what the device lifecycle decides without asking
+ * spec/c/test_device.c - what the device lifecycle decides without asking
  * the kernel: which devices of a dead server are left for recovery, which
  * a recovering server refuses, what it records.  No ublk driver needed, no
- * Lua.  Prints TAP.  Build: make build/device-test
+ * Lua.  Prints TAP.  Build: make build/test-device
  */
 #include <errno.h>
 #include <stdio.h>
