@@ -67,6 +67,15 @@ describe("ublk-lua command", function()
       assert.are.same({ path = "/x", create = true, direct = false }, o.options)
     end)
 
+    it("takes -b and -g as batch and need_get_data, beside the backend's options", function()
+      local o = assert(args.parse("add", { "add", "-t", "memory", "--copy", "buffer", "-g",
+        "-s", "1M" }))
+      assert.is_true(o.need_get_data)
+      assert.is_nil(o.batch)
+      assert.are.same({ copy = "buffer" }, o.options)
+      assert.is_true(assert(args.parse("add", { "add", "-t", "null", "-b", "-s", "1M" })).batch)
+    end)
+
     it("refuses another backend's option naming the backend's own, and an unknown TYPE", function()
       for cmd, says in pairs({
         ["add -t memory -s 1M --uri nbd://h/"] =

@@ -176,7 +176,8 @@ describe("ublk.params", function()
       assert.are.same({
         "backend", "batch", "block_size", "client", "conf", "connect_timeout", "connections",
         "copy", "create", "depth", "direct", "discard", "dma_align", "exclusive", "id", "image",
-        "latency", "max_io", "max_segment_size", "max_segments", "name", "no_auto_part_scan",
+        "latency", "max_io", "max_segment_size", "max_segments", "name", "need_get_data",
+        "no_auto_part_scan",
         "osd_timeout", "path", "pin", "poll_us", "queues", "read_only", "reconnect", "recovery",
         "segment_boundary", "size", "store", "timeout", "uri",
       }, params.fields)
@@ -227,7 +228,7 @@ describe("ublk.params", function()
       assert.are.same({
         block_size = 512, queues = 1, depth = 128, max_io = 512 * KiB,
         read_only = false, discard = true, pin = false, id = -1, backend = "memory",
-        latency = true, poll_us = 0, batch = false,
+        latency = true, poll_us = 0, batch = false, need_get_data = false,
       }, params.defaults)
     end)
 
@@ -246,7 +247,7 @@ describe("ublk.params", function()
       assert.are.same({
         size = MiB, block_size = 512, queues = 1, depth = 128,
         max_io = 512 * KiB, read_only = false, discard = true, pin = false, id = -1,
-        backend = "memory", latency = true, poll_us = 0, batch = false,
+        backend = "memory", latency = true, poll_us = 0, batch = false, need_get_data = false,
       }, params.validate({ size = "1MiB" }))
     end)
 
@@ -258,12 +259,24 @@ describe("ublk.params", function()
         backend = be, path = "/tmp/disk.img", direct = true, create = true, name = "test",
         latency = false, recovery = "queue", poll_us = 200, batch = true,
       })
+      assert.is_false(p.need_get_data)
+      p.need_get_data = nil
       assert.are.same({
         size = 2 * GiB, block_size = 4096, queues = 4, depth = 64,
         max_io = MiB, read_only = true, discard = false, pin = false, id = 3,
         backend = be, path = "/tmp/disk.img", direct = true, create = true, name = "test",
         latency = false, recovery = "queue", poll_us = 200, batch = true,
       }, p)
+    end)
+
+    it("takes need_get_data as a bool, never beside batch", function()
+      assert.is_true(params.validate({ size = "1MiB", need_get_data = true }).need_get_data)
+      assert.has_error(function() params.validate({ size = "1MiB", need_get_data = "yes" }) end,
+        [[ublk: bad parameter 'need_get_data' = "yes": must be true or false]])
+      assert.has_error(function()
+        params.validate({ size = "1MiB", need_get_data = true, batch = true })
+      end, "ublk: bad parameter 'need_get_data' = true: cannot go with batch = true (batch I/O"
+        .. " has no NEED_GET_DATA command)")
     end)
 
     it("returns a new table and does not mutate its input", function()

@@ -94,13 +94,14 @@ local OPTS = {
   ["--watch"] = { "watch", number(false, 0.1, 86400, "seconds") },
   ["--restart"] = { "restart", number(true, 0, 1000000, "a whole number of restarts") },
   ["--safe"] = { "safe", true },
-  ["-b"] = { "batch", true }, ["--force"] = { "force", true },
+  ["-b"] = { "batch", true }, ["-g"] = { "need_get_data", true },
+  ["--force"] = { "force", true },
   ["--prom"] = { "prom", true }, ["--textfile"] = { "textfile" },
   ["--listen"] = { "listen" }, ["--record"] = { "record" },
 }
 local ALLOWED = {
   add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-t"] = 1, ["-r"] = 1,
-    ["--restart"] = 1, ["-b"] = 1, ["--record"] = 1 },
+    ["--restart"] = 1, ["-b"] = 1, ["-g"] = 1, ["--record"] = 1 },
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1, ["--safe"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
   quiesce = { ["-n"] = 1 }, resize = { ["-n"] = 1, ["--force"] = 1 },
@@ -245,6 +246,8 @@ script's error, exit 1, and no device.  Output goes to /run/ublk-lua/server.log.
             -f FILE is --path FILE)
   -n ID     the device id to ask for       -r        recovery (default reissue)
   -b        batch I/O (batch = true, Linux 7.0+)
+  -g        a write's data fetched by a second command (need_get_data = true;
+            the tag's-buffer copy mode: e.g. -t memory --copy buffer)
   --record LOG  log every write and flush to LOG (a new file; docs/crash-testing.md)
   --restart N  a supervisor recovers the devices when the server dies from a
                signal, N times at most

@@ -62,7 +62,7 @@ end
 -- o.options: the backend's own (--OPTION VALUE, cli_args.lua).
 local function spec_of(o)
   local t = { backend = o.type, id = o.id, queues = o.queues, depth = o.depth,
-    size = o.size, recovery = o.recovery, batch = o.batch,
+    size = o.size, recovery = o.recovery, batch = o.batch, need_get_data = o.need_get_data,
     record = o.record and absolute(o.record) }
   for k, v in pairs(o.options or {}) do t[k] = v end
   -- a plugin named relative to here (./x.so) is loaded again by servers

@@ -41,6 +41,7 @@ local DEFAULTS = {
   latency = true,     -- latency histograms (ublk-lua stats)
   poll_us = 0,        -- no spinning before a queue thread sleeps
   batch = false,      -- per-request FETCH/COMMIT (docs/tuning.md: batch I/O)
+  need_get_data = false, -- a write's data comes with it, not by a second command
   id = -1,            -- -1: the kernel picks the device number
   backend = options.backends()[1].name,
 }
@@ -59,7 +60,7 @@ local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 -- them in fields_of().
 local DEVICE_FIELDS = {
   "backend", "batch", "block_size", "depth", "discard", "id", "latency", "max_io", "name",
-  "pin", "poll_us", "queues", "read_only", "recovery", "size",
+  "need_get_data", "pin", "poll_us", "queues", "read_only", "recovery", "size",
 }
 -- the block layer's limits and partition scan
 for _, f in ipairs(block_limits.fields) do DEVICE_FIELDS[#DEVICE_FIELDS + 1] = f end
@@ -300,6 +301,11 @@ local function normalise(t, limits)
   out.discard = check_bool("discard", get("discard"))
   out.pin = check_bool("pin", get("pin"))
   out.batch = check_bool("batch", get("batch"))
+  out.need_get_data = check_bool("need_get_data", get("need_get_data"))
+  if out.need_get_data and out.batch then
+    bad("need_get_data", true, "cannot go with batch = true (batch I/O has no NEED_GET_DATA"
+      .. " command)")
+  end
   out.poll_us = check_int("poll_us", get("poll_us"), 0, MAX_POLL_US)
   out.latency = check_bool("latency", get("latency"))
   out.recovery = check_recovery(t.recovery)

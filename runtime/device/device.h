@@ -30,6 +30,10 @@ struct ublk_dev_conf {
 	bool discard;		/* advertise discard/write-zeroes if the backend can */
 	bool pin;		/* pin queue threads to the kernel's CPUs for them */
 	bool batch;		/* UBLK_F_BATCH_IO: array commands, not one per request */
+	/* UBLK_F_NEED_GET_DATA: a write comes without its data, which a
+	 * second command (UBLK_IO_NEED_GET_DATA) fetches into the tag's
+	 * buffer; the tag's-buffer copy mode only */
+	bool need_get_data;
 	unsigned poll_us;	/* spin this long for more work before sleeping */
 	bool latency;		/* keep latency histograms (stats.h) */
 	/* 0, or UBLK_F_USER_RECOVERY with _REISSUE or _FAIL_IO: what the

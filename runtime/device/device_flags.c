@@ -43,6 +43,8 @@ uint64_t ublk_dev_wanted_flags(const struct ublk_dev *d, const struct ublk_dev_c
 	want |= zero_copy_flag(d);
 	if (conf->batch)
 		want |= UBLK_F_BATCH_IO;
+	if (conf->need_get_data)
+		want |= UBLK_F_NEED_GET_DATA;
 	if (conf->recovery) /* a clean hand-over to a new server (reload) */
 		want |= UBLK_F_QUIESCE;
 	if (conf->no_auto_part_scan)
@@ -61,6 +63,22 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	if (conf->batch && !(d->features & UBLK_F_BATCH_IO))
 		return ublk_dev_fail(d, -ENOTSUP, "batch = true needs UBLK_F_BATCH_IO (Linux 7.0+), "
 			    "which this kernel lacks: leave batch unset");
+
+	/* The kernel drops NEED_GET_DATA beside user copy, zero copy and
+	 * batch I/O (ublk_drv.c: none of them has a write's data copied into
+	 * a buffer the server names), so such a device would not get it. */
+	if (conf->need_get_data) {
+		if (!(d->features & UBLK_F_NEED_GET_DATA))
+			return ublk_dev_fail(d, -ENOTSUP, "need_get_data = true needs "
+				    "UBLK_F_NEED_GET_DATA (Linux 6.0+), which this kernel lacks");
+		if (conf->batch)
+			return ublk_dev_fail(d, -EINVAL, "need_get_data = true cannot go with "
+				    "batch = true: batch I/O has no NEED_GET_DATA command");
+		if (d->backend.caps & (UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY))
+			return ublk_dev_fail(d, -EINVAL, "need_get_data = true needs the tag's "
+				    "buffer, and the %s backend copies by user copy or zero copy "
+				    "here: set copy = \"buffer\"", d->backend.ops->name);
+	}
 
 	if (conf->no_auto_part_scan && !(d->features & UBLK_F_NO_AUTO_PART_SCAN))
 		return ublk_dev_fail(d, -ENOTSUP, "no_auto_part_scan = true needs "

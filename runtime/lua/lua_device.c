@@ -132,6 +132,7 @@ static void read_conf(lua_State *L, int t, struct ublk_dev_conf *conf)
 	conf->discard = bool_field(L, t, "discard");
 	conf->pin = bool_field(L, t, "pin");
 	conf->batch = bool_field(L, t, "batch");
+	conf->need_get_data = bool_field(L, t, "need_get_data");
 	conf->poll_us = (unsigned)num_field(L, t, "poll_us");
 	conf->latency = bool_field(L, t, "latency");
 	conf->recovery = (uint64_t)num_field(L, t, "recovery_flags");
@@ -143,7 +144,8 @@ static void read_conf(lua_State *L, int t, struct ublk_dev_conf *conf)
 }
 
 /* core.create{ size=, block_size=, queues=, depth=, max_io=, read_only=,
- *              discard=, pin=, batch=, poll_us=, id=, recovery_flags=, backend="name",
+ *              discard=, pin=, batch=, need_get_data=, poll_us=, id=, recovery_flags=,
+ *              backend="name",
  *              opts={...} [, recover = ID [, prepare = true]] }: with `recover`,
  * takes over device ID for its dead server instead of adding one (the
  * queue and size parameters are then the device's own); with `prepare`

@@ -272,6 +272,12 @@ void ublk_queue_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe)
 		q->cmd_inflight--;
 		if (cqe->res == UBLK_IO_RES_OK) {
 			ublk_queue_handle_request(q, ublk_ud_tag(ud));
+		} else if (cqe->res == UBLK_IO_RES_NEED_GET_DATA) {
+			/* UBLK_F_NEED_GET_DATA: a write without its data yet;
+			 * naming the tag's buffer has the kernel copy it there,
+			 * and that command completes OK with the request */
+			ublk_queue_prep_cmd(q, ublk_ud_tag(ud), UBLK_IO_NEED_GET_DATA,
+					    UBLK_U_IO_NEED_GET_DATA, 0);
 		} else if (cqe->res == UBLK_IO_RES_ABORT) {
 			q->aborted++; /* STOP_DEV: this tag is done */
 		} else {

@@ -65,6 +65,24 @@ describe("#guest copy modes", function()
     end)
   end
 
+  -- NEED_GET_DATA (both kernels): each write comes without its data, and
+  -- the queue's second command naming the tag's buffer fetches it
+  -- (queue.c); beside user copy the kernel would drop it, so it is refused
+  it("need_get_data = true: writes fetched by a second command under fio crc32c verify; refused beside user copy", function()
+    local dev = G.device{ size = "64MiB", queues = 2, depth = 64, copy = "buffer",
+      need_get_data = true }
+    assert.is_true(dev:info().flags.need_get_data)
+    G.fio_verify(dev.path, 32)
+    assert.are.equal(0, errors(dev))
+    dev:close()
+    if features.user_copy then -- the memory backend's default copies by it there
+      local d2, err = ublk.device{ size = "16MiB", need_get_data = true }
+      assert.is_nil(d2)
+      assert.matches("need_get_data = true needs the tag's buffer, and the memory backend "
+        .. 'copies by user copy or zero copy here: set copy = "buffer"', err, 1, true)
+    end
+  end)
+
   it("file: zero copy by default where the kernel has it", function()
     local path = "/tmp/ublk-copy-default.img"
     local dev = G.device{ backend = "file", path = path, size = "64MiB", create = true }
