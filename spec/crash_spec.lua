@@ -345,6 +345,18 @@ x() { if has "$1" $2 $3; then echo 1; else echo 0; fi; }
     assert.matches("t1%-1og", out)
   end)
 
+  it("starts each check as a shell would: SIGPIPE at its default, a SIGTERM ends it", function()
+    -- ublk-lua ignores SIGPIPE, and an ignored signal stays ignored
+    -- through exec, where no shell may reset it: a check's `yes | head`
+    -- would then see EPIPE instead of a quiet death
+    local rc, out = crashtest("--jobs 2", [[m=$(awk "/^SigIgn/ { print \$2 }" /proc/$$/status);]]
+      .. [[ [ $(( 0x$m & 0x1000 )) -eq 0 ] || { echo SIGPIPE ignored; exit 1; }]])
+    assert.are.equal(0, rc, out)
+    rc, out = crashtest("--jobs 2", "kill -TERM $$; true")
+    assert.are.equal(1, rc, out)
+    assert.matches("exit 143", out, 1, true)
+  end)
+
   it("refuses a bad --lost, --jobs, or --bisect with --state, naming what is allowed", function()
     local rc, out = crashtest("--lost ones")
     assert.are.equal(2, rc)

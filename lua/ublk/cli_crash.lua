@@ -10,6 +10,8 @@
 -- stops at the first state whose CMD exits non-zero and prints the line
 -- that rebuilds and checks exactly that state again; --bisect then
 -- searches for the earliest epoch that fails.
+local ffi = require "ffi"
+local bit = require "bit"
 local core = require "ublk.core"
 local crash = require "ublk.crash"
 local libc = require "ublk.libc"
@@ -93,11 +95,12 @@ end
 -- ---- crashtest: checks run in the background, up to --jobs at once ----
 --
 -- Each check gets its own image (STEM.N.img, N counting every check this
--- run starts, so no two checks ever share a file) and runs as `sh -c CMD`
--- in a session of its own (setsid: its process group can be killed
--- whole), its output kept in a file and its exit status written last (by
--- a rename, so a status is never read half written).  A passing check's
--- files go as soon as it ends; a failing one's wait for its turn.
+-- run starts, so no two checks ever share a file) and runs as `sh -c CMD`,
+-- a child of this process in a session of its own (core.spawn_command: its
+-- process group can be killed whole, and it starts with no signal
+-- blocked, though this process blocks the termination signals), its
+-- output kept in a file and its exit status taken by waitpid.  A passing
+-- check's files go as soon as it ends; a failing one's wait for its turn.
 -- Results are reported in the states' order, so --jobs changes how fast,
 -- never what is said: the first failing state in that order ends the run,
 -- and what ran after it is dropped.  If the run itself fails (a state
@@ -116,12 +119,14 @@ local function start_check(ctx, st)
   local line = ctx.check:gsub("{dev}", function() return quote(image) end)
     :gsub("{marks}", function() return quote(marks) end)
     :gsub("{state}", function() return st.id end)
-  local job = { st = st, image = image, marks = marks, out = image .. ".out", rc = image .. ".rc",
-    pid = image .. ".pid", t0 = libc.clock() }
-  os.remove(job.rc)
-  local wrapper = ("echo $$ > %s; sh -c %s > %s 2>&1 < /dev/null; echo $? > %s.tmp; mv %s.tmp %s")
-    :format(quote(job.pid), quote(line), quote(job.out), quote(job.rc), quote(job.rc), quote(job.rc))
-  os.execute(("setsid sh -c %s > /dev/null 2>&1 < /dev/null &"):format(quote(wrapper)))
+  local job = { st = st, image = image, marks = marks, out = image .. ".out", t0 = libc.clock() }
+  local pid, serr = core.spawn_command({ "sh", "-c", line }, job.out)
+  if not pid then
+    os.remove(image)
+    os.remove(marks)
+    return nil, "cannot start the check: " .. serr
+  end
+  job.pid = pid
   return job
 end
 
@@ -130,24 +135,34 @@ local function drop(job, keep)
   if keep then os.rename(job.image, keep) job.image = keep else os.remove(job.image) end
   os.remove(job.marks)
   os.remove(job.out)
-  os.remove(job.rc)
-  os.remove(job.pid)
 end
 
+-- The exit code of a wait status: the shell's convention, 128 + N for a
+-- death by signal N.
+local status = ffi.new("int[1]")
+local function exit_code(s)
+  local sig = bit.band(s, 0x7f)
+  if sig == 0 then return bit.band(bit.rshift(s, 8), 0xff) end
+  return 128 + sig
+end
+
+local WNOHANG = 1
 local function finished(job)
-  local code = tonumber(read_all(job.rc))
-  if not code then return false end
-  job.code, job.seconds, job.output = code, libc.clock() - job.t0, read_all(job.out)
-  if code == 0 then drop(job) end
+  if libc.C.waitpid(job.pid, status, WNOHANG) ~= job.pid then return false end
+  job.pid = nil -- reaped
+  job.code, job.seconds, job.output = exit_code(status[0]), libc.clock() - job.t0,
+    read_all(job.out)
+  if job.code == 0 then drop(job) end
   return true
 end
 
--- Kills a check still running (its whole session) and removes its files.
+-- Kills a check still running (its whole session), reaps it and removes
+-- its files.
 local function abandon(job)
-  local pid = tonumber(read_all(job.pid))
-  if pid then
-    libc.C.kill(-pid, 9) -- SIGKILL: its mask blocks what a signal could stop
-    libc.wait_until(function() return libc.C.kill(pid, 0) ~= 0 end, 2)
+  if job.pid then
+    libc.C.kill(-job.pid, 9)
+    libc.C.waitpid(job.pid, status, 0)
+    job.pid = nil
   end
   drop(job)
 end

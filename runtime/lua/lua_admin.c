@@ -23,6 +23,7 @@
 
 #include "../base/clock.h"
 #include "../device/device.h"
+#include "../shutdown/signals.h"
 #include "lua_bridge.h"
 
 extern char **environ;
@@ -325,6 +326,55 @@ static int l_spawn_server(lua_State *L)
 	return 3;
 }
 
+/* core.spawn_command({ argv... }, out_path) -> pid: runs argv (PATH
+ * searched) in a session of its own (kill(-pid) ends it whole), stdin
+ * /dev/null, stdout and stderr to out_path (created, truncated).  It
+ * starts as a fresh shell would: no signal blocked and SIGPIPE at its
+ * default, where this process blocks the termination signals (a thread
+ * takes them: signals.c) and ignores SIGPIPE, which exec would pass on
+ * and a user's command (crashtest --check) would not expect.  The caller
+ * reaps it (waitpid). */
+static int l_spawn_command(lua_State *L)
+{
+	const char *out = luaL_checkstring(L, 2);
+	int n = (int)lua_objlen(L, 1), ret;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, def;
+	char **argv;
+	pid_t pid;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	if (n < 1)
+		return luaL_argerror(L, 1, "no command");
+	argv = lua_newuserdata(L, sizeof(char *) * (size_t)(n + 1));
+	for (int i = 1; i <= n; i++) {
+		lua_rawgeti(L, 1, i);
+		argv[i - 1] = (char *)luaL_checkstring(L, -1);
+		lua_pop(L, 1); /* still referenced by the table */
+	}
+	argv[n] = NULL;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+					POSIX_SPAWN_SETSIGDEF);
+	sigemptyset(&none);
+	posix_spawnattr_setsigmask(&attr, &none);
+	ublk_signals_fill(&def);
+	sigaddset(&def, SIGPIPE);
+	posix_spawnattr_setsigdefault(&attr, &def);
+	ret = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (ret)
+		return lua_core_fail(L, strerror(ret), ret);
+	lua_pushinteger(L, pid);
+	return 1;
+}
+
 /* core.sd_notify("READY=1") -> true | false: tells systemd (a unit of
  * Type=notify) how the service is, one datagram to $NOTIFY_SOCKET (a path,
  * or "@name" in the abstract namespace).  false where there is none. */
@@ -370,6 +420,7 @@ void lua_admin_register(lua_State *L)
 		{ "try_stop", l_try_stop },
 		{ "forget", l_forget },
 		{ "spawn_server", l_spawn_server },
+		{ "spawn_command", l_spawn_command },
 		{ "sd_notify", l_sd_notify },
 		{ "clock", l_clock },
 		{ NULL, NULL },
