@@ -128,6 +128,8 @@ local function bring_up(what)
   local label = first and ("recover -n %d: %s"):format(first, script) or script
   for n, t in pairs(what.takeover or {}) do ublk._takeover[tonumber(n)] = t end
   if what.gate then ublk._gate = gate end
+  -- a script that waits for its signal itself answers `resize` meanwhile
+  ublk._resize = require "ublk.cli_resize"
   local backend = require "ublk.backend"
   backend.keep, backend.takeover_shared = true, what.shared
   if what.spec then

@@ -114,9 +114,9 @@ function resize.run(o)
   os.remove(path .. ".out")
   if not answer then
     os.remove(path)
-    complain(("device %d: its server (pid %d) did not answer in 15 s (a script that waits "
-      .. "for signals itself does not take requests: dev:resize() in it does)"):format(o.id,
-      st.pid))
+    complain(("device %d: its server (pid %d) did not answer in 15 s (a script busy in"
+      .. " a loop of its own that never calls ublk.wait_signal takes no requests:"
+      .. " dev:resize() in it does)"):format(o.id, st.pid))
     return 1
   end
   local now = answer:match("^ok (%d+)")

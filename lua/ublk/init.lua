@@ -312,11 +312,29 @@ end
 -- forever).  For scripts that run their own loop under `ublk-lua`:
 --   while not ublk.wait_signal(1) do print(dev:stats().total.reads) end
 -- Once one has come it answers at once; the CLI then removes the devices.
+-- A script a server runs (ublk-lua SCRIPT, add) also answers `ublk-lua
+-- resize` for its devices while it waits here, as the server's own wait
+-- does (cli_resize.lua).
+local resize_watch
 function ublk.wait_signal(seconds)
   if seconds ~= nil and (type(seconds) ~= "number" or seconds < 0) then
     error("ublk.wait_signal: seconds must be a number >= 0", 2)
   end
-  return core.wait_signal(seconds and math.floor(seconds * 1000 + 0.5) or -1)
+  local ms = seconds and math.floor(seconds * 1000 + 0.5) or -1
+  local resize = ublk._resize
+  if not resize then return core.wait_signal(ms) end
+  resize_watch = resize_watch or resize.watch()
+  local deadline = ms >= 0 and core.clock() + ms / 1000
+  while true do
+    local left = deadline and math.max(0, math.floor((deadline - core.clock()) * 1000 + 0.5))
+    -- without a watch (no state directory): a look every 200 ms
+    local wait = resize_watch and (left or -1) or math.min(left or 200, 200)
+    local sig = core.wait_signal(wait, resize_watch)
+    if sig then return sig end
+    if resize_watch then resize.drain(resize_watch) end
+    resize.serve_requests(ublk.devices())
+    if deadline and core.clock() >= deadline then return nil end
+  end
 end
 
 function ublk.set_log_level(level)

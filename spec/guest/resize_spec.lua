@@ -91,6 +91,22 @@ describe("#guest resize", function()
     clean()
   end)
 
+  it("reaches a script that waits for its signal in a loop of its own (ublk.wait_signal)", function()
+    if not features.update_size then skip_line("resize of a looping script") return end
+    local id = add("spec/guest/scripts/loop-wait.lua")
+    local path = "/dev/ublkb" .. id
+    local md5 = G.write_random_at(path, 0, MiB)
+    local t0 = G.now()
+    local rc, out = cli("resize -n %d 16MiB", id)
+    assert.are.equal(0, rc, out)
+    assert.matches("dev id " .. id .. ": resized from 8 MiB to 16 MiB", out)
+    print(("\n  resize of a looping script's device: %.0f ms"):format((G.now() - t0) * 1000))
+    assert.are.equal(16 * MiB, getsize(path))
+    assert.are.equal(md5, G.md5_at(path, 0, MiB))
+    assert.are.equal(0, (cli("del -n %d", id)))
+    clean()
+  end)
+
   it("dev:resize grows a file (the file grows) and an nbd export's device (up to the export)", function()
     local img = "/tmp/ublk-resize.img"
     G.must("rm -f %s && truncate -s 16M %s", img, img)
