@@ -288,6 +288,17 @@ end
 -- (backend.h, UBLK_OPT_STORE), or nil.  t (the options, or the backend
 -- object) names a plugin, whose declaration is the one that says.
 function M.store_option(name, t)
+  -- a policy's (ublk.record, ublk.lying: lua/ublk/policy.lua) is its
+  -- base's, under "base."
+  if t and t["base.backend"] then
+    local base = {}
+    for k, v in pairs(t) do
+      local inner = k:match("^base%.(.+)")
+      if inner then base[inner] = v end
+    end
+    local inner = M.store_option(t["base.backend"], base)
+    return inner and "base." .. inner
+  end
   local decl = options.find(name, nil, t)
   return decl and decl.store_opt
 end

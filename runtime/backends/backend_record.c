@@ -5,7 +5,9 @@
  * to an append-only, checksummed log (docs/crash-testing.md), then hands
  * the request to the base unchanged.
  *
- * Options: log (the log's path; it must not exist), base.* (the base's).
+ * Options: log (the log's path; it must not exist, unless `recover`: a
+ * server taking the device over continues the dead one's log), base.*
+ * (the base's).
  *
  * The hot path takes no lock of ours.  Each entry is one writev() on a
  * file opened O_APPEND: the kernel places it whole at the end under the
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -46,6 +49,58 @@ static int write_header(int fd, const struct ublk_backend_conf *conf, uint64_t s
 	return write(fd, &h, sizeof(h)) == (ssize_t)sizeof(h) ? 0 : -EIO;
 }
 
+/* A server taking the device over (`recover`) continues the log of the one
+ * that died: its header must say this device (size, block size), and an
+ * entry cut short by the kill (a writev a fatal signal ended early) is cut
+ * off, so the log reads whole up to its last complete entry and goes on
+ * from there.  Requests in flight at the kill may come again (the kernel
+ * reissues them) and be logged twice; replaying a write twice changes
+ * nothing. */
+static int continue_log(struct ublk_backend *b, struct record *r, const char *log,
+			const struct ublk_backend_conf *conf)
+{
+	struct ublk_log_header h;
+	struct ublk_log_head e;
+	off_t pos = sizeof(h), end;
+	int ret;
+
+	r->fd = open(log, O_RDWR | O_APPEND | O_CLOEXEC);
+	if (r->fd < 0) {
+		ret = -errno;
+		snprintf(b->err, sizeof(b->err), "log %.100s of the device being recovered: %s",
+			 log, strerror(errno));
+		return ret;
+	}
+	if (pread(r->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+	    memcmp(h.magic, UBLK_LOG_MAGIC, sizeof(h.magic)) || h.version != UBLK_LOG_VERSION ||
+	    h.crc != ublk_crc32c(0, &h, offsetof(struct ublk_log_header, crc))) {
+		snprintf(b->err, sizeof(b->err), "log %.100s is not a recording ublk-lua can read",
+			 log);
+		return -EINVAL;
+	}
+	if (h.block_size != conf->block_size || h.size != r->base.size) {
+		snprintf(b->err, sizeof(b->err), "log %.80s records a device of %llu bytes in "
+			 "%u-byte blocks, not this one of %llu in %u", log,
+			 (unsigned long long)h.size, h.block_size,
+			 (unsigned long long)r->base.size, conf->block_size);
+		return -EINVAL;
+	}
+	end = lseek(r->fd, 0, SEEK_END);
+	while (pos + (off_t)sizeof(e) <= end &&
+	       pread(r->fd, &e, sizeof(e), pos) == (ssize_t)sizeof(e) &&
+	       e.magic == UBLK_LOG_ENTRY_MAGIC && pos + (off_t)sizeof(e) + e.data_len <= end)
+		pos += (off_t)sizeof(e) + e.data_len;
+	if (pos < end && ftruncate(r->fd, pos) < 0) {
+		ret = -errno;
+		snprintf(b->err, sizeof(b->err), "log %.100s: cutting its torn last entry: %s",
+			 log, strerror(errno));
+		return ret;
+	}
+	snprintf(b->note, sizeof(b->note), "log continued%s", pos < end ?
+		 ", a torn last entry cut" : "");
+	return 0;
+}
+
 static int record_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
 	const char *log = ublk_conf_get(conf, "log");
@@ -65,6 +120,12 @@ static int record_create(struct ublk_backend *b, const struct ublk_backend_conf 
 		free(r);
 		return ret;
 	}
+	if (ublk_conf_flag(conf, "recover")) {
+		ret = continue_log(b, r, log, conf);
+		if (ret < 0)
+			goto fail;
+		goto made;
+	}
 	r->fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (r->fd < 0) {
 		ret = -errno;
@@ -78,6 +139,7 @@ static int record_create(struct ublk_backend *b, const struct ublk_backend_conf 
 		unlink(log);
 		goto fail;
 	}
+made:
 	b->priv = r;
 	b->size = r->base.size;
 	/* a volatile cache and FUA whatever the base has, so that the file

@@ -122,6 +122,37 @@ describe("#guest power-cut testing", function()
     assert.is_false(ok, out)
   end)
 
+  it("a recorded device killed with -9 and recovered goes on in the same log", function()
+    G.must("rm -rf %s && mkdir -p %s", dir, dir)
+    local log = dir .. "/recovered.log"
+    local out = G.must("%s add -t memory -s 16MiB --record %s", G.bin, log)
+    local id, pid = out:match("dev id (%d+):.-, pid (%d+)")
+    id = tonumber(id)
+    local path = "/dev/ublkb" .. id
+    local a = G.write_random_at(path, 0, 1048576)
+    G.must("%s mark -n %d a", G.bin, id)
+    G.must("kill -9 %s", pid)
+    local M = require "manage"
+    assert.truthy(M.wait_until(function() return M.listed(id).state == "QUIESCED" end),
+      "not QUIESCED")
+    out = G.must("%s recover -n %d", G.bin, id)
+    assert.matches("recovered", out)
+    -- the base's data came back with the device (its store), and the log
+    -- goes on: a write after the takeover is in it, after the mark
+    assert.are.equal(a, G.md5_at(path, 0, 1048576))
+    local b = G.write_random_at(path, 1048576, 1048576)
+    G.must("%s mark -n %d b", G.bin, id)
+    G.must("%s del -n %d", G.bin, id)
+    G.must("%s replay %s --to b -o %s/at-b.img", G.bin, log, dir)
+    assert.are.equal(a, G.must("head -c 1048576 %s/at-b.img | md5sum", dir):match("^(%x+)"))
+    assert.are.equal(b, G.must("tail -c +1048577 %s/at-b.img | head -c 1048576 | md5sum", dir)
+      :match("^(%x+)"))
+    G.must("%s replay %s --to a -o %s/at-a.img", G.bin, log, dir)
+    assert.are.equal(a, G.must("head -c 1048576 %s/at-a.img | md5sum", dir):match("^(%x+)"))
+    assert.are_not.equal(b, G.must("tail -c +1048577 %s/at-a.img | head -c 1048576 | md5sum",
+      dir):match("^(%x+)"))
+  end)
+
   it("ext4 on an honest disk: every crash state passes e2fsck and keeps every durable file", function()
     setup()
     local r = record_and_crashtest("honest ext4", SIZE, function(dev) workload(dev, 4) end, CHECK,
