@@ -67,7 +67,8 @@ LUA_MODULES := $(wildcard lua/ublk/*.lua)
 VERSION := $(shell sed -n 's/^\#define UBLK_LUA_VERSION "\(.*\)"/\1/p' runtime/lua/lua_core.c)
 
 .PHONY: all deps run test test-host test-guest bench fuzz install clean rock docs-options
-all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test $(B)/device-test $(B)/ublk-lua-test
+all: $(B)/ublk-lua $(B)/ublk/core.so $(B)/backend-test $(B)/device-test $(B)/conf-test \
+	$(B)/ublk-lua-test
 
 # One rule per folder, bottom up.  Its prerequisites are the headers it
 # may reach: its own and those of the folders beneath it (of which it
@@ -155,6 +156,10 @@ $(B)/backend-test: spec/c/backend_test.c spec/c/tap.h $(OBJS)
 
 # the device lifecycle's decisions that need no kernel (spec/run-host)
 $(B)/device-test: spec/c/device_test.c spec/c/tap.h $(OBJS)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS)
+
+# a backend's options as create() reads them, by its declaration (spec/run-host)
+$(B)/conf-test: spec/c/conf_test.c spec/c/tap.h $(OBJS)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS)
 
 # libFuzzer needs clang; the runtime is compiled again with its

@@ -2,7 +2,7 @@
 /*
  * backend.c - what every backend shares: the registry of built-in C
  * backends (adding one is a file plus a line here), the op names, and
- * option lookup.
+ * the copy modes of null and file.  (Options are read in conf.c.)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -106,21 +106,4 @@ int ublk_backend_copy_mode(struct ublk_backend *b, const char *copy)
 		return -EINVAL;
 	}
 	return 0;
-}
-
-const char *ublk_conf_get(const struct ublk_backend_conf *c, const char *key)
-{
-	if (!c->opts)
-		return NULL;
-	for (const char *const *o = c->opts; o[0] && o[1]; o += 2)
-		if (!strcmp(o[0], key))
-			return o[1];
-	return NULL;
-}
-
-bool ublk_conf_flag(const struct ublk_backend_conf *c, const char *key)
-{
-	const char *v = ublk_conf_get(c, key);
-
-	return v && (!strcmp(v, "1") || !strcmp(v, "true"));
 }

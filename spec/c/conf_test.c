@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * spec/c/conf_test.c - a backend's options as create() reads them
+ * (runtime/backends/conf.c): each kind's accessor takes what its
+ * declaration allows and refuses the rest, with the message the Lua
+ * checks give, also to a caller of the C API, which skips those checks.
+ * No Lua, no kernel.  Prints TAP.  Build: make build/conf-test
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../runtime/backends/backends.h"
+#include "tap.h"
+
+static const struct ublk_backend_opt test_opts[] = {
+	{ .name = "name", .kind = UBLK_OPT_STRING, .flags = UBLK_OPT_REQUIRED,
+	  .help = "what it is called" },
+	{ .name = "note", .kind = UBLK_OPT_STRING },
+	{ .name = "uri", .kind = UBLK_OPT_URI, .values = "nbd://|nbd+unix://" },
+	{ .name = "flag", .kind = UBLK_OPT_BOOL },
+	{ .name = "count", .kind = UBLK_OPT_INT, .min = 1, .max = 4096 },
+	{ .name = "offset", .kind = UBLK_OPT_INT, .min = -1, .max = 5 },
+	{ .name = "wait", .kind = UBLK_OPT_SECONDS, .min = 0.001, .max = 86400 },
+	{ .name = "mode", .kind = UBLK_OPT_CHOICE, .values = "buffer|inline|auto_reg" },
+	{ 0 }
+};
+
+static const struct ublk_backend_ops test_ops = { .name = "test", .opts = test_opts };
+
+static struct ublk_backend b;
+static struct ublk_backend_conf conf = { .size = 1 << 20, .block_size = 512 };
+static const char *opts[5];
+
+/* A fresh backend of test_ops whose conf holds `key` = `value` (and
+ * name = "x", which is required), or nothing at all with key NULL. */
+static void given(const char *key, const char *value)
+{
+	memset(&b, 0, sizeof(b));
+	b.ops = &test_ops;
+	memset(opts, 0, sizeof(opts));
+	if (key) {
+		opts[0] = "name";
+		opts[1] = "x";
+		opts[2] = key;
+		opts[3] = value;
+	}
+	conf.opts = opts;
+}
+
+static bool said(const char *msg)
+{
+	if (!strcmp(b.err, msg))
+		return true;
+	printf("# said: %s\n# not:  %s\n", b.err, msg);
+	return false;
+}
+
+static void test_string(void)
+{
+	const char *s = "untouched";
+
+	given("note", "hello");
+	check(ublk_conf_string(&b, &conf, "note", &s) == 1 && !strcmp(s, "hello"),
+	      "string: a value given is 1 and the value");
+	given("note", "");
+	check(ublk_conf_string(&b, &conf, "note", &s) == -EINVAL &&
+		      said("bad parameter 'note' = \"\": for the test backend must be a non-empty "
+			   "string"),
+	      "string: an empty one is refused by name");
+	given("flag", "1");
+	s = "untouched";
+	check(ublk_conf_string(&b, &conf, "note", &s) == 0 && !strcmp(s, "untouched"),
+	      "string: absent is 0, the default left as it was");
+	given(NULL, NULL);
+	check(ublk_conf_string(&b, &conf, "name", &s) == -EINVAL &&
+		      said("missing parameter 'name': the test backend needs it (what it is called)"),
+	      "string: a required one absent is refused, with its help");
+	given("uri", "nbd+unix:///e?socket=/s");
+	check(ublk_conf_string(&b, &conf, "uri", &s) == 1 && !strcmp(s, "nbd+unix:///e?socket=/s"),
+	      "uri: one with an allowed prefix is taken");
+	given("uri", "http://host/e");
+	check(ublk_conf_string(&b, &conf, "uri", &s) == -EINVAL &&
+		      said("bad parameter 'uri' = \"http://host/e\": for the test backend must be a "
+			   "string starting with nbd://, nbd+unix://"),
+	      "uri: another prefix is refused, the allowed ones listed");
+}
+
+static void test_bool(void)
+{
+	static const char *const yes[] = { "1", "true" }, *const no[] = { "0", "false" };
+	bool v;
+	int ok = 1;
+
+	for (int i = 0; i < 2; i++) {
+		given("flag", yes[i]);
+		v = false;
+		ok = ok && ublk_conf_bool(&b, &conf, "flag", &v) == 1 && v;
+		given("flag", no[i]);
+		v = true;
+		ok = ok && ublk_conf_bool(&b, &conf, "flag", &v) == 1 && !v;
+	}
+	check(ok, "bool: 1 and true are set, 0 and false are not");
+	given("flag", "yes");
+	check(ublk_conf_bool(&b, &conf, "flag", &v) == -EINVAL &&
+		      said("bad parameter 'flag' = \"yes\": for the test backend must be true or "
+			   "false"),
+	      "bool: anything else is refused");
+}
+
+static void test_uint(void)
+{
+	static const char *const bad[] = { "0", "4097", "-1", "+5", " 5", "5x", "", "1.5",
+					   "0x10", "99999999999999999999" };
+	unsigned v = 7;
+	int ok = 1;
+
+	given("count", "1");
+	check(ublk_conf_uint(&b, &conf, "count", &v) == 1 && v == 1, "int: the minimum is taken");
+	given("count", "4096");
+	check(ublk_conf_uint(&b, &conf, "count", &v) == 1 && v == 4096, "int: the maximum is taken");
+	given("flag", "1");
+	v = 7;
+	check(ublk_conf_uint(&b, &conf, "count", &v) == 0 && v == 7,
+	      "int: absent is 0, the default left as it was");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char want[160];
+
+		given("count", bad[i]);
+		snprintf(want, sizeof(want), "bad parameter 'count' = \"%s\": for the test backend "
+			 "must be an integer from 1 to 4096", bad[i]);
+		if (ublk_conf_uint(&b, &conf, "count", &v) != -EINVAL || !said(want)) {
+			printf("# '%s' was not refused as it should be\n", bad[i]);
+			ok = 0;
+		}
+	}
+	check(ok, "int: below min, above max, signs, spaces, fractions, hex and overflow "
+		  "are refused, the range said");
+	given("offset", "1");
+	check(ublk_conf_uint(&b, &conf, "offset", &v) == -EINVAL &&
+		      said("the test backend declares 'offset' from -1 to 5: not within an unsigned"),
+	      "int: one declared below 0 is not read as unsigned");
+}
+
+static void test_ms(void)
+{
+	unsigned v = 0;
+
+	given("wait", "1");
+	check(ublk_conf_ms(&b, &conf, "wait", &v) == 1 && v == 1,
+	      "seconds: 0.001 s is 1 ms, the least allowed");
+	given("wait", "86400000");
+	check(ublk_conf_ms(&b, &conf, "wait", &v) == 1 && v == 86400000,
+	      "seconds: 86400 s is the most");
+	given("wait", "0");
+	check(ublk_conf_ms(&b, &conf, "wait", &v) == -EINVAL &&
+		      said("bad parameter 'wait' = \"0\": for the test backend must be whole "
+			   "milliseconds from 1 to 86400000"),
+	      "seconds: 0 ms is refused, the range said in milliseconds");
+	given("wait", "86400001");
+	check(ublk_conf_ms(&b, &conf, "wait", &v) == -EINVAL, "seconds: past the most is refused");
+	given("wait", "2.5");
+	check(ublk_conf_ms(&b, &conf, "wait", &v) == -EINVAL,
+	      "seconds: a fraction of a millisecond is refused (create() gets whole ones)");
+}
+
+static void test_choice(void)
+{
+	static const char *const bad[] = { "zero", "inlin", "inline2", "", "buffer|inline" };
+	unsigned v = 9;
+	int ok = 1;
+
+	given("mode", "buffer");
+	check(ublk_conf_choice(&b, &conf, "mode", &v) == 1 && v == 0, "choice: the first is 0");
+	given("mode", "auto_reg");
+	check(ublk_conf_choice(&b, &conf, "mode", &v) == 1 && v == 2, "choice: the last is 2");
+	given("flag", "1");
+	v = 9;
+	check(ublk_conf_choice(&b, &conf, "mode", &v) == 0 && v == 9,
+	      "choice: absent is 0, the default left as it was");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char want[160];
+
+		given("mode", bad[i]);
+		snprintf(want, sizeof(want), "bad parameter 'mode' = \"%s\": for the test backend "
+			 "must be \"buffer\", \"inline\" or \"auto_reg\"", bad[i]);
+		ok = ok && ublk_conf_choice(&b, &conf, "mode", &v) == -EINVAL && said(want);
+	}
+	check(ok, "choice: another word, a prefix, a longer word, nothing or two are refused, "
+		  "the values listed");
+}
+
+static void test_declaration(void)
+{
+	static const char tail[] = "xx\": for the test backend must be a string starting "
+				   "with nbd://, nbd+unix://";
+	char long_uri[400];
+	unsigned v;
+
+	given("count", "1");
+	check(ublk_conf_uint(&b, &conf, "nope", &v) == -EINVAL &&
+		      said("the test backend declares no integer option 'nope'"),
+	      "declaration: an option the backend does not declare is a bug, said");
+	check(ublk_conf_choice(&b, &conf, "count", &v) == -EINVAL &&
+		      said("the test backend declares no choice option 'count'"),
+	      "declaration: nor is one read as another kind");
+	b.ops = NULL;
+	check(ublk_conf_uint(&b, &conf, "count", &v) == -EINVAL,
+	      "declaration: a backend whose ops are not set has none");
+	memset(long_uri, 'x', sizeof(long_uri) - 1);
+	long_uri[sizeof(long_uri) - 1] = 0;
+	given("uri", long_uri);
+	check(ublk_conf_string(&b, &conf, "uri", &(const char *){ NULL }) == -EINVAL &&
+		      !strncmp(b.err, "bad parameter 'uri' = \"xxxx", 27) &&
+		      strlen(b.err) > strlen(tail) &&
+		      !strcmp(b.err + strlen(b.err) - strlen(tail), tail),
+	      "message: a long value is cut, what is allowed is said whole");
+}
+
+int main(void)
+{
+	test_string();
+	test_bool();
+	test_uint();
+	test_ms();
+	test_choice();
+	test_declaration();
+	printf("1..%d\n", checks);
+	return failed ? 1 : 0;
+}
