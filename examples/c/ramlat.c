@@ -38,10 +38,15 @@ static unsigned long long now_ns(void)
 
 static int ramlat_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
-	const char *fill = ublk_conf_get(conf, "fill");
-	const char *report = ublk_conf_get(conf, "report");
+	const char *report = NULL;
+	unsigned fill = 0;
 	struct ramlat *r;
+	int ret;
 
+	/* read by their declarations (ramlat_opts): fill from 0 to 255 */
+	if ((ret = ublk_conf_uint(b, conf, "fill", &fill)) < 0 ||
+	    (ret = ublk_conf_string(b, conf, "report", &report)) < 0)
+		return ret;
 	if (!conf->size) {
 		snprintf(b->err, sizeof(b->err), "ramlat needs a size");
 		return -EINVAL;
@@ -57,8 +62,7 @@ static int ramlat_create(struct ublk_backend *b, const struct ublk_backend_conf 
 		if (!r->report)
 			goto nomem;
 	}
-	/* fill was checked against its declaration: 0 to 255 */
-	memset(r->data, fill ? atoi(fill) : 0, conf->size);
+	memset(r->data, (int)fill, conf->size);
 	b->priv = r;
 	b->size = conf->size;
 	b->caps = UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;

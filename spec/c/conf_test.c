@@ -8,7 +8,9 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../runtime/backends/backends.h"
 #include "tap.h"
@@ -217,6 +219,148 @@ static void test_declaration(void)
 	      "message: a long value is cut, what is allowed is said whole");
 }
 
+/* ---- the backends' create(), called as a C caller would, no Lua ---- */
+
+/* Backend `name` of the registry made with `o`; destroyed by done(). */
+static int create(const char *name, const char **o, uint64_t size)
+{
+	memset(&b, 0, sizeof(b));
+	b.ops = ublk_backend_find(name);
+	conf.size = size;
+	conf.opts = o;
+	return b.ops->create(&b, &conf);
+}
+
+static void done(void)
+{
+	b.ops->destroy(&b);
+}
+
+static void test_copy_modes(void)
+{
+	static const struct {
+		const char *backend, *copy;
+		unsigned caps;	/* of UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY */
+		enum ublk_zc zc_only;
+	} modes[] = {
+		{ "null", NULL, 0, UBLK_ZC_NONE },
+		{ "null", "buffer", 0, UBLK_ZC_NONE },
+		{ "null", "inline", UBLK_CAN_USER_COPY, UBLK_ZC_NONE },
+		{ "null", "auto_reg", UBLK_CAN_ZERO_COPY, UBLK_ZC_AUTO_REG },
+		{ "null", "register", UBLK_CAN_ZERO_COPY, UBLK_ZC_REGISTER },
+		{ "memory", NULL, UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY, UBLK_ZC_NONE },
+		{ "memory", "inline", UBLK_CAN_USER_COPY, UBLK_ZC_NONE },
+		{ "memory", "ring", UBLK_CAN_USER_COPY, UBLK_ZC_NONE },
+		{ "memory", "buffer", 0, UBLK_ZC_NONE },
+		{ "memory", "auto_reg", UBLK_CAN_ZERO_COPY, UBLK_ZC_AUTO_REG },
+		{ "memory", "register", UBLK_CAN_ZERO_COPY, UBLK_ZC_REGISTER },
+	};
+	const unsigned copy_caps = UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY;
+	int ok = 1;
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		const char *o[] = { "copy", modes[i].copy, NULL };
+
+		if (create(modes[i].backend, modes[i].copy ? o : NULL, 1 << 20) < 0) {
+			printf("# %s copy %s: %s\n", modes[i].backend, modes[i].copy, b.err);
+			ok = 0;
+			continue;
+		}
+		if ((b.caps & copy_caps) != modes[i].caps || b.zc_only != modes[i].zc_only) {
+			printf("# %s copy %s: caps %#x, zc_only %d\n", modes[i].backend,
+			       modes[i].copy, b.caps, b.zc_only);
+			ok = 0;
+		}
+		done();
+	}
+	check(ok, "copy: each mode of null and memory, and none, takes its data path");
+
+	const char *zero[] = { "copy", "zero", NULL };
+
+	check(create("null", zero, 1 << 20) == -EINVAL &&
+		      said("bad parameter 'copy' = \"zero\": for the null backend must be "
+			   "\"buffer\", \"inline\", \"auto_reg\" or \"register\""),
+	      "copy: null refuses another, naming its own modes");
+	check(create("memory", zero, 1 << 20) == -EINVAL &&
+		      said("bad parameter 'copy' = \"zero\": for the memory backend must be "
+			   "\"inline\", \"ring\", \"buffer\", \"auto_reg\" or \"register\""),
+	      "copy: memory refuses another, naming its own modes");
+}
+
+static void test_file(void)
+{
+	char path[] = "/tmp/ublk-conf-test-XXXXXX";
+	int fd = mkstemp(path);
+	const char *given_path[] = { "path", path, NULL };
+	const char *buffer[] = { "path", path, "copy", "buffer", NULL };
+	const char *bad_direct[] = { "path", "/nonexistent/x", "direct", "yes", NULL };
+	const char *bad_create[] = { "path", path, "create", "2", NULL };
+
+	check(create("file", NULL, 0) == -EINVAL &&
+		      said("missing parameter 'path': the file backend needs it (the file or block "
+			   "device to serve)"),
+	      "file: no path is refused, the option's help said");
+	check(create("file", bad_direct, 0) == -EINVAL &&
+		      said("bad parameter 'direct' = \"yes\": for the file backend must be true or "
+			   "false"),
+	      "file: a bad direct is refused before the file is looked for");
+	check(create("file", bad_create, 0) == -EINVAL && strstr(b.err, "'create' = \"2\""),
+	      "file: a bad create is refused");
+	check(ftruncate(fd, 1 << 20) == 0 && create("file", given_path, 0) == 0 &&
+		      (b.caps & UBLK_CAN_ZERO_COPY),
+	      "file: without copy it takes zero copy where the kernel has it");
+	done();
+	check(create("file", buffer, 0) == 0 && !(b.caps & UBLK_CAN_ZERO_COPY),
+	      "file: copy = buffer never zero copy");
+	done();
+	close(fd);
+	unlink(path);
+}
+
+/* each refused before anything is asked of a server or cluster */
+static void test_remote(void)
+{
+	static const struct {
+		const char *backend, *opts[5], *says;
+	} bad[] = {
+		{ "nbd", { NULL }, "missing parameter 'uri': the nbd backend needs it (the server: "
+				   "nbd://host:port/export or nbd+unix:///export?socket=PATH)" },
+		{ "nbd", { "uri", "http://x/e" },
+		  "bad parameter 'uri' = \"http://x/e\": for the nbd backend must be a string "
+		  "starting with nbd://, nbds://, nbd+unix://, nbds+unix://, nbd+vsock://" },
+		{ "nbd", { "uri", "nbd://x/e", "connections", "0" },
+		  "bad parameter 'connections' = \"0\": for the nbd backend must be an integer "
+		  "from 1 to 4096" },
+		{ "nbd", { "uri", "nbd://x/e", "reconnect", "1001" },
+		  "bad parameter 'reconnect' = \"1001\": for the nbd backend must be an integer "
+		  "from 0 to 1000" },
+		{ "nbd", { "uri", "nbd://x/e", "connect_timeout", "0.5" },
+		  "bad parameter 'connect_timeout' = \"0.5\": for the nbd backend must be whole "
+		  "milliseconds from 1 to 86400000" },
+		{ "rbd", { "image", "" },
+		  "bad parameter 'image' = \"\": for the rbd backend must be a non-empty string" },
+		{ "rbd", { "image", "rbd/x", "osd_timeout", "0" },
+		  "bad parameter 'osd_timeout' = \"0\": for the rbd backend must be an integer "
+		  "from 1 to 86400" },
+		{ "rbd", { "image", "rbd/x", "osd_timeout", "2.5" },
+		  "bad parameter 'osd_timeout' = \"2.5\": for the rbd backend must be an integer "
+		  "from 1 to 86400" },
+		{ "rbd", { "image", "rbd/x", "exclusive", "on" },
+		  "bad parameter 'exclusive' = \"on\": for the rbd backend must be true or false" },
+		{ "plugin", { NULL }, "missing parameter 'path': the plugin backend needs it (the "
+				      "plugin: a shared object built with UBLK_BACKEND_PLUGIN "
+				      "(docs/c-backends.md))" },
+	};
+	int ok = 1;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (create(bad[i].backend, (const char **)bad[i].opts, 0) != -EINVAL ||
+		    !said(bad[i].says))
+			ok = 0;
+	check(ok, "nbd, rbd, plugin: each bad option is refused at create, by name, with "
+		  "what is allowed");
+}
+
 int main(void)
 {
 	test_string();
@@ -225,6 +369,9 @@ int main(void)
 	test_ms();
 	test_choice();
 	test_declaration();
+	test_copy_modes();
+	test_file();
+	test_remote();
 	printf("1..%d\n", checks);
 	return failed ? 1 : 0;
 }
