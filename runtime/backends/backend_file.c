@@ -38,6 +38,8 @@ static int file_size(struct ublk_backend *b, int fd, const char *path,
 {
 	struct stat st;
 	uint64_t have;
+	size_t said;
+	int ret;
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
@@ -51,30 +53,21 @@ static int file_size(struct ublk_backend *b, int fd, const char *path,
 			 path);
 		return -EINVAL;
 	}
-	if (!conf->size) {
-		b->size = have - have % conf->block_size;
-		if (!b->size) {
-			snprintf(b->err, sizeof(b->err),
-				 "'%s' is empty: give a size (and create = true) to grow it", path);
-			return -EINVAL;
-		}
-		return 0;
-	}
-	b->size = conf->size;
-	if (have >= conf->size)
-		return 0;
 	/* Grow a regular file only when asked to; never a block device. */
-	if (create && S_ISREG(st.st_mode) && !conf->read_only) {
+	if (conf->size > have && create && S_ISREG(st.st_mode) && !conf->read_only) {
 		if (ftruncate(fd, (off_t)conf->size) < 0)
 			return -errno;
 		if (!b->note[0])
 			snprintf(b->note, sizeof(b->note), "grew %.60s", path);
-		return 0;
+		have = conf->size;
 	}
-	snprintf(b->err, sizeof(b->err), "'%s' holds %llu bytes, less than size %llu%s",
-		 path, (unsigned long long)have, (unsigned long long)conf->size,
-		 S_ISREG(st.st_mode) ? " (create = true grows it)" : "");
-	return -EINVAL;
+	ret = ublk_conf_size(b, conf, path, have);
+	if (ret < 0 && S_ISREG(st.st_mode)) {
+		said = strlen(b->err);
+		snprintf(b->err + said, sizeof(b->err) - said, "%s", conf->size ?
+			 " (create = true grows it)" : ": give a size (and create = true) to grow it");
+	}
+	return ret;
 }
 
 /* Is path's directory the filesystem /dev is (devtmpfs)?  There a missing

@@ -57,12 +57,8 @@ static int probe(struct ublk_backend *b, struct nbd_handle *h, const char *uri,
 		snprintf(b->err, sizeof(b->err), "'%s' is read-only: set read_only = true", uri);
 		return -EROFS;
 	}
-	if (conf->size > (uint64_t)size) {
-		snprintf(b->err, sizeof(b->err), "'%s' holds %lld bytes, less than size %llu",
-			 uri, (long long)size, (unsigned long long)conf->size);
+	if (ublk_conf_size(b, conf, uri, (uint64_t)size) < 0)
 		return -EINVAL;
-	}
-	b->size = conf->size ? conf->size : (uint64_t)size - (uint64_t)size % conf->block_size;
 	((struct nbd_dev *)b->priv)->export_size = (uint64_t)size;
 	b->caps = (nbd_can_flush(h) == 1 ? UBLK_CAN_FLUSH : 0) |
 		  (nbd_can_fua(h) == 1 ? UBLK_CAN_FUA : 0) |

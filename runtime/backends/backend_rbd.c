@@ -176,16 +176,8 @@ static int probe(struct ublk_backend *b, struct rbd_dev *d, const struct ublk_ba
 		snprintf(b->err, sizeof(b->err), "image '%s': %s", d->name, strerror(-ret));
 		return ret;
 	}
-	if (conf->size > size) {
-		snprintf(b->err, sizeof(b->err), "image '%s' holds %llu bytes, less than size %llu",
-			 d->name, (unsigned long long)size, (unsigned long long)conf->size);
-		return -EINVAL;
-	}
-	b->size = conf->size ? conf->size : size - size % conf->block_size;
-	if (!b->size) {
-		snprintf(b->err, sizeof(b->err), "image '%s' is empty", d->name);
-		return -EINVAL;
-	}
+	if ((ret = ublk_conf_size(b, conf, d->name, size)) < 0)
+		return ret;
 	if (d->exclusive) {
 		ret = ublk_rbd.rbd_lock_acquire(image, RBD_LOCK_MODE_EXCLUSIVE);
 		if (ret < 0) {

@@ -6,6 +6,8 @@
  * every backend, so that none parses its options itself.  The rules and
  * their words are those lua/ublk/options.lua checks with before a device
  * exists; these hold for callers of the C API, which skip those checks.
+ * And the size of a backend that sizes itself, from the user's and what
+ * its storage holds: one rule for file, nbd and rbd.
  */
 #include <errno.h>
 #include <limits.h>
@@ -242,4 +244,23 @@ int ublk_conf_string(struct ublk_backend *b, const struct ublk_backend_conf *con
 		}
 	values_rule(rule, sizeof(rule), "must be a string starting with ", o->values, false);
 	return bad(b, name, v, rule);
+}
+
+int ublk_conf_size(struct ublk_backend *b, const struct ublk_backend_conf *conf,
+		   const char *what, uint64_t have)
+{
+	unsigned block = conf->block_size ? conf->block_size : 1;
+
+	if (conf->size > have) {
+		snprintf(b->err, sizeof(b->err), "'%.80s' holds %llu bytes, less than size %llu",
+			 what, (unsigned long long)have, (unsigned long long)conf->size);
+		return -EINVAL;
+	}
+	b->size = conf->size ? conf->size : have - have % block;
+	if (!b->size) {
+		snprintf(b->err, sizeof(b->err), "'%.80s' holds %llu bytes, less than one %u-byte "
+			 "block", what, (unsigned long long)have, block);
+		return -EINVAL;
+	}
+	return 0;
 }

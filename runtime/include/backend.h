@@ -270,6 +270,14 @@ int ublk_conf_ms(struct ublk_backend *b, const struct ublk_backend_conf *conf,
 int ublk_conf_choice(struct ublk_backend *b, const struct ublk_backend_conf *conf,
 		     const char *name, unsigned *out);
 
+/* For a backend that sizes itself (ops->sizes_itself): the device's size
+ * from the user's (conf->size, 0 for none) and `have`, the bytes its
+ * storage holds: the user's when it fits, else every whole block of
+ * `have`.  0 with b->size set, or -EINVAL with b->err naming `what` (a
+ * path, a URI, an image) and both sizes. */
+int ublk_conf_size(struct ublk_backend *b, const struct ublk_backend_conf *conf,
+		   const char *what, uint64_t have);
+
 /* A plugin ends with UBLK_BACKEND_PLUGIN(its_ops): it exports the ABI it
  * was built for and its ops table under the two names the runtime looks
  * up (`backend = "plugin", path = "./x.so"`, `add -t plugin --path`).

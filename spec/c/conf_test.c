@@ -219,6 +219,28 @@ static void test_declaration(void)
 	      "message: a long value is cut, what is allowed is said whole");
 }
 
+/* A backend that sizes itself: the user's size when it fits, else the
+ * whole blocks its storage holds. */
+static void test_size(void)
+{
+	given(NULL, NULL);
+	conf.size = 1 << 20;
+	check(ublk_conf_size(&b, &conf, "/x", 4 << 20) == 0 && b.size == 1 << 20,
+	      "size: the user's, when the storage holds that much");
+	check(ublk_conf_size(&b, &conf, "/x", 1 << 20) == 0 && b.size == 1 << 20,
+	      "size: the user's, when the storage holds exactly that");
+	check(ublk_conf_size(&b, &conf, "/x", (1 << 20) - 512) == -EINVAL &&
+		      said("'/x' holds 1048064 bytes, less than size 1048576"),
+	      "size: more than the storage holds is refused, both sizes said");
+	conf.size = 0;
+	check(ublk_conf_size(&b, &conf, "/x", (1 << 20) + 700) == 0 && b.size == (1 << 20) + 512,
+	      "size: none given, the storage's whole blocks");
+	check(ublk_conf_size(&b, &conf, "nbd://h/e", 511) == -EINVAL &&
+		      said("'nbd://h/e' holds 511 bytes, less than one 512-byte block"),
+	      "size: none given and not one block there is refused");
+	conf.size = 1 << 20;
+}
+
 /* ---- the backends' create(), called as a C caller would, no Lua ---- */
 
 /* Backend `name` of the registry made with `o`; destroyed by done(). */
@@ -313,6 +335,10 @@ static void test_file(void)
 	check(create("file", buffer, 0) == 0 && !(b.caps & UBLK_CAN_ZERO_COPY),
 	      "file: copy = buffer never zero copy");
 	done();
+	check(ftruncate(fd, 100) == 0 && create("file", given_path, 0) == -EINVAL &&
+		      strstr(b.err, "' holds 100 bytes, less than one 512-byte block: give a size "
+				    "(and create = true) to grow it"),
+	      "file: a file of less than a block without a size is refused, saying what grows it");
 	close(fd);
 	unlink(path);
 }
@@ -369,6 +395,7 @@ int main(void)
 	test_ms();
 	test_choice();
 	test_declaration();
+	test_size();
 	test_copy_modes();
 	test_file();
 	test_remote();
