@@ -58,33 +58,48 @@ static bool said(const char *msg)
 	return false;
 }
 
+/* Is b.err "bad parameter 'NAME' = "VALUE": for the test backend RULE"? */
+static bool said_bad(const char *name, const char *value, const char *rule)
+{
+	char want[160];
+
+	snprintf(want, sizeof(want), "bad parameter '%s' = \"%s\": for the test backend %s",
+		 name, value, rule);
+	return said(want);
+}
+
+/* Does ublk_conf_string take `value` of option `name`, or refuse it with
+ * `rule` (rule not NULL)? */
+static bool string_is(const char *name, const char *value, const char *rule)
+{
+	const char *s = NULL;
+	int ret;
+
+	given(name, value);
+	ret = ublk_conf_string(&b, &conf, name, &s);
+	if (rule)
+		return ret == -EINVAL && said_bad(name, value, rule);
+	return ret == 1 && s && !strcmp(s, value);
+}
+
 static void test_string(void)
 {
 	const char *s = "untouched";
 
-	given("note", "hello");
-	check(ublk_conf_string(&b, &conf, "note", &s) == 1 && !strcmp(s, "hello"),
-	      "string: a value given is 1 and the value");
-	given("note", "");
-	check(ublk_conf_string(&b, &conf, "note", &s) == -EINVAL &&
-		      said("bad parameter 'note' = \"\": for the test backend must be a non-empty "
-			   "string"),
+	check(string_is("note", "hello", NULL), "string: a value given is 1 and the value");
+	check(string_is("note", "", "must be a non-empty string"),
 	      "string: an empty one is refused by name");
 	given("flag", "1");
-	s = "untouched";
 	check(ublk_conf_string(&b, &conf, "note", &s) == 0 && !strcmp(s, "untouched"),
 	      "string: absent is 0, the default left as it was");
 	given(NULL, NULL);
 	check(ublk_conf_string(&b, &conf, "name", &s) == -EINVAL &&
 		      said("missing parameter 'name': the test backend needs it (what it is called)"),
 	      "string: a required one absent is refused, with its help");
-	given("uri", "nbd+unix:///e?socket=/s");
-	check(ublk_conf_string(&b, &conf, "uri", &s) == 1 && !strcmp(s, "nbd+unix:///e?socket=/s"),
+	check(string_is("uri", "nbd+unix:///e?socket=/s", NULL),
 	      "uri: one with an allowed prefix is taken");
-	given("uri", "http://host/e");
-	check(ublk_conf_string(&b, &conf, "uri", &s) == -EINVAL &&
-		      said("bad parameter 'uri' = \"http://host/e\": for the test backend must be a "
-			   "string starting with nbd://, nbd+unix://"),
+	check(string_is("uri", "http://host/e",
+			"must be a string starting with nbd://, nbd+unix://"),
 	      "uri: another prefix is refused, the allowed ones listed");
 }
 
@@ -105,91 +120,102 @@ static void test_bool(void)
 	check(ok, "bool: 1 and true are set, 0 and false are not");
 	given("flag", "yes");
 	check(ublk_conf_bool(&b, &conf, "flag", &v) == -EINVAL &&
-		      said("bad parameter 'flag' = \"yes\": for the test backend must be true or "
-			   "false"),
+		      said_bad("flag", "yes", "must be true or false"),
 	      "bool: anything else is refused");
 }
 
-static void test_uint(void)
+/* ublk_conf_uint, _ms and _choice: a number into an unsigned */
+typedef int (*reader)(struct ublk_backend *b, const struct ublk_backend_conf *c,
+		      const char *name, unsigned *out);
+
+/* Does `read` take `value` of option `name` as `want`? */
+static bool reads(reader read, const char *name, const char *value, unsigned want)
 {
-	static const char *const bad[] = { "0", "4097", "-1", "+5", " 5", "5x", "", "1.5",
-					   "0x10", "99999999999999999999" };
+	unsigned v = ~want;
+
+	given(name, value);
+	return read(&b, &conf, name, &v) == 1 && v == want;
+}
+
+/* Absent, is it 0 with the caller's default left as it was? */
+static bool absent(reader read, const char *name)
+{
 	unsigned v = 7;
-	int ok = 1;
 
-	given("count", "1");
-	check(ublk_conf_uint(&b, &conf, "count", &v) == 1 && v == 1, "int: the minimum is taken");
-	given("count", "4096");
-	check(ublk_conf_uint(&b, &conf, "count", &v) == 1 && v == 4096, "int: the maximum is taken");
 	given("flag", "1");
-	v = 7;
-	check(ublk_conf_uint(&b, &conf, "count", &v) == 0 && v == 7,
-	      "int: absent is 0, the default left as it was");
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char want[160];
+	return read(&b, &conf, name, &v) == 0 && v == 7;
+}
 
-		given("count", bad[i]);
-		snprintf(want, sizeof(want), "bad parameter 'count' = \"%s\": for the test backend "
-			 "must be an integer from 1 to 4096", bad[i]);
-		if (ublk_conf_uint(&b, &conf, "count", &v) != -EINVAL || !said(want)) {
+/* Does `read` refuse each of the n values in bad[], saying "bad parameter
+ * 'NAME' = "VALUE": for the test backend RULE"? */
+static bool refuses(reader read, const char *name, const char *const *bad, size_t n,
+		    const char *rule)
+{
+	bool ok = true;
+	unsigned v;
+
+	for (size_t i = 0; i < n; i++) {
+		given(name, bad[i]);
+		if (read(&b, &conf, name, &v) != -EINVAL || !said_bad(name, bad[i], rule)) {
 			printf("# '%s' was not refused as it should be\n", bad[i]);
-			ok = 0;
+			ok = false;
 		}
 	}
-	check(ok, "int: below min, above max, signs, spaces, fractions, hex and overflow "
-		  "are refused, the range said");
+	return ok;
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Each kind read into an unsigned: its first and last allowed, absent,
+ * and what it refuses. */
+static void test_unsigned_kinds(void)
+{
+	static const char *const int_bad[] = { "0", "4097", "-1", "+5", " 5", "5x", "", "1.5",
+					       "0x10", "99999999999999999999" };
+	static const char *const ms_bad[] = { "0", "86400001", "2.5" };
+	static const char *const choice_bad[] = { "zero", "inlin", "inline2", "",
+						  "buffer|inline" };
+	static const struct {
+		const char *kind, *name;
+		reader read;
+		const char *first, *last;
+		unsigned first_is, last_is;
+		const char *const *bad;
+		size_t nr_bad;
+		const char *rule, *bad_words;
+	} kinds[] = {
+		{ "int", "count", ublk_conf_uint, "1", "4096", 1, 4096, int_bad, COUNT(int_bad),
+		  "must be an integer from 1 to 4096",
+		  "below min, above max, signs, spaces, fractions, hex and overflow" },
+		{ "seconds (as ms)", "wait", ublk_conf_ms, "1", "86400000", 1, 86400000, ms_bad,
+		  COUNT(ms_bad), "must be whole milliseconds from 1 to 86400000",
+		  "0, past the most and a fraction of a millisecond" },
+		{ "choice", "mode", ublk_conf_choice, "buffer", "auto_reg", 0, 2, choice_bad,
+		  COUNT(choice_bad), "must be \"buffer\", \"inline\" or \"auto_reg\"",
+		  "another word, a prefix, a longer word, nothing or two" },
+	};
+	char what[192];
+	unsigned v;
+
+	for (size_t i = 0; i < COUNT(kinds); i++) {
+		snprintf(what, sizeof(what), "%s: the first allowed, '%s', is %u", kinds[i].kind,
+			 kinds[i].first, kinds[i].first_is);
+		check(reads(kinds[i].read, kinds[i].name, kinds[i].first, kinds[i].first_is), what);
+		snprintf(what, sizeof(what), "%s: the last allowed, '%s', is %u", kinds[i].kind,
+			 kinds[i].last, kinds[i].last_is);
+		check(reads(kinds[i].read, kinds[i].name, kinds[i].last, kinds[i].last_is), what);
+		snprintf(what, sizeof(what), "%s: absent is 0, the default left as it was",
+			 kinds[i].kind);
+		check(absent(kinds[i].read, kinds[i].name), what);
+		snprintf(what, sizeof(what), "%s: %s are refused, '%s'", kinds[i].kind,
+			 kinds[i].bad_words, kinds[i].rule);
+		check(refuses(kinds[i].read, kinds[i].name, kinds[i].bad, kinds[i].nr_bad,
+			      kinds[i].rule), what);
+	}
 	given("offset", "1");
 	check(ublk_conf_uint(&b, &conf, "offset", &v) == -EINVAL &&
 		      said("the test backend declares 'offset' from -1 to 5: not within an unsigned"),
 	      "int: one declared below 0 is not read as unsigned");
-}
-
-static void test_ms(void)
-{
-	unsigned v = 0;
-
-	given("wait", "1");
-	check(ublk_conf_ms(&b, &conf, "wait", &v) == 1 && v == 1,
-	      "seconds: 0.001 s is 1 ms, the least allowed");
-	given("wait", "86400000");
-	check(ublk_conf_ms(&b, &conf, "wait", &v) == 1 && v == 86400000,
-	      "seconds: 86400 s is the most");
-	given("wait", "0");
-	check(ublk_conf_ms(&b, &conf, "wait", &v) == -EINVAL &&
-		      said("bad parameter 'wait' = \"0\": for the test backend must be whole "
-			   "milliseconds from 1 to 86400000"),
-	      "seconds: 0 ms is refused, the range said in milliseconds");
-	given("wait", "86400001");
-	check(ublk_conf_ms(&b, &conf, "wait", &v) == -EINVAL, "seconds: past the most is refused");
-	given("wait", "2.5");
-	check(ublk_conf_ms(&b, &conf, "wait", &v) == -EINVAL,
-	      "seconds: a fraction of a millisecond is refused (create() gets whole ones)");
-}
-
-static void test_choice(void)
-{
-	static const char *const bad[] = { "zero", "inlin", "inline2", "", "buffer|inline" };
-	unsigned v = 9;
-	int ok = 1;
-
-	given("mode", "buffer");
-	check(ublk_conf_choice(&b, &conf, "mode", &v) == 1 && v == 0, "choice: the first is 0");
-	given("mode", "auto_reg");
-	check(ublk_conf_choice(&b, &conf, "mode", &v) == 1 && v == 2, "choice: the last is 2");
-	given("flag", "1");
-	v = 9;
-	check(ublk_conf_choice(&b, &conf, "mode", &v) == 0 && v == 9,
-	      "choice: absent is 0, the default left as it was");
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char want[160];
-
-		given("mode", bad[i]);
-		snprintf(want, sizeof(want), "bad parameter 'mode' = \"%s\": for the test backend "
-			 "must be \"buffer\", \"inline\" or \"auto_reg\"", bad[i]);
-		ok = ok && ublk_conf_choice(&b, &conf, "mode", &v) == -EINVAL && said(want);
-	}
-	check(ok, "choice: another word, a prefix, a longer word, nothing or two are refused, "
-		  "the values listed");
 }
 
 static void test_declaration(void)
@@ -280,7 +306,7 @@ static void test_copy_modes(void)
 	const unsigned copy_caps = UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY;
 	int ok = 1;
 
-	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+	for (size_t i = 0; i < COUNT(modes); i++) {
 		const char *o[] = { "copy", modes[i].copy, NULL };
 
 		if (create(modes[i].backend, modes[i].copy ? o : NULL, 1 << 20) < 0) {
@@ -347,53 +373,55 @@ static void test_file(void)
 static void test_remote(void)
 {
 	static const struct {
-		const char *backend, *opts[5], *says;
-	} bad[] = {
-		{ "nbd", { NULL }, "missing parameter 'uri': the nbd backend needs it (the server: "
-				   "nbd://host:port/export or nbd+unix:///export?socket=PATH)" },
-		{ "nbd", { "uri", "http://x/e" },
-		  "bad parameter 'uri' = \"http://x/e\": for the nbd backend must be a string "
-		  "starting with nbd://, nbds://, nbd+unix://, nbds+unix://, nbd+vsock://" },
-		{ "nbd", { "uri", "nbd://x/e", "connections", "0" },
-		  "bad parameter 'connections' = \"0\": for the nbd backend must be an integer "
-		  "from 1 to 4096" },
-		{ "nbd", { "uri", "nbd://x/e", "reconnect", "1001" },
-		  "bad parameter 'reconnect' = \"1001\": for the nbd backend must be an integer "
-		  "from 0 to 1000" },
-		{ "nbd", { "uri", "nbd://x/e", "connect_timeout", "0.5" },
-		  "bad parameter 'connect_timeout' = \"0.5\": for the nbd backend must be whole "
-		  "milliseconds from 1 to 86400000" },
-		{ "rbd", { "image", "" },
-		  "bad parameter 'image' = \"\": for the rbd backend must be a non-empty string" },
-		{ "rbd", { "image", "rbd/x", "osd_timeout", "0" },
-		  "bad parameter 'osd_timeout' = \"0\": for the rbd backend must be an integer "
-		  "from 1 to 86400" },
-		{ "rbd", { "image", "rbd/x", "osd_timeout", "2.5" },
-		  "bad parameter 'osd_timeout' = \"2.5\": for the rbd backend must be an integer "
-		  "from 1 to 86400" },
-		{ "rbd", { "image", "rbd/x", "exclusive", "on" },
-		  "bad parameter 'exclusive' = \"on\": for the rbd backend must be true or false" },
-		{ "plugin", { NULL }, "missing parameter 'path': the plugin backend needs it (the "
-				      "plugin: a shared object built with UBLK_BACKEND_PLUGIN "
-				      "(docs/c-backends.md))" },
+		const char *backend, *says;
+	} missing[] = {
+		{ "nbd", "missing parameter 'uri': the nbd backend needs it (the server: "
+			 "nbd://host:port/export or nbd+unix:///export?socket=PATH)" },
+		{ "plugin", "missing parameter 'path': the plugin backend needs it (the plugin: a "
+			    "shared object built with UBLK_BACKEND_PLUGIN (docs/c-backends.md))" },
 	};
-	int ok = 1;
+	/* beside a good value of what each requires (needs[]) */
+	static const struct {
+		const char *backend, *name, *value, *rule;
+	} bad[] = {
+		{ "nbd", "uri", "http://x/e", "must be a string starting with nbd://, nbds://, "
+					      "nbd+unix://, nbds+unix://, nbd+vsock://" },
+		{ "nbd", "connections", "0", "must be an integer from 1 to 4096" },
+		{ "nbd", "reconnect", "1001", "must be an integer from 0 to 1000" },
+		{ "nbd", "connect_timeout", "0.5", "must be whole milliseconds from 1 to 86400000" },
+		{ "rbd", "image", "", "must be a non-empty string" },
+		{ "rbd", "osd_timeout", "0", "must be an integer from 1 to 86400" },
+		{ "rbd", "osd_timeout", "2.5", "must be an integer from 1 to 86400" },
+		{ "rbd", "exclusive", "on", "must be true or false" },
+	};
+	static const char *const needs[][3] = { { "nbd", "uri", "nbd://x/e" },
+						{ "rbd", "image", "rbd/x" } };
+	bool ok = true;
 
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (create(bad[i].backend, (const char **)bad[i].opts, 0) != -EINVAL ||
-		    !said(bad[i].says))
-			ok = 0;
-	check(ok, "nbd, rbd, plugin: each bad option is refused at create, by name, with "
-		  "what is allowed");
+	for (size_t i = 0; i < COUNT(missing); i++)
+		ok = create(missing[i].backend, NULL, 0) == -EINVAL && said(missing[i].says) && ok;
+	for (size_t i = 0; i < COUNT(bad); i++) {
+		const char *o[5] = { bad[i].name, bad[i].value };
+		char want[160];
+
+		for (size_t n = 0; n < COUNT(needs); n++)
+			if (!strcmp(needs[n][0], bad[i].backend)) {
+				o[2] = needs[n][1];
+				o[3] = needs[n][2];
+			}
+		snprintf(want, sizeof(want), "bad parameter '%s' = \"%s\": for the %s backend %s",
+			 bad[i].name, bad[i].value, bad[i].backend, bad[i].rule);
+		ok = create(bad[i].backend, o, 0) == -EINVAL && said(want) && ok;
+	}
+	check(ok, "nbd, rbd, plugin: a required option absent, and each bad value, are refused "
+		  "at create, by name, with what is allowed");
 }
 
 int main(void)
 {
 	test_string();
 	test_bool();
-	test_uint();
-	test_ms();
-	test_choice();
+	test_unsigned_kinds();
 	test_declaration();
 	test_size();
 	test_copy_modes();
