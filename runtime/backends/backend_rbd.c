@@ -91,18 +91,22 @@ bad:
 	return -EINVAL;
 }
 
+/* The options that say how to reach the cluster. */
+struct rbd_client {
+	const char *conf;	/* NULL: $CEPH_CONF, then Ceph's search path */
+	const char *id;		/* NULL: admin */
+	char timeout[16];	/* osd_timeout, as Ceph's options take it */
+};
+
 /* One rados client for the device, connected within the timeout. */
 static int connect_cluster(struct ublk_backend *b, struct rbd_dev *d,
-			   const struct ublk_backend_conf *conf, const char *timeout)
+			   const struct rbd_client *c)
 {
-	const char *path = NULL, *id = NULL;
+	const char *path = c->conf, *id = c->id, *timeout = c->timeout;
 	static const char *const quiet[] = { "log_to_stderr", "err_to_stderr",
 					     "log_to_syslog", "err_to_syslog" };
 	int ret;
 
-	if ((ret = ublk_conf_string(b, conf, "conf", &path)) < 0 ||
-	    (ret = ublk_conf_string(b, conf, "client", &id)) < 0)
-		return ret;
 	ret = ublk_rbd.rados_create(&d->cluster, id);
 	if (ret < 0) {
 		snprintf(b->err, sizeof(b->err), "rados client '%.40s': %s", id ? id : "admin",
@@ -232,18 +236,20 @@ static void rbd_destroy(struct ublk_backend *b)
 
 static int rbd_backend_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
+	struct rbd_client client = { 0 };
 	unsigned osd_timeout = OSD_TIMEOUT;
 	bool exclusive = false;
 	const char *image;
-	char timeout[32];
 	struct rbd_dev *d;
 	int ret;
 
 	if ((ret = ublk_conf_string(b, conf, "image", &image)) < 0 ||
+	    (ret = ublk_conf_string(b, conf, "conf", &client.conf)) < 0 ||
+	    (ret = ublk_conf_string(b, conf, "client", &client.id)) < 0 ||
 	    (ret = ublk_conf_bool(b, conf, "exclusive", &exclusive)) < 0 ||
 	    (ret = ublk_conf_uint(b, conf, "osd_timeout", &osd_timeout)) < 0)
 		return ret;
-	snprintf(timeout, sizeof(timeout), "%u", osd_timeout);
+	snprintf(client.timeout, sizeof(client.timeout), "%u", osd_timeout);
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
@@ -264,7 +270,7 @@ static int rbd_backend_create(struct ublk_backend *b, const struct ublk_backend_
 		goto fail;
 	}
 	if ((ret = ublk_rbd_lib_load(b->err, sizeof(b->err))) < 0 ||
-	    (ret = connect_cluster(b, d, conf, timeout)) < 0 ||
+	    (ret = connect_cluster(b, d, &client)) < 0 ||
 	    (ret = probe(b, d, conf)) < 0)
 		goto fail;
 	return 0;

@@ -390,6 +390,7 @@ static void test_remote(void)
 		{ "nbd", "reconnect", "1001", "must be an integer from 0 to 1000" },
 		{ "nbd", "connect_timeout", "0.5", "must be whole milliseconds from 1 to 86400000" },
 		{ "rbd", "image", "", "must be a non-empty string" },
+		{ "rbd", "client", "", "must be a non-empty string" },
 		{ "rbd", "osd_timeout", "0", "must be an integer from 1 to 86400" },
 		{ "rbd", "osd_timeout", "2.5", "must be an integer from 1 to 86400" },
 		{ "rbd", "exclusive", "on", "must be true or false" },
