@@ -157,6 +157,7 @@ $(B)/ublk/core.so: $(BRIDGE_OBJS) $(OBJS) | $(B)/ublk
 $(B)/test-%: spec/c/test_%.c spec/c/host.h spec/c/tap.h $(OBJS)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OBJS) $(LDLIBS)
 
+
 # libFuzzer needs clang; the runtime is compiled again with its
 # instrumentation (and ASan+UBSan) into the fuzz binary.
 $(B)/fuzz-requests: spec/fuzz/fuzz_requests.c $(RUNTIME_SRCS) $(RUNTIME_HDRS)

@@ -82,13 +82,17 @@ static int map_store(struct ublk_backend *b, struct ramlat *r, const char *path,
 
 static int ramlat_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
-	const char *fill = ublk_conf_get(conf, "fill");
-	const char *report = ublk_conf_get(conf, "report");
-	const char *store = ublk_conf_get(conf, "store");
-	bool recover = ublk_conf_get(conf, "recover") != NULL;
+	const char *report = NULL, *store = NULL;
+	bool recover = ublk_conf_flag(conf, "recover");
+	unsigned fill = 0;
 	struct ramlat *r;
-	int ret = -ENOMEM;
+	int ret;
 
+	/* read by their declarations (ramlat_opts): fill from 0 to 255 */
+	if ((ret = ublk_conf_uint(b, conf, "fill", &fill)) < 0 ||
+	    (ret = ublk_conf_string(b, conf, "report", &report)) < 0 ||
+	    (ret = ublk_conf_string(b, conf, "store", &store)) < 0)
+		return ret;
 	if (!conf->size) {
 		snprintf(b->err, sizeof(b->err), "ramlat needs a size");
 		return -EINVAL;
@@ -101,6 +105,7 @@ static int ramlat_create(struct ublk_backend *b, const struct ublk_backend_conf 
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
+	ret = -ENOMEM;
 	r->size = conf->size;
 	if (store) {
 		ret = map_store(b, r, store, recover);
@@ -119,10 +124,10 @@ static int ramlat_create(struct ublk_backend *b, const struct ublk_backend_conf 
 		if (!r->report)
 			goto fail;
 	}
-	/* fill was checked against its declaration: 0 to 255; new memory
-	 * reads as zeroes, and a store taken over keeps what it holds */
-	if (!recover && fill && atoi(fill))
-		memset(r->data, atoi(fill), conf->size);
+	/* new memory reads as zeroes, and a store taken over keeps what it
+	 * holds */
+	if (!recover && fill)
+		memset(r->data, (int)fill, conf->size);
 	b->priv = r;
 	b->size = conf->size;
 	b->caps = UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;

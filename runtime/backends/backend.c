@@ -2,7 +2,7 @@
 /*
  * backend.c - what every backend shares: the registry of built-in C
  * backends (adding one is a file plus a line here), the op names, and
- * option lookup.
+ * the copy modes of null and file.  (Options are read in conf.c.)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -93,34 +93,24 @@ const char *ublk_op_stat_name(unsigned op)
 	return op < UBLK_NR_OPS ? ops[op].stat : NULL;
 }
 
-int ublk_backend_copy_mode(struct ublk_backend *b, const char *copy)
+int ublk_backend_copy_mode(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
-	if (!strcmp(copy, "inline")) {
-		b->caps |= UBLK_CAN_USER_COPY;
-	} else if (!strcmp(copy, "auto_reg") || !strcmp(copy, "register")) {
-		b->caps |= UBLK_CAN_ZERO_COPY;
-		b->zc_only = copy[0] == 'a' ? UBLK_ZC_AUTO_REG : UBLK_ZC_REGISTER;
-	} else if (strcmp(copy, "buffer")) {
-		snprintf(b->err, sizeof(b->err), "copy = '%.40s': the %s backend takes buffer, "
-			 "inline, auto_reg or register", copy, b->ops ? b->ops->name : "");
-		return -EINVAL;
+	/* by each one's place in UBLK_COPY_MODES */
+	static const struct {
+		unsigned caps;
+		enum ublk_zc zc_only;
+	} modes[] = {
+		{ 0, UBLK_ZC_NONE },
+		{ UBLK_CAN_USER_COPY, UBLK_ZC_NONE },
+		{ UBLK_CAN_ZERO_COPY, UBLK_ZC_AUTO_REG },
+		{ UBLK_CAN_ZERO_COPY, UBLK_ZC_REGISTER },
+	};
+	unsigned i;
+	int ret = ublk_conf_choice(b, conf, "copy", &i);
+
+	if (ret > 0 && i < sizeof(modes) / sizeof(modes[0])) {
+		b->caps |= modes[i].caps;
+		b->zc_only = modes[i].zc_only;
 	}
-	return 0;
-}
-
-const char *ublk_conf_get(const struct ublk_backend_conf *c, const char *key)
-{
-	if (!c->opts)
-		return NULL;
-	for (const char *const *o = c->opts; o[0] && o[1]; o += 2)
-		if (!strcmp(o[0], key))
-			return o[1];
-	return NULL;
-}
-
-bool ublk_conf_flag(const struct ublk_backend_conf *c, const char *key)
-{
-	const char *v = ublk_conf_get(c, key);
-
-	return v && (!strcmp(v, "1") || !strcmp(v, "true"));
+	return ret;
 }

@@ -33,25 +33,13 @@ struct file {
 	bool no_zero_range;	/* the filesystem said EOPNOTSUPP to ZERO_RANGE */
 };
 
-/* Option "copy": absent, the best zero copy the kernel has (else the tag's
- * buffer); "buffer" never zero copy; "inline" user copy between the
- * request and the tag's buffer on the queue thread, around the file I/O
- * (kublk's loop -u: two copies, for testing the driver's user copy);
- * "auto_reg" or "register" only that mode (backend.h, enum ublk_zc). */
-static int parse_copy(struct ublk_backend *b, const char *v)
-{
-	if (!v) {
-		b->caps |= UBLK_CAN_ZERO_COPY;
-		return 0;
-	}
-	return ublk_backend_copy_mode(b, v);
-}
-
 static int file_size(struct ublk_backend *b, int fd, const char *path,
 		     const struct ublk_backend_conf *conf, bool create)
 {
 	struct stat st;
 	uint64_t have;
+	size_t said;
+	int ret;
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
@@ -65,30 +53,21 @@ static int file_size(struct ublk_backend *b, int fd, const char *path,
 			 path);
 		return -EINVAL;
 	}
-	if (!conf->size) {
-		b->size = have - have % conf->block_size;
-		if (!b->size) {
-			snprintf(b->err, sizeof(b->err),
-				 "'%s' is empty: give a size (and create = true) to grow it", path);
-			return -EINVAL;
-		}
-		return 0;
-	}
-	b->size = conf->size;
-	if (have >= conf->size)
-		return 0;
 	/* Grow a regular file only when asked to; never a block device. */
-	if (create && S_ISREG(st.st_mode) && !conf->read_only) {
+	if (conf->size > have && create && S_ISREG(st.st_mode) && !conf->read_only) {
 		if (ftruncate(fd, (off_t)conf->size) < 0)
 			return -errno;
 		if (!b->note[0])
 			snprintf(b->note, sizeof(b->note), "grew %.60s", path);
-		return 0;
+		have = conf->size;
 	}
-	snprintf(b->err, sizeof(b->err), "'%s' holds %llu bytes, less than size %llu%s",
-		 path, (unsigned long long)have, (unsigned long long)conf->size,
-		 S_ISREG(st.st_mode) ? " (create = true grows it)" : "");
-	return -EINVAL;
+	ret = ublk_conf_size(b, conf, path, have);
+	if (ret < 0 && S_ISREG(st.st_mode)) {
+		said = strlen(b->err);
+		snprintf(b->err + said, sizeof(b->err) - said, "%s", conf->size ?
+			 " (create = true grows it)" : ": give a size (and create = true) to grow it");
+	}
+	return ret;
 }
 
 /* Is path's directory the filesystem /dev is (devtmpfs)?  There a missing
@@ -152,28 +131,31 @@ static unsigned dio_align(int fd)
 	return lbs;
 }
 
-/* Options: path (required); create ("1": make a missing file, grow a short
- * one); direct ("1" or "0": O_DIRECT; default on for block devices, where a
- * write error must reach the request, not vanish in the page cache). */
+/* Options: path (required); create (make a missing file, grow a short
+ * one); direct (O_DIRECT; default on for block devices, where a write
+ * error must reach the request, not vanish in the page cache); copy:
+ * absent, the best zero copy the kernel has (else the tag's buffer);
+ * "buffer" never zero copy; "inline" user copy between the request and
+ * the tag's buffer on the queue thread, around the file I/O (kublk's loop
+ * -u: two copies, for testing the driver's user copy); "auto_reg" or
+ * "register" only that mode (backend.h, enum ublk_zc). */
 static int file_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
-	const char *path = ublk_conf_get(conf, "path");
-	const char *direct = ublk_conf_get(conf, "direct");
-	bool create = ublk_conf_flag(conf, "create");
+	const char *path;
+	bool create = false, direct = false;
 	int flags = (conf->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	struct stat st;
 	struct file *f;
-	int ret;
+	int ret, has_direct, has_copy;
 
-	if (!path || !*path) {
-		snprintf(b->err, sizeof(b->err), "the file backend needs a 'path'");
-		return -EINVAL;
-	}
-	ret = parse_copy(b, ublk_conf_get(conf, "copy"));
-	if (ret < 0)
+	if ((ret = ublk_conf_string(b, conf, "path", &path)) < 0 ||
+	    (ret = ublk_conf_bool(b, conf, "create", &create)) < 0 ||
+	    (ret = has_direct = ublk_conf_bool(b, conf, "direct", &direct)) < 0 ||
+	    (ret = has_copy = ublk_backend_copy_mode(b, conf)) < 0)
 		return ret;
-	if (direct ? ublk_conf_flag(conf, "direct")
-		   : stat(path, &st) == 0 && S_ISBLK(st.st_mode))
+	if (!has_copy)
+		b->caps |= UBLK_CAN_ZERO_COPY;
+	if (has_direct ? direct : stat(path, &st) == 0 && S_ISBLK(st.st_mode))
 		flags |= O_DIRECT;
 	f = calloc(1, sizeof(*f));
 	if (!f)
@@ -328,7 +310,7 @@ static const struct ublk_backend_opt file_opts[] = {
 	  .help = "open it with O_DIRECT" },
 	{ .name = "create", .kind = UBLK_OPT_BOOL, .def = "false",
 	  .help = "make a missing file, grow a short one, to the device's size" },
-	{ .name = "copy", .kind = UBLK_OPT_CHOICE, .values = "buffer|inline|auto_reg|register",
+	{ .name = "copy", .kind = UBLK_OPT_CHOICE, .values = UBLK_COPY_MODES,
 	  .def = "zero copy where the kernel has it, else buffer",
 	  .help = "how request data moves (docs/tuning.md)" },
 	{ 0 }

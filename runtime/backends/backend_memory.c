@@ -44,6 +44,8 @@
 #include "../include/backend.h"
 #include "store.h"
 
+/* Option "copy" absent, then its values in memory_opts' order: the
+ * value at place i is i + 1 here. */
 enum memory_copy { COPY_DEFAULT, COPY_INLINE, COPY_RING, COPY_BUFFER, COPY_AUTO_REG,
 		   COPY_REGISTER };
 
@@ -80,21 +82,6 @@ struct memory {
 	bool refill_failed;	/* said once: a discarded range could not be reserved again */
 	bool fault_said;	/* said once: a copy met a page that is gone */
 };
-
-static int parse_copy(struct ublk_backend *b, const char *v, enum memory_copy *out)
-{
-	static const char *const names[] = { "", "inline", "ring", "buffer", "auto_reg",
-					     "register" };
-
-	for (unsigned i = 1; i < sizeof(names) / sizeof(names[0]); i++)
-		if (!strcmp(v, names[i])) {
-			*out = (enum memory_copy)i;
-			return 0;
-		}
-	snprintf(b->err, sizeof(b->err), "copy: '%.40s' is not inline, ring, buffer, auto_reg "
-		 "or register", v);
-	return -EINVAL;
-}
 
 /* Maps the store file at `path`.  A server recovering the device
  * (`recover`) takes the existing one, which must have the device's size,
@@ -186,12 +173,16 @@ static int map_memfd(struct memory *m)
 
 static int memory_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
-	const char *store = ublk_conf_get(conf, "store");
+	const char *store = NULL;
 	struct memory *m;
-	int ret = 0;
+	unsigned copy;
+	int ret, has_copy;
 
 	if (!conf->size)
 		return -EINVAL;
+	if ((ret = ublk_conf_string(b, conf, "store", &store)) < 0 ||
+	    (ret = has_copy = ublk_conf_choice(b, conf, "copy", &copy)) < 0)
+		return ret;
 	if (store && strlen(store) >= sizeof(b->store)) {
 		snprintf(b->err, sizeof(b->err), "store: a path of at most %zu bytes",
 			 sizeof(b->store) - 1);
@@ -200,10 +191,7 @@ static int memory_create(struct ublk_backend *b, const struct ublk_backend_conf 
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	if (ublk_conf_get(conf, "copy") && parse_copy(b, ublk_conf_get(conf, "copy"), &m->copy)) {
-		free(m);
-		return -EINVAL;
-	}
+	m->copy = has_copy ? (enum memory_copy)(copy + 1) : COPY_DEFAULT;
 	m->size = conf->size;
 	m->span = memory_span(conf->size);
 	m->page = (uint64_t)sysconf(_SC_PAGESIZE);

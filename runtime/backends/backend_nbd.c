@@ -37,36 +37,12 @@ struct nbd_dev {
 	uint64_t export_size;		/* the server's: as far as a resize can grow */
 };
 
-/* Option `key` in milliseconds, 1 to 86400000 (lua/ublk/options.lua has
- * checked the seconds users write against nbd_opts; this is for callers
- * of the C API). */
-static int option_ms(struct ublk_backend *b, const struct ublk_backend_conf *conf,
-		     const char *key, unsigned def, unsigned *out)
-{
-	const char *v = ublk_conf_get(conf, key);
-	char *end;
-	unsigned long n;
-
-	*out = def;
-	if (!v)
-		return 0;
-	errno = 0;
-	n = strtoul(v, &end, 10);
-	if (errno || end == v || *end || n < 1 || n > 86400000) {
-		snprintf(b->err, sizeof(b->err), "%s = '%.20s': must be milliseconds from 1 to "
-			 "86400000", key, v);
-		return -EINVAL;
-	}
-	*out = (unsigned)n;
-	return 0;
-}
-
-/* What the server can do, and the size; refuses what cannot work. */
+/* What the server can do, and the size; refuses what cannot work.
+ * b->max_queues holds the connections asked for (0: one a queue). */
 static int probe(struct ublk_backend *b, struct nbd_handle *h, const char *uri,
 		 const struct ublk_backend_conf *conf)
 {
 	int64_t size = nbd_get_size(h), min = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
-	const char *conns = ublk_conf_get(conf, "connections");
 
 	if (size < 0) {
 		snprintf(b->err, sizeof(b->err), "'%s': %s", uri, nbd_get_error());
@@ -81,19 +57,13 @@ static int probe(struct ublk_backend *b, struct nbd_handle *h, const char *uri,
 		snprintf(b->err, sizeof(b->err), "'%s' is read-only: set read_only = true", uri);
 		return -EROFS;
 	}
-	if (conf->size > (uint64_t)size) {
-		snprintf(b->err, sizeof(b->err), "'%s' holds %lld bytes, less than size %llu",
-			 uri, (long long)size, (unsigned long long)conf->size);
+	if (ublk_conf_size(b, conf, uri, (uint64_t)size) < 0)
 		return -EINVAL;
-	}
-	b->size = conf->size ? conf->size : (uint64_t)size - (uint64_t)size % conf->block_size;
 	((struct nbd_dev *)b->priv)->export_size = (uint64_t)size;
 	b->caps = (nbd_can_flush(h) == 1 ? UBLK_CAN_FLUSH : 0) |
 		  (nbd_can_fua(h) == 1 ? UBLK_CAN_FUA : 0) |
 		  (nbd_can_trim(h) == 1 ? UBLK_CAN_DISCARD : 0) |
 		  (nbd_can_zero(h) == 1 ? UBLK_CAN_WRITE_ZEROES : 0);
-	if (conns)
-		b->max_queues = (unsigned)strtoul(conns, NULL, 10);
 	if (nbd_can_multi_conn(h) != 1 && b->max_queues != 1) {
 		b->max_queues = 1;
 		snprintf(b->note, sizeof(b->note), "no multi-conn on the server: one "
@@ -113,32 +83,30 @@ static void nbd_destroy(struct ublk_backend *b)
 
 static int nbd_backend_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
-	const char *uri = ublk_conf_get(conf, "uri");
-	const char *reconnect = ublk_conf_get(conf, "reconnect");
+	struct nbd_conn_conf c = { .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+				   .timeout_ms = TIMEOUT_MS };
 	struct nbd_handle *h;
 	struct nbd_dev *d;
-	int ret = -ENOMEM;
+	const char *uri;
+	int ret;
 
-	if (!uri || !*uri) {
-		snprintf(b->err, sizeof(b->err), "the nbd backend needs a 'uri' "
-			 "(nbd://host:port/export or nbd+unix:///export?socket=PATH)");
-		return -EINVAL;
-	}
+	if ((ret = ublk_conf_string(b, conf, "uri", &uri)) < 0 ||
+	    (ret = ublk_conf_uint(b, conf, "connections", &b->max_queues)) < 0 ||
+	    (ret = ublk_conf_uint(b, conf, "reconnect", &c.reconnect)) < 0 ||
+	    (ret = ublk_conf_ms(b, conf, "connect_timeout", &c.connect_timeout_ms)) < 0 ||
+	    (ret = ublk_conf_ms(b, conf, "timeout", &c.timeout_ms)) < 0)
+		return ret;
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	b->priv = d;
+	d->conf = c;
 	d->uri = strdup(uri);
 	d->conns = calloc(UBLK_MAX_NR_QUEUES, sizeof(*d->conns));
+	ret = -ENOMEM;
 	if (!d->uri || !d->conns)
 		goto fail;
 	d->conf.uri = d->uri;
-	if (reconnect)
-		d->conf.reconnect = (unsigned)strtoul(reconnect, NULL, 10);
-	if ((ret = option_ms(b, conf, "connect_timeout", CONNECT_TIMEOUT_MS,
-			     &d->conf.connect_timeout_ms)) < 0 ||
-	    (ret = option_ms(b, conf, "timeout", TIMEOUT_MS, &d->conf.timeout_ms)) < 0)
-		goto fail;
 	h = nbd_conn_connect(uri, d->conf.connect_timeout_ms, b->err, sizeof(b->err), &ret);
 	if (!h) {
 		ret = -ret;

@@ -18,13 +18,14 @@
 
 static int null_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
-	const char *copy = ublk_conf_get(conf, "copy");
+	int ret;
 
 	if (!conf->size)
 		return -EINVAL;
 	b->size = conf->size;
 	b->caps = UBLK_CAN_DISCARD | UBLK_CAN_WRITE_ZEROES;
-	return copy ? ublk_backend_copy_mode(b, copy) : 0;
+	ret = ublk_backend_copy_mode(b, conf);
+	return ret < 0 ? ret : 0;
 }
 
 static void null_destroy(struct ublk_backend *b)
@@ -50,7 +51,7 @@ static int null_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct u
 }
 
 static const struct ublk_backend_opt null_opts[] = {
-	{ .name = "copy", .kind = UBLK_OPT_CHOICE, .values = "buffer|inline|auto_reg|register",
+	{ .name = "copy", .kind = UBLK_OPT_CHOICE, .values = UBLK_COPY_MODES,
 	  .def = "buffer",
 	  .help = "the kernel's data path the device takes, nothing copied (docs/tuning.md)" },
 	{ 0 }

@@ -81,14 +81,12 @@ int ublk_plugin_load(const char *path, const struct ublk_backend_ops **out, char
  * called by the runtime as a built-in backend's would be. */
 static int plugin_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
-	const char *path = ublk_conf_get(conf, "path");
 	const struct ublk_backend_ops *ops;
-	int ret;
+	const char *path;
+	int ret = ublk_conf_string(b, conf, "path", &path);
 
-	if (!path) {
-		snprintf(b->err, sizeof(b->err), "the plugin backend needs a path");
-		return -EINVAL;
-	}
+	if (ret < 0)
+		return ret;
 	ret = ublk_plugin_load(path, &ops, b->err, sizeof(b->err));
 	if (ret < 0)
 		return ret;

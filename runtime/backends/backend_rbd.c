@@ -39,7 +39,7 @@
 #include "../base/log.h"
 #include "rbd_lib.h"
 
-#define OSD_TIMEOUT "30"
+#define OSD_TIMEOUT 30	/* seconds; rbd_opts' def says it in words */
 #define MAX_EVENTS 64
 
 /* io->scratch: what the io waits for (the queue starts every io at 0:
@@ -58,6 +58,7 @@ struct rbd_dev {
 	rados_ioctx_t ioctx;
 	char *pool, *ns, *name, *snap;
 	bool read_only;
+	bool exclusive;		/* option "exclusive": lock the image at create */
 	/* By queue id, each made by its queue's first queue_init, on its
 	 * thread; queue 0's by create(), with the image it opened (and maybe
 	 * locked) */
@@ -90,40 +91,23 @@ bad:
 	return -EINVAL;
 }
 
-/* osd_timeout in whole seconds, 1 to 86400: Ceph's timeouts are whole
- * seconds (its option parser refuses "2.5").  Lua has checked what users
- * write against rbd_opts; this is for callers of the C API. */
-static int parse_timeout(struct ublk_backend *b, const char *v, char *out, size_t n)
-{
-	char *end;
-	unsigned long s;
-
-	if (!v) {
-		snprintf(out, n, "%s", OSD_TIMEOUT);
-		return 0;
-	}
-	errno = 0;
-	s = strtoul(v, &end, 10);
-	if (errno || end == v || *end || s < 1 || s > 86400) {
-		snprintf(b->err, sizeof(b->err), "osd_timeout = '%.20s': must be whole seconds "
-			 "from 1 to 86400", v);
-		return -EINVAL;
-	}
-	snprintf(out, n, "%lu", s);
-	return 0;
-}
+/* The options that say how to reach the cluster. */
+struct rbd_client {
+	const char *conf;	/* NULL: $CEPH_CONF, then Ceph's search path */
+	const char *id;		/* NULL: admin */
+	char timeout[16];	/* osd_timeout, as Ceph's options take it */
+};
 
 /* One rados client for the device, connected within the timeout. */
 static int connect_cluster(struct ublk_backend *b, struct rbd_dev *d,
-			   const struct ublk_backend_conf *conf, const char *timeout)
+			   const struct rbd_client *c)
 {
-	const char *path = ublk_conf_get(conf, "conf");
-	const char *id = ublk_conf_get(conf, "client");
+	const char *path = c->conf, *id = c->id, *timeout = c->timeout;
 	static const char *const quiet[] = { "log_to_stderr", "err_to_stderr",
 					     "log_to_syslog", "err_to_syslog" };
 	int ret;
 
-	ret = ublk_rbd.rados_create(&d->cluster, id && *id ? id : NULL);
+	ret = ublk_rbd.rados_create(&d->cluster, id);
 	if (ret < 0) {
 		snprintf(b->err, sizeof(b->err), "rados client '%.40s': %s", id ? id : "admin",
 			 strerror(-ret));
@@ -196,17 +180,9 @@ static int probe(struct ublk_backend *b, struct rbd_dev *d, const struct ublk_ba
 		snprintf(b->err, sizeof(b->err), "image '%s': %s", d->name, strerror(-ret));
 		return ret;
 	}
-	if (conf->size > size) {
-		snprintf(b->err, sizeof(b->err), "image '%s' holds %llu bytes, less than size %llu",
-			 d->name, (unsigned long long)size, (unsigned long long)conf->size);
-		return -EINVAL;
-	}
-	b->size = conf->size ? conf->size : size - size % conf->block_size;
-	if (!b->size) {
-		snprintf(b->err, sizeof(b->err), "image '%s' is empty", d->name);
-		return -EINVAL;
-	}
-	if (ublk_conf_flag(conf, "exclusive")) {
+	if ((ret = ublk_conf_size(b, conf, d->name, size)) < 0)
+		return ret;
+	if (d->exclusive) {
 		ret = ublk_rbd.rbd_lock_acquire(image, RBD_LOCK_MODE_EXCLUSIVE);
 		if (ret < 0) {
 			snprintf(b->err, sizeof(b->err), "image '%s': exclusive lock: %s%s",
@@ -260,16 +236,20 @@ static void rbd_destroy(struct ublk_backend *b)
 
 static int rbd_backend_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
-	const char *image = ublk_conf_get(conf, "image");
-	char timeout[32];
+	struct rbd_client client = { 0 };
+	unsigned osd_timeout = OSD_TIMEOUT;
+	bool exclusive = false;
+	const char *image;
 	struct rbd_dev *d;
 	int ret;
 
-	if (!image || !*image) {
-		snprintf(b->err, sizeof(b->err), "the rbd backend needs an 'image' "
-			 "(\"pool/name\", \"pool/namespace/name\", \"pool/name@snap\")");
-		return -EINVAL;
-	}
+	if ((ret = ublk_conf_string(b, conf, "image", &image)) < 0 ||
+	    (ret = ublk_conf_string(b, conf, "conf", &client.conf)) < 0 ||
+	    (ret = ublk_conf_string(b, conf, "client", &client.id)) < 0 ||
+	    (ret = ublk_conf_bool(b, conf, "exclusive", &exclusive)) < 0 ||
+	    (ret = ublk_conf_uint(b, conf, "osd_timeout", &osd_timeout)) < 0)
+		return ret;
+	snprintf(client.timeout, sizeof(client.timeout), "%u", osd_timeout);
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
@@ -280,9 +260,8 @@ static int rbd_backend_create(struct ublk_backend *b, const struct ublk_backend_
 		goto fail;
 	}
 	d->read_only = conf->read_only;
-	if ((ret = parse_image(b, d, image)) < 0 ||
-	    (ret = parse_timeout(b, ublk_conf_get(conf, "osd_timeout"), timeout,
-				 sizeof(timeout))) < 0)
+	d->exclusive = exclusive;
+	if ((ret = parse_image(b, d, image)) < 0)
 		goto fail;
 	if (d->snap && !d->read_only) {
 		snprintf(b->err, sizeof(b->err), "image = '%.60s' is a snapshot, read-only: "
@@ -291,7 +270,7 @@ static int rbd_backend_create(struct ublk_backend *b, const struct ublk_backend_
 		goto fail;
 	}
 	if ((ret = ublk_rbd_lib_load(b->err, sizeof(b->err))) < 0 ||
-	    (ret = connect_cluster(b, d, conf, timeout)) < 0 ||
+	    (ret = connect_cluster(b, d, &client)) < 0 ||
 	    (ret = probe(b, d, conf)) < 0)
 		goto fail;
 	return 0;
@@ -464,9 +443,10 @@ static const struct ublk_backend_opt rbd_opts[] = {
 	  .help = "the Ceph client's name, without \"client.\"" },
 	{ .name = "exclusive", .kind = UBLK_OPT_BOOL, .def = "false",
 	  .help = "take the image's exclusive lock at start: a second writer is refused" },
-	/* INT, not SECONDS: Ceph takes whole seconds only */
+	/* INT, not SECONDS: Ceph takes whole seconds only (its option
+	 * parser refuses "2.5") */
 	{ .name = "osd_timeout", .kind = UBLK_OPT_INT, .min = 1, .max = 86400,
-	  .def = OSD_TIMEOUT,
+	  .def = "30",
 	  .help = "seconds a connect, monitor command or OSD operation may take" },
 	{ 0 }
 };

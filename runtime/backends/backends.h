@@ -29,10 +29,14 @@ const char *const *ublk_backend_names(void);
 int ublk_plugin_load(const char *path, const struct ublk_backend_ops **ops, char *err,
 		     size_t errlen);
 
-/* A named copy mode (option "copy" of null and file) onto b's caps and
+/* The values of option "copy" of null and file, in the order
+ * ublk_backend_copy_mode() takes them. */
+#define UBLK_COPY_MODES "buffer|inline|auto_reg|register"
+
+/* Option "copy" (declared with UBLK_COPY_MODES) onto b's caps and
  * zc_only: "buffer" neither, "inline" user copy, "auto_reg"/"register"
- * that zero copy only (backend.h, enum ublk_zc).  0, or -EINVAL with
- * b->err naming the value. */
-int ublk_backend_copy_mode(struct ublk_backend *b, const char *copy);
+ * that zero copy only (backend.h, enum ublk_zc).  As ublk_conf_choice():
+ * 1 given, 0 absent (nothing set), -EINVAL with b->err. */
+int ublk_backend_copy_mode(struct ublk_backend *b, const struct ublk_backend_conf *conf);
 
 #endif

@@ -29,8 +29,10 @@
  * tree as a shared object, docs/c-backends.md) records the number it was
  * compiled against, and the runtime refuses one built for another: the
  * structs below are shared by layout, so a plugin from another version
- * would read the wrong fields.  Raised with any change to what this file
- * declares. */
+ * would read the wrong fields.  Raised with any change to the layout or
+ * meaning of what this file declares.  A function added is no reason: a
+ * plugin that calls one an older runtime lacks is refused at load all the
+ * same, dlopen() naming the symbol. */
 #define UBLK_BACKEND_ABI 1
 
 struct ublk_queue;
@@ -47,7 +49,9 @@ struct ublk_backend_conf {
 	const char *const *opts;	/* NULL, or key, value, key, value, ..., NULL */
 };
 
-/* The value of option `key`, or NULL. */
+/* The value of option `key`, or NULL, unchecked: a declared option is
+ * better read with its kind's accessor (ublk_conf_uint() and the rest,
+ * below the declarations). */
 const char *ublk_conf_get(const struct ublk_backend_conf *c, const char *key);
 /* Option `key` as a flag: "1" or "true" is set, absent or anything else not. */
 bool ublk_conf_flag(const struct ublk_backend_conf *c, const char *key);
@@ -233,6 +237,46 @@ struct ublk_backend_ops {
 };
 
 #define UBLK_TICK_MS 250
+
+/* ---- what create() reads of the user's configuration ----
+ *
+ * A declared option, read by its declaration in b->ops->opts (the ops
+ * the runtime set before create(), a plugin's own for a plugin): the
+ * value parsed as its kind says and checked against its min and max or
+ * its values, so a backend parses nothing itself and a caller of the C
+ * API that skipped the Lua checks is refused all the same.  Each returns
+ * 1 with *out set when the option is given; 0 when it is absent, *out
+ * untouched (set the default first); -EINVAL with b->err naming the
+ * option, the value and what is allowed, as the Lua checks word it, when
+ * the value is bad, when a UBLK_OPT_REQUIRED option is absent, or when
+ * the backend declares no option `name` of that kind (a bug in it).
+ */
+
+/* STRING (not empty) or URI (starting with one of `values`). */
+int ublk_conf_string(struct ublk_backend *b, const struct ublk_backend_conf *conf,
+		     const char *name, const char **out);
+/* BOOL: "1" or "true", "0" or "false". */
+int ublk_conf_bool(struct ublk_backend *b, const struct ublk_backend_conf *conf,
+		   const char *name, bool *out);
+/* INT declared within 0 to UINT_MAX: a decimal from min to max. */
+int ublk_conf_uint(struct ublk_backend *b, const struct ublk_backend_conf *conf,
+		   const char *name, unsigned *out);
+/* SECONDS as create() gets them: whole milliseconds, from min to max
+ * seconds (each rounded up to a millisecond, as the Lua side rounds). */
+int ublk_conf_ms(struct ublk_backend *b, const struct ublk_backend_conf *conf,
+		 const char *name, unsigned *out);
+/* CHOICE: *out is the value's place in `values`, from 0 ("inline|ring":
+ * "ring" is 1). */
+int ublk_conf_choice(struct ublk_backend *b, const struct ublk_backend_conf *conf,
+		     const char *name, unsigned *out);
+
+/* For a backend that sizes itself (ops->sizes_itself): the device's size
+ * from the user's (conf->size, 0 for none) and `have`, the bytes its
+ * storage holds: the user's when it fits, else every whole block of
+ * `have`.  0 with b->size set, or -EINVAL with b->err naming `what` (a
+ * path, a URI, an image) and both sizes. */
+int ublk_conf_size(struct ublk_backend *b, const struct ublk_backend_conf *conf,
+		   const char *what, uint64_t have);
 
 /* A plugin ends with UBLK_BACKEND_PLUGIN(its_ops): it exports the ABI it
  * was built for and its ops table under the two names the runtime looks

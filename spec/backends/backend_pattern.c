@@ -21,10 +21,12 @@ struct pattern {
 
 static int pattern_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
-	const char *seed = ublk_conf_get(conf, "seed");
-	unsigned s = seed ? (unsigned)strtoul(seed, NULL, 10) : 0;
+	unsigned s = 0;
 	struct pattern *p;
+	int ret = ublk_conf_uint(b, conf, "seed", &s);
 
+	if (ret < 0)
+		return ret;
 	if (!conf->size)
 		return -EINVAL;
 	p = calloc(1, sizeof(*p));

@@ -258,7 +258,7 @@ static void test_nbd_timeouts(void)
 	memset(&b, 0, sizeof(b));
 	b.ops = ublk_backend_find("nbd");
 	conf.opts = bad;
-	check(b.ops->create(&b, &conf) == -EINVAL && strstr(b.err, "timeout = '0'"),
+	check(b.ops->create(&b, &conf) == -EINVAL && strstr(b.err, "'timeout' = \"0\""),
 	      "nbd timeouts: a timeout of 0 is refused by name");
 
 	pid = nbdkit_start(sock, pidfile, "--filter=delay", "memory 16M delay-read=10");
