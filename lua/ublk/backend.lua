@@ -211,9 +211,9 @@ function M.backend(spec)
     end
   end
   if spec.timeout ~= nil and (type(spec.timeout) ~= "number" or not (spec.timeout > 0)
-      or spec.timeout > 86400) then
-    error(("ublk.backend: 'timeout' must be a number of seconds from 0 to 86400, got %s")
-      :format(tostring(spec.timeout)), 2)
+      or spec.timeout > core.timeout_max_s) then
+    error(("ublk.backend: 'timeout' must be a number of seconds from 0 to %d, got %s")
+      :format(core.timeout_max_s, tostring(spec.timeout)), 2)
   end
   if spec.copy ~= nil and spec.copy ~= "buffer" and spec.copy ~= "inline"
       and spec.copy ~= "auto_reg" then

@@ -28,7 +28,7 @@
 #include "nbd_conn.h"
 
 #define CONNECT_TIMEOUT_MS 10000
-#define TIMEOUT_MS 30000
+#define TIMEOUT_MS (UBLK_REQUEST_TIMEOUT_S * 1000)
 
 struct nbd_dev {
 	char *uri;
@@ -169,9 +169,11 @@ static const struct ublk_backend_opt nbd_opts[] = {
 	  .help = "the most connections, one a queue (1 without the server's multi-conn)" },
 	{ .name = "reconnect", .kind = UBLK_OPT_INT, .min = 0, .max = 1000, .def = "0",
 	  .help = "tries to connect again before a lost connection's requests fail" },
-	{ .name = "timeout", .kind = UBLK_OPT_SECONDS, .min = 0.001, .max = 86400,
-	  .def = "30", .help = "seconds a request may wait for its answer" },
-	{ .name = "connect_timeout", .kind = UBLK_OPT_SECONDS, .min = 0.001, .max = 86400,
+	{ .name = "timeout", .kind = UBLK_OPT_SECONDS, .min = 0.001, .max = UBLK_TIMEOUT_MAX_S,
+	  .def = UBLK_STR(UBLK_REQUEST_TIMEOUT_S),
+	  .help = "seconds a request may wait for its answer" },
+	{ .name = "connect_timeout", .kind = UBLK_OPT_SECONDS, .min = 0.001,
+	  .max = UBLK_TIMEOUT_MAX_S,
 	  .def = "10", .help = "seconds each connect and handshake may take" },
 	{ 0 }
 };

@@ -39,7 +39,7 @@
 #include "../base/log.h"
 #include "rbd_lib.h"
 
-#define OSD_TIMEOUT 30	/* seconds; rbd_opts' def says it in words */
+#define OSD_TIMEOUT UBLK_REQUEST_TIMEOUT_S	/* seconds */
 #define MAX_EVENTS 64
 
 /* io->scratch: what the io waits for (the queue starts every io at 0:
@@ -445,8 +445,8 @@ static const struct ublk_backend_opt rbd_opts[] = {
 	  .help = "take the image's exclusive lock at start: a second writer is refused" },
 	/* INT, not SECONDS: Ceph takes whole seconds only (its option
 	 * parser refuses "2.5") */
-	{ .name = "osd_timeout", .kind = UBLK_OPT_INT, .min = 1, .max = 86400,
-	  .def = "30",
+	{ .name = "osd_timeout", .kind = UBLK_OPT_INT, .min = 1, .max = UBLK_TIMEOUT_MAX_S,
+	  .def = UBLK_STR(UBLK_REQUEST_TIMEOUT_S),
 	  .help = "seconds a connect, monitor command or OSD operation may take" },
 	{ 0 }
 };

@@ -150,6 +150,18 @@ struct ublk_io {
 /* How many operations on io have not completed yet (0: none in flight). */
 unsigned ublk_io_outstanding(const struct ublk_io *io);
 
+/* How long a request may take unless the user says otherwise: the block
+ * layer's own request timeout (blk-mq's default, 30 s), so that a backend
+ * gives up on a request no later than the kernel would begin its own error
+ * handling.  The nbd backend's timeout, rbd's osd_timeout and a Lua
+ * backend's timeout default to it, and none takes more than
+ * UBLK_TIMEOUT_MAX_S (a day).  UBLK_STR gives either as an option's
+ * `def` text. */
+#define UBLK_REQUEST_TIMEOUT_S 30
+#define UBLK_TIMEOUT_MAX_S 86400
+#define UBLK_STR_(x) #x
+#define UBLK_STR(x) UBLK_STR_(x)
+
 /* ---- the options a backend takes: declared once, beside its ops ----
  *
  * Everything users see of a C backend's options comes from its

@@ -10,7 +10,7 @@
  *   path, cpath    package.path and package.cpath for the queue states
  *   async          "1": handlers run as coroutines and may wait
  *   flush, fua, discard, write_zeroes   "1": advertise them
- *   timeout_ms     a request's time budget (default 30000)
+ *   timeout_ms     a request's time budget (default UBLK_REQUEST_TIMEOUT_S)
  *   delegates      how many C delegates; delegate N's own options are
  *                  "delegate.N.<key>", with .backend its name; their
  *                  queue_init and queue_exit run with ours (lua_queue.c)
@@ -146,7 +146,8 @@ static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *co
 		goto fail;
 	}
 	timeout = ublk_conf_get(conf, "timeout_ms");
-	lb->budget_ms = timeout ? (unsigned)strtoul(timeout, NULL, 10) : 30000;
+	lb->budget_ms = timeout ? (unsigned)strtoul(timeout, NULL, 10)
+				: UBLK_REQUEST_TIMEOUT_S * 1000;
 	b->budget_ms = lb->budget_ms;
 	lua_interrupt_install();
 	/* user copy: req:copy moves data straight between the request and

@@ -453,5 +453,10 @@ int luaopen_ublk_core(lua_State *L)
 	lua_setfield(L, -2, "record_log_cdef");
 	push_ops(L);
 	lua_setfield(L, -2, "ops");
+	/* a request's default and longest time budget (backend.h) */
+	lua_pushinteger(L, UBLK_REQUEST_TIMEOUT_S);
+	lua_setfield(L, -2, "request_timeout_s");
+	lua_pushinteger(L, UBLK_TIMEOUT_MAX_S);
+	lua_setfield(L, -2, "timeout_max_s");
 	return 1;
 }
