@@ -26,6 +26,17 @@ describe("#guest device management", function()
     assert.truthy(G.sh("test -f %s", d.ublk_lua.store))
     local _, text = cli("list")
     assert.matches("dev id " .. id .. ": LIVE, 64 MiB, 2 queues x 128", text)
+    -- idle, the server's main thread sleeps until a signal or a request
+    -- (cli_resize.watch); it looked for requests every 200 ms before
+    local function switches()
+      return tonumber(G.read_file(("/proc/%d/status"):format(pid))
+        :match("\nvoluntary_ctxt_switches:%s*(%d+)"))
+    end
+    local s0 = switches()
+    G.sh("sleep 2")
+    local woke = switches() - s0
+    print(("\n  an idle server's main thread woke %d times in 2 s"):format(woke))
+    assert.is_true(woke <= 2, "the idle server woke " .. woke .. " times")
     local rc, out = cli("del -n %d", id)
     assert.are.equal(0, rc, out)
     assert.matches("dev id " .. id .. ": removed", out)
