@@ -122,6 +122,20 @@ describe("#guest power-cut testing", function()
     assert.is_false(ok, out)
   end)
 
+  it("under fio verify, a replay to the last entry is the live device, byte for byte", function()
+    G.must("rm -rf %s && mkdir -p %s", dir, dir)
+    local log = dir .. "/fio.log"
+    local dev = G.device{ size = "32MiB", recovery = false, queues = 2,
+      backend = ublk.record{ base = ublk.memory(), log = log } }
+    G.fio_verify(dev.path, 32, "--fsync=8")
+    G.must("dd if=%s of=%s/live.img bs=1M iflag=direct status=none", dev.path, dir)
+    local n = #require("ublk.crash").read(log).entries
+    G.must("%s replay %s --to %d -o %s/replay.img", G.bin, log, n, dir)
+    G.must("cmp %s/live.img %s/replay.img", dir, dir)
+    print(("\n  fio verify through the recorder: %d entries, the replay equal"):format(n))
+    dev:close()
+  end)
+
   it("a recorded device killed with -9 and recovered goes on in the same log", function()
     G.must("rm -rf %s && mkdir -p %s", dir, dir)
     local log = dir .. "/recovered.log"
