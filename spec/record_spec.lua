@@ -7,6 +7,7 @@ local host = require "ublk.host"
 local crash = require "ublk.crash"
 
 local FUA = 0x2000 -- UBLK_IO_F_FUA (1 << 13)
+local ffi_copy = require("ffi").copy
 
 local function tmp()
   local p = os.tmpname()
@@ -81,10 +82,46 @@ describe("ublk.record", function()
     os.remove(log)
   end)
 
-  it("refuses a base that is not a C backend, and unknown options", function()
-    assert.has_error(function() ublk.record{ base = ublk.backend{ read = function() end }, log = "x" } end)
+  it("refuses a base that is no backend, a Lua backend copying but by buffer, and unknown options", function()
+    assert.has_error(function() ublk.record{ base = 42, log = "x" } end)
+    assert.has_error(function()
+      ublk.record{ base = ublk.backend{ read = function() end, copy = "inline" }, log = "x" }
+    end, 'ublk.record: a Lua backend is recorded with copy = "buffer" (the log reads each write\'s'
+      .. ' data from the tag\'s buffer), and this one has copy = "inline"')
     assert.has_error(function() ublk.record{ base = "memory" } end)
     assert.has_error(function() ublk.record{ base = "memory", log = "x", fast = true } end)
+  end)
+
+  it("records a Lua backend before its handlers see each request, a flush it does not take too", function()
+    local log = tmp()
+    local lb = ublk.backend{
+      size = "1MiB",
+      read = function(self, req) ffi_copy(req.buf, self.mem.ptr + req.offset, req.length) return req.length end,
+      write = function(self, req) ffi_copy(self.mem.ptr + req.offset, req.buf, req.length) return req.length end,
+      mem = ublk.shared("1MiB"),
+    }
+    local dev = ublk.record{ base = lb, log = log }
+    assert.are.equal(log, require("ublk.policy").log_of(dev))
+    local q = assert(host.queue(dev, { size = "1MiB" }))
+    local a, b = random_bytes(4096), random_bytes(512)
+    assert(q:write(8192, a))
+    assert.are.equal(0, (q:flush())) -- no flush handler: logged, then done here
+    assert(q:write(0, b, FUA))
+    assert.are.equal(a, q:read(8192, 4096))
+    q:close()
+    local l = assert(crash.read(log))
+    local got = {}
+    for _, e in ipairs(l.entries) do
+      got[#got + 1] = ("%s %s %d %d"):format(e.type, tostring(e.fua), e.offset, e.len)
+    end
+    assert.are.same({ "write false 8192 4096", "flush false 0 0", "write true 0 512" }, got)
+    local img = tmp()
+    assert(crash.write_state(l, crash.prefix(l, #l.entries), img))
+    local s = assert(io.open(img, "rb")):read("*a")
+    assert.are.equal(b, s:sub(1, 512))
+    assert.are.equal(a, s:sub(8193, 8192 + 4096))
+    os.remove(img)
+    os.remove(log)
   end)
 end)
 

@@ -340,6 +340,8 @@ function LuaBackend:core_opts(size, read_only, keep)
     write_zeroes = flag(s.write_zeroes ~= nil and not read_only),
     delegates = tostring(#inner),
     timeout_ms = s.timeout and ("%d"):format(math.ceil(s.timeout * 1000)) or nil,
+    -- ublk.record{ base = this } (lua/ublk/policy.lua): its log
+    record = self.record_log,
   }
   for i, v in ipairs(inner) do
     local prefix = "delegate." .. (i - 1) .. "."

@@ -111,7 +111,7 @@ function ublk.device(t)
     -- "recover" beside the store: a policy's base's under "base."
     if store and spec.opts[store] then spec.opts[store:gsub("[^.]+$", "recover")] = "1" end
     -- a policy continues what it keeps itself: the recorder, its log
-    if spec.opts["base.backend"] then spec.opts.recover = "1" end
+    if spec.opts["base.backend"] or spec.opts.record then spec.opts.recover = "1" end
     -- a device `resize` changed since its script was written is served at
     -- the size it has now (a C backend that resizes; a Lua backend's script
     -- says its own)

@@ -1,10 +1,12 @@
 -- ublk.policy: C policies over a base C backend, on the control side:
 --   ublk.record{ base = BACKEND, log = PATH }   every write, discard,
---        write-zeroes and FLUSH logged (runtime/backends/backend_record.c)
+--        write-zeroes and FLUSH logged (runtime/backends/backend_record.c;
+--        over a Lua backend, by its own C side: runtime/lua/backend_lua.c)
 --   ublk.lying{ base = BACKEND }   FLUSH completed at once, FUA dropped
 --        (runtime/backends/backend_lying.c)
 -- BACKEND is a C backend object (ublk.NAME{...} of a registered backend,
--- another policy) or a C backend's name.  Docs: docs/crash-testing.md.
+-- another policy) or a C backend's name; ublk.record's may be a Lua
+-- backend (ublk.backend{...}) too.  Docs: docs/crash-testing.md.
 local backend = require "ublk.backend"
 local options = require "ublk.options"
 local absolute = require("ublk.state").absolute
@@ -40,12 +42,29 @@ local function check_keys(what, t, allowed)
   end
 end
 
+-- A Lua backend recorded: the same backend, whose C side logs each
+-- request before its handler sees it (runtime/lua/backend_lua.c), the
+-- data through the tag's buffer.
+local function record_lua(b, log)
+  local s = b.spec
+  if s.copy ~= nil and s.copy ~= "buffer" then
+    error(("ublk.record: a Lua backend is recorded with copy = \"buffer\" (the log reads"
+      .. " each write's data from the tag's buffer), and this one has copy = %q"):format(
+      s.copy), 3)
+  end
+  local r = {}
+  for k, v in pairs(b) do r[k] = v end
+  r.record_log = log
+  return setmetatable(r, backend.LuaBackend)
+end
+
 function M.record(t)
   check_keys("ublk.record", t, { base = true, log = true, _list = "base, log" })
   if type(t.log) ~= "string" or t.log == "" then
     error(("ublk.record: 'log' must be the log's path (a new file), got %s"):format(
       tostring(t.log)), 2)
   end
+  if getmetatable(t.base) == backend.LuaBackend then return record_lua(t.base, absolute(t.log)) end
   local base = base_of("ublk.record", t)
   return setmetatable({ name = "record", base = base, log = absolute(t.log), size = base.size,
     policy_opts = policy_opts }, backend.CBackend)
@@ -62,6 +81,7 @@ end
 function M.log_of(b)
   while type(b) == "table" do
     if b.name == "record" then return b.log end
+    if b.record_log then return b.record_log end
     b = b.base
   end
 end

@@ -29,6 +29,23 @@ const char *const *ublk_backend_names(void);
 int ublk_plugin_load(const char *path, const struct ublk_backend_ops **ops, char *err,
 		     size_t errlen);
 
+/* The recorder's log (record_writer.c; its format: record_log.h), written
+ * by the recorder policy and by a Lua backend that records. */
+struct ublk_record_log {
+	int fd;
+	bool failed;	/* said once that the log cannot be written */
+};
+/* A new log at `path` for a device of `size` bytes in `block_size`
+ * blocks, or with `recover` the log of the device being taken over,
+ * continued (a torn last entry cut; b->note says so).  0, or -errno with
+ * why in b->err. */
+int ublk_record_log_open(struct ublk_record_log *l, const char *path, bool recover,
+			 uint32_t block_size, uint64_t size, struct ublk_backend *b);
+/* Logs io if it changes the disk (a write with its data from io->buf, a
+ * flush, a discard, write-zeroes; FUA kept): 0, or -EIO (said once). */
+int ublk_record_log_append(struct ublk_record_log *l, const struct ublk_io *io);
+void ublk_record_log_close(struct ublk_record_log *l);
+
 /* The values of option "copy" of null and file, in the order
  * ublk_backend_copy_mode() takes them. */
 #define UBLK_COPY_MODES "buffer|inline|auto_reg|register"

@@ -14,6 +14,10 @@
  *   delegates      how many C delegates; delegate N's own options are
  *                  "delegate.N.<key>", with .backend its name; their
  *                  queue_init and queue_exit run with ours (lua_queue.c)
+ *   record         ublk.record{ base = this }: the log every request that
+ *                  changes the disk goes to before its handler sees it
+ *                  (runtime/backends/record_writer.c); with "recover",
+ *                  the dead server's log, continued
  */
 #include <errno.h>
 #include <stdio.h>
@@ -28,6 +32,7 @@ static void lua_destroy(struct ublk_backend *b)
 
 	for (unsigned i = 0; i < lb->nr_inner; i++)
 		lb->inner[i].ops->destroy(&lb->inner[i]);
+	ublk_record_log_close(&lb->log);
 	free(lb->inner);
 	free(lb->chunk);
 	free(lb->path);
@@ -108,7 +113,7 @@ out:
 
 static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *conf)
 {
-	const char *nr = ublk_conf_get(conf, "delegates"), *timeout, *copy;
+	const char *nr = ublk_conf_get(conf, "delegates"), *timeout, *copy, *record;
 	unsigned nr_inner = nr ? (unsigned)strtoul(nr, NULL, 10) : 0;
 	struct lua_backend *lb;
 	int ret = -ENOMEM;
@@ -122,6 +127,7 @@ static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *co
 	lb = calloc(1, sizeof(*lb));
 	if (!lb)
 		return -ENOMEM;
+	lb->log.fd = -1;
 	b->priv = lb;
 	lb->async = ublk_conf_flag(conf, "async");
 	lb->chunk = dup_opt(conf, "chunk");
@@ -163,10 +169,24 @@ static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *co
 		b->caps |= UBLK_CAN_ZERO_COPY;
 	if (copy && !strcmp(copy, "auto_reg"))
 		b->zc_only = UBLK_ZC_AUTO_REG;
-	b->caps |= (ublk_conf_flag(conf, "flush") ? UBLK_CAN_FLUSH : 0) |
-		  (ublk_conf_flag(conf, "fua") ? UBLK_CAN_FUA : 0) |
+	lb->flush = ublk_conf_flag(conf, "flush");
+	lb->fua = ublk_conf_flag(conf, "fua");
+	b->caps |= (lb->flush ? UBLK_CAN_FLUSH : 0) | (lb->fua ? UBLK_CAN_FUA : 0) |
 		  (ublk_conf_flag(conf, "discard") ? UBLK_CAN_DISCARD : 0) |
 		  (ublk_conf_flag(conf, "write_zeroes") ? UBLK_CAN_WRITE_ZEROES : 0);
+	record = ublk_conf_get(conf, "record");
+	if (record) {
+		ret = ublk_record_log_open(&lb->log, record, ublk_conf_flag(conf, "recover"),
+					   conf->block_size, b->size, b);
+		if (ret < 0)
+			goto fail;
+		/* as the recorder policy: a volatile cache and FUA whatever the
+		 * handlers take, so that flushes and FUA reach the log, and
+		 * the data in the tag's buffer, where the log reads it */
+		b->caps = (b->caps & ~(UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY)) |
+			  UBLK_CAN_FLUSH | UBLK_CAN_FUA;
+		b->zc_only = UBLK_ZC_NONE;
+	}
 	return 0;
 fail:
 	lua_destroy(b);
@@ -175,7 +195,18 @@ fail:
 
 static int lua_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io)
 {
-	(void)b;
+	struct lua_backend *lb = b->priv;
+
+	if (lb->log.fd >= 0) { /* recorded: logged first, as the recorder does */
+		int ret = ublk_record_log_append(&lb->log, io);
+
+		if (ret < 0)
+			return ret;
+		if (io->op == UBLK_IO_OP_FLUSH && !lb->flush)
+			return 0;
+		if (io->op == UBLK_IO_OP_WRITE && !lb->fua)
+			io->flags &= ~UBLK_IO_F_FUA;
+	}
 	return lua_call_handler(ublk_queue_priv(q), io);
 }
 

@@ -26,6 +26,10 @@ struct lua_backend {
 	unsigned budget_ms;		/* a request's time budget */
 	struct ublk_backend *inner;	/* C delegates, by index */
 	unsigned nr_inner;
+	/* ublk.record{ base = this backend }: its log (fd -1: none), and
+	 * whether its handlers take FLUSH and FUA themselves */
+	struct ublk_record_log log;
+	bool flush, fua;
 };
 
 /* Per tag. */

@@ -122,19 +122,34 @@ describe("#guest power-cut testing", function()
     assert.is_false(ok, out)
   end)
 
-  it("under fio verify, a replay to the last entry is the live device, byte for byte", function()
-    G.must("rm -rf %s && mkdir -p %s", dir, dir)
-    local log = dir .. "/fio.log"
-    local dev = G.device{ size = "32MiB", recovery = false, queues = 2,
-      backend = ublk.record{ base = ublk.memory(), log = log } }
-    G.fio_verify(dev.path, 32, "--fsync=8")
-    G.must("dd if=%s of=%s/live.img bs=1M iflag=direct status=none", dev.path, dir)
-    local n = #require("ublk.crash").read(log).entries
-    G.must("%s replay %s --to %d -o %s/replay.img", G.bin, log, n, dir)
-    G.must("cmp %s/live.img %s/replay.img", dir, dir)
-    print(("\n  fio verify through the recorder: %d entries, the replay equal"):format(n))
-    dev:close()
-  end)
+  -- the recorder over a C backend, and over a Lua backend (its C side
+  -- logs each request before the handler sees it)
+  local function lua_over_memory()
+    local mem = ublk.memory()
+    return ublk.backend{ size = "32MiB", flush = function(_, req) return mem:flush(req) end,
+      read = function(_, req) return mem:read(req) end,
+      write = function(_, req) return mem:write(req) end }
+  end
+  for _, case in ipairs({ { "memory", ublk.memory }, { "a Lua backend", lua_over_memory } }) do
+    it("under fio verify, a replay to the last entry is the live device, byte for byte ("
+        .. case[1] .. ")", function()
+      G.must("rm -rf %s && mkdir -p %s", dir, dir)
+      local log = dir .. "/fio.log"
+      local dev = G.device{ size = "32MiB", recovery = false, queues = 2,
+        backend = ublk.record{ base = case[2](), log = log } }
+      G.fio_verify(dev.path, 32, "--fsync=8")
+      G.must("dd if=%s of=%s/live.img bs=1M iflag=direct status=none", dev.path, dir)
+      local l = require("ublk.crash").read(log)
+      local flushes = 0
+      for _, e in ipairs(l.entries) do if e.type == "flush" then flushes = flushes + 1 end end
+      assert.is_true(flushes > 0, "no flush reached the log")
+      G.must("%s replay %s --to %d -o %s/replay.img", G.bin, log, #l.entries, dir)
+      G.must("cmp %s/live.img %s/replay.img", dir, dir)
+      print(("\n  fio verify through the recorder over %s: %d entries (%d flushes), the replay"
+        .. " equal"):format(case[1], #l.entries, flushes))
+      dev:close()
+    end)
+  end
 
   it("a recorded device killed with -9 and recovered goes on in the same log", function()
     G.must("rm -rf %s && mkdir -p %s", dir, dir)
