@@ -64,8 +64,9 @@ end
 -- A device (dev:info()) as the server's lines and `add`'s show it: size,
 -- queues, backend, copy mode and the block limits that are not defaults.
 local function device_text(info)
-  return ("%s, %s, %s, %s%s"):format(params.format_size(info.size), queues_text(info),
-    info.backend, COPY_TEXT[info.copy] or info.copy, params.limits_text(info))
+  return ("%s, %s, %s, %s%s%s"):format(params.format_size(info.size), queues_text(info),
+    info.backend, COPY_TEXT[info.copy] or info.copy,
+    info.flags and info.flags.need_get_data and " + get data" or "", params.limits_text(info))
 end
 
 local function describe(dev)

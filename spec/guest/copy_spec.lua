@@ -75,6 +75,11 @@ describe("#guest copy modes", function()
     G.fio_verify(dev.path, 32)
     assert.are.equal(0, errors(dev))
     dev:close()
+    -- the CLI says it in the ready line
+    local out = G.must("%s add -t memory --copy buffer -s 16MiB -g", G.bin)
+    local id = tonumber(out:match("dev id (%d+):"))
+    assert.matches("memory, buffer copy %+ get data", out)
+    G.must("%s del -n %d", G.bin, id)
     if features.user_copy then -- the memory backend's default copies by it there
       local d2, err = ublk.device{ size = "16MiB", need_get_data = true }
       assert.is_nil(d2)
