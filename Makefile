@@ -152,7 +152,7 @@ $(B)/ublk/core.so: $(BRIDGE_OBJS) $(OBJS) | $(B)/ublk
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
 
 # The C backends, the queue's protocol and the device lifecycle's
-# decisions on the host's io_uring, no Lua, no kernel ublk (spec/run-host
+# decisions on the host's io_uring, no Lua, no kernel ublk (spec/harness/run-host
 # runs every one)
 $(B)/test-%: spec/c/test_%.c spec/c/host.h spec/c/tap.h $(OBJS)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OBJS) $(LDLIBS)
@@ -173,29 +173,29 @@ $(B)/fuzz-recovery: spec/fuzz/fuzz_recovery.c $(RUNTIME_SRCS) $(RUNTIME_HDRS)
 
 FUZZ_SECONDS ?= 60
 fuzz: deps $(B)/fuzz-requests $(B)/fuzz-recovery
-	@FUZZ_SECONDS=$(FUZZ_SECONDS) spec/run-fuzz
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) spec/harness/run-fuzz
 
 # the options table of docs/backends.md, from the C declarations
 docs-options: $(B)/ublk/core.so
 	luajit tools/options-doc.lua
 
 deps:
-	@spec/deps
+	@spec/harness/deps
 
 run: deps all
 	@examples/run-main
 
 test: deps
-	@spec/run-all
+	@spec/harness/run-all
 
 # the host specs run the bridge and the C tests again under ASan+UBSan:
 # their build first (a fresh clone has none)
 test-host: deps all
 	@$(MAKE) -s SANITIZE=1 all
-	@spec/run-host
+	@spec/harness/run-host
 
 test-guest: deps all
-	@spec/run-guest
+	@spec/harness/run-guest
 
 bench: deps all
 	@QUICK=$(QUICK) PEERS=$(PEERS) bench/run

@@ -2,7 +2,7 @@
 # bench/crash-overhead.sh: what recording costs (docs/crash-testing.md):
 # fio 4k randwrite QD64 on a memory device, then on the same device with
 # the recorder over it (log on /tmp), in one guest boot, one line.
-#   flock /tmp/ublk-guest.lock env UBLK_VM_KERNEL=trixie spec/vm/run sh bench/crash-overhead.sh
+#   flock /tmp/ublk-guest.lock env UBLK_VM_KERNEL=trixie spec/harness/vm/run sh bench/crash-overhead.sh
 # RUNTIME (seconds, 8) per case.
 set -eu
 cd "$(dirname "$0")/.."

@@ -5,7 +5,7 @@
 # times a second (the scraper's own CPU, which a 2-vCPU guest shares with
 # fio); the same for /metrics (that plus the exporter reading every
 # queue's counters and writing the text).  One guest boot, one line.
-#   flock /tmp/ublk-guest.lock env UBLK_VM_KERNEL=trixie spec/vm/run sh bench/scrape-cost.sh
+#   flock /tmp/ublk-guest.lock env UBLK_VM_KERNEL=trixie spec/harness/vm/run sh bench/scrape-cost.sh
 # RUNTIME (seconds, 5) per case, ROUNDS (3) pairs.
 set -eu
 cd "$(dirname "$0")/.."

@@ -10,7 +10,7 @@ local host = require "ublk.host"
 local args = require "ublk.cli_args"
 
 -- Runs a shell command (raising on failure): not under the sanitizers'
--- LD_PRELOAD, which spec/run-host sets for this process, not for make.
+-- LD_PRELOAD, which spec/harness/run-host sets for this process, not for make.
 local function sh(fmt, ...)
   local cmd = fmt:format(...)
   local p = io.popen("unset LD_PRELOAD ASAN_OPTIONS; " .. cmd .. " 2>&1; echo \"rc=$?\"")

@@ -1,6 +1,6 @@
 -- The rbd backend on a host queue (ublk.host: the backend's real request
 -- path on this machine's io_uring, no kernel ublk) against a real Ceph
--- cluster that spec/ceph/cluster starts for this file and removes after.
+-- cluster that spec/harness/ceph/cluster starts for this file and removes after.
 -- Bytes are checked by reading them back, and against `rbd export`.
 local ublk = require "ublk"
 local host = require "ublk.host"
@@ -27,14 +27,14 @@ describe("rbd backend on a host queue", function()
   setup(function()
     if not have_ceph then return end
     t_start = os.time()
-    local ok, out = sh("spec/ceph/cluster start")
-    assert(ok, "spec/ceph/cluster start: " .. out)
+    local ok, out = sh("spec/harness/ceph/cluster start")
+    assert(ok, "spec/harness/ceph/cluster start: " .. out)
     conf = assert(out:match("([^\n]+ceph%.conf)\n?$"), "no conf path: " .. out)
     io.stderr:write("# ", (out:match("started in [^\n]*") or ""), "\n")
   end)
 
   teardown(function()
-    if conf then must("spec/ceph/cluster stop %s", conf) end
+    if conf then must("spec/harness/ceph/cluster stop %s", conf) end
   end)
 
   after_each(function()
@@ -67,7 +67,7 @@ describe("rbd backend on a host queue", function()
   end
 
   it("writes and reads bytes, which rbd export sees after a flush", function()
-    if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/deps") return end
+    if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/harness/deps") return end
     local img = image("rw", "16M")
     q = assert(host.queue(ublk.rbd{ image = img, conf = conf }, { depth = 4 }))
     local a, b = pattern(65536, 1), pattern(4096, 7)
@@ -83,7 +83,7 @@ describe("rbd backend on a host queue", function()
   end)
 
   it("write_zeroes reads zeroes, even unaligned inside an object; discard frees space", function()
-    if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/deps") return end
+    if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/harness/deps") return end
     local img = image("zero", "16M", "layering")
     q = assert(host.queue(ublk.rbd{ image = img, conf = conf }, { depth = 4, max_io = "4MiB" }))
     local a = pattern(4 * 1048576, 3)
@@ -106,7 +106,7 @@ describe("rbd backend on a host queue", function()
   end)
 
   it("examples/rbd-cache.lua: a second read hits, a write drops the blocks it covers, the image has every byte", function()
-    if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/deps") return end
+    if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/harness/deps") return end
     local img = image("cache", "16M")
     -- a 64 KiB cache: 16 slots, so block 16 shares block 0's
     local t = assert(loadfile("examples/rbd-cache.lua"))(img, "64KiB", conf)
@@ -147,7 +147,7 @@ describe("rbd backend on a host queue", function()
   end)
 
   it("exclusive: a second writer is refused; a broken lock fails I/O with EIO, never hangs", function()
-    if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/deps") return end
+    if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/harness/deps") return end
     local img = image("ex", "16M")
     q = assert(host.queue(ublk.rbd{ image = img, conf = conf, exclusive = true }, {}))
     assert(q:write(0, pattern(4096, 5)))
@@ -170,7 +170,7 @@ describe("rbd backend on a host queue", function()
   end)
 
   it("refuses what cannot work, naming it, before any queue exists", function()
-    if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/deps") return end
+    if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/harness/deps") return end
     local none, err = host.queue(ublk.rbd{ image = "rbd/nosuch", conf = conf }, {})
     assert.is_nil(none)
     assert.matches("nosuch", err)
@@ -196,7 +196,7 @@ describe("rbd backend on a host queue", function()
   end)
 
   it("an unreachable cluster: one line, in the timeout, nothing left", function()
-    if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/deps") return end
+    if not have_ceph then pending("ceph-mon/ceph-osd not installed: spec/harness/deps") return end
     -- a conf naming a monitor port nobody listens on
     local dead = os.tmpname()
     local f = assert(io.open(dead, "w"))

@@ -79,7 +79,7 @@ static void test_nbd(void)
 	pid = nbdkit_start("/tmp/ublk-backend-test-nbd.sock", "/tmp/ublk-backend-test-nbd.pid", "",
 			   "memory 16M");
 	if (pid < 0) {
-		printf("not ok %d - nbd: nbdkit did not start (spec/deps installs it)\n", ++checks);
+		printf("not ok %d - nbd: nbdkit did not start (spec/harness/deps installs it)\n", ++checks);
 		failed++;
 		free(back);
 		return;

@@ -49,7 +49,7 @@ describe("#guest nbd backend", function()
   setup(function()
     G.sh("ip link set lo up")
     assert(G.sh("command -v nbdkit && command -v nbdcopy"),
-      "nbdkit and nbdcopy (libnbd-bin) are needed: spec/deps installs them")
+      "nbdkit and nbdcopy (libnbd-bin) are needed: spec/harness/deps installs them")
   end)
 
   after_each(function()

@@ -1,5 +1,5 @@
 -- The rbd backend through a real /dev/ublkbN, against a real Ceph cluster
--- that spec/ceph/cluster starts inside the guest (one mon, one OSD on
+-- that spec/harness/ceph/cluster starts inside the guest (one mon, one OSD on
 -- memstore) once for this file.  Bytes are checked by fio's crc32c and by
 -- `rbd export` compared with what the device holds; a server killed under
 -- fio verify is recovered with no error; a stalled OSD fails I/O with EIO
@@ -16,15 +16,15 @@ describe("#guest rbd backend", function()
     t_file = G.now()
     G.sh("ip link set lo up")
     assert(G.sh("command -v ceph-mon && command -v rbd"),
-      "ceph-mon and rbd (ceph-common) are needed: spec/deps installs them")
-    local out = G.must("spec/ceph/cluster start")
+      "ceph-mon and rbd (ceph-common) are needed: spec/harness/deps installs them")
+    local out = G.must("spec/harness/ceph/cluster start")
     conf = out:match("([^\n]+ceph%.conf)\n?$")
     dir = conf:match("^(.*)/ceph%.conf$")
     print(("\n  cluster: %s"):format(out:match("started in [^\n]*") or out))
   end)
 
   teardown(function()
-    if conf then G.must("spec/ceph/cluster stop %s", conf) end
+    if conf then G.must("spec/harness/ceph/cluster stop %s", conf) end
     print(("\n  rbd_spec: %.1f s with the cluster"):format(G.now() - t_file))
   end)
 

@@ -1,7 +1,7 @@
 -- Storage stacked on ublk-lua devices, as users build it: md RAID-1 across
 -- a memory and a file device (fail, re-add, resync, mismatch_cnt 0), LUKS2
 -- and LVM, with the bytes checked through each layer.  The modules come
--- from spec/vm/lib.sh (VM_STACK_MODULES; UBLK_VM_MODULES adds more).
+-- from spec/harness/vm/lib.sh (VM_STACK_MODULES; UBLK_VM_MODULES adds more).
 -- No udev in the guest: device-mapper and LVM are told not to wait for it.
 local G = require "guest"
 

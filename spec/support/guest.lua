@@ -1,6 +1,6 @@
 -- Helpers for guest specs: shell commands, byte checks on block devices,
 -- and running the ublk-lua CLI in the background.  Guest specs run as root
--- on a kernel with ublk_drv (spec/vm/run boots one).
+-- on a kernel with ublk_drv (spec/harness/vm/run boots one).
 local ublk = require "ublk"
 local assert = require "luassert" -- busted's assert lives only in spec files
 

@@ -1,6 +1,6 @@
 -- busted's TAP output, plus each test's wall time appended to the file
 -- $UBLK_SPEC_TIMES names, one "seconds<TAB>test" line each.  CI's time is a
--- budget: spec/guest/run prints the slowest tests beside the slowest files,
+-- budget: spec/harness/guest-run prints the slowest tests beside the slowest files,
 -- so a spec that grows shows where.
 local tap = require('busted.outputHandlers.TAP')
 

@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2034 # sourced: the variables are used there
-# Shared by spec/vm/fetch-kernel and spec/vm/run (sourced, not run).
+# Shared by spec/harness/vm/fetch-kernel and spec/harness/vm/run (sourced, not run).
 # Kernel module sets and a generic, modinfo-based dependency resolver, so one
 # code path copes with modules that are built in on one kernel and not on the
 # other.

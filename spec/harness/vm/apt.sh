@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2034,SC2154 # sourced: `apt` is used there, `who` set there
-# Shared by spec/vm/fetch-kernel and bench/peers/build-kublk (sourced, not
+# Shared by spec/harness/vm/fetch-kernel and bench/peers/build-kublk (sourced, not
 # run): apt on a private sources list and private state under a cache
 # directory, so the host's apt configuration is neither needed nor touched.
 # The caller defines die (print its message, exit 1) and sets `who`, the
