@@ -113,10 +113,20 @@ function ublk.device(t)
     -- a policy continues what it keeps itself: the recorder, its log
     if spec.opts["base.backend"] or spec.opts.record then spec.opts.recover = "1" end
     -- a device `resize` changed since its script was written is served at
-    -- the size it has now (a C backend that resizes; a Lua backend's script
-    -- says its own)
+    -- the size it has now: a C backend that resizes, or a Lua backend
+    -- through its delegates (below)
     local c = options.find(spec.backend)
     if takeover.size and c and c.resizable then spec.size = takeover.size end
+    -- a Lua backend resizes through its delegates (runtime/lua/backend_lua.c),
+    -- each of which holds the whole device
+    if takeover.size and spec.backend == "lua" and tonumber(spec.opts.delegates or 0) > 0 then
+      spec.size = takeover.size
+      for k in pairs(spec.opts) do
+        if k:match("^delegate%.%d+%.size$") and spec.opts[k] ~= "0" then
+          spec.opts[k] = ("%d"):format(takeover.size)
+        end
+      end
+    end
   end
   spec.recovery_flags = recovery_of(p, spec)
   local d, err, errno = core.create(spec)

@@ -217,6 +217,48 @@ static int lua_io_done(struct ublk_backend *b, struct ublk_queue *q, struct ublk
 	return lua_call_done(ublk_queue_priv(q), io, res);
 }
 
+/* A Lua backend keeps its data in its C delegates, or in memory of its
+ * own (ublk.shared, Lua tables) that no one can grow from here: it serves
+ * a new size when it has delegates and every one of them does (each holds
+ * the whole device, as at create).  Its handlers see the new size in the
+ * requests the kernel sends; one that checks against a size it was made
+ * with keeps that size.  A delegate that failed leaves those before it
+ * resized: grown, which is harmless, or shrunk, which only happens after
+ * the kernel has stopped sending past the new end. */
+static int lua_resize(struct ublk_backend *b, uint64_t size)
+{
+	struct lua_backend *lb = b->priv;
+	int ret;
+
+	if (!lb->nr_inner) {
+		snprintf(b->err, sizeof(b->err), "a Lua backend without C delegates keeps its "
+			 "data itself, which cannot be resized from outside it");
+		return -ENOTSUP;
+	}
+	for (unsigned i = 0; i < lb->nr_inner; i++)
+		if (!lb->inner[i].ops->resize) {
+			snprintf(b->err, sizeof(b->err), "its delegate %u (%s) cannot be resized",
+				 i + 1, lb->inner[i].ops->name);
+			return -ENOTSUP;
+		}
+	if (lb->log.fd >= 0) {
+		snprintf(b->err, sizeof(b->err), "it is recorded, and a recording is of one size");
+		return -ENOTSUP;
+	}
+	for (unsigned i = 0; i < lb->nr_inner; i++) {
+		lb->inner[i].err[0] = '\0';
+		ret = lb->inner[i].ops->resize(&lb->inner[i], size);
+		if (ret < 0) {
+			snprintf(b->err, sizeof(b->err), "delegate %u (%s): %.100s", i + 1,
+				 lb->inner[i].ops->name,
+				 lb->inner[i].err[0] ? lb->inner[i].err : strerror(-ret));
+			return ret;
+		}
+		lb->inner[i].size = size;
+	}
+	return 0;
+}
+
 /* Ours, then the C delegates' (an nbd delegate times its requests out). */
 static void lua_tick(struct ublk_backend *b, struct ublk_queue *q)
 {
@@ -237,4 +279,5 @@ const struct ublk_backend_ops ublk_backend_lua = {
 	.handle_io = lua_handle_io,
 	.io_done = lua_io_done,
 	.tick = lua_tick,
+	.resize = lua_resize,
 };

@@ -1,6 +1,7 @@
 -- Resize (UBLK_F_UPDATE_SIZE, Linux 6.16+): a running device grows under a
 -- mounted ext4 (resize2fs), shrinks only when forced, and each backend
--- (memory, file, nbd) serves the new size; on 6.12 it is refused by name,
+-- (memory, file, nbd, a Lua backend through its delegates) serves the new
+-- size; on 6.12 it is refused by name,
 -- with a SKIP line.
 local G = require "guest"
 local M = require "manage"
@@ -152,5 +153,34 @@ describe("#guest resize", function()
     assert.are.equal(64 * MiB, getsize(dev.path))
     dev:close()
     G.sh("kill $(cat /tmp/ublk-resize-nbd.pid); rm -f /tmp/ublk-resize-nbd.pid")
+  end)
+
+  it("dev:resize grows a Lua backend through its delegates; one keeping its own data is refused", function()
+    local mem = ublk.memory()
+    local dev = G.device{ backend = ublk.backend{ size = "16MiB",
+      read = function(_, req) return mem:read(req) end,
+      write = function(_, req) return mem:write(req) end } }
+    if not features.update_size then
+      assert.is_nil((dev:resize("32MiB")))
+      dev:close()
+      skip_line("resize of a Lua backend")
+      return
+    end
+    local md5 = G.write_random_at(dev.path, 12 * MiB, 4 * MiB)
+    assert(dev:resize("32MiB"))
+    assert.are.equal(32 * MiB, getsize(dev.path))
+    local md5b = G.write_random_at(dev.path, 28 * MiB, 4 * MiB) -- past the old end
+    assert.are.equal(md5, G.md5_at(dev.path, 12 * MiB, 4 * MiB))
+    assert.are.equal(md5b, G.md5_at(dev.path, 28 * MiB, 4 * MiB))
+    dev:close()
+    local region = ublk.shared("16MiB")
+    dev = G.device{ backend = ublk.backend{ size = "16MiB",
+      read = function(_, req) return req:copy(region.ptr + req.offset) end,
+      write = function(_, req) return req:copy(region.ptr + req.offset) end } }
+    local ok, err = dev:resize("32MiB")
+    assert.is_nil(ok)
+    assert.matches("a Lua backend without C delegates keeps its data itself", err, 1, true)
+    assert.are.equal(16 * MiB, getsize(dev.path))
+    dev:close()
   end)
 end)
