@@ -11,14 +11,16 @@
 --   copy=MODE   how data moves (docs/tuning.md): memory inline|ring|buffer,
 --               file buffer|auto_reg|register
 --   conf=PATH   rbd: the cluster's ceph.conf (BACKEND rbd, IMAGE pool/name)
+--   queues=N    rbd: N queues, so N image handles (2 unless given)
 local backend, path = ...
 if path == "-" then path = nil end
 local flags = {}
-local copy, poll, conf
+local copy, poll, conf, queues
 for i = 3, select("#", ...) do
   local f = select(i, ...)
   copy = f:match("^copy=(.+)") or copy
   conf = f:match("^conf=(.+)") or conf
+  queues = tonumber(f:match("^queues=(%d+)$")) or queues
   poll = tonumber(f:match("^poll=(%d+)$")) or poll
   flags[f] = true
 end
@@ -28,7 +30,7 @@ if backend == "nbd" then
   return { queues = 2, depth = 128, backend = "nbd", uri = path, pin = flags.pinned or nil }
 end
 if backend == "rbd" then -- its size is the image's
-  return { queues = 2, depth = 128, backend = "rbd", image = path, conf = conf,
+  return { queues = queues or 2, depth = 128, backend = "rbd", image = path, conf = conf,
     pin = flags.pinned or nil }
 end
 -- recovery: nil is the default ("reissue" where the kernel has it)

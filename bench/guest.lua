@@ -114,6 +114,15 @@ local function setup_rbd(mods)
     if not started then error("bench: ublk-rbd exited: " .. cmd .. "\n" .. why) end
     devices[#devices].osd = ceph.osd
   end
+  -- one queue, so one image handle rather than one a queue (what each
+  -- handle's librbd threads cost): kept out of the RBD run like the
+  -- other cost rows
+  if os.getenv("UBLK_BENCH_COSTS") and wanted("ublk-rbd-1q") then
+    local cmd = ("build/ublk-lua bench/device.lua rbd %s conf=%s queues=1"):format(img, ceph.conf)
+    local started, why = ublk_server("ublk-rbd-1q", cmd, "ublk")
+    if not started then error("bench: ublk-rbd-1q exited: " .. cmd .. "\n" .. why) end
+    devices[#devices].osd = ceph.osd
+  end
   if wanted("rbd-nbd") then
     if not sh("test -e /sys/module/nbd") then must("insmod %s/nbd.ko nbds_max=4", mods) end
     -- it forks a daemon, which must not hold our pipe open: output to a file
