@@ -94,7 +94,7 @@ end
 -- one image served three ways, one after another: by ublk-lua's rbd
 -- backend, by rbd-nbd (librbd behind the kernel nbd client) and by the
 -- kernel's own client, krbd.  Each row also measures the OSD's CPU per I/O:
--- it runs on the same two vCPUs and does most of the work.
+-- it runs on the same two vCPUs, and costs as much as a client's share.
 local ceph -- { conf = PATH, osd = PID } while the cluster runs
 local function setup_rbd(mods)
   sh("ip link set lo up")
