@@ -3,7 +3,8 @@
 #   make run        serve examples/mydisk.lua (in a QEMU guest if this kernel has no ublk)
 #   make test       host specs + guest specs on both kernels; last line "N passed, N failed"
 #   make bench      side-by-side benchmarks in one guest boot (QUICK=1: fewer
-#                   workloads, one round; PEERS=1: the kernel's kublk beside ours)
+#                   workloads, one round; PEERS=1: the kernel's kublk beside ours;
+#                   RBD=1: a Ceph image by ublk-lua, rbd-nbd and krbd)
 #   make fuzz       libFuzzer on the request path + seeded property tests
 #                   (FUZZ_SECONDS=60 per target; the corpus is spec/fuzz/corpus)
 #   make install    PREFIX=/usr/local DESTDIR=: the executable, the modules, ublk-lua(1),
@@ -198,7 +199,7 @@ test-guest: deps all
 	@spec/harness/run-guest
 
 bench: deps all
-	@QUICK=$(QUICK) PEERS=$(PEERS) bench/run
+	@QUICK=$(QUICK) PEERS=$(PEERS) RBD=$(RBD) bench/run
 
 # The man page and the shell completion are written from the command
 # line's own text and tables (lua/ublk/cli_args.lua): they cannot drift

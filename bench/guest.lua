@@ -89,6 +89,62 @@ local function ublk_dev(name, script)
   if wanted(name) then ublk_server(name, "build/ublk-lua " .. script, "ublk") end
 end
 
+-- UBLK_BENCH_RBD=1 (make bench RBD=1): a Ceph cluster in the guest
+-- (spec/harness/ceph/cluster: one monitor, one OSD on memstore, on loopback) and
+-- one image served three ways, one after another: by ublk-lua's rbd
+-- backend, by rbd-nbd (librbd behind the kernel nbd client) and by the
+-- kernel's own client, krbd.  Each row also measures the OSD's CPU per I/O:
+-- it runs on the same two vCPUs, and costs as much as a client's share.
+local ceph -- { conf = PATH, osd = PID } while the cluster runs
+local function setup_rbd(mods)
+  sh("ip link set lo up")
+  local out = must("UBLK_CEPH_BYTES=1073741824 spec/harness/ceph/cluster start")
+  ceph = { conf = assert(out:match("([^\n]+ceph%.conf)%s*$"), out) }
+  log("bench: %s", out:match("started in [^\n]*") or out)
+  ceph.osd = tonumber(must("cat %s/run/osd.0.pid", ceph.conf:match("^(.*)/ceph%.conf$")):match("%d+"))
+  local img = "rbd/bench"
+  must("rbd -c %s create --size 256M --image-feature layering %s", ceph.conf, img)
+  local function row(name, path, pid, kind)
+    add(name, path, pid, kind)
+    devices[#devices].osd = ceph.osd
+  end
+  if wanted("ublk-rbd") then
+    local cmd = ("build/ublk-lua bench/device.lua rbd %s conf=%s"):format(img, ceph.conf)
+    local started, why = ublk_server("ublk-rbd", cmd, "ublk")
+    if not started then error("bench: ublk-rbd exited: " .. cmd .. "\n" .. why) end
+    devices[#devices].osd = ceph.osd
+  end
+  -- one queue, so one image handle rather than one a queue (what each
+  -- handle's librbd threads cost): kept out of the RBD run like the
+  -- other cost rows
+  if os.getenv("UBLK_BENCH_COSTS") and wanted("ublk-rbd-1q") then
+    local cmd = ("build/ublk-lua bench/device.lua rbd %s conf=%s queues=1"):format(img, ceph.conf)
+    local started, why = ublk_server("ublk-rbd-1q", cmd, "ublk")
+    if not started then error("bench: ublk-rbd-1q exited: " .. cmd .. "\n" .. why) end
+    devices[#devices].osd = ceph.osd
+  end
+  if wanted("rbd-nbd") then
+    if not sh("test -e /sys/module/nbd") then must("insmod %s/nbd.ko nbds_max=4", mods) end
+    -- it forks a daemon, which must not hold our pipe open: output to a file
+    must("timeout 120 rbd-nbd -c %s map %s > /tmp/rbd-nbd.out 2>&1", ceph.conf, img)
+    local path = must("cat /tmp/rbd-nbd.out"):match("/dev/nbd%d+")
+    assert(path, "rbd-nbd map printed no device")
+    -- the daemon: the kernel names the task that serves the socket (a
+    -- thread of it; its Tgid is the process)
+    local task = must("cat /sys/block/%s/pid", path:match("nbd%d+")):match("%d+")
+    local pid = tonumber(must("cat /proc/%s/status", task):match("Tgid:%s*(%d+)"))
+    row("rbd-nbd", path, pid, "rbd-nbd")
+  end
+  if wanted("krbd") then
+    -- noudev: the guest runs no udev, for whose event map would wait
+    -- forever; ms_mode=crc: the cluster listens on msgr2 only, and krbd's
+    -- default (legacy) speaks msgr1 only
+    local path = must("timeout 120 rbd -c %s device map -o noudev,ms_mode=crc %s", ceph.conf, img)
+      :match("/dev/rbd%d+")
+    row("krbd", assert(path, "rbd device map printed no device"), nil, "krbd")
+  end
+end
+
 local function setup()
   local mods = "/run/ublk-vm/modules"
   must("insmod %s/brd.ko rd_nr=1 rd_size=262144", mods)
@@ -186,6 +242,7 @@ local function setup()
     add("nbdkit-memory-tcp", "/dev/nbd2", pid, "nbd")
     ublk_dev("ublk-nbd-tcp", "bench/device.lua nbd nbd://127.0.0.1:10809/")
   end
+  if os.getenv("UBLK_BENCH_RBD") == "1" then setup_rbd(mods) end
   -- UBLK_BENCH_PEERS=1 (make bench PEERS=1): the kernel's reference
   -- server beside ours; a row it cannot start is left out, said why
   if os.getenv("UBLK_BENCH_PEERS") == "1" then
@@ -217,11 +274,15 @@ local function teardown()
   for i = #devices, 1, -1 do
     local d = devices[i]
     if d.kind == "nbd" then sh("nbd-client -d %s", d.path) end
+    if d.kind == "rbd-nbd" then sh("rbd-nbd unmap %s", d.path) end
+    if d.kind == "krbd" then sh("rbd device unmap -o noudev %s", d.path) end
     -- kublk stops and removes its device, then its server exits
     if d.kind == "kublk" then sh(kublk.del(d.path)) end
     if d.pid then sh("kill -TERM %d; while kill -0 %d 2>/dev/null; do sleep 0.05; done", d.pid, d.pid) end
   end
   sh("losetup -D")
+  -- after every client of it has gone
+  if ceph then sh("spec/harness/ceph/cluster stop %s", ceph.conf) end
 end
 
 -- ---- measurement ----
@@ -321,6 +382,7 @@ local function run_fio(d, w)
   local file = "/tmp/fio-bench.json"
   -- the per-thread reads (a `cat` each) outside the guest-wide window
   local c0, u0, s0 = cpu_ns(d.pid), user_ns(d.pid), switches(d.pid)
+  local o0 = cpu_ns(d.osd)
   local n0, b0 = done_ios(d.path), busy_ns()
   must("fio --output-format=json --output=%s --name=b --filename=%s --ioengine=io_uring "
     .. "--direct=1 --rw=%s --bs=%s --iodepth=%d --numjobs=%d --cpus_allowed=0,1 "
@@ -329,6 +391,7 @@ local function run_fio(d, w)
     file, d.path, w.rw, w.bs, w.qd, w.jobs, SPAN, RUNTIME)
   local b1, n1 = busy_ns(), done_ios(d.path)
   local c1, u1, s1 = cpu_ns(d.pid), user_ns(d.pid), switches(d.pid)
+  local o1 = cpu_ns(d.osd)
   local f = assert(io.open(file))
   local report = assert(json.decode(f:read("*a"):match("{.*}")))
   f:close()
@@ -343,6 +406,7 @@ local function run_fio(d, w)
     user_cpu_ns_per_io = u0 and n1 > n0 and (u1 - u0) / (n1 - n0) or nil,
     all_cpu_ns_per_io = n1 > n0 and (b1 - b0) / (n1 - n0) or nil,
     switches_per_io = s0 and n1 > n0 and (s1 - s0) / (n1 - n0) or nil,
+    osd_cpu_ns_per_io = o0 and n1 > n0 and (o1 - o0) / (n1 - n0) or nil,
   }
 end
 
@@ -441,7 +505,7 @@ results.summary = {}
 for key, runs in pairs(results.runs) do
   local s = { n = #runs }
   for _, field in ipairs({ "iops", "mibs", "p50_us", "p99_us", "p999_us", "cpu_ns_per_io",
-      "user_cpu_ns_per_io", "all_cpu_ns_per_io", "switches_per_io" }) do
+      "user_cpu_ns_per_io", "all_cpu_ns_per_io", "switches_per_io", "osd_cpu_ns_per_io" }) do
     local vals = {}
     for _, r in ipairs(runs) do vals[#vals + 1] = r[field] end
     if #vals > 0 then

@@ -93,6 +93,27 @@ if R.peers and #R.peers > 0 then
   end
   p("")
 end
+-- make bench RBD=1: one Ceph image by ublk-lua's rbd backend, rbd-nbd and
+-- krbd, with the OSD's CPU time per I/O (it shares the guest's vCPUs)
+if has("ublk-rbd") then
+  p("**Ceph RBD**, one image on a one-OSD memstore cluster in the same guest: ublk-rbd's")
+  p("throughput over rbd-nbd's and over krbd's; CPU time per I/O (us) of the serving process")
+  p("(ublk-lua's server, the rbd-nbd daemon; krbd has none, '-') and of the OSD")
+  p("")
+  p("| workload | ublk-rbd | rbd-nbd | krbd | / rbd-nbd (>= 1.3x) | / krbd (>= 0.9x) | server CPU/IO ublk / rbd-nbd | OSD CPU/IO ublk / rbd-nbd / krbd |")
+  p("|---|---|---|---|---|---|---|---|")
+  local function us1(ns) return ns and ("%.0f"):format(ns / 1000) or "-" end
+  for _, w in ipairs(R.workloads) do
+    local a, n, k = cell(w, "ublk-rbd") or {}, cell(w, "rbd-nbd") or {}, cell(w, "krbd") or {}
+    p("| %s | %s | %s | %s | %s | %s | %s / %s | %s / %s / %s |", w.id, fmt_value(w, value(w, "ublk-rbd")),
+      fmt_value(w, value(w, "rbd-nbd")), fmt_value(w, value(w, "krbd")),
+      fmt_ratio(ratio(value(w, "ublk-rbd"), value(w, "rbd-nbd"))),
+      fmt_ratio(ratio(value(w, "ublk-rbd"), value(w, "krbd"))),
+      us1(a.cpu_ns_per_io), us1(n.cpu_ns_per_io),
+      us1(a.osd_cpu_ns_per_io), us1(n.osd_cpu_ns_per_io), us1(k.osd_cpu_ns_per_io))
+  end
+  p("")
+end
 p("**Latency** p50 / p99 / p99.9 in us; CPU time per I/O (us): the server's, the part of")
 p("it in user space, and the whole guest's (fio, kernel and server: what the I/O costs in all);")
 p("the server's threads' context switches per I/O (each sleep is one, and one wakeup)")

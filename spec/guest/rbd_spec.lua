@@ -2,8 +2,10 @@
 -- that spec/harness/ceph/cluster starts inside the guest (one mon, one OSD on
 -- memstore) once for this file.  Bytes are checked by fio's crc32c and by
 -- `rbd export` compared with what the device holds; a server killed under
--- fio verify is recovered with no error; a stalled OSD fails I/O with EIO
--- within osd_timeout and, once it is back, the same device serves again.
+-- fio verify is recovered with no error, by `recover` or by the supervisor
+-- of `add --restart`; `reload` swaps a Lua policy over the rbd delegate
+-- under a mounted ext4 with a writer running; a stalled OSD fails I/O with
+-- EIO within osd_timeout and, once it is back, the same device serves again.
 local ublk = require "ublk"
 local G = require "guest"
 local M = require "manage"
@@ -166,6 +168,74 @@ describe("#guest rbd backend", function()
     assert.are.equal(0, rc, out)
     assert.are.equal(md5, export_md5(img, 32 * MiB))
     M.clean()
+  end)
+
+  it("add --restart: a server killed under fio verify comes back by itself, 0 errors, rbd export equals the device", function()
+    local t_case = G.now()
+    local img = image("32M")
+    local id, pid, line = M.add(("--restart 2 spec/guest/scripts/rbd.lua %s %s 2"):format(img, conf))
+    assert.matches("supervised", line)
+    local path = "/dev/ublkb" .. id
+    local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
+      .. "--bs=4k --iodepth=16 --numjobs=2 --size=4M --offset_increment=16M --rate_iops=400 "
+      .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting"):format(path), true)
+    G.sh("sleep 3")
+    local t0 = G.now()
+    G.must("kill -9 %d", pid)
+    assert.truthy(M.wait_until(function()
+      local d = M.listed(id)
+      return d.state == "LIVE" and d.ublk_lua and d.ublk_lua.pid ~= pid and d.ublk_lua.server == "running"
+    end, 60), "not recovered")
+    local back = G.now() - t0
+    assert.are.equal(0, fio:wait(300), fio:out() .. fio:err())
+    assert.matches("err= 0", fio:out())
+    fio:cleanup()
+    G.must("dd if=/dev/null of=%s conv=fsync status=none", path)
+    local md5 = G.md5_at(path, 0, 32 * MiB)
+    local rc, out = M.cli("del -n %d", id)
+    assert.are.equal(0, rc, out)
+    assert.truthy(M.wait_until(function() return not G.sh("pgrep -f '[u]blk-lua --supervise'") end, 20),
+      "supervisor still running")
+    assert.are.equal(md5, export_md5(img, 32 * MiB))
+    M.clean()
+    print(("\n  --restart: kill -9 to LIVE again %.2f s; case %.1f s"):format(back, G.now() - t_case))
+  end)
+
+  it("reload swaps a Lua policy over ublk.rbd under a mounted, busy ext4: no I/O error, fsck clean, bytes intact", function()
+    local t_case = G.now()
+    local img = image("32M")
+    local mnt = "/tmp/ublk-reload" -- M.reset unmounts it whatever happens
+    G.must("rm -f /tmp/ublk-reload-version")
+    local id, pid = M.add(("spec/guest/scripts/rbd-policy.lua v1 %s %s"):format(img, conf))
+    local path = "/dev/ublkb" .. id
+    assert.are.equal("v1", G.read_file("/tmp/ublk-reload-version"))
+    G.must("mkfs.ext4 -q %s && mkdir -p %s && mount %s %s", path, mnt, path, mnt)
+    G.must("rm -rf /tmp/reload-src && mkdir -p /tmp/reload-src && for i in $(seq 1 20); do "
+      .. "head -c 200000 /dev/urandom > /tmp/reload-src/f$i; done")
+    -- a writer that stops at its first I/O error
+    local writer = G.spawn(("set -e; for i in $(seq 1 20); do cp /tmp/reload-src/f$i %s/; "
+      .. "sync %s/f$i; sleep 0.1; done"):format(mnt, mnt), true)
+    G.sh("sleep 1")
+    local rc, out = M.cli("reload -n %d spec/guest/scripts/rbd-policy.lua v2 %s %s", id, img, conf)
+    assert.are.equal(0, rc, out)
+    assert.matches("dev id " .. id .. ": " .. path .. " .*recovered", out)
+    local took = out:match("reloaded in %d+ ms %(I/O paused %d+ ms%)") or out
+    assert.are.equal(0, writer:wait(120), writer:out() .. writer:err())
+    writer:cleanup()
+    assert.are.equal("v2", G.read_file("/tmp/ublk-reload-version"))
+    assert.are_not.equal(pid, M.listed(id).ublk_lua.pid)
+    G.must("cd /tmp/reload-src && md5sum f* > /tmp/reload.md5 && cd %s && md5sum -c --quiet /tmp/reload.md5", mnt)
+    G.must("umount %s", mnt)
+    G.must("e2fsck -fn %s", path)
+    G.must("mount %s %s && cd %s && md5sum -c --quiet /tmp/reload.md5 && cd / && umount %s", path, mnt, mnt, mnt)
+    -- what the device holds is what the cluster holds
+    G.must("dd if=/dev/null of=%s conv=fsync status=none", path)
+    local md5 = G.md5_at(path, 0, 32 * MiB)
+    assert.are.equal(0, (M.cli("del -n %d", id)))
+    assert.are.equal(md5, export_md5(img, 32 * MiB))
+    G.sh("rm -rf /tmp/reload-src /tmp/reload.md5 /tmp/ublk-reload-version")
+    M.clean()
+    print(("\n  reload over rbd: %s; case %.1f s"):format(took, G.now() - t_case))
   end)
 
   it("a stalled OSD fails I/O with EIO within osd_timeout; back, the device serves again", function()
