@@ -88,6 +88,29 @@ end
 
 -- ublk.cli: what `ublk-lua SCRIPT [ARGS...]` does.
 --
+-- The script's devices made: each started, recorded and said ready, once
+-- (after the script returns them, or at its first ublk.wait_signal when it
+-- runs a loop of its own), then what.ready(devices) tells `add` and systemd.
+local settled
+local function settle(what, src)
+  if settled then return settled end
+  local devices = ublk.devices()
+  for i, dev in ipairs(devices) do
+    local st = dev:state()
+    if st == "created" or st == "prepared" then
+      local okd, serr = dev:start()
+      if not okd then error(("%s: %s"):format(dev.path, serr), 0) end
+    end
+    local saved = src and state.save_script(dev.id, src)
+    state.record(dev, { script = what.script, args = what.args, spec = what.spec, index = i,
+      saved = saved or nil }, what.gate and "reload" or dev:info().recovered and "recovery" or nil)
+    say("%s", describe(dev))
+  end
+  settled = devices
+  if what.ready then what.ready(devices) end
+  return devices
+end
+
 -- Brings up what `what` describes: { script =, args = } or { spec = } (a
 -- parameter table, `add -t`), recovering the devices in what.takeover;
 -- raises a message on failure.
@@ -138,12 +161,22 @@ local function bring_up(what)
   else
     local chunk
     chunk, src = load_script(what.source or script, script)
+    -- a script that serves in a loop of its own is ready at its first wait
+    -- for a signal with a device made: `add` and systemd need not wait for
+    -- a return that comes only at the end
+    settled = nil
+    ublk._on_wait = function()
+      if #ublk.devices() == 0 then return false end
+      settle(what, src)
+      return true
+    end
     local ok
     ok, ret = xpcall(function() return chunk(unpack(what.args or {})) end,
       function(e)
         if os.getenv("UBLK_LOG") == "debug" then return debug.traceback(message(e), 2) end
         return message(e)
       end)
+    ublk._on_wait = nil
     if not ok then error(ret, 0) end
     -- it waited for the signal itself (ublk.wait_signal): just clean up
     if core.signal_received() then return ublk.devices() end
@@ -160,18 +193,7 @@ local function bring_up(what)
   end
   local devices = ublk.devices()
   if #devices == 0 then error(script .. ": the script describes no device", 0) end
-  for i, dev in ipairs(devices) do
-    local st = dev:state()
-    if st == "created" or st == "prepared" then
-      local okd, serr = dev:start()
-      if not okd then error(("%s: %s"):format(dev.path, serr), 0) end
-    end
-    local saved = src and state.save_script(dev.id, src)
-    state.record(dev, { script = what.script, args = what.args, spec = what.spec, index = i,
-      saved = saved or nil }, what.gate and "reload" or dev:info().recovered and "recovery" or nil)
-    say("%s", describe(dev))
-  end
-  return devices
+  return settle(what, src)
 end
 
 -- A background server tells `add` / `recover` here how it went.
@@ -262,6 +284,14 @@ local function serve(what)
     ublk.close_all()
     return exit(...)
   end
+  -- `add` (the ready pipe) and systemd hear once that the devices are
+  -- ready, or why not
+  local announced = false
+  what.ready = function(devices)
+    announced = true
+    report(devices)
+    core.sd_notify(("READY=1\nMAINPID=%d"):format(ffi.C.getpid()))
+  end
   -- A signal interrupts the script's own code; the hook it sets fires at
   -- the next instruction, so interruptible ends inside the protected call.
   local ok, devices = xpcall(function()
@@ -279,12 +309,13 @@ local function serve(what)
     -- a server taking devices over leaves them recoverable, never removed
     if what.takeover then return handover(1, message(devices)) end
     ublk.close_all()
-    report(nil, message(devices))
+    if not announced then report(nil, message(devices)) end
     return 1
   end
-  report(ok and devices or {}, not ok and ("interrupted by " .. sig) or nil)
   -- under systemd (Type=notify): ready only once every device is usable
-  if ok then core.sd_notify(("READY=1\nMAINPID=%d"):format(ffi.C.getpid())) end
+  if not announced then
+    if ok then what.ready(devices) else report({}, "interrupted by " .. sig) end
+  end
   -- a script may wait for the signal itself (ublk.wait_signal)
   -- waiting, it answers `ublk-lua resize` (cli_resize.lua) as requests come
   local resize = require "ublk.cli_resize"

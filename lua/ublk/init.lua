@@ -334,6 +334,9 @@ function ublk.wait_signal(seconds)
     error("ublk.wait_signal: seconds must be a number >= 0", 2)
   end
   local ms = seconds and math.floor(seconds * 1000 + 0.5) or -1
+  -- a script the CLI runs is ready at its first wait with a device made
+  -- (cli.lua: settle)
+  if ublk._on_wait and ublk._on_wait() then ublk._on_wait = nil end
   local resize = ublk._resize
   if not resize then return core.wait_signal(ms) end
   resize_watch = resize_watch or resize.watch()

@@ -44,6 +44,21 @@ describe("#guest device management", function()
     clean()
   end)
 
+  it("add of a script that serves in a loop of its own returns once its device is ready", function()
+    -- ready at the script's first ublk.wait_signal with a device made: the
+    -- script never returns, and add waited for that before
+    local id, pid, line = add("spec/guest/scripts/loop-wait.lua")
+    assert.matches("dev id " .. id .. ": /dev/ublkb" .. id .. " 8 MiB", line)
+    local path = "/dev/ublkb" .. id
+    local md5 = G.write_random_at(path, 0, 65536)
+    assert.are.equal(md5, G.md5_at(path, 0, 65536))
+    assert.are.equal("running", listed(id).ublk_lua.server)
+    local rc, out = cli("del -n %d", id)
+    assert.are.equal(0, rc, out)
+    assert.truthy(wait_until(function() return not alive(pid) end), "server still running")
+    clean()
+  end)
+
   it("add of a script that fails exits 1 with its error and leaves nothing", function()
     G.write_file("/tmp/bad-size.lua", 'return { size = "12 parsecs" }\n')
     local rc, out = cli("add /tmp/bad-size.lua")
