@@ -381,6 +381,15 @@ describe("ublk.params", function()
         has(verr({ size = "1M", poll_us = 1.5 }), "'poll_us' = 1.5: must be an integer")
       end)
 
+      it('takes pin as true, false or "auto"', function()
+        for _, v in ipairs{ true, false, "auto" } do
+          assert.are.equal(v, params.validate({ size = "1M", pin = v }).pin)
+        end
+        has(verr({ size = "1M", pin = "yes" }),
+          [[ublk: bad parameter 'pin' = "yes": must be true, false or "auto"]])
+        has(verr({ size = "1M", pin = 1 }), [['pin' = 1: must be true, false or "auto"]])
+      end)
+
       it("takes batch as a boolean only", function()
         has(verr({ size = "1M", batch = "yes" }), [[ublk: bad parameter 'batch' = "yes": must be true or false]])
       end)

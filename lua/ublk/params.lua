@@ -284,7 +284,10 @@ local function normalise(t, limits)
   out.max_io = check_max_io(get("max_io"), limits.max_io_max)
   out.read_only = check_bool("read_only", get("read_only"))
   out.discard = check_bool("discard", get("discard"))
-  out.pin = check_bool("pin", get("pin"))
+  out.pin = get("pin")
+  if out.pin ~= "auto" and type(out.pin) ~= "boolean" then
+    bad("pin", out.pin, 'must be true, false or "auto"')
+  end
   out.batch = check_bool("batch", get("batch"))
   out.poll_us = check_int("poll_us", get("poll_us"), 0, MAX_POLL_US)
   out.latency = check_bool("latency", get("latency"))
