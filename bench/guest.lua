@@ -102,8 +102,9 @@ local function setup()
   -- docs/tuning.md): the nbd pair over TCP
   local all = os.getenv("UBLK_BENCH_ALL")
   ublk_dev("ublk-memory", "bench/device.lua memory")
-  -- the other choice of `pin` (docs/tuning.md: which one wins when)
+  -- the other choices of `pin` (docs/tuning.md: which one wins when)
   ublk_dev("ublk-memory-pinned", "bench/device.lua memory - pinned")
+  ublk_dev("ublk-memory-unpinned", "bench/device.lua memory - unpinned")
   -- spinning 300 us before sleeping (poll_us; docs/tuning.md)
   ublk_dev("ublk-memory-poll", "bench/device.lua memory - poll=300")
   -- what latency histograms and recovery's /dev/shm store cost: measured
@@ -122,9 +123,10 @@ local function setup()
     ublk_dev("ublk-memory-" .. m, "bench/device.lua memory - copy=" .. m)
   end
   ublk_dev("ublk-null", "bench/device.lua null")
-  -- pinned null, beside kublk-null (which pins): only when asked for by
-  -- name (UBLK_BENCH_ONLY), the full run has ublk-memory-pinned
+  -- null pinned and unpinned, beside kublk-null (which pins): only when
+  -- asked for by name (UBLK_BENCH_ONLY); the full run has the memory pair
   if WANT then ublk_dev("ublk-null-pinned", "bench/device.lua null - pinned") end
+  if WANT then ublk_dev("ublk-null-unpinned", "bench/device.lua null - unpinned") end
   -- batch I/O (7.x; docs/tuning.md): one commit command per pass, not per
   -- request
   if features.batch_io then

@@ -73,7 +73,7 @@ p("")
 if R.peers and #R.peers > 0 then
   p("**Against kublk**, the kernel's reference ublk server, same boot: ours over kublk's")
   p("throughput (above 1x: ours is faster) / the server's CPU time per I/O (below 1x: ours")
-  p("costs less). kublk pins each queue's thread to its CPUs; these rows of ours do not.")
+  p("costs less). kublk pins each queue's thread to its CPUs; ours by default only while requests come one at a time (pin = \"auto\", since 2026-12-05; unpinned before).")
   p("")
   local ph, pr = { "| workload |" }, { "|---|" }
   for _, x in ipairs(R.peers) do

@@ -226,7 +226,7 @@ describe("ublk.params", function()
     it("exports the defaults in normalised form", function()
       assert.are.same({
         block_size = 512, queues = 1, depth = 128, max_io = 512 * KiB,
-        read_only = false, discard = true, pin = false, id = -1, backend = "memory",
+        read_only = false, discard = true, pin = "auto", id = -1, backend = "memory",
         latency = true, poll_us = 0, batch = false,
       }, params.defaults)
     end)
@@ -245,7 +245,7 @@ describe("ublk.params", function()
     it("fills in every default", function()
       assert.are.same({
         size = MiB, block_size = 512, queues = 1, depth = 128,
-        max_io = 512 * KiB, read_only = false, discard = true, pin = false, id = -1,
+        max_io = 512 * KiB, read_only = false, discard = true, pin = "auto", id = -1,
         backend = "memory", latency = true, poll_us = 0, batch = false,
       }, params.validate({ size = "1MiB" }))
     end)
