@@ -30,8 +30,11 @@ void ublk_pin_init(struct ublk_queue *q)
 {
 	struct ublk_autopin *a = &q->ap;
 
-	a->on = q->c.pin == UBLK_PIN_AUTO && CPU_COUNT(&q->c.cpus) > 0 &&
-		sched_getaffinity(0, sizeof(a->all), &a->all) == 0;
+	if (q->c.pin != UBLK_PIN_AUTO || sched_getaffinity(0, sizeof(a->all), &a->all) < 0)
+		return;
+	/* never onto a CPU the process was kept off (taskset, a cpuset) */
+	CPU_AND(&a->mine, &q->c.cpus, &a->all);
+	a->on = CPU_COUNT(&a->mine) > 0;
 	a->backoff_ms = BACKOFF_MIN_MS;
 }
 
@@ -42,7 +45,7 @@ void ublk_pin_decide(struct ublk_queue *q)
 	bool one_by_one = a->waits * 10 >= a->reqs * 9;
 
 	if (!a->pinned && one_by_one && ublk_now_ms_coarse() >= a->next_try_ms) {
-		if (sched_setaffinity(0, sizeof(q->c.cpus), &q->c.cpus) == 0) {
+		if (sched_setaffinity(0, sizeof(a->mine), &a->mine) == 0) {
 			a->pinned = true;
 			a->held = 0;
 		}

@@ -100,6 +100,7 @@ struct ublk_queue {
 		unsigned held;		/* windows since it pinned */
 		uint64_t next_try_ms, backoff_ms;
 		cpu_set_t all;		/* the thread's CPUs before it pinned */
+		cpu_set_t mine;		/* the queue's CPUs among them: where it pins */
 	} ap;
 };
 
