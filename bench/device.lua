@@ -3,6 +3,9 @@
 -- Run: ublk-lua bench/device.lua BACKEND [PATH|URI|IMAGE|-] [pinned|batch|poll=US|nolatency|norecovery|copy=MODE|conf=PATH ...]
 --   pinned      queue threads pinned to the CPUs the kernel maps to them
 --               (pin = true; the default lets the scheduler place them)
+--   unpinned    pin = false: the scheduler places the queue threads
+--   autopin     pin = "auto" (the default): pinned while requests come
+--               one at a time
 --   batch       batch = true: array commands instead of one per request (7.x)
 --   poll=US     poll_us = US: spin that long before a queue thread sleeps
 --   nolatency   no latency histograms (what they cost: ublk-lua stats)
@@ -27,7 +30,8 @@ end
 local recovery
 if flags.norecovery then recovery = false end
 if backend == "nbd" then
-  return { queues = 2, depth = 128, backend = "nbd", uri = path, pin = flags.pinned or nil }
+  return { queues = 2, depth = 128, backend = "nbd", uri = path,
+    pin = flags.pinned or not flags.unpinned and nil }
 end
 if backend == "rbd" then -- its size is the image's
   return { queues = queues or 2, depth = 128, backend = "rbd", image = path, conf = conf,
@@ -35,5 +39,5 @@ if backend == "rbd" then -- its size is the image's
 end
 -- recovery: nil is the default ("reissue" where the kernel has it)
 return { size = "256MiB", queues = 2, depth = 128, backend = backend, path = path,
-  pin = flags.pinned or nil, latency = not flags.nolatency,
+  pin = flags.pinned or flags.autopin and "auto" or not flags.unpinned and nil, latency = not flags.nolatency,
   recovery = recovery, copy = copy, poll_us = poll, batch = flags.batch or nil }

@@ -158,8 +158,9 @@ local function setup()
   -- docs/tuning.md): the nbd pair over TCP
   local all = os.getenv("UBLK_BENCH_ALL")
   ublk_dev("ublk-memory", "bench/device.lua memory")
-  -- the other choice of `pin` (docs/tuning.md: which one wins when)
+  -- the other choices of `pin` (docs/tuning.md: which one wins when)
   ublk_dev("ublk-memory-pinned", "bench/device.lua memory - pinned")
+  ublk_dev("ublk-memory-unpinned", "bench/device.lua memory - unpinned")
   -- spinning 300 us before sleeping (poll_us; docs/tuning.md)
   ublk_dev("ublk-memory-poll", "bench/device.lua memory - poll=300")
   -- what latency histograms and recovery's /dev/shm store cost: measured
@@ -178,6 +179,10 @@ local function setup()
     ublk_dev("ublk-memory-" .. m, "bench/device.lua memory - copy=" .. m)
   end
   ublk_dev("ublk-null", "bench/device.lua null")
+  -- null pinned and unpinned, beside kublk-null (which pins): only when
+  -- asked for by name (UBLK_BENCH_ONLY); the full run has the memory pair
+  if WANT then ublk_dev("ublk-null-pinned", "bench/device.lua null - pinned") end
+  if WANT then ublk_dev("ublk-null-unpinned", "bench/device.lua null - unpinned") end
   -- batch I/O (7.x; docs/tuning.md): one commit command per pass, not per
   -- request
   if features.batch_io then
@@ -352,6 +357,40 @@ local function switches(pid)
   return total
 end
 
+-- System calls per thread, counted in the kernel by an ftrace histogram on
+-- raw_syscalls:sys_enter keyed by thread id.  Set up once, before any
+-- server starts, and never changed while I/O runs: attaching perf to a
+-- tracepoint mid-run patches kernel text, and under TCG that oopsed the
+-- 7.3 guest twice (int3 in __schedule and trace_syscall_enter, 2026-12-05).
+-- Every process's system calls then take the traced path, every row alike.
+-- UBLK_BENCH_SYSCALLS=0, or no tracefs: no counts ("-" in the report).
+local TRACE = "/sys/kernel/tracing/events/raw_syscalls/sys_enter/"
+local HIST = "hist:keys=common_pid:size=8192"
+local counting = false
+local function syscalls_start()
+  if os.getenv("UBLK_BENCH_SYSCALLS") == "0" then return end
+  sh("mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing")
+  counting = sh("echo '%s' > %strigger", HIST, TRACE)
+  if not counting then log("bench: no syscall counts (tracefs hist trigger unavailable)") end
+end
+local function syscalls_stop()
+  if counting then sh("echo '!%s' > %strigger", HIST, TRACE) end
+  counting = false
+end
+local function syscalls(pid)
+  if not counting or not pid then return nil end
+  local ok, tids = sh("ls /proc/%d/task", pid)
+  local f = ok and io.open(TRACE .. "hist")
+  if not f then return nil end
+  local want, total = {}, 0
+  for t in tids:gmatch("%d+") do want[tonumber(t)] = true end
+  for id, n in f:read("*a"):gmatch("common_pid:%s*(%d+)%s*}%s*hitcount:%s*(%d+)") do
+    if want[tonumber(id)] then total = total + tonumber(n) end
+  end
+  f:close()
+  return total
+end
+
 -- fio's I/Os as the block device counted them: reads and writes completed
 -- plus those merged into another request (/sys/block/*/stat fields 1, 2, 5,
 -- 6). The server's CPU time and this count are read over the same window,
@@ -381,7 +420,7 @@ end
 local function run_fio(d, w)
   local file = "/tmp/fio-bench.json"
   -- the per-thread reads (a `cat` each) outside the guest-wide window
-  local c0, u0, s0 = cpu_ns(d.pid), user_ns(d.pid), switches(d.pid)
+  local c0, u0, s0, y0 = cpu_ns(d.pid), user_ns(d.pid), switches(d.pid), syscalls(d.pid)
   local o0 = cpu_ns(d.osd)
   local n0, b0 = done_ios(d.path), busy_ns()
   must("fio --output-format=json --output=%s --name=b --filename=%s --ioengine=io_uring "
@@ -390,7 +429,7 @@ local function run_fio(d, w)
     .. "--group_reporting --percentile_list=50:99:99.9",
     file, d.path, w.rw, w.bs, w.qd, w.jobs, SPAN, RUNTIME)
   local b1, n1 = busy_ns(), done_ios(d.path)
-  local c1, u1, s1 = cpu_ns(d.pid), user_ns(d.pid), switches(d.pid)
+  local c1, u1, s1, y1 = cpu_ns(d.pid), user_ns(d.pid), switches(d.pid), syscalls(d.pid)
   local o1 = cpu_ns(d.osd)
   local f = assert(io.open(file))
   local report = assert(json.decode(f:read("*a"):match("{.*}")))
@@ -407,6 +446,7 @@ local function run_fio(d, w)
     all_cpu_ns_per_io = n1 > n0 and (b1 - b0) / (n1 - n0) or nil,
     switches_per_io = s0 and n1 > n0 and (s1 - s0) / (n1 - n0) or nil,
     osd_cpu_ns_per_io = o0 and n1 > n0 and (o1 - o0) / (n1 - n0) or nil,
+    syscalls_per_io = y0 and y1 and n1 > n0 and (y1 - y0) / (n1 - n0) or nil,
   }
 end
 
@@ -472,6 +512,7 @@ local results = {
   workloads = WORKLOADS, devices = {}, runs = {}, peers = peers,
 }
 local ok, err = pcall(function()
+  syscalls_start()
   log("bench: setting up devices")
   setup()
   -- all of them are torn down, measured or not
@@ -490,6 +531,7 @@ local ok, err = pcall(function()
   end
 end)
 teardown()
+syscalls_stop()
 if not ok then error(err, 0) end
 results.creation = creation()
 -- what a Prometheus scrape costs (bench/scrape-cost.sh: its own device
@@ -505,7 +547,8 @@ results.summary = {}
 for key, runs in pairs(results.runs) do
   local s = { n = #runs }
   for _, field in ipairs({ "iops", "mibs", "p50_us", "p99_us", "p999_us", "cpu_ns_per_io",
-      "user_cpu_ns_per_io", "all_cpu_ns_per_io", "switches_per_io", "osd_cpu_ns_per_io" }) do
+      "user_cpu_ns_per_io", "all_cpu_ns_per_io", "switches_per_io", "osd_cpu_ns_per_io",
+      "syscalls_per_io" }) do
     local vals = {}
     for _, r in ipairs(runs) do vals[#vals + 1] = r[field] end
     if #vals > 0 then

@@ -227,7 +227,7 @@ describe("ublk.params", function()
     it("exports the defaults in normalised form", function()
       assert.are.same({
         block_size = 512, queues = 1, depth = 128, max_io = 512 * KiB,
-        read_only = false, discard = true, pin = false, id = -1, backend = "memory",
+        read_only = false, discard = true, pin = "auto", id = -1, backend = "memory",
         latency = true, poll_us = 0, batch = false, need_get_data = false,
       }, params.defaults)
     end)
@@ -246,7 +246,7 @@ describe("ublk.params", function()
     it("fills in every default", function()
       assert.are.same({
         size = MiB, block_size = 512, queues = 1, depth = 128,
-        max_io = 512 * KiB, read_only = false, discard = true, pin = false, id = -1,
+        max_io = 512 * KiB, read_only = false, discard = true, pin = "auto", id = -1,
         backend = "memory", latency = true, poll_us = 0, batch = false, need_get_data = false,
       }, params.validate({ size = "1MiB" }))
     end)
@@ -392,6 +392,15 @@ describe("ublk.params", function()
           "ublk: bad parameter 'poll_us' = -1: must be an integer from 0 to 10000")
         has(verr({ size = "1M", poll_us = 10001 }), "'poll_us' = 10001: must be an integer from 0 to 10000")
         has(verr({ size = "1M", poll_us = 1.5 }), "'poll_us' = 1.5: must be an integer")
+      end)
+
+      it('takes pin as true, false or "auto"', function()
+        for _, v in ipairs{ true, false, "auto" } do
+          assert.are.equal(v, params.validate({ size = "1M", pin = v }).pin)
+        end
+        has(verr({ size = "1M", pin = "yes" }),
+          [[ublk: bad parameter 'pin' = "yes": must be true, false or "auto"]])
+        has(verr({ size = "1M", pin = 1 }), [['pin' = 1: must be true, false or "auto"]])
       end)
 
       it("takes batch as a boolean only", function()

@@ -5,8 +5,8 @@
 -- the same 2 queues of depth 128 (bench/device.lua).  bench/guest.lua
 -- starts them; bench/report.lua shows ours over kublk's.
 -- kublk pins each queue's thread to the CPUs the kernel maps to that
--- queue, as our -pinned rows do; our other rows let the scheduler place
--- their threads.
+-- queue, as our -pinned rows do; our default rows pin while requests come
+-- one at a time (pin = "auto"), our -unpinned rows never.
 local M = { BIN = "build/peers/kublk" }
 
 -- The rows for this kernel: { name, args, file (a 256 MiB file on tmpfs,

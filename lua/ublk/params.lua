@@ -37,7 +37,7 @@ local DEFAULTS = {
   max_io = 512 * KiB,
   read_only = false,
   discard = true,
-  pin = false,       -- docs/tuning.md: unpinned won in every row but 2 jobs
+  pin = "auto",      -- docs/tuning.md: pinned at QD1, unpinned with depth
   latency = true,     -- latency histograms (ublk-lua stats)
   poll_us = 0,        -- no spinning before a queue thread sleeps
   batch = false,      -- per-request FETCH/COMMIT (docs/tuning.md: batch I/O)
@@ -299,7 +299,10 @@ local function normalise(t, limits)
   out.max_io = check_max_io(get("max_io"), limits.max_io_max)
   out.read_only = check_bool("read_only", get("read_only"))
   out.discard = check_bool("discard", get("discard"))
-  out.pin = check_bool("pin", get("pin"))
+  out.pin = get("pin")
+  if out.pin ~= "auto" and type(out.pin) ~= "boolean" then
+    bad("pin", out.pin, 'must be true, false or "auto"')
+  end
   out.batch = check_bool("batch", get("batch"))
   out.need_get_data = check_bool("need_get_data", get("need_get_data"))
   if out.need_get_data and out.batch then

@@ -28,7 +28,7 @@ struct ublk_dev_conf {
 	unsigned block_size;
 	bool read_only;
 	bool discard;		/* advertise discard/write-zeroes if the backend can */
-	bool pin;		/* pin queue threads to the kernel's CPUs for them */
+	enum ublk_pin pin;	/* queue threads on the kernel's CPUs for them (queue.h) */
 	bool batch;		/* UBLK_F_BATCH_IO: array commands, not one per request */
 	/* UBLK_F_NEED_GET_DATA: a write comes without its data, which a
 	 * second command (UBLK_IO_NEED_GET_DATA) fetches into the tag's

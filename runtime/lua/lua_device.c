@@ -130,7 +130,10 @@ static void read_conf(lua_State *L, int t, struct ublk_dev_conf *conf)
 	conf->block_size = (unsigned)num_field(L, t, "block_size");
 	conf->read_only = bool_field(L, t, "read_only");
 	conf->discard = bool_field(L, t, "discard");
-	conf->pin = bool_field(L, t, "pin");
+	lua_getfield(L, t, "pin"); /* true, false or "auto" (params.lua checked) */
+	conf->pin = lua_type(L, -1) == LUA_TSTRING ? UBLK_PIN_AUTO
+		    : lua_toboolean(L, -1) ? UBLK_PIN_ON : UBLK_PIN_OFF;
+	lua_pop(L, 1);
 	conf->batch = bool_field(L, t, "batch");
 	conf->need_get_data = bool_field(L, t, "need_get_data");
 	conf->poll_us = (unsigned)num_field(L, t, "poll_us");

@@ -224,6 +224,7 @@ void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag)
 	struct ublk_backend *b = q->c.backend;
 
 	begin(io, b);
+	q->ap.reqs++;
 	stat_add(&q->stats->inflight, 1);
 	ublk_io_track(io)->start_ns = q->pass_ns;
 	io->op = (uint8_t)ublksrv_get_op(iod);
@@ -351,6 +352,9 @@ int ublk_queue_run_once(struct ublk_queue *q)
 
 	if (q->c.batch)
 		ublk_batch_flush(q);
+	if (q->ap.on && !io_uring_cq_ready(&q->ring) &&
+	    !(IO_URING_READ_ONCE(*q->ring.sq.kflags) & IORING_SQ_TASKRUN))
+		q->ap.waits++; /* nothing for us yet: this wait sleeps */
 	/* completions already waiting must not wait for the ring */
 	ret = q->done_head ? io_uring_submit(&q->ring)
 		: q->c.poll_us && q->worked ? ublk_queue_poll_then_wait(q)
@@ -371,6 +375,8 @@ int ublk_queue_run_once(struct ublk_queue *q)
 	if (q->nr_timed)
 		time_pass(q);
 	ublk_watch_leave(&q->watch);
+	if (q->ap.on && q->ap.reqs >= UBLK_PIN_WINDOW)
+		ublk_pin_decide(q);
 	return 0;
 }
 

@@ -35,6 +35,11 @@ void ublk_latch_destroy(struct ublk_latch *l);
 void ublk_latch_count_down(struct ublk_latch *l, int err);
 int ublk_latch_wait(struct ublk_latch *l);
 
+/* Where a queue's thread runs (docs/tuning.md, pin): anywhere; only on
+ * the CPUs the kernel maps to its queue; or there while requests come one
+ * at a time and anywhere while they come in batches (queue_pin.c). */
+enum ublk_pin { UBLK_PIN_OFF, UBLK_PIN_ON, UBLK_PIN_AUTO };
+
 /* What the device decides for each queue before its thread starts. */
 struct ublk_queue_conf {
 	uint16_t q_id;
@@ -46,7 +51,7 @@ struct ublk_queue_conf {
 	bool user_copy;		/* UBLK_F_USER_COPY granted */
 	enum ublk_zc zero_copy;	/* UBLK_F_AUTO_BUF_REG or _SUPPORT_ZERO_COPY granted */
 	bool batch;		/* UBLK_F_BATCH_IO granted: queue_batch.c's commands */
-	bool pin;		/* run only on `cpus` */
+	enum ublk_pin pin;	/* where the thread runs: on `cpus`, or anywhere */
 	unsigned poll_us;	/* after a pass with work, spin this long before sleeping */
 	bool latency;		/* time each request into the histograms */
 	cpu_set_t cpus;		/* from GET_QUEUE_AFFINITY */

@@ -4,7 +4,7 @@
  * plane only (queue.c: requests and completions; queue_ring.c: the ring,
  * tags and watch; queue_thread.c: the thread and its loop; queue_api.c:
  * what backends call; queue_host.c: the host queue; queue_batch.c: the
- * UBLK_F_BATCH_IO commands).  Backends never
+ * UBLK_F_BATCH_IO commands; queue_pin.c: pin = "auto").  Backends never
  * include it: they use the functions in backend.h.
  */
 #ifndef UBLK_QUEUE_PRIVATE_H
@@ -94,6 +94,14 @@ struct ublk_queue {
 	pid_t tid;		/* written once by the thread, read by others */
 	struct ublk_queue_stats *stats;	/* c.stats or own_stats; read by others */
 	struct ublk_queue_stats own_stats;
+	struct ublk_autopin {	/* c.pin == UBLK_PIN_AUTO (queue_pin.c) */
+		bool on, pinned;
+		unsigned waits, reqs;	/* this window's sleeping waits and requests */
+		unsigned held;		/* windows since it pinned */
+		uint64_t next_try_ms, backoff_ms;
+		cpu_set_t all;		/* the thread's CPUs before it pinned */
+		cpu_set_t mine;		/* the queue's CPUs among them: where it pins */
+	} ap;
 };
 
 /* user_data of every SQE on a queue ring, packed and unpacked only here:
@@ -165,6 +173,12 @@ void ublk_batch_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe)
 /* Whether the queue may leave: the kernel ended FETCH (or the owner asked)
  * and nothing staged or sent is left. */
 bool ublk_batch_idle(const struct ublk_queue *q);
+
+/* queue_pin.c: with pin = "auto", on the queue's thread */
+#define UBLK_PIN_WINDOW 256	/* requests between decisions */
+void ublk_pin_init(struct ublk_queue *q);
+/* Pins or lets go, by this window's waits per request. */
+void ublk_pin_decide(struct ublk_queue *q);
 
 /* queue.c: starts a request the kernel delivered on `tag` */
 void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag);

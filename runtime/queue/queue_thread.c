@@ -184,7 +184,7 @@ static void *queue_thread(void *arg)
 	if (q->c.backend->caps & UBLK_CAN_INTERRUPT)
 		sigdelset(&all, UBLK_INTERRUPT_SIGNAL);
 	pthread_sigmask(SIG_SETMASK, &all, NULL);
-	if (q->c.pin && CPU_COUNT(&q->c.cpus) > 0 &&
+	if (q->c.pin == UBLK_PIN_ON && CPU_COUNT(&q->c.cpus) > 0 &&
 	    sched_setaffinity(0, sizeof(q->c.cpus), &q->c.cpus) < 0)
 		ublk_warn("dev %u queue %u: cannot pin to its CPUs: %s", q->c.dev_id,
 			  q->c.q_id, strerror(errno));
@@ -202,6 +202,7 @@ static void *queue_thread(void *arg)
 	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
 		ublk_dbg("queue %u: PR_SET_IO_FLUSHER: %s", q->c.q_id, strerror(errno));
 
+	ublk_pin_init(q);
 	ret = queue_setup(q);
 	ublk_latch_count_down(q->c.latch, ret);
 	if (ret < 0)

@@ -83,6 +83,26 @@ describe("#guest data", function()
     local md5 = G.write_random_at(free.path, 512, 65536)
     assert.are.equal(md5, G.md5_at(free.path, 512, 65536))
   end)
+  it('pin = "auto": a queue thread served one request at a time pins itself to its CPU', function()
+    local function allowed(tid)
+      return G.read_file(("/proc/self/task/%d/status"):format(tid)):match("Cpus_allowed_list:%s*(%S+)")
+    end
+    local dev = G.device{ size = "4MiB", queues = 2, pin = "auto" }
+    local all = ("0-%d"):format(G.ncpus() - 1)
+    for _, s in ipairs(dev:stats()) do assert.are.equal(all, allowed(s.tid)) end
+    -- 1000 reads one at a time from CPU 0: its queue sees each one alone
+    G.must("taskset -c 0 dd if=%s of=/dev/null bs=4k count=1000 iflag=direct status=none", dev.path)
+    local pinned = 0
+    for _, s in ipairs(dev:stats()) do
+      local now = allowed(s.tid)
+      if now ~= all then
+        pinned = pinned + 1
+        assert.are.equal(1, #s.cpus)
+        assert.are.equal(tostring(s.cpus[1]), now)
+      end
+    end
+    assert.are.equal(1, pinned, "the queue CPU 0 submits to, and only it")
+  end)
   it("poll_us: queue threads spin between requests instead of sleeping, and sleep once idle", function()
     local function sleeps(dev)
       local n = 0
