@@ -149,9 +149,7 @@ describe("#guest rbd backend", function()
     local img = image("32M")
     local id, pid = M.add(("spec/guest/scripts/rbd.lua %s %s 2"):format(img, conf))
     local path = "/dev/ublkb" .. id
-    local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
-      .. "--bs=4k --iodepth=16 --numjobs=2 --size=4M --offset_increment=16M --rate_iops=400 "
-      .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting"):format(path), true)
+    local fio = M.verify_writer(path, 4, 16, 400)
     G.sh("sleep 3")
     G.must("kill -9 %d", pid)
     assert.truthy(M.wait_until(function() return M.listed(id).state == "QUIESCED" end), "not QUIESCED")
@@ -176,17 +174,9 @@ describe("#guest rbd backend", function()
     local id, pid, line = M.add(("--restart 2 spec/guest/scripts/rbd.lua %s %s 2"):format(img, conf))
     assert.matches("supervised", line)
     local path = "/dev/ublkb" .. id
-    local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
-      .. "--bs=4k --iodepth=16 --numjobs=2 --size=4M --offset_increment=16M --rate_iops=400 "
-      .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting"):format(path), true)
+    local fio = M.verify_writer(path, 4, 16, 400)
     G.sh("sleep 3")
-    local t0 = G.now()
-    G.must("kill -9 %d", pid)
-    assert.truthy(M.wait_until(function()
-      local d = M.listed(id)
-      return d.state == "LIVE" and d.ublk_lua and d.ublk_lua.pid ~= pid and d.ublk_lua.server == "running"
-    end, 60), "not recovered")
-    local back = G.now() - t0
+    local back = M.kill_until_restarted(id, pid, 60)
     assert.are.equal(0, fio:wait(300), fio:out() .. fio:err())
     assert.matches("err= 0", fio:out())
     fio:cleanup()

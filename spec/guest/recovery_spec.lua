@@ -157,17 +157,10 @@ describe("#guest recovery", function()
     local id, pid, line = add("--restart 2 -t memory -s 128MiB -q 2")
     assert.matches("supervised", line)
     local path = "/dev/ublkb" .. id
-    local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
-      .. "--bs=4k --iodepth=16 --numjobs=2 --size=16M --offset_increment=64M --rate_iops=1500 "
-      .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting"):format(path), true)
+    local fio = M.verify_writer(path, 16, 64, 1500)
     G.sh("sleep 2")
-    local t0 = G.now()
-    G.must("kill -9 %d", pid)
-    assert.truthy(wait_until(function()
-      local d = listed(id)
-      return d.state == "LIVE" and d.ublk_lua and d.ublk_lua.pid ~= pid and d.ublk_lua.server == "running"
-    end, 30), "not recovered")
-    print(("\n  --restart: kill -9 to LIVE again %.2f s"):format(G.now() - t0))
+    local back = M.kill_until_restarted(id, pid, 30)
+    print(("\n  --restart: kill -9 to LIVE again %.2f s"):format(back))
     assert.are.equal(0, fio:wait(300), fio:out() .. fio:err())
     assert.matches("err= 0", fio:out())
     fio:cleanup()

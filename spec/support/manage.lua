@@ -41,6 +41,36 @@ function M.wait_until(cond, secs)
   return false
 end
 
+-- A writer with crc32c verify on `path` in the background (2 jobs of
+-- size_mib each, offset_mib apart, paced at `rate` IOPS so that a kill
+-- lands mid-run): its process (G.spawn).
+function M.verify_writer(path, size_mib, offset_mib, rate)
+  return G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
+    .. "--bs=4k --iodepth=16 --numjobs=2 --size=%dM --offset_increment=%dM --rate_iops=%d "
+    .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting")
+    :format(path, size_mib, offset_mib, rate), true)
+end
+
+-- kill -9 device id's server `pid`, then wait up to secs for another server
+-- (add --restart's supervisor) to serve it: the seconds that took.
+function M.kill_until_restarted(id, pid, secs)
+  local t0 = G.now()
+  G.must("kill -9 %d", pid)
+  assert.truthy(M.wait_until(function()
+    local d = M.listed(id)
+    return d.state == "LIVE" and d.ublk_lua and d.ublk_lua.pid ~= pid and d.ublk_lua.server == "running"
+  end, secs), "not recovered")
+  return G.now() - t0
+end
+
+-- `del -n ID` succeeds and its server `pid` is gone after.
+function M.del_until_gone(id, pid)
+  local rc, out = M.cli("del -n %d", id)
+  assert.are.equal(0, rc, out)
+  assert.truthy(M.wait_until(function() return not M.alive(pid) end), "server still running")
+  return out
+end
+
 -- Nothing of ublk-lua's left: no device, no record, no store.
 function M.clean()
   assert.are.same({}, G.leftovers())
