@@ -298,7 +298,7 @@ describe("recover and reload, on records", function()
 end)
 
 -- A serving process waits for a termination signal or a resize request
--- (cli.lua): core.wait_signal(ms, fd) returns once the inotify watch of
+-- (cli_serve.lua): core.wait_signal(ms, fd) returns once the inotify watch of
 -- cli_resize.watch() sees a request renamed into the state directory.
 describe("a server's wait for resize requests", function()
   local resize = require "ublk.cli_resize"

@@ -95,7 +95,7 @@ local Shared = {}
 Shared.__index = Shared
 M.Shared = Shared
 
--- In a server the CLI runs (M.keep, set by lua/ublk/cli.lua) and where the
+-- In a server the CLI runs (M.keep, set by lua/ublk/cli_serve.lua) and where the
 -- kernel has user recovery, regions live in files on /dev/shm that outlive
 -- a crash: the n-th region a script makes is recorded with its devices
 -- (lua/ublk/state.lua), and the server recovering them maps the same file

@@ -1,7 +1,7 @@
 -- ublk.cli_resize: `ublk-lua resize -n ID SIZE [--force]`, both halves.
 -- The backend lives in the server, so the server resizes: the CLI leaves
 -- a request in the state directory (devN.resize: bytes and force) and
--- waits for the answer (devN.resize.out); a server serving from cli.lua
+-- waits for the answer (devN.resize.out); a server serving from cli_serve.lua
 -- waits for a signal or a file renamed into the state directory
 -- (resize.watch), then looks for its requests (one stat per device:
 -- nothing against the I/O), runs dev:resize and answers.

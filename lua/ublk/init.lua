@@ -335,7 +335,7 @@ function ublk.wait_signal(seconds)
   end
   local ms = seconds and math.floor(seconds * 1000 + 0.5) or -1
   -- a script the CLI runs is ready at its first wait with a device made
-  -- (cli.lua: settle)
+  -- (cli_serve.lua: settle)
   if ublk._on_wait and ublk._on_wait() then ublk._on_wait = nil end
   local resize = ublk._resize
   if not resize then return core.wait_signal(ms) end
