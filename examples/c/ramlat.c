@@ -52,7 +52,7 @@ static unsigned long long now_ns(void)
  * /dev/shm is an error here rather than a SIGBUS at some later write. */
 static int map_store(struct ublk_backend *b, struct ramlat *r, const char *path, bool recover)
 {
-	int fd = open(path, recover ? O_RDWR | O_CLOEXEC : O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (recover ? 0 : O_CREAT | O_EXCL),
 		      0600);
 	int ret;
 

@@ -114,6 +114,7 @@ end
 -- len, off]), flush carries none, the others a range (req [, len, off]).
 local function delegate_class(ctx)
   local q, async, QUEUED, c_delegate = ctx.q, ctx.async, ffi.C.UBLK_LUA_QUEUED, ctx.delegate
+  local EBUSY, ESTALE, EINPROGRESS = errno.EBUSY, errno.ESTALE, errno.EINPROGRESS
   local Delegate = {}
   Delegate.__index = Delegate
   local op_names = {}
@@ -132,12 +133,12 @@ local function delegate_class(ctx)
       -- passes this on, and the delegate's completion finishes the request.
       if not async or running() == nil then
         lent[req.tag] = buf
-        return fail(-errno.EINPROGRESS)
+        return fail(-EINPROGRESS)
       end
       r = yield()
-    elseif r == -errno.EBUSY then
+    elseif r == -EBUSY then
       error("ublk: this request's delegate is still busy with an earlier call", 3)
-    elseif r == -errno.ESTALE then
+    elseif r == -ESTALE then
       stale("delegate " .. op_names[op], req, 3)
     end
     if r < 0 then return fail(r) end
