@@ -225,6 +225,10 @@ void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag)
 
 	begin(io, b);
 	q->ap.reqs++;
+	if (q->ap.slept) { /* the first request after a sleep: it woke us */
+		q->ap.waits++;
+		q->ap.slept = false;
+	}
 	stat_add(&q->stats->inflight, 1);
 	ublk_io_track(io)->start_ns = q->pass_ns;
 	io->op = (uint8_t)ublksrv_get_op(iod);
@@ -352,13 +356,20 @@ int ublk_queue_run_once(struct ublk_queue *q)
 
 	if (q->c.batch)
 		ublk_batch_flush(q);
-	if (q->ap.on && !io_uring_cq_ready(&q->ring) &&
-	    !(IO_URING_READ_ONCE(*q->ring.sq.kflags) & IORING_SQ_TASKRUN))
-		q->ap.waits++; /* nothing for us yet: this wait sleeps */
+	q->ap.slept = false;
 	/* completions already waiting must not wait for the ring */
-	ret = q->done_head ? io_uring_submit(&q->ring)
-		: q->c.poll_us && q->worked ? ublk_queue_poll_then_wait(q)
-		: io_uring_submit_and_wait(&q->ring, 1);
+	if (q->done_head) {
+		ret = io_uring_submit(&q->ring);
+	} else if (q->c.poll_us && q->worked) {
+		ret = ublk_queue_poll_then_wait(q);
+	} else {
+		/* pin = "auto" counts the requests that found the thread
+		 * asleep: this wait sleeps if nothing is there yet, and the
+		 * request it wakes for (not a backend's completion) counts */
+		q->ap.slept = q->ap.on && !io_uring_cq_ready(&q->ring) &&
+			      !(IO_URING_READ_ONCE(*q->ring.sq.kflags) & IORING_SQ_TASKRUN);
+		ret = io_uring_submit_and_wait(&q->ring, 1);
+	}
 
 	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 		return ret;

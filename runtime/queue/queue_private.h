@@ -96,7 +96,8 @@ struct ublk_queue {
 	struct ublk_queue_stats own_stats;
 	struct ublk_autopin {	/* c.pin == UBLK_PIN_AUTO (queue_pin.c) */
 		bool on, pinned;
-		unsigned waits, reqs;	/* this window's sleeping waits and requests */
+		bool slept;		/* this pass began with a wait that slept */
+		unsigned waits, reqs;	/* this window's requests, and those that woke it */
 		unsigned held;		/* windows since it pinned */
 		uint64_t next_try_ms, backoff_ms;
 		cpu_set_t all;		/* the thread's CPUs before it pinned */
