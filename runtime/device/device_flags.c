@@ -74,7 +74,11 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 		if (conf->batch)
 			return ublk_dev_fail(d, -EINVAL, "need_get_data = true cannot go with "
 				    "batch = true: batch I/O has no NEED_GET_DATA command");
-		if (d->backend.caps & (UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY))
+		/* the copy the device will ask for, not what the backend
+		 * could do: a zero copy this kernel lacks falls back to the
+		 * tag's buffer */
+		if (ublk_dev_wanted_flags(d, conf) & (UBLK_F_USER_COPY | UBLK_F_SUPPORT_ZERO_COPY |
+						      UBLK_F_AUTO_BUF_REG))
 			return ublk_dev_fail(d, -EINVAL, "need_get_data = true needs the tag's "
 				    "buffer, and the %s backend copies by user copy or zero copy "
 				    "here: set copy = \"buffer\"", d->backend.ops->name);
