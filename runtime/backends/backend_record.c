@@ -51,11 +51,7 @@ static int record_create(struct ublk_backend *b, const struct ublk_backend_conf 
 		goto fail;
 	b->priv = r;
 	b->size = r->base.size;
-	/* a volatile cache and FUA whatever the base has, so that the file
-	 * system's flushes and FUA writes arrive where the log sees them;
-	 * data through the tag buffers, where the log can read it */
-	b->caps = (r->base.caps & ~(UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY)) |
-		  UBLK_CAN_FLUSH | UBLK_CAN_FUA;
+	b->caps = ublk_record_caps(r->base.caps);
 	return 0;
 fail:
 	r->base.ops->destroy(&r->base);
@@ -75,16 +71,10 @@ static void record_destroy(struct ublk_backend *b)
 static int record_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io)
 {
 	struct record *r = b->priv;
-	int ret = ublk_record_log_append(&r->log, io);
+	int ret = ublk_record_log_io(&r->log, io, r->base.caps);
 
-	if (ret < 0)
-		return ret;
-	/* a volatile cache and FUA whatever the base has: what it lacks is
-	 * logged, then completed here or dropped */
-	if (io->op == UBLK_IO_OP_WRITE && !(r->base.caps & UBLK_CAN_FUA))
-		io->flags &= ~UBLK_IO_F_FUA;
-	if (io->op == UBLK_IO_OP_FLUSH && !(r->base.caps & UBLK_CAN_FLUSH))
-		return 0;
+	if (ret != 0) /* failed, or a FLUSH the base takes none of: done */
+		return ret < 0 ? ret : 0;
 	return r->base.ops->handle_io(&r->base, q, io);
 }
 

@@ -41,9 +41,17 @@ struct ublk_record_log {
  * why in b->err. */
 int ublk_record_log_open(struct ublk_record_log *l, const char *path, bool recover,
 			 uint32_t block_size, uint64_t size, struct ublk_backend *b);
+/* What a recorded backend advertises, from the caps of the one under the
+ * log: a volatile cache and FUA whatever it takes, so that flushes and
+ * FUA writes reach the log, and data through the tag's buffer, where the
+ * log reads it. */
+unsigned ublk_record_caps(unsigned caps);
 /* Logs io if it changes the disk (a write with its data from io->buf, a
- * flush, a discard, write-zeroes; FUA kept): 0, or -EIO (said once). */
-int ublk_record_log_append(struct ublk_record_log *l, const struct ublk_io *io);
+ * flush, a discard, write-zeroes; FUA kept), then says what the backend
+ * under the log (of `caps`) still has to do with it: 0 serve it (a FUA it
+ * takes none of dropped), 1 it is done (a FLUSH it takes none of), or
+ * -EIO. */
+int ublk_record_log_io(struct ublk_record_log *l, struct ublk_io *io, unsigned caps);
 void ublk_record_log_close(struct ublk_record_log *l);
 
 /* The values of option "copy" of null and file, in the order

@@ -123,7 +123,8 @@ void ublk_record_log_close(struct ublk_record_log *l)
 	l->fd = -1;
 }
 
-int ublk_record_log_append(struct ublk_record_log *l, const struct ublk_io *io)
+/* One entry for io, if it changes the disk: 0, or -EIO (said once). */
+static int log_append(struct ublk_record_log *l, const struct ublk_io *io)
 {
 	static const uint8_t types[UBLK_NR_OPS] = {
 		[UBLK_IO_OP_WRITE] = UBLK_LOG_WRITE, [UBLK_IO_OP_FLUSH] = UBLK_LOG_FLUSH,
@@ -156,4 +157,22 @@ int ublk_record_log_append(struct ublk_record_log *l, const struct ublk_io *io)
 			 n < 0 ? strerror(errno) : "short write");
 	}
 	return -EIO;
+}
+
+unsigned ublk_record_caps(unsigned caps)
+{
+	return (caps & ~(UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY)) | UBLK_CAN_FLUSH | UBLK_CAN_FUA;
+}
+
+int ublk_record_log_io(struct ublk_record_log *l, struct ublk_io *io, unsigned caps)
+{
+	int ret = log_append(l, io);
+
+	if (ret < 0)
+		return ret;
+	if (io->op == UBLK_IO_OP_FLUSH && !(caps & UBLK_CAN_FLUSH))
+		return 1;
+	if (io->op == UBLK_IO_OP_WRITE && !(caps & UBLK_CAN_FUA))
+		io->flags &= ~UBLK_IO_F_FUA;
+	return 0;
 }

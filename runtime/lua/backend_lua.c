@@ -169,9 +169,8 @@ static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *co
 		b->caps |= UBLK_CAN_ZERO_COPY;
 	if (copy && !strcmp(copy, "auto_reg"))
 		b->zc_only = UBLK_ZC_AUTO_REG;
-	lb->flush = ublk_conf_flag(conf, "flush");
-	lb->fua = ublk_conf_flag(conf, "fua");
-	b->caps |= (lb->flush ? UBLK_CAN_FLUSH : 0) | (lb->fua ? UBLK_CAN_FUA : 0) |
+	b->caps |= (ublk_conf_flag(conf, "flush") ? UBLK_CAN_FLUSH : 0) |
+		  (ublk_conf_flag(conf, "fua") ? UBLK_CAN_FUA : 0) |
 		  (ublk_conf_flag(conf, "discard") ? UBLK_CAN_DISCARD : 0) |
 		  (ublk_conf_flag(conf, "write_zeroes") ? UBLK_CAN_WRITE_ZEROES : 0);
 	record = ublk_conf_get(conf, "record");
@@ -180,11 +179,10 @@ static int lua_create(struct ublk_backend *b, const struct ublk_backend_conf *co
 					   conf->block_size, b->size, b);
 		if (ret < 0)
 			goto fail;
-		/* as the recorder policy: a volatile cache and FUA whatever the
-		 * handlers take, so that flushes and FUA reach the log, and
-		 * the data in the tag's buffer, where the log reads it */
-		b->caps = (b->caps & ~(UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY)) |
-			  UBLK_CAN_FLUSH | UBLK_CAN_FUA;
+		/* as the recorder policy advertises: what the handlers take
+		 * is kept for lua_handle_io */
+		lb->caps = b->caps;
+		b->caps = ublk_record_caps(b->caps);
 		b->zc_only = UBLK_ZC_NONE;
 	}
 	return 0;
@@ -198,14 +196,10 @@ static int lua_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ub
 	struct lua_backend *lb = b->priv;
 
 	if (lb->log.fd >= 0) { /* recorded: logged first, as the recorder does */
-		int ret = ublk_record_log_append(&lb->log, io);
+		int ret = ublk_record_log_io(&lb->log, io, lb->caps);
 
-		if (ret < 0)
-			return ret;
-		if (io->op == UBLK_IO_OP_FLUSH && !lb->flush)
-			return 0;
-		if (io->op == UBLK_IO_OP_WRITE && !lb->fua)
-			io->flags &= ~UBLK_IO_F_FUA;
+		if (ret != 0) /* failed, or a FLUSH no handler takes: done */
+			return ret < 0 ? ret : 0;
 	}
 	return lua_call_handler(ublk_queue_priv(q), io);
 }

@@ -27,9 +27,9 @@ struct lua_backend {
 	struct ublk_backend *inner;	/* C delegates, by index */
 	unsigned nr_inner;
 	/* ublk.record{ base = this backend }: its log (fd -1: none), and
-	 * whether its handlers take FLUSH and FUA themselves */
+	 * the caps its handlers have under it (FLUSH, FUA taken or not) */
 	struct ublk_record_log log;
-	bool flush, fua;
+	unsigned caps;
 };
 
 /* Per tag. */
