@@ -82,24 +82,28 @@ local function message(e)
 end
 
 -- The script's devices made: each started, recorded and said ready, once
--- (after the script returns them, or at its first ublk.wait_signal when it
--- runs a loop of its own), then what.ready(devices) tells `add` and systemd.
-local settled
+-- (at its first ublk.wait_signal when it runs a loop of its own, or after
+-- it returns them: those it made since are settled then), then
+-- what.ready(devices) tells `add` and systemd.
+local settled = {} -- the devices settled, by device
+local function settle_one(what, src, dev, i)
+  settled[dev] = true
+  local st = dev:state()
+  if st == "created" or st == "prepared" then
+    local okd, serr = dev:start()
+    if not okd then error(("%s: %s"):format(dev.path, serr), 0) end
+  end
+  local saved = src and state.save_script(dev.id, src)
+  state.record(dev, { script = what.script, args = what.args, spec = what.spec, index = i,
+    saved = saved or nil }, what.gate and "reload" or dev:info().recovered and "recovery" or nil)
+  say("%s", describe(dev))
+end
+
 local function settle(what, src)
-  if settled then return settled end
   local devices = ublk.devices()
   for i, dev in ipairs(devices) do
-    local st = dev:state()
-    if st == "created" or st == "prepared" then
-      local okd, serr = dev:start()
-      if not okd then error(("%s: %s"):format(dev.path, serr), 0) end
-    end
-    local saved = src and state.save_script(dev.id, src)
-    state.record(dev, { script = what.script, args = what.args, spec = what.spec, index = i,
-      saved = saved or nil }, what.gate and "reload" or dev:info().recovered and "recovery" or nil)
-    say("%s", describe(dev))
+    if not settled[dev] then settle_one(what, src, dev, i) end
   end
-  settled = devices
   if what.ready then what.ready(devices) end
   return devices
 end
@@ -154,7 +158,7 @@ local function bring_up(what)
     -- a script that serves in a loop of its own is ready at its first wait
     -- for a signal with a device made: `add` and systemd need not wait for
     -- a return that comes only at the end
-    settled = nil
+    settled = {}
     ublk._on_wait = function()
       if #ublk.devices() == 0 then return false end
       settle(what, src)
@@ -278,6 +282,7 @@ local function serve(what)
   -- ready, or why not
   local announced = false
   what.ready = function(devices)
+    if announced then return end
     announced = true
     report(devices)
     core.sd_notify(("READY=1\nMAINPID=%d"):format(ffi.C.getpid()))
@@ -306,18 +311,10 @@ local function serve(what)
   if not announced then
     if ok then what.ready(devices) else report({}, "interrupted by " .. sig) end
   end
-  -- a script may wait for the signal itself (ublk.wait_signal)
-  -- waiting, it answers `ublk-lua resize` (cli_resize.lua) as requests come
-  local resize = require "ublk.cli_resize"
-  local watch = resize.watch()
-  while not sig do
-    sig = core.wait_signal(watch and -1 or 200, watch)
-    if not sig then
-      if watch then resize.drain(watch) end
-      resize.serve_requests(ublk.devices())
-    end
-  end
-  if watch then ffi.C.close(watch) end
+  -- the signal may have come while the script waited for it itself;
+  -- waiting, the server answers `ublk-lua resize` as requests come (the
+  -- same wait as a script's: ublk.wait_signal, with ublk._resize set)
+  while not sig do sig = ublk.wait_signal() end
   if state.handover_asked(ublk.devices()) then return handover(0) end
   local status, stuck = 0, false
   for _, dev in ipairs(ublk.devices()) do

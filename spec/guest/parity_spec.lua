@@ -67,10 +67,7 @@ describe("#guest kernel parity", function()
     -- 500 IOPS a job: its 4096 writes take 8 s, so fio is still writing
     -- when the quiesce (at 2 s) and the read check (a second on) come, even
     -- on a loaded host
-    local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
-      .. "--bs=4k --iodepth=16 --numjobs=2 --size=16M --offset_increment=64M --rate_iops=500 "
-      .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting")
-      :format(path), true)
+    local fio = M.verify_writer(path, 16, 64, 500)
     G.sh("sleep 2")
     local rc, out = cli("quiesce -n %d", id)
     assert.are.equal(0, rc, out)

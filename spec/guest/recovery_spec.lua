@@ -26,9 +26,7 @@ describe("#guest recovery", function()
       local path = "/dev/ublkb" .. id
       -- two writers on their own halves, paced so the kill lands mid-run;
       -- each verifies everything it wrote at the end
-      local fio = G.spawn(("fio --name=v --filename=%s --ioengine=libaio --direct=1 --rw=randwrite "
-        .. "--bs=4k --iodepth=16 --numjobs=2 --size=16M --offset_increment=64M --rate_iops=1500 "
-        .. "--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting"):format(path), true)
+      local fio = M.verify_writer(path, 16, 64, 1500)
       G.sh("sleep 2")
       G.must("kill -9 %d", pid)
       assert.truthy(wait_until(function() return listed(id).state == "QUIESCED" end), "not QUIESCED")
