@@ -5,6 +5,7 @@
 #   make bench      side-by-side benchmarks in one guest boot (QUICK=1: fewer
 #                   workloads, one round; PEERS=1: the kernel's kublk beside ours;
 #                   RBD=1: a Ceph image by ublk-lua, rbd-nbd and krbd)
+#   make bench-crash  the power-cut bench: recording's cost, crash states per minute
 #   make fuzz       libFuzzer on the request path + seeded property tests
 #                   (FUZZ_SECONDS=60 per target; the corpus is spec/fuzz/corpus)
 #   make install    PREFIX=/usr/local DESTDIR=: the executable, the modules, ublk-lua(1),
@@ -69,7 +70,7 @@ C_TESTS := $(patsubst spec/c/test_%.c,$(B)/test-%,$(wildcard spec/c/test_*.c))
 
 VERSION := $(shell sed -n 's/^\#define UBLK_LUA_VERSION "\(.*\)"/\1/p' runtime/lua/lua_core.c)
 
-.PHONY: all deps run test test-host test-guest bench fuzz install clean rock docs-options
+.PHONY: all deps run test test-host test-guest bench bench-crash fuzz install clean rock docs-options
 all: $(B)/ublk-lua $(B)/ublk/core.so $(C_TESTS) $(B)/ublk-lua-test
 
 # One rule per folder, bottom up.  Its prerequisites are the headers it
@@ -200,6 +201,10 @@ test-guest: deps all
 
 bench: deps all
 	@QUICK=$(QUICK) PEERS=$(PEERS) RBD=$(RBD) bench/run
+
+# the power-cut bench (bench/crash.sh): recording's cost, states per minute
+bench-crash: deps all
+	spec/harness/vm/run sh bench/crash.sh
 
 # The man page and the shell completion are written from the command
 # line's own text and tables (lua/ublk/cli_args.lua): they cannot drift

@@ -34,8 +34,56 @@ end
 local function block(c) return c:rep(BS) end
 
 describe("ublk.crash_log", function()
-  it("computes CRC32C (the check value of '123456789')", function()
+  it("checks entries with XXH64 (xxhsum -H1), and still reads CRC32C (version 1)", function()
+    local core = require "ublk.core"
+    -- XXH64("abc") = 44bc2cf5ad770999, XXH64("") = ef46db3751d8e999: the low halves
+    assert.are.equal(0xad770999, core.log_check("abc"))
+    assert.are.equal(0x51d8e999, core.log_check(""))
     assert.are.equal(0xe3069283, clog.crc32c(0, "123456789"))
+  end)
+
+  it("reads a version 1 log (CRC32C checks), as an older ublk-lua wrote it", function()
+    local ffi = require "ffi"
+    local h = ffi.new("struct ublk_log_header")
+    ffi.copy(h.magic, "UBLKLOG1", 8)
+    h.version, h.block_size, h.size = 1, BS, 8192
+    h.check = clog.crc32c(0, ffi.cast("const uint8_t *", h), 60)
+    local e = ffi.new("struct ublk_log_head")
+    e.magic, e.offset, e.len, e.data_len, e.type = 0x52454b42, 512, BS, BS, 1
+    e.check = clog.crc32c(clog.crc32c(0, ffi.cast("const uint8_t *", e), 40), block("v"), BS)
+    local path = tmp()
+    local f = assert(io.open(path, "wb"))
+    f:write(ffi.string(h, 64), ffi.string(e, 40), block("v"))
+    f:close()
+    local log = assert(clog.read(path))
+    assert.are.same({ 1, 1, "write", 512 }, { log.version, #log.entries, log.entries[1].type,
+      log.entries[1].offset })
+    os.remove(path)
+  end)
+
+  it("tells the room a writer mapped ahead (zeros) from a torn entry", function()
+    local path = make_log({ { "write", 0, block("a") } }, ("\0"):rep(3 * BS))
+    local log = assert(clog.read(path))
+    assert.are.same({ 1, 3 * BS, false }, { #log.entries, log.ignored, log.torn })
+    -- a mark goes after the last entry, and the zeros go
+    assert(clog.mark(path, "m"))
+    log = assert(clog.read(path))
+    assert.are.same({ "write", "mark", 0 }, { log.entries[1].type, log.entries[2].type,
+      log.ignored })
+    os.remove(path)
+  end)
+
+  it("refuses to mark a log another process records to", function()
+    local path = make_log({ { "flush" } })
+    -- the lock a writer holds while it records (record_writer.c)
+    local holder = io.popen(("flock -x %s -c 'echo held; sleep 1'"):format(path))
+    assert.are.equal("held", holder:read("*l"))
+    local ok, err = clog.mark(path, "m")
+    assert.is_nil(ok)
+    assert.matches("^EBUSY: .*mark %-n ID NAME", err)
+    holder:close()
+    assert(clog.mark(path, "m"))
+    os.remove(path)
   end)
 
   it("reads every entry with its fields, and stops at a torn tail", function()
@@ -50,7 +98,7 @@ describe("ublk.crash_log", function()
     assert.are.same({ "write", true, 0, BS }, { e[1].type, e[1].fua, e[1].offset, e[1].len })
     assert.are.same({ "flush", "discard", 512, 1024 }, { e[2].type, e[3].type, e[3].offset, e[3].len })
     assert.are.equal("here", e[4].name)
-    assert.are.equal(60, log.ignored)
+    assert.are.same({ 60, true }, { log.ignored, log.torn })
     os.remove(path)
   end)
 

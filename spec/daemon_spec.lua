@@ -297,11 +297,11 @@ describe("recover and reload, on records", function()
   end)
 end)
 
--- A serving process waits for a termination signal or a resize request
--- (cli_serve.lua): core.wait_signal(ms, fd) returns once the inotify watch of
--- cli_resize.watch() sees a request renamed into the state directory.
-describe("a server's wait for resize requests", function()
-  local resize = require "ublk.cli_resize"
+-- A serving process waits for a termination signal or a request (resize,
+-- mark: ublk.requests): core.wait_signal(ms, fd) returns once the inotify
+-- watch of requests.watch() sees a request renamed into the state directory.
+describe("a server's wait for requests", function()
+  local requests = require "ublk.requests"
   local libc = require "ublk.libc"
   local ffi = require "ffi"
   local saved, dir
@@ -318,7 +318,7 @@ describe("a server's wait for resize requests", function()
   end)
 
   it("wakes at a request written whole into the state directory, and sleeps again once drained", function()
-    local fd = assert(resize.watch())
+    local fd = assert(requests.watch())
     assert.is_nil(core.wait_signal(0, fd)) -- nothing yet
     assert.is_true(state.write_file(dir .. "/dev7.resize", "1048576 keep\n"))
     local t0 = libc.clock()
@@ -327,13 +327,13 @@ describe("a server's wait for resize requests", function()
     assert.is_true(libc.clock() - t0 < 2.5, "the request did not wake the wait")
     local p = ffi.new("struct ublk_pollfd[1]", { { fd = fd, events = 1 } })
     assert.are.equal(1, ffi.C.poll(p, 1, 0)) -- readable until drained
-    resize.drain(fd)
+    requests.drain(fd)
     assert.are.equal(0, ffi.C.poll(p, 1, 0))
     ffi.C.close(fd)
   end)
 
   it("has no watch where the state directory does not exist (the server then looks every 200 ms)", function()
     state.dir = dir .. "/none"
-    assert.is_nil(resize.watch())
+    assert.is_nil(requests.watch())
   end)
 end)

@@ -63,7 +63,15 @@ local function mark(o, words)
   if type(rec.log) ~= "string" then
     return 1, ("mark: device %d does not record (add --record LOG)"):format(id)
   end
-  local ok, err = require("ublk.crash_log").mark(rec.log, words[1])
+  -- the process recording the log knows where its entries end: it marks
+  -- (ublk.requests); with no server, the log is appended to here
+  local state = require "ublk.state"
+  local ok, err
+  if state.server_alive(rec) then
+    ok, err = require("ublk.requests").ask(id, "mark", words[1], rec)
+  else
+    ok, err = require("ublk.crash_log").mark(rec.log, words[1])
+  end
   if not ok then return 1, "mark: " .. err end
   return 0
 end

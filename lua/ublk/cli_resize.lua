@@ -1,14 +1,10 @@
 -- ublk.cli_resize: `ublk-lua resize -n ID SIZE [--force]`, both halves.
--- The backend lives in the server, so the server resizes: the CLI leaves
--- a request in the state directory (devN.resize: bytes and force) and
--- waits for the answer (devN.resize.out); a server serving from cli_serve.lua
--- waits for a signal or a file renamed into the state directory
--- (resize.watch), then looks for its requests (one stat per device:
--- nothing against the I/O), runs dev:resize and answers.
-local ffi = require "ffi"
-local libc = require "ublk.libc"
+-- The backend lives in the server, so the server resizes: the CLI asks it
+-- through ublk.requests (devN.resize: bytes and force), and it runs
+-- dev:resize and answers.
 local core = require "ublk.core"
 local params = require "ublk.params"
+local requests = require "ublk.requests"
 local state = require "ublk.state"
 
 local resize = {}
@@ -16,59 +12,17 @@ local resize = {}
 local cli_out = require "ublk.cli_out"
 local out, complain = cli_out.out, cli_out.complain
 
-local wait_until = libc.wait_until
-
--- Requests and answers go through state.write_file, whole or not at all:
--- the reader never sees half a line.
-local function request_path(id) return ("%s/dev%d.resize"):format(state.dir, id) end
-
--- What the server waits on beside signals: an inotify descriptor that
--- turns readable when a file is renamed into the state directory, as
--- state.write_file puts a request there, so a request is answered at once
--- and an idle server sleeps until there is something to do.  (It looked
--- every 200 ms before: 5 wakeups a second, and resize took up to 200 ms
--- more.)  nil where inotify is not to be had: then look every 200 ms.
-local IN_NONBLOCK, IN_CLOEXEC, IN_MOVED_TO = 0x800, 0x80000, 0x80
-function resize.watch()
-  local fd = ffi.C.inotify_init1(IN_NONBLOCK + IN_CLOEXEC)
-  if fd < 0 then return nil end
-  if ffi.C.inotify_add_watch(fd, state.dir, IN_MOVED_TO) < 0 then
-    ffi.C.close(fd)
-    return nil
-  end
-  return fd
-end
-
-local events = ffi.new("char[4096]")
--- Reads what woke the server, so that the next wait sleeps again.
-function resize.drain(fd)
-  while ffi.C.read(fd, events, 4096) > 0 do end
-end
-
--- The server's half: answers each request left for one of its devices.
-function resize.serve_requests(devices)
-  for _, dev in ipairs(devices) do
-    local path = request_path(dev.id)
-    local req = state.read_file(path)
-    if req then
-      os.remove(path)
-      local bytes, force = req:match("^(%d+) (%a+)")
-      local ok, err
-      if not bytes then
-        err = "EINVAL: unreadable resize request"
-      elseif dev:state() ~= "started" then
-        err = "EINVAL: the device is " .. dev:state()
-      else
-        local okc, r, e = pcall(dev.resize, dev, tonumber(bytes), force == "force")
-        ok, err = okc and r, okc and e or r
-        -- a recovery by the recorded script serves the new size
-        -- (cli_daemon.lua: takeover)
-        if ok then state.record(dev, { resized = true }) end
-      end
-      state.write_file(path .. ".out", ok and ("ok %d\n"):format(dev:info().size)
-        or ("error %s\n"):format(tostring(err):gsub("\n", " ")))
-    end
-  end
+-- The server's half (ublk.requests): "BYTES force|keep" -> the new size.
+function resize.serve(dev, req)
+  local bytes, force = req:match("^(%d+) (%a+)$")
+  if not bytes then return nil, "EINVAL: unreadable resize request" end
+  if dev:state() ~= "started" then return nil, "EINVAL: the device is " .. dev:state() end
+  local ok, err = dev:resize(tonumber(bytes), force == "force")
+  if not ok then return nil, err end
+  -- a recovery by the recorded script serves the new size
+  -- (cli_daemon.lua: takeover)
+  state.record(dev, { resized = true })
+  return tostring(dev:info().size)
 end
 
 -- The CLI's half: 0 resized, 1 refused or failed, 2 a SIZE that is none.
@@ -95,35 +49,13 @@ function resize.run(o)
       params.format_size(bytes), params.format_size(info.size)))
     return 1
   end
-  local st = state.read(o.id)
-  if not (st and state.server_alive(st) and info.state == "LIVE") then
-    complain(("device %d has no running ublk-lua server: its server resizes it"):format(o.id))
+  if info.state ~= "LIVE" then
+    complain(("device %d is %s: its server resizes it once it serves"):format(o.id, info.state))
     return 1
   end
-  local path = request_path(o.id)
-  os.remove(path .. ".out")
-  if not state.write_file(path, ("%d %s\n"):format(bytes, o.force and "force" or "keep")) then
-    complain(("device %d: cannot write %s"):format(o.id, path))
-    return 1
-  end
-  local answer
-  wait_until(function()
-    answer = state.read_file(path .. ".out")
-    return answer
-  end, 15)
-  os.remove(path .. ".out")
-  if not answer then
-    os.remove(path)
-    complain(("device %d: its server (pid %d) did not answer in 15 s (a script busy in"
-      .. " a loop of its own that never calls ublk.wait_signal takes no requests:"
-      .. " dev:resize() in it does)"):format(o.id, st.pid))
-    return 1
-  end
-  local now = answer:match("^ok (%d+)")
-  if not now then
-    complain(("device %d: %s"):format(o.id, (answer:match("^error (.-)%s*$") or answer)))
-    return 1
-  end
+  local now, aerr = requests.ask(o.id, "resize", ("%d %s"):format(bytes,
+    o.force and "force" or "keep"), state.read(o.id))
+  if not now then complain(aerr) return 1 end
   out("dev id %d: resized from %s to %s", o.id, params.format_size(info.size),
     params.format_size(tonumber(now)))
   return 0

@@ -146,8 +146,9 @@ local function bring_up(what)
   local label = first and ("recover -n %d: %s"):format(first, script) or script
   for n, t in pairs(what.takeover or {}) do ublk._takeover[tonumber(n)] = t end
   if what.gate then ublk._gate = gate end
-  -- a script that waits for its signal itself answers `resize` meanwhile
-  ublk._resize = require "ublk.cli_resize"
+  -- a script that waits for its signal itself answers `resize` and
+  -- `mark` meanwhile
+  ublk._requests = require "ublk.requests"
   local backend = require "ublk.backend"
   backend.keep, backend.takeover_shared = true, what.shared
   if what.spec then
@@ -312,8 +313,9 @@ local function serve(what)
     if ok then what.ready(devices) else report({}, "interrupted by " .. sig) end
   end
   -- the signal may have come while the script waited for it itself;
-  -- waiting, the server answers `ublk-lua resize` as requests come (the
-  -- same wait as a script's: ublk.wait_signal, with ublk._resize set)
+  -- waiting, the server answers `ublk-lua resize` and `mark` as requests
+  -- come (the same wait as a script's: ublk.wait_signal, with
+  -- ublk._requests set)
   while not sig do sig = ublk.wait_signal() end
   if state.handover_asked(ublk.devices()) then return handover(0) end
   local status, stuck = 0, false

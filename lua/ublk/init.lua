@@ -326,9 +326,9 @@ end
 --   while not ublk.wait_signal(1) do print(dev:stats().total.reads) end
 -- Once one has come it answers at once; the CLI then removes the devices.
 -- A script a server runs (ublk-lua SCRIPT, add) also answers `ublk-lua
--- resize` for its devices while it waits here, as the server's own wait
--- does (cli_resize.lua); the server's own wait is this one.
-local resize_watch -- the state directory's inotify watch; false: none to be had
+-- resize` and `ublk-lua mark` for its devices while it waits here
+-- (ublk.requests); the server's own wait is this one.
+local watch -- the state directory's inotify watch; false: none to be had
 function ublk.wait_signal(seconds)
   if seconds ~= nil and (type(seconds) ~= "number" or seconds < 0) then
     error("ublk.wait_signal: seconds must be a number >= 0", 2)
@@ -337,18 +337,18 @@ function ublk.wait_signal(seconds)
   -- a script the CLI runs is ready at its first wait with a device made
   -- (cli_serve.lua: settle)
   if ublk._on_wait and ublk._on_wait() then ublk._on_wait = nil end
-  local resize = ublk._resize
-  if not resize then return core.wait_signal(ms) end
-  if resize_watch == nil then resize_watch = resize.watch() or false end
+  local requests = ublk._requests
+  if not requests then return core.wait_signal(ms) end
+  if watch == nil then watch = requests.watch() or false end
   local deadline = ms >= 0 and core.clock() + ms / 1000
   while true do
     local left = deadline and math.max(0, math.floor((deadline - core.clock()) * 1000 + 0.5))
     -- without a watch (no state directory): a look every 200 ms
-    local wait = resize_watch and (left or -1) or math.min(left or 200, 200)
-    local sig = core.wait_signal(wait, resize_watch or nil)
+    local wait = watch and (left or -1) or math.min(left or 200, 200)
+    local sig = core.wait_signal(wait, watch or nil)
     if sig then return sig end
-    if resize_watch then resize.drain(resize_watch) end
-    resize.serve_requests(ublk.devices())
+    if watch then requests.drain(watch) end
+    requests.serve(ublk.devices())
     if deadline and core.clock() >= deadline then return nil end
   end
 end

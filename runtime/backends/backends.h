@@ -8,6 +8,10 @@
 #ifndef UBLK_BACKENDS_H
 #define UBLK_BACKENDS_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
 #include "../include/backend.h"
 #include "store.h"
 
@@ -30,15 +34,33 @@ int ublk_plugin_load(const char *path, const struct ublk_backend_ops **ops, char
 		     size_t errlen);
 
 /* The recorder's log (record_writer.c; its format: record_log.h), written
- * by the recorder policy and by a Lua backend that records. */
+ * by the recorder policy and by a Lua backend that records: mapped into
+ * memory, each entry a reservation and a copy, the file grown ahead by a
+ * thread of its own.  fd < 0: none open. */
 struct ublk_record_log {
 	int fd;
-	bool failed;	/* said once that the log cannot be written */
+	char *map;			/* the file from offset 0, in a reserved window */
+	_Atomic uint64_t tail;		/* where the next entry goes */
+	_Atomic uint64_t mapped;	/* bytes of the file mapped: its length */
+	_Atomic bool asked;		/* the grower has been asked for more */
+	_Atomic bool failed;		/* said once that the log cannot be written */
+	_Atomic bool pending;		/* a log taken over: continued at its first entry */
+	bool started;			/* the grower runs */
+	bool stop;			/* the grower ends (under lock) */
+	int grow_err;			/* -errno once growing failed (under lock) */
+	pthread_t grower;
+	pthread_mutex_t lock;
+	pthread_cond_t wake, grown;	/* the grower's; the writers waiting on it */
+	dev_t dev;			/* the file, for marks made in this process */
+	ino_t ino;
+	char path[256];			/* for messages */
+	struct ublk_record_log *next;	/* the logs this process writes */
 };
 /* A new log at `path` for a device of `size` bytes in `block_size`
- * blocks, or with `recover` the log of the device being taken over,
- * continued (a torn last entry cut; b->note says so).  0, or -errno with
- * why in b->err. */
+ * blocks, or with `recover` the log of the device being taken over, its
+ * header checked now and the log continued at its first entry (once the
+ * server before has let go of it; a torn last entry cut, in a log line).
+ * 0, or -errno with why in b->err. */
 int ublk_record_log_open(struct ublk_record_log *l, const char *path, bool recover,
 			 uint32_t block_size, uint64_t size, struct ublk_backend *b);
 /* What a recorded backend advertises, from the caps of the one under the
@@ -53,6 +75,10 @@ unsigned ublk_record_caps(unsigned caps);
  * -EIO. */
 int ublk_record_log_io(struct ublk_record_log *l, struct ublk_io *io, unsigned caps);
 void ublk_record_log_close(struct ublk_record_log *l);
+/* Appends a mark of `len` bytes to the log at `path` if this process
+ * writes it: 0, -ENOENT if it does not (crash_log.mark appends then), or
+ * -errno. */
+int ublk_record_mark(const char *path, const char *name, size_t len);
 
 /* The values of option "copy" of null and file, in the order
  * ublk_backend_copy_mode() takes them. */

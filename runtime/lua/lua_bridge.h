@@ -118,6 +118,9 @@ extern const struct ublk_backend_ops ublk_backend_lua;
 /* lua_admin.c: every ublk device on the machine, into core's table */
 void lua_admin_register(lua_State *L);
 
+/* lua_record.c: the recorder's log's checks and marks, into core's table */
+void lua_record_register(lua_State *L);
+
 /* lua_host.c: core.host_queue, a backend's queue on the host (tests) */
 int lua_host_queue(lua_State *L);
 void lua_host_register(lua_State *L);

@@ -182,6 +182,25 @@ describe("#guest power-cut testing", function()
       dir):match("^(%x+)"))
   end)
 
+  it("a recorded device reloaded goes on in the same log: the old server lets go at the hand-over", function()
+    G.must("rm -rf %s && mkdir -p %s", dir, dir)
+    local log = dir .. "/reloaded.log"
+    local id = tonumber(G.must("%s add -t memory -s 16MiB --record %s", G.bin, log):match("dev id (%d+):"))
+    local path = "/dev/ublkb" .. id
+    local a = G.write_random_at(path, 0, 1048576)
+    G.must("%s mark -n %d a", G.bin, id)
+    assert.matches("reloaded", G.must("%s reload -n %d", G.bin, id))
+    local b = G.write_random_at(path, 1048576, 1048576)
+    G.must("%s mark -n %d b", G.bin, id)
+    G.must("%s del -n %d", G.bin, id)
+    local l = require("ublk.crash").read(log)
+    assert.are.same({ 0, false }, { l.ignored, l.torn })
+    G.must("%s replay %s --to b -o %s/at-b.img", G.bin, log, dir)
+    assert.are.equal(a, G.must("head -c 1048576 %s/at-b.img | md5sum", dir):match("^(%x+)"))
+    assert.are.equal(b, G.must("tail -c +1048577 %s/at-b.img | head -c 1048576 | md5sum", dir)
+      :match("^(%x+)"))
+  end)
+
   it("ext4 on an honest disk: every crash state passes e2fsck and keeps every durable file", function()
     setup()
     local r = record_and_crashtest("honest ext4", SIZE, function(dev) workload(dev, 4) end, CHECK,

@@ -27,7 +27,7 @@ describe("#guest device management", function()
     local _, text = cli("list")
     assert.matches("dev id " .. id .. ": LIVE, 64 MiB, 2 queues x 128", text)
     -- idle, the server's main thread sleeps until a signal or a request
-    -- (cli_resize.watch); it looked for requests every 200 ms before
+    -- (ublk.requests: watch); it looked for requests every 200 ms before
     local function switches()
       return tonumber(G.read_file(("/proc/%d/status"):format(pid))
         :match("\nvoluntary_ctxt_switches:%s*(%d+)"))

@@ -1,0 +1,105 @@
+#!/bin/sh
+# bench/crash.sh: the power-cut bench (docs/crash-testing.md), one guest
+# boot, `make bench-crash` (UBLK_VM_KERNEL picks the kernel):
+# 1. what recording costs: fio 4k randwrite QD64 and 128k write QD16 on a
+#    256 MiB memory device, on its copy = "buffer" twin (the copy the
+#    recorder makes the device use) and recorded (log on /tmp), ROUNDS (3)
+#    interleaved rounds of RUNTIME (6) seconds a case, medians, with the
+#    server's CPU per I/O;
+# 2. states per minute: an ext4 of 256 MiB on a recorded device, files
+#    written, fsynced and marked through `ublk-lua mark`, then crashtest
+#    with e2fsck -fn and the marked files' checks
+#    (spec/guest/scripts/crash-check.sh) on STATES (16) states, 2 jobs.
+# Prints a markdown report and keeps it as bench/results/DATE-KERNEL-crash.md
+# (-2, -3, ... when that is taken).
+set -eu
+cd "$(dirname "$0")/.."
+bin=${UBLK_LUA_BIN:-$PWD/build/ublk-lua}
+rt=${RUNTIME:-6}
+rounds=${ROUNDS:-3}
+dir=$(mktemp -d /tmp/ublk-crash-bench.XXXXXX)
+log=$dir/rec.log
+fio_iops() { # device bs qd -> IOPS
+	fio --name=w --filename="$1" --rw=$([ "$2" = 4k ] && echo randwrite || echo write) \
+		--bs="$2" --iodepth="$3" --ioengine=io_uring --direct=1 --time_based --runtime="$rt" \
+		--size=128M --output-format=terse --terse-version=3 2>/dev/null | tail -1 | cut -d';' -f49
+}
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # the server's CPU, all threads
+echo 'return { size = "256MiB", recovery = false, backend = require("ublk").memory{ copy = "buffer" } }' \
+	> "$dir/buffer.lua"
+one() { # case bs qd -> "IOPS us-per-IO"
+	case $1 in
+	memory) out=$("$bin" add -t memory -s 256MiB -r false) ;;
+	buffer) out=$("$bin" add "$dir/buffer.lua") ;;
+	recorded) rm -f "$log"; out=$("$bin" add -t memory -s 256MiB -r false --record "$log") ;;
+	esac
+	id=$(echo "$out" | sed -n 's/^dev id \([0-9]*\):.*/\1/p')
+	pid=$(echo "$out" | sed -n 's/.* pid \([0-9]*\).*/\1/p')
+	t0=$(ticks "$pid")
+	n=$(fio_iops "/dev/ublkb$id" "$2" "$3")
+	t1=$(ticks "$pid")
+	"$bin" del -n "$id" >/dev/null
+	rm -f "$log"
+	# clock ticks are 10 ms
+	awk -v n="$n" -v t="$((t1 - t0))" -v rt="$rt" 'BEGIN { printf "%d %.1f\n", n, t * 10000 / (n * rt) }'
+}
+median() { sort -n | awk '{ v[NR] = $0 } END { print v[int((NR + 1) / 2)] }'; }
+col() { # case bs column -> the median of that column of the runs
+	awk -v c="$1" -v b="$2" -v k="$3" '$1 == c && $2 == b { print $k }' "$dir/runs" | median
+}
+for r in $(seq "$rounds"); do
+	for w in "4k 64" "128k 16"; do
+		for c in memory buffer recorded; do
+			set -- $w
+			echo "$c $1 $(one "$c" "$1" "$2")" >> "$dir/runs"
+		done
+	done
+done
+report() {
+echo "## Power-cut bench, $(uname -r), $(date -u +%F)"
+echo
+echo "Recording cost: fio io_uring O_DIRECT on a 256 MiB memory device, medians of $rounds rounds of ${rt} s; CPU: the server's, all threads."
+echo
+echo "| workload | memory IOPS | copy=buffer IOPS | recorded IOPS | recorded / memory | recorded / buffer | CPU us/IO memory | buffer | recorded |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for w in 4k:QD64 128k:QD16; do
+	bs=${w%%:*}
+	awk -v w="$bs ${w#*:}" -v m="$(col memory "$bs" 3)" -v b="$(col buffer "$bs" 3)" \
+		-v r="$(col recorded "$bs" 3)" -v cm="$(col memory "$bs" 4)" -v cb="$(col buffer "$bs" 4)" \
+		-v cr="$(col recorded "$bs" 4)" 'BEGIN {
+		printf "| %s write | %d | %d | %d | %.2fx | %.2fx | %s | %s | %s |\n", w, m, b, r, r / m, r / b, cm, cb, cr }'
+done
+}
+report > "$dir/report.md"
+
+# states per minute: the workload, recorded
+out=$("$bin" add -t memory -s 256MiB -r false --record "$log")
+id=$(echo "$out" | sed -n 's/^dev id \([0-9]*\):.*/\1/p')
+mkfs.ext4 -q "/dev/ublkb$id"
+mkdir -p "$dir/mnt"
+mount "/dev/ublkb$id" "$dir/mnt"
+for i in 1 2 3 4 5 6 7 8; do
+	head -c 65536 /dev/urandom > "$dir/mnt/f$i"
+	sync "$dir/mnt/f$i" "$dir/mnt"
+	"$bin" mark -n "$id" "f$i $(md5sum < "$dir/mnt/f$i" | cut -d' ' -f1)"
+done
+umount "$dir/mnt"
+"$bin" del -n "$id" >/dev/null
+states=${STATES:-16}
+"$bin" crashtest "$log" --check "sh $PWD/spec/guest/scripts/crash-check.sh {dev} {marks}" \
+	--states "$states" --jobs 2 --json --dir "$dir" > "$dir/crashtest.json" || true
+{
+echo
+tail -1 "$dir/crashtest.json" | luajit -e '
+  local s = require("dkjson").decode(io.read("*a")).summary
+  print(("States per minute: a 256 MiB ext4, 8 files written, fsynced and marked; crashtest --jobs 2 with e2fsck -fn and the marked files checked: %d states (%d entries, %d epochs) %s in %.1f s, **%.1f states/min**."):format(
+    s.checked, s.entries, s.epochs, s.result == "pass" and "pass" or "FAIL at " .. tostring(s.failed), s.seconds, s.checked / s.seconds * 60))'
+} >> "$dir/report.md"
+cat "$dir/report.md"
+name=bench/results/$(date -u +%F)-$(uname -r)-crash
+n=1 base=$name
+while [ -e "$name.md" ]; do n=$((n + 1)); name=$base-$n; done
+cp "$dir/report.md" "$name.md"
+echo
+echo "$name.md"
+rm -rf "$dir"
