@@ -92,11 +92,17 @@ function M.from_spec(spec)
   if not spec.record then return spec end
   local t = {}
   for k, v in pairs(spec) do t[k] = v end
-  local base = spec.backend or options.backends()[1].name -- the registry's first: the default
+  local name = spec.backend or options.backends()[1].name -- the registry's first: the default
+  -- the backend's own options (add -t file -f PATH) go with it, under
+  -- the recorder, where they are checked as its
+  local decl, opts, base = options.find(name), {}, name
+  for _, o in ipairs(decl and decl.options or {}) do
+    if spec[o.name] ~= nil then opts[o.name], t[o.name] = spec[o.name], nil end
+  end
+  if next(opts) then base = backend.c_backends[name](opts) end
   t.backend, t.record = M.record{ base = base, log = spec.record }, nil
   -- a backend that sizes itself from a path (a file's own length) does so
   -- under the recorder too (params.lua asks a policy object for a size)
-  local decl = options.find(base)
   if t.size == nil and decl and decl.sizes_itself and type(spec.path) == "string" then
     local f = io.open(spec.path, "rb")
     if f then t.size = f:seek("end") f:close() end
