@@ -3,20 +3,20 @@
 # boot, `make bench-crash` (UBLK_VM_KERNEL picks the kernel):
 # 1. what recording costs: fio 4k randwrite QD64 and 128k write QD16 on a
 #    256 MiB memory device, on its copy = "buffer" twin (the copy the
-#    recorder makes the device use) and recorded (log on /tmp), ROUNDS (3)
-#    interleaved rounds of RUNTIME (6) seconds a case, medians, with the
+#    recorder makes the device use) and recorded (log on /tmp), UBLK_BENCH_ROUNDS (3)
+#    interleaved rounds of UBLK_BENCH_RUNTIME (6) seconds a case, medians, with the
 #    server's CPU per I/O;
 # 2. states per minute: an ext4 of 256 MiB on a recorded file device, 8
 #    files written, fsynced and marked through `ublk-lua mark`, then crashtest
 #    with e2fsck -fn and the marked files' checks
-#    (spec/guest/scripts/crash-check.sh) on STATES (16) states, 2 jobs.
+#    (spec/guest/scripts/crash-check.sh) on UBLK_BENCH_STATES (16) states, 2 jobs.
 # Prints a markdown report and keeps it as bench/results/DATE-KERNEL-crash.md
 # (-2, -3, ... when that is taken).
 set -eu
 cd "$(dirname "$0")/.."
 bin=${UBLK_LUA_BIN:-$PWD/build/ublk-lua}
-rt=${RUNTIME:-6}
-rounds=${ROUNDS:-3}
+rt=${UBLK_BENCH_RUNTIME:-6}
+rounds=${UBLK_BENCH_ROUNDS:-3}
 dir=$(mktemp -d /tmp/ublk-crash-bench.XXXXXX)
 log=$dir/rec.log
 fio_iops() { # device bs qd -> IOPS
@@ -89,7 +89,7 @@ for i in 1 2 3 4 5 6 7 8; do
 done
 umount "$dir/mnt"
 "$bin" del -n "$id" >/dev/null
-states=${STATES:-16}
+states=${UBLK_BENCH_STATES:-16}
 "$bin" crashtest "$log" --base "$dir/base.img" --check "sh $PWD/spec/guest/scripts/crash-check.sh {dev} {marks}" \
 	--states "$states" --jobs 2 --json --dir "$dir" > "$dir/crashtest.json" || true
 {

@@ -71,7 +71,7 @@ static void record_destroy(struct ublk_backend *b)
 static int record_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ublk_io *io)
 {
 	struct record *r = b->priv;
-	int ret = ublk_record_log_io(&r->log, io, r->base.caps);
+	int ret = ublk_record_log_io(&r->log, q, io, r->base.caps);
 
 	if (ret != 0) /* failed, or a FLUSH the base takes none of: done */
 		return ret < 0 ? ret : 0;

@@ -65,15 +65,17 @@ int ublk_record_log_open(struct ublk_record_log *l, const char *path, bool recov
 			 uint32_t block_size, uint64_t size, struct ublk_backend *b);
 /* What a recorded backend advertises, from the caps of the one under the
  * log: a volatile cache and FUA whatever it takes, so that flushes and
- * FUA writes reach the log, and data through the tag's buffer, where the
- * log reads it. */
+ * FUA writes reach the log, and no zero copy: a write's data must reach
+ * the log (from the tag's buffer, or by user copy straight into it). */
 unsigned ublk_record_caps(unsigned caps);
-/* Logs io if it changes the disk (a write with its data from io->buf, a
- * flush, a discard, write-zeroes; FUA kept), then says what the backend
- * under the log (of `caps`) still has to do with it: 0 serve it (a FUA it
- * takes none of dropped), 1 it is done (a FLUSH it takes none of), or
- * -EIO. */
-int ublk_record_log_io(struct ublk_record_log *l, struct ublk_io *io, unsigned caps);
+/* Logs io if it changes the disk (a write with its data, a flush, a
+ * discard, write-zeroes; FUA kept), then says what the backend under the
+ * log (of `caps`) still has to do with it: 0 serve it (a FUA it takes
+ * none of dropped), 1 it is done (a FLUSH it takes none of), or -EIO.
+ * q: io's queue, whose user copy moves a write's data when the device
+ * has it; NULL: the data is io->buf. */
+int ublk_record_log_io(struct ublk_record_log *l, const struct ublk_queue *q, struct ublk_io *io,
+		       unsigned caps);
 void ublk_record_log_close(struct ublk_record_log *l);
 /* Appends a mark of `len` bytes to the log at `path` if this process
  * writes it: 0, -ENOENT if it does not (crash_log.mark appends then), or

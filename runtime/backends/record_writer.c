@@ -249,8 +249,10 @@ out:
 }
 
 /* Appends one entry: head h (magic and check filled in here) and n bytes
- * of payload.  0, or -EIO (said once). */
-static int put(struct ublk_record_log *l, struct ublk_log_head *h, const void *data, uint32_t n)
+ * of payload, from `data`, or with q the data of io, copied from the
+ * request straight into the log by user copy.  0, or -EIO (said once). */
+static int put(struct ublk_record_log *l, struct ublk_log_head *h, const void *data, uint32_t n,
+	       const struct ublk_queue *q, const struct ublk_io *io)
 {
 	uint64_t size = sizeof(*h) + n, at;
 	char *p;
@@ -272,7 +274,19 @@ static int put(struct ublk_record_log *l, struct ublk_log_head *h, const void *d
 		return -EIO;
 	}
 	p = l->map + at;
-	memcpy(p + sizeof(*h), data, n);
+	if (q) {
+		ret = ublk_io_copy_user(q, io, p + sizeof(*h), n, 0);
+		if (ret != (int)n) {
+			/* the entry stays without its magic: the log ends there */
+			if (!atomic_exchange(&l->failed, true))
+				ublk_err("recorder: log %s: cannot copy a write's data into it (%s): "
+					 "requests fail with EIO", l->path,
+					 strerror(ret < 0 ? -ret : EIO));
+			return -EIO;
+		}
+	} else {
+		memcpy(p + sizeof(*h), data, n);
+	}
 	h->magic = UBLK_LOG_ENTRY_MAGIC;
 	h->check = 0;
 	h->check = (uint32_t)ublk_xxh64(p + sizeof(*h), n, ublk_xxh64(h, sizeof(*h), 0));
@@ -430,13 +444,14 @@ int ublk_record_mark(const char *log, const char *name, size_t len)
 		if (l->dev == st.st_dev && l->ino == st.st_ino)
 			break;
 	if (l)
-		ret = put(l, &h, name, (uint32_t)len);
+		ret = put(l, &h, name, (uint32_t)len, NULL, NULL);
 	pthread_mutex_unlock(&logs_lock);
 	return ret;
 }
 
 /* One entry for io, if it changes the disk: 0, or -EIO. */
-static int log_append(struct ublk_record_log *l, const struct ublk_io *io)
+static int log_append(struct ublk_record_log *l, const struct ublk_queue *q,
+		      const struct ublk_io *io)
 {
 	static const uint8_t types[UBLK_NR_OPS] = {
 		[UBLK_IO_OP_WRITE] = UBLK_LOG_WRITE, [UBLK_IO_OP_FLUSH] = UBLK_LOG_FLUSH,
@@ -456,17 +471,18 @@ static int log_append(struct ublk_record_log *l, const struct ublk_io *io)
 	}
 	if (type == UBLK_LOG_FLUSH)
 		h.offset = h.len = 0;
-	return put(l, &h, io->buf, n);
+	return put(l, &h, io->buf, n, n && q && ublk_io_user_copy(q, io) ? q : NULL, io);
 }
 
 unsigned ublk_record_caps(unsigned caps)
 {
-	return (caps & ~(UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY)) | UBLK_CAN_FLUSH | UBLK_CAN_FUA;
+	return (caps & ~UBLK_CAN_ZERO_COPY) | UBLK_CAN_FLUSH | UBLK_CAN_FUA;
 }
 
-int ublk_record_log_io(struct ublk_record_log *l, struct ublk_io *io, unsigned caps)
+int ublk_record_log_io(struct ublk_record_log *l, const struct ublk_queue *q, struct ublk_io *io,
+		       unsigned caps)
 {
-	int ret = log_append(l, io);
+	int ret = log_append(l, q, io);
 
 	if (ret < 0)
 		return ret;

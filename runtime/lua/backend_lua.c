@@ -196,7 +196,7 @@ static int lua_handle_io(struct ublk_backend *b, struct ublk_queue *q, struct ub
 	struct lua_backend *lb = b->priv;
 
 	if (lb->log.fd >= 0) { /* recorded: logged first, as the recorder does */
-		int ret = ublk_record_log_io(&lb->log, io, lb->caps);
+		int ret = ublk_record_log_io(&lb->log, q, io, lb->caps);
 
 		if (ret != 0) /* failed, or a FLUSH no handler takes: done */
 			return ret < 0 ? ret : 0;

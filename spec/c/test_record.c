@@ -172,7 +172,7 @@ static void *write_entries(void *arg)
 
 		for (unsigned k = 0; k < 1024; k++)
 			data[k] = w->id << 24 | i;
-		if (ublk_record_log_io(w->log, &io, UBLK_CAN_FLUSH | UBLK_CAN_FUA) != 0)
+		if (ublk_record_log_io(w->log, NULL, &io, UBLK_CAN_FLUSH | UBLK_CAN_FUA) != 0)
 			w->failed++;
 	}
 	return NULL;
