@@ -8,13 +8,12 @@ local ffi = require "ffi"
 local bit = require "bit"
 local core = require "ublk.core"
 local errno = require "ublk.errno"
-require "ublk.libc" -- open, close, pwrite
+require "ublk.libc" -- open, close, pwrite, flock, ftruncate
 local C = ffi.C
 
 local M = {}
 
 ffi.cdef(core.record_log_cdef)
-ffi.cdef [[ int flock(int fd, int op); int ftruncate(int fd, int64_t length); ]]
 
 local HEAD = ffi.sizeof("struct ublk_log_head")
 local HEADER = ffi.sizeof("struct ublk_log_header")

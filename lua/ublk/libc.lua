@@ -18,6 +18,8 @@ int64_t lseek(int fd, int64_t off, int whence);
 long readlink(const char *path, char *buf, size_t len);
 int mkdir(const char *path, unsigned mode);
 int truncate(const char *path, int64_t length);
+int ftruncate(int fd, int64_t length);
+int flock(int fd, int op);
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off);
 int munmap(void *addr, size_t len);
 int getpid(void);

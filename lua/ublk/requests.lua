@@ -91,7 +91,9 @@ function requests.ask(id, kind, body, rec)
       :format(id, rec.pid)
   end
   local text = answer:match("^ok ?(.-)%s*$")
-  if not text then return nil, ("device %d: %s"):format(id, answer:match("^error (.-)%s*$") or answer) end
+  if not text then
+    return nil, ("device %d: %s"):format(id, answer:match("^error (.-)%s*$") or answer)
+  end
   return text
 end
 

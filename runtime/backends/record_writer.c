@@ -7,21 +7,19 @@
  * Lua backend that records (runtime/lua/backend_lua.c) both log through
  * it.
  *
- * The file is mapped shared into a window of address space reserved at
- * open.  An entry is a reservation (one atomic add on the tail: queue
- * threads take no lock) and a copy into the mapping, its magic stored
- * last, so a reader never takes half an entry for a whole one.  The page
- * cache holds what was copied the moment it is copied: the log outlives
- * a killed server (it is never fsynced: it must outlive the server, not
- * the machine).  A thread of the log's own grows the file a chunk ahead
- * of the tail and maps it populated, so that the queue threads neither
- * enter the kernel nor fault pages in to log.
+ * The file is mapped (record_map.c: a window of address space, a thread
+ * growing the file ahead).  An entry is a reservation (one atomic add on
+ * the tail: queue threads take no lock) and a copy into the mapping (from
+ * the tag's buffer, or by user copy straight from the request), its magic
+ * stored last, so a reader never takes half an entry for a whole one.
+ * The page cache holds what was copied the moment it is copied: the log
+ * outlives a killed server (it is never fsynced: it must outlive the
+ * server, not the machine).
  *
- * Why: writev() of each entry onto an O_APPEND file cost 23-37 us a 4 KiB
- * write in the 6.12 guest (14 us over pages already there), the copy into
- * a mapped, populated page 1.7 us; on this host 2.3 us and about 0.2.
- * Recorded 4k randwrite QD64 went from 0.22x the memory backend to the
- * number in docs/crash-testing.md.
+ * Why: writev() of each entry onto an O_APPEND file, with a CRC32C, cost
+ * 23-37 us and 38 us a 4 KiB write in the 6.12 guest; the copy into a
+ * mapped page and XXH64 1.7 and 1.8 us.  Recorded 4k randwrite QD64 there
+ * went from 9.5k to 28.8k IOPS (docs/crash-testing.md).
  *
  * The writer holds an exclusive flock() on the log while it is open, so
  * that nothing else appends to it then (crash_log.mark takes the same
@@ -29,7 +27,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,12 +40,8 @@
 #include "../base/xxh64.h"
 #include "backends.h"
 #include "record_log.h"
+#include "record_map.h"
 
-/* The address space a log may fill (1 TiB), reserved, not memory. */
-#define WINDOW (1ull << 40)
-/* The file grows a chunk at a time, once less than AHEAD is left. */
-#define CHUNK (16u << 20)
-#define AHEAD (8u << 20)
 /* How long a server taking a device over waits for the one before it to
  * let go of the log (a reload: the old server closes it as it ends). */
 #define LOCK_WAIT_MS 10000
@@ -60,80 +53,6 @@ static struct ublk_record_log *logs;
 static uint32_t header_check(const struct ublk_log_header *h)
 {
 	return (uint32_t)ublk_xxh64(h, offsetof(struct ublk_log_header, check), 0);
-}
-
-/* Maps [mapped, mapped + CHUNK) of the file, made that long: 0 or -errno. */
-static int grow_chunk(struct ublk_record_log *l)
-{
-	uint64_t at = atomic_load(&l->mapped);
-
-	if (at + CHUNK > WINDOW)
-		return -EFBIG;
-	if (ftruncate(l->fd, (off_t)(at + CHUNK)) < 0)
-		return -errno;
-	if (mmap(l->map + at, CHUNK, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE,
-		 l->fd, (off_t)at) == MAP_FAILED)
-		return -errno;
-	atomic_store_explicit(&l->mapped, at + CHUNK, memory_order_release);
-	return 0;
-}
-
-static void *grower(void *arg)
-{
-	struct ublk_record_log *l = arg;
-	sigset_t all;
-	int ret = 0;
-
-	sigfillset(&all); /* signals are for the main thread */
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	pthread_mutex_lock(&l->lock);
-	for (;;) {
-		while (!l->stop && !atomic_load(&l->asked))
-			pthread_cond_wait(&l->wake, &l->lock);
-		if (l->stop)
-			break;
-		atomic_store(&l->asked, false);
-		pthread_mutex_unlock(&l->lock);
-		do
-			ret = grow_chunk(l);
-		while (ret == 0 && atomic_load(&l->tail) + AHEAD > atomic_load(&l->mapped));
-		pthread_mutex_lock(&l->lock);
-		if (ret < 0)
-			l->grow_err = ret;
-		pthread_cond_broadcast(&l->grown);
-		if (ret < 0)
-			break;
-	}
-	pthread_mutex_unlock(&l->lock);
-	return NULL;
-}
-
-/* Makes sure [0, end) is mapped: 0, or -errno when the file could not
- * grow.  The grower is asked once the tail nears the end of what is
- * mapped, so that a writer seldom waits. */
-static int reach(struct ublk_record_log *l, uint64_t end)
-{
-	uint64_t m = atomic_load_explicit(&l->mapped, memory_order_acquire);
-	int ret;
-
-	if (end + AHEAD <= m)
-		return 0;
-	if (!atomic_exchange(&l->asked, true)) {
-		pthread_mutex_lock(&l->lock);
-		pthread_cond_signal(&l->wake);
-		pthread_mutex_unlock(&l->lock);
-	}
-	if (end <= m)
-		return 0;
-	pthread_mutex_lock(&l->lock);
-	while (end > atomic_load(&l->mapped) && !l->grow_err) {
-		atomic_store(&l->asked, true);
-		pthread_cond_signal(&l->wake);
-		pthread_cond_wait(&l->grown, &l->lock);
-	}
-	ret = end <= atomic_load(&l->mapped) ? 0 : l->grow_err;
-	pthread_mutex_unlock(&l->lock);
-	return ret;
 }
 
 /* Where the entries of the log mapped at l->map end, reading from pos
@@ -166,30 +85,6 @@ static int lock_log(int fd, bool wait)
 		nanosleep(&pause, NULL);
 	}
 	return 0;
-}
-
-/* Maps what the file holds and room ahead, tail at `tail`, and starts the
- * grower.  0 or -errno. */
-static int start(struct ublk_record_log *l, uint64_t tail)
-{
-	uint64_t len = (tail + AHEAD + CHUNK - 1) / CHUNK * CHUNK;
-	sigset_t all, old;
-	int ret;
-
-	if (ftruncate(l->fd, (off_t)len) < 0 ||
-	    mmap(l->map, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, l->fd, 0) ==
-	    MAP_FAILED)
-		return -errno;
-	/* the part the next writes go to, in now rather than page by page */
-	madvise(l->map + tail / 4096 * 4096, len - tail / 4096 * 4096, MADV_POPULATE_WRITE);
-	atomic_store(&l->tail, tail);
-	atomic_store(&l->mapped, len);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	ret = -pthread_create(&l->grower, NULL, grower, l);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	l->started = ret == 0;
-	return ret;
 }
 
 /* The log of a device taken over, at its first entry: once the server
@@ -231,7 +126,8 @@ static int take_over(struct ublk_record_log *l)
 		for (uint64_t i = end; i < (uint64_t)st.st_size && !torn; i++)
 			torn = l->map[i] != 0;
 	}
-	ret = start(l, end);
+	/* what followed goes: the room mapped ahead comes back as zeros */
+	ret = ftruncate(l->fd, (off_t)end) < 0 ? -errno : ublk_log_map_start(l, end);
 	if (ret < 0) {
 		ublk_err("recorder: log %s: cannot continue it: %s", l->path, strerror(-ret));
 		goto out;
@@ -266,7 +162,7 @@ static int put(struct ublk_record_log *l, struct ublk_log_head *h, const void *d
 		return -EIO;
 	}
 	at = atomic_fetch_add_explicit(&l->tail, size, memory_order_relaxed);
-	ret = reach(l, at + size);
+	ret = ublk_log_map_reach(l, at + size);
 	if (ret < 0) {
 		if (!atomic_exchange(&l->failed, true))
 			ublk_err("recorder: cannot grow the log (%s): requests fail with EIO",
@@ -340,7 +236,7 @@ static int begin(struct ublk_record_log *l, uint32_t block_size, uint64_t size,
 	if (ret == 0 && pwrite(l->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
 		ret = -EIO;
 	if (ret == 0)
-		ret = start(l, sizeof(h));
+		ret = ublk_log_map_start(l, sizeof(h));
 	if (ret < 0)
 		snprintf(b->err, sizeof(b->err), "log %.100s: cannot begin it: %s", l->path,
 			 strerror(-ret));
@@ -364,12 +260,13 @@ int ublk_record_log_open(struct ublk_record_log *l, const char *log, bool recove
 			 ret == -EEXIST ? " (a recording is never overwritten)" : "");
 		return ret;
 	}
-	l->map = mmap(NULL, WINDOW, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	l->map = mmap(NULL, UBLK_LOG_WINDOW, PROT_NONE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (l->map == MAP_FAILED || fstat(l->fd, &st) < 0) {
 		ret = -errno;
 		snprintf(b->err, sizeof(b->err), "log %.100s: %s", log, strerror(errno));
 		if (l->map != MAP_FAILED)
-			munmap(l->map, WINDOW);
+			munmap(l->map, UBLK_LOG_WINDOW);
 		goto fail;
 	}
 	l->dev = st.st_dev;
@@ -383,7 +280,7 @@ int ublk_record_log_open(struct ublk_record_log *l, const char *log, bool recove
 		pthread_cond_destroy(&l->grown);
 		pthread_cond_destroy(&l->wake);
 		pthread_mutex_destroy(&l->lock);
-		munmap(l->map, WINDOW);
+		munmap(l->map, UBLK_LOG_WINDOW);
 		goto fail;
 	}
 	pthread_mutex_lock(&logs_lock);
@@ -412,11 +309,7 @@ void ublk_record_log_close(struct ublk_record_log *l)
 		*p = l->next;
 	pthread_mutex_unlock(&logs_lock);
 	if (l->started) {
-		pthread_mutex_lock(&l->lock);
-		l->stop = true;
-		pthread_cond_signal(&l->wake);
-		pthread_mutex_unlock(&l->lock);
-		pthread_join(l->grower, NULL);
+		ublk_log_map_stop(l);
 		/* the file ends at its last entry, without the room mapped ahead */
 		if (ftruncate(l->fd, (off_t)atomic_load(&l->tail)) < 0)
 			ublk_warn("recorder: log %s: cannot cut the room mapped ahead: %s",
@@ -425,7 +318,7 @@ void ublk_record_log_close(struct ublk_record_log *l)
 	pthread_cond_destroy(&l->grown);
 	pthread_cond_destroy(&l->wake);
 	pthread_mutex_destroy(&l->lock);
-	munmap(l->map, WINDOW);
+	munmap(l->map, UBLK_LOG_WINDOW);
 	close(l->fd);
 	l->fd = -1;
 }
