@@ -19,7 +19,7 @@
  * Why: writev() of each entry onto an O_APPEND file, with a CRC32C, cost
  * 23-37 us and 38 us a 4 KiB write in the 6.12 guest; the copy into a
  * mapped page and XXH64 1.7 and 1.8 us.  Recorded 4k randwrite QD64 there
- * went from 9.5k to 28.8k IOPS (docs/crash-testing.md).
+ * went from 9.5k to 27-29k IOPS (docs/crash-testing.md).
  *
  * The writer holds an exclusive flock() on the log while it is open, so
  * that nothing else appends to it then (crash_log.mark takes the same

@@ -201,6 +201,23 @@ describe("#guest power-cut testing", function()
       :match("^(%x+)"))
   end)
 
+  it("a log whose file system fills: writes fail with EIO and one log line, the server lives, the device goes", function()
+    G.must("rm -rf %s && mkdir -p %s/small && mount -t tmpfs -o size=24M none %s/small", dir, dir, dir)
+    local out = G.must("%s add -t memory -s 64MiB -r false --record %s/small/full.log", G.bin, dir)
+    local id, pid = out:match("dev id (%d+):.-, pid (%d+)")
+    local ok, dd = G.sh("dd if=/dev/urandom of=/dev/ublkb%s bs=1M count=40 oflag=direct status=none", id)
+    assert.is_false(ok, "40 MiB fit in a log on 24 MiB")
+    assert.matches("[Ii]nput/output error", dd)
+    assert.is_true(G.sh("kill -0 %s", pid), "the server died")
+    local said = select(2, G.read_file("/run/ublk-lua/server.log"):gsub("cannot grow the log", ""))
+    assert.are.equal(1, said)
+    G.must("%s del -n %s", G.bin, id)
+    -- what was logged before it filled reads whole
+    local l = assert(require("ublk.crash").read(dir .. "/small/full.log"))
+    assert.is_true(#l.entries > 0)
+    G.must("umount %s/small", dir)
+  end)
+
   it("ext4 on an honest disk: every crash state passes e2fsck and keeps every durable file", function()
     setup()
     local r = record_and_crashtest("honest ext4", SIZE, function(dev) workload(dev, 4) end, CHECK,
