@@ -122,6 +122,8 @@ void lua_admin_register(lua_State *L);
 void lua_record_register(lua_State *L);
 /* lua_shared.c: core.shared_alloc and its regions, into core's table */
 void lua_shared_register(lua_State *L);
+/* lua_process.c: spawning servers and commands, sd_notify, into core's table */
+void lua_process_register(lua_State *L);
 
 /* lua_host.c: core.host_queue, a backend's queue on the host (tests) */
 int lua_host_queue(lua_State *L);

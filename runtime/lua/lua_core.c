@@ -299,6 +299,7 @@ int luaopen_ublk_core(lua_State *L)
 	lua_admin_register(L);
 	lua_record_register(L);
 	lua_shared_register(L);
+	lua_process_register(L);
 	lua_pushstring(L, UBLK_LUA_VERSION);
 	lua_setfield(L, -2, "version");
 	lua_pushstring(L, ublk_lua_ffi_cdef);
