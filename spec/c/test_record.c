@@ -57,6 +57,21 @@ static int entries(const char *log)
 	return n;
 }
 
+/* The first write of a server that took the log over (where the log is
+ * continued), at 4096 with pattern `seed`, on a queue over b left open:
+ * served?  What it said goes to msg. */
+static bool first_write(struct ublk_backend *b, unsigned seed, char *msg, size_t len)
+{
+	bool ok;
+
+	queue_open(b);
+	fill(4096, seed);
+	stderr_begin();
+	ok = run(UBLK_IO_OP_WRITE, 0, 4096, 4096) == 4096;
+	stderr_end(msg, len);
+	return ok;
+}
+
 static void test_continue(void)
 {
 	char log[] = "/tmp/ublk-test-record-XXXXXX", msg[1024];
@@ -82,11 +97,7 @@ static void test_continue(void)
 
 	check(make(&b, log, false, SIZE) == -EEXIST, "record: a new device never takes an old log");
 	check(make(&b, log, true, SIZE) == 0, "record: a recovering server continues it");
-	queue_open(&b);
-	fill(4096, 2);
-	stderr_begin();
-	ok = run(UBLK_IO_OP_WRITE, 0, 4096, 4096) == 4096;
-	stderr_end(msg, sizeof(msg));
+	ok = first_write(&b, 2, msg, sizeof(msg));
 	check(ok, "record: a write after the takeover");
 	check(strstr(msg, "a torn last entry cut") != NULL, "record: which says it cut the tail");
 	queue_close(&b);
@@ -139,11 +150,7 @@ static void test_killed(void)
 		_exit(0);
 	}
 	check(read(holding[0], msg, 1) == 1, "killed: another process holds the log");
-	queue_open(&b);
-	fill(4096, 4);
-	stderr_begin();
-	ok = run(UBLK_IO_OP_WRITE, 0, 4096, 4096) == 4096;
-	stderr_end(msg, sizeof(msg));
+	ok = first_write(&b, 4, msg, sizeof(msg));
 	check(ok, "killed: a write after the takeover, once the other let go");
 	check(strstr(msg, "torn") == NULL, "killed: the zeros are no torn entry");
 	waitpid(pid, &status, 0);
