@@ -21,7 +21,6 @@ local HANDLERS = {
     return ok and "" or nil, err
   end,
 }
-local KINDS = { "resize", "mark" }
 
 -- Requests and answers go through state.write_file, whole or not at all:
 -- the reader never sees half a line.
@@ -53,12 +52,12 @@ end
 -- The server's half: answers each request left for one of its devices.
 function requests.serve(devices)
   for _, dev in ipairs(devices) do
-    for _, kind in ipairs(KINDS) do
+    for kind, handle in pairs(HANDLERS) do
       local p = path(dev.id, kind)
       local req = state.read_file(p)
       if req then
         os.remove(p)
-        local okc, text, err = pcall(HANDLERS[kind], dev, (req:gsub("\n$", "")))
+        local okc, text, err = pcall(handle, dev, (req:gsub("\n$", "")))
         if not okc then text, err = nil, text end
         state.write_file(p .. ".out", text and ("ok %s\n"):format(text)
           or ("error %s\n"):format(tostring(err):gsub("\n", " ")))

@@ -94,7 +94,7 @@ static int lock_log(int fd, bool wait)
  * left half copied, the zeros it had mapped ahead) is cut off before the
  * log goes on.  Requests in flight at the kill may come again (the kernel
  * reissues them) and be logged twice; replaying a write twice changes
- * nothing.  0 or -errno (said). */
+ * nothing.  0 or -errno (put() says it). */
 static int take_over(struct ublk_record_log *l)
 {
 	uint64_t end = sizeof(struct ublk_log_header);
@@ -106,11 +106,10 @@ static int take_over(struct ublk_record_log *l)
 	if (!atomic_load(&l->pending))
 		goto out;
 	ret = lock_log(l->fd, true);
-	if (ret < 0) {
-		ublk_err("recorder: log %s: %s", l->path, ret == -EBUSY ?
-			 "another process still writes it after 10 s" : strerror(-ret));
+	if (ret == -EBUSY)
+		ublk_err("recorder: log %s: another process still writes it after 10 s", l->path);
+	if (ret < 0)
 		goto out;
-	}
 	if (fstat(l->fd, &st) < 0) {
 		ret = -errno;
 		goto out;
@@ -119,7 +118,6 @@ static int take_over(struct ublk_record_log *l)
 		if (mmap(l->map, st.st_size, PROT_READ, MAP_SHARED | MAP_FIXED, l->fd, 0) ==
 		    MAP_FAILED) {
 			ret = -errno;
-			ublk_err("recorder: log %s: cannot map it: %s", l->path, strerror(-ret));
 			goto out;
 		}
 		end = entries_end(l, end, st.st_size);
@@ -128,10 +126,8 @@ static int take_over(struct ublk_record_log *l)
 	}
 	/* what followed goes: the room mapped ahead comes back as zeros */
 	ret = ftruncate(l->fd, (off_t)end) < 0 ? -errno : ublk_log_map_start(l, end);
-	if (ret < 0) {
-		ublk_err("recorder: log %s: cannot continue it: %s", l->path, strerror(-ret));
+	if (ret < 0)
 		goto out;
-	}
 	if (torn)
 		ublk_warn("recorder: log %s continued after %llu bytes, a torn last entry cut",
 			  l->path, (unsigned long long)end);
@@ -142,6 +138,16 @@ static int take_over(struct ublk_record_log *l)
 out:
 	pthread_mutex_unlock(&l->lock);
 	return ret;
+}
+
+/* The log cannot be written any more: said once, and every request that
+ * would log fails with EIO from now on.  -EIO. */
+static int give_up(struct ublk_record_log *l, const char *why, int err)
+{
+	if (!atomic_exchange(&l->failed, true))
+		ublk_err("recorder: %s %s (%s): requests fail with EIO", why, l->path,
+			 strerror(err));
+	return -EIO;
 }
 
 /* Appends one entry: head h (magic and check filled in here) and n bytes
@@ -156,30 +162,21 @@ static int put(struct ublk_record_log *l, struct ublk_log_head *h, const void *d
 
 	if (atomic_load_explicit(&l->failed, memory_order_relaxed))
 		return -EIO;
-	if (atomic_load_explicit(&l->pending, memory_order_acquire) && take_over(l) < 0) {
-		atomic_store(&l->failed, true);
-		ublk_err("recorder: log %s cannot be continued: requests fail with EIO", l->path);
-		return -EIO;
+	if (atomic_load_explicit(&l->pending, memory_order_acquire)) {
+		ret = take_over(l);
+		if (ret < 0)
+			return give_up(l, "cannot continue the log", -ret);
 	}
 	at = atomic_fetch_add_explicit(&l->tail, size, memory_order_relaxed);
 	ret = ublk_log_map_reach(l, at + size);
-	if (ret < 0) {
-		if (!atomic_exchange(&l->failed, true))
-			ublk_err("recorder: cannot grow the log (%s): requests fail with EIO",
-				 ret == -EFBIG ? "it reached 1 TiB" : strerror(-ret));
-		return -EIO;
-	}
+	if (ret < 0)
+		return give_up(l, "cannot grow the log", -ret); /* EFBIG: past 1 TiB */
 	p = l->map + at;
 	if (q) {
 		ret = ublk_io_copy_user(q, io, p + sizeof(*h), n, 0);
-		if (ret != (int)n) {
-			/* the entry stays without its magic: the log ends there */
-			if (!atomic_exchange(&l->failed, true))
-				ublk_err("recorder: log %s: cannot copy a write's data into it (%s): "
-					 "requests fail with EIO", l->path,
-					 strerror(ret < 0 ? -ret : EIO));
-			return -EIO;
-		}
+		if (ret != (int)n) /* the entry stays without its magic: the log ends there */
+			return give_up(l, "cannot copy a write's data into the log",
+				       ret < 0 ? -ret : EIO);
 	} else {
 		memcpy(p + sizeof(*h), data, n);
 	}
