@@ -9,7 +9,7 @@
 #   make fuzz       libFuzzer on the request path + seeded property tests
 #                   (FUZZ_SECONDS=60 per target; the corpus is spec/fuzz/corpus)
 #   make install    PREFIX=/usr/local DESTDIR=: the executable, the modules, ublk-lua(1),
-#                   bash completion, the systemd unit, the docs and examples
+#                   bash completion, the systemd unit, the udev rule, the docs and examples
 #   make docs-options  the C backends' options table in docs/backends.md
 #   make rock       build/rock/ublk-lua-VERSION-1.src.rock: the committed tree as a
 #                   LuaRocks source rock (`luarocks --lua-version=5.1 build` it anywhere)
@@ -23,6 +23,8 @@ MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/ublk-lua
 COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+# udev reads rules from /etc and /usr/lib only, whatever PREFIX is
+UDEVRULESDIR ?= /etc/udev/rules.d
 LUAJIT ?= luajit
 # the backend contract for plugins (docs/c-backends.md) and its pkg-config file
 INCLUDEDIR ?= $(PREFIX)/include
@@ -230,6 +232,11 @@ install: all $(B)/ublk-lua.1 $(B)/ublk-lua.bash
 	    -e 's|/usr/local/share/doc/ublk-lua|$(DOCDIR)|' contrib/ublk-lua@.service \
 	    > $(DESTDIR)$(UNITDIR)/ublk-lua@.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/ublk-lua@.service
+	# devices of a user's own (docs/unprivileged.md); udevadm control --reload
+	install -d $(DESTDIR)$(UDEVRULESDIR)
+	sed -e 's|/usr/local/bin/ublk-lua|$(BINDIR)/ublk-lua|' contrib/udev/70-ublk-lua.rules \
+	    > $(DESTDIR)$(UDEVRULESDIR)/70-ublk-lua.rules
+	chmod 644 $(DESTDIR)$(UDEVRULESDIR)/70-ublk-lua.rules
 	install -m 644 README.md LICENSE CHANGELOG.md $(DESTDIR)$(DOCDIR)/
 	install -m 644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
 	install -m 644 examples/*.lua examples/*.sh $(DESTDIR)$(DOCDIR)/examples/

@@ -143,6 +143,15 @@ describe("ublk-lua command", function()
     assert.matches("device 4711: no statistics", out)
   end)
 
+  it("udev: takes one ublk node's name, and says when it is none (exit 2)", function()
+    for _, args in ipairs({ "udev", "udev sda", "udev ublkb", "udev ublkb1 ublkc1" }) do
+      local rc, out = run(args)
+      assert.are.equal(2, rc, args)
+      assert.matches("udev", out, 1, true)
+    end
+    assert.matches("'sda' is not the name of a ublk node", select(2, run("udev sda")), 1, true)
+  end)
+
   it("refuses an unknown option", function()
     local rc, out = run("--frobnicate")
     assert.are.equal(2, rc)

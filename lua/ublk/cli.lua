@@ -60,6 +60,9 @@ function cli.main(argv)
   elseif first == "-V" or first == "--version" then
     say("ublk-lua %s", ublk.version)
     return 0
+  elseif first == "udev" then -- run by the udev rule (docs/unprivileged.md)
+    if argv[3] then complain("usage: ublk-lua udev NODE") return 2 end
+    return require("ublk.cli_admin").udev(argv[2])
   elseif first == "mark" or first == "replay" or first == "crashtest" then
     return require("ublk.cli_crash").main(first, argv) -- docs/crash-testing.md
   elseif VERBS[first] then

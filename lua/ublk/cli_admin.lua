@@ -30,6 +30,7 @@ local function describe(id)
   local d = { id = id, state = info.state, pid = info.pid, queues = info.queues,
     depth = info.depth, size = info.size, block_size = info.block_size,
     max_io = info.max_io, flags = sorted_names(info.flags), path = "/dev/ublkb" .. id,
+    owner = info.flags.unprivileged_dev and { uid = info.owner_uid, gid = info.owner_gid } or nil,
     releasing = info.releasing or nil,
     dma_align = info.dma_align, max_segments = info.max_segments,
     max_segment_size = info.max_segment_size, segment_boundary = info.segment_boundary }
@@ -60,9 +61,12 @@ local function line(d)
     s = s .. (", %s, pid %s (%s)"):format(u.backend or "?", tostring(u.pid), u.server)
     if u.script then s = s .. ", " .. u.script end
     if u.recovery then s = s .. ", recovery " .. u.recovery end
+  elseif d.owner then -- a user's: its record is in that user's state directory
+    s = s .. (", pid %d, uid %d's"):format(d.pid, d.owner.uid)
   elseif d.pid > 0 then
     s = s .. ", pid " .. d.pid .. " (not ublk-lua's)"
   end
+  if u and d.owner then s = s .. (", uid %d's"):format(d.owner.uid) end
   if d.recoverable then s = s .. ", recoverable: ublk-lua recover -n " .. d.id end
   if d.bad_record then
     s = s .. (", unreadable record (%s): ublk-lua del -n %d removes it"):format(d.bad_record, d.id)
@@ -126,6 +130,26 @@ function admin.list(o)
       out("%s", line(d))
       out("    flags: %s", table.concat(d.flags, " "))
     end
+  end
+  return 0
+end
+
+-- `udev NODE` (ublkcN, ublkbN, ublkbNpM), which the udev rule runs as
+-- root for each node of a ublk device (contrib/udev/70-ublk-lua.rules):
+-- for a user's device, the owner as udev reads imported keys; nothing for
+-- root's, whose nodes stay root's.  Exit 1 when there is no such device.
+function admin.udev(node)
+  local id = tonumber(node and node:match("^ublk[bc](%d+)"))
+  if not id then
+    complain(("udev: '%s' is not the name of a ublk node (ublkcN, ublkbN)"):format(
+      tostring(node)))
+    return 2
+  end
+  local info, err = core.dev_info(id)
+  if not info then complain(("udev: device %d: %s"):format(id, err)) return 1 end
+  if info.flags.unprivileged_dev then
+    out("UBLK_LUA_UID=%d", info.owner_uid)
+    out("UBLK_LUA_GID=%d", info.owner_gid)
   end
   return 0
 end
@@ -227,9 +251,14 @@ end
 -- signalled only as state.signal checks it: the process the record names,
 -- with its start time, never one that got its pid since.
 local function del_one(id, safe)
-  local info = core.dev_info(id)
+  local info, err, errno = core.dev_info(id)
   local st, bad = state.read(id)
   if not info then
+    if errno == 1 or errno == 13 then -- EPERM, EACCES: the kernel's own check
+      complain(("device %d: %s: it is another user's (or root's), and only they may touch it")
+        :format(id, err))
+      return false
+    end
     if st or bad then
       core.forget(id)
       out("dev id %d: already gone; its %s record removed", id, bad and "unreadable" or "stale")
@@ -248,7 +277,10 @@ local function del_one(id, safe)
     end
   end
   -- a record cut short or edited: the kernel says who serves a LIVE device
-  local server = st or (bad and kernel_server(id, info))
+  -- (a user's device has its record in that user's state directory, out
+  -- of root's sight; and the kernel takes no DEL_DEV_ASYNC for it, so a
+  -- DEL_DEV with its server alive would wait for that server to go)
+  local server = st or ((bad or info.flags.unprivileged_dev) and kernel_server(id, info))
   if bad then complain(("device %d: its record is unreadable (%s)"):format(id, bad)) end
   if server and state.server_alive(server) and server.pid ~= ffi.C.getpid()
       and info.state == "LIVE" and devices_of(server) == 1 then

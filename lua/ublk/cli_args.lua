@@ -25,6 +25,7 @@ usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua stats --prom [-n ID] [--textfile FILE] [--watch SECONDS]
        ublk-lua stats --prom [-n ID] --listen ADDR
        ublk-lua features [--json]
+       ublk-lua udev NODE
        ublk-lua mark -n ID NAME
        ublk-lua replay LOG --to MARK|ENTRY -o IMAGE [--base IMG]
        ublk-lua crashtest LOG --check 'CMD {dev}' [--base IMG] [--seed S] [--states N]
@@ -57,6 +58,8 @@ ARGS reach the script as `...`.
             a later recover
   resize    a running device serves SIZE bytes from now on
   features  what this kernel's ublk driver can do
+  udev      for the udev rule: the owner of a user's device node
+            (docs/unprivileged.md)
   mark, replay, crashtest   power-cut testing of a recorded device
             (add --record LOG): docs/crash-testing.md
 
@@ -65,7 +68,8 @@ ARGS reach the script as `...`.
 Environment: UBLK_LOG=error|warn|info|debug
   UBLK_STOP_TIMEOUT=SECONDS  after a signal, how long the script may take to
                  remove its devices before they are removed without it (5)
-Exit status: 0 ok, 1 failure, 2 usage.  State: /run/ublk-lua.
+Exit status: 0 ok, 1 failure, 2 usage.  State: /run/ublk-lua (root), else
+$XDG_RUNTIME_DIR/ublk-lua or /tmp/ublk-lua-UID.
 ]=]):gsub("TYPES", TYPES):gsub("FIRST", options.backends()[1].name)
 
 -- A number option's rule: integral or not, its range, and its words for

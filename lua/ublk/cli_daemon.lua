@@ -77,6 +77,13 @@ local function spec_of(o)
 end
 
 function daemon.add(o)
+  -- the supervisor's restart is a recovery, which the kernel gives a
+  -- user's device none of (docs/unprivileged.md)
+  if o.restart and o.restart > 0 and not core.privileged() then
+    complain(("add --restart %d: restarting a server takes recovery, which a device made "
+      .. "without root (CAP_SYS_ADMIN) cannot have (docs/unprivileged.md)"):format(o.restart))
+    return 1
+  end
   local what = o.type and { spec = spec_of(o) } or { script = absolute(o.script), args = o.args }
   what.restart = o.restart -- then a supervisor serves it (cli_supervise.lua)
   return spawn(what)

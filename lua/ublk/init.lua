@@ -67,13 +67,13 @@ local stores = 0
 ublk._takeover, ublk._made, ublk._gate = {}, 0, nil
 
 -- The recovery the user asked for, or by default "reissue" where the
--- kernel has it; a backend with a store option (the memory backend's)
+-- kernel has it for us (never for a device made without root: ctrl.h); a backend with a store option (the memory backend's)
 -- keeps its data in /dev/shm for it.
 local function recovery_of(p, spec)
   local r = p.recovery
   if r == nil then
     local f = core.features()
-    r = f and f.user_recovery_reissue and "reissue" or false
+    r = f and f.user_recovery_reissue and core.privileged() and "reissue" or false
   end
   p.recovery = r
   if not r then return 0 end

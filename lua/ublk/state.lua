@@ -1,5 +1,6 @@
 -- ublk.state: what ublk-lua records of each device it serves, in
--- /run/ublk-lua/devN (JSON), so that `ublk-lua list`, `del` and `recover`
+-- the state directory's devN (JSON: /run/ublk-lua for root, one of the
+-- user's own for a user's devices: runtime/include/state.h), so that `ublk-lua list`, `del` and `recover`
 -- know a device's server, script and store after the server is gone.
 -- The runtime writes {id, pid, start, store} at ADD_DEV, changes only pid
 -- and start when a recovering server has started the device again, and
@@ -17,7 +18,7 @@ local ffi = require "ffi"
 require "ublk.libc" -- the C library calls below (ffi.C)
 local json = require "ublk.json"
 
-local state = { dir = "/run/ublk-lua" }
+local state = { dir = require("ublk.core").state_dir() }
 
 
 -- A path as records and `list` show it, whoever started the server and

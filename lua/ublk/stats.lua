@@ -47,7 +47,7 @@ end
 
 -- stats.open(id) -> reader | nil, "why": device id's mapping, read-only.
 function stats.open(id, dir)
-  local path = ("%s/dev%d.stats"):format(dir or "/run/ublk-lua", id)
+  local path = ("%s/dev%d.stats"):format(dir or core.state_dir(), id)
   local fd = C.open(path, 0) -- O_RDONLY
   if fd < 0 then return nil, path .. ": " .. core.errmsg(ffi.errno()) end
   local f = io.open(path)

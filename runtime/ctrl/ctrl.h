@@ -22,7 +22,26 @@ struct ublk_ctrl {
 	int fd;
 	struct io_uring ring;
 	bool ioctl_encode;	/* send UBLK_U_CMD_* rather than legacy numbers */
+	bool unprivileged;	/* no CAP_SYS_ADMIN: see UBLK_ROOT_ONLY_FLAGS */
 };
+
+/*
+ * A process without CAP_SYS_ADMIN may only make UBLK_F_UNPRIVILEGED_DEV
+ * devices (6.3+), and the kernel gives those none of these (ublk_drv.c's
+ * ADD_DEV: user copy and zero copy would let the server reach pages the
+ * block layer trusts; recovery could hang the error handling).  Each
+ * command on such a device carries the path of its /dev/ublkcN ahead of
+ * the payload, and the kernel lets it through only if the caller may
+ * open that node: the udev rule (docs/unprivileged.md) gives it to the
+ * device's owner.  The calls below add the path where it is needed, for
+ * root on a user's device too.
+ */
+#define UBLK_ROOT_ONLY_FLAGS (UBLK_F_USER_COPY | UBLK_F_SUPPORT_ZERO_COPY | \
+	UBLK_F_AUTO_BUF_REG | UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE | \
+	UBLK_F_USER_RECOVERY_FAIL_IO | UBLK_F_QUIESCE)
+
+/* Whether this process has CAP_SYS_ADMIN, which ublk checks for root. */
+bool ublk_ctrl_privileged(void);
 
 /* Opens the control device and its ring; ioctl encoding stays off until
  * ublk_ctrl_get_features() proves the kernel has it. */
@@ -39,7 +58,9 @@ int ublk_ctrl_add_dev(struct ublk_ctrl *c, struct ublksrv_ctrl_dev_info *info);
 /* DEL_DEV waits until the device is freed: until its disk is closed by
  * everyone (a mount can hold it forever).  ublk_ctrl_del_dev_async uses
  * DEL_DEV_ASYNC (6.9+), which stops and removes it the same way but does
- * not wait for that, and falls back to DEL_DEV on older kernels. */
+ * not wait for that, and falls back to DEL_DEV on older kernels, and for a
+ * user's device (UBLK_ROOT_ONLY_FLAGS), whose permission check does not
+ * list DEL_DEV_ASYNC (7.3): delete that one only once its server is gone. */
 int ublk_ctrl_del_dev(struct ublk_ctrl *c, uint32_t dev_id);
 int ublk_ctrl_del_dev_async(struct ublk_ctrl *c, uint32_t dev_id);
 int ublk_ctrl_set_params(struct ublk_ctrl *c, uint32_t dev_id, struct ublk_params *p);

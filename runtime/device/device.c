@@ -40,11 +40,16 @@ int ublk_dev_open_ctrl(struct ublk_dev *d)
 	if (ret == -ENOENT)
 		return ublk_dev_fail(d, ret, UBLK_NO_DRIVER);
 	if (ret == -EACCES || ret == -EPERM)
-		return ublk_dev_fail(d, ret, "cannot open %s: %s (run as root)",
+		return ublk_dev_fail(d, ret, "cannot open %s: %s (run as root, or install "
+			    "ublk-lua's udev rule for devices of your own: docs/unprivileged.md)",
 			    UBLK_CTRL_DEV, strerror(-ret));
 	if (ret < 0)
 		return ublk_dev_fail(d, ret, "cannot open %s: %s", UBLK_CTRL_DEV, strerror(-ret));
 	ublk_ctrl_get_features(&d->ctrl, &d->features);
+	/* what the kernel would refuse or drop for a user's device is, for
+	 * this device, what the kernel lacks (ctrl.h) */
+	if (d->ctrl.unprivileged)
+		d->features &= ~UBLK_ROOT_ONLY_FLAGS;
 	return 0;
 }
 
@@ -248,6 +253,13 @@ int ublk_dev_open_cdev(struct ublk_dev *d)
 	char cdev[32];
 
 	snprintf(cdev, sizeof(cdev), "/dev/ublkc%u", d->info.dev_id);
+	/* without it no command reaches the device either: it stays */
+	if (d->ctrl.unprivileged) {
+		int ret = ublk_dev_wait_node(d, cdev, "; the device stays until root deletes it");
+
+		if (ret < 0)
+			return ret;
+	}
 	d->cdev_fd = open(cdev, O_RDWR | O_CLOEXEC);
 	if (d->cdev_fd < 0)
 		return ublk_dev_fail(d, -errno, "cannot open %s: %s", cdev, strerror(errno));
@@ -354,6 +366,17 @@ int ublk_dev_start(struct ublk_dev *d)
 		ublk_dev_stop_queues(d, nr);
 		return ublk_dev_fail(d, ret, "%s refused: %s",
 			    d->recovering ? "END_USER_RECOVERY" : "START_DEV", strerror(-ret));
+	}
+	/* a user's disk is usable once udev has given it to the user: the
+	 * ready line promises that; the server goes on either way */
+	if (d->ctrl.unprivileged && !d->recovering) {
+		char disk[32];
+
+		snprintf(disk, sizeof(disk), "/dev/ublkb%u", d->info.dev_id);
+		if (ublk_dev_wait_node(d, disk, "") < 0) {
+			ublk_warn("dev %u: %s", d->info.dev_id, d->err);
+			d->err[0] = '\0';
+		}
 	}
 	/* recovered: ours from now on (a recovery that failed before left the
 	 * device and its record to the next one) */

@@ -32,6 +32,15 @@ enum ublk_zc ublk_dev_zero_copy(uint64_t flags)
 	return flags & UBLK_F_SUPPORT_ZERO_COPY ? UBLK_ZC_REGISTER : UBLK_ZC_NONE;
 }
 
+/* Why d->features lacks `flag`: a user's device cannot have it (ctrl.h),
+ * or the kernel has not got it. */
+static const char *lacks(const struct ublk_dev *d, uint64_t flag)
+{
+	return d->ctrl.unprivileged && (flag & UBLK_ROOT_ONLY_FLAGS)
+		? "which a device made without root (CAP_SYS_ADMIN) cannot have"
+		: "which this kernel lacks";
+}
+
 /* The flags we ask ADD_DEV for: what the kernel has and we can use, and
  * the recovery the user asked for (checked against the kernel first). */
 uint64_t ublk_dev_wanted_flags(const struct ublk_dev *d, const struct ublk_dev_conf *conf)
@@ -51,6 +60,8 @@ uint64_t ublk_dev_wanted_flags(const struct ublk_dev *d, const struct ublk_dev_c
 		want |= UBLK_F_NO_AUTO_PART_SCAN;
 	if (d->backend.ops->resize) /* dev:resize, where the kernel has it */
 		want |= UBLK_F_UPDATE_SIZE;
+	if (d->ctrl.unprivileged) /* the only kind a user may make */
+		want |= UBLK_F_UNPRIVILEGED_DEV;
 	return (d->features & want) | conf->recovery;
 }
 
@@ -60,6 +71,9 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 {
 	uint64_t missing = conf->recovery & ~d->features;
 
+	if (d->ctrl.unprivileged && !(d->features & UBLK_F_UNPRIVILEGED_DEV))
+		return ublk_dev_fail(d, -EPERM, "a device made without root (CAP_SYS_ADMIN) needs "
+			    "UBLK_F_UNPRIVILEGED_DEV (Linux 6.3+), which this kernel lacks: run as root");
 	if (conf->batch && !(d->features & UBLK_F_BATCH_IO))
 		return ublk_dev_fail(d, -ENOTSUP, "batch = true needs UBLK_F_BATCH_IO (Linux 7.0+), "
 			    "which this kernel lacks: leave batch unset");
@@ -99,12 +113,13 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 			    conf->dma_align ? "DMA_ALIGN" : "SEGMENT");
 
 	if (d->backend.zc_only != UBLK_ZC_NONE && !zero_copy_flag(d))
-		return ublk_dev_fail(d, -ENOTSUP, "copy = \"%s\" needs %s (Linux %s), which "
-			    "this kernel lacks: leave copy unset for the best it has",
+		return ublk_dev_fail(d, -ENOTSUP, "copy = \"%s\" needs %s (Linux %s), %s: "
+			    "leave copy unset for the best it has",
 			    d->backend.zc_only == UBLK_ZC_AUTO_REG ? "auto_reg" : "register",
 			    d->backend.zc_only == UBLK_ZC_AUTO_REG ? "UBLK_F_AUTO_BUF_REG"
 								   : "UBLK_F_SUPPORT_ZERO_COPY",
-			    d->backend.zc_only == UBLK_ZC_AUTO_REG ? "6.16+" : "6.15+");
+			    d->backend.zc_only == UBLK_ZC_AUTO_REG ? "6.16+" : "6.15+",
+			    lacks(d, UBLK_F_SUPPORT_ZERO_COPY));
 
 	/* User copy without zero copy beside it is a mode the user named
 	 * (copy = "inline" or "ring"); beside it, the runtime's own pick,
@@ -112,18 +127,18 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	if ((d->backend.caps & (UBLK_CAN_USER_COPY | UBLK_CAN_ZERO_COPY)) == UBLK_CAN_USER_COPY &&
 	    !(d->features & UBLK_F_USER_COPY))
 		return ublk_dev_fail(d, -ENOTSUP, "copy by user copy (\"inline\", \"ring\") needs "
-			    "UBLK_F_USER_COPY (Linux 6.5+), which this kernel lacks: leave copy "
-			    "unset for the best it has");
+			    "UBLK_F_USER_COPY (Linux 6.5+), %s: leave copy unset for the best "
+			    "it has", lacks(d, UBLK_F_USER_COPY));
 
 	if (!missing)
 		return 0;
 	if (missing & UBLK_F_USER_RECOVERY_FAIL_IO)
 		return ublk_dev_fail(d, -ENOTSUP, "recovery = \"fail\" needs USER_RECOVERY_FAIL_IO "
-			    "(Linux 6.13+), which this kernel lacks: use \"reissue\", "
-			    "\"queue\" or false");
-	return ublk_dev_fail(d, -ENOTSUP, "recovery needs USER_RECOVERY%s, which this kernel "
-		    "lacks: use recovery = false",
-		    missing & UBLK_F_USER_RECOVERY_REISSUE ? "_REISSUE" : "");
+			    "(Linux 6.13+), %s: use %s", lacks(d, missing),
+			    d->ctrl.unprivileged ? "recovery = false" : "\"reissue\", \"queue\" or false");
+	return ublk_dev_fail(d, -ENOTSUP, "recovery needs USER_RECOVERY%s, %s: use recovery = "
+		    "false", missing & UBLK_F_USER_RECOVERY_REISSUE ? "_REISSUE" : "",
+		    lacks(d, missing));
 }
 
 /* The kernel drops flags it does not know: check that it gave us what we

@@ -2,7 +2,7 @@
 /*
  * device_owner.c - who serves which device: the ids this process has added
  * or recovered (what signals.c removes when the script cannot), and a
- * record of each device's server in UBLK_STATE_DIR (device_record.c;
+ * record of each device's server in ublk_state_dir() (device_record.c;
  * lua/ublk/state.lua adds to it), so that the devices a killed server left
  * (SIGKILL, the OOM killer) are removed by the next one, or kept for
  * `recover`.  A record is read, not trusted: only files of ours it names
@@ -50,7 +50,7 @@ static bool take_over_record(uint32_t id)
 /* Does a record other than id's name server o, or (o NULL) the path? */
 static bool other_record_has(uint32_t id, const struct ublk_owner *o, const char *path)
 {
-	DIR *dir = opendir(UBLK_STATE_DIR);
+	DIR *dir = opendir(ublk_state_dir());
 	struct dirent *e;
 	bool found = false;
 
@@ -134,7 +134,7 @@ void ublk_dev_forget_owner(uint32_t id)
 	free(json);
 	ublk_record_path(path, sizeof(path), id);
 	unlink(path);
-	snprintf(path, sizeof(path), "%s/dev%u.lua", UBLK_STATE_DIR, id);
+	snprintf(path, sizeof(path), "%s/dev%u.lua", ublk_state_dir(), id);
 	unlink(path);
 	ublk_record_path(path, sizeof(path), id);
 	strncat(path, ".recovering", sizeof(path) - strlen(path) - 1);
@@ -166,7 +166,7 @@ static bool leave_alone(struct ublk_ctrl *c, uint32_t id)
 
 void ublk_dev_remove_orphans(struct ublk_ctrl *c)
 {
-	DIR *dir = opendir(UBLK_STATE_DIR);
+	DIR *dir = opendir(ublk_state_dir());
 	struct dirent *e;
 
 	while (dir && (e = readdir(dir))) {

@@ -21,6 +21,10 @@ int ublk_dev_init_backend(struct ublk_dev *d, bool recovering,
 int ublk_dev_open_cdev(struct ublk_dev *d);
 /* Opens /dev/ublk-control, explaining a missing driver; reads features. */
 int ublk_dev_open_ctrl(struct ublk_dev *d);
+/* device_unpriv.c: without CAP_SYS_ADMIN, waits (up to 10 s) until udev
+ * has given node `path` to this user; 0 or -errno with d->err saying so,
+ * and `then` after it. */
+int ublk_dev_wait_node(struct ublk_dev *d, const char *path, const char *then);
 /* One queue per d->info.nr_hw_queues, over d->cdev_fd. */
 int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf);
 /* Asks the first nr queue threads to leave and joins them. */
@@ -39,7 +43,7 @@ int ublk_dev_check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
  * (spec/fuzz/fuzz_recovery.c). */
 int ublk_dev_check_recovered(struct ublk_dev *d, uint32_t id);
 /* device_record.c: the records device_owner.c keeps.  ublk_record_path:
- * UBLK_STATE_DIR/devN; _write: replaces it in one rename; _new: a new
+ * ublk_state_dir()/devN; _write: replaces it in one rename; _new: a new
  * device's {id, pid, start, store}; _read: the whole file (malloc'd,
  * NUL-terminated), NULL if none or longer than any we write; _owner: the
  * server it names, 0 or -EINVAL for one that is not a whole object with a

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * device_record.c - a device's record (UBLK_STATE_DIR/devN, JSON) as a
+ * device_record.c - a device's record (ublk_state_dir()/devN, JSON) as a
  * format: written whole in one rename, read whole, believed only once it
  * parses as one object with a valid pid; and the server it names, a pid
  * with its process's start time (field 22 of /proc/PID/stat), so that a
@@ -27,7 +27,7 @@
 
 void ublk_record_path(char *buf, size_t len, uint32_t id)
 {
-	snprintf(buf, len, "%s/dev%u", UBLK_STATE_DIR, id);
+	snprintf(buf, len, "%s/dev%u", ublk_state_dir(), id);
 }
 
 int ublk_proc_stat(const char *path, char *buf, size_t len, char **rest)
@@ -117,7 +117,6 @@ void ublk_record_write(uint32_t id, const char *buf, size_t len)
 	char path[64], tmp[72];
 	int fd;
 
-	mkdir(UBLK_STATE_DIR, 0755);
 	ublk_record_path(path, sizeof(path), id);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

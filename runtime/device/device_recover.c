@@ -167,8 +167,7 @@ static int recover_lock(struct ublk_dev *d, uint32_t id)
 	char path[64];
 	int fd;
 
-	mkdir(UBLK_STATE_DIR, 0755);
-	snprintf(path, sizeof(path), "%s/dev%u.recovering", UBLK_STATE_DIR, id);
+	snprintf(path, sizeof(path), "%s/dev%u.recovering", ublk_state_dir(), id);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return 0; /* no lock to be had: the kernel's EBUSY is all we have */

@@ -10,6 +10,18 @@
 #ifndef UBLK_STATE_H
 #define UBLK_STATE_H
 
+/* root's: every root process shares it */
 #define UBLK_STATE_DIR "/run/ublk-lua"
+
+/*
+ * The state directory of this process: UBLK_STATE_DIR for root; for any
+ * other user (devices of their own, docs/unprivileged.md) one nobody else
+ * can write, $XDG_RUNTIME_DIR/ublk-lua, or /tmp/ublk-lua-UID without it
+ * (or when that path would pass 40 bytes).
+ * Made (0755 for root, 0700 else) at the first call; a user's is refused
+ * (logged once, and every record then fails to write) when someone else
+ * owns it.  runtime/base/state_dir.c.
+ */
+const char *ublk_state_dir(void);
 
 #endif

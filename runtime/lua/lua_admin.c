@@ -21,6 +21,7 @@
 
 #include "../base/clock.h"
 #include "../device/device.h"
+#include "../include/state.h"
 #include "../shutdown/signals.h"
 #include "lua_bridge.h"
 
@@ -139,8 +140,8 @@ static void params_from_sysfs(uint32_t id, struct ublk_params *p)
 	p->basic.logical_bs_shift = (uint8_t)__builtin_ctzll(bs);
 }
 
-/* core.dev_info(id) -> { id, state, pid, queues, depth, max_io, flags,
- * size, block_size, releasing } | nil, "ENODEV: ...", errno.  `releasing`:
+/* core.dev_info(id) -> { id, state, pid, queues, depth, max_io, owner_uid,
+ * owner_gid, flags, size, block_size, releasing } | nil, "ENODEV: ...", errno.  `releasing`:
  * LIVE, its server ended, the kernel not yet done with it; its size and
  * block size then come from sysfs (params_from_sysfs says why). */
 static int l_dev_info(lua_State *L)
@@ -176,6 +177,8 @@ static int l_dev_info(lua_State *L)
 	set_num(L, "queues", info.nr_hw_queues);
 	set_num(L, "depth", info.queue_depth);
 	set_num(L, "max_io", info.max_io_buf_bytes);
+	set_num(L, "owner_uid", info.owner_uid); /* whoever sent ADD_DEV */
+	set_num(L, "owner_gid", info.owner_gid);
 	set_num(L, "size", (lua_Number)p.basic.dev_sectors * 512);
 	set_num(L, "block_size", p.types ? 1u << p.basic.logical_bs_shift : 0);
 	lua_core_push_features(L, info.flags);
@@ -242,6 +245,21 @@ static int l_clock(lua_State *L)
 	return 1;
 }
 
+/* core.privileged() -> whether this process may make any device (ctrl.h:
+ * without CAP_SYS_ADMIN, only a user's, with less) */
+static int l_privileged(lua_State *L)
+{
+	lua_pushboolean(L, ublk_ctrl_privileged());
+	return 1;
+}
+
+/* core.state_dir() -> this process's state directory (state.h) */
+static int l_state_dir(lua_State *L)
+{
+	lua_pushstring(L, ublk_state_dir());
+	return 1;
+}
+
 void lua_admin_register(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
@@ -252,6 +270,8 @@ void lua_admin_register(lua_State *L)
 		{ "try_stop", l_try_stop },
 		{ "forget", l_forget },
 		{ "clock", l_clock },
+		{ "privileged", l_privileged },
+		{ "state_dir", l_state_dir },
 		{ NULL, NULL },
 	};
 

@@ -326,6 +326,10 @@ static int l_info(lua_State *L)
 	lua_setfield(L, -2, "copy");
 	lua_core_push_features(L, d->info.flags);
 	lua_setfield(L, -2, "flags");
+	if (d->info.flags & UBLK_F_UNPRIVILEGED_DEV) { /* a user's (ctrl.h) */
+		set_num(L, "owner_uid", d->info.owner_uid);
+		set_num(L, "owner_gid", d->info.owner_gid);
+	}
 	lua_core_push_limits(L, &d->params);
 	return 1;
 }

@@ -23,7 +23,7 @@ static size_t map_size(unsigned nr_queues)
 
 static void path_of(char *buf, size_t len, uint32_t dev_id)
 {
-	snprintf(buf, len, "%s/dev%u.stats", UBLK_STATE_DIR, dev_id);
+	snprintf(buf, len, "%s/dev%u.stats", ublk_state_dir(), dev_id);
 }
 
 struct ublk_stats_header *ublk_stats_map(uint32_t dev_id, unsigned nr_queues)
@@ -33,7 +33,6 @@ struct ublk_stats_header *ublk_stats_map(uint32_t dev_id, unsigned nr_queues)
 	char path[64];
 	int fd;
 
-	mkdir(UBLK_STATE_DIR, 0755);
 	path_of(path, sizeof(path), dev_id);
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd >= 0 && ftruncate(fd, (off_t)size) == 0)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * stats.h - a device's counters and latency histograms, one block per
- * queue, in a shared mapping (UBLK_STATE_DIR/devN.stats) that `ublk-lua
+ * queue, in a shared mapping (ublk_state_dir()/devN.stats) that `ublk-lua
  * stats` reads from another process while the server runs.  Each queue's
  * thread is the only writer of its block: plain relaxed stores, no locks,
  * no syscalls per I/O (two clock reads per pass of the queue's loop, see
@@ -78,7 +78,7 @@ static inline unsigned ublk_lat_kind(unsigned op)
 	return op == 0 ? UBLK_LAT_READ : op == 1 ? UBLK_LAT_WRITE : UBLK_LAT_OTHER;
 }
 
-/* The mapping for a device of nr queues: the file UBLK_STATE_DIR/devN.stats
+/* The mapping for a device of nr queues: the file ublk_state_dir()/devN.stats
  * where it can be made, else anonymous memory (then only this process sees
  * it).  Never NULL but when out of memory. */
 struct ublk_stats_header *ublk_stats_map(uint32_t dev_id, unsigned nr_queues);
