@@ -176,10 +176,10 @@ describe("ublk.params", function()
       assert.are.same({
         "backend", "batch", "block_size", "client", "conf", "connect_timeout", "connections",
         "copy", "create", "depth", "direct", "discard", "dma_align", "exclusive", "id", "image",
-        "latency", "max_io", "max_segment_size", "max_segments", "name", "need_get_data",
+        "io_desc_size", "latency", "max_io", "max_segment_size", "max_segments", "name", "need_get_data",
         "no_auto_part_scan",
         "osd_timeout", "path", "pin", "poll_us", "queues", "read_only", "reconnect", "recovery",
-        "segment_boundary", "size", "store", "timeout", "uri",
+        "segment_boundary", "shmem_zc", "size", "store", "timeout", "uri",
       }, params.fields)
     end)
 
@@ -277,6 +277,36 @@ describe("ublk.params", function()
         params.validate({ size = "1MiB", need_get_data = true, batch = true })
       end, "ublk: bad parameter 'need_get_data' = true: cannot go with batch = true (batch I/O"
         .. " has no NEED_GET_DATA command)")
+    end)
+
+    it("takes io_desc_size as a multiple of 8 bytes from 24 to 256, absent unless given", function()
+      assert.is_nil(params.validate({ size = "1MiB" }).io_desc_size)
+      for _, n in ipairs({ 24, 32, 256 }) do
+        assert.are.equal(n, params.validate({ size = "1MiB", io_desc_size = n }).io_desc_size)
+      end
+      assert.has_error(function() params.validate({ size = "1MiB", io_desc_size = 30 }) end,
+        "ublk: bad parameter 'io_desc_size' = 30: must be a multiple of 8 from 24 to 256 (bytes)")
+      for _, n in ipairs({ 16, 264, 2.5 }) do
+        assert.has_error(function() params.validate({ size = "1MiB", io_desc_size = n }) end)
+      end
+    end)
+
+    it("takes shmem_zc as a path or a list of up to 16, never beside recovery or batch", function()
+      assert.are.same({ "/dev/shm/a" }, params.validate({ size = "1MiB", shmem_zc = "/dev/shm/a" }).shmem_zc)
+      assert.are.same({ "/a", "/b" }, params.validate({ size = "1MiB", shmem_zc = { "/a", "/b" } }).shmem_zc)
+      assert.has_error(function() params.validate({ size = "1MiB", shmem_zc = "buf" }) end,
+        [[ublk: bad parameter 'shmem_zc' = "buf": must be an absolute path (a file in /dev/shm or hugetlbfs)]])
+      assert.has_error(function() params.validate({ size = "1MiB", shmem_zc = {} }) end)
+      local many = {}
+      for i = 1, 17 do many[i] = "/f" .. i end
+      assert.has_error(function() params.validate({ size = "1MiB", shmem_zc = many }) end)
+      assert.has_error(function()
+        params.validate({ size = "1MiB", shmem_zc = "/a", recovery = "reissue" })
+      end, [[ublk: bad parameter 'shmem_zc' = "/a": cannot go with recovery (a recovering server]]
+        .. [[ would not know the buffers the dead one registered): set recovery = false]])
+      assert.has_error(function() params.validate({ size = "1MiB", shmem_zc = "/a", batch = true }) end,
+        [[ublk: bad parameter 'shmem_zc' = "/a": cannot go with batch = true]])
+      assert.is_false(params.validate({ size = "1MiB", shmem_zc = "/a", recovery = false }).recovery)
     end)
 
     it("returns a new table and does not mutate its input", function()

@@ -11,7 +11,7 @@ describe("ublk UAPI layout", function()
     ublksrv_io_cmd = 16, ublk_param_basic = 32, ublk_param_discard = 20,
     ublk_param_devt = 16, ublk_param_zoned = 32, ublk_param_dma_align = 8,
     ublk_param_segment = 16, ublk_param_integrity = 16, ublk_params = 152,
-    ublk_batch_io = 16, ublk_elem_header = 8,
+    ublk_batch_io = 16, ublk_elem_header = 8, ublk_shmem_buf_reg = 24,
   }
   for name, size in pairs(sizes) do
     it("struct " .. name .. " is " .. size .. " bytes", function()
@@ -35,9 +35,11 @@ describe("ublk UAPI layout", function()
     assert.are.equal(4, off("ublk_batch_io", "nr_elem"))
     assert.are.equal(6, off("ublk_batch_io", "elem_bytes"))
     assert.are.equal(4, off("ublk_elem_header", "result"))
+    assert.are.equal(6, off("ublksrv_ctrl_dev_info", "io_desc_size"))
+    assert.are.equal(16, off("ublk_shmem_buf_reg", "flags"))
   end)
 
   it("finds every struct the header defines", function()
-    assert.are.equal(14, #uapi.structs())
+    assert.are.equal(15, #uapi.structs())
   end)
 end)

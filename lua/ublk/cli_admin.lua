@@ -31,6 +31,7 @@ local function describe(id)
     depth = info.depth, size = info.size, block_size = info.block_size,
     max_io = info.max_io, flags = sorted_names(info.flags), path = "/dev/ublkb" .. id,
     owner = info.flags.unprivileged_dev and { uid = info.owner_uid, gid = info.owner_gid } or nil,
+    io_desc_size = info.io_desc_size,
     releasing = info.releasing or nil,
     dma_align = info.dma_align, max_segments = info.max_segments,
     max_segment_size = info.max_segment_size, segment_boundary = info.segment_boundary }
@@ -55,7 +56,7 @@ local function line(d)
     d.releasing and d.state .. " (its server has ended: the kernel is releasing it)" or d.state,
     params.format_size(d.size), d.queues, d.queues == 1 and "" or "s", d.depth, d.block_size)
     -- (d.flags is a list of names here: no_auto_part_scan shows on the flags line)
-    .. params.limits_text(d)
+    .. params.limits_text(d) .. (d.io_desc_size and ", io_desc_size " .. d.io_desc_size or "")
   local u = d.ublk_lua
   if u then
     s = s .. (", %s, pid %s (%s)"):format(u.backend or "?", tostring(u.pid), u.server)

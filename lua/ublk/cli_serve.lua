@@ -57,13 +57,16 @@ local function queues_text(info)
 end
 
 -- A device (dev:info()) as the server's lines and `add`'s show it: size,
--- queues, backend, copy mode, the block limits that are not defaults, and
--- whose it is when a user made it (docs/unprivileged.md).
+-- queues, backend, copy mode, the block limits that are not defaults, a
+-- descriptor size asked for, and whose it is when a user made it
+-- (docs/unprivileged.md).
 local function device_text(info)
   local f = info.flags or {}
-  return ("%s, %s, %s, %s%s%s%s"):format(params.format_size(info.size), queues_text(info),
+  return ("%s, %s, %s, %s%s%s%s%s"):format(params.format_size(info.size), queues_text(info),
     info.backend, COPY_TEXT[info.copy] or info.copy, f.need_get_data and " + get data" or "",
-    params.limits_text(info), f.unprivileged_dev and (", uid %d's"):format(info.owner_uid) or "")
+    params.limits_text(info),
+    info.io_desc_size and (", io_desc_size %d"):format(info.io_desc_size) or "",
+    f.unprivileged_dev and (", uid %d's"):format(info.owner_uid) or "")
 end
 
 local function describe(dev)

@@ -71,6 +71,7 @@ ublk._takeover, ublk._made, ublk._gate = {}, 0, nil
 -- keeps its data in /dev/shm for it.
 local function recovery_of(p, spec)
   local r = p.recovery
+  if r == nil and p.shmem_zc then r = false end -- params.lua says why
   if r == nil then
     local f = core.features()
     r = f and f.user_recovery_reissue and core.privileged() and "reissue" or false
@@ -96,7 +97,8 @@ function ublk.device(t)
   spec.size, spec.block_size, spec.queues, spec.depth = p.size, p.block_size, p.queues, p.depth
   spec.max_io, spec.discard, spec.pin, spec.id = p.max_io, p.discard, p.pin, p.id
   spec.latency, spec.poll_us, spec.batch = p.latency, p.poll_us, p.batch
-  spec.need_get_data = p.need_get_data
+  spec.need_get_data, spec.io_desc_size = p.need_get_data, p.io_desc_size or 0
+  spec.shmem_zc = p.shmem_zc
   spec.no_auto_part_scan, spec.dma_align = p.no_auto_part_scan, p.dma_align or 0
   spec.max_segments, spec.max_segment_size = p.max_segments or 0, p.max_segment_size or 0
   spec.segment_boundary = p.segment_boundary or 0

@@ -59,7 +59,8 @@ local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 -- The device's own fields; the C backends' options (ublk.options) join
 -- them in fields_of().
 local DEVICE_FIELDS = {
-  "backend", "batch", "block_size", "depth", "discard", "id", "latency", "max_io", "name",
+  "backend", "batch", "block_size", "depth", "discard", "id", "io_desc_size", "latency",
+  "max_io", "name", "shmem_zc",
   "need_get_data", "pin", "poll_us", "queues", "read_only", "recovery", "size",
 }
 -- the block layer's limits and partition scan
@@ -195,6 +196,30 @@ local function check_recovery(v)
   bad("recovery", v, 'must be "reissue", "queue", "fail" or false')
 end
 
+-- shmem_zc (UBLK_F_SHMEM_ZC, 7.1+): the files, one path or a list of up
+-- to 16 (runtime/device/device_shmem.c says what each must be), or nil.
+-- Never with recovery: a recovering server would meet the dead one's
+-- registrations under indexes it cannot know; nor with batch I/O.
+local function check_shmem_zc(t)
+  local v = t.shmem_zc
+  if v == nil then return nil end
+  local list = type(v) == "string" and { v } or v
+  if type(list) ~= "table" or #list < 1 or #list > 16 then
+    bad("shmem_zc", v, "must be a file's path or a list of 1 to 16 of them")
+  end
+  for _, p in ipairs(list) do
+    if type(p) ~= "string" or p:sub(1, 1) ~= "/" then
+      bad("shmem_zc", p, "must be an absolute path (a file in /dev/shm or hugetlbfs)")
+    end
+  end
+  if t.recovery ~= nil and t.recovery ~= false then
+    bad("shmem_zc", v, "cannot go with recovery (a recovering server would not know the "
+      .. "buffers the dead one registered): set recovery = false")
+  end
+  if t.batch then bad("shmem_zc", v, "cannot go with batch = true") end
+  return list
+end
+
 -- The options of backend `name` (nil: a Lua backend, which has none)
 -- that t holds, checked against its declaration (ublk.options) into out;
 -- another backend's option is refused naming whose it is.  A required one
@@ -309,6 +334,16 @@ local function normalise(t, limits)
     bad("need_get_data", true, "cannot go with batch = true (batch I/O has no NEED_GET_DATA"
       .. " command)")
   end
+  -- UBLK_F_IO_DESC_SIZE (7.3+): each request's descriptor takes this many
+  -- bytes of the queue's array the server maps; the kernel writes the
+  -- first 24 and leaves the rest to what later kernels may add
+  if t.io_desc_size ~= nil then
+    out.io_desc_size = check_int("io_desc_size", t.io_desc_size, 24, 256)
+    if out.io_desc_size % 8 ~= 0 then
+      bad("io_desc_size", t.io_desc_size, "must be a multiple of 8 from 24 to 256 (bytes)")
+    end
+  end
+  out.shmem_zc = check_shmem_zc(t)
   out.poll_us = check_int("poll_us", get("poll_us"), 0, MAX_POLL_US)
   out.latency = check_bool("latency", get("latency"))
   out.recovery = check_recovery(t.recovery)

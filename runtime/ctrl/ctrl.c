@@ -270,6 +270,14 @@ int ublk_ctrl_try_stop_dev(struct ublk_ctrl *c, uint32_t dev_id)
 	return dev_cmd(c, UBLK_CMD_TRY_STOP_DEV, UBLK_U_CMD_TRY_STOP_DEV, &cmd);
 }
 
+int ublk_ctrl_reg_buf(struct ublk_ctrl *c, uint32_t dev_id, void *addr, uint64_t len)
+{
+	struct ublk_shmem_buf_reg reg = { .addr = (uint64_t)(uintptr_t)addr, .len = len };
+	struct ublksrv_ctrl_cmd cmd = cmd_for(dev_id, &reg, sizeof(reg));
+
+	return dev_cmd(c, UBLK_U_CMD_REG_BUF, UBLK_U_CMD_REG_BUF, &cmd);
+}
+
 int ublk_ctrl_get_dev_info(struct ublk_ctrl *c, uint32_t dev_id,
 			   struct ublksrv_ctrl_dev_info *info)
 {

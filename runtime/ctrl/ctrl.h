@@ -84,6 +84,11 @@ int ublk_ctrl_quiesce_dev(struct ublk_ctrl *c, uint32_t dev_id, uint64_t timeout
 /* UPDATE_SIZE (UBLK_F_UPDATE_SIZE, 6.16+): the disk's capacity becomes
  * `sectors` at once (set_capacity_and_notify: a uevent, no I/O drained). */
 int ublk_ctrl_update_size(struct ublk_ctrl *c, uint32_t dev_id, uint64_t sectors);
+/* REG_BUF (UBLK_F_SHMEM_ZC, 7.1+): the kernel pins len bytes of this
+ * process's shared mapping at addr; requests whose pages all lie there
+ * come with their place in it.  The buffer's index (>= 0) or -errno.  Only
+ * ioctl-encoded. */
+int ublk_ctrl_reg_buf(struct ublk_ctrl *c, uint32_t dev_id, void *addr, uint64_t len);
 int ublk_ctrl_get_dev_info(struct ublk_ctrl *c, uint32_t dev_id,
 			   struct ublksrv_ctrl_dev_info *info);
 int ublk_ctrl_get_queue_affinity(struct ublk_ctrl *c, uint32_t dev_id,

@@ -66,6 +66,7 @@ static int add_dev(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	info->dev_id = conf->id < 0 ? UINT32_MAX : (uint32_t)conf->id;
 	info->ublksrv_pid = getpid();
 	info->flags = want;
+	info->io_desc_size = (uint16_t)conf->io_desc_size;
 	ret = ublk_ctrl_add_dev(&d->ctrl, info);
 	if (ret == -EEXIST)
 		return ublk_dev_fail(d, ret, "device id %d is already in use", conf->id);
@@ -171,6 +172,10 @@ int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 			.user_copy = (d->info.flags & UBLK_F_USER_COPY) != 0,
 			.zero_copy = ublk_dev_zero_copy(d->info.flags),
 			.batch = (d->info.flags & UBLK_F_BATCH_IO) != 0,
+			/* 0 from a kernel before 7.3 (it was padding): 24 */
+			.desc_size = d->info.io_desc_size,
+			.shmem = d->shmem,
+			.nr_shmem = d->nr_shmem,
 			.pin = conf->pin,
 			.poll_us = conf->poll_us,
 			.latency = conf->latency,
@@ -217,6 +222,7 @@ void ublk_dev_release(struct ublk_dev *d, bool added)
 		if (d->backend.made[0])
 			unlink(d->backend.made);
 	}
+	ublk_dev_unmap_shmem(d); /* the kernel let go of its pins with the device */
 	ublk_ctrl_close(&d->ctrl);
 	ublk_dev_recover_unlock(d);
 	if (d->backend.ops)
@@ -296,6 +302,8 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		return ret;
 	}
 	ret = ublk_dev_check_kernel(d, conf);
+	if (ret >= 0)
+		ret = ublk_dev_map_shmem(d, conf);
 	if (ret < 0) {
 		ublk_dev_release(d, false);
 		return ret;
@@ -313,6 +321,8 @@ int ublk_dev_create(struct ublk_dev *d, const struct ublk_dev_conf *conf,
 		ret = ublk_dev_open_cdev(d);
 	if (ret >= 0)
 		ret = set_params(d, conf);
+	if (ret >= 0)
+		ret = ublk_dev_register_shmem(d, conf);
 	if (ret >= 0)
 		ret = ublk_dev_alloc_queues(d, conf);
 	if (ret < 0) {

@@ -34,6 +34,13 @@ struct ublk_dev_conf {
 	 * second command (UBLK_IO_NEED_GET_DATA) fetches into the tag's
 	 * buffer; the tag's-buffer copy mode only */
 	bool need_get_data;
+	/* UBLK_F_IO_DESC_SIZE (7.3+): bytes per request descriptor in the
+	 * queues' shared arrays, 24..256; 0: not asked (the kernel's 24) */
+	unsigned io_desc_size;
+	/* UBLK_F_SHMEM_ZC (7.1+): files to map and register, whose pages a
+	 * client's O_DIRECT buffers may be in (device_shmem.c) */
+	const char *shmem_zc[UBLK_SHMEM_MAX];
+	unsigned nr_shmem_zc;
 	unsigned poll_us;	/* spin this long for more work before sleeping */
 	bool latency;		/* keep latency histograms (stats.h) */
 	/* 0, or UBLK_F_USER_RECOVERY with _REISSUE or _FAIL_IO: what the
@@ -73,6 +80,8 @@ struct ublk_dev {
 	 * limit (queues_by_backend) or the kernel's, one per CPU */
 	unsigned queues_asked;
 	bool queues_by_backend;
+	struct ublk_shmem_region shmem[UBLK_SHMEM_MAX]; /* conf->shmem_zc, mapped */
+	unsigned nr_shmem;
 	char err[256];
 };
 

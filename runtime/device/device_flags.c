@@ -54,6 +54,10 @@ uint64_t ublk_dev_wanted_flags(const struct ublk_dev *d, const struct ublk_dev_c
 		want |= UBLK_F_BATCH_IO;
 	if (conf->need_get_data)
 		want |= UBLK_F_NEED_GET_DATA;
+	if (conf->io_desc_size)
+		want |= UBLK_F_IO_DESC_SIZE;
+	if (conf->nr_shmem_zc)
+		want |= UBLK_F_SHMEM_ZC;
 	if (conf->recovery) /* a clean hand-over to a new server (reload) */
 		want |= UBLK_F_QUIESCE;
 	if (conf->no_auto_part_scan)
@@ -98,6 +102,23 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 				    "here: set copy = \"buffer\"", d->backend.ops->name);
 	}
 
+	if (conf->nr_shmem_zc) {
+		if (!(d->features & UBLK_F_SHMEM_ZC))
+			return ublk_dev_fail(d, -ENOTSUP, "shmem_zc needs UBLK_F_SHMEM_ZC (Linux "
+				    "7.1+), which this kernel lacks: leave it unset");
+		/* the backend reads a request's data at io->buf, which is the
+		 * file's page only when the kernel would otherwise have copied
+		 * it into the tag's buffer */
+		if (ublk_dev_wanted_flags(d, conf) & (UBLK_F_USER_COPY | UBLK_F_SUPPORT_ZERO_COPY |
+						      UBLK_F_AUTO_BUF_REG))
+			return ublk_dev_fail(d, -EINVAL, "shmem_zc needs the tag's-buffer copy "
+				    "mode, and the %s backend copies by user copy or zero copy "
+				    "here: set copy = \"buffer\"", d->backend.ops->name);
+	}
+	if (conf->io_desc_size && !(d->features & UBLK_F_IO_DESC_SIZE))
+		return ublk_dev_fail(d, -ENOTSUP, "io_desc_size = %u needs UBLK_F_IO_DESC_SIZE "
+			    "(Linux 7.3+), which this kernel lacks: leave it unset",
+			    conf->io_desc_size);
 	if (conf->no_auto_part_scan && !(d->features & UBLK_F_NO_AUTO_PART_SCAN))
 		return ublk_dev_fail(d, -ENOTSUP, "no_auto_part_scan = true needs "
 			    "UBLK_F_NO_AUTO_PART_SCAN (Linux 7.0+), which this kernel lacks: leave "
@@ -164,6 +185,9 @@ int ublk_dev_check_granted(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	if (info->queue_depth != conf->depth)
 		return ublk_dev_fail(d, -EINVAL, "depth = %u, but the kernel set %u", conf->depth,
 			    info->queue_depth);
+	if (conf->io_desc_size && info->io_desc_size != conf->io_desc_size)
+		return ublk_dev_fail(d, -EINVAL, "io_desc_size = %u, but the kernel set %u",
+			    conf->io_desc_size, info->io_desc_size);
 	if (info->max_io_buf_bytes < conf->max_io)
 		return ublk_dev_fail(d, -EINVAL, "max_io = %u, but the kernel allows %u",
 			    conf->max_io, info->max_io_buf_bytes);

@@ -25,6 +25,11 @@ int ublk_dev_open_ctrl(struct ublk_dev *d);
  * has given node `path` to this user; 0 or -errno with d->err saying so,
  * and `then` after it. */
 int ublk_dev_wait_node(struct ublk_dev *d, const char *path, const char *then);
+/* device_shmem.c: conf->shmem_zc mapped into d->shmem before ADD_DEV,
+ * registered (REG_BUF) after it; unmapped at release. */
+int ublk_dev_map_shmem(struct ublk_dev *d, const struct ublk_dev_conf *conf);
+int ublk_dev_register_shmem(struct ublk_dev *d, const struct ublk_dev_conf *conf);
+void ublk_dev_unmap_shmem(struct ublk_dev *d);
 /* One queue per d->info.nr_hw_queues, over d->cdev_fd. */
 int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf);
 /* Asks the first nr queue threads to leave and joins them. */

@@ -61,7 +61,8 @@ static int start_recovery(struct ublk_dev *d, uint32_t id)
  * PER_IO_DAEMON (6.16+) and BUF_REG_OFF_DAEMON (6.17+) on every one (they
  * allow more threads; one per queue still is one), SAFE_STOP_DEV (7.0+);
  * UPDATE_SIZE allows a command we never send, NO_AUTO_PART_SCAN changes
- * only START_DEV, which a recovery does not send.  Any other
+ * only START_DEV, which a recovery does not send; IO_DESC_SIZE, the
+ * descriptors' stride, the queues take from GET_DEV_INFO.  Any other
  * (NEED_GET_DATA, UNPRIVILEGED_DEV, ZONED, INTEGRITY, SHMEM_ZC, a bit this
  * header does not know) brings requests or commands in a form our queues
  * do not speak: such a device (another server's) is not ours to serve. */
@@ -70,7 +71,7 @@ static const uint64_t served_flags =
 	UBLK_F_USER_RECOVERY_REISSUE | UBLK_F_CMD_IOCTL_ENCODE | UBLK_F_USER_COPY |
 	UBLK_F_USER_RECOVERY_FAIL_IO | UBLK_F_UPDATE_SIZE | UBLK_F_AUTO_BUF_REG | UBLK_F_QUIESCE |
 	UBLK_F_PER_IO_DAEMON | UBLK_F_BUF_REG_OFF_DAEMON | UBLK_F_BATCH_IO | UBLK_F_SAFE_STOP_DEV |
-	UBLK_F_NO_AUTO_PART_SCAN;
+	UBLK_F_NO_AUTO_PART_SCAN | UBLK_F_IO_DESC_SIZE;
 
 /* "UBLK_F_NEED_GET_DATA" for the lowest bit of flags, or "flag bit 20". */
 static const char *flag_name(uint64_t flags, char *buf, size_t len)

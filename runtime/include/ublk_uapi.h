@@ -31,6 +31,8 @@
 #define UBLK_CMD_UPDATE_SIZE		0x15
 #define UBLK_CMD_QUIESCE_DEV		0x16
 #define UBLK_CMD_TRY_STOP_DEV		0x17
+#define UBLK_CMD_REG_BUF		0x18	/* 7.1: UBLK_F_SHMEM_ZC */
+#define UBLK_CMD_UNREG_BUF		0x19
 
 /* ---- io commands: legacy numbers ---- */
 #define UBLK_IO_FETCH_REQ		0x20
@@ -52,7 +54,7 @@ struct ublksrv_ctrl_dev_info {
 	uint16_t nr_hw_queues;
 	uint16_t queue_depth;
 	uint16_t state;
-	uint16_t pad0;
+	uint16_t io_desc_size;	/* UBLK_F_IO_DESC_SIZE (7.3+); padding before */
 	uint32_t max_io_buf_bytes;
 	uint32_t dev_id;
 	int32_t ublksrv_pid;
@@ -97,6 +99,23 @@ struct ublksrv_io_cmd {
 #define UBLK_U_CMD_UPDATE_SIZE		_IOWR('u', UBLK_CMD_UPDATE_SIZE, struct ublksrv_ctrl_cmd)
 #define UBLK_U_CMD_QUIESCE_DEV		_IOWR('u', UBLK_CMD_QUIESCE_DEV, struct ublksrv_ctrl_cmd)
 #define UBLK_U_CMD_TRY_STOP_DEV		_IOWR('u', UBLK_CMD_TRY_STOP_DEV, struct ublksrv_ctrl_cmd)
+#define UBLK_U_CMD_REG_BUF		_IOWR('u', UBLK_CMD_REG_BUF, struct ublksrv_ctrl_cmd)
+#define UBLK_U_CMD_UNREG_BUF		_IOWR('u', UBLK_CMD_UNREG_BUF, struct ublksrv_ctrl_cmd)
+
+/* REG_BUF's payload (ctrl_cmd.addr points to it): a shared mapping of the
+ * server's, page-aligned, at most 4 GiB; the answer is its index. */
+struct ublk_shmem_buf_reg {
+	uint64_t addr;
+	uint64_t len;
+	uint32_t flags;		/* UBLK_SHMEM_BUF_READ_ONLY */
+	uint32_t reserved;
+};
+#define UBLK_SHMEM_BUF_READ_ONLY	(1U << 0)
+/* A request whose pages all lie in one registered buffer comes with
+ * UBLK_IO_F_SHMEM_ZC and its data's place there in iod->addr: */
+#define UBLK_SHMEM_ZC_OFF_MASK		0xffffffffULL	/* bits 0-31: byte offset */
+#define UBLK_SHMEM_ZC_IDX_OFF		32		/* bits 32-47: the index */
+#define UBLK_SHMEM_ZC_IDX_MASK		0xffffULL
 
 #define UBLK_U_IO_FETCH_REQ		_IOWR('u', UBLK_IO_FETCH_REQ, struct ublksrv_io_cmd)
 #define UBLK_U_IO_COMMIT_AND_FETCH_REQ	_IOWR('u', UBLK_IO_COMMIT_AND_FETCH_REQ, struct ublksrv_io_cmd)
@@ -211,6 +230,7 @@ struct ublk_elem_header {
 #define UBLK_IO_F_SWAP			(1U << 16)
 #define UBLK_IO_F_NEED_REG_BUF		(1U << 17)
 #define UBLK_IO_F_INTEGRITY		(1U << 18)
+#define UBLK_IO_F_SHMEM_ZC		(1U << 19)
 
 static inline uint8_t ublksrv_get_op(const struct ublksrv_io_desc *iod)
 {
@@ -318,6 +338,7 @@ _Static_assert(offsetof(struct ublksrv_ctrl_dev_info, ublksrv_pid) == 16, "dev_i
 _Static_assert(offsetof(struct ublksrv_ctrl_dev_info, flags) == 24, "dev_info.flags");
 _Static_assert(offsetof(struct ublksrv_ctrl_dev_info, owner_uid) == 40, "dev_info.owner_uid");
 _Static_assert(sizeof(struct ublksrv_io_desc) == 24, "io_desc size");
+_Static_assert(sizeof(struct ublk_shmem_buf_reg) == 24, "shmem_buf_reg size");
 _Static_assert(offsetof(struct ublksrv_io_desc, start_sector) == 8, "io_desc.start_sector");
 _Static_assert(offsetof(struct ublksrv_io_desc, addr) == 16, "io_desc.addr");
 _Static_assert(sizeof(struct ublksrv_io_cmd) == 16, "io_cmd size");

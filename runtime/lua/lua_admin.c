@@ -141,7 +141,7 @@ static void params_from_sysfs(uint32_t id, struct ublk_params *p)
 }
 
 /* core.dev_info(id) -> { id, state, pid, queues, depth, max_io, owner_uid,
- * owner_gid, flags, size, block_size, releasing } | nil, "ENODEV: ...", errno.  `releasing`:
+ * owner_gid, [io_desc_size,] flags, size, block_size, releasing } | nil, "ENODEV: ...", errno.  `releasing`:
  * LIVE, its server ended, the kernel not yet done with it; its size and
  * block size then come from sysfs (params_from_sysfs says why). */
 static int l_dev_info(lua_State *L)
@@ -179,6 +179,8 @@ static int l_dev_info(lua_State *L)
 	set_num(L, "max_io", info.max_io_buf_bytes);
 	set_num(L, "owner_uid", info.owner_uid); /* whoever sent ADD_DEV */
 	set_num(L, "owner_gid", info.owner_gid);
+	if (info.flags & UBLK_F_IO_DESC_SIZE)
+		set_num(L, "io_desc_size", info.io_desc_size);
 	set_num(L, "size", (lua_Number)p.basic.dev_sectors * 512);
 	set_num(L, "block_size", p.types ? 1u << p.basic.logical_bs_shift : 0);
 	lua_core_push_features(L, info.flags);

@@ -136,6 +136,17 @@ static void read_conf(lua_State *L, int t, struct ublk_dev_conf *conf)
 	lua_pop(L, 1);
 	conf->batch = bool_field(L, t, "batch");
 	conf->need_get_data = bool_field(L, t, "need_get_data");
+	conf->io_desc_size = (unsigned)num_field(L, t, "io_desc_size");
+	/* params.lua checked it: a list of at most UBLK_SHMEM_MAX paths, which
+	 * stay referenced by t while the device is made */
+	lua_getfield(L, t, "shmem_zc");
+	for (int i = 1; lua_istable(L, -1) && i <= UBLK_SHMEM_MAX; i++) {
+		lua_rawgeti(L, -1, i);
+		if (lua_type(L, -1) == LUA_TSTRING)
+			conf->shmem_zc[conf->nr_shmem_zc++] = lua_tostring(L, -1);
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
 	conf->poll_us = (unsigned)num_field(L, t, "poll_us");
 	conf->latency = bool_field(L, t, "latency");
 	conf->recovery = (uint64_t)num_field(L, t, "recovery_flags");
@@ -147,7 +158,8 @@ static void read_conf(lua_State *L, int t, struct ublk_dev_conf *conf)
 }
 
 /* core.create{ size=, block_size=, queues=, depth=, max_io=, read_only=,
- *              discard=, pin=, batch=, need_get_data=, poll_us=, id=, recovery_flags=,
+ *              discard=, pin=, batch=, need_get_data=, io_desc_size=, shmem_zc={},
+ *              poll_us=, id=, recovery_flags=,
  *              backend="name",
  *              opts={...} [, recover = ID [, prepare = true]] }: with `recover`,
  * takes over device ID for its dead server instead of adding one (the
@@ -326,6 +338,8 @@ static int l_info(lua_State *L)
 	lua_setfield(L, -2, "copy");
 	lua_core_push_features(L, d->info.flags);
 	lua_setfield(L, -2, "flags");
+	if (d->info.flags & UBLK_F_IO_DESC_SIZE)
+		set_num(L, "io_desc_size", d->info.io_desc_size);
 	if (d->info.flags & UBLK_F_UNPRIVILEGED_DEV) { /* a user's (ctrl.h) */
 		set_num(L, "owner_uid", d->info.owner_uid);
 		set_num(L, "owner_gid", d->info.owner_gid);
@@ -375,6 +389,7 @@ static int l_stats(lua_State *L)
 		set_num(L, "read_bytes", (lua_Number)st.read_bytes);
 		set_num(L, "write_bytes", (lua_Number)st.write_bytes);
 		set_num(L, "inflight", (lua_Number)st.inflight);
+		set_num(L, "shmem_zc", (lua_Number)st.shmem_zc);
 		set_num(L, "tid", tid);
 		set_num(L, "cpu", tid ? last_cpu(tid) : -1);
 		lua_newtable(L);

@@ -60,7 +60,7 @@ void ublk_queue_prep_cmd(struct ublk_queue *q, uint16_t tag, unsigned legacy_op,
 	cmd->result = result;
 	/* with user copy or zero copy the kernel wants no buffer address */
 	if (!q->c.user_copy && q->c.zero_copy == UBLK_ZC_NONE)
-		cmd->addr = (uint64_t)(uintptr_t)q->ios[tag].buf;
+		cmd->addr = (uint64_t)(uintptr_t)ublk_queue_tag_buf(q, tag);
 	/* AUTO_BUF_REG: the SQE's own addr names the buffer slot the next
 	 * request's pages go to (struct ublk_auto_buf_reg: index in bits
 	 * 0-15, no flags: a failed registration fails that request) */
@@ -217,9 +217,34 @@ static void register_then_handle(struct ublk_queue *q, struct ublk_io *io)
 	settle(q, io, ret);
 }
 
+/* Where io's data is (UBLK_F_SHMEM_ZC): in a registered file, where the
+ * kernel names it, or the tag's buffer; -EIO for a place past the file. */
+static int shmem_place(struct ublk_queue *q, struct ublk_io *io,
+		       const struct ublksrv_io_desc *iod)
+{
+	uint64_t idx = iod->addr >> UBLK_SHMEM_ZC_IDX_OFF & UBLK_SHMEM_ZC_IDX_MASK;
+	uint64_t off = iod->addr & UBLK_SHMEM_ZC_OFF_MASK;
+
+	if (!(io->flags & UBLK_IO_F_SHMEM_ZC)) {
+		io->buf = ublk_queue_tag_buf(q, io->tag);
+		return 0;
+	}
+	if (idx >= q->c.nr_shmem || off > q->c.shmem[idx].len ||
+	    io->len > q->c.shmem[idx].len - off) {
+		ublk_err("dev %u queue %u tag %u: the kernel names %u bytes at %llu of shared "
+			 "buffer %llu, which this server has not registered so: EIO",
+			 q->c.dev_id, q->c.q_id, io->tag, io->len, (unsigned long long)off,
+			 (unsigned long long)idx);
+		return -EIO;
+	}
+	io->buf = q->c.shmem[idx].base + off;
+	stat_add(&q->stats->shmem_zc, 1);
+	return 0;
+}
+
 void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag)
 {
-	const struct ublksrv_io_desc *iod = &q->descs[tag];
+	const struct ublksrv_io_desc *iod = ublk_queue_desc(q, tag);
 	struct ublk_io *io = &q->ios[tag];
 	struct ublk_backend *b = q->c.backend;
 
@@ -243,6 +268,10 @@ void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag)
 	    (io->op <= UBLK_IO_OP_WRITE ? q->c.max_io : UBLK_MAX_REQ_BYTES) >> 9) {
 		ublk_err("dev %u queue %u tag %u: the kernel sent %u sectors, more than the "
 			 "device allows: EIO", q->c.dev_id, q->c.q_id, io->tag, iod->nr_sectors);
+		settle(q, io, -EIO);
+		return;
+	}
+	if (q->c.nr_shmem && shmem_place(q, io, iod) < 0) {
 		settle(q, io, -EIO);
 		return;
 	}

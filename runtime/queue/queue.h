@@ -41,6 +41,15 @@ int ublk_latch_wait(struct ublk_latch *l);
 enum ublk_pin { UBLK_PIN_OFF, UBLK_PIN_ON, UBLK_PIN_AUTO };
 
 /* What the device decides for each queue before its thread starts. */
+/* A file the device's requests may name data in (UBLK_F_SHMEM_ZC, 7.1+;
+ * device_shmem.c): this process's shared mapping of it, registered with the
+ * kernel under its index in the device's list. */
+struct ublk_shmem_region {
+	uint8_t *base;
+	uint64_t len;
+};
+#define UBLK_SHMEM_MAX 16
+
 struct ublk_queue_conf {
 	uint16_t q_id;
 	uint16_t depth;
@@ -51,6 +60,11 @@ struct ublk_queue_conf {
 	bool user_copy;		/* UBLK_F_USER_COPY granted */
 	enum ublk_zc zero_copy;	/* UBLK_F_AUTO_BUF_REG or _SUPPORT_ZERO_COPY granted */
 	bool batch;		/* UBLK_F_BATCH_IO granted: queue_batch.c's commands */
+	uint16_t desc_size;	/* bytes from one tag's descriptor to the next; 0: 24 */
+	/* the device's registered files, by index (nr_shmem 0: none); a
+	 * request that comes with UBLK_IO_F_SHMEM_ZC has io->buf in one */
+	const struct ublk_shmem_region *shmem;
+	unsigned nr_shmem;
 	enum ublk_pin pin;	/* where the thread runs: on `cpus`, or anywhere */
 	unsigned poll_us;	/* after a pass with work, spin this long before sleeping */
 	bool latency;		/* time each request into the histograms */

@@ -112,7 +112,7 @@ static void put_elem(struct ublk_queue *q, char *buf, unsigned i, uint16_t tag, 
 
 	memcpy(e, &h, sizeof(h));
 	if (b->elem_flags & UBLK_BATCH_F_HAS_BUF_ADDR) {
-		uint64_t addr = (uint64_t)(uintptr_t)q->ios[tag].buf;
+		uint64_t addr = (uint64_t)(uintptr_t)ublk_queue_tag_buf(q, tag);
 
 		memcpy(e + sizeof(h), &addr, sizeof(addr));
 	}

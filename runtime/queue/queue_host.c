@@ -59,7 +59,7 @@ int ublk_host_queue_io(struct ublk_queue *q, uint16_t tag, uint8_t op, uint32_t 
 	/* lengths past max_io are the request path's to refuse (queue.c) */
 	if (tag >= q->c.depth || (offset | len) & 511)
 		return -EINVAL;
-	q->descs[tag] = (struct ublksrv_io_desc){ .op_flags = op | (flags & ~0xffu),
+	q->descs[tag] = (struct ublksrv_io_desc){ /* a host queue's stride is the struct's */ .op_flags = op | (flags & ~0xffu),
 						  .nr_sectors = len >> 9,
 						  .start_sector = offset >> 9 };
 	before = q->host_commits;

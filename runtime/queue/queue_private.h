@@ -71,7 +71,9 @@ struct ublk_queue {
 	struct io_uring ring;
 	bool ring_up;		/* ring made: exit it once */
 	bool backend_up;	/* queue_init done: queue_exit once */
-	struct ublksrv_io_desc *descs;	/* the kernel's, mmapped (host: ours) */
+	/* the kernel's, mmapped (host: ours), c.desc_size bytes apart:
+	 * ublk_queue_desc() */
+	struct ublksrv_io_desc *descs;
 	size_t descs_len;
 	char *bufs;		/* depth * max_io, one slice per tag */
 	struct ublk_io *ios;	/* per tag: the device's own request */
@@ -127,6 +129,22 @@ static inline uint64_t ublk_ud_poll(struct ublk_poll *p) { return (uint64_t)(uin
 static inline struct ublk_poll *ublk_ud_to_poll(uint64_t ud)
 {
 	return ud > UBLK_UD_CANCEL ? (struct ublk_poll *)(uintptr_t)(ud & ~(uint64_t)3) : NULL;
+}
+
+/* Tag's own buffer, which every commit names: io->buf may be elsewhere
+ * for one request (UBLK_IO_F_SHMEM_ZC). */
+static inline void *ublk_queue_tag_buf(const struct ublk_queue *q, uint16_t tag)
+{
+	return q->bufs + (size_t)tag * q->c.max_io;
+}
+
+/* Tag's descriptor: the array's stride is the device's (UBLK_F_IO_DESC_SIZE,
+ * 7.3+), at least the struct's own 24 bytes. */
+static inline const struct ublksrv_io_desc *ublk_queue_desc(const struct ublk_queue *q,
+							    uint16_t tag)
+{
+	return (const struct ublksrv_io_desc *)((const char *)q->descs +
+						(size_t)tag * q->c.desc_size);
 }
 
 _Static_assert(_Alignof(struct ublk_io) >= 4, "user_data packs a kind in an io pointer's low bits");

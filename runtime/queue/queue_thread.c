@@ -65,12 +65,13 @@ static size_t page_round(size_t n)
 }
 
 /* Offset of queue q's descriptor array in /dev/ublkcN: every queue gets a
- * slot sized for the largest depth, whatever the real depth. */
-static off_t desc_offset(uint16_t q_id)
+ * slot sized for the largest depth, whatever the real depth, at the
+ * device's descriptor size. */
+static off_t desc_offset(const struct ublk_queue *q)
 {
 	return UBLKSRV_CMD_BUF_OFFSET +
-	       (off_t)q_id * (off_t)page_round(UBLK_MAX_QUEUE_DEPTH *
-					       sizeof(struct ublksrv_io_desc));
+	       (off_t)q->c.q_id * (off_t)page_round((size_t)UBLK_MAX_QUEUE_DEPTH *
+						    q->c.desc_size);
 }
 
 static void arm_stop(struct ublk_queue *q)
@@ -87,9 +88,9 @@ static int queue_setup(struct ublk_queue *q)
 	int ret;
 
 	__atomic_store_n(&q->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELAXED);
-	q->descs_len = page_round(q->c.depth * sizeof(struct ublksrv_io_desc));
+	q->descs_len = page_round((size_t)q->c.depth * q->c.desc_size);
 	q->descs = mmap(NULL, q->descs_len, PROT_READ, MAP_SHARED | MAP_POPULATE,
-			q->c.cdev_fd, desc_offset(q->c.q_id));
+			q->c.cdev_fd, desc_offset(q));
 	if (q->descs == MAP_FAILED) {
 		q->descs = NULL;
 		return -errno;
@@ -223,6 +224,8 @@ struct ublk_queue *ublk_queue_new(const struct ublk_queue_conf *conf)
 	if (!q)
 		return NULL;
 	q->c = *conf;
+	if (!q->c.desc_size)
+		q->c.desc_size = sizeof(struct ublksrv_io_desc);
 	q->stats = conf->stats ? conf->stats : &q->own_stats;
 	q->stop_fd = -1;
 	return q;

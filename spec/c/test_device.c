@@ -66,7 +66,6 @@ static void test_check_recovered(void)
 		{ UBLK_F_ZONED, "UBLK_F_ZONED" },
 		{ UBLK_F_INTEGRITY, "UBLK_F_INTEGRITY" },
 		{ UBLK_F_SHMEM_ZC, "UBLK_F_SHMEM_ZC" },
-		{ UBLK_F_IO_DESC_SIZE, "UBLK_F_IO_DESC_SIZE" },
 		{ 1ull << 21, "flag bit 21" },
 	};
 	static struct ublk_dev d;
@@ -79,6 +78,10 @@ static void test_check_recovered(void)
 			UBLK_F_BUF_REG_OFF_DAEMON | UBLK_F_SAFE_STOP_DEV | UBLK_F_QUIESCE;
 	check(ublk_dev_check_recovered(&d, 7) == 0,
 	      "recover: accepts the flags newer kernels set on every device");
+	d.info.flags |= UBLK_F_IO_DESC_SIZE; /* the queues map at its stride */
+	d.info.io_desc_size = 256;
+	check(ublk_dev_check_recovered(&d, 7) == 0,
+	      "recover: takes a device with larger descriptors (IO_DESC_SIZE)");
 
 	recoverable_device(&d);
 	d.params.basic.attrs = UBLK_ATTR_READ_ONLY;

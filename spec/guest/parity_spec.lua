@@ -6,6 +6,8 @@ local json = require "ublk.json"
 local M = require "manage"
 local ublk = require "ublk"
 local cli, add, listed, clean = M.cli, M.add, M.listed, M.clean
+local ffi = require "ffi"
+require "ublk.libc"
 
 local features, mask = ublk.features() -- nil on a host without ublk (busted loads this file there too)
 features = features or {}
@@ -184,6 +186,114 @@ describe("#guest kernel parity", function()
     assert.are.equal(0, (cli("del -n %d", id)))
     os.remove(img)
     clean()
+  end)
+
+  it("io_desc_size: each request read at the stride asked for, on 2 queues and after kill -9 + recover", function()
+    local t = { size = "32MiB", queues = 2, io_desc_size = 256 }
+    if not features.io_desc_size then
+      local dev, msg = ublk.device(t)
+      assert.is_nil(dev)
+      assert.matches("io_desc_size = 256 needs UBLK_F_IO_DESC_SIZE (Linux 7.3+)", msg, 1, true)
+      assert.are.same({}, G.leftovers())
+      skip_line("io_desc_size on a device", "UBLK_F_IO_DESC_SIZE (Linux 7.3+)")
+      return
+    end
+    -- a descriptor read at 24 bytes a tag, or queue 1's array mapped where a
+    -- 24-byte array would start, would fail this verify
+    local dev = G.device(t)
+    assert.are.equal(256, dev:info().io_desc_size)
+    assert.is_true(dev:info().flags.io_desc_size)
+    G.fio_verify(dev.path, 32)
+    dev:close()
+    -- a recovering server maps the arrays at the stride the device has
+    G.write_file("/tmp/ublk-iod.lua", 'return { size = "32MiB", queues = 2, io_desc_size = 256 }\n')
+    local id, pid, line = add("/tmp/ublk-iod.lua")
+    assert.matches("io_desc_size 256", line, 1, true)
+    local path = "/dev/ublkb" .. id
+    local md5 = G.write_random_at(path, 0, 4194304)
+    G.must("kill -9 %d", pid)
+    assert.truthy(M.wait_until(function() return listed(id).state == "QUIESCED" end), "not QUIESCED")
+    local rc, out = cli("recover -n %d", id)
+    assert.are.equal(0, rc, out)
+    assert.are.equal(md5, G.md5_at(path, 0, 4194304))
+    G.fio_verify(path, 16)
+    assert.are.equal(256, listed(id).io_desc_size)
+    assert.are.equal(0, (cli("del -n %d", id)))
+    os.remove("/tmp/ublk-iod.lua")
+    clean()
+  end)
+
+  -- An O_DIRECT client, as a database with its buffer pool in a shared
+  -- file would be: this process maps `file` itself and writes 1 MiB of it
+  -- to the disk at 4 MiB, then reads that back into the next MiB of it.
+  -- Returns the bytes written and whether the read got them.
+  local function shmem_client(disk, file)
+    local MiB = 1048576
+    local fd = ffi.C.open(file, 2) -- O_RDWR
+    assert.truthy(fd >= 0, file)
+    local p = ffi.cast("uint8_t *", ffi.C.mmap(nil, 4 * MiB, 3, 1, fd, 0)) -- RW, MAP_SHARED
+    ffi.C.close(fd)
+    assert.truthy(p ~= ffi.cast("uint8_t *", -1), "mmap " .. file)
+    local seed = G.now() * 1e6 % 4294967296
+    for i = 0, MiB - 1 do
+      seed = (seed * 1103515245 + 12345) % 4294967296
+      p[i] = math.floor(seed / 65536) % 256
+    end
+    local dfd = ffi.C.open(disk, 2 + 0x4000) -- O_RDWR | O_DIRECT
+    assert.truthy(dfd >= 0, disk)
+    assert.are.equal(MiB, tonumber(ffi.C.pwrite(dfd, p, MiB, 4 * MiB)))
+    ffi.fill(p + MiB, MiB, 0)
+    assert.are.equal(MiB, tonumber(ffi.C.pread(dfd, p + MiB, MiB, 4 * MiB)))
+    ffi.C.close(dfd)
+    local wrote, read = ffi.string(p, MiB), ffi.string(p + MiB, MiB)
+    ffi.C.munmap(p, 4 * MiB)
+    return wrote, read == wrote
+  end
+
+  it("shmem_zc: an O_DIRECT client's buffers in a registered file reach C and Lua backends in place", function()
+    local file = "/dev/shm/ublk-zc-test"
+    G.must("truncate -s 4M %s", file)
+    local t = { size = "32MiB", copy = "buffer", shmem_zc = file }
+    if not features.shmem_zc then
+      local dev, msg = ublk.device(t)
+      assert.is_nil(dev)
+      assert.matches("shmem_zc needs UBLK_F_SHMEM_ZC (Linux 7.1+)", msg, 1, true)
+      assert.are.same({}, G.leftovers())
+      skip_line("shmem_zc on a device", "UBLK_F_SHMEM_ZC (Linux 7.1+)")
+      os.remove(file)
+      return
+    end
+    -- the memory backend's own copy (user copy) would not read it there
+    local none, msg = ublk.device{ size = "32MiB", shmem_zc = file }
+    assert.is_nil(none)
+    assert.matches('shmem_zc needs the tag\'s-buffer copy mode, and the memory backend copies '
+      .. 'by user copy or zero copy here: set copy = "buffer"', msg, 1, true)
+    assert.are.same({}, G.leftovers())
+
+    local store = ublk.shared("32MiB")
+    local lua_backend = ublk.backend {
+      size = "32MiB", copy = "buffer", store = store,
+      read = function(self, req) return req:copy(self.store.ptr + req.offset) end,
+      write = function(self, req) return req:copy(self.store.ptr + req.offset) end,
+    }
+    for _, b in ipairs({ "memory", lua_backend }) do
+      local dev = G.device{ size = "32MiB", backend = b, copy = b == "memory" and "buffer" or nil,
+        shmem_zc = file }
+      assert.is_true(dev:info().flags.shmem_zc)
+      assert.is_nil(dev:info().flags.user_recovery)
+      local before = dev:stats().total.shmem_zc
+      local wrote, same = shmem_client(dev.path, file)
+      assert.is_true(same, "the read gave back other bytes than the write")
+      -- 1 MiB each way in requests of max_io (512 KiB): all four in place
+      assert.are.equal(4, dev:stats().total.shmem_zc - before)
+      -- the data is in the backend, as a read through the tag's buffer finds it
+      G.write_file("/tmp/ublk-zc-wrote", wrote)
+      assert.are.equal(G.must("md5sum < /tmp/ublk-zc-wrote"):match("^%x+"),
+        G.md5_at(dev.path, 4194304, 1048576))
+      dev:close()
+    end
+    os.remove("/tmp/ublk-zc-wrote")
+    os.remove(file)
   end)
 
   it("DMA alignment and segment limits reach the block layer; data split by them is intact", function()
