@@ -179,7 +179,7 @@ describe("ublk.params", function()
         "io_desc_size", "latency", "max_io", "max_segment_size", "max_segments", "name", "need_get_data",
         "no_auto_part_scan",
         "osd_timeout", "path", "pin", "poll_us", "queues", "read_only", "reconnect", "recovery",
-        "segment_boundary", "shmem_zc", "size", "store", "timeout", "uri",
+        "segment_boundary", "shmem_zc", "size", "store", "threads", "timeout", "uri",
       }, params.fields)
     end)
 
@@ -228,7 +228,7 @@ describe("ublk.params", function()
       assert.are.same({
         block_size = 512, queues = 1, depth = 128, max_io = 512 * KiB,
         read_only = false, discard = true, pin = "auto", id = -1, backend = "memory",
-        latency = true, poll_us = 0, batch = false, need_get_data = false,
+        latency = true, poll_us = 0, batch = false, need_get_data = false, threads = 1,
       }, params.defaults)
     end)
 
@@ -248,6 +248,7 @@ describe("ublk.params", function()
         size = MiB, block_size = 512, queues = 1, depth = 128,
         max_io = 512 * KiB, read_only = false, discard = true, pin = "auto", id = -1,
         backend = "memory", latency = true, poll_us = 0, batch = false, need_get_data = false,
+        threads = 1,
       }, params.validate({ size = "1MiB" }))
     end)
 
@@ -257,7 +258,7 @@ describe("ublk.params", function()
         size = "2G", block_size = "4K", queues = 4, depth = 64,
         max_io = "1MiB", read_only = true, discard = false, pin = false, id = 3,
         backend = be, path = "/tmp/disk.img", direct = true, create = true, name = "test",
-        latency = false, recovery = "queue", poll_us = 200, batch = true,
+        latency = false, recovery = "queue", poll_us = 200, batch = true, threads = 2,
       })
       assert.is_false(p.need_get_data)
       p.need_get_data = nil
@@ -265,7 +266,7 @@ describe("ublk.params", function()
         size = 2 * GiB, block_size = 4096, queues = 4, depth = 64,
         max_io = MiB, read_only = true, discard = false, pin = false, id = 3,
         backend = be, path = "/tmp/disk.img", direct = true, create = true, name = "test",
-        latency = false, recovery = "queue", poll_us = 200, batch = true,
+        latency = false, recovery = "queue", poll_us = 200, batch = true, threads = 2,
       }, p)
     end)
 
@@ -289,6 +290,13 @@ describe("ublk.params", function()
       for _, n in ipairs({ 16, 264, 2.5 }) do
         assert.has_error(function() params.validate({ size = "1MiB", io_desc_size = n }) end)
       end
+    end)
+
+    it("takes threads from 1 to the depth", function()
+      assert.are.equal(3, params.validate({ size = "1MiB", threads = 3 }).threads)
+      assert.has_error(function() params.validate({ size = "1MiB", depth = 4, threads = 5 }) end,
+        "ublk: bad parameter 'threads' = 5: must be an integer from 1 to 4")
+      assert.has_error(function() params.validate({ size = "1MiB", threads = 0 }) end)
     end)
 
     it("takes shmem_zc as a path or a list of up to 16, never beside recovery or batch", function()

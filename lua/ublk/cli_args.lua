@@ -13,7 +13,8 @@ TYPES = table.concat(TYPES, "|")
 args.usage = ([=[
 usage: ublk-lua SCRIPT [ARGS...]
        ublk-lua add [-t TYPES [-s SIZE] [--OPTION VALUE]... [-q QUEUES]
-                    [-d DEPTH] [-n ID] [-r RECOVERY] [--record LOG]] [--restart N]
+                    [-d DEPTH] [--threads T] [-n ID] [-r RECOVERY] [--record LOG]]
+                    [--restart N]
                     [SCRIPT [ARGS...]]
        ublk-lua list [-n ID] [--json]
        ublk-lua del -n ID | -a [--safe]
@@ -93,6 +94,7 @@ local ID = number(true, 0, 1048575, "a device id")
 local OPTS = {
   ["-n"] = { "id", ID }, ["-q"] = { "queues", number(true, 1, 4096, "a whole number of queues") },
   ["-d"] = { "depth", number(true, 1, 4096, "a whole queue depth") },
+  ["--threads"] = { "threads", number(true, 1, 4096, "a whole number of threads") },
   ["-s"] = { "size" }, ["-t"] = { "type" }, ["-r"] = { "recovery" },
   ["--json"] = { "json", true }, ["-a"] = { "all", true },
   ["--watch"] = { "watch", number(false, 0.1, 86400, "seconds") },
@@ -104,7 +106,8 @@ local OPTS = {
   ["--listen"] = { "listen" }, ["--record"] = { "record" },
 }
 local ALLOWED = {
-  add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["-s"] = 1, ["-t"] = 1, ["-r"] = 1,
+  add = { ["-n"] = 1, ["-q"] = 1, ["-d"] = 1, ["--threads"] = 1, ["-s"] = 1, ["-t"] = 1,
+    ["-r"] = 1,
     ["--restart"] = 1, ["-b"] = 1, ["-g"] = 1, ["--record"] = 1 },
   list = { ["-n"] = 1, ["--json"] = 1 }, del = { ["-n"] = 1, ["-a"] = 1, ["--safe"] = 1 },
   recover = { ["-n"] = 1 }, reload = { ["-n"] = 1 }, features = { ["--json"] = 1 },
@@ -240,7 +243,8 @@ args.help = {
   add = [=[
 usage: ublk-lua add [--restart N] SCRIPT [ARGS...]
        ublk-lua add [--restart N] -t TYPE [-s SIZE] [--OPTION VALUE]...
-                    [-q QUEUES] [-d DEPTH] [-n ID] [-r reissue|queue|fail|false] [-b]
+                    [-q QUEUES] [-d DEPTH] [--threads T] [-n ID]
+                    [-r reissue|queue|fail|false] [-b]
 Serves in the background and returns once every device is usable, printing
 "dev id N: /dev/ublkbN SIZE, Q queues x D, BACKEND, pid P" for each; or the
 script's error, exit 1, and no device.  Output goes to /run/ublk-lua/server.log.
@@ -249,6 +253,8 @@ script's error, exit 1, and no device.  Output goes to /run/ublk-lua/server.log.
   --OPTION VALUE  one of TYPE's options (`add -t TYPE --help` lists them;
             -f FILE is --path FILE)
   -n ID     the device id to ask for       -r        recovery (default reissue)
+  --threads T  threads a queue, each with its ring and every T-th tag
+            (threads = T, Linux 6.16+)
   -b        batch I/O (batch = true, Linux 7.0+)
   -g        a write's data fetched by a second command (need_get_data = true;
             the tag's-buffer copy mode: e.g. -t memory --copy buffer)

@@ -61,7 +61,7 @@ end
 -- The -t form: a device without a script, as kublk and ublksrv make one.
 -- o.options: the backend's own (--OPTION VALUE, cli_args.lua).
 local function spec_of(o)
-  local t = { backend = o.type, id = o.id, queues = o.queues, depth = o.depth,
+  local t = { backend = o.type, id = o.id, queues = o.queues, depth = o.depth, threads = o.threads,
     size = o.size, recovery = o.recovery, batch = o.batch, need_get_data = o.need_get_data,
     record = o.record and absolute(o.record) }
   for k, v in pairs(o.options or {}) do t[k] = v end

@@ -47,6 +47,7 @@ local COPY_TEXT = { auto_reg = "zero copy (auto_reg)", register = "zero copy (re
 -- "2 queues x 128", and why when fewer queues were made than asked for
 local function queues_text(info)
   local s = ("%d queue%s x %d"):format(info.queues, info.queues == 1 and "" or "s", info.depth)
+  if (info.threads or 1) > 1 then s = s .. (", %d threads each"):format(info.threads) end
   if not info.queues_asked then return s end
   if info.queues_limited_by == "kernel" then
     return s .. (" (queues = %d asked: the kernel allows %d, one per CPU)"):format(

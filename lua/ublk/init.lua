@@ -98,7 +98,7 @@ function ublk.device(t)
   spec.max_io, spec.discard, spec.pin, spec.id = p.max_io, p.discard, p.pin, p.id
   spec.latency, spec.poll_us, spec.batch = p.latency, p.poll_us, p.batch
   spec.need_get_data, spec.io_desc_size = p.need_get_data, p.io_desc_size or 0
-  spec.shmem_zc = p.shmem_zc
+  spec.shmem_zc, spec.threads = p.shmem_zc, p.threads
   spec.no_auto_part_scan, spec.dma_align = p.no_auto_part_scan, p.dma_align or 0
   spec.max_segments, spec.max_segment_size = p.max_segments or 0, p.max_segment_size or 0
   spec.segment_boundary = p.segment_boundary or 0

@@ -42,6 +42,7 @@ local DEFAULTS = {
   poll_us = 0,        -- no spinning before a queue thread sleeps
   batch = false,      -- per-request FETCH/COMMIT (docs/tuning.md: batch I/O)
   need_get_data = false, -- a write's data comes with it, not by a second command
+  threads = 1,        -- threads a queue (UBLK_F_PER_IO_DAEMON, 6.16+)
   id = -1,            -- -1: the kernel picks the device number
   backend = options.backends()[1].name,
 }
@@ -60,7 +61,7 @@ local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 -- them in fields_of().
 local DEVICE_FIELDS = {
   "backend", "batch", "block_size", "depth", "discard", "id", "io_desc_size", "latency",
-  "max_io", "name", "shmem_zc",
+  "max_io", "name", "shmem_zc", "threads",
   "need_get_data", "pin", "poll_us", "queues", "read_only", "recovery", "size",
 }
 -- the block layer's limits and partition scan
@@ -344,6 +345,9 @@ local function normalise(t, limits)
     end
   end
   out.shmem_zc = check_shmem_zc(t)
+  -- threads a queue (UBLK_F_PER_IO_DAEMON, 6.16+): each serves every
+  -- threads-th tag on its own ring, so at most one a tag
+  out.threads = check_int("threads", get("threads"), 1, out.depth)
   out.poll_us = check_int("poll_us", get("poll_us"), 0, MAX_POLL_US)
   out.latency = check_bool("latency", get("latency"))
   out.recovery = check_recovery(t.recovery)

@@ -147,23 +147,29 @@ static void free_queues(struct ublk_dev *d)
 {
 	if (!d->queues)
 		return;
-	for (unsigned i = 0; i < d->info.nr_hw_queues; i++)
+	for (unsigned i = 0; i < d->nr_queues; i++)
 		ublk_queue_free(d->queues[i]);
 	free(d->queues);
 	d->queues = NULL;
+	d->nr_queues = 0;
 }
 
 int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 {
-	unsigned nr = d->info.nr_hw_queues;
+	unsigned threads = conf->threads > 1 ? conf->threads : 1;
+	unsigned nr = d->info.nr_hw_queues * threads;
 
 	d->queues = calloc(nr, sizeof(*d->queues));
 	d->stats = ublk_stats_map(d->info.dev_id, nr);
 	if (!d->queues || !d->stats)
 		return ublk_dev_fail(d, -ENOMEM, "out of memory");
+	d->threads = threads;
 	for (unsigned i = 0; i < nr; i++) {
 		struct ublk_queue_conf c = {
-			.q_id = (uint16_t)i,
+			.q_id = (uint16_t)(i / threads),
+			.index = (uint16_t)i,
+			.tag_first = (uint16_t)(i % threads),
+			.tag_step = (uint16_t)threads,
 			.depth = d->info.queue_depth,
 			.dev_id = d->info.dev_id,
 			.max_io = d->info.max_io_buf_bytes,
@@ -186,12 +192,13 @@ int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 		int ret = ublk_ctrl_get_queue_affinity(&d->ctrl, d->info.dev_id, c.q_id,
 						       &c.cpus);
 
-		if (ret < 0) /* unpinned threads still work; say so once */
+		if (ret < 0 && i % threads == 0) /* unpinned threads still work; say so once */
 			ublk_warn("dev %u queue %u: no CPU affinity: %s",
-				  d->info.dev_id, i, strerror(-ret));
+				  d->info.dev_id, c.q_id, strerror(-ret));
 		d->queues[i] = ublk_queue_new(&c);
 		if (!d->queues[i])
 			return ublk_dev_fail(d, -ENOMEM, "out of memory");
+		d->nr_queues = i + 1;
 	}
 	return 0;
 }
@@ -344,7 +351,7 @@ void ublk_dev_stop_queues(struct ublk_dev *d, unsigned nr)
 
 int ublk_dev_start(struct ublk_dev *d)
 {
-	unsigned nr = d->info.nr_hw_queues, started = 0;
+	unsigned nr = d->nr_queues, started = 0;
 	uint64_t t0 = ublk_now_ns();
 	int ret = 0;
 

@@ -37,6 +37,9 @@ struct ublk_dev_conf {
 	/* UBLK_F_IO_DESC_SIZE (7.3+): bytes per request descriptor in the
 	 * queues' shared arrays, 24..256; 0: not asked (the kernel's 24) */
 	unsigned io_desc_size;
+	/* threads a queue (UBLK_F_PER_IO_DAEMON, 6.16+), each with its ring
+	 * and every threads-th tag; 0 or 1: one */
+	unsigned threads;
 	/* UBLK_F_SHMEM_ZC (7.1+): files to map and register, whose pages a
 	 * client's O_DIRECT buffers may be in (device_shmem.c) */
 	const char *shmem_zc[UBLK_SHMEM_MAX];
@@ -68,7 +71,11 @@ struct ublk_dev {
 	struct ublk_params params;		/* as read back */
 	struct ublk_backend backend;
 	int cdev_fd;
-	struct ublk_queue **queues;	/* info.nr_hw_queues of them */
+	/* nr_queues of them: each kernel queue's `threads` in a row
+	 * (queue q's thread k is queues[q * threads + k]) */
+	struct ublk_queue **queues;
+	unsigned nr_queues;
+	unsigned threads;
 	struct ublk_stats_header *stats;	/* their counters, shared (stats.h) */
 	struct ublk_latch latch;
 	bool recovering;	/* made by ublk_dev_recover: start ends the recovery */

@@ -102,6 +102,26 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 				    "here: set copy = \"buffer\"", d->backend.ops->name);
 	}
 
+	if (conf->threads > 1) {
+		if (!(d->features & UBLK_F_PER_IO_DAEMON))
+			return ublk_dev_fail(d, -ENOTSUP, "threads = %u needs UBLK_F_PER_IO_DAEMON "
+				    "(Linux 6.16+), which this kernel lacks: one thread a queue "
+				    "here; more queues (up to one a CPU) spread the work too",
+				    conf->threads);
+		if (conf->batch)
+			return ublk_dev_fail(d, -EINVAL, "threads = %u cannot go with batch = true: "
+				    "a batch is a queue's, fetched by one thread", conf->threads);
+		/* each thread is a queue to the backend (ublk_queue_id) */
+		if (conf->queues * conf->threads > UBLK_MAX_NR_QUEUES)
+			return ublk_dev_fail(d, -EINVAL, "threads = %u x queues = %u is more than "
+				    "%u queue threads", conf->threads, conf->queues,
+				    UBLK_MAX_NR_QUEUES);
+		if (d->backend.max_queues && conf->queues * conf->threads > d->backend.max_queues)
+			return ublk_dev_fail(d, -EINVAL, "threads = %u x queues = %u: backend %s "
+				    "serves at most %u queue threads (each needs its own "
+				    "connection): lower threads or queues", conf->threads,
+				    conf->queues, d->backend.ops->name, d->backend.max_queues);
+	}
 	if (conf->nr_shmem_zc) {
 		if (!(d->features & UBLK_F_SHMEM_ZC))
 			return ublk_dev_fail(d, -ENOTSUP, "shmem_zc needs UBLK_F_SHMEM_ZC (Linux "

@@ -29,7 +29,7 @@ static int wait_unstuck(struct ublk_dev *d)
 	for (;;) {
 		bool busy = false;
 
-		for (unsigned i = 0; i < d->info.nr_hw_queues; i++) {
+		for (unsigned i = 0; i < d->nr_queues; i++) {
 			if (ublk_queue_wedged(d->queues[i]))
 				return ublk_dev_fail(d, -EDEADLK, "queue %u is stuck in its backend and cannot "
 					    "be interrupted: only ending the process removes the "
@@ -51,7 +51,7 @@ int ublk_dev_stop(struct ublk_dev *d)
 	ret = wait_unstuck(d);
 	if (ret < 0)
 		return ret;
-	for (unsigned i = 0; i < d->info.nr_hw_queues; i++)
+	for (unsigned i = 0; i < d->nr_queues; i++)
 		ublk_queue_drain(d->queues[i]);
 	__atomic_add_fetch(&stops_in_progress, 1, __ATOMIC_ACQ_REL);
 	ret = ublk_ctrl_stop_dev(&d->ctrl, d->info.dev_id);
@@ -60,7 +60,7 @@ int ublk_dev_stop(struct ublk_dev *d)
 		ublk_dev_fail(d, ret, "STOP_DEV failed: %s", strerror(-ret));
 	/* The kernel aborts every fetch on STOP_DEV and the threads leave by
 	 * themselves; the eventfd covers a failed STOP_DEV. */
-	ublk_dev_stop_queues(d, d->info.nr_hw_queues);
+	ublk_dev_stop_queues(d, d->nr_queues);
 	d->state = UBLK_DEV_STOPPED;
 	return ret < 0 ? ret : 0;
 }
@@ -83,7 +83,7 @@ int ublk_dev_handover(struct ublk_dev *d)
 		__atomic_sub_fetch(&stops_in_progress, 1, __ATOMIC_ACQ_REL);
 		if (ret < 0) /* still ours: the caller removes it as a stop would */
 			return ublk_dev_fail(d, ret, "QUIESCE_DEV failed: %s", strerror(-ret));
-		ublk_dev_stop_queues(d, d->info.nr_hw_queues);
+		ublk_dev_stop_queues(d, d->nr_queues);
 		d->state = UBLK_DEV_STOPPED;
 	}
 	ublk_dev_unregister(d->info.dev_id); /* no reaper deletes it either */

@@ -370,6 +370,10 @@ int ublk_io_copy_user(const struct ublk_queue *q, const struct ublk_io *io, void
  * a delegate's io, or an op without data). */
 int ublk_io_buf_index(const struct ublk_queue *q, const struct ublk_io *io);
 
+/* The queue's number among the device's, 0 .. queues * threads - 1 (below
+ * UBLK_MAX_NR_QUEUES): with `threads` > 1 each kernel queue is served by
+ * that many threads, each a queue here with its ring and its share of the
+ * tags, so per-queue state kept by this number is one thread's. */
 unsigned ublk_queue_id(const struct ublk_queue *q);
 unsigned ublk_queue_depth(const struct ublk_queue *q);
 unsigned ublk_queue_dev_id(const struct ublk_queue *q);

@@ -137,6 +137,7 @@ static void read_conf(lua_State *L, int t, struct ublk_dev_conf *conf)
 	conf->batch = bool_field(L, t, "batch");
 	conf->need_get_data = bool_field(L, t, "need_get_data");
 	conf->io_desc_size = (unsigned)num_field(L, t, "io_desc_size");
+	conf->threads = (unsigned)num_field(L, t, "threads");
 	/* params.lua checked it: a list of at most UBLK_SHMEM_MAX paths, which
 	 * stay referenced by t while the device is made */
 	lua_getfield(L, t, "shmem_zc");
@@ -158,7 +159,7 @@ static void read_conf(lua_State *L, int t, struct ublk_dev_conf *conf)
 }
 
 /* core.create{ size=, block_size=, queues=, depth=, max_io=, read_only=,
- *              discard=, pin=, batch=, need_get_data=, io_desc_size=, shmem_zc={},
+ *              discard=, pin=, batch=, need_get_data=, io_desc_size=, threads=, shmem_zc={},
  *              poll_us=, id=, recovery_flags=,
  *              backend="name",
  *              opts={...} [, recover = ID [, prepare = true]] }: with `recover`,
@@ -301,6 +302,7 @@ static int l_info(lua_State *L)
 	lua_newtable(L);
 	set_num(L, "id", d->info.dev_id);
 	set_num(L, "queues", d->info.nr_hw_queues);
+	set_num(L, "threads", d->threads ? d->threads : 1); /* a queue */
 	if (d->queues_asked > d->info.nr_hw_queues) {
 		set_num(L, "queues_asked", d->queues_asked);
 		lua_pushstring(L, d->queues_by_backend ? "backend" : "kernel");
@@ -374,7 +376,7 @@ static int l_stats(lua_State *L)
 	lua_newtable(L);
 	if (!d->queues)
 		return 1;
-	for (unsigned i = 0; i < d->info.nr_hw_queues; i++) {
+	for (unsigned i = 0; i < d->nr_queues; i++) {
 		const struct ublk_queue *q = d->queues[i];
 		const cpu_set_t *cpus = ublk_queue_cpus(q);
 		struct ublk_queue_stats st;

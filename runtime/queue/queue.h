@@ -51,7 +51,14 @@ struct ublk_shmem_region {
 #define UBLK_SHMEM_MAX 16
 
 struct ublk_queue_conf {
-	uint16_t q_id;
+	uint16_t q_id;		/* the kernel's queue */
+	/* With several threads a queue (UBLK_F_PER_IO_DAEMON, 6.16+), this
+	 * thread serves tags tag_first, tag_first + tag_step, ... of queue
+	 * q_id (tag_step 0: every tag), and `index` tells it from the
+	 * others: q_id * threads + its place, what ublk_queue_id() gives a
+	 * backend, which keeps per-thread state by it. */
+	uint16_t index;
+	uint16_t tag_first, tag_step;
 	uint16_t depth;
 	uint32_t dev_id;
 	uint32_t max_io;	/* bytes: each tag's buffer */

@@ -118,7 +118,7 @@ int ublk_io_buf_index(const struct ublk_queue *q, const struct ublk_io *io)
 	return io->tag; /* buffer slot = tag: one request per tag at a time */
 }
 
-unsigned ublk_queue_id(const struct ublk_queue *q) { return q->c.q_id; }
+unsigned ublk_queue_id(const struct ublk_queue *q) { return q->c.index; }
 unsigned ublk_queue_depth(const struct ublk_queue *q) { return q->c.depth; }
 unsigned ublk_queue_dev_id(const struct ublk_queue *q) { return q->c.dev_id; }
 uint32_t ublk_queue_max_io(const struct ublk_queue *q) { return q->c.max_io; }

@@ -86,6 +86,7 @@ struct ublk_queue {
 					 * operations not completed */
 	struct ublk_io *done_head, *done_tail;	/* external completions to deliver */
 	unsigned aborted;	/* tags STOP_DEV has given back */
+	unsigned nr_tags;	/* the tags this thread serves (c.tag_first, ...) */
 	struct ublk_batch batch;	/* with c.batch */
 	bool stopping;		/* the owner asked, or a command failed */
 	bool draining;		/* a STOP_DEV waits for what is in flight (atomic) */

@@ -116,7 +116,7 @@ static int queue_setup(struct ublk_queue *q)
 	arm_stop(q);
 	if (q->c.batch)
 		return ublk_batch_start(q);
-	for (unsigned t = 0; t < q->c.depth; t++)
+	for (unsigned t = q->c.tag_first; t < q->c.depth; t += q->c.tag_step)
 		ublk_queue_prep_cmd(q, (uint16_t)t, UBLK_IO_FETCH_REQ, UBLK_U_IO_FETCH_REQ, -1);
 	ret = io_uring_submit(&q->ring);
 	return ret < 0 ? ret : 0;
@@ -157,7 +157,7 @@ static bool queue_done(const struct ublk_queue *q)
 		return false;
 	if (q->c.batch)
 		return ublk_batch_idle(q);
-	return q->stopping || q->aborted == q->c.depth;
+	return q->stopping || q->aborted == q->nr_tags;
 }
 
 static void queue_loop(struct ublk_queue *q)
@@ -226,6 +226,10 @@ struct ublk_queue *ublk_queue_new(const struct ublk_queue_conf *conf)
 	q->c = *conf;
 	if (!q->c.desc_size)
 		q->c.desc_size = sizeof(struct ublksrv_io_desc);
+	if (!q->c.tag_step)
+		q->c.tag_step = 1;
+	q->nr_tags = q->c.tag_first < q->c.depth
+		? (q->c.depth - q->c.tag_first + q->c.tag_step - 1u) / q->c.tag_step : 0;
 	q->stats = conf->stats ? conf->stats : &q->own_stats;
 	q->stop_fd = -1;
 	return q;

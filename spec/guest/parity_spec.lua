@@ -223,6 +223,45 @@ describe("#guest kernel parity", function()
     clean()
   end)
 
+  it("threads: 2 queues x 3 threads, each its ring and every third tag, under fio verify and kill -9 + recover", function()
+    local t = { size = "64MiB", queues = 2, threads = 3 }
+    if not features.per_io_daemon then
+      local dev, msg = ublk.device(t)
+      assert.is_nil(dev)
+      assert.matches("threads = 3 needs UBLK_F_PER_IO_DAEMON (Linux 6.16+)", msg, 1, true)
+      assert.are.same({}, G.leftovers())
+      skip_line("threads = 3 on a device", "UBLK_F_PER_IO_DAEMON (Linux 6.16+)")
+      return
+    end
+    local dev = G.device(t)
+    assert.are.equal(2, dev:info().queues)
+    assert.are.equal(3, dev:info().threads)
+    G.fio_verify(dev.path, 64)
+    -- six threads, each of its own, and each served requests of its tags
+    local st, tids = dev:stats(), {}
+    assert.are.equal(6, #st)
+    for i, q in ipairs(st) do
+      assert.is_nil(tids[q.tid], "two queue threads share tid " .. q.tid)
+      tids[q.tid] = true
+      assert.truthy(q.reads > 0 and q.writes > 0, ("thread %d served nothing"):format(i))
+    end
+    dev:close()
+
+    local id, pid, line = add("-t memory -s 64MiB -q 2 --threads 3")
+    assert.matches("2 queues x 128, 3 threads each", line, 1, true)
+    local path = "/dev/ublkb" .. id
+    local md5 = G.write_random_at(path, 0, 8388608)
+    G.must("kill -9 %d", pid)
+    assert.truthy(M.wait_until(function() return listed(id).state == "QUIESCED" end), "not QUIESCED")
+    local rc, out = cli("recover -n %d", id)
+    assert.are.equal(0, rc, out)
+    assert.matches("3 threads each", out, 1, true)
+    assert.are.equal(md5, G.md5_at(path, 0, 8388608))
+    G.fio_verify(path, 32)
+    assert.are.equal(0, (cli("del -n %d", id)))
+    clean()
+  end)
+
   -- An O_DIRECT client, as a database with its buffer pool in a shared
   -- file would be: this process maps `file` itself and writes 1 MiB of it
   -- to the disk at 4 MiB, then reads that back into the next MiB of it.
