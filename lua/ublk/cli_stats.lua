@@ -78,8 +78,10 @@ end
 -- The text: the last interval, then the totals since the server started,
 -- in the same columns.
 function cli_stats.text(id, last, total)
-  local lines = { ("dev id %d: %d queue%s, %d request%s in flight"):format(id, last.queues,
-    last.queues == 1 and "" or "s", last.inflight or 0, last.inflight == 1 and "" or "s"),
+  local lines = { ("dev id %d: %d queue%s%s, %d request%s in flight"):format(id, last.queues,
+    last.queues == 1 and "" or "s",
+    (last.threads or 1) > 1 and (" x %d threads"):format(last.threads) or "",
+    last.inflight or 0, last.inflight == 1 and "" or "s"),
     ("  %-8s %10s %10s %9s  %12s  %9s %9s %9s"):format("", "requests", "bytes", "IOPS",
       "bandwidth", "p50", "p99", "p99.9") }
   block(lines, ("last %.2f s"):format(last.seconds), last)

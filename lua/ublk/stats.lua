@@ -106,7 +106,8 @@ end
 -- ...}, errors, read_bytes, write_bytes, lat = { read = {...}, ... } } } }.
 function Reader:snapshot()
   -- started: when the server made the mapping (same clock), for totals
-  local snap = { t = core.clock(), started = tonumber(self.h.started_ns) / 1e9, queues = {} }
+  local snap = { t = core.clock(), started = tonumber(self.h.started_ns) / 1e9, queues = {},
+    threads = math.max(1, self.h.threads) }
   for i = 0, self.nr - 1 do
     snap.queues[i + 1] = stats.queue(self.q + i)
   end
@@ -165,7 +166,7 @@ function stats.summary(now, before)
   -- since the start: over the time since the server made the mapping
   if not before and now.started and now.started > 0 then secs = now.t - now.started end
   local out = { errors = 0, errnos = {}, inflight = 0, counters = {}, gauges = {}, seconds = secs,
-    queues = #now.queues }
+    queues = #now.queues / (now.threads or 1), threads = now.threads or 1 }
   for _, kind in ipairs(KINDS) do out[kind] = { hist = {}, bytes = 0 } end
   for i, q in ipairs(now.queues) do
     local p = before and before.queues[i]

@@ -160,7 +160,7 @@ int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 	unsigned nr = d->info.nr_hw_queues * threads;
 
 	d->queues = calloc(nr, sizeof(*d->queues));
-	d->stats = ublk_stats_map(d->info.dev_id, nr);
+	d->stats = ublk_stats_map(d->info.dev_id, nr, threads);
 	if (!d->queues || !d->stats)
 		return ublk_dev_fail(d, -ENOMEM, "out of memory");
 	d->threads = threads;

@@ -69,6 +69,21 @@ uint64_t ublk_dev_wanted_flags(const struct ublk_dev *d, const struct ublk_dev_c
 	return (d->features & want) | conf->recovery;
 }
 
+/* `what` works only where the kernel copies a request's data into the
+ * tag's buffer: refused when the device will copy otherwise.  What it
+ * will ask for, not what the backend could do: a zero copy this kernel
+ * lacks falls back to the tag's buffer. */
+static int tag_buffer_only(struct ublk_dev *d, const struct ublk_dev_conf *conf,
+			   const char *what)
+{
+	if (!(ublk_dev_wanted_flags(d, conf) & (UBLK_F_USER_COPY | UBLK_F_SUPPORT_ZERO_COPY |
+						UBLK_F_AUTO_BUF_REG)))
+		return 0;
+	return ublk_dev_fail(d, -EINVAL, "%s needs the tag's-buffer copy mode, and the %s "
+			     "backend copies by user copy or zero copy here: set copy = \"buffer\"",
+			     what, d->backend.ops->name);
+}
+
 /* What the user asked for that this kernel lacks (recovery modes, a zero-copy
  * mode) is refused before ADD_DEV, naming it. */
 int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
@@ -92,14 +107,8 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 		if (conf->batch)
 			return ublk_dev_fail(d, -EINVAL, "need_get_data = true cannot go with "
 				    "batch = true: batch I/O has no NEED_GET_DATA command");
-		/* the copy the device will ask for, not what the backend
-		 * could do: a zero copy this kernel lacks falls back to the
-		 * tag's buffer */
-		if (ublk_dev_wanted_flags(d, conf) & (UBLK_F_USER_COPY | UBLK_F_SUPPORT_ZERO_COPY |
-						      UBLK_F_AUTO_BUF_REG))
-			return ublk_dev_fail(d, -EINVAL, "need_get_data = true needs the tag's "
-				    "buffer, and the %s backend copies by user copy or zero copy "
-				    "here: set copy = \"buffer\"", d->backend.ops->name);
+		if (tag_buffer_only(d, conf, "need_get_data = true") < 0)
+			return -EINVAL;
 	}
 
 	if (conf->threads > 1) {
@@ -129,11 +138,8 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 		/* the backend reads a request's data at io->buf, which is the
 		 * file's page only when the kernel would otherwise have copied
 		 * it into the tag's buffer */
-		if (ublk_dev_wanted_flags(d, conf) & (UBLK_F_USER_COPY | UBLK_F_SUPPORT_ZERO_COPY |
-						      UBLK_F_AUTO_BUF_REG))
-			return ublk_dev_fail(d, -EINVAL, "shmem_zc needs the tag's-buffer copy "
-				    "mode, and the %s backend copies by user copy or zero copy "
-				    "here: set copy = \"buffer\"", d->backend.ops->name);
+		if (tag_buffer_only(d, conf, "shmem_zc") < 0)
+			return -EINVAL;
 	}
 	if (conf->io_desc_size && !(d->features & UBLK_F_IO_DESC_SIZE))
 		return ublk_dev_fail(d, -ENOTSUP, "io_desc_size = %u needs UBLK_F_IO_DESC_SIZE "

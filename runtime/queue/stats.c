@@ -26,7 +26,8 @@ static void path_of(char *buf, size_t len, uint32_t dev_id)
 	snprintf(buf, len, "%s/dev%u.stats", ublk_state_dir(), dev_id);
 }
 
-struct ublk_stats_header *ublk_stats_map(uint32_t dev_id, unsigned nr_queues)
+struct ublk_stats_header *ublk_stats_map(uint32_t dev_id, unsigned nr_queues,
+					  unsigned threads)
 {
 	size_t size = map_size(nr_queues);
 	struct ublk_stats_header *h = MAP_FAILED;
@@ -50,6 +51,7 @@ struct ublk_stats_header *ublk_stats_map(uint32_t dev_id, unsigned nr_queues)
 		return NULL;
 	h->version = UBLK_STATS_VERSION;
 	h->nr_queues = nr_queues;
+	h->threads = threads;
 	h->queue_stats_size = sizeof(struct ublk_queue_stats);
 	h->started_ns = ublk_now_ns();
 	__atomic_store_n(&h->magic, UBLK_STATS_MAGIC, __ATOMIC_RELEASE); /* complete now */

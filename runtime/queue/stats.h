@@ -52,10 +52,13 @@ struct ublk_queue_stats {
 struct ublk_stats_header {
 	uint32_t magic;
 	uint32_t version;
-	uint32_t nr_queues;		/* struct ublk_queue_stats follow, one each */
+	uint32_t nr_queues;		/* struct ublk_queue_stats follow, one each:
+					 * one a queue thread (queues x threads) */
 	uint32_t queue_stats_size;	/* sizeof(struct ublk_queue_stats) */
 	uint64_t started_ns;		/* CLOCK_MONOTONIC when made */
-	uint64_t reserved[5];
+	uint32_t threads;		/* each queue's (1, or `threads`) */
+	uint32_t pad;
+	uint64_t reserved[4];
 };
 /* END FFI */
 
@@ -79,10 +82,12 @@ static inline unsigned ublk_lat_kind(unsigned op)
 	return op == 0 ? UBLK_LAT_READ : op == 1 ? UBLK_LAT_WRITE : UBLK_LAT_OTHER;
 }
 
-/* The mapping for a device of nr queues: the file ublk_state_dir()/devN.stats
+/* The mapping for a device of nr_queues queue threads (its queues x
+ * `threads`, each queue's threads in a row): the file ublk_state_dir()/devN.stats
  * where it can be made, else anonymous memory (then only this process sees
  * it).  Never NULL but when out of memory. */
-struct ublk_stats_header *ublk_stats_map(uint32_t dev_id, unsigned nr_queues);
+struct ublk_stats_header *ublk_stats_map(uint32_t dev_id, unsigned nr_queues,
+					  unsigned threads);
 void ublk_stats_unmap(struct ublk_stats_header *h);
 /* Removes device dev_id's file (with the device). */
 void ublk_stats_forget(uint32_t dev_id);

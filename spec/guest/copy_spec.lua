@@ -83,7 +83,7 @@ describe("#guest copy modes", function()
     if features.user_copy then -- the memory backend's default copies by it there
       local d2, err = ublk.device{ size = "16MiB", need_get_data = true }
       assert.is_nil(d2)
-      assert.matches("need_get_data = true needs the tag's buffer, and the memory backend "
+      assert.matches("need_get_data = true needs the tag's-buffer copy mode, and the memory backend "
         .. 'copies by user copy or zero copy here: set copy = "buffer"', err, 1, true)
     end
   end)
