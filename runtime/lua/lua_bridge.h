@@ -103,9 +103,14 @@ int lua_core_fail(lua_State *L, const char *msg, int err);
 void lua_core_push_features(lua_State *L, uint64_t features);
 void lua_core_push_limits(lua_State *L, const struct ublk_params *p);
 
-/* lua_device.c: core.create and the device userdata */
+/* lua_device.c: core.create and the device userdata (its metatable) */
+#define LUA_DEVICE_MT "ublk.core.device"
 int lua_device_create(lua_State *L);
 void lua_device_register(lua_State *L);
+/* lua_device_info.c: d:info(), d:stats(), d:stats_address() */
+int lua_device_info(lua_State *L);
+int lua_device_stats(lua_State *L);
+int lua_device_stats_address(lua_State *L);
 /* Reads a backend spec at index t: { backend = name, size =, block_size =,
  * read_only =, opts = { key = "value" } }.  *opts_out is malloc'ed (the
  * strings stay Lua's: valid while the table is).  Raises on misuse. */
