@@ -93,7 +93,8 @@ describe("ublk-lua command", function()
       -- a value the option does not take: the parameter's refusal, exit 1
       local rc, out = run("add -t null -s 1M --copy ring")
       assert.are.equal(1, rc, out)
-      assert.matches('copy.* must be "buffer", "inline", "auto_reg" or "register"', out)
+      assert.matches('copy.* must be "buffer", "inline", "auto_reg", "register" or '
+        .. '"auto_reg_fallback"', out)
     end)
 
     it("lists every declared option in add -t TYPE --help", function()

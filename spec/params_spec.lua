@@ -164,7 +164,8 @@ describe("ublk.params", function()
       has(verr({ backend = "file", path = "/x", copy = "ring" }),
         [[for the file backend must be "buffer", "inline", "auto_reg" or "register"]])
       has(verr({ backend = "null", size = "1M", copy = "ring" }),
-        [[for the null backend must be "buffer", "inline", "auto_reg" or "register"]])
+        [[for the null backend must be "buffer", "inline", "auto_reg", "register" or ]]
+        .. [["auto_reg_fallback"]])
       has(verr({ backend = "nbd", uri = "nbd://h/", copy = "buffer" }),
         [[applies to the memory, null and file backends only (backend "nbd")]])
       has(verr({ size = "1M", copy = true }), [[bad parameter 'copy' = true]])

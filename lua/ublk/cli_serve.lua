@@ -42,7 +42,8 @@ end
 -- dev:info().copy, as the ready line says it
 local COPY_TEXT = { auto_reg = "zero copy (auto_reg)", register = "zero copy (register)",
   user_copy = "user copy", buffer = "buffer copy",
-  ["auto_reg+user_copy"] = "zero copy (auto_reg) + user copy" }
+  ["auto_reg+user_copy"] = "zero copy (auto_reg) + user copy",
+  auto_reg_fallback = "zero copy (auto_reg, every request registered by the server)" }
 
 -- "2 queues x 128", and why when fewer queues were made than asked for
 local function queues_text(info)

@@ -177,6 +177,7 @@ int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 			.ioctl_encode = d->ctrl.ioctl_encode,
 			.user_copy = (d->info.flags & UBLK_F_USER_COPY) != 0,
 			.zero_copy = ublk_dev_zero_copy(d->info.flags),
+			.auto_fallback = d->backend.zc_only == UBLK_ZC_AUTO_REG_FALLBACK,
 			.batch = (d->info.flags & UBLK_F_BATCH_IO) != 0,
 			/* 0 from a kernel before 7.3 (it was padding): 24 */
 			.desc_size = d->info.io_desc_size,

@@ -20,7 +20,8 @@ static uint64_t zero_copy_flag(const struct ublk_dev *d)
 		return 0;
 	if (b->zc_only != UBLK_ZC_REGISTER && (d->features & UBLK_F_AUTO_BUF_REG))
 		return UBLK_F_AUTO_BUF_REG;
-	if (b->zc_only != UBLK_ZC_AUTO_REG && (d->features & UBLK_F_SUPPORT_ZERO_COPY))
+	if (b->zc_only != UBLK_ZC_AUTO_REG && b->zc_only != UBLK_ZC_AUTO_REG_FALLBACK &&
+	    (d->features & UBLK_F_SUPPORT_ZERO_COPY))
 		return UBLK_F_SUPPORT_ZERO_COPY;
 	return 0;
 }
@@ -159,14 +160,16 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 			    conf->max_segment_size ? "max_segment_size" : "segment_boundary",
 			    conf->dma_align ? "DMA_ALIGN" : "SEGMENT");
 
-	if (d->backend.zc_only != UBLK_ZC_NONE && !zero_copy_flag(d))
+	if (d->backend.zc_only != UBLK_ZC_NONE && !zero_copy_flag(d)) {
+		bool reg = d->backend.zc_only == UBLK_ZC_REGISTER;
+
 		return ublk_dev_fail(d, -ENOTSUP, "copy = \"%s\" needs %s (Linux %s), %s: "
 			    "leave copy unset for the best it has",
-			    d->backend.zc_only == UBLK_ZC_AUTO_REG ? "auto_reg" : "register",
-			    d->backend.zc_only == UBLK_ZC_AUTO_REG ? "UBLK_F_AUTO_BUF_REG"
-								   : "UBLK_F_SUPPORT_ZERO_COPY",
-			    d->backend.zc_only == UBLK_ZC_AUTO_REG ? "6.16+" : "6.15+",
-			    lacks(d, UBLK_F_SUPPORT_ZERO_COPY));
+			    reg ? "register" : d->backend.zc_only == UBLK_ZC_AUTO_REG ? "auto_reg"
+									: "auto_reg_fallback",
+			    reg ? "UBLK_F_SUPPORT_ZERO_COPY" : "UBLK_F_AUTO_BUF_REG",
+			    reg ? "6.15+" : "6.16+", lacks(d, UBLK_F_SUPPORT_ZERO_COPY));
+	}
 
 	/* User copy without zero copy beside it is a mode the user named
 	 * (copy = "inline" or "ring"); beside it, the runtime's own pick,

@@ -85,6 +85,12 @@ enum ublk_zc {
 	UBLK_ZC_REGISTER,	/* UBLK_F_SUPPORT_ZERO_COPY (6.15+): the queue
 				 * registers them per request (REGISTER_IO_BUF,
 				 * linked to the backend's first operation) */
+	UBLK_ZC_AUTO_REG_FALLBACK, /* AUTO_BUF_REG asked at a slot the ring
+				 * lacks, with UBLK_AUTO_BUF_REG_FALLBACK: each
+				 * request comes with UBLK_IO_F_NEED_REG_BUF and the
+				 * queue registers it as REGISTER does; the null
+				 * backend's test of that path (kublk's null
+				 * --auto_zc_fallback does the same) */
 };
 
 struct ublk_backend {

@@ -147,6 +147,9 @@ struct ublk_elem_header {
 #define UBLK_BATCH_F_HAS_ZONE_LBA	(1 << 0)
 #define UBLK_BATCH_F_HAS_BUF_ADDR	(1 << 1)
 #define UBLK_BATCH_F_AUTO_BUF_REG_FALLBACK (1 << 2)
+/* AUTO_BUF_REG: an io command's sqe->addr is the slot (bits 0-15) and
+ * these flags (bits 16-23) */
+#define UBLK_AUTO_BUF_REG_FALLBACK	(1 << 0)
 #define UBLK_BATCH_IO_UNUSED_TAG	((uint16_t)-1)	/* in a FETCH array: skip */
 
 #define UBLK_U_IO_PREP_IO_CMDS		_IOWR('u', 0x25, struct ublk_batch_io)
@@ -228,7 +231,7 @@ struct ublk_elem_header {
 #define UBLK_IO_F_FUA			(1U << 13)
 #define UBLK_IO_F_NOUNMAP		(1U << 15)
 #define UBLK_IO_F_SWAP			(1U << 16)
-#define UBLK_IO_F_NEED_REG_BUF		(1U << 17)
+#define UBLK_IO_F_NEED_REG_BUF		(1U << 17)	/* AUTO_BUF_REG failed: register it */
 #define UBLK_IO_F_INTEGRITY		(1U << 18)
 #define UBLK_IO_F_SHMEM_ZC		(1U << 19)
 

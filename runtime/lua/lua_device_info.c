@@ -32,6 +32,8 @@ static const char *copy_mode(const struct ublk_dev *d)
 {
 	switch (ublk_dev_zero_copy(d->info.flags)) {
 	case UBLK_ZC_AUTO_REG: /* the memory backend: user copy for small requests */
+		if (d->backend.zc_only == UBLK_ZC_AUTO_REG_FALLBACK)
+			return "auto_reg_fallback";
 		return d->info.flags & UBLK_F_USER_COPY ? "auto_reg+user_copy" : "auto_reg";
 	case UBLK_ZC_REGISTER:
 		return "register";
@@ -140,6 +142,7 @@ int lua_device_stats(lua_State *L)
 		set_num(L, "write_bytes", (lua_Number)st.write_bytes);
 		set_num(L, "inflight", (lua_Number)st.inflight);
 		set_num(L, "shmem_zc", (lua_Number)st.shmem_zc);
+		set_num(L, "reg_fallback", (lua_Number)st.reg_fallback);
 		set_num(L, "tid", tid);
 		set_num(L, "cpu", tid ? last_cpu(tid) : -1);
 		lua_newtable(L);

@@ -63,9 +63,11 @@ void ublk_queue_prep_cmd(struct ublk_queue *q, uint16_t tag, unsigned legacy_op,
 		cmd->addr = (uint64_t)(uintptr_t)ublk_queue_tag_buf(q, tag);
 	/* AUTO_BUF_REG: the SQE's own addr names the buffer slot the next
 	 * request's pages go to (struct ublk_auto_buf_reg: index in bits
-	 * 0-15, no flags: a failed registration fails that request) */
+	 * 0-15, no flags: a failed registration fails that request).  The
+	 * fallback test asks for slot 0xffff, which no ring of ours has, and
+	 * to be told (UBLK_IO_F_NEED_REG_BUF) rather than fail. */
 	if (q->c.zero_copy == UBLK_ZC_AUTO_REG)
-		sqe->addr = tag;
+		sqe->addr = q->c.auto_fallback ? 0xffff | UBLK_AUTO_BUF_REG_FALLBACK << 16 : tag;
 	q->cmd_inflight++;
 }
 
@@ -90,6 +92,15 @@ static struct io_uring_sqe *prep_buf_cmd(struct ublk_queue *q, uint16_t tag, boo
 	cmd->tag = tag;
 	cmd->addr = tag; /* the buffer slot */
 	return sqe;
+}
+
+/* Whether the queue registers io's pages itself (and gives the slot back
+ * at its commit): always under REGISTER; under AUTO_REG when the kernel
+ * could not (UBLK_IO_F_NEED_REG_BUF, asked for by the fallback flag). */
+static bool registered_by_us(const struct ublk_queue *q, const struct ublk_io *io)
+{
+	return (q->c.zero_copy == UBLK_ZC_REGISTER || (io->flags & UBLK_IO_F_NEED_REG_BUF)) &&
+	       ublk_io_buf_index(q, io) >= 0;
 }
 
 static void time_pass(struct ublk_queue *q);
@@ -129,7 +140,7 @@ static void commit(struct ublk_queue *q, const struct ublk_io *io)
 	 * kernel completes the request only once both have come, in either
 	 * order (the buffer holds a reference on it).  Otherwise hard-linked
 	 * to the COMMIT_AND_FETCH, which commits whatever it says. */
-	if (q->c.zero_copy == UBLK_ZC_REGISTER && ublk_io_buf_index(q, io) >= 0) {
+	if (registered_by_us(q, io)) {
 		struct io_uring_sqe *unreg;
 
 		reserve_sqes(q, q->c.batch ? 1 : 2);
@@ -275,7 +286,9 @@ void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag)
 		settle(q, io, -EIO);
 		return;
 	}
-	if (q->c.zero_copy == UBLK_ZC_REGISTER && ublk_io_buf_index(q, io) >= 0) {
+	if (registered_by_us(q, io)) {
+		if (io->flags & UBLK_IO_F_NEED_REG_BUF)
+			stat_add(&q->stats->reg_fallback, 1);
 		register_then_handle(q, io);
 		return;
 	}

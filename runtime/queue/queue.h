@@ -67,6 +67,7 @@ struct ublk_queue_conf {
 	bool user_copy;		/* UBLK_F_USER_COPY granted */
 	enum ublk_zc zero_copy;	/* UBLK_F_AUTO_BUF_REG or _SUPPORT_ZERO_COPY granted */
 	bool batch;		/* UBLK_F_BATCH_IO granted: queue_batch.c's commands */
+	bool auto_fallback;	/* zero_copy AUTO_REG at no slot: UBLK_ZC_AUTO_REG_FALLBACK */
 	uint16_t desc_size;	/* bytes from one tag's descriptor to the next; 0: 24 */
 	/* the device's registered files, by index (nr_shmem 0: none); a
 	 * request that comes with UBLK_IO_F_SHMEM_ZC has io->buf in one */

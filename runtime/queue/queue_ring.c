@@ -105,7 +105,8 @@ int ublk_queue_ring_init(struct ublk_queue *q, int fd)
 {
 	/* room for a commit and a backend op per tag (and a buffer command
 	 * each way under UBLK_ZC_REGISTER), plus the stop poll */
-	unsigned entries = (q->c.zero_copy == UBLK_ZC_REGISTER ? 4u : 2u) * q->c.depth + 2;
+	unsigned entries = (q->c.zero_copy == UBLK_ZC_REGISTER || q->c.auto_fallback ? 4u : 2u) *
+			   q->c.depth + 2;
 	struct io_uring_params p;
 	int ret;
 

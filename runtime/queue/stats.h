@@ -22,7 +22,7 @@
 /* BEGIN FFI */
 enum {
 	UBLK_STATS_MAGIC = 0x75626c6b,	/* "ublk" */
-	UBLK_STATS_VERSION = 3,		/* 2: inflight, errnos, counters; 3: shmem_zc */
+	UBLK_STATS_VERSION = 3,		/* 2: inflight, errnos, counters; 3: shmem_zc, reg_fallback */
 	UBLK_STATS_OPS = 8,		/* counters by UBLK_IO_OP_* (0..7) */
 	UBLK_STATS_ERRNOS = 134,	/* Linux's errnos are 1..133; [0] counts any other */
 	UBLK_STATS_COUNTERS = 16,	/* a Lua backend's own, at most */
@@ -38,6 +38,7 @@ struct ublk_queue_stats {
 	uint64_t write_bytes;
 	uint64_t inflight;		/* taken from the kernel, not yet committed: a gauge */
 	uint64_t shmem_zc;		/* requests whose data was in a registered file */
+	uint64_t reg_fallback;		/* requests the kernel left us to register */
 	uint64_t errnos[UBLK_STATS_ERRNOS];	/* the failed requests by errno */
 	/* A Lua backend's own counters and gauges (ublk.backend's `counters`,
 	 * lua/ublk/queue.lua): named by the queue's thread before its first

@@ -327,7 +327,8 @@ static void test_copy_modes(void)
 
 	check(create("null", zero, 1 << 20) == -EINVAL &&
 		      said("bad parameter 'copy' = \"zero\": for the null backend must be "
-			   "\"buffer\", \"inline\", \"auto_reg\" or \"register\""),
+			   "\"buffer\", \"inline\", \"auto_reg\", \"register\" or "
+			   "\"auto_reg_fallback\""),
 	      "copy: null refuses another, naming its own modes");
 	check(create("memory", zero, 1 << 20) == -EINVAL &&
 		      said("bad parameter 'copy' = \"zero\": for the memory backend must be "

@@ -8,7 +8,8 @@ local ublk = require "ublk"
 local G = require "guest"
 
 local features = ublk.features() or {} -- nil on a host without ublk (busted loads this file there too)
-local ZC_NEEDS = { auto_reg = "auto_buf_reg", register = "zero_copy" }
+local ZC_NEEDS = { auto_reg = "auto_buf_reg", register = "zero_copy",
+  auto_reg_fallback = "auto_buf_reg" }
 
 local function errors(dev) return dev:stats().total.errors end
 
@@ -47,10 +48,12 @@ describe("#guest copy modes", function()
   end
 
   -- null moves no data, but its device takes the kernel's path of each
-  -- mode (kublk's null -z / --auto_zc): fio through it, no error
+  -- mode (kublk's null -z / --auto_zc / --auto_zc_fallback): fio through
+  -- it, no error; under auto_reg_fallback every read and write came with
+  -- NEED_REG_BUF and the queue registered it
   local NULL_COPY = { buffer = "buffer", inline = "user_copy", auto_reg = "auto_reg",
-    register = "register" }
-  for _, mode in ipairs{ "buffer", "inline", "auto_reg", "register" } do
+    register = "register", auto_reg_fallback = "auto_reg_fallback" }
+  for _, mode in ipairs{ "buffer", "inline", "auto_reg", "register", "auto_reg_fallback" } do
     it("null, copy = " .. mode .. ": the kernel's path for it under fio, or refused by name", function()
       local t = { backend = "null", size = "64MiB", queues = 2, depth = 64, copy = mode }
       local dev = device_or_refused(t, mode)
@@ -62,6 +65,7 @@ describe("#guest copy modes", function()
       local s = dev:stats().total
       assert.truthy(s.reads > 0 and s.writes > 0)
       assert.are.equal(0, s.errors)
+      assert.are.equal(mode == "auto_reg_fallback" and s.reads + s.writes or 0, s.reg_fallback)
     end)
   end
 
