@@ -23,8 +23,11 @@ MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/ublk-lua
 COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 UNITDIR ?= $(PREFIX)/lib/systemd/system
-# udev reads rules from /etc and /usr/lib only, whatever PREFIX is
-UDEVRULESDIR ?= /etc/udev/rules.d
+# Under PREFIX, as everything install writes (a rock's tree, a DESTDIR):
+# udev reads /usr/lib/udev/rules.d and /etc/udev/rules.d, so with
+# PREFIX=/usr/local link the rule into /etc (docs/unprivileged.md) or
+# make install UDEVRULESDIR=/etc/udev/rules.d
+UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 LUAJIT ?= luajit
 # the backend contract for plugins (docs/c-backends.md) and its pkg-config file
 INCLUDEDIR ?= $(PREFIX)/include

@@ -106,7 +106,7 @@ describe("make install", function()
   end)
 
   it("installs the udev rule for users' devices, running the installed executable", function()
-    local rules = read(dest .. "/etc/udev/rules.d/70-ublk-lua.rules")
+    local rules = read(dest .. prefix .. "/lib/udev/rules.d/70-ublk-lua.rules")
     assert.matches('KERNEL=="ublk-control", MODE="0666"', rules, 1, true)
     assert.matches(('IMPORT{program}="%s/bin/ublk-lua udev %%k"'):format(prefix), rules, 1, true)
     assert.falsy(rules:find("/usr/local/bin", 1, true))

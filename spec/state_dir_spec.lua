@@ -1,18 +1,26 @@
 -- Where a process keeps its devices' records (runtime/include/state.h):
 -- root's shared folder; a user's own, from $XDG_RUNTIME_DIR or in /tmp,
 -- never a folder someone else made.  Run as other users with setpriv, so
--- as root only (as every host spec is in CI).
+-- as root only (as every host spec is in CI), from a copy of core.so those
+-- users can read (a clone in a 0700 folder is not theirs to read).
 local sh = require("shell").run
 
--- core.state_dir() in a new process as uid, with env before it
-local function state_dir(uid, env)
-  local cmd = ("%s luajit -e 'package.cpath=\"./build/?.so;\"..package.cpath "
-    .. "io.write(require(\"ublk.core\").state_dir())'"):format(env or "")
+local lib -- the folder with the copy: lib/ublk/core.so
+
+-- The command that prints core.state_dir() as uid (nil: this process's
+-- own), with env before it, run from /tmp.
+local function state_dir_cmd(uid, env)
+  local cmd = ("%s luajit -e 'package.cpath=\"%s/?.so;\"..package.cpath "
+    .. "io.write(require(\"ublk.core\").state_dir())'"):format(env or "", lib)
   if uid then
     cmd = ("setpriv --reuid=%d --regid=%d --clear-groups env -u XDG_RUNTIME_DIR %s"):format(
       uid, uid, cmd)
   end
-  local rc, out = sh(cmd .. " 2>&1")
+  return "cd /tmp && " .. cmd .. " 2>&1"
+end
+
+local function state_dir(uid, env)
+  local rc, out = sh(state_dir_cmd(uid, env))
   assert.are.equal(0, rc, out)
   return out
 end
@@ -24,9 +32,13 @@ describe("the state directory", function()
     xdg = os.tmpname()
     os.remove(xdg)
     assert.are.equal(0, (sh(("mkdir -m 700 %s && chown 4242:4242 %s"):format(xdg, xdg))))
+    lib = os.tmpname()
+    os.remove(lib)
+    assert.are.equal(0, (sh(("mkdir -p %s/ublk && cp build/ublk/core.so %s/ublk/ && "
+      .. "chmod -R a+rX %s"):format(lib, lib, lib))))
   end)
   teardown(function()
-    sh(("rm -rf %s /tmp/ublk-lua-4242 /tmp/ublk-lua-4243"):format(xdg))
+    sh(("rm -rf %s %s /tmp/ublk-lua-4242 /tmp/ublk-lua-4243"):format(xdg, lib))
   end)
 
   it("is /run/ublk-lua for root", function()
@@ -44,9 +56,7 @@ describe("the state directory", function()
     assert.are.equal("/tmp/ublk-lua-4242", state_dir(4242))
     -- another user's folder under the name 4243 would take
     assert.are.equal(0, (sh("mkdir -m 755 /tmp/ublk-lua-4243 && chown 4242 /tmp/ublk-lua-4243")))
-    local rc, out = sh("setpriv --reuid=4243 --regid=4243 --clear-groups env -u XDG_RUNTIME_DIR "
-      .. "luajit -e 'package.cpath=\"./build/?.so;\"..package.cpath "
-      .. "io.write(require(\"ublk.core\").state_dir())' 2>&1")
+    local rc, out = sh(state_dir_cmd(4243))
     assert.are.equal(0, rc, out)
     assert.matches("state directory /tmp/ublk-lua-4243 is not a folder of uid 4243's that only it "
       .. "can write: no records will be kept", out, 1, true)

@@ -179,8 +179,9 @@ int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 			.zero_copy = ublk_dev_zero_copy(d->info.flags),
 			.auto_fallback = d->backend.zc_only == UBLK_ZC_AUTO_REG_FALLBACK,
 			.batch = (d->info.flags & UBLK_F_BATCH_IO) != 0,
-			/* 0 from a kernel before 7.3 (it was padding): 24 */
-			.desc_size = d->info.io_desc_size,
+			/* without the flag the field was padding before 7.3:
+			 * 0, the queue's 24 */
+			.desc_size = d->info.flags & UBLK_F_IO_DESC_SIZE ? d->info.io_desc_size : 0,
 			.shmem = d->shmem,
 			.nr_shmem = d->nr_shmem,
 			.pin = conf->pin,

@@ -109,6 +109,13 @@ int ublk_dev_check_recovered(struct ublk_dev *d, uint32_t id)
 		return ublk_dev_fail(d, -EINVAL, "device %u reports max_io_buf_bytes %u: "
 				     "expected a multiple of 512 in 4096..%u", id,
 				     i->max_io_buf_bytes, (1u << UBLK_IO_BUF_BITS));
+	/* the queues map the descriptor arrays at this stride (the kernel's
+	 * own limits, ADD_DEV's check) */
+	if ((i->flags & UBLK_F_IO_DESC_SIZE) &&
+	    (i->io_desc_size < sizeof(struct ublksrv_io_desc) || i->io_desc_size > 256 ||
+	     i->io_desc_size % 8))
+		return ublk_dev_fail(d, -EINVAL, "device %u reports io_desc_size %u: expected a "
+				     "multiple of 8 in 24..256", id, i->io_desc_size);
 	if (!(i->flags & UBLK_F_USER_RECOVERY))
 		return ublk_dev_fail(d, -EINVAL, "device %u was added with recovery = false: it "
 				     "cannot be recovered, only removed (ublk-lua del -n %u)",

@@ -82,6 +82,12 @@ static void test_check_recovered(void)
 	d.info.io_desc_size = 256;
 	check(ublk_dev_check_recovered(&d, 7) == 0,
 	      "recover: takes a device with larger descriptors (IO_DESC_SIZE)");
+	d.info.io_desc_size = 1000;
+	check(ublk_dev_check_recovered(&d, 7) == -EINVAL &&
+		      strstr(d.err, "device 7 reports io_desc_size 1000: expected a multiple of 8 "
+				    "in 24..256"),
+	      "recover: refuses descriptors of a size the kernel would not make");
+	d.info.io_desc_size = 256;
 
 	recoverable_device(&d);
 	d.params.basic.attrs = UBLK_ATTR_READ_ONLY;

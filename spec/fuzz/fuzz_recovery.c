@@ -7,7 +7,8 @@
  * Invariants: no crash or sanitizer report; a device it accepts has
  * queues, depth and buffer size the queues can be made from, recovery on,
  * is not DEAD, has the backend's size, is read-only as the server is and
- * has no flag that changes the protocol our queues speak; one it refuses
+ * has no flag that changes the protocol our queues speak, and descriptors
+ * of a size the kernel allows where it sets one; one it refuses
  * has a message that names the device.  Build and run: make fuzz.
  *
  * Input: GET_DEV_INFO's answer, dev_sectors, the backend's size and caps;
@@ -21,9 +22,9 @@
 #include "../../runtime/device/device_private.h"
 
 /* Flags whose requests or commands our queues do not speak: whatever else
- * the check allows, never these (nor a bit past the header's last, 19). */
+ * the check allows, never these (nor a bit past the header's last, 20). */
 #define FOREIGN (UBLK_F_NEED_GET_DATA | UBLK_F_UNPRIVILEGED_DEV | UBLK_F_ZONED | \
-		 UBLK_F_INTEGRITY | UBLK_F_SHMEM_ZC | ~((1ull << 20) - 1))
+		 UBLK_F_INTEGRITY | UBLK_F_SHMEM_ZC | ~((1ull << 21) - 1))
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -53,7 +54,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    !(i->flags & UBLK_F_USER_RECOVERY) || i->state == UBLK_S_DEV_DEAD ||
 		    d.params.basic.dev_sectors * 512 != d.backend.size ||
 		    !(d.params.basic.attrs & UBLK_ATTR_READ_ONLY) != !d.read_only ||
-		    (i->flags & FOREIGN))
+		    (i->flags & FOREIGN) ||
+		    ((i->flags & UBLK_F_IO_DESC_SIZE) &&
+		     (i->io_desc_size < 24 || i->io_desc_size > 256 || i->io_desc_size % 8)))
 			abort();
 	} else if (ret != -EINVAL || !strstr(d.err, "device 7 ") ||
 		   strnlen(d.err, sizeof(d.err)) == sizeof(d.err)) {
