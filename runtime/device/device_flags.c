@@ -160,6 +160,11 @@ int ublk_dev_check_kernel(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 			    conf->max_segment_size ? "max_segment_size" : "segment_boundary",
 			    conf->dma_align ? "DMA_ALIGN" : "SEGMENT");
 
+	/* batch commands name their slots in the commit elements and ask for
+	 * the fallback per batch: the forced fallback would not be */
+	if (conf->batch && d->backend.zc_only == UBLK_ZC_AUTO_REG_FALLBACK)
+		return ublk_dev_fail(d, -EINVAL, "copy = \"auto_reg_fallback\" cannot go with "
+			    "batch = true");
 	if (d->backend.zc_only != UBLK_ZC_NONE && !zero_copy_flag(d)) {
 		bool reg = d->backend.zc_only == UBLK_ZC_REGISTER;
 

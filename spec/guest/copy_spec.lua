@@ -66,6 +66,13 @@ describe("#guest copy modes", function()
       assert.truthy(s.reads > 0 and s.writes > 0)
       assert.are.equal(0, s.errors)
       assert.are.equal(mode == "auto_reg_fallback" and s.reads + s.writes or 0, s.reg_fallback)
+      if mode == "auto_reg_fallback" then
+        dev:close()
+        t.batch = true
+        local none, err = ublk.device(t)
+        assert.is_nil(none)
+        assert.matches('copy = "auto_reg_fallback" cannot go with batch = true', err, 1, true)
+      end
     end)
   end
 

@@ -50,9 +50,10 @@ local function reset()
 end
 
 describe("#guest devices of a user's own", function()
-  local udevd = false
+  local udevd, t_start = false, nil
 
   lazy_setup(function()
+    t_start = G.now()
     G.must("rm -rf %s && mkdir -p %s/bin && cp %s %s/bin/ublk-lua && cp -r lua %s/lua && "
       .. "chmod -R a+rX %s", COPY, COPY, G.bin, COPY, COPY, COPY)
     for _, uid in ipairs({ USER, OTHER }) do
@@ -66,6 +67,7 @@ describe("#guest devices of a user's own", function()
     if udevd then G.sh("pkill -f systemd-udevd; rm -f %s", RULES) end
     G.sh("chmod 600 /dev/ublk-control")
     G.sh("rm -rf /run/user/%d /run/user/%d %s", USER, OTHER, COPY)
+    print(("# unprivileged_spec: %.1f s"):format(G.now() - t_start))
   end)
 
   after_each(reset)
