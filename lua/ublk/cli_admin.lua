@@ -62,12 +62,10 @@ local function line(d)
     s = s .. (", %s, pid %s (%s)"):format(u.backend or "?", tostring(u.pid), u.server)
     if u.script then s = s .. ", " .. u.script end
     if u.recovery then s = s .. ", recovery " .. u.recovery end
-  elseif d.owner then -- a user's: its record is in that user's state directory
-    s = s .. (", pid %d, uid %d's"):format(d.pid, d.owner.uid)
-  elseif d.pid > 0 then
-    s = s .. ", pid " .. d.pid .. " (not ublk-lua's)"
+  elseif d.pid > 0 then -- a user's has its record in that user's state directory
+    s = s .. ", pid " .. d.pid .. (d.owner and "" or " (not ublk-lua's)")
   end
-  if u and d.owner then s = s .. (", uid %d's"):format(d.owner.uid) end
+  if d.owner then s = s .. (", uid %d's"):format(d.owner.uid) end
   if d.recoverable then s = s .. ", recoverable: ublk-lua recover -n " .. d.id end
   if d.bad_record then
     s = s .. (", unreadable record (%s): ublk-lua del -n %d removes it"):format(d.bad_record, d.id)

@@ -67,8 +67,9 @@ local stores = 0
 ublk._takeover, ublk._made, ublk._gate = {}, 0, nil
 
 -- The recovery the user asked for, or by default "reissue" where the
--- kernel has it for us (never for a device made without root: ctrl.h); a backend with a store option (the memory backend's)
--- keeps its data in /dev/shm for it.
+-- kernel has it for us (never for a device made without root: ctrl.h);
+-- a backend with a store option (the memory backend's) keeps its data in
+-- /dev/shm for it.
 local function recovery_of(p, spec)
   local r = p.recovery
   if r == nil and p.shmem_zc then r = false end -- params.lua says why

@@ -61,8 +61,8 @@ local MAX_ID = 1048575  -- 2^20 - 1: the minor-number space ublk uses
 -- them in fields_of().
 local DEVICE_FIELDS = {
   "backend", "batch", "block_size", "depth", "discard", "id", "io_desc_size", "latency",
-  "max_io", "name", "shmem_zc", "threads",
-  "need_get_data", "pin", "poll_us", "queues", "read_only", "recovery", "size",
+  "max_io", "name", "need_get_data", "pin", "poll_us", "queues", "read_only", "recovery",
+  "shmem_zc", "size", "threads",
 }
 -- the block layer's limits and partition scan
 for _, f in ipairs(block_limits.fields) do DEVICE_FIELDS[#DEVICE_FIELDS + 1] = f end

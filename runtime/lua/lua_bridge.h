@@ -14,6 +14,7 @@
 #include <linux/time_types.h>
 #include <time.h>
 
+#include <lauxlib.h>
 #include <lua.h>
 
 #include "../backends/backends.h"
@@ -105,6 +106,12 @@ void lua_core_push_limits(lua_State *L, const struct ublk_params *p);
 
 /* lua_device.c: core.create and the device userdata (its metatable) */
 #define LUA_DEVICE_MT "ublk.core.device"
+struct ublk_dev;
+/* The device userdata at argument 1 of a method; raises if it is none. */
+static inline struct ublk_dev *lua_device_check(lua_State *L)
+{
+	return luaL_checkudata(L, 1, LUA_DEVICE_MT);
+}
 int lua_device_create(lua_State *L);
 void lua_device_register(lua_State *L);
 /* lua_device_info.c: d:info(), d:stats(), d:stats_address() */

@@ -18,11 +18,6 @@
 #include "../device/device.h"
 #include "lua_bridge.h"
 
-static struct ublk_dev *check_dev(lua_State *L)
-{
-	return luaL_checkudata(L, 1, LUA_DEVICE_MT);
-}
-
 /* ---- table field readers: the Lua layer already validated the values,
  * these only guard against a missing field from a programming mistake. */
 
@@ -204,7 +199,7 @@ int lua_device_create(lua_State *L)
 /* d:resume_recovery(spec) -> true | nil, message, errno (device.h) */
 static int l_resume_recovery(lua_State *L)
 {
-	struct ublk_dev *d = check_dev(L);
+	struct ublk_dev *d = lua_device_check(L);
 	struct ublk_dev_conf conf;
 	int ret;
 
@@ -220,7 +215,7 @@ static int l_resume_recovery(lua_State *L)
 /* start, stop, close: true, or nil, message, errno */
 static int lifecycle(lua_State *L, int (*step)(struct ublk_dev *))
 {
-	struct ublk_dev *d = check_dev(L);
+	struct ublk_dev *d = lua_device_check(L);
 	int ret = step(d);
 
 	if (ret < 0)
@@ -237,7 +232,7 @@ static int l_handover(lua_State *L) { return lifecycle(L, ublk_dev_handover); }
 /* d:resize(bytes, force) -> true | nil, msg, errno */
 static int l_resize(lua_State *L)
 {
-	struct ublk_dev *d = check_dev(L);
+	struct ublk_dev *d = lua_device_check(L);
 	lua_Number size = luaL_checknumber(L, 2);
 	int ret;
 
@@ -253,7 +248,7 @@ static int l_resize(lua_State *L)
 /* __gc: the safety net for a device nobody closed. */
 static int l_gc(lua_State *L)
 {
-	struct ublk_dev *d = check_dev(L);
+	struct ublk_dev *d = lua_device_check(L);
 
 	if (d->state != UBLK_DEV_CLOSED) {
 		ublk_warn("dev %u was never closed: closing it now", d->info.dev_id);
@@ -267,7 +262,7 @@ static int l_state(lua_State *L)
 	static const char *const names[] = { "created", "started", "stopped", "closed",
 					     "prepared" };
 
-	lua_pushstring(L, names[check_dev(L)->state]);
+	lua_pushstring(L, names[lua_device_check(L)->state]);
 	return 1;
 }
 

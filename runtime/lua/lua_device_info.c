@@ -15,11 +15,6 @@
 #include "../device/device.h"
 #include "lua_bridge.h"
 
-static struct ublk_dev *check_dev(lua_State *L)
-{
-	return luaL_checkudata(L, 1, LUA_DEVICE_MT);
-}
-
 static void set_num(lua_State *L, const char *k, lua_Number v)
 {
 	lua_pushnumber(L, v);
@@ -44,7 +39,7 @@ static const char *copy_mode(const struct ublk_dev *d)
 
 int lua_device_info(lua_State *L)
 {
-	struct ublk_dev *d = check_dev(L);
+	struct ublk_dev *d = lua_device_check(L);
 	const struct ublk_param_devt *devt = &d->params.devt;
 
 	if (d->state == UBLK_DEV_CLOSED)
@@ -121,7 +116,7 @@ static int last_cpu(pid_t tid)
 /* One table per queue: op counters, bytes, and where its thread runs. */
 int lua_device_stats(lua_State *L)
 {
-	struct ublk_dev *d = check_dev(L);
+	struct ublk_dev *d = lua_device_check(L);
 
 	lua_newtable(L);
 	if (!d->queues)
@@ -161,7 +156,7 @@ int lua_device_stats(lua_State *L)
  * lua/ublk/stats.lua; nil before its queues exist. */
 int lua_device_stats_address(lua_State *L)
 {
-	struct ublk_dev *d = check_dev(L);
+	struct ublk_dev *d = lua_device_check(L);
 
 	if (!d->stats || d->state == UBLK_DEV_CLOSED)
 		return 0;
