@@ -16,8 +16,23 @@
  * 127 us of server CPU per I/O against 102 pinned; the system calls (1.0
  * per I/O) and context switches (1.0) were the same in all three and
  * in kublk's.
+ *
+ * A thread's io-wq workers (the kernel's threads that do what cannot be
+ * done without blocking, such as every read and write on tmpfs) move
+ * with it: a worker started while its thread was pinned keeps the pin,
+ * one started before does not, and a QD1 request then crosses CPUs twice
+ * (to the worker and back).  Measured in one 7.3 boot, the file backend
+ * on tmpfs, 4k randread QD1, 3 interleaved rounds: 1.43k IOPS and 373 us
+ * of server CPU per I/O when only the thread moved, 2.1k and 260 us pinned
+ * from the start (kublk's loop: 2.3k and 250).
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "queue_private.h"
 
@@ -25,6 +40,40 @@
  * doubling up to MAX: a deep queue pays one pinned window a second. */
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 1000
+
+/* Gives the calling thread's io-wq workers the CPUs in SET.  io-wq names a
+ * worker "iou-wrk-TID" after the thread whose ring it serves.  Runs only
+ * when the pin changes, never per request, so reading /proc here is off
+ * the request path. */
+static void pin_workers(const cpu_set_t *set)
+{
+	char want[16], comm[32], path[sizeof(((struct dirent *)0)->d_name) + 8];
+	struct dirent *e;
+	DIR *dir = opendir("/proc/self/task");
+
+	if (!dir)
+		return;
+	snprintf(want, sizeof(want), "iou-wrk-%d", gettid());
+	while ((e = readdir(dir))) {
+		int fd, n;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/comm", e->d_name);
+		fd = openat(dirfd(dir), path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = (int)read(fd, comm, sizeof(comm) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		comm[n] = '\0';
+		comm[strcspn(comm, "\n")] = '\0';
+		if (!strcmp(comm, want))
+			sched_setaffinity(atoi(e->d_name), sizeof(*set), set);
+	}
+	closedir(dir);
+}
 
 void ublk_pin_init(struct ublk_queue *q)
 {
@@ -46,11 +95,13 @@ void ublk_pin_decide(struct ublk_queue *q)
 
 	if (!a->pinned && one_by_one && ublk_now_ms_coarse() >= a->next_try_ms) {
 		if (sched_setaffinity(0, sizeof(a->mine), &a->mine) == 0) {
+			pin_workers(&a->mine);
 			a->pinned = true;
 			a->held = 0;
 		}
 	} else if (a->pinned && a->waits * 2 < a->reqs) {
 		if (sched_setaffinity(0, sizeof(a->all), &a->all) == 0) {
+			pin_workers(&a->all);
 			a->pinned = false;
 			if (a->held < 4) {
 				a->next_try_ms = ublk_now_ms_coarse() + a->backoff_ms;

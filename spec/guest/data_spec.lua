@@ -103,6 +103,45 @@ describe("#guest data", function()
     end
     assert.are.equal(1, pinned, "the queue CPU 0 submits to, and only it")
   end)
+  it('pin = "auto": the io-wq workers of a queue thread move with it (file on tmpfs)', function()
+    local function allowed(tid)
+      return G.read_file(("/proc/self/task/%d/status"):format(tid)):match("Cpus_allowed_list:%s*(%S+)")
+    end
+    -- every read and write on tmpfs goes through the ring's io-wq workers,
+    -- named "iou-wrk-TID" after the queue thread; the first requests start
+    -- them while the thread is not yet pinned
+    local function workers(tid)
+      local found = {}
+      local me = G.read_file("/proc/self/stat"):match("^%d+") -- this process, not a shell's
+      for t in G.must("ls /proc/%s/task", me):gmatch("%d+") do
+        -- a thread may end between the listing and the read
+        local f = io.open(("/proc/self/task/%s/comm"):format(t))
+        local comm = f and f:read("*a")
+        if f then f:close() end
+        if comm and comm:match("^iou%-wrk%-(%d+)") == tostring(tid) then found[#found + 1] = t end
+      end
+      return found
+    end
+    local path = "/tmp/ublk-pin-auto.img"
+    local dev = G.device{ backend = "file", path = path, create = true, size = "8MiB",
+      queues = 2, pin = "auto" }
+    local md5 = G.write_random_at(dev.path, 0, 4 * 2^20)
+    G.must("taskset -c 0 dd if=%s of=/dev/null bs=4k count=1000 iflag=direct status=none", dev.path)
+    local pinned = 0
+    for _, s in ipairs(dev:stats()) do
+      local mine = allowed(s.tid)
+      if #s.cpus == 1 and mine == tostring(s.cpus[1]) then
+        pinned = pinned + 1
+        local wrk = workers(s.tid)
+        assert.truthy(#wrk > 0, "the pinned queue thread has io-wq workers")
+        for _, w in ipairs(wrk) do assert.are.equal(mine, allowed(w), "worker " .. w) end
+      end
+    end
+    assert.are.equal(1, pinned, "the queue CPU 0 submits to pinned itself")
+    assert.are.equal(md5, G.md5_at(dev.path, 0, 4 * 2^20))
+    dev:close()
+    os.remove(path)
+  end)
   it("poll_us: queue threads spin between requests instead of sleeping, and sleep once idle", function()
     local function sleeps(dev)
       local n = 0
