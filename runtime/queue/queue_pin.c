@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * queue_pin.c - pin = "auto": a queue thread pins itself to its queue's
- * CPUs while every request finds it asleep (requests one at a time: the
+ * queue_pin.c - where a queue thread runs.  pin = true: on its queue's
+ * CPUs from the start.  pin = "auto": it pins itself to its queue's CPUs
+ * while every request finds it asleep (requests one at a time: the
  * submitter then sleeps and the server runs on its CPU, with no wakeup
  * across CPUs either way), and lets go when requests come in batches (a
  * deep queue, where a CPU of its own serves it better).
@@ -27,6 +28,7 @@
  * from the start (kublk's loop: 2.3k and 250).
  */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -34,6 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../base/log.h"
 #include "queue_private.h"
 
 /* After a pin that batching undid at once, the next try waits this long,
@@ -73,6 +76,26 @@ static void pin_workers(const cpu_set_t *set)
 			sched_setaffinity(atoi(e->d_name), sizeof(*set), set);
 	}
 	closedir(dir);
+}
+
+void ublk_pin_fixed(struct ublk_queue *q)
+{
+	cpu_set_t allowed, mine;
+
+	if (CPU_COUNT(&q->c.cpus) == 0)
+		return;
+	mine = q->c.cpus;
+	/* never onto a CPU the process was kept off (taskset, a cpuset):
+	 * setting the queue's own CPUs would take the thread out of a taskset */
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0)
+		CPU_AND(&mine, &q->c.cpus, &allowed);
+	if (CPU_COUNT(&mine) == 0)
+		ublk_warn("dev %u queue %u: pin = true: none of the queue's CPUs is one this "
+			  "process may run on (taskset, cpuset); left unpinned",
+			  q->c.dev_id, q->c.q_id);
+	else if (sched_setaffinity(0, sizeof(mine), &mine) < 0)
+		ublk_warn("dev %u queue %u: cannot pin to its CPUs: %s", q->c.dev_id, q->c.q_id,
+			  strerror(errno));
 }
 
 void ublk_pin_init(struct ublk_queue *q)

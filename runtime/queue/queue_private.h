@@ -194,11 +194,13 @@ void ublk_batch_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe)
  * and nothing staged or sent is left. */
 bool ublk_batch_idle(const struct ublk_queue *q);
 
-/* queue_pin.c: with pin = "auto", on the queue's thread */
+/* queue_pin.c: pin = true and "auto", on the queue's thread */
 #define UBLK_PIN_WINDOW 256	/* requests between decisions */
 void ublk_pin_init(struct ublk_queue *q);
 /* Pins or lets go, by this window's waits per request. */
 void ublk_pin_decide(struct ublk_queue *q);
+/* pin = true: the thread onto its queue's CPUs, those the process may use */
+void ublk_pin_fixed(struct ublk_queue *q);
 
 /* queue.c: starts a request the kernel delivered on `tag` */
 void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag);

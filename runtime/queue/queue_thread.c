@@ -185,10 +185,8 @@ static void *queue_thread(void *arg)
 	if (q->c.backend->caps & UBLK_CAN_INTERRUPT)
 		sigdelset(&all, UBLK_INTERRUPT_SIGNAL);
 	pthread_sigmask(SIG_SETMASK, &all, NULL);
-	if (q->c.pin == UBLK_PIN_ON && CPU_COUNT(&q->c.cpus) > 0 &&
-	    sched_setaffinity(0, sizeof(q->c.cpus), &q->c.cpus) < 0)
-		ublk_warn("dev %u queue %u: cannot pin to its CPUs: %s", q->c.dev_id,
-			  q->c.q_id, strerror(errno));
+	if (q->c.pin == UBLK_PIN_ON)
+		ublk_pin_fixed(q);
 	/* SCHED_BATCH: a waking queue thread does not preempt the task that
 	 * submits I/O on this CPU.  The submitter keeps queueing until it
 	 * waits, and we then serve its whole batch in one pass; preempting it

@@ -83,6 +83,28 @@ describe("#guest data", function()
     local md5 = G.write_random_at(free.path, 512, 65536)
     assert.are.equal(md5, G.md5_at(free.path, 512, 65536))
   end)
+  it("pin = true keeps a queue thread on the CPUs the process was given (taskset)", function()
+    local function allowed(tid)
+      return G.read_file(("/proc/self/task/%d/status"):format(tid)):match("Cpus_allowed_list:%s*(%S+)")
+    end
+    assert.truthy(G.ncpus() >= 2, "a guest of 2 CPUs at least")
+    -- this process (its queue threads start from this thread) on CPU 0 only:
+    -- the queue the kernel maps to CPU 1 has none of its CPUs to pin to
+    local me = G.read_file("/proc/self/stat"):match("^%d+")
+    G.must("taskset -p -c 0 %s", me)
+    local ok, err = pcall(function()
+      local dev = G.device{ size = "4MiB", queues = 2, pin = true }
+      for _, s in ipairs(dev:stats()) do
+        assert.are.equal("0", allowed(s.tid), ("queue %d (CPUs %s)"):format(s.queue or -1,
+          table.concat(s.cpus, ",")))
+      end
+      local md5 = G.write_random_at(dev.path, 512, 65536)
+      assert.are.equal(md5, G.md5_at(dev.path, 512, 65536))
+      dev:close()
+    end)
+    G.must("taskset -p -c 0-%d %s", G.ncpus() - 1, me)
+    assert(ok, err)
+  end)
   it('pin = "auto": a queue thread served one request at a time pins itself to its CPU', function()
     local function allowed(tid)
       return G.read_file(("/proc/self/task/%d/status"):format(tid)):match("Cpus_allowed_list:%s*(%S+)")
