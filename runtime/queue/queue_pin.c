@@ -24,8 +24,9 @@
  * one started before does not, and a QD1 request then crosses CPUs twice
  * (to the worker and back).  Measured in one 7.3 boot, the file backend
  * on tmpfs, 4k randread QD1, 3 interleaved rounds: 1.43k IOPS and 373 us
- * of server CPU per I/O when only the thread moved, 2.1k and 260 us pinned
- * from the start (kublk's loop: 2.3k and 250).
+ * of server CPU per I/O when only the thread moved, 2.24-2.41k and 236-251
+ * us with its workers (pinned from the start: 2.0-2.3k; kublk's loop:
+ * 2.1-2.3k and 241-262 us).
  */
 #include <dirent.h>
 #include <errno.h>
