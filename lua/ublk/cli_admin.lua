@@ -293,7 +293,13 @@ local function del_one(id, safe)
       return not state.server_alive(server) or not core.dev_info(id)
     end, limit, 0.05)
     if ended and not core.dev_info(id) then
-      out("dev id %d: removed (its server, pid %d, ended)", id, server.pid)
+      -- the device goes first, its server right after: say "ended" only
+      -- once it has (a caller may take the pid's end as the server's)
+      if wait_until(function() return not state.server_alive(server) end, limit, 0.05) then
+        out("dev id %d: removed (its server, pid %d, ended)", id, server.pid)
+      else
+        out("dev id %d: removed (its server, pid %d, not yet ended)", id, server.pid)
+      end
       return true
     end
     if not ended then
