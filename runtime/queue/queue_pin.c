@@ -79,17 +79,24 @@ static void pin_workers(const cpu_set_t *set)
 	closedir(dir);
 }
 
+/* The queue's CPUs among those the process may run on (never onto one it
+ * was kept off: taskset, a cpuset) in MINE, and those in ALL: 0 or -errno. */
+static int queue_cpus(const struct ublk_queue *q, cpu_set_t *all, cpu_set_t *mine)
+{
+	if (sched_getaffinity(0, sizeof(*all), all) < 0)
+		return -errno;
+	CPU_AND(mine, &q->c.cpus, all);
+	return 0;
+}
+
 void ublk_pin_fixed(struct ublk_queue *q)
 {
-	cpu_set_t allowed, mine;
+	cpu_set_t all, mine = q->c.cpus;
 
 	if (CPU_COUNT(&q->c.cpus) == 0)
 		return;
-	mine = q->c.cpus;
-	/* never onto a CPU the process was kept off (taskset, a cpuset):
-	 * setting the queue's own CPUs would take the thread out of a taskset */
-	if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0)
-		CPU_AND(&mine, &q->c.cpus, &allowed);
+	/* setting the queue's own CPUs would take the thread out of a taskset */
+	queue_cpus(q, &all, &mine);
 	if (CPU_COUNT(&mine) == 0)
 		ublk_warn("dev %u queue %u: pin = true: none of the queue's CPUs is one this "
 			  "process may run on (taskset, cpuset); left unpinned",
@@ -103,10 +110,8 @@ void ublk_pin_init(struct ublk_queue *q)
 {
 	struct ublk_autopin *a = &q->ap;
 
-	if (q->c.pin != UBLK_PIN_AUTO || sched_getaffinity(0, sizeof(a->all), &a->all) < 0)
+	if (q->c.pin != UBLK_PIN_AUTO || queue_cpus(q, &a->all, &a->mine) < 0)
 		return;
-	/* never onto a CPU the process was kept off (taskset, a cpuset) */
-	CPU_AND(&a->mine, &q->c.cpus, &a->all);
 	a->on = CPU_COUNT(&a->mine) > 0;
 	a->backoff_ms = BACKOFF_MIN_MS;
 }

@@ -3,6 +3,11 @@
 -- backend.
 local G = require "guest"
 
+-- the CPUs a thread of this process may run on, as the kernel lists them
+local function allowed(tid)
+  return G.read_file(("/proc/self/task/%d/status"):format(tid)):match("Cpus_allowed_list:%s*(%S+)")
+end
+
 local function backends()
   local file = os.tmpname()
   return {
@@ -68,9 +73,6 @@ describe("#guest data", function()
   end)
 
   it("pins each queue thread to its CPU with pin = true, and not by default", function()
-    local function allowed(tid)
-      return G.read_file(("/proc/self/task/%d/status"):format(tid)):match("Cpus_allowed_list:%s*(%S+)")
-    end
     local pinned = G.device{ size = "4MiB", queues = 2, pin = true }
     for _, s in ipairs(pinned:stats()) do
       -- the CPUs GET_QUEUE_AFFINITY gave (6.12 and 7.x map queues differently)
@@ -84,9 +86,6 @@ describe("#guest data", function()
     assert.are.equal(md5, G.md5_at(free.path, 512, 65536))
   end)
   it("pin = true keeps a queue thread on the CPUs the process was given (taskset)", function()
-    local function allowed(tid)
-      return G.read_file(("/proc/self/task/%d/status"):format(tid)):match("Cpus_allowed_list:%s*(%S+)")
-    end
     assert.truthy(G.ncpus() >= 2, "a guest of 2 CPUs at least")
     -- this process (its queue threads start from this thread) on CPU 0 only:
     -- the queue the kernel maps to CPU 1 has none of its CPUs to pin to.
@@ -108,9 +107,6 @@ describe("#guest data", function()
     assert(ok, err)
   end)
   it('pin = "auto": a queue thread served one request at a time pins itself to its CPU', function()
-    local function allowed(tid)
-      return G.read_file(("/proc/self/task/%d/status"):format(tid)):match("Cpus_allowed_list:%s*(%S+)")
-    end
     local dev = G.device{ size = "4MiB", queues = 2, pin = "auto" }
     local all = ("0-%d"):format(G.ncpus() - 1)
     for _, s in ipairs(dev:stats()) do assert.are.equal(all, allowed(s.tid)) end
@@ -128,9 +124,6 @@ describe("#guest data", function()
     assert.are.equal(1, pinned, "the queue CPU 0 submits to, and only it")
   end)
   it('pin = "auto": the io-wq workers of a queue thread move with it (file on tmpfs)', function()
-    local function allowed(tid)
-      return G.read_file(("/proc/self/task/%d/status"):format(tid)):match("Cpus_allowed_list:%s*(%S+)")
-    end
     -- every read and write on tmpfs goes through the ring's io-wq workers,
     -- named "iou-wrk-TID" after the queue thread; the first requests start
     -- them while the thread is not yet pinned
