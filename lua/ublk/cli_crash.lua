@@ -10,8 +10,6 @@
 -- stops at the first state whose CMD exits non-zero and prints the line
 -- that rebuilds and checks exactly that state again; --bisect then
 -- searches for the earliest epoch that fails.
-local ffi = require "ffi"
-local bit = require "bit"
 local core = require "ublk.core"
 local crash = require "ublk.crash"
 local libc = require "ublk.libc"
@@ -145,20 +143,14 @@ local function drop(job, keep)
   os.remove(job.out)
 end
 
--- The exit code of a wait status: the shell's convention, 128 + N for a
--- death by signal N.
-local status = ffi.new("int[1]")
-local function exit_code(s)
-  local sig = bit.band(s, 0x7f)
-  if sig == 0 then return bit.band(bit.rshift(s, 8), 0xff) end
-  return 128 + sig
-end
-
-local WNOHANG = 1
+-- Whether the check has ended: then its exit code (the shell's
+-- convention, 128 + N for a death by signal N), time and output are the
+-- job's.
 local function finished(job)
-  if libc.C.waitpid(job.pid, status, WNOHANG) ~= job.pid then return false end
+  local how, n = libc.reap(job.pid)
+  if not how then return false end
   job.pid = nil -- reaped
-  job.code, job.seconds, job.output = exit_code(status[0]), libc.clock() - job.t0,
+  job.code, job.seconds, job.output = how == "exit" and n or 128 + n, libc.clock() - job.t0,
     read_all(job.out)
   if job.code == 0 then drop(job) end
   return true
@@ -169,7 +161,7 @@ end
 local function abandon(job)
   if job.pid then
     libc.C.kill(-job.pid, 9)
-    libc.C.waitpid(job.pid, status, 0)
+    libc.reap(job.pid, true)
     job.pid = nil
   end
   drop(job)

@@ -200,11 +200,7 @@ local wait_until = libc.wait_until
 
 -- Waits up to `secs` for child pid to end (and reaps it): whether it did.
 local function reaped(pid, secs)
-  local status = ffi.new("int[1]")
-  return wait_until(function()
-    local r = ffi.C.waitpid(pid, status, 1) -- WNOHANG
-    return r == pid or r < 0
-  end, secs)
+  return wait_until(function() return libc.reap(pid) ~= false end, secs)
 end
 
 -- The ids of the devices the server a record names serves.

@@ -5,7 +5,7 @@
 -- (SIGTERM, `ublk-lua del`) ends the supervisor too; SIGTERM to the
 -- supervisor is passed on to the server.
 local ffi = require "ffi"
-require "ublk.libc" -- the C library calls below (ffi.C)
+local libc = require "ublk.libc" -- and the C library calls below (ffi.C)
 local core = require "ublk.core"
 local json = require "ublk.json"
 local daemon = require "ublk.cli_daemon"
@@ -35,15 +35,7 @@ local function start(what)
   return nil, err or ("the server (pid %d) ended before its devices were ready"):format(pid)
 end
 
--- How child pid ended: "exit", code | "signal", number | nil (running).
-local status = ffi.new("int[1]")
-local function reap(pid, block)
-  local r = C.waitpid(pid, status, block and 0 or 1) -- WNOHANG
-  if r ~= pid then return nil end
-  local s = status[0]
-  if s % 128 == 0 then return "exit", math.floor(s / 256) % 256 end
-  return "signal", s % 128
-end
+local reap = libc.reap
 
 function supervise.run(what)
   local ready = io.open("/proc/self/fd/" .. (os.getenv("UBLK_READY_FD") or "3"), "w")

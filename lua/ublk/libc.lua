@@ -85,6 +85,19 @@ function libc.wait_until(cond, secs, step)
   return cond() and true or false
 end
 
+-- Reaps child pid if it has ended (waiting for it to when `block`):
+-- "exit", code | "signal", number; false while it runs; nil, errno when
+-- waitpid fails (not a child of this process, or reaped already).
+local wstatus = ffi.new("int[1]")
+function libc.reap(pid, block)
+  local r = ffi.C.waitpid(pid, wstatus, block and 0 or 1) -- WNOHANG
+  if r == 0 then return false end
+  if r < 0 then return nil, ffi.errno() end
+  local sig = bit.band(wstatus[0], 0x7f)
+  if sig == 0 then return "exit", bit.band(bit.rshift(wstatus[0], 8), 0xff) end
+  return "signal", sig
+end
+
 -- The type bits of path's mode (S_IFMT: 0xc000 a socket, 0x8000 a file),
 -- not following a symbolic link | nil, errno.
 local stx = ffi.new("struct ublk_statx")
