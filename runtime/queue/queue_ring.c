@@ -124,6 +124,15 @@ int ublk_queue_ring_init(struct ublk_queue *q, int fd)
 	if (ret < 0)
 		return ret;
 	ret = io_uring_register_files(&q->ring, &fd, 1);
+	/* The ring's own fd registered, so that io_uring_enter skips the
+	 * fd table (a refcount round trip per call: the process has other
+	 * threads).  Per task: the queue thread, which made the ring, is
+	 * the one that enters it.  Kernels before 5.18 lack it: the plain
+	 * fd serves.  Null, 4k QD1, 7.3 guest, medians of 5 interleaved
+	 * rounds: 3.48k against 3.32k IOPS, 102 against 107 us of system
+	 * CPU per I/O (6.12: within the rounds' spread). */
+	if (ret >= 0)
+		io_uring_register_ring_fd(&q->ring);
 	/* zero copy: one buffer slot per tag, filled per request */
 	if (ret >= 0 && q->c.zero_copy != UBLK_ZC_NONE)
 		ret = io_uring_register_buffers_sparse(&q->ring, q->c.depth);
