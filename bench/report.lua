@@ -117,19 +117,22 @@ end
 p("**Latency** p50 / p99 / p99.9 in us; CPU time per I/O (us): the server's, the part of")
 p("it in user space, and the whole guest's (fio, kernel and server: what the I/O costs in all);")
 p("the server's threads' context switches per I/O (each sleep is one, and one wakeup) and")
-p("system calls per I/O (every thread of the server; \"-\" where the guest could not count them)")
+p("system calls per I/O (every thread of the server; \"-\" where the guest could not count them);")
+p("interrupts between CPUs per I/O, the whole guest's (IPIs: a request or its completion waking")
+p("a thread on the other CPU)")
 p("")
-p("| workload | device | p50 | p99 | p99.9 | CPU/IO | user CPU/IO | all CPU/IO | switches/IO | syscalls/IO |")
-p("|---|---|---|---|---|---|---|---|---|---|")
+p("| workload | device | p50 | p99 | p99.9 | CPU/IO | user CPU/IO | all CPU/IO | switches/IO | syscalls/IO | IPIs/IO |")
+p("|---|---|---|---|---|---|---|---|---|---|---|")
 local function us(ns) return ns and ("%.1f"):format(ns / 1000) or "-" end
 for _, w in ipairs(R.workloads) do
   for _, d in ipairs(R.devices) do
     local c = cell(w, d)
     if c then
-      p("| %s | %s | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s |", w.id, d, c.p50_us or 0,
+      p("| %s | %s | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %s |", w.id, d, c.p50_us or 0,
         c.p99_us or 0, c.p999_us or 0, us(c.cpu_ns_per_io), us(c.user_cpu_ns_per_io),
         us(c.all_cpu_ns_per_io), c.switches_per_io and ("%.2f"):format(c.switches_per_io) or "-",
-        c.syscalls_per_io and ("%.2f"):format(c.syscalls_per_io) or "-")
+        c.syscalls_per_io and ("%.2f"):format(c.syscalls_per_io) or "-",
+        c.ipis_per_io and ("%.2f"):format(c.ipis_per_io) or "-")
     end
   end
 end

@@ -260,7 +260,11 @@ void ublk_queue_handle_request(struct ublk_queue *q, uint16_t tag)
 	struct ublk_backend *b = q->c.backend;
 
 	begin(io, b);
-	q->ap.reqs++;
+	/* an "auto" window's time runs from its first request, so that the
+	 * idle time before it (a device before its first I/O) is not
+	 * counted: one clock read a window */
+	if (q->ap.reqs++ == 0 && q->ap.on)
+		q->ap.window_ns = ublk_now_ns();
 	if (q->ap.slept) { /* the first request after a sleep: it woke us */
 		q->ap.waits++;
 		q->ap.slept = false;

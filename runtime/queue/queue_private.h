@@ -103,6 +103,8 @@ struct ublk_queue {
 		unsigned waits, reqs;	/* this window's requests, and those that woke it */
 		unsigned held;		/* windows since it pinned */
 		uint64_t next_try_ms, backoff_ms;
+		uint64_t window_ns;	/* this window's first request */
+		uint64_t free_ns;	/* per request, the unpinned window before the pin */
 		cpu_set_t all;		/* the thread's CPUs before it pinned */
 		cpu_set_t mine;		/* the queue's CPUs among them: where it pins */
 	} ap;
@@ -197,7 +199,14 @@ bool ublk_batch_idle(const struct ublk_queue *q);
 /* queue_pin.c: pin = true and "auto", on the queue's thread */
 #define UBLK_PIN_WINDOW 256	/* requests between decisions */
 void ublk_pin_init(struct ublk_queue *q);
-/* Pins or lets go, by this window's waits per request. */
+/* What "auto" does at the end of a window, from its waits per request and
+ * its time per request (ns); it keeps its own books (backoff, held, the
+ * unpinned time) and the caller moves the thread.  Apart so that a test
+ * can drive it with any numbers. */
+enum ublk_pin_move { UBLK_PIN_STAY, UBLK_PIN_PIN, UBLK_PIN_UNPIN };
+enum ublk_pin_move ublk_pin_step(struct ublk_autopin *a, uint64_t now_ms, uint64_t ns_per_req);
+/* Pins or lets go, by this window's waits per request and its time per
+ * request against the unpinned window's. */
 void ublk_pin_decide(struct ublk_queue *q);
 /* pin = true: the thread onto its queue's CPUs, those the process may use */
 void ublk_pin_fixed(struct ublk_queue *q);
