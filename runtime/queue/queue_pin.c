@@ -6,8 +6,8 @@
  * submitter then sleeps and the server runs on its CPU, with no wakeup
  * across CPUs either way), and lets go when requests come in batches (a
  * deep queue, where a CPU of its own serves it better) or when, pinned,
- * it serves them clearly slower than unpinned (a submitter
- * that does not stay on the queue's CPU: SLOWER_NUM below).
+ * it serves them clearly slower than unpinned (a submitter that does not
+ * stay on the queue's CPU: SLOWER_NUM below).
  *
  * Measured in one 7.3 boot (bench/results/2026-12-05-7.3.4+deb13-amd64-
  * qd1-autopin.md, medians of 3 interleaved rounds, null backend): 4k QD1
@@ -49,17 +49,17 @@
 /* A pin under which a window took 1.5x the time per request of the
  * unpinned window before it is undone, and tried again up to 8 s later
  * (at once after a pin that held): the submitter does not stay on the
- * queue's CPU.  That is what a
- * client the scheduler may move does on 6.12 (bench/qd1-placement.sh,
- * 2026-12-06, null, fio free): each completion woke it on the idle CPU
- * (0.69 IPIs per I/O), its next request went to the other queue, and
- * "auto" made 2.8k IOPS against 4.6k unpinned (kublk, pinned: 3.3k); a
- * queue then saw about half the requests, each pinned window 3x the time
- * per request.  Every pinned window is held against it, not only the
- * first: a pin made while the client stayed put holds until it moves.
- * 1.5x, not less: with fio on one CPU, pinned took up to
- * 1.17x unpinned's time on 7.3 and is kept, as the 12-05 boots had it
- * 1.5x ahead (which placement wins has changed between boots). */
+ * queue's CPU.  That is what a client the scheduler may move does on
+ * 6.12 (bench/qd1-placement.sh, 2026-12-06, null, fio free): each
+ * completion woke it on the idle CPU (0.69 IPIs per I/O), its next
+ * request went to the other queue, and "auto" made 2.8k IOPS against
+ * 4.6k unpinned (kublk, pinned: 3.3k); a queue then saw about half the
+ * requests, each pinned window 3x the time per request.  Every pinned
+ * window is held against it, not only the first: a pin made while the
+ * client stayed put holds until it moves.  1.5x, not less: with fio on
+ * one CPU pinned took up to 1.17x unpinned's time on 7.3 and is kept,
+ * as the 12-05 boots had it 1.5x ahead (which placement wins has changed
+ * between boots). */
 #define SLOWER_NUM 3
 #define SLOWER_DEN 2
 #define SLOW_BACKOFF_MAX_MS 8000
