@@ -189,6 +189,7 @@ int ublk_dev_alloc_queues(struct ublk_dev *d, const struct ublk_dev_conf *conf)
 			.latency = conf->latency,
 			.backend = &d->backend,
 			.latch = &d->latch,
+			.pin_slower = &d->pin_slower,
 			.stats = ublk_stats_queue(d->stats, i),
 		};
 		int ret = ublk_ctrl_get_queue_affinity(&d->ctrl, d->info.dev_id, c.q_id,

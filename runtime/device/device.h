@@ -78,6 +78,9 @@ struct ublk_dev {
 	unsigned threads;
 	struct ublk_stats_header *stats;	/* their counters, shared (stats.h) */
 	struct ublk_latch latch;
+	/* bumped by a queue thread whose pin = "auto" pin made it slower:
+	 * the others let go of theirs (queue_pin.c) */
+	uint32_t pin_slower;
 	bool recovering;	/* made by ublk_dev_recover: start ends the recovery */
 	int recover_lock;	/* held while recovering (device_recover.c), or -1 */
 	bool read_only;		/* the user's read_only: the backend serves no writes */

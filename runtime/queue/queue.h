@@ -79,6 +79,10 @@ struct ublk_queue_conf {
 	cpu_set_t cpus;		/* from GET_QUEUE_AFFINITY */
 	struct ublk_backend *backend;
 	struct ublk_latch *latch;	/* counted down once every tag is fetched */
+	/* the device's, shared by its queues: pin = "auto" bumps it when a
+	 * pin made its queue slower, and every queue then lets go (NULL: a
+	 * queue alone) */
+	uint32_t *pin_slower;
 	/* where its counters go (stats.h): the device's shared mapping;
 	 * NULL: a block of the queue's own */
 	struct ublk_queue_stats *stats;

@@ -56,13 +56,25 @@
  * 4.6k unpinned (kublk, pinned: 3.3k); a queue then saw about half the
  * requests, each pinned window 3x the time per request.  Every pinned
  * window is held against it, not only the first: a pin made while the
- * client stayed put holds until it moves.  1.5x, not less: with fio on
+ * client stayed put holds until it moves.  The device's other queues let
+ * go too (c.pin_slower): one queue's pin moves the client for all of
+ * them, and a queue timing its unpinned window while another's pin moves
+ * the client would take that slow time for the unpinned one (which left
+ * both queues pinned in one round of three before they did).  1.5x, not less: with fio on
  * one CPU pinned took up to 1.17x unpinned's time on 7.3 and is kept,
  * as the 12-05 boots had it 1.5x ahead (which placement wins has changed
  * between boots). */
 #define SLOWER_NUM 3
 #define SLOWER_DEN 2
 #define SLOW_BACKOFF_MAX_MS 8000
+/* A pin that holds this long lets go for one window, to time the
+ * unpinned placement again, and pins again after it: a window that ran
+ * slow unpinned (the device's first requests, a pause of the client)
+ * would otherwise keep a slower pin for good.  It cost one round of
+ * three on 6.12 with fio free before it.  One window in 2 s: where
+ * unpinned is 0.65x pinned (the 12-05 boots), about 1 % of the requests
+ * is served slower. */
+#define RETIME_MS 2000
 
 /* Gives the calling thread's io-wq workers the CPUs in SET.  io-wq names a
  * worker "iou-wrk-TID" after the thread whose ring it serves.  Runs only
@@ -135,7 +147,8 @@ void ublk_pin_init(struct ublk_queue *q)
 	a->backoff_ms = BACKOFF_MIN_MS;
 }
 
-enum ublk_pin_move ublk_pin_step(struct ublk_autopin *a, uint64_t now_ms, uint64_t ns_per_req)
+enum ublk_pin_move ublk_pin_step(struct ublk_autopin *a, uint64_t now_ms, uint64_t ns_per_req,
+				 bool told)
 {
 	/* asleep for (nearly) every request: they come one at a time */
 	bool one_by_one = a->waits * 10 >= a->reqs * 9;
@@ -147,8 +160,9 @@ enum ublk_pin_move ublk_pin_step(struct ublk_autopin *a, uint64_t now_ms, uint64
 	if (!a->pinned && one_by_one && now_ms >= a->next_try_ms) {
 		a->free_ns = ns_per_req;
 		a->held = 0;
+		a->pinned_ms = now_ms;
 		move = UBLK_PIN_PIN;
-	} else if (a->pinned && (batches || slower)) {
+	} else if (a->pinned && (batches || slower || told)) {
 		uint64_t max = batches ? BACKOFF_MAX_MS : SLOW_BACKOFF_MAX_MS;
 
 		if (a->held < 4) {
@@ -157,6 +171,9 @@ enum ublk_pin_move ublk_pin_step(struct ublk_autopin *a, uint64_t now_ms, uint64
 		} else {
 			a->backoff_ms = BACKOFF_MIN_MS;
 		}
+		move = slower && !batches && !told ? UBLK_PIN_SLOWER : UBLK_PIN_UNPIN;
+	} else if (a->pinned && now_ms >= a->pinned_ms + RETIME_MS) {
+		a->next_try_ms = now_ms; /* pin again after one unpinned window */
 		move = UBLK_PIN_UNPIN;
 	} else if (a->pinned) {
 		a->held++;
@@ -170,8 +187,15 @@ void ublk_pin_decide(struct ublk_queue *q)
 	struct ublk_autopin *a = &q->ap;
 	uint64_t now = ublk_now_ns(); /* once a window, not a request */
 	uint64_t per_req = (now - a->window_ns) / (a->reqs ? a->reqs : 1);
+	uint32_t slower = q->c.pin_slower ? __atomic_load_n(q->c.pin_slower, __ATOMIC_RELAXED) : 0;
+	bool told = slower != a->slower_seen;
+	enum ublk_pin_move move;
 
-	switch (ublk_pin_step(a, now / 1000000, per_req)) {
+	a->slower_seen = slower;
+	move = ublk_pin_step(a, now / 1000000, per_req, told);
+	if (move == UBLK_PIN_SLOWER && q->c.pin_slower)
+		a->slower_seen = __atomic_add_fetch(q->c.pin_slower, 1, __ATOMIC_RELAXED);
+	switch (move) {
 	case UBLK_PIN_PIN:
 		if (sched_setaffinity(0, sizeof(a->mine), &a->mine) == 0) {
 			pin_workers(&a->mine);
@@ -179,6 +203,7 @@ void ublk_pin_decide(struct ublk_queue *q)
 		}
 		break;
 	case UBLK_PIN_UNPIN:
+	case UBLK_PIN_SLOWER:
 		if (sched_setaffinity(0, sizeof(a->all), &a->all) == 0) {
 			pin_workers(&a->all);
 			a->pinned = false;

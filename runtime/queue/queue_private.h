@@ -105,6 +105,8 @@ struct ublk_queue {
 		uint64_t next_try_ms, backoff_ms;
 		uint64_t window_ns;	/* this window's first request */
 		uint64_t free_ns;	/* per request, the unpinned window before the pin */
+		uint32_t slower_seen;	/* *c.pin_slower as this queue last saw it */
+		uint64_t pinned_ms;	/* when it last pinned */
 		cpu_set_t all;		/* the thread's CPUs before it pinned */
 		cpu_set_t mine;		/* the queue's CPUs among them: where it pins */
 	} ap;
@@ -199,12 +201,15 @@ bool ublk_batch_idle(const struct ublk_queue *q);
 /* queue_pin.c: pin = true and "auto", on the queue's thread */
 #define UBLK_PIN_WINDOW 256	/* requests between decisions */
 void ublk_pin_init(struct ublk_queue *q);
-/* What "auto" does at the end of a window, from its waits per request and
- * its time per request (ns); it keeps its own books (backoff, held, the
- * unpinned time) and the caller moves the thread.  Apart so that a test
- * can drive it with any numbers. */
-enum ublk_pin_move { UBLK_PIN_STAY, UBLK_PIN_PIN, UBLK_PIN_UNPIN };
-enum ublk_pin_move ublk_pin_step(struct ublk_autopin *a, uint64_t now_ms, uint64_t ns_per_req);
+/* What "auto" does at the end of a window, from its waits per request,
+ * its time per request (ns) and whether another queue of the device found
+ * its pin slower (`told`); it keeps its own books (backoff, held, the
+ * unpinned time) and the caller moves the thread, and on SLOWER tells the
+ * device's other queues.  Apart so that a test can drive it with any
+ * numbers. */
+enum ublk_pin_move { UBLK_PIN_STAY, UBLK_PIN_PIN, UBLK_PIN_UNPIN, UBLK_PIN_SLOWER };
+enum ublk_pin_move ublk_pin_step(struct ublk_autopin *a, uint64_t now_ms, uint64_t ns_per_req,
+				 bool told);
 /* Pins or lets go, by this window's waits per request and its time per
  * request against the unpinned window's. */
 void ublk_pin_decide(struct ublk_queue *q);

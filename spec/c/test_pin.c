@@ -18,10 +18,10 @@ static enum ublk_pin_move window(struct ublk_autopin *a, unsigned waits, uint64_
 
 	a->reqs = UBLK_PIN_WINDOW;
 	a->waits = waits;
-	m = ublk_pin_step(a, now_ms, ns);
+	m = ublk_pin_step(a, now_ms, ns, false);
 	if (m == UBLK_PIN_PIN)
 		a->pinned = true;
-	else if (m == UBLK_PIN_UNPIN)
+	else if (m == UBLK_PIN_UNPIN || m == UBLK_PIN_SLOWER)
 		a->pinned = false;
 	return m;
 }
@@ -49,7 +49,7 @@ static void test_pins_one_by_one(void)
 	window(&a, UBLK_PIN_WINDOW, 200000, 600);
 	for (int i = 0; i < 5; i++)
 		window(&a, UBLK_PIN_WINDOW, 200000, 700 + i);
-	check(window(&a, UBLK_PIN_WINDOW, 310000, 800) == UBLK_PIN_UNPIN,
+	check(window(&a, UBLK_PIN_WINDOW, 310000, 800) == UBLK_PIN_SLOWER,
 	      "auto: a pin that held is undone once a window is 1.5x slower (the client moved)");
 }
 
@@ -63,8 +63,8 @@ static void test_slower_pin_undone(void)
 	int backed_off = 1;
 
 	window(&a, UBLK_PIN_WINDOW, 200000, t);
-	check(window(&a, UBLK_PIN_WINDOW, 301000, t += 100) == UBLK_PIN_UNPIN && !a.pinned,
-	      "auto: a first pinned window 1.5x slower than unpinned undoes the pin");
+	check(window(&a, UBLK_PIN_WINDOW, 301000, t += 100) == UBLK_PIN_SLOWER && !a.pinned,
+	      "auto: a first pinned window 1.5x slower than unpinned undoes the pin, for the device");
 	check(a.next_try_ms == t + 10 && a.backoff_ms == 20, "auto: and waits 10 ms to try again");
 	check(window(&a, UBLK_PIN_WINDOW, 200000, t + 5) == UBLK_PIN_STAY,
 	      "auto: no new pin before the wait is over");
@@ -74,7 +74,7 @@ static void test_slower_pin_undone(void)
 	for (int i = 0; i < 12; i++) {
 		uint64_t wait = a.backoff_ms;
 
-		backed_off = backed_off && window(&a, UBLK_PIN_WINDOW, 700000, t += 100) == UBLK_PIN_UNPIN &&
+		backed_off = backed_off && window(&a, UBLK_PIN_WINDOW, 700000, t += 100) == UBLK_PIN_SLOWER &&
 			     a.next_try_ms == t + wait;
 		backed_off = backed_off && window(&a, UBLK_PIN_WINDOW, 200000, t = a.next_try_ms) == UBLK_PIN_PIN;
 	}
@@ -97,11 +97,50 @@ static void test_held_pin_resets_backoff(void)
 	      "auto: after a pin that held, the next may come at once");
 }
 
+/* Another queue of the device found its pin slower: this one lets go too,
+ * without telling the others again, and waits as after a slower pin of
+ * its own. */
+static void test_told_by_another_queue(void)
+{
+	struct ublk_autopin a = fresh();
+
+	window(&a, UBLK_PIN_WINDOW, 200000, 100);
+	a.reqs = a.waits = UBLK_PIN_WINDOW;
+	check(ublk_pin_step(&a, 200, 200000, true) == UBLK_PIN_UNPIN && a.next_try_ms == 210,
+	      "auto: told that another queue's pin was slower, a pin no slower is undone");
+	a.pinned = false;
+	a.reqs = a.waits = UBLK_PIN_WINDOW;
+	check(ublk_pin_step(&a, 300, 200000, true) == UBLK_PIN_PIN,
+	      "auto: an unpinned queue told so pins as it would (its own window decides)");
+}
+
+/* A pin that held 2 s lets go for one window and pins again, timing the
+ * unpinned placement anew: a slow unpinned window (the device's first
+ * requests) no longer keeps a slower pin for good. */
+static void test_retimed(void)
+{
+	struct ublk_autopin a = fresh();
+
+	window(&a, UBLK_PIN_WINDOW, 900000, 100); /* a slow first window */
+	window(&a, UBLK_PIN_WINDOW, 500000, 1000);
+	check(window(&a, UBLK_PIN_WINDOW, 500000, 2099) == UBLK_PIN_STAY,
+	      "auto: a pin within 2 s stays");
+	check(window(&a, UBLK_PIN_WINDOW, 500000, 2100) == UBLK_PIN_UNPIN && a.next_try_ms == 2100 &&
+		      a.backoff_ms == 10,
+	      "auto: after 2 s it lets go for a window, with no wait or backoff");
+	check(window(&a, UBLK_PIN_WINDOW, 200000, 2200) == UBLK_PIN_PIN && a.free_ns == 200000,
+	      "auto: and pins again with that window's unpinned time");
+	check(window(&a, UBLK_PIN_WINDOW, 500000, 2300) == UBLK_PIN_SLOWER,
+	      "auto: against which the slower pin is undone");
+}
+
 int main(void)
 {
 	test_pins_one_by_one();
 	test_slower_pin_undone();
 	test_held_pin_resets_backoff();
+	test_told_by_another_queue();
+	test_retimed();
 	printf("1..%d\n", checks);
 	return failed ? 1 : 0;
 }
