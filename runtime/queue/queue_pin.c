@@ -60,10 +60,10 @@
  * go too (c.pin_slower): one queue's pin moves the client for all of
  * them, and a queue timing its unpinned window while another's pin moves
  * the client would take that slow time for the unpinned one (which left
- * both queues pinned in one round of three before they did).  1.5x, not less: with fio on
- * one CPU pinned took up to 1.17x unpinned's time on 7.3 and is kept,
- * as the 12-05 boots had it 1.5x ahead (which placement wins has changed
- * between boots). */
+ * both queues pinned in one round of three before they did).  1.5x, not
+ * less: with fio on one CPU pinned took up to 1.17x unpinned's time on
+ * 7.3 and is kept, as the 12-05 boots had it 1.5x ahead (which placement
+ * wins has changed between boots). */
 #define SLOWER_NUM 3
 #define SLOWER_DEN 2
 #define SLOW_BACKOFF_MAX_MS 8000
@@ -186,12 +186,13 @@ void ublk_pin_decide(struct ublk_queue *q)
 {
 	struct ublk_autopin *a = &q->ap;
 	uint64_t now = ublk_now_ns(); /* once a window, not a request */
-	uint64_t per_req = (now - a->window_ns) / (a->reqs ? a->reqs : 1);
-	uint32_t slower = q->c.pin_slower ? __atomic_load_n(q->c.pin_slower, __ATOMIC_RELAXED) : 0;
-	bool told = slower != a->slower_seen;
+	/* called once a window is full: reqs >= UBLK_PIN_WINDOW */
+	uint64_t per_req = (now - a->window_ns) / a->reqs;
+	uint32_t seen = q->c.pin_slower ? __atomic_load_n(q->c.pin_slower, __ATOMIC_RELAXED) : 0;
+	bool told = seen != a->slower_seen;
 	enum ublk_pin_move move;
 
-	a->slower_seen = slower;
+	a->slower_seen = seen;
 	move = ublk_pin_step(a, now / 1000000, per_req, told);
 	if (move == UBLK_PIN_SLOWER && q->c.pin_slower)
 		a->slower_seen = __atomic_add_fetch(q->c.pin_slower, 1, __ATOMIC_RELAXED);
