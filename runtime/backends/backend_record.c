@@ -11,8 +11,10 @@
  *
  * The log is written by record_writer.c.  The entry is written before the
  * base sees the request, so a write is in the log before it completes to
- * the kernel.  The device moves data through the tag buffers (no user
- * copy, no zero copy), so the data to log is there.
+ * the kernel.  The device takes no zero copy (the data must pass through
+ * this process to be logged): a write's data is copied into the log from
+ * the tag's buffer, or by user copy straight from the request where the
+ * base copies that way (memory by default).
  */
 #include <errno.h>
 #include <stdio.h>
