@@ -6,6 +6,8 @@
 #                   workloads, one round; PEERS=1: the kernel's kublk beside ours;
 #                   RBD=1: a Ceph image by ublk-lua, rbd-nbd and krbd)
 #   make bench-crash  the power-cut bench: recording's cost, crash states per minute
+#   make bench-copy   what a 128 KiB copy, clear and checksum cost in the guest
+#                   (UBLK_VM_CPU_MODEL=max,-erms: without ERMS, spec/harness/vm/README.md)
 #   make fuzz       libFuzzer on the request path + seeded property tests
 #                   (FUZZ_SECONDS=60 per target; the corpus is spec/fuzz/corpus)
 #   make install    PREFIX=/usr/local DESTDIR=: the executable, the modules, ublk-lua(1),
@@ -75,7 +77,7 @@ C_TESTS := $(patsubst spec/c/test_%.c,$(B)/test-%,$(wildcard spec/c/test_*.c))
 
 VERSION := $(shell sed -n 's/^\#define UBLK_LUA_VERSION "\(.*\)"/\1/p' runtime/lua/lua_core.c)
 
-.PHONY: all deps run test test-host test-guest bench bench-crash fuzz install clean rock docs-options
+.PHONY: all deps run test test-host test-guest bench bench-crash bench-copy fuzz install clean rock docs-options
 all: $(B)/ublk-lua $(B)/ublk/core.so $(C_TESTS) $(B)/ublk-lua-test
 
 # One rule per folder, bottom up.  Its prerequisites are the headers it
@@ -210,6 +212,13 @@ bench: deps all
 # the power-cut bench (bench/crash.sh): recording's cost, states per minute
 bench-crash: deps all
 	spec/harness/vm/run sh bench/crash.sh
+
+# what copies cost on the guest's CPU (bench/copy-cost.c says why)
+$(B)/copy-cost: bench/copy-cost.c runtime/base/xxh64.c runtime/base/xxh64.h
+	$(CC) $(CFLAGS) -Wall -Wextra -o $@ bench/copy-cost.c runtime/base/xxh64.c
+
+bench-copy: $(B)/copy-cost
+	spec/harness/vm/run sh -c 'grep -qw erms /proc/cpuinfo && echo "guest CPU: with ERMS" || echo "guest CPU: without ERMS"; $(B)/copy-cost'
 
 # The man page and the shell completion are written from the command
 # line's own text and tables (lua/ublk/cli_args.lua): they cannot drift

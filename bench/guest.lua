@@ -530,7 +530,9 @@ end
 local results = {
   date = os.date("!%Y-%m-%dT%H:%M:%SZ"), kernel = must("uname -r"):match("%S+"),
   cpus = tonumber(must("nproc"):match("%d+")), quick = quick, rounds = ROUNDS,
-  runtime_s = RUNTIME, guest = "QEMU TCG (software emulation), " .. must("nproc"):match("%d+") .. " vCPUs",
+  runtime_s = RUNTIME, guest = "QEMU TCG (software emulation), " .. must("nproc"):match("%d+") .. " vCPUs"
+    -- with ERMS, TCG's rep movsb makes every copy 8x dearer (make bench-copy)
+    .. (must("cat /proc/cpuinfo"):match("%f[%w]erms%f[%W]") and ", CPU with ERMS" or ", CPU without ERMS"),
   workloads = WORKLOADS, devices = {}, runs = {}, peers = peers,
 }
 local ok, err = pcall(function()
