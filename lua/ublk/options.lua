@@ -21,6 +21,12 @@ local names_of = setmetatable({}, { __mode = "k" })
 -- and `store_opt`, the name of the one that holds its data beyond the
 -- server (UBLK_OPT_STORE) if any: asked for each device and object made,
 -- worked out once.
+-- Files option o under declaration d's `by` (and `store_opt`).
+local function file_option(d, o)
+  d.by[o.name] = o
+  if o.store and not d.store_opt then d.store_opt = o.name end
+end
+
 local function index(decls)
   local t = by_list[decls]
   if t then return t end
@@ -29,9 +35,8 @@ local function index(decls)
     if not b.plugin_opts then
       b.by, b.plugin_opts = {}, {}
       for _, o in ipairs(b.options) do
-        b.by[o.name] = o
+        file_option(b, o)
         if o.plugin then b.plugin_opts[#b.plugin_opts + 1] = o end
-        if o.store and not b.store_opt then b.store_opt = o.name end
       end
     end
     t[b.name] = b
@@ -60,11 +65,9 @@ local function plugin_decl(b, o, path)
   local p, err = core.plugin(path)
   if not p then return nil, err end
   local d = { name = b.name, plugin = p.name, sizes_itself = p.sizes_itself,
-    options = { o }, by = { [o.name] = o } }
-  for _, x in ipairs(p.options) do
-    d.options[#d.options + 1], d.by[x.name] = x, x
-    if x.store and not d.store_opt then d.store_opt = x.name end
-  end
+    options = { o }, by = {} }
+  for _, x in ipairs(p.options) do d.options[#d.options + 1] = x end
+  for _, x in ipairs(d.options) do file_option(d, x) end
   plugins[key] = d
   return d
 end
