@@ -108,21 +108,17 @@ local function setup_rbd(mods)
     add(name, path, pid, kind)
     devices[#devices].osd = ceph.osd
   end
-  if wanted("ublk-rbd") then
-    local cmd = ("build/ublk-lua bench/device.lua rbd %s conf=%s"):format(img, ceph.conf)
-    local started, why = ublk_server("ublk-rbd", cmd, "ublk")
-    if not started then error("bench: ublk-rbd exited: " .. cmd .. "\n" .. why) end
+  local function ours(name, extra)
+    local cmd = ("build/ublk-lua bench/device.lua rbd %s conf=%s%s"):format(img, ceph.conf, extra)
+    local started, why = ublk_server(name, cmd, "ublk")
+    if not started then error(("bench: %s exited: %s\n%s"):format(name, cmd, why)) end
     devices[#devices].osd = ceph.osd
   end
+  if wanted("ublk-rbd") then ours("ublk-rbd", "") end
   -- one queue, so one image handle rather than one a queue (what each
   -- handle's librbd threads cost): kept out of the RBD run like the
   -- other cost rows
-  if os.getenv("UBLK_BENCH_COSTS") and wanted("ublk-rbd-1q") then
-    local cmd = ("build/ublk-lua bench/device.lua rbd %s conf=%s queues=1"):format(img, ceph.conf)
-    local started, why = ublk_server("ublk-rbd-1q", cmd, "ublk")
-    if not started then error("bench: ublk-rbd-1q exited: " .. cmd .. "\n" .. why) end
-    devices[#devices].osd = ceph.osd
-  end
+  if os.getenv("UBLK_BENCH_COSTS") and wanted("ublk-rbd-1q") then ours("ublk-rbd-1q", " queues=1") end
   if wanted("rbd-nbd") then
     if not sh("test -e /sys/module/nbd") then must("insmod %s/nbd.ko nbds_max=4", mods) end
     -- it forks a daemon, which must not hold our pipe open: output to a file
@@ -531,7 +527,7 @@ local results = {
   date = os.date("!%Y-%m-%dT%H:%M:%SZ"), kernel = must("uname -r"):match("%S+"),
   cpus = tonumber(must("nproc"):match("%d+")), quick = quick, rounds = ROUNDS,
   runtime_s = RUNTIME, guest = "QEMU TCG (software emulation), " .. must("nproc"):match("%d+") .. " vCPUs"
-    -- with ERMS, TCG's rep movsb makes every copy 8x dearer (make bench-copy)
+    -- with ERMS, TCG's rep movsb makes a copy about 6x dearer (make bench-copy)
     .. (must("cat /proc/cpuinfo"):match("%f[%w]erms%f[%W]") and ", CPU with ERMS" or ", CPU without ERMS"),
   workloads = WORKLOADS, devices = {}, runs = {}, peers = peers,
 }
