@@ -16,17 +16,17 @@ local format, concat, ceil, floor = string.format, table.concat, math.ceil, math
 local by_list = setmetatable({}, { __mode = "k" })
 local names_of = setmetatable({}, { __mode = "k" })
 
--- The backends by name; each gets `by`, its options by name,
--- `plugin_opts`, those that name a plugin (backend.h, UBLK_OPT_PLUGIN),
--- and `store_opt`, the name of the one that holds its data beyond the
--- server (UBLK_OPT_STORE) if any: asked for each device and object made,
--- worked out once.
 -- Files option o under declaration d's `by` (and `store_opt`).
 local function file_option(d, o)
   d.by[o.name] = o
   if o.store and not d.store_opt then d.store_opt = o.name end
 end
 
+-- The backends by name; each gets `by`, its options by name,
+-- `plugin_opts`, those that name a plugin (backend.h, UBLK_OPT_PLUGIN),
+-- and `store_opt`, the name of the one that holds its data beyond the
+-- server (UBLK_OPT_STORE) if any: asked for each device and object made,
+-- worked out once.
 local function index(decls)
   local t = by_list[decls]
   if t then return t end

@@ -4,10 +4,10 @@
  * of address space reserved at open, the file mapped into it from offset
  * 0, and a thread of the log's own that grows the file a chunk ahead of
  * the tail and maps the new chunk populated for writing, so that the
- * queue threads neither enter the kernel nor fault pages in to log.  Populating is the
- * dearest part of logging (about 18 us a page in the 6.12 guest, the copy
- * into a populated one 1.7 us): off the queue threads, it runs beside
- * them.
+ * queue threads neither enter the kernel nor fault pages in to log.
+ * Populating is the dearest part of logging (about 18 us a page in the
+ * 6.12 guest, the copy into a populated one 1.7 us): off the queue
+ * threads, it runs beside them.
  */
 #include <errno.h>
 #include <fcntl.h>
