@@ -210,9 +210,10 @@ bench: deps all
 	@QUICK=$(QUICK) PEERS=$(PEERS) RBD=$(RBD) bench/run
 
 # the power-cut bench (bench/crash.sh): recording's cost, states per minute;
-# on a guest CPU without ERMS unless told, as bench/run (bench/copy-cost.c)
+# on a guest CPU without ERMS unless told, as bench/run (bench/copy-cost.c),
+# and 6 GiB of guest memory: a recorded case keeps 2 GiB of log on /tmp
 bench-crash: deps all
-	UBLK_VM_CPU_MODEL=$${UBLK_VM_CPU_MODEL:-max,-erms} spec/harness/vm/run sh bench/crash.sh
+	UBLK_VM_CPU_MODEL=$${UBLK_VM_CPU_MODEL:-max,-erms} UBLK_VM_MEM=$${UBLK_VM_MEM:-6G} spec/harness/vm/run sh bench/crash.sh
 
 # what copies cost on the guest's CPU (bench/copy-cost.c says why)
 $(B)/copy-cost: bench/copy-cost.c runtime/base/xxh64.c runtime/base/xxh64.h
