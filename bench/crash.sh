@@ -22,7 +22,9 @@ rounds=${UBLK_BENCH_ROUNDS:-3}
 dir=$(mktemp -d /tmp/ublk-crash-bench.XXXXXX)
 log=$dir/rec.log
 mkdir "$dir/huge"
-mount -t tmpfs -o huge=always,size=3G ublk-crash-bench "$dir/huge"
+# the huge tmpfs as large as /tmp (half the guest's memory)
+tmp_kib=$(df -k --output=size /tmp | tail -1 | tr -d ' ')
+mount -t tmpfs -o huge=always,size="${tmp_kib}k" ublk-crash-bench "$dir/huge"
 # The guest's memory, touched once before timing: the emulator backs a
 # guest page with host memory at its first touch, and a log is all new
 # pages, so without this the first recorded case of a boot paid host page
@@ -31,9 +33,13 @@ mount -t tmpfs -o huge=always,size=3G ublk-crash-bench "$dir/huge"
 dd if=/dev/zero of="$dir/fill" bs=1M status=none 2>/dev/null || true
 rm -f "$dir/fill"
 # A recorded write keeps its data in the log, so a recorded case stops
-# after 2 GiB (about 5 s at 128k) where a time-based run would fill the
-# guest's /tmp (half its memory: make bench-crash boots 6 GiB) and fail
-# its last writes with EIO; fio's IOPS are then over the time it ran.
+# after 2 GiB (about 5 s at 128k), or less where /tmp is smaller (half the
+# guest's memory: make bench-crash boots 6 GiB), where a time-based run
+# would fill /tmp and fail its last writes with EIO; fio's IOPS are then
+# over the time it ran.  The margin: the 128 MiB written before timing
+# and the entries' heads.
+cap_mib=$((tmp_kib / 1024 - 384))
+[ "$cap_mib" -gt 2048 ] && cap_mib=2048
 fio_run() { # device bs qd [fio option...] -> "IOPS runtime-ms"
 	d=$1 bs=$2 qd=$3
 	shift 3
@@ -60,7 +66,7 @@ one() { # case bs qd -> "IOPS us-per-IO"
 	t0=$(ticks "$pid")
 	case $1 in
 	memory | buffer) r=$(fio_run "/dev/ublkb$id" "$2" "$3" --time_based) ;;
-	*) r=$(fio_run "/dev/ublkb$id" "$2" "$3" --io_size=2g) ;;
+	*) r=$(fio_run "/dev/ublkb$id" "$2" "$3" --io_size="${cap_mib}m") ;;
 	esac
 	t1=$(ticks "$pid")
 	"$bin" del -n "$id" >/dev/null
@@ -85,7 +91,7 @@ report() {
 echo "## Power-cut bench, $(uname -r), $(date -u +%F)"
 echo
 grep -qw erms /proc/cpuinfo && cpu="with ERMS" || cpu="without ERMS (UBLK_VM_CPU_MODEL=max,-erms)"
-echo "Recording cost: fio io_uring O_DIRECT on a 256 MiB memory device (its first 128 MiB written once before timing), medians of $rounds rounds of ${rt} s (a recorded case stops at 2 GiB); ratios to memory; CPU: the server's, all threads; guest CPU $cpu (make bench-copy), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) of memory."
+echo "Recording cost: fio io_uring O_DIRECT on a 256 MiB memory device (its first 128 MiB written once before timing), medians of $rounds rounds of ${rt} s (a recorded case stops at $cap_mib MiB); ratios to memory; CPU: the server's, all threads; guest CPU $cpu (make bench-copy), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) of memory."
 echo
 echo "| workload | memory IOPS | copy=buffer | recorded, log on /tmp | recorded, log on a huge tmpfs | CPU us/IO memory | buffer | recorded /tmp | recorded huge |"
 echo "|---|---|---|---|---|---|---|---|---|"
