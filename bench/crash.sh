@@ -40,20 +40,19 @@ rm -f "$dir/fill"
 # and the entries' heads.
 cap_mib=$((tmp_kib / 1024 - 384))
 [ "$cap_mib" -gt 2048 ] && cap_mib=2048
-fio_run() { # device bs qd [fio option...] -> "IOPS runtime-ms"
-	d=$1 bs=$2 qd=$3
-	shift 3
-	fio --name=w --filename="$d" --rw=$([ "$bs" = 4k ] && echo randwrite || echo write) \
-		--bs="$bs" --iodepth="$qd" --ioengine=io_uring --direct=1 --runtime="$rt" \
-		--size=128M "$@" --output-format=terse --terse-version=3 2>/dev/null | tail -1 | cut -d';' -f49,50 | tr ';' ' '
+fio_run() { # device bs qd how-long -> "IOPS runtime-ms"
+	fio --name=w --filename="$1" --rw=$([ "$2" = 4k ] && echo randwrite || echo write) \
+		--bs="$2" --iodepth="$3" --ioengine=io_uring --direct=1 --runtime="$rt" "$4" \
+		--size=128M --output-format=terse --terse-version=3 2>/dev/null | tail -1 | cut -d';' -f49,50 | tr ';' ' '
 }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # the server's CPU, all threads
 echo 'return { size = "256MiB", recovery = false, backend = require("ublk").memory{ copy = "buffer" } }' \
 	> "$dir/buffer.lua"
 one() { # case bs qd -> "IOPS us-per-IO"
+	upto=--io_size="${cap_mib}m"
 	case $1 in
-	memory) out=$("$bin" add -t memory -s 256MiB -r false) ;;
-	buffer) out=$("$bin" add "$dir/buffer.lua") ;;
+	memory) upto=--time_based; out=$("$bin" add -t memory -s 256MiB -r false) ;;
+	buffer) upto=--time_based; out=$("$bin" add "$dir/buffer.lua") ;;
 	recorded) out=$("$bin" add -t memory -s 256MiB -r false --record "$log") ;;
 	huge) out=$("$bin" add -t memory -s 256MiB -r false --record "$dir/huge/rec.log") ;;
 	esac
@@ -64,10 +63,7 @@ one() { # case bs qd -> "IOPS us-per-IO"
 	# however many writes each case reaches
 	dd if=/dev/zero of="/dev/ublkb$id" bs=1M count=128 oflag=direct status=none
 	t0=$(ticks "$pid")
-	case $1 in
-	memory | buffer) r=$(fio_run "/dev/ublkb$id" "$2" "$3" --time_based) ;;
-	*) r=$(fio_run "/dev/ublkb$id" "$2" "$3" --io_size="${cap_mib}m") ;;
-	esac
+	r=$(fio_run "/dev/ublkb$id" "$2" "$3" "$upto")
 	t1=$(ticks "$pid")
 	"$bin" del -n "$id" >/dev/null
 	rm -f "$log" "$dir/huge/rec.log"
