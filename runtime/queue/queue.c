@@ -409,10 +409,11 @@ int ublk_queue_run_once(struct ublk_queue *q)
 	} else if (q->c.poll_us && q->worked) {
 		ret = ublk_queue_poll_then_wait(q);
 	} else {
-		/* pin = "auto" counts the requests that found the thread
-		 * asleep: this wait sleeps if nothing is there yet, and the
-		 * request it wakes for (not a backend's completion) counts */
-		q->ap.slept = q->ap.on && !io_uring_cq_ready(&q->ring) &&
+		/* the pace counts the requests that found the thread asleep
+		 * (queue_sched.c, pin = "auto"): this wait sleeps if nothing
+		 * is there yet, and the request it wakes for (not a backend's
+		 * completion) counts */
+		q->ap.slept = !io_uring_cq_ready(&q->ring) &&
 			      !(IO_URING_READ_ONCE(*q->ring.sq.kflags) & IORING_SQ_TASKRUN);
 		ret = io_uring_submit_and_wait(&q->ring, 1);
 	}
@@ -432,8 +433,12 @@ int ublk_queue_run_once(struct ublk_queue *q)
 	if (q->nr_timed)
 		time_pass(q);
 	ublk_watch_leave(&q->watch);
-	if (q->ap.on && q->ap.reqs >= UBLK_PIN_WINDOW)
-		ublk_pin_decide(q);
+	if (q->ap.reqs >= UBLK_PIN_WINDOW) {
+		ublk_sched_decide(q);
+		if (q->ap.on)
+			ublk_pin_decide(q);
+		q->ap.waits = q->ap.reqs = 0;
+	}
 	return 0;
 }
 

@@ -151,8 +151,8 @@ enum ublk_pin_move ublk_pin_step(struct ublk_autopin *a, uint64_t now_ms, uint64
 				 bool told)
 {
 	/* asleep for (nearly) every request: they come one at a time */
-	bool one_by_one = a->waits * 10 >= a->reqs * 9;
-	bool batches = a->waits * 2 < a->reqs;
+	bool one_by_one = ublk_pace_one_by_one(a->waits, a->reqs);
+	bool batches = ublk_pace_batches(a->waits, a->reqs);
 	/* a pinned window against the unpinned one before the pin */
 	bool slower = ns_per_req * SLOWER_DEN > a->free_ns * SLOWER_NUM;
 	enum ublk_pin_move move = UBLK_PIN_STAY;

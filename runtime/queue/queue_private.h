@@ -97,7 +97,10 @@ struct ublk_queue {
 	pid_t tid;		/* written once by the thread, read by others */
 	struct ublk_queue_stats *stats;	/* c.stats or own_stats; read by others */
 	struct ublk_queue_stats own_stats;
-	struct ublk_autopin {	/* c.pin == UBLK_PIN_AUTO (queue_pin.c) */
+	bool sched_batch;	/* runs SCHED_BATCH, not SCHED_OTHER (queue_sched.c) */
+	struct ublk_autopin {	/* c.pin == UBLK_PIN_AUTO (queue_pin.c); the pace
+				 * (slept, waits, reqs) is counted on every queue,
+				 * for queue_sched.c too */
 		bool on, pinned;
 		bool slept;		/* this pass began with a wait that slept */
 		unsigned waits, reqs;	/* this window's requests, and those that woke it */
@@ -198,8 +201,30 @@ void ublk_batch_handle_cqe(struct ublk_queue *q, const struct io_uring_cqe *cqe)
  * and nothing staged or sent is left. */
 bool ublk_batch_idle(const struct ublk_queue *q);
 
-/* queue_pin.c: pin = true and "auto", on the queue's thread */
+/* How a window's requests came: nearly every one found the thread asleep
+ * (one at a time: the submitter waits for each), or fewer than half did
+ * (in batches).  Between the two, neither. */
 #define UBLK_PIN_WINDOW 256	/* requests between decisions */
+static inline bool ublk_pace_one_by_one(unsigned waits, unsigned reqs)
+{
+	return waits * 10 >= reqs * 9;
+}
+
+static inline bool ublk_pace_batches(unsigned waits, unsigned reqs)
+{
+	return waits * 2 < reqs;
+}
+
+/* queue_sched.c: the thread's scheduling class by the pace of a window.
+ * The class a window asks for, from the present one (`batch`: SCHED_BATCH)
+ * and its waits and requests; apart so that a test can drive it. */
+bool ublk_sched_want_batch(bool batch, unsigned waits, unsigned reqs);
+/* SCHED_BATCH, as a thread starts */
+void ublk_sched_start(struct ublk_queue *q);
+/* at the end of a window: the class its pace asks for */
+void ublk_sched_decide(struct ublk_queue *q);
+
+/* queue_pin.c: pin = true and "auto", on the queue's thread */
 void ublk_pin_init(struct ublk_queue *q);
 /* What "auto" does at the end of a window, from its waits per request,
  * its time per request (ns) and whether another queue of the device found

@@ -187,12 +187,8 @@ static void *queue_thread(void *arg)
 	pthread_sigmask(SIG_SETMASK, &all, NULL);
 	if (q->c.pin == UBLK_PIN_ON)
 		ublk_pin_fixed(q);
-	/* SCHED_BATCH: a waking queue thread does not preempt the task that
-	 * submits I/O on this CPU.  The submitter keeps queueing until it
-	 * waits, and we then serve its whole batch in one pass; preempting it
-	 * per request cost 2.6x in throughput (bench/, 4k QD64, 2 jobs). */
-	if (sched_setscheduler(0, SCHED_BATCH, &(struct sched_param){ 0 }) < 0)
-		ublk_dbg("queue %u: SCHED_BATCH: %s", q->c.q_id, strerror(errno));
+	/* SCHED_BATCH until requests come one at a time (queue_sched.c) */
+	ublk_sched_start(q);
 
 	/* Memory reclaim may write dirty pages to our own device: an I/O
 	 * flusher's allocations do not recurse into that writeback, which
