@@ -123,6 +123,34 @@ describe("#guest data", function()
     end
     assert.are.equal(1, pinned, "the queue CPU 0 submits to, and only it")
   end)
+  it("a queue thread runs SCHED_OTHER while requests come one at a time, SCHED_BATCH in batches", function()
+    -- field 41 of a task's stat: 0 SCHED_OTHER, 3 SCHED_BATCH
+    local function policy(tid)
+      local st = G.read_file(("/proc/self/task/%d/stat"):format(tid))
+      local fields = {}
+      for f in st:match("%) (.*)$"):gmatch("%S+") do fields[#fields + 1] = f end
+      return tonumber(fields[41 - 2])
+    end
+    local function policies(dev)
+      local other, batch = 0, 0
+      for _, s in ipairs(dev:stats()) do
+        local p = policy(s.tid)
+        if p == 0 then other = other + 1 elseif p == 3 then batch = batch + 1 end
+      end
+      return other, batch
+    end
+    local dev = G.device{ size = "16MiB", queues = 2 }
+    assert.are.same({ 0, 2 }, { policies(dev) }, "both threads start SCHED_BATCH")
+    -- 1000 reads one at a time from CPU 0: its queue sees each one alone
+    G.must("taskset -c 0 dd if=%s of=/dev/null bs=4k count=1000 iflag=direct status=none", dev.path)
+    assert.are.same({ 1, 1 }, { policies(dev) }, "the queue CPU 0 submits to, and only it")
+    -- 64 in flight from the same CPU: batches again
+    G.must("fio --name=b --filename=%s --ioengine=io_uring --direct=1 --rw=randread --bs=4k "
+      .. "--iodepth=64 --cpus_allowed=0 --number_ios=20000 --size=16M --output=/dev/null", dev.path)
+    assert.are.same({ 0, 2 }, { policies(dev) }, "SCHED_BATCH again under a deep queue")
+    local md5 = G.write_random_at(dev.path, 0, 2^20)
+    assert.are.equal(md5, G.md5_at(dev.path, 0, 2^20))
+  end)
   it('pin = "auto": the io-wq workers of a queue thread move with it (file on tmpfs)', function()
     -- every read and write on tmpfs goes through the ring's io-wq workers,
     -- named "iou-wrk-TID" after the queue thread; the first requests start
