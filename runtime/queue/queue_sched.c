@@ -60,6 +60,7 @@ void ublk_sched_decide(struct ublk_queue *q)
 {
 	bool batch = ublk_sched_want_batch(q->sched_batch, q->ap.waits, q->ap.reqs);
 
-	if (batch != q->sched_batch)
+	/* a host queue runs on its caller's thread: not ours to change */
+	if (batch != q->sched_batch && !q->host)
 		set_class(q, batch);
 }
