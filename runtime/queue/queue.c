@@ -423,6 +423,10 @@ int ublk_queue_run_once(struct ublk_queue *q)
 	ublk_watch_enter(&q->watch);
 	if (q->c.latency)
 		q->pass_ns = ublk_now_ns();
+	/* pin = "auto" times its windows without the device's pauses: one
+	 * clock read a sleep, the pass's own where latency reads it */
+	if (q->ap.on && q->ap.slept)
+		ublk_pin_woke(&q->ap, q->c.latency ? q->pass_ns : ublk_now_ns());
 	io_uring_for_each_cqe(&q->ring, head, cqe) {
 		ublk_queue_handle_cqe(q, cqe);
 		n++;

@@ -22,9 +22,11 @@
  *
  * A thread's io-wq workers (the kernel's threads that do what cannot be
  * done without blocking, such as every read and write on tmpfs) move
- * with it: a worker started while its thread was pinned keeps the pin,
- * one started before does not, and a QD1 request then crosses CPUs twice
- * (to the worker and back).  Measured in one 7.3 boot, the file backend
+ * with it: those running are moved (pin_workers), and the ring's io-wq
+ * is given the same CPUs for those it starts later (they take the
+ * io-wq's CPUs, not the thread's, and an idle worker ends after 5 s, so
+ * a pin that holds sees new ones); otherwise a QD1 request crosses CPUs
+ * twice (to the worker and back).  Measured in one 7.3 boot, the file backend
  * on tmpfs, 4k randread QD1, 3 interleaved rounds: 1.43k IOPS and 373 us
  * of server CPU per I/O when only the thread moved, 2.24-2.41k and 236-251
  * us with its workers (pinned from the start: 2.0-2.3k; kublk's loop:
@@ -67,14 +69,25 @@
 #define SLOWER_NUM 3
 #define SLOWER_DEN 2
 #define SLOW_BACKOFF_MAX_MS 8000
-/* A pin that holds this long lets go for one window, to time the
+/* A pin that has held this many windows lets go for one, to time the
  * unpinned placement again, and pins again after it: a window that ran
- * slow unpinned (the device's first requests, a pause of the client)
- * would otherwise keep a slower pin for good.  It cost one round of
- * three on 6.12 with fio free before it.  One window in 2 s: where
- * unpinned is 0.65x pinned (the 12-05 boots), about 1 % of the requests
- * is served slower. */
-#define RETIME_MS 2000
+ * slow unpinned (the device's first requests) would otherwise keep a
+ * slower pin for good.  It cost one round of three on 6.12 with fio free
+ * before it.  Counted in windows served, not in time: it was 2 s of
+ * wall time, which for the file backend at 4k QD1 on 7.3 (its unpinned
+ * windows at 2x the pinned time a request) let go once every 16 pinned
+ * windows and cost about 6 %; one window in 65 costs about 1.5 %. */
+#define RETIME_WINDOWS 64
+/* A sleep this long is a pause of the device, not a request's time: the
+ * window starts again after it.  Before, a window that spanned the pause
+ * between two clients (bench rounds a few seconds apart) took it for
+ * requests served 30-60x slower and let go of a pin that held, with the
+ * slower pin's backoff: the file backend at 4k QD1 on 7.3 ran unpinned
+ * into the next client's first seconds and crossed CPUs 0.33-0.40 times
+ * an I/O, where pinned it crossed 0.04-0.07 (build/exp/fileqd1*.sh,
+ * 2026-12-06).  No request at QD1 takes this long in the guest (p99.9
+ * about 2 ms). */
+#define PAUSE_NS (100 * 1000000ull)
 
 /* Gives the calling thread's io-wq workers the CPUs in SET.  io-wq names a
  * worker "iou-wrk-TID" after the thread whose ring it serves.  Runs only
@@ -160,7 +173,6 @@ enum ublk_pin_move ublk_pin_step(struct ublk_autopin *a, uint64_t now_ms, uint64
 	if (!a->pinned && one_by_one && now_ms >= a->next_try_ms) {
 		a->free_ns = ns_per_req;
 		a->held = 0;
-		a->pinned_ms = now_ms;
 		move = UBLK_PIN_PIN;
 	} else if (a->pinned && (batches || slower || told)) {
 		uint64_t max = batches ? BACKOFF_MAX_MS : SLOW_BACKOFF_MAX_MS;
@@ -172,7 +184,7 @@ enum ublk_pin_move ublk_pin_step(struct ublk_autopin *a, uint64_t now_ms, uint64
 			a->backoff_ms = BACKOFF_MIN_MS;
 		}
 		move = slower && !batches && !told ? UBLK_PIN_SLOWER : UBLK_PIN_UNPIN;
-	} else if (a->pinned && now_ms >= a->pinned_ms + RETIME_MS) {
+	} else if (a->pinned && a->held >= RETIME_WINDOWS) {
 		a->next_try_ms = now_ms; /* pin again after one unpinned window */
 		move = UBLK_PIN_UNPIN;
 	} else if (a->pinned) {
@@ -180,6 +192,13 @@ enum ublk_pin_move ublk_pin_step(struct ublk_autopin *a, uint64_t now_ms, uint64
 	}
 	a->waits = a->reqs = 0;
 	return move;
+}
+
+void ublk_pin_woke(struct ublk_autopin *a, uint64_t now_ns)
+{
+	if (a->woke_ns && now_ns - a->woke_ns > PAUSE_NS)
+		a->waits = a->reqs = 0;
+	a->woke_ns = now_ns;
 }
 
 void ublk_pin_decide(struct ublk_queue *q)
@@ -196,10 +215,16 @@ void ublk_pin_decide(struct ublk_queue *q)
 	move = ublk_pin_step(a, now / 1000000, per_req, told);
 	if (move == UBLK_PIN_SLOWER && q->c.pin_slower)
 		a->slower_seen = __atomic_add_fetch(q->c.pin_slower, 1, __ATOMIC_RELAXED);
+	if (move != UBLK_PIN_STAY)
+		ublk_dbg("dev %u queue %u: %s (%llu ns a request, unpinned %llu)", q->c.dev_id,
+			 q->c.q_id, move == UBLK_PIN_PIN ? "pins" : move == UBLK_PIN_SLOWER ?
+			 "lets go: slower pinned" : told ? "lets go: another queue's pin was slower" :
+			 "lets go", (unsigned long long)per_req, (unsigned long long)a->free_ns);
 	switch (move) {
 	case UBLK_PIN_PIN:
 		if (sched_setaffinity(0, sizeof(a->mine), &a->mine) == 0) {
 			pin_workers(&a->mine);
+			io_uring_register_iowq_aff(&q->ring, sizeof(a->mine), &a->mine);
 			a->pinned = true;
 		}
 		break;
@@ -207,6 +232,7 @@ void ublk_pin_decide(struct ublk_queue *q)
 	case UBLK_PIN_SLOWER:
 		if (sched_setaffinity(0, sizeof(a->all), &a->all) == 0) {
 			pin_workers(&a->all);
+			io_uring_unregister_iowq_aff(&q->ring);
 			a->pinned = false;
 		}
 		break;

@@ -107,9 +107,9 @@ struct ublk_queue {
 		unsigned held;		/* windows since it pinned */
 		uint64_t next_try_ms, backoff_ms;
 		uint64_t window_ns;	/* this window's first request */
+		uint64_t woke_ns;	/* the last wait that slept ended (pin = "auto") */
 		uint64_t free_ns;	/* per request, the unpinned window before the pin */
 		uint32_t slower_seen;	/* *c.pin_slower as this queue last saw it */
-		uint64_t pinned_ms;	/* when it last pinned */
 		cpu_set_t all;		/* the thread's CPUs before it pinned */
 		cpu_set_t mine;		/* the queue's CPUs among them: where it pins */
 	} ap;
@@ -238,6 +238,9 @@ enum ublk_pin_move ublk_pin_step(struct ublk_autopin *a, uint64_t now_ms, uint64
 /* Pins or lets go, by this window's waits per request and its time per
  * request against the unpinned window's. */
 void ublk_pin_decide(struct ublk_queue *q);
+/* A wait that slept ended at now_ns: after a pause of the device the
+ * window starts again (the pause is no request's time). */
+void ublk_pin_woke(struct ublk_autopin *a, uint64_t now_ns);
 /* pin = true: the thread onto its queue's CPUs, those the process may use */
 void ublk_pin_fixed(struct ublk_queue *q);
 

@@ -114,24 +114,41 @@ static void test_told_by_another_queue(void)
 	      "auto: an unpinned queue told so pins as it would (its own window decides)");
 }
 
-/* A pin that held 2 s lets go for one window and pins again, timing the
+/* A pin that held 64 windows lets go for one and pins again, timing the
  * unpinned placement anew: a slow unpinned window (the device's first
- * requests) no longer keeps a slower pin for good. */
+ * requests) no longer keeps a slower pin for good.  Windows, not time:
+ * a pause of the device holds nothing. */
 static void test_retimed(void)
 {
 	struct ublk_autopin a = fresh();
+	bool stayed = true;
 
 	window(&a, UBLK_PIN_WINDOW, 900000, 100); /* a slow first window */
-	window(&a, UBLK_PIN_WINDOW, 500000, 1000);
-	check(window(&a, UBLK_PIN_WINDOW, 500000, 2099) == UBLK_PIN_STAY,
-	      "auto: a pin within 2 s stays");
-	check(window(&a, UBLK_PIN_WINDOW, 500000, 2100) == UBLK_PIN_UNPIN && a.next_try_ms == 2100 &&
-		      a.backoff_ms == 10,
-	      "auto: after 2 s it lets go for a window, with no wait or backoff");
-	check(window(&a, UBLK_PIN_WINDOW, 200000, 2200) == UBLK_PIN_PIN && a.free_ns == 200000,
+	for (int i = 0; i < 64; i++)
+		stayed = stayed && window(&a, UBLK_PIN_WINDOW, 500000, 200 + 100000 * i) == UBLK_PIN_STAY;
+	check(stayed, "auto: a pin stays 64 windows, however long they take");
+	check(window(&a, UBLK_PIN_WINDOW, 500000, 7000000) == UBLK_PIN_UNPIN &&
+		      a.next_try_ms == 7000000 && a.backoff_ms == 10,
+	      "auto: then it lets go for a window, with no wait or backoff");
+	check(window(&a, UBLK_PIN_WINDOW, 200000, 7000100) == UBLK_PIN_PIN && a.free_ns == 200000,
 	      "auto: and pins again with that window's unpinned time");
-	check(window(&a, UBLK_PIN_WINDOW, 500000, 2300) == UBLK_PIN_SLOWER,
+	check(window(&a, UBLK_PIN_WINDOW, 500000, 7000200) == UBLK_PIN_SLOWER,
 	      "auto: against which the slower pin is undone");
+}
+
+/* A sleep longer than 100 ms is a pause: the window's requests so far
+ * are dropped and it starts again, so that the pause is not taken for
+ * slow requests; shorter sleeps are the requests' own. */
+static void test_pause_restarts_window(void)
+{
+	struct ublk_autopin a = fresh();
+
+	ublk_pin_woke(&a, 1000000000);
+	a.reqs = a.waits = 100;
+	ublk_pin_woke(&a, 1000000000 + 2000000);
+	check(a.reqs == 100 && a.waits == 100, "auto: a sleep of 2 ms keeps the window");
+	ublk_pin_woke(&a, 1000000000 + 2000000 + 6000000000ull);
+	check(a.reqs == 0 && a.waits == 0, "auto: a pause of 6 s starts it again");
 }
 
 int main(void)
@@ -141,6 +158,7 @@ int main(void)
 	test_held_pin_resets_backoff();
 	test_told_by_another_queue();
 	test_retimed();
+	test_pause_restarts_window();
 	printf("1..%d\n", checks);
 	return failed ? 1 : 0;
 }
