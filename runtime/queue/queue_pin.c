@@ -86,7 +86,9 @@
  * into the next client's first seconds and crossed CPUs 0.33-0.40 times
  * an I/O, where pinned it crossed 0.04-0.07 (build/exp/fileqd1*.sh,
  * 2026-12-06).  No request at QD1 takes this long in the guest (p99.9
- * about 2 ms). */
+ * about 2 ms); what is timed is from one wake to the next, so a backend
+ * slower than this a request (a remote one in trouble) is never pinned
+ * by "auto" and stays SCHED_BATCH, where its own wait outweighs either. */
 #define PAUSE_NS (100 * 1000000ull)
 
 /* Gives the calling thread's io-wq workers the CPUs in SET.  io-wq names a
