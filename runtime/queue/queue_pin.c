@@ -84,7 +84,7 @@
  * requests served 30-60x slower and let go of a pin that held, with the
  * slower pin's backoff: the file backend at 4k QD1 on 7.3 ran unpinned
  * into the next client's first seconds and crossed CPUs 0.33-0.40 times
- * an I/O, where pinned it crossed 0.04-0.07 (build/exp/fileqd1*.sh,
+ * an I/O, where pinned it crossed 0.04-0.07 (bench/exp/file-qd1-pin.sh,
  * 2026-12-06).  No request at QD1 takes this long in the guest (p99.9
  * about 2 ms); what is timed is from one wake to the next, so a backend
  * slower than this a request (a remote one in trouble) is never pinned

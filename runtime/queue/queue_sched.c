@@ -16,7 +16,7 @@
  * call, and the completion is there when it looks (fio's completion
  * latency 12-13 us where it was 97-105: the round trip moves into its
  * submission call).  Measured in one 6.12 boot without ERMS
- * (build/exp/qd1sched.sh, 2026-12-06, null, 4k randread QD1, fio on CPU
+ * (bench/exp/qd1-class.sh, 2026-12-06, null, 4k randread QD1, fio on CPU
  * 0, 3 interleaved rounds of 3 s): 4953-5405 IOPS under SCHED_BATCH,
  * 5521-5853 under SCHED_OTHER, kublk 5176-5459; the whole guest's CPU per
  * I/O 217-241 us against 200-212.
