@@ -192,7 +192,6 @@ enum ublk_pin_move ublk_pin_step(struct ublk_autopin *a, uint64_t now_ms, uint64
 	} else if (a->pinned) {
 		a->held++;
 	}
-	a->waits = a->reqs = 0;
 	return move;
 }
 
